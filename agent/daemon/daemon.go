@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/pki"
+	"github.com/bwxchange/bwx/shared/rpc"
+)
+
+// Agent is the member-side daemon.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	bundle *pki.Bundle
+	conn   *grpc.ClientConn
+	// OnEvent, when set, sees every trade event after it is logged.
+	OnEvent func(*pb.TradeEvent)
+	// MinBackoff and MaxBackoff bound the reconnect delay.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// New loads the bundle and prepares the connection (gRPC connects lazily).
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := pki.LoadBundle(cfg.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	if !b.Identity.IsMember() {
+		return nil, fmt.Errorf("%s holds a %s certificate; the agent needs a member's (bwx-arbiter member add)", cfg.Bundle, b.Identity)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	conn, err := rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: log.With("member", b.Identity.String()), bundle: b, conn: conn,
+		MinBackoff: time.Second, MaxBackoff: time.Minute}, nil
+}
+
+// Conn is the connection to the arbiter.
+func (a *Agent) Conn() *grpc.ClientConn { return a.conn }
+
+// Close releases the connection.
+func (a *Agent) Close() error { return a.conn.Close() }
+
+// Run keeps the trade event stream open until ctx ends, reconnecting with
+// jittered exponential backoff whenever the arbiter goes away.
+func (a *Agent) Run(ctx context.Context) error {
+	cursor, err := a.loadCursor()
+	if err != nil {
+		return err
+	}
+	a.log.Info("agent running", "arbiter", a.cfg.Arbiter.Address, "resume_after_sequence", cursor)
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	delay := a.MinBackoff
+	for {
+		start := time.Now()
+		err := a.stream(ctx, &cursor)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if st := status.Code(err); st == codes.PermissionDenied || st == codes.Unauthenticated {
+			a.log.Error("the arbiter refuses this agent's certificate", "error", err)
+		} else {
+			a.log.Warn("event stream down", "error", err)
+		}
+		if time.Since(start) > 2*a.MaxBackoff {
+			delay = a.MinBackoff // it was up for a good while: start over
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		a.log.Info("reconnecting", "in", wait.Round(time.Millisecond).String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, a.MaxBackoff)
+	}
+}
+
+func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := pb.NewTradingServiceClient(a.conn).StreamTradeEvents(ctx, &pb.StreamTradeEventsRequest{AfterSequence: *cursor}, grpc.WaitForReady(false))
+	if err != nil {
+		return err
+	}
+	for {
+		ev, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		t := ev.Trade
+		role := "buyer"
+		if t.GetSellerAsn() == a.bundle.Identity.ASN {
+			role = "seller"
+		}
+		a.log.Info("trade event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
+			"trade", t.GetId(), "role", role, "buyer", t.GetBuyerAsn(), "seller", t.GetSellerAsn(),
+			"prefixes", strings.Join(t.GetPrefixes(), ","), "next_hops", strings.Join(t.GetSellerNextHops(), ","),
+			"capacity_bps", t.GetCapacityBps(), "price_micros", t.GetPriceMicros(),
+			"delivery_start", t.GetDeliveryStart().AsTime().Format(time.RFC3339), "delivery_end", t.GetDeliveryEnd().AsTime().Format(time.RFC3339))
+		if a.OnEvent != nil {
+			a.OnEvent(ev)
+		}
+		*cursor = ev.Sequence
+		if err := a.saveCursor(ev.Sequence); err != nil {
+			a.log.Error("cannot save the event cursor; events may be shown again after a restart", "error", err)
+		}
+	}
+}
+
+func (a *Agent) cursorPath() string { return filepath.Join(a.cfg.StateDir, "events.cursor") }
+
+func (a *Agent) loadCursor() (uint64, error) {
+	b, err := os.ReadFile(a.cursorPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: corrupt cursor %q (delete it to replay all events)", a.cursorPath(), b)
+	}
+	return v, nil
+}
+
+// saveCursor writes atomically so a crash leaves the old or the new value.
+func (a *Agent) saveCursor(v uint64) error {
+	tmp := a.cursorPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(v, 10)+"\n"), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.cursorPath())
+}

@@ -1,0 +1,200 @@
+// Package api serves the gRPC contract over the domain packages: it learns
+// who calls from the TLS certificate (or the operator socket), authorizes
+// every call against that identity, and converts between proto and domain.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/pki"
+)
+
+type callerKey struct{}
+
+// Caller is who makes a call.
+type Caller struct {
+	pki.Identity
+}
+
+// ASN is the book's view of the caller: the member's ASN, or
+// book.Operator (0) for the operator.
+func (c Caller) ASN() uint32 {
+	if c.IsOperator() {
+		return 0
+	}
+	return c.Identity.ASN
+}
+
+func callerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+// Authenticator resolves the caller of each call. On the TLS listener the
+// identity is the client certificate's; on the operator socket (file mode
+// 0600) every caller is the local operator.
+type Authenticator struct {
+	Local    bool
+	Registry *registry.Registry
+	Log      *slog.Logger
+	Metrics  *Metrics
+}
+
+// public methods need no identity: health checks and reflection.
+func public(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if public(method) {
+		return ctx, nil
+	}
+	if a.Local {
+		return context.WithValue(ctx, callerKey{}, Caller{pki.OperatorIdentity("local")}), nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "a client certificate is required")
+	}
+	id, err := pki.PeerIdentity(&ti.State)
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+	}
+	if id.IsMember() {
+		// A certificate outlives nothing: the member must still be registered.
+		if _, err := a.Registry.Member(ctx, id.ASN); err != nil {
+			if errors.Is(err, registry.ErrNotFound) {
+				return nil, status.Errorf(codes.PermissionDenied, "certificate names AS%d, which is not a registered member", id.ASN)
+			}
+			return nil, status.Errorf(codes.Internal, "looking up member: %v", err)
+		}
+	}
+	return context.WithValue(ctx, callerKey{}, Caller{id}), nil
+}
+
+// Unary is the unary interceptor: authentication, metrics and a log line
+// for failures.
+func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	ctx, err := a.authenticate(ctx, info.FullMethod)
+	var resp any
+	if err == nil {
+		resp, err = h(ctx, req)
+	}
+	a.observe(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+// Stream is the stream interceptor.
+func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	ctx, err := a.authenticate(ss.Context(), info.FullMethod)
+	if err == nil {
+		err = h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	}
+	a.observe(ctx, info.FullMethod, start, err)
+	return err
+}
+
+func (a *Authenticator) observe(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	if a.Metrics != nil {
+		a.Metrics.Requests.WithLabelValues(method, code.String()).Inc()
+		a.Metrics.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	}
+	if err != nil && code != codes.Canceled {
+		who := "unauthenticated"
+		if ctx != nil {
+			if c := callerFrom(ctx); c.Kind != 0 {
+				who = c.String()
+			}
+		}
+		lvl := slog.LevelInfo
+		if code == codes.Internal || code == codes.Unknown {
+			lvl = slog.LevelError
+		}
+		a.Log.Log(context.Background(), lvl, "call failed", "method", method, "caller", who, "code", code.String(), "error", status.Convert(err).Message())
+	}
+}
+
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+// Metrics are the API's Prometheus series.
+type Metrics struct {
+	Requests    *prometheus.CounterVec
+	Latency     *prometheus.HistogramVec
+	Subscribers prometheus.Gauge
+}
+
+// NewMetrics registers the API metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bwx_arbiter_grpc_requests_total", Help: "gRPC calls by method and status code.",
+		}, []string{"method", "code"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "bwx_arbiter_grpc_request_duration_seconds", Help: "gRPC call latency by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
+		}, []string{"method"}),
+		Subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bwx_arbiter_event_streams", Help: "Open trade event streams.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Latency, m.Subscribers)
+	return m
+}
+
+func requireOperator(ctx context.Context) error {
+	if c := callerFrom(ctx); !c.IsOperator() {
+		return status.Errorf(codes.PermissionDenied, "%s: only the exchange operator may do this", c)
+	}
+	return nil
+}
+
+func requireMember(ctx context.Context) (uint32, error) {
+	c := callerFrom(ctx)
+	if !c.IsMember() {
+		return 0, status.Errorf(codes.PermissionDenied, "%s: only a member may do this (use the member's certificate)", c)
+	}
+	return c.Identity.ASN, nil
+}
+
+// scope returns the ASN whose records the caller may see: its own for a
+// member; the requested one (0: all) for the operator. A member asking for
+// another member's records is refused.
+func scope(ctx context.Context, requested uint32) (uint32, error) {
+	c := callerFrom(ctx)
+	if c.IsOperator() {
+		return requested, nil
+	}
+	if requested != 0 && requested != c.Identity.ASN {
+		return 0, status.Errorf(codes.PermissionDenied, "%s may not read AS%d's records", c, requested)
+	}
+	return c.Identity.ASN, nil
+}
+
+func invalidArg(field, format string, args ...any) error {
+	return fieldError(field, fmt.Sprintf(format, args...))
+}

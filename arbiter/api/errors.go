@@ -1,0 +1,52 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/registry"
+)
+
+// fieldError is InvalidArgument with a BadRequest detail naming the field,
+// so tools can point at it and people read it in the message.
+func fieldError(field, msg string) error {
+	st := status.New(codes.InvalidArgument, field+": "+msg)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// toStatus maps domain errors to gRPC codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var bi *book.InvalidError
+	var ri *registry.InvalidError
+	switch {
+	case errors.As(err, &bi):
+		return fieldError(bi.Field, bi.Msg)
+	case errors.As(err, &ri):
+		return fieldError(ri.Field, ri.Msg)
+	case errors.Is(err, book.ErrNotFound), errors.Is(err, registry.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, registry.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, book.ErrNotOpen):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bwxchange/bwx/arbiter/book"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+)
+
+// TradingServer serves the order book.
+type TradingServer struct {
+	pb.UnimplementedTradingServiceServer
+	Book    *book.Book
+	Broker  *Broker
+	Metrics *Metrics
+	// Now is the clock for trade status; tests replace it.
+	Now func() time.Time
+	// Stopping ends open event streams when the arbiter shuts down, so a
+	// graceful stop does not wait on them.
+	Stopping <-chan struct{}
+}
+
+func (s *TradingServer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest) (*pb.PlaceOrderResponse, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := specFromProto(r.Spec)
+	if err != nil {
+		return nil, err
+	}
+	o, trades, err := s.Book.Place(ctx, asn, spec, r.ClientOrderId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.PlaceOrderResponse{Order: orderToProto(o), Trades: tradesToProto(trades, s.now())}, nil
+}
+
+func (s *TradingServer) TakeOffer(ctx context.Context, r *pb.TakeOfferRequest) (*pb.PlaceOrderResponse, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := specFromProto(r.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Side == 0 {
+		spec.Side = book.Buy
+	}
+	o, trades, err := s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.PlaceOrderResponse{Order: orderToProto(o), Trades: tradesToProto(trades, s.now())}, nil
+}
+
+func (s *TradingServer) ModifyOrder(ctx context.Context, r *pb.ModifyOrderRequest) (*pb.Order, error) {
+	c := callerFrom(ctx)
+	if r.OrderId == 0 {
+		return nil, invalidArg("order_id", "is required")
+	}
+	if !c.IsMember() {
+		return nil, status.Error(codes.PermissionDenied, "only the member that placed an order may change it")
+	}
+	o, _, err := s.Book.Modify(ctx, c.ASN(), int64(r.OrderId), r.CapacityBps, r.PriceMicros)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return orderToProto(o), nil
+}
+
+func (s *TradingServer) CancelOrder(ctx context.Context, r *pb.CancelOrderRequest) (*pb.Order, error) {
+	if r.OrderId == 0 {
+		return nil, invalidArg("order_id", "is required")
+	}
+	o, err := s.Book.Cancel(ctx, callerFrom(ctx).ASN(), int64(r.OrderId))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return orderToProto(o), nil
+}
+
+func (s *TradingServer) GetOrder(ctx context.Context, r *pb.GetOrderRequest) (*pb.Order, error) {
+	o, err := s.Book.Get(ctx, callerFrom(ctx).ASN(), int64(r.OrderId))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return orderToProto(o), nil
+}
+
+func (s *TradingServer) ListOrders(ctx context.Context, r *pb.ListOrdersRequest) (*pb.ListOrdersResponse, error) {
+	asn, err := scope(ctx, r.MemberAsn)
+	if err != nil {
+		return nil, err
+	}
+	os, err := s.Book.Orders(ctx, asn, r.OpenOnly)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListOrdersResponse{}
+	for _, o := range os {
+		out.Orders = append(out.Orders, orderToProto(o))
+	}
+	return out, nil
+}
+
+func (s *TradingServer) ListOffers(ctx context.Context, r *pb.ListOffersRequest) (*pb.ListOffersResponse, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := specFromProto(r.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Side == book.Sell {
+		return nil, invalidArg("spec.side", "offers are listed for a buy")
+	}
+	offers, err := s.Book.Offers(ctx, asn, spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListOffersResponse{}
+	for _, o := range offers {
+		out.Offers = append(out.Offers, &pb.Offer{
+			OrderId: uint64(o.Order.ID), SellerAsn: o.Order.MemberASN, Destination: destToProto(o.Order.Spec.Destination),
+			Protocol: pb.Protocol(o.Order.Spec.Protocol), AvailableBps: o.AvailableBps, MinBlockBps: o.Order.Spec.MinBlockBps,
+			PriceMicros: o.Order.Spec.PriceMicros, Measured: measuredToProto(o.Measured),
+			DeliveryStart: ts(o.Order.Spec.Start), DeliveryEnd: ts(o.Order.Spec.End), TrafficType: pb.TrafficType(o.Order.Spec.TrafficType),
+		})
+	}
+	return out, nil
+}
+
+func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest) (*pb.ListTradesResponse, error) {
+	asn, err := scope(ctx, r.MemberAsn)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.Book.Trades(ctx, asn, r.ActiveOnly)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListTradesResponse{Trades: tradesToProto(ts, s.now())}, nil
+}
+
+// StreamTradeEvents subscribes before reading the log, so an event committed
+// between the read and the subscription still wakes the stream.
+func (s *TradingServer) StreamTradeEvents(r *pb.StreamTradeEventsRequest, stream pb.TradingService_StreamTradeEventsServer) error {
+	ctx := stream.Context()
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return err
+	}
+	wake, cancel := s.Broker.Subscribe(asn)
+	defer cancel()
+	if s.Metrics != nil {
+		s.Metrics.Subscribers.Inc()
+		defer s.Metrics.Subscribers.Dec()
+	}
+	last := int64(r.AfterSequence)
+	for {
+		for {
+			evs, err := s.Book.Events(ctx, asn, last, 500)
+			if err != nil {
+				return toStatus(err)
+			}
+			for _, e := range evs {
+				if err := stream.Send(&pb.TradeEvent{Sequence: uint64(e.Seq), Type: pb.TradeEventType(e.Type),
+					Time: ts(e.Time), Trade: tradeToProto(e.Trade, s.now())}); err != nil {
+					return err
+				}
+				last = e.Seq
+			}
+			if len(evs) < 500 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.Stopping:
+			return status.Error(codes.Unavailable, "arbiter is shutting down")
+		case <-wake:
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package book_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+const (
+	seller  = 64501
+	seller2 = 64502
+	buyer   = 64510
+	Gbps    = 1_000_000_000
+)
+
+var t0 = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	db   *store.DB
+	reg  *registry.Registry
+	book *book.Book
+	path string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bwx.db")
+	f := &fixture{path: path}
+	f.open(t)
+	ctx := context.Background()
+	add := func(asn uint32, capacity int64, routers ...string) {
+		m := registry.Member{ASN: asn, Name: "net", Port: registry.Port{Name: "swp", CapacityBps: capacity}}
+		for _, r := range routers {
+			m.Routers = append(m.Routers, netip.MustParseAddr(r))
+		}
+		if _, err := f.reg.AddMember(ctx, m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(seller, 10*Gbps, "192.0.2.1", "2001:db8::1")
+	add(seller2, 10*Gbps, "192.0.2.2")
+	add(buyer, 10*Gbps, "192.0.2.10", "2001:db8::10")
+	for _, p := range []struct {
+		asn uint32
+		p   string
+		typ registry.RouteType
+	}{{seller, "198.51.100.0/24", registry.Customer}, {seller, "2001:db8:100::/48", registry.Customer},
+		{seller2, "198.51.100.0/24", registry.Transit}, {seller, "203.0.113.0/24", registry.Peer}} {
+		if _, err := f.reg.AddPrefix(ctx, registry.Prefix{Prefix: netip.MustParsePrefix(p.p), MemberASN: p.asn, Type: p.typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func (f *fixture) open(t *testing.T) {
+	t.Helper()
+	db, err := store.Open(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f.db, f.reg, f.book = db, registry.New(db), book.New(db)
+	f.book.Now = func() time.Time { return t0.Add(-time.Hour) }
+}
+
+func spec(side book.Side, dest string, capacity, price int64) book.Spec {
+	s := book.Spec{
+		Side: side, Protocol: book.IPv4, CapacityBps: capacity, MinBlockBps: Gbps / 10, PriceMicros: price,
+		TrafficType: book.AnyTraffic, Start: t0, End: t0.Add(30 * 24 * time.Hour), Type: book.Limit,
+	}
+	if side == book.Buy {
+		s.Ranking = book.ByPrice
+	}
+	p := netip.MustParsePrefix(dest)
+	s.Destination.Prefix = p
+	if p.Addr().Is6() {
+		s.Protocol = book.IPv6
+	}
+	return s
+}
+
+func TestSellThenBuyMakesTrade(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var got []book.Event
+	f.book.Notify = func(evs []book.Event) { got = append(got, evs...) }
+	sell, trades, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5_000_000), "")
+	if err != nil || len(trades) != 0 || sell.Status != book.Open {
+		t.Fatalf("sell: %+v %v %v", sell, trades, err)
+	}
+	buy, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 7_000_000), "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trades) != 1 {
+		t.Fatalf("want 1 trade, got %+v", trades)
+	}
+	tr := trades[0]
+	if tr.BuyerASN != buyer || tr.SellerASN != seller || tr.CapacityBps != Gbps || tr.PriceMicros != 5_000_000 {
+		t.Errorf("trade = %+v; want buyer %d seller %d 1G at the resting price 5", tr, buyer, seller)
+	}
+	if len(tr.Prefixes) != 1 || tr.Prefixes[0].String() != "198.51.100.0/24" {
+		t.Errorf("traded prefixes = %v", tr.Prefixes)
+	}
+	if len(tr.SellerNextHops) != 1 || tr.SellerNextHops[0].String() != "192.0.2.1" {
+		t.Errorf("next hops = %v, want the seller's IPv4 router only", tr.SellerNextHops)
+	}
+	if buy.Status != book.Filled || buy.FilledBps != Gbps {
+		t.Errorf("buy = %v filled %d, want filled", buy.Status, buy.FilledBps)
+	}
+	if len(got) != 2 || got[0].MemberASN == got[1].MemberASN {
+		t.Fatalf("events = %+v, want one for each party", got)
+	}
+	s, _ := f.book.Get(ctx, seller, sell.ID)
+	if s.FilledBps != Gbps || s.Status != book.Open {
+		t.Errorf("sell after fill = %v filled %d", s.Status, s.FilledBps)
+	}
+
+	// Everything survives a restart of the arbiter.
+	f.db.Close()
+	f.open(t)
+	ts, err := f.book.Trades(ctx, buyer, false)
+	if err != nil || len(ts) != 1 || ts[0].ID != tr.ID || ts[0].CapacityBps != Gbps {
+		t.Fatalf("trades after reopen: %+v %v", ts, err)
+	}
+	evs, err := f.book.Events(ctx, seller, 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].Trade.ID != tr.ID {
+		t.Fatalf("seller events after reopen: %+v %v", evs, err)
+	}
+	// Idempotent placement: the same client id returns the first order.
+	again, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 7_000_000), "b1")
+	if err != nil || again.ID != buy.ID || len(trades) != 1 {
+		t.Fatalf("re-place with same client id: %+v %v %v", again, trades, err)
+	}
+}
+
+func TestPortCapacityNeverOversold(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// Two sellers with 10G each; the buyer's port is 10G.
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 8*Gbps, 1), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.book.Place(ctx, seller2, spec(book.Sell, "198.51.100.0/24", 8*Gbps, 2), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", 12*Gbps, 10), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, tr := range trades {
+		total += tr.CapacityBps
+	}
+	if total != 10*Gbps || len(trades) != 2 || trades[0].SellerASN != seller {
+		t.Fatalf("trades %+v total %d; want cheapest first and 10G total (the buyer's port)", trades, total)
+	}
+	// A later, non-overlapping period has the whole port again.
+	s := spec(book.Buy, "198.51.100.0/24", 4*Gbps, 10)
+	s.Start, s.End = t0.Add(31*24*time.Hour), t0.Add(40*24*time.Hour)
+	sl := spec(book.Sell, "198.51.100.0/24", 4*Gbps, 1)
+	sl.End = s.End
+	if _, _, err := f.book.Place(ctx, seller, sl, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, trades, err := f.book.Place(ctx, buyer, s, ""); err != nil || len(trades) != 1 {
+		t.Fatalf("non-overlapping period: %v %v", trades, err)
+	}
+}
+
+func TestFOKAndIOC(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", Gbps, 1), ""); err != nil {
+		t.Fatal(err)
+	}
+	fok := spec(book.Buy, "198.51.100.0/24", 2*Gbps, 10)
+	fok.Type = book.FOK
+	o, trades, err := f.book.Place(ctx, buyer, fok, "")
+	if err != nil || len(trades) != 0 || o.Status != book.Cancelled || o.FilledBps != 0 {
+		t.Fatalf("FOK beyond supply: %+v %v %v", o, trades, err)
+	}
+	ioc := fok
+	ioc.Type = book.IOC
+	o, trades, err = f.book.Place(ctx, buyer, ioc, "")
+	if err != nil || len(trades) != 1 || o.Status != book.Cancelled || o.FilledBps != Gbps {
+		t.Fatalf("IOC: %+v %v %v; want 1G filled, rest cancelled", o, trades, err)
+	}
+}
+
+func TestQualityLimitNeedsMeasurement(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", Gbps, 1), ""); err != nil {
+		t.Fatal(err)
+	}
+	b := spec(book.Buy, "198.51.100.0/24", Gbps, 10)
+	lat := int64(20_000)
+	b.Quality.MaxLatencyUs = &lat
+	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 0 {
+		t.Fatalf("limit without measurement traded: %v %v", trades, err)
+	}
+	b.Quality.AllowUnverified = true
+	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 1 {
+		t.Fatalf("allow_unverified did not trade: %v %v", trades, err)
+	}
+}
+
+func TestMembersSeeOnlyTheirOwn(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	o, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", Gbps, 1), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.book.Get(ctx, buyer, o.ID); !errors.Is(err, book.ErrNotFound) {
+		t.Errorf("buyer read seller's order: %v", err)
+	}
+	if _, err := f.book.Cancel(ctx, buyer, o.ID); !errors.Is(err, book.ErrNotFound) {
+		t.Errorf("buyer cancelled seller's order: %v", err)
+	}
+	p := int64(2)
+	if _, _, err := f.book.Modify(ctx, buyer, o.ID, nil, &p); !errors.Is(err, book.ErrNotFound) {
+		t.Errorf("buyer modified seller's order: %v", err)
+	}
+	if os, _ := f.book.Orders(ctx, buyer, false); len(os) != 0 {
+		t.Errorf("buyer lists %d orders of others", len(os))
+	}
+	if os, _ := f.book.Orders(ctx, book.Operator, false); len(os) != 1 {
+		t.Errorf("operator lists %d orders, want 1", len(os))
+	}
+	if _, err := f.book.Cancel(ctx, seller, o.ID); err != nil {
+		t.Errorf("owner cancel: %v", err)
+	}
+	if _, err := f.book.Cancel(ctx, seller, o.ID); !errors.Is(err, book.ErrNotOpen) {
+		t.Errorf("second cancel: %v, want ErrNotOpen", err)
+	}
+}
+
+func TestSellMustBeRegistered(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, _, err := f.book.Place(ctx, seller, spec(book.Sell, "10.0.0.0/8", Gbps, 1), "")
+	var inv *book.InvalidError
+	if !errors.As(err, &inv) || inv.Field != "spec.destination" {
+		t.Fatalf("sell of an unregistered prefix: %v", err)
+	}
+	if os, _ := f.book.Orders(ctx, seller, false); len(os) != 0 {
+		t.Fatalf("refused order was stored: %+v", os)
+	}
+}
+
+func TestValidateNamesField(t *testing.T) {
+	now := t0.Add(-time.Hour)
+	cases := []struct {
+		field string
+		mod   func(*book.Spec)
+	}{
+		{"spec.side", func(s *book.Spec) { s.Side = 0 }},
+		{"spec.capacity_bps", func(s *book.Spec) { s.CapacityBps = 0 }},
+		{"spec.min_block_bps", func(s *book.Spec) { s.MinBlockBps = s.CapacityBps + 1 }},
+		{"spec.price_micros", func(s *book.Spec) { s.PriceMicros = -1 }},
+		{"spec.protocol", func(s *book.Spec) { s.Protocol = book.IPv6 }},
+		{"spec.delivery_end", func(s *book.Spec) { s.End = s.Start }},
+		{"spec.delivery_end", func(s *book.Spec) { s.Start, s.End = now.Add(-2*time.Hour), now.Add(-time.Hour) }},
+		{"spec.destination", func(s *book.Spec) { s.Destination.OriginASN = 1 }},
+		{"spec.destination.prefix", func(s *book.Spec) { s.Destination.Prefix = netip.MustParsePrefix("198.51.100.1/24") }},
+		{"spec.order_type", func(s *book.Spec) { s.Type = 9 }},
+		{"spec.traffic_type", func(s *book.Spec) { s.TrafficType = 0 }},
+		{"spec.price_weight_percent", func(s *book.Spec) { s.Ranking = book.Weighted; s.PriceWeight = 101 }},
+		{"spec.quality.max_loss_ppm", func(s *book.Spec) { v := int32(2_000_000); s.Quality.MaxLossPPM = &v }},
+	}
+	for _, c := range cases {
+		s := spec(book.Buy, "198.51.100.0/24", Gbps, 1)
+		c.mod(&s)
+		err := s.Validate(now)
+		var inv *book.InvalidError
+		if !errors.As(err, &inv) || inv.Field != c.field {
+			t.Errorf("want error on %s, got %v", c.field, err)
+		}
+	}
+	if err := spec(book.Buy, "198.51.100.0/24", Gbps, 1).Validate(now); err != nil {
+		t.Errorf("valid spec refused: %v", err)
+	}
+}
+
+func TestPeakLoad(t *testing.T) {
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	rs := []book.Reservation{{3, h(0), h(10)}, {4, h(5), h(15)}, {5, h(10), h(20)}}
+	cases := []struct {
+		s, e int
+		want int64
+	}{{0, 5, 3}, {0, 6, 7}, {10, 12, 9}, {15, 20, 5}, {20, 30, 0}, {0, 30, 9}}
+	for _, c := range cases {
+		if got := book.PeakLoad(rs, h(c.s), h(c.e)); got != c.want {
+			t.Errorf("PeakLoad [%d,%d) = %d, want %d", c.s, c.e, got, c.want)
+		}
+	}
+}

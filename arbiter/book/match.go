@@ -1,0 +1,117 @@
+package book
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+)
+
+// Measured is the quality the matrix holds for a path (seller, destination).
+type Measured struct {
+	LatencyUs int64
+	JitterUs  int64
+	LossPPM   int32
+	ASHops    int32
+	Samples   int
+}
+
+// Meets reports whether measured quality m (nil: none fresh) satisfies the
+// limits q. A seller with no fresh measurement fails any limit unless the
+// buyer allows unverified paths.
+func (q Quality) Meets(m *Measured) bool {
+	if !q.Limited() {
+		return true
+	}
+	if m == nil || m.Samples == 0 {
+		return q.AllowUnverified
+	}
+	return (q.MaxLatencyUs == nil || m.LatencyUs <= *q.MaxLatencyUs) &&
+		(q.MaxJitterUs == nil || m.JitterUs <= *q.MaxJitterUs) &&
+		(q.MaxLossPPM == nil || m.LossPPM <= *q.MaxLossPPM) &&
+		(q.MaxASHops == nil || m.ASHops <= *q.MaxASHops)
+}
+
+// Compatible reports whether a sell can serve a buy on the order terms alone:
+// protocol, traffic type, delivery period and price.
+func Compatible(buy, sell Spec) bool {
+	return buy.Protocol == sell.Protocol &&
+		(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType) &&
+		!sell.Start.After(buy.Start) && !sell.End.Before(buy.End) &&
+		sell.PriceMicros <= buy.PriceMicros
+}
+
+// TradedPrefixes resolves what a buy would get from a sell: the seller's
+// registered routes inside the sell's destination, of the protocol, that the
+// buy's destination asks for. A buy for one prefix is served by a covering
+// route and trades exactly that prefix.
+func TradedPrefixes(buy, sell Spec, sellerRoutes []registry.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range sellerRoutes {
+		if !sell.Destination.Includes(r) || !sell.Protocol.Fits(r.Prefix.Addr()) {
+			continue
+		}
+		if p := buy.Destination.Prefix; p.IsValid() {
+			if r.Prefix.Bits() <= p.Bits() && r.Prefix.Contains(p.Addr()) {
+				return []netip.Prefix{p}
+			}
+			continue
+		}
+		if buy.Destination.Includes(r) {
+			out = append(out, r.Prefix)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// Reservation is capacity held on a port for a period.
+type Reservation struct {
+	CapacityBps int64
+	Start, End  time.Time
+}
+
+// PeakLoad is the largest total of reservations in force at any instant of
+// [start, end): what a new reservation there must fit beside.
+func PeakLoad(rs []Reservation, start, end time.Time) int64 {
+	type edge struct {
+		at    time.Time
+		delta int64
+	}
+	var edges []edge
+	for _, r := range rs {
+		if !r.Start.Before(end) || !r.End.After(start) {
+			continue
+		}
+		s := r.Start
+		if s.Before(start) {
+			s = start
+		}
+		edges = append(edges, edge{s, r.CapacityBps}, edge{r.End, -r.CapacityBps})
+	}
+	// Ends sort before starts at the same instant: [a,b) and [b,c) never overlap.
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].delta < edges[j].delta
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	var cur, peak int64
+	for _, e := range edges {
+		cur += e.delta
+		peak = max(peak, cur)
+	}
+	return peak
+}
+
+// FillSize is the largest whole number of blocks (the larger of the two
+// minimum blocks) within want and available.
+func FillSize(want, available, blockA, blockB int64) int64 {
+	b := max(blockA, blockB)
+	n := min(want, available)
+	if b <= 0 || n < b {
+		return 0
+	}
+	return n / b * b
+}

@@ -1,0 +1,318 @@
+// Package book is the order database and the matching engine. It knows
+// nothing of gRPC or BGP: orders and trades are plain values, and every
+// change happens in one store transaction.
+package book
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+)
+
+// The enums use the numbers of the gRPC contract so conversion is a cast.
+
+type Side int
+
+const (
+	Buy  Side = 1
+	Sell Side = 2
+)
+
+func (s Side) String() string {
+	switch s {
+	case Buy:
+		return "buy"
+	case Sell:
+		return "sell"
+	}
+	return fmt.Sprintf("Side(%d)", int(s))
+}
+
+type Protocol int
+
+const (
+	IPv4 Protocol = 1
+	IPv6 Protocol = 2
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case IPv4:
+		return "ipv4"
+	case IPv6:
+		return "ipv6"
+	}
+	return fmt.Sprintf("Protocol(%d)", int(p))
+}
+
+// Fits reports whether an address belongs to this protocol.
+func (p Protocol) Fits(a netip.Addr) bool { return (p == IPv4) == a.Is4() }
+
+type OrderType int
+
+const (
+	Limit OrderType = 1
+	IOC   OrderType = 2
+	FOK   OrderType = 3
+)
+
+type Ranking int
+
+const (
+	ByPrice       Ranking = 1
+	ByPerformance Ranking = 2
+	Weighted      Ranking = 3
+)
+
+type TrafficType int
+
+const (
+	AnyTraffic  TrafficType = 1
+	Bulk        TrafficType = 2
+	Interactive TrafficType = 3
+	Realtime    TrafficType = 4
+)
+
+type Status int
+
+const (
+	Open      Status = 1
+	Filled    Status = 2
+	Cancelled Status = 3
+	Expired   Status = 4
+)
+
+// Destination is exactly one of a prefix, an origin AS, or a route type.
+type Destination struct {
+	Prefix    netip.Prefix
+	OriginASN uint32
+	RouteType registry.RouteType
+}
+
+func (d Destination) String() string {
+	switch {
+	case d.Prefix.IsValid():
+		return d.Prefix.String()
+	case d.OriginASN != 0:
+		return fmt.Sprintf("origin AS%d", d.OriginASN)
+	default:
+		return d.RouteType.String() + " routes"
+	}
+}
+
+// Includes reports whether a registered route is part of this destination.
+func (d Destination) Includes(p registry.Prefix) bool {
+	switch {
+	case d.Prefix.IsValid():
+		return d.Prefix.Bits() <= p.Prefix.Bits() && d.Prefix.Contains(p.Prefix.Addr())
+	case d.OriginASN != 0:
+		return p.OriginASN == d.OriginASN
+	default:
+		return p.Type == d.RouteType
+	}
+}
+
+// Quality holds limits (buy) or stated quality (sell); nil means no limit.
+type Quality struct {
+	MaxLatencyUs    *int64
+	MaxJitterUs     *int64
+	MaxLossPPM      *int32
+	MaxASHops       *int32
+	AllowUnverified bool
+}
+
+// Limited reports whether any limit is set.
+func (q Quality) Limited() bool {
+	return q.MaxLatencyUs != nil || q.MaxJitterUs != nil || q.MaxLossPPM != nil || q.MaxASHops != nil
+}
+
+// Spec is every order parameter of claim 11 that the member chooses.
+type Spec struct {
+	Side         Side
+	Destination  Destination
+	Protocol     Protocol
+	CapacityBps  int64
+	MinBlockBps  int64
+	PriceMicros  int64
+	Quality      Quality
+	TrafficType  TrafficType
+	Start, End   time.Time
+	Type         OrderType
+	Ranking      Ranking
+	PriceWeight  uint32
+	SingleSeller bool
+}
+
+// Order is a spec in the book.
+type Order struct {
+	ID            int64
+	MemberASN     uint32
+	Spec          Spec
+	Status        Status
+	FilledBps     int64
+	ClientOrderID string
+	Created       time.Time
+	Updated       time.Time
+}
+
+// Remaining is the capacity still to trade.
+func (o Order) Remaining() int64 { return o.Spec.CapacityBps - o.FilledBps }
+
+// Trade is a matched buy and sell.
+type Trade struct {
+	ID             int64
+	BuyOrderID     int64
+	SellOrderID    int64
+	BuyerASN       uint32
+	SellerASN      uint32
+	Prefixes       []netip.Prefix
+	Protocol       Protocol
+	CapacityBps    int64
+	PriceMicros    int64
+	Start, End     time.Time
+	Cancelled      bool
+	SellerNextHops []netip.Addr
+	Created        time.Time
+}
+
+// TradeStatus is derived from the delivery period and cancellation.
+type TradeStatus int
+
+const (
+	Scheduled      TradeStatus = 1
+	Active         TradeStatus = 2
+	Ended          TradeStatus = 3
+	TradeCancelled TradeStatus = 4
+)
+
+// StatusAt says where the trade stands at time now.
+func (t Trade) StatusAt(now time.Time) TradeStatus {
+	switch {
+	case t.Cancelled:
+		return TradeCancelled
+	case now.Before(t.Start):
+		return Scheduled
+	case now.Before(t.End):
+		return Active
+	}
+	return Ended
+}
+
+// InvalidError is bad input; Field names the offending field the way the
+// gRPC contract spells it.
+type InvalidError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// MaxPeriod bounds a delivery period; longer contracts are a typo.
+const MaxPeriod = 10 * 366 * 24 * time.Hour
+
+// Validate checks a spec on its own (the registry checks come later).
+func (s Spec) Validate(now time.Time) error {
+	if s.Side != Buy && s.Side != Sell {
+		return invalid("spec.side", "must be buy or sell")
+	}
+	d := s.Destination
+	n := 0
+	if d.Prefix.IsValid() {
+		n++
+		if d.Prefix != d.Prefix.Masked() {
+			return invalid("spec.destination.prefix", "%v has host bits set; did you mean %v?", d.Prefix, d.Prefix.Masked())
+		}
+	}
+	if d.OriginASN != 0 {
+		n++
+	}
+	if d.RouteType != 0 {
+		n++
+		if !d.RouteType.Valid() {
+			return invalid("spec.destination.route_type", "must be customer, peer, transit or specific")
+		}
+	}
+	if n != 1 {
+		return invalid("spec.destination", "give exactly one of prefix, origin_asn or route_type")
+	}
+	if s.Protocol != IPv4 && s.Protocol != IPv6 {
+		return invalid("spec.protocol", "must be ipv4 or ipv6")
+	}
+	if d.Prefix.IsValid() && !s.Protocol.Fits(d.Prefix.Addr()) {
+		return invalid("spec.protocol", "%v is not an %v prefix", d.Prefix, s.Protocol)
+	}
+	if s.CapacityBps <= 0 {
+		return invalid("spec.capacity_bps", "must be positive, got %d", s.CapacityBps)
+	}
+	if s.MinBlockBps <= 0 {
+		return invalid("spec.min_block_bps", "must be positive, got %d", s.MinBlockBps)
+	}
+	if s.MinBlockBps > s.CapacityBps {
+		return invalid("spec.min_block_bps", "%d is larger than capacity_bps %d", s.MinBlockBps, s.CapacityBps)
+	}
+	if s.PriceMicros < 0 {
+		return invalid("spec.price_micros", "must not be negative, got %d", s.PriceMicros)
+	}
+	q := s.Quality
+	if q.MaxLatencyUs != nil && *q.MaxLatencyUs < 0 {
+		return invalid("spec.quality.max_latency_us", "must not be negative")
+	}
+	if q.MaxJitterUs != nil && *q.MaxJitterUs < 0 {
+		return invalid("spec.quality.max_jitter_us", "must not be negative")
+	}
+	if q.MaxLossPPM != nil && (*q.MaxLossPPM < 0 || *q.MaxLossPPM > 1_000_000) {
+		return invalid("spec.quality.max_loss_ppm", "must be between 0 and 1000000 (parts per million)")
+	}
+	if q.MaxASHops != nil && *q.MaxASHops < 0 {
+		return invalid("spec.quality.max_as_hops", "must not be negative")
+	}
+	if s.TrafficType < AnyTraffic || s.TrafficType > Realtime {
+		return invalid("spec.traffic_type", "must be any, bulk, interactive or realtime")
+	}
+	if s.Start.IsZero() {
+		return invalid("spec.delivery_start", "is required")
+	}
+	if s.End.IsZero() {
+		return invalid("spec.delivery_end", "is required")
+	}
+	if !s.End.After(s.Start) {
+		return invalid("spec.delivery_end", "%s is not after delivery_start %s", s.End.UTC().Format(time.RFC3339), s.Start.UTC().Format(time.RFC3339))
+	}
+	if !s.End.After(now) {
+		return invalid("spec.delivery_end", "%s is in the past", s.End.UTC().Format(time.RFC3339))
+	}
+	if s.End.Sub(s.Start) > MaxPeriod {
+		return invalid("spec.delivery_end", "delivery period longer than 10 years")
+	}
+	if s.Type < Limit || s.Type > FOK {
+		return invalid("spec.order_type", "must be limit, ioc or fok")
+	}
+	if s.Side == Sell {
+		if s.Ranking != 0 {
+			return invalid("spec.ranking", "only a buy order has a ranking")
+		}
+		if s.SingleSeller {
+			return invalid("spec.single_seller", "only a buy order can forbid splitting")
+		}
+		if s.PriceWeight != 0 {
+			return invalid("spec.price_weight_percent", "only a buy order has a ranking weight")
+		}
+		return nil
+	}
+	if s.Ranking < 0 || s.Ranking > Weighted {
+		return invalid("spec.ranking", "must be price, performance or weighted")
+	}
+	if s.PriceWeight > 100 {
+		return invalid("spec.price_weight_percent", "must be 0..100, got %d", s.PriceWeight)
+	}
+	if s.PriceWeight != 0 && s.Ranking != Weighted {
+		return invalid("spec.price_weight_percent", "only applies with ranking weighted")
+	}
+	return nil
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/pki"
+	"github.com/bwxchange/bwx/shared/rpc"
+	"github.com/bwxchange/bwx/shared/units"
+)
+
+type globals struct {
+	configPath string
+	socket     string
+	arbiter    string
+	bundle     string
+	out        cli.Output
+}
+
+// dial reaches the arbiter as the operator: the local socket by default, or
+// a remote arbiter with an operator certificate.
+func (g *globals) dial() (*grpc.ClientConn, error) {
+	g.out.W = os.Stdout
+	if err := g.out.Check(); err != nil {
+		return nil, err
+	}
+	if g.arbiter != "" {
+		if g.bundle == "" {
+			return nil, fmt.Errorf("--arbiter needs --bundle (an operator certificate: bwx-arbiter ca operator)")
+		}
+		b, err := pki.LoadBundle(g.bundle)
+		if err != nil {
+			return nil, err
+		}
+		if !b.Identity.IsOperator() {
+			return nil, fmt.Errorf("%s is a %s certificate, not an operator's", g.bundle, b.Identity)
+		}
+		return rpc.DialTLS(g.arbiter, "", b)
+	}
+	sock := g.socket
+	if sock == "" {
+		cfg, err := loadConfigOrDefault(g.configPath)
+		if err != nil {
+			return nil, err
+		}
+		sock = cfg.Operator.Socket
+	}
+	if _, err := os.Stat(sock); err != nil {
+		return nil, fmt.Errorf("operator socket %s: %w (is bwx-arbiter running? are you root or the bwx user?)", sock, err)
+	}
+	return rpc.DialUnix(sock)
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+func memberCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "member", Short: "register and list members"}
+	var (
+		asn      uint32
+		name     string
+		port     string
+		capacity units.Bandwidth
+		routers  []string
+		bundle   string
+	)
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "register a member and write its certificate bundle",
+		Example: `  bwx-arbiter member add --asn 64500 --name "Example Net" --port swp1 --capacity 10G \
+      --router 192.0.2.10 --router 2001:db8::10 --bundle-out as64500.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bundle == "" {
+				return fmt.Errorf("--bundle-out is required: where to write the member's certificate bundle")
+			}
+			if _, err := os.Stat(bundle); err == nil {
+				return fmt.Errorf("--bundle-out %s already exists; refusing to overwrite a member's key", bundle)
+			}
+			key, err := pki.NewKey()
+			if err != nil {
+				return err
+			}
+			csr, err := pki.NewCSR(key, fmt.Sprintf("AS%d", asn))
+			if err != nil {
+				return err
+			}
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewRegistryServiceClient(conn).AddMember(cx, &pb.AddMemberRequest{
+				Asn: asn, Name: name, Port: &pb.Port{Name: port, CapacityBps: int64(capacity)}, RouterAddresses: routers, Csr: csr,
+			})
+			if err != nil {
+				return err
+			}
+			keyPEM, err := pki.MarshalKeyPEM(key)
+			if err != nil {
+				return err
+			}
+			if err := pki.WriteBundle(bundle, resp.CertificatePem, keyPEM, resp.CaPem); err != nil {
+				return fmt.Errorf("member AS%d is registered but its bundle could not be written (%v); issue a new one with `bwx-arbiter member cert`", asn, err)
+			}
+			if g.out.JSON() {
+				return g.out.Proto(resp.Member)
+			}
+			fmt.Printf("registered AS%d %q; certificate bundle written to %s (give it to the member's agent)\n", asn, name, bundle)
+			return nil
+		},
+	}
+	f := add.Flags()
+	f.Uint32Var(&asn, "asn", 0, "the member's AS number")
+	f.StringVar(&name, "name", "", "the member's name")
+	f.StringVar(&port, "port", "", "its port on the trading switch, e.g. swp12")
+	f.Var(&capacity, "capacity", "the port's capacity, e.g. 10G")
+	f.StringSliceVar(&routers, "router", nil, "a router address on the exchange LAN (repeat for each, IPv4 and IPv6)")
+	f.StringVar(&bundle, "bundle-out", "", "file to write the member's certificate bundle to")
+	for _, n := range []string{"asn", "name", "port", "capacity", "router", "bundle-out"} {
+		add.MarkFlagRequired(n)
+	}
+
+	cert := &cobra.Command{
+		Use:   "cert ASN",
+		Short: "issue a new certificate bundle for an existing member",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := parseASN(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(bundle); err == nil {
+				return fmt.Errorf("--bundle-out %s already exists", bundle)
+			}
+			key, _ := pki.NewKey()
+			csr, err := pki.NewCSR(key, fmt.Sprintf("AS%d", a))
+			if err != nil {
+				return err
+			}
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewRegistryServiceClient(conn).IssueCertificate(cx, &pb.IssueCertificateRequest{Asn: a, Csr: csr})
+			if err != nil {
+				return err
+			}
+			keyPEM, _ := pki.MarshalKeyPEM(key)
+			if err := pki.WriteBundle(bundle, resp.CertificatePem, keyPEM, resp.CaPem); err != nil {
+				return err
+			}
+			fmt.Printf("certificate bundle for AS%d written to %s\n", a, bundle)
+			return nil
+		},
+	}
+	cert.Flags().StringVar(&bundle, "bundle-out", "", "file to write the bundle to")
+	cert.MarkFlagRequired("bundle-out")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewRegistryServiceClient(conn).ListMembers(cx, &pb.ListMembersRequest{})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Members)
+			}
+			var rows [][]string
+			for _, m := range resp.Members {
+				rows = append(rows, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, m.Port.GetName(),
+					units.Bandwidth(m.Port.GetCapacityBps()).String(), strings.Join(m.RouterAddresses, ",")})
+			}
+			return g.out.Table([]string{"ASN", "NAME", "PORT", "CAPACITY", "ROUTERS"}, rows)
+		},
+	}
+	c.AddCommand(add, cert, list)
+	return c
+}
+
+func parseASN(s string) (uint32, error) {
+	v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToUpper(s), "AS"), 10, 32)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("%q is not an AS number", s)
+	}
+	return uint32(v), nil
+}
+
+var routeTypes = map[string]pb.RouteType{"customer": pb.RouteType_ROUTE_TYPE_CUSTOMER, "peer": pb.RouteType_ROUTE_TYPE_PEER,
+	"transit": pb.RouteType_ROUTE_TYPE_TRANSIT, "specific": pb.RouteType_ROUTE_TYPE_SPECIFIC}
+
+func routeTypeName(t pb.RouteType) string {
+	for n, v := range routeTypes {
+		if v == t {
+			return n
+		}
+	}
+	return t.String()
+}
+
+func prefixCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "prefix", Short: "register members' prefixes (the trade route registry)"}
+	var (
+		member, origin uint32
+		typ            string
+	)
+	add := &cobra.Command{
+		Use:     "add PREFIX",
+		Short:   "register a prefix for a member",
+		Example: "  bwx-arbiter prefix add 198.51.100.0/24 --member 64500 --type customer",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, ok := routeTypes[strings.ToLower(typ)]
+			if !ok {
+				return fmt.Errorf("--type %q: want customer, peer, transit or specific", typ)
+			}
+			if _, err := netip.ParsePrefix(args[0]); err != nil {
+				return fmt.Errorf("%q is not a CIDR prefix", args[0])
+			}
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			p, err := pb.NewRegistryServiceClient(conn).AddPrefix(cx, &pb.AddPrefixRequest{Prefix: &pb.Prefix{
+				Prefix: args[0], MemberAsn: member, RouteType: t, OriginAsn: origin}})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return g.out.Proto(p)
+			}
+			fmt.Printf("registered %s for AS%d (%s, origin AS%d)\n", p.Prefix, p.MemberAsn, routeTypeName(p.RouteType), p.OriginAsn)
+			return nil
+		},
+	}
+	add.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
+	add.Flags().StringVar(&typ, "type", "customer", "route type: customer, peer, transit or specific")
+	add.Flags().Uint32Var(&origin, "origin", 0, "origin AS of the route (default: the member's)")
+	add.MarkFlagRequired("member")
+
+	remove := &cobra.Command{
+		Use:   "remove PREFIX",
+		Short: "remove a member's registered prefix",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			_, err = pb.NewRegistryServiceClient(conn).RemovePrefix(cx, &pb.RemovePrefixRequest{MemberAsn: member, Prefix: args[0]})
+			return err
+		},
+	}
+	remove.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
+	remove.MarkFlagRequired("member")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list registered prefixes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewRegistryServiceClient(conn).ListPrefixes(cx, &pb.ListPrefixesRequest{MemberAsn: member})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Prefixes)
+			}
+			var rows [][]string
+			for _, p := range resp.Prefixes {
+				rows = append(rows, []string{p.Prefix, fmt.Sprintf("AS%d", p.MemberAsn), routeTypeName(p.RouteType), fmt.Sprintf("AS%d", p.OriginAsn)})
+			}
+			return g.out.Table([]string{"PREFIX", "MEMBER", "TYPE", "ORIGIN"}, rows)
+		},
+	}
+	list.Flags().Uint32Var(&member, "member", 0, "only this member's")
+	c.AddCommand(add, remove, list)
+	return c
+}
+
+func ordersCmd(g *globals) *cobra.Command {
+	var member uint32
+	var open bool
+	c := &cobra.Command{
+		Use:   "orders",
+		Short: "list the order book",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewTradingServiceClient(conn).ListOrders(cx, &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Orders)
+			}
+			return cli.OrderTable(g.out, resp.Orders)
+		},
+	}
+	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
+	c.Flags().BoolVar(&open, "open", false, "only open orders")
+	return c
+}
+
+func tradesCmd(g *globals) *cobra.Command {
+	var member uint32
+	var active bool
+	c := &cobra.Command{
+		Use:   "trades",
+		Short: "list trades",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			cx, cancel := ctx()
+			defer cancel()
+			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Trades)
+			}
+			return cli.TradeTable(g.out, resp.Trades)
+		},
+	}
+	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
+	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")
+	return c
+}

@@ -1,0 +1,242 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/bwxchange/bwx/arbiter/api"
+	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/quality"
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/arbiter/store"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/pki"
+)
+
+// Arbiter is a running arbiter.
+type Arbiter struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	servers []*grpc.Server
+	health  *health.Server
+	http    *http.Server
+	lis     []net.Listener
+	stop    chan struct{}
+
+	// Addr is the bound gRPC address (useful with port 0 in tests).
+	Addr net.Addr
+	// MetricsAddr is the bound metrics address, if enabled.
+	MetricsAddr net.Addr
+}
+
+// Start opens the store, loads the CA and starts serving. It returns once
+// every listener is bound, so a caller may connect at once.
+func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Arbiter{cfg: cfg, log: log, stop: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	ca, err := pki.LoadCA(cfg.CADir())
+	if err != nil {
+		return nil, fmt.Errorf("%w\n(create the exchange CA first: bwx-arbiter ca init --config <file> --host <arbiter address>)", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.StorePath()), 0o750); err != nil {
+		return nil, err
+	}
+	if a.db, err = store.Open(cfg.StorePath()); err != nil {
+		return nil, err
+	}
+	v, _ := a.db.Version(context.Background())
+	log.Info("database open", "path", cfg.StorePath(), "schema_version", v)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := api.NewMetrics(reg)
+
+	registryDB := registry.New(a.db)
+	broker := api.NewBroker()
+	bk := book.New(a.db)
+	trades := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_trades_total", Help: "Trades made since start."})
+	matched := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_matched_bps_total", Help: "Capacity traded since start, bits/s."})
+	reg.MustRegister(trades, matched)
+	bk.Notify = func(evs []book.Event) {
+		seen := map[int64]bool{}
+		for _, e := range evs {
+			if e.Type == book.TradeCreated && !seen[e.Trade.ID] {
+				seen[e.Trade.ID] = true
+				trades.Inc()
+				matched.Add(float64(e.Trade.CapacityBps))
+				log.Info("trade", "id", e.Trade.ID, "buyer", e.Trade.BuyerASN, "seller", e.Trade.SellerASN,
+					"prefixes", fmt.Sprint(e.Trade.Prefixes), "capacity_bps", e.Trade.CapacityBps, "price_micros", e.Trade.PriceMicros)
+			}
+		}
+		broker.Publish(evs)
+	}
+	a.health = health.NewServer()
+	register := func(s *grpc.Server) {
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca})
+		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: quality.New(a.db)})
+		pb.RegisterUsageServiceServer(s, &api.UsageServer{Usage: settle.New(a.db)})
+		healthpb.RegisterHealthServer(s, a.health)
+		reflection.Register(s)
+	}
+	newServer := func(local bool, opts ...grpc.ServerOption) *grpc.Server {
+		auth := &api.Authenticator{Local: local, Registry: registryDB, Log: log, Metrics: metrics}
+		opts = append(opts, grpc.ChainUnaryInterceptor(auth.Unary), grpc.ChainStreamInterceptor(auth.Stream),
+			// Agents keep an event stream open for days; pings find dead peers.
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
+		s := grpc.NewServer(opts...)
+		register(s)
+		a.servers = append(a.servers, s)
+		return s
+	}
+
+	tlsServer := newServer(false, grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
+	lis, err := net.Listen("tcp", cfg.GRPC.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("grpc.listen: %w", err)
+	}
+	a.lis = append(a.lis, lis)
+	a.Addr = lis.Addr()
+	go serve(log, "grpc", func() error { return tlsServer.Serve(lis) })
+
+	if cfg.Operator.Socket != "" {
+		sock, err := listenUnix(cfg.Operator.Socket)
+		if err != nil {
+			return nil, fmt.Errorf("operator.socket: %w", err)
+		}
+		a.lis = append(a.lis, sock)
+		local := newServer(true)
+		go serve(log, "operator socket", func() error { return local.Serve(sock) })
+	}
+
+	if cfg.Metrics.Listen != "" {
+		ml, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		a.MetricsAddr = ml.Addr()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if err := a.db.PingContext(r.Context()); err != nil {
+				http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go serve(log, "metrics", func() error { return a.http.Serve(ml) })
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	ok = true
+	log.Info("arbiter serving", "grpc", a.Addr.String(), "operator_socket", cfg.Operator.Socket,
+		"metrics", cfg.Metrics.Listen, "ca", cfg.CADir())
+	if sent, err := daemon.SdNotify(false, daemon.SdNotifyReady); sent || err != nil {
+		log.Debug("sd_notify READY", "sent", sent, "error", err)
+	}
+	return a, nil
+}
+
+func serve(log *slog.Logger, what string, f func() error) {
+	if err := f(); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		log.Error("listener stopped", "listener", what, "error", err)
+	}
+}
+
+// listenUnix binds the operator socket with mode 0600, replacing a stale
+// socket file left by a crash, but never another kind of file.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another arbiter is serving on it", path)
+		}
+		os.Remove(path)
+	}
+	// The socket is created with the umask applied, then tightened before
+	// Listen returns to anyone; a 0177 umask around bind closes the gap.
+	l, err := listenWithUmask(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Close stops serving: in-flight calls finish (up to a grace period),
+// streams are ended, and the database is closed.
+func (a *Arbiter) Close() error {
+	if a.health != nil {
+		a.health.Shutdown()
+	}
+	close(a.stop)
+	var wg sync.WaitGroup
+	for _, s := range a.servers {
+		wg.Add(1)
+		go func(s *grpc.Server) {
+			defer wg.Done()
+			done := make(chan struct{})
+			go func() { s.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				s.Stop()
+			}
+		}(s)
+	}
+	wg.Wait()
+	for _, l := range a.lis {
+		l.Close()
+	}
+	if a.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.http.Shutdown(ctx)
+		cancel()
+	}
+	if a.cfg.Operator.Socket != "" {
+		os.Remove(a.cfg.Operator.Socket)
+	}
+	if a.db != nil {
+		return a.db.Close()
+	}
+	return nil
+}

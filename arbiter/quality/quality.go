@@ -1,0 +1,152 @@
+// Package quality is the quality matrix: what agents measured through each
+// seller toward each destination (claims 5, 6, 10, 18).
+package quality
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// Measurement is one reported probe result.
+type Measurement struct {
+	IdempotencyKey string
+	ViaASN         uint32
+	Prefix         netip.Prefix
+	Target         netip.Addr
+	At             time.Time
+	LatencyUs      int64
+	JitterUs       int64
+	LossPPM        int32
+	ASHops         int32
+	IPHops         int32
+	ProbesSent     int32
+}
+
+// Entry is the matrix cell for one path: averages over a window.
+type Entry struct {
+	ViaASN    uint32
+	Prefix    string
+	LatencyUs int64
+	JitterUs  int64
+	LossPPM   int32
+	ASHops    int32
+	Samples   int
+	Last      time.Time
+}
+
+// Matrix reads and writes measurements.
+type Matrix struct {
+	db  *store.DB
+	now func() time.Time
+}
+
+// New returns the matrix over db.
+func New(db *store.DB) *Matrix { return &Matrix{db: db, now: time.Now} }
+
+// MaxBatch bounds one report.
+const MaxBatch = 10000
+
+// Validate checks one measurement; i is its index in the batch.
+func (m Measurement) Validate(i int, now time.Time) error {
+	f := func(name string) string { return fmt.Sprintf("measurements[%d].%s", i, name) }
+	switch {
+	case m.IdempotencyKey == "" || len(m.IdempotencyKey) > 128:
+		return &registry.InvalidError{Field: f("idempotency_key"), Msg: "must be 1..128 characters"}
+	case m.ViaASN == 0:
+		return &registry.InvalidError{Field: f("via_asn"), Msg: "is required"}
+	case !m.Prefix.IsValid():
+		return &registry.InvalidError{Field: f("destination_prefix"), Msg: "is not a CIDR prefix"}
+	case !m.Target.IsValid() || !m.Prefix.Contains(m.Target):
+		return &registry.InvalidError{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
+	case m.At.IsZero() || m.At.After(now.Add(5*time.Minute)):
+		return &registry.InvalidError{Field: f("measured_at"), Msg: "missing or in the future"}
+	case m.LatencyUs < 0 || m.JitterUs < 0 || m.ASHops < 0 || m.IPHops < 0 || m.ProbesSent < 0:
+		return &registry.InvalidError{Field: f("latency_us"), Msg: "latency, jitter, hops and probe counts must not be negative"}
+	case m.LossPPM < 0 || m.LossPPM > 1_000_000:
+		return &registry.InvalidError{Field: f("loss_ppm"), Msg: "must be 0..1000000"}
+	}
+	return nil
+}
+
+// Report stores a batch from reporter, all or nothing; a key seen before is
+// counted as a duplicate and ignored.
+func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) (accepted, duplicates int, err error) {
+	if len(ms) > MaxBatch {
+		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
+	}
+	now := x.now()
+	for i, m := range ms {
+		if err := m.Validate(i, now); err != nil {
+			return 0, 0, err
+		}
+	}
+	err = x.db.Tx(ctx, func(tx *sql.Tx) error {
+		accepted, duplicates = 0, 0
+		r, err := registry.GetMember(ctx, tx, reporter)
+		if err != nil {
+			return err
+		}
+		for i, m := range ms {
+			via, err := registry.GetMember(ctx, tx, m.ViaASN)
+			if err != nil {
+				return &registry.InvalidError{Field: fmt.Sprintf("measurements[%d].via_asn", i), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target,
+				measured_us, latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+				ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
+				r.ID, m.IdempotencyKey, via.ID, m.Prefix.Masked().String(), m.Target.String(), store.Micros(m.At),
+				m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.IPHops, m.ProbesSent)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				accepted++
+			} else {
+				duplicates++
+			}
+		}
+		return nil
+	})
+	return accepted, duplicates, err
+}
+
+// Query returns the matrix cells newer than maxAge; via 0 and an invalid
+// prefix match any.
+func (x *Matrix) Query(ctx context.Context, via uint32, prefix netip.Prefix, maxAge time.Duration) ([]Entry, error) {
+	q := `SELECT v.asn, m.prefix, avg(m.latency_us), avg(m.jitter_us), avg(m.loss_ppm), max(m.as_hops), count(*), max(m.measured_us)
+		FROM measurements m JOIN members v ON v.id = m.via_id WHERE m.measured_us >= ?`
+	args := []any{store.Micros(x.now().Add(-maxAge))}
+	if via != 0 {
+		q += " AND v.asn = ?"
+		args = append(args, via)
+	}
+	if prefix.IsValid() {
+		q += " AND m.prefix = ?"
+		args = append(args, prefix.Masked().String())
+	}
+	rows, err := x.db.QueryContext(ctx, q+" GROUP BY v.asn, m.prefix ORDER BY v.asn, m.prefix", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var lat, jit, loss float64
+		var last int64
+		if err := rows.Scan(&e.ViaASN, &e.Prefix, &lat, &jit, &loss, &e.ASHops, &e.Samples, &last); err != nil {
+			return nil, err
+		}
+		e.LatencyUs, e.JitterUs, e.LossPPM, e.Last = int64(lat), int64(jit), int32(loss), store.Time(last)
+		e.Prefix = strings.TrimSpace(e.Prefix)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

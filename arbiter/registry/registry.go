@@ -1,0 +1,386 @@
+// Package registry is the trade route registry (claims 1a, 22): members,
+// their switch ports, router addresses on the exchange LAN and the prefixes
+// they registered, each with its route type.
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// RouteType is the kind of a registered route (claim 4).
+type RouteType int
+
+const (
+	Customer RouteType = 1
+	Peer     RouteType = 2
+	Transit  RouteType = 3
+	Specific RouteType = 4
+)
+
+var routeTypeNames = map[RouteType]string{Customer: "customer", Peer: "peer", Transit: "transit", Specific: "specific"}
+
+func (t RouteType) String() string {
+	if s, ok := routeTypeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("RouteType(%d)", int(t))
+}
+
+// Valid reports whether t is one of the four types.
+func (t RouteType) Valid() bool { _, ok := routeTypeNames[t]; return ok }
+
+// ParseRouteType accepts the lower-case names.
+func ParseRouteType(s string) (RouteType, error) {
+	for t, n := range routeTypeNames {
+		if strings.EqualFold(s, n) {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("route type %q: want customer, peer, transit or specific", s)
+}
+
+// Member is one network trading on the exchange.
+type Member struct {
+	ID      int64
+	ASN     uint32
+	Name    string
+	Port    Port
+	Routers []netip.Addr
+	Created time.Time
+}
+
+// Port is the member's port on the trading switch.
+type Port struct {
+	ID          int64
+	Name        string
+	CapacityBps int64
+}
+
+// Prefix is a route a member registered.
+type Prefix struct {
+	Prefix    netip.Prefix
+	MemberASN uint32
+	Type      RouteType
+	OriginASN uint32
+}
+
+// InvalidError is bad input; Field names what is wrong so the API can say so.
+type InvalidError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrNotFound is returned for an unknown member or prefix.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when a member, router address or prefix is taken.
+var ErrExists = errors.New("already exists")
+
+// Validate checks a new member before anything is written.
+func (m *Member) Validate() error {
+	if m.ASN == 0 || m.ASN == 23456 || m.ASN == 4294967295 {
+		return invalid("asn", "%d is reserved and cannot be a member ASN", m.ASN)
+	}
+	if strings.TrimSpace(m.Name) == "" {
+		return invalid("name", "must not be empty")
+	}
+	if len(m.Name) > 128 {
+		return invalid("name", "longer than 128 characters")
+	}
+	if strings.TrimSpace(m.Port.Name) == "" {
+		return invalid("port.name", "must not be empty")
+	}
+	if m.Port.CapacityBps <= 0 {
+		return invalid("port.capacity_bps", "must be positive, got %d", m.Port.CapacityBps)
+	}
+	if len(m.Routers) == 0 {
+		return invalid("router_addresses", "at least one router address on the exchange LAN is needed")
+	}
+	seen := map[netip.Addr]bool{}
+	for i, a := range m.Routers {
+		f := fmt.Sprintf("router_addresses[%d]", i)
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			return invalid(f, "%v is not a usable unicast router address", a)
+		}
+		if a.Is4In6() {
+			return invalid(f, "%v: write IPv4 addresses in dotted form", a)
+		}
+		if seen[a] {
+			return invalid(f, "%v is listed twice", a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// ParsePrefix parses and checks a CIDR prefix; it must be in canonical form
+// (no host bits), as a BGP table would show it.
+func ParsePrefix(field, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, invalid(field, "%q is not a CIDR prefix", s)
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, invalid(field, "%q: write IPv4 prefixes in dotted form", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, invalid(field, "%q has host bits set; did you mean %v?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// Registry reads and writes the registry tables.
+type Registry struct {
+	db  *store.DB
+	now func() time.Time
+}
+
+// New returns a registry over db.
+func New(db *store.DB) *Registry { return &Registry{db: db, now: time.Now} }
+
+// AddMember validates and stores a member with its port and routers; with
+// a non-nil issue func the member's certificate is signed inside the same
+// transaction, so a member is never stored without the certificate it asked
+// for, nor a certificate recorded for a member that does not exist.
+func (r *Registry) AddMember(ctx context.Context, m Member, issue func() (Certificate, error)) (Member, error) {
+	if err := m.Validate(); err != nil {
+		return Member{}, err
+	}
+	m.Created = r.now().UTC()
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?)", m.ASN, m.Name, store.Micros(m.Created))
+		if err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("member AS%d: %w", m.ASN, ErrExists)
+			}
+			return err
+		}
+		m.ID, _ = res.LastInsertId()
+		res, err = tx.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (?, ?, ?)", m.ID, m.Port.Name, m.Port.CapacityBps)
+		if err != nil {
+			return err
+		}
+		m.Port.ID, _ = res.LastInsertId()
+		for _, a := range m.Routers {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO routers (member_id, address) VALUES (?, ?)", m.ID, a.String()); err != nil {
+				if isUnique(err) {
+					return fmt.Errorf("router address %v: %w (another member has it)", a, ErrExists)
+				}
+				return err
+			}
+		}
+		if issue != nil {
+			c, err := issue()
+			if err != nil {
+				return err
+			}
+			return recordCert(ctx, tx, m.ID, c, r.now())
+		}
+		return nil
+	})
+	if err != nil {
+		return Member{}, err
+	}
+	return m, nil
+}
+
+// Certificate is what the registry records of a certificate it had signed.
+type Certificate struct {
+	Serial   string
+	Identity string
+	NotAfter time.Time
+}
+
+// RecordCertificate notes a certificate issued to an existing member.
+func (r *Registry) RecordCertificate(ctx context.Context, asn uint32, c Certificate) error {
+	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+		m, err := getMember(ctx, tx, asn)
+		if err != nil {
+			return err
+		}
+		return recordCert(ctx, tx, m.ID, c, r.now())
+	})
+}
+
+func recordCert(ctx context.Context, tx *sql.Tx, memberID int64, c Certificate, now time.Time) error {
+	_, err := tx.ExecContext(ctx, "INSERT INTO certificates (serial, member_id, identity, not_after_us, created_us) VALUES (?, ?, ?, ?, ?)",
+		c.Serial, memberID, c.Identity, store.Micros(c.NotAfter), store.Micros(now))
+	return err
+}
+
+// Member returns the member with asn.
+func (r *Registry) Member(ctx context.Context, asn uint32) (Member, error) {
+	var m Member
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		m, err = getMember(ctx, tx, asn)
+		return err
+	})
+	return m, err
+}
+
+// Members lists all members by ASN.
+func (r *Registry) Members(ctx context.Context) ([]Member, error) {
+	var out []Member
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT asn FROM members ORDER BY asn")
+		if err != nil {
+			return err
+		}
+		var asns []uint32
+		for rows.Next() {
+			var a uint32
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return err
+			}
+			asns = append(asns, a)
+		}
+		rows.Close()
+		for _, a := range asns {
+			m, err := getMember(ctx, tx, a)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Querier is what both *sql.DB and *sql.Tx offer; domain packages pass
+// their transaction so reads see their own writes.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// GetMember reads a member inside the caller's transaction.
+func GetMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
+	return getMember(ctx, q, asn)
+}
+
+func getMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
+	m := Member{ASN: asn}
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT m.id, m.name, m.created_us, p.id, p.name, p.capacity_bps
+		FROM members m JOIN ports p ON p.member_id = m.id WHERE m.asn = ?`, asn).
+		Scan(&m.ID, &m.Name, &created, &m.Port.ID, &m.Port.Name, &m.Port.CapacityBps)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Member{}, fmt.Errorf("member AS%d: %w", asn, ErrNotFound)
+	}
+	if err != nil {
+		return Member{}, err
+	}
+	m.Created = store.Time(created)
+	rows, err := q.QueryContext(ctx, "SELECT address FROM routers WHERE member_id = ? ORDER BY id", m.ID)
+	if err != nil {
+		return Member{}, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return Member{}, err
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return Member{}, fmt.Errorf("stored router address %q: %w", s, err)
+		}
+		m.Routers = append(m.Routers, a)
+	}
+	return m, rows.Err()
+}
+
+// AddPrefix registers a prefix for a member. The origin defaults to the
+// member's ASN.
+func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
+	if !p.Prefix.IsValid() {
+		return Prefix{}, invalid("prefix", "missing")
+	}
+	if !p.Type.Valid() {
+		return Prefix{}, invalid("route_type", "must be customer, peer, transit or specific")
+	}
+	if p.OriginASN == 0 {
+		p.OriginASN = p.MemberASN
+	}
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		m, err := getMember(ctx, tx, p.MemberASN)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO prefixes (member_id, prefix, route_type, origin_asn) VALUES (?, ?, ?, ?)",
+			m.ID, p.Prefix.String(), int(p.Type), p.OriginASN)
+		if isUnique(err) {
+			return fmt.Errorf("prefix %v of AS%d: %w", p.Prefix, p.MemberASN, ErrExists)
+		}
+		return err
+	})
+	if err != nil {
+		return Prefix{}, err
+	}
+	return p, nil
+}
+
+// RemovePrefix removes a registered prefix.
+func (r *Registry) RemovePrefix(ctx context.Context, asn uint32, p netip.Prefix) error {
+	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM prefixes WHERE prefix = ? AND member_id = (SELECT id FROM members WHERE asn = ?)", p.String(), asn)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("prefix %v of AS%d: %w", p, asn, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Prefixes lists registered prefixes; asn 0 lists every member's.
+func (r *Registry) Prefixes(ctx context.Context, asn uint32) ([]Prefix, error) {
+	return MemberPrefixes(ctx, r.db, asn)
+}
+
+// MemberPrefixes reads registered prefixes inside the caller's transaction;
+// asn 0 lists every member's.
+func MemberPrefixes(ctx context.Context, q Querier, asn uint32) ([]Prefix, error) {
+	rows, err := q.QueryContext(ctx, `SELECT p.prefix, m.asn, p.route_type, p.origin_asn
+		FROM prefixes p JOIN members m ON m.id = p.member_id
+		WHERE ? = 0 OR m.asn = ? ORDER BY m.asn, p.prefix`, asn, asn)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Prefix
+	for rows.Next() {
+		var s string
+		var p Prefix
+		if err := rows.Scan(&s, &p.MemberASN, &p.Type, &p.OriginASN); err != nil {
+			return nil, err
+		}
+		if p.Prefix, err = netip.ParsePrefix(s); err != nil {
+			return nil, fmt.Errorf("stored prefix %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}

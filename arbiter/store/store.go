@@ -1,0 +1,165 @@
+// Package store is the arbiter's database: one sqlite file in WAL mode with
+// foreign keys on, versioned migrations that run at open, and the transaction
+// helper the domain packages write their SQL against.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Migration is one numbered schema step.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrations lists the embedded migrations in order.
+func Migrations() []Migration {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		panic(err) // embedded: cannot fail at run time
+	}
+	var ms []Migration
+	for _, e := range entries {
+		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			panic("store: migration file name must be NNNN_name.sql: " + e.Name())
+		}
+		b, _ := migrationFS.ReadFile("migrations/" + e.Name())
+		ms = append(ms, Migration{Version: v, Name: name, SQL: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i, m := range ms {
+		if m.Version != i+1 {
+			panic(fmt.Sprintf("store: migrations must be numbered 1..n without gaps, found %d at position %d", m.Version, i+1))
+		}
+	}
+	return ms
+}
+
+// Latest is the schema version this build migrates to.
+func Latest() int { return len(Migrations()) }
+
+// DB is the open database.
+type DB struct {
+	*sql.DB
+	path string
+}
+
+// Open opens (creating if needed) the database at path and migrates it to
+// the latest version.
+func Open(path string) (*DB, error) { return OpenVersion(path, Latest()) }
+
+// OpenVersion migrates only up to version; tests use it to build old databases.
+func OpenVersion(path string, version int) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("store: empty database path")
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_foreign_keys", "on")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_synchronous", "NORMAL") // safe with WAL: a crash loses no committed transaction's integrity
+	q.Set("_txlock", "immediate")   // writers take the lock up front instead of failing on upgrade
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	d := &DB{DB: db, path: path}
+	if err := d.migrate(context.Background(), version); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Path is the database file.
+func (d *DB) Path() string { return d.path }
+
+// Version reads the schema version (PRAGMA user_version).
+func (d *DB) Version(ctx context.Context) (int, error) {
+	var v int
+	err := d.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+func (d *DB) migrate(ctx context.Context, target int) error {
+	ms := Migrations()
+	if target < 0 || target > len(ms) {
+		return fmt.Errorf("store: no migration %d (latest is %d)", target, len(ms))
+	}
+	var mode string
+	if err := d.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("store: %s: %w", d.path, err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("store: %s: journal mode is %q, want wal", d.path, mode)
+	}
+	cur, err := d.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %s: read schema version: %w", d.path, err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("store: %s has schema version %d, newer than this build's %d: refusing to run an older bwx-arbiter on it", d.path, cur, len(ms))
+	}
+	for _, m := range ms[cur:target] {
+		// Each step and its version bump commit together, so a crash leaves
+		// the database at a whole version.
+		err := d.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.Version))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: %s: migration %d (%s): %w", d.path, m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
+
+// Tx runs fn in one transaction: committed if fn returns nil, rolled back
+// otherwise (and on panic).
+func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Micros converts a time to the stored form: unix microseconds, UTC.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// Time converts a stored value back.
+func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestOpenIsWALWithForeignKeys(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "bwx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var mode string
+	var fk int
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Fatalf("foreign_keys = %d, %v; want 1", fk, err)
+	}
+	// A dangling reference must be refused.
+	_, err = db.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (999, 'p', 1)")
+	if err == nil || !strings.Contains(err.Error(), "FOREIGN KEY") {
+		t.Fatalf("insert with dangling member_id: err = %v, want a FOREIGN KEY error", err)
+	}
+	if v, _ := db.Version(ctx); v != Latest() {
+		t.Fatalf("version = %d, want %d", v, Latest())
+	}
+}
+
+func TestMigratesOldDatabaseKeepingData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	old, err := OpenVersion(path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := old.ExecContext(ctx, "INSERT INTO members (id, asn, name, created_us) VALUES (1, 64500, 'old-net', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (1, 'swp1', 10000000000)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, "SELECT 1 FROM orders"); err == nil {
+		t.Fatal("a version-1 database already has the orders table")
+	}
+	old.Close()
+
+	db, err := Open(path)
+	if err != nil {
+		t.Fatalf("migrating a version-1 database: %v", err)
+	}
+	defer db.Close()
+	if v, _ := db.Version(ctx); v != Latest() {
+		t.Fatalf("after migration version = %d, want %d", v, Latest())
+	}
+	var name string
+	if err := db.QueryRowContext(ctx, "SELECT name FROM members WHERE asn = 64500").Scan(&name); err != nil || name != "old-net" {
+		t.Fatalf("member after migration: %q, %v", name, err)
+	}
+	// The new tables work with the old rows.
+	_, err = db.ExecContext(ctx, `INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps,
+		price_micros, traffic_type, start_us, end_us, order_type, status, created_us, updated_us)
+		VALUES (1, 1, '198.51.100.0/24', 1, 1000, 1000, 1, 1, 1, 2, 1, 1, 1, 1)`)
+	if err != nil {
+		t.Fatalf("insert order into migrated database: %v", err)
+	}
+}
+
+func TestRefusesNewerDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec("PRAGMA user_version = 999")
+	db.Close()
+	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("opening a newer database: err = %v, want a refusal", err)
+	}
+}
+
+func TestTxRollsBackOnError(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "bwx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (64501, 'x', 1)"); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Tx err = %v, want boom", err)
+	}
+	var n int
+	db.QueryRowContext(ctx, "SELECT count(*) FROM members").Scan(&n)
+	if n != 0 {
+		t.Fatalf("rolled-back insert left %d rows", n)
+	}
+}

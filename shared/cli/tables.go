@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/units"
+)
+
+func short(e fmt.Stringer, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(e.String(), prefix))
+}
+
+// Destination renders a destination as an operator would write it.
+func Destination(d *pb.Destination) string {
+	switch k := d.GetKind().(type) {
+	case *pb.Destination_Prefix:
+		return k.Prefix
+	case *pb.Destination_OriginAsn:
+		return fmt.Sprintf("origin AS%d", k.OriginAsn)
+	case *pb.Destination_RouteType:
+		return short(k.RouteType, "ROUTE_TYPE_") + " routes"
+	}
+	return "-"
+}
+
+func day(t interface{ AsTime() time.Time }) string {
+	return t.AsTime().UTC().Format("2006-01-02T15:04Z")
+}
+
+// OrderTable prints orders for a person.
+func OrderTable(o Output, orders []*pb.Order) error {
+	var rows [][]string
+	for _, x := range orders {
+		s := x.Spec
+		rows = append(rows, []string{fmt.Sprint(x.Id), fmt.Sprintf("AS%d", x.MemberAsn), short(s.Side, "SIDE_"),
+			Destination(s.Destination), units.Bandwidth(s.CapacityBps).String(), units.Bandwidth(x.FilledBps).String(),
+			units.Money(s.PriceMicros).String(), day(s.DeliveryStart) + " - " + day(s.DeliveryEnd),
+			short(s.OrderType, "ORDER_TYPE_"), short(x.Status, "ORDER_STATUS_")})
+	}
+	return o.Table([]string{"ID", "MEMBER", "SIDE", "DESTINATION", "CAPACITY", "FILLED", "PRICE/Mbps/mo", "DELIVERY", "TYPE", "STATUS"}, rows)
+}
+
+// TradeTable prints trades for a person.
+func TradeTable(o Output, trades []*pb.Trade) error {
+	var rows [][]string
+	for _, t := range trades {
+		rows = append(rows, []string{fmt.Sprint(t.Id), fmt.Sprintf("AS%d", t.BuyerAsn), fmt.Sprintf("AS%d", t.SellerAsn),
+			strings.Join(t.Prefixes, ","), strings.Join(t.SellerNextHops, ","), units.Bandwidth(t.CapacityBps).String(),
+			units.Money(t.PriceMicros).String(), day(t.DeliveryStart) + " - " + day(t.DeliveryEnd), short(t.Status, "TRADE_STATUS_")})
+	}
+	return o.Table([]string{"ID", "BUYER", "SELLER", "PREFIXES", "NEXT HOPS", "CAPACITY", "PRICE/Mbps/mo", "DELIVERY", "STATUS"}, rows)
+}

@@ -1,0 +1,207 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// URIScheme is the scheme of identity URI SANs.
+const URIScheme = "bwx"
+
+// Kind is the kind of principal a certificate identifies.
+type Kind int
+
+const (
+	// KindMember is a member network, identified by its AS number.
+	KindMember Kind = iota + 1
+	// KindOperator is a human or automated operator of the exchange,
+	// identified by name.
+	KindOperator
+)
+
+// String returns "member", "operator" or "Kind(n)" for invalid kinds.
+func (k Kind) String() string {
+	switch k {
+	case KindMember:
+		return "member"
+	case KindOperator:
+		return "operator"
+	default:
+		return "Kind(" + strconv.Itoa(int(k)) + ")"
+	}
+}
+
+// MaxOperatorNameLen is the maximum length of an operator name.
+const MaxOperatorNameLen = 64
+
+// Identity is the principal a certificate was issued to.
+type Identity struct {
+	Kind Kind
+	// ASN is the member's AS number (KindMember only, 1..4294967295).
+	ASN uint32
+	// Name is the operator name for KindOperator ([a-z0-9._-]{1,64}).
+	// For members it is an optional display name that is not part of the
+	// URI and is therefore never recovered from a certificate.
+	Name string
+}
+
+// MemberIdentity returns the identity of the member with the given ASN.
+func MemberIdentity(asn uint32) Identity { return Identity{Kind: KindMember, ASN: asn} }
+
+// OperatorIdentity returns the identity of the named operator.
+func OperatorIdentity(name string) Identity { return Identity{Kind: KindOperator, Name: name} }
+
+// Validate reports whether the identity can be encoded in a certificate.
+func (id Identity) Validate() error {
+	switch id.Kind {
+	case KindMember:
+		if id.ASN == 0 {
+			return errors.New("pki: invalid member identity: ASN 0 is reserved")
+		}
+		return nil
+	case KindOperator:
+		if err := validOperatorName(id.Name); err != nil {
+			return fmt.Errorf("pki: invalid operator identity: %w", err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("pki: invalid identity kind %d", int(id.Kind))
+	}
+}
+
+func validOperatorName(name string) error {
+	if name == "" {
+		return errors.New("empty operator name")
+	}
+	if len(name) > MaxOperatorNameLen {
+		return fmt.Errorf("operator name %q longer than %d characters", name, MaxOperatorNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("operator name %q: invalid character %q (allowed: a-z 0-9 . _ -)", name, c)
+		}
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("operator name %q not allowed", name)
+	}
+	return nil
+}
+
+// URI returns the identity's URI SAN, bwx://member/<ASN> or
+// bwx://operator/<name>. It does not validate the identity.
+func (id Identity) URI() *url.URL {
+	switch id.Kind {
+	case KindMember:
+		return &url.URL{Scheme: URIScheme, Host: "member", Path: "/" + strconv.FormatUint(uint64(id.ASN), 10)}
+	case KindOperator:
+		return &url.URL{Scheme: URIScheme, Host: "operator", Path: "/" + id.Name}
+	default:
+		return &url.URL{Scheme: URIScheme, Host: "invalid"}
+	}
+}
+
+// String returns a human readable form: "member AS64500" or "operator alice".
+func (id Identity) String() string {
+	switch id.Kind {
+	case KindMember:
+		return "member AS" + strconv.FormatUint(uint64(id.ASN), 10)
+	case KindOperator:
+		return "operator " + id.Name
+	default:
+		return "invalid identity (" + id.Kind.String() + ")"
+	}
+}
+
+// IsMember reports whether id is a member identity.
+func (id Identity) IsMember() bool { return id.Kind == KindMember }
+
+// IsOperator reports whether id is an operator identity.
+func (id Identity) IsOperator() bool { return id.Kind == KindOperator }
+
+// ParseIdentityURI parses and validates a bwx:// identity URI. Only the
+// canonical form produced by Identity.URI is accepted.
+func ParseIdentityURI(u *url.URL) (Identity, error) {
+	if u == nil {
+		return Identity{}, errors.New("pki: nil identity URI")
+	}
+	s := u.String()
+	bad := func(format string, args ...any) (Identity, error) {
+		return Identity{}, fmt.Errorf("pki: invalid identity URI %q: %s", s, fmt.Sprintf(format, args...))
+	}
+	if u.Scheme != URIScheme {
+		return bad("scheme must be %q", URIScheme)
+	}
+	if u.Opaque != "" {
+		return bad("want %s://<kind>/<id>", URIScheme)
+	}
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" || u.Port() != "" {
+		return bad("must not contain user info, port, query or fragment")
+	}
+	if u.RawPath != "" {
+		return bad("must not contain escaped characters")
+	}
+	rest, ok := strings.CutPrefix(u.Path, "/")
+	if !ok || rest == "" || strings.Contains(rest, "/") {
+		return bad("want exactly one path element")
+	}
+	switch u.Host {
+	case "member":
+		if rest[0] == '0' || strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+			return bad("ASN must be a decimal number without leading zeros")
+		}
+		asn, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil {
+			return bad("ASN out of range 1..4294967295")
+		}
+		return MemberIdentity(uint32(asn)), nil
+	case "operator":
+		if err := validOperatorName(rest); err != nil {
+			return bad("%v", err)
+		}
+		return OperatorIdentity(rest), nil
+	default:
+		return bad("kind must be \"member\" or \"operator\"")
+	}
+}
+
+// IdentityFromCert extracts the identity from c. The certificate must carry
+// exactly one bwx:// URI SAN; URI SANs with other schemes are ignored.
+//
+// IdentityFromCert does not verify the certificate: use it on certificates
+// from a verified chain (see PeerIdentity).
+func IdentityFromCert(c *x509.Certificate) (Identity, error) {
+	if c == nil {
+		return Identity{}, errors.New("pki: no certificate")
+	}
+	var found *url.URL
+	for _, u := range c.URIs {
+		if !strings.EqualFold(u.Scheme, URIScheme) {
+			continue
+		}
+		if found != nil {
+			return Identity{}, fmt.Errorf("pki: certificate %q has more than one %s:// URI SAN (%s, %s)",
+				c.Subject.CommonName, URIScheme, found, u)
+		}
+		found = u
+	}
+	if found == nil {
+		return Identity{}, fmt.Errorf("pki: certificate %q has no %s:// URI SAN", c.Subject.CommonName, URIScheme)
+	}
+	return ParseIdentityURI(found)
+}
+
+// PeerIdentity returns the identity of the verified peer certificate of a
+// TLS connection (e.g. credentials.TLSInfo.State in gRPC). It fails if the
+// peer presented no certificate or the chain was not verified.
+func PeerIdentity(cs *tls.ConnectionState) (Identity, error) {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Identity{}, errors.New("pki: peer has no verified certificate")
+	}
+	return IdentityFromCert(cs.VerifiedChains[0][0])
+}
