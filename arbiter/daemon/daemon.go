@@ -43,6 +43,7 @@ type Arbiter struct {
 	http    *http.Server
 	lis     []net.Listener
 	stop    chan struct{}
+	sock    string // the operator socket this arbiter bound, removed on Close
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
@@ -135,6 +136,7 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 			return nil, fmt.Errorf("operator.socket: %w", err)
 		}
 		a.lis = append(a.lis, sock)
+		a.sock = cfg.Operator.Socket
 		local := newServer(true)
 		go serve(log, "operator socket", func() error { return local.Serve(sock) })
 	}
@@ -232,8 +234,8 @@ func (a *Arbiter) Close() error {
 		a.http.Shutdown(ctx)
 		cancel()
 	}
-	if a.cfg.Operator.Socket != "" {
-		os.Remove(a.cfg.Operator.Socket)
+	if a.sock != "" {
+		os.Remove(a.sock)
 	}
 	if a.db != nil {
 		return a.db.Close()

@@ -1,0 +1,133 @@
+// Command bwx-agent is the member's access manager: the daemon (`run`) and
+// the commands a person uses to trade by hand (order, offers, trades).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/bwxchange/bwx/agent/daemon"
+	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/logging"
+	"github.com/bwxchange/bwx/shared/pki"
+	"github.com/bwxchange/bwx/shared/rpc"
+)
+
+type globals struct {
+	configPath string
+	arbiter    string
+	bundle     string
+	out        cli.Output
+}
+
+func main() {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "bwx-agent",
+		Short:         "bwx access manager: measures, trades and installs the routes it bought",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", "/etc/bwx/agent.yaml", "agent config file")
+	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port (default: arbiter.address from the config)")
+	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
+	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
+	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), tradesCmd(g))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "bwx-agent:", cli.Explain(err))
+		os.Exit(1)
+	}
+}
+
+// config reads the config file, lets flags override it, and validates.
+func (g *globals) config() (daemon.Config, error) {
+	cfg, err := daemon.LoadConfig(g.configPath)
+	if err != nil && !(os.IsNotExist(err) && g.arbiter != "") {
+		return cfg, err
+	}
+	if g.arbiter != "" {
+		cfg.Arbiter.Address = g.arbiter
+	}
+	if g.bundle != "" {
+		cfg.Bundle = g.bundle
+	}
+	return cfg, cfg.Validate()
+}
+
+// dial connects as the member for a one-off command.
+func (g *globals) dial() (*grpc.ClientConn, error) {
+	g.out.W = os.Stdout
+	if err := g.out.Check(); err != nil {
+		return nil, err
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	b, err := pki.LoadBundle(cfg.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+func runCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "run the agent daemon (systemd: bwx-agent.service)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			level := new(slog.LevelVar)
+			lv, _ := logging.ParseLevel(cfg.Log.Level)
+			level.Set(lv)
+			log, err := logging.NewWithLevel(os.Stderr, level, cfg.Log.Format)
+			if err != nil {
+				return err
+			}
+			a, err := daemon.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			go func() {
+				for range hup {
+					next, err := daemon.LoadConfig(g.configPath)
+					if err == nil {
+						err = next.Validate()
+					}
+					if err != nil {
+						log.Error("reload refused, keeping the running config", "error", err)
+						continue
+					}
+					lv, _ := logging.ParseLevel(next.Log.Level)
+					level.Set(lv)
+					log.Info("config reloaded (log.level; other keys need a restart)", "log_level", lv.String())
+				}
+			}()
+			err = a.Run(ctx)
+			log.Info("stopped")
+			return err
+		},
+	}
+}

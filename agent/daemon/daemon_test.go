@@ -1,0 +1,170 @@
+package daemon_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/bwxchange/bwx/agent/daemon"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/pki"
+)
+
+// fakeArbiter serves a fixed event log and records what each stream asked for.
+type fakeArbiter struct {
+	pb.UnimplementedTradingServiceServer
+	mu     sync.Mutex
+	events []*pb.TradeEvent
+	asked  []uint64
+}
+
+func (f *fakeArbiter) StreamTradeEvents(r *pb.StreamTradeEventsRequest, s pb.TradingService_StreamTradeEventsServer) error {
+	f.mu.Lock()
+	f.asked = append(f.asked, r.AfterSequence)
+	evs := f.events
+	f.mu.Unlock()
+	for _, e := range evs {
+		if e.Sequence > r.AfterSequence {
+			if err := s.Send(e); err != nil {
+				return err
+			}
+		}
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+func (f *fakeArbiter) lastAsked() (uint64, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.asked) == 0 {
+		return 0, 0
+	}
+	return f.asked[len(f.asked)-1], len(f.asked)
+}
+
+func ev(seq uint64) *pb.TradeEvent {
+	return &pb.TradeEvent{Sequence: seq, Type: pb.TradeEventType_TRADE_EVENT_TYPE_CREATED, Trade: &pb.Trade{Id: seq, BuyerAsn: 64510, SellerAsn: 64501}}
+}
+
+func serve(t *testing.T, ca *pki.CA, addr string, f *fakeArbiter) *grpc.Server {
+	t.Helper()
+	var lis net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger briefly after a stop
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
+	pb.RegisterTradingServiceServer(s, f)
+	go s.Serve(lis)
+	return s
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReconnectsAndResumesAfterLastEvent(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "agent.pem")
+	if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+
+	f := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2)}}
+	srv := serve(t, ca, addr, f)
+	cfg := daemon.DefaultConfig()
+	cfg.Arbiter.Address, cfg.Bundle, cfg.StateDir = addr, bundle, filepath.Join(dir, "state")
+
+	var mu sync.Mutex
+	var got []uint64
+	start := func() (context.CancelFunc, chan struct{}) {
+		a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.MinBackoff, a.MaxBackoff = 20*time.Millisecond, 100*time.Millisecond
+		a.OnEvent = func(e *pb.TradeEvent) { mu.Lock(); got = append(got, e.Sequence); mu.Unlock() }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(ctx); a.Close(); close(done) }()
+		return cancel, done
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	cancel, done := start()
+	waitFor(t, "events 1 and 2", func() bool { return count() == 2 })
+
+	// The arbiter goes away and comes back with one more event.
+	srv.Stop()
+	f2 := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2), ev(3)}}
+	srv = serve(t, ca, addr, f2)
+	defer srv.Stop()
+	waitFor(t, "event 3 after reconnect", func() bool { return count() == 3 })
+	if after, _ := f2.lastAsked(); after != 2 {
+		t.Fatalf("reconnected stream asked after %d, want 2", after)
+	}
+
+	// A restarted agent resumes from its saved cursor: nothing replayed.
+	cancel()
+	<-done
+	f2.mu.Lock()
+	f2.asked = nil
+	f2.mu.Unlock()
+	cancel, done = start()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the restarted agent's stream", func() bool { _, n := f2.lastAsked(); return n > 0 })
+	if after, _ := f2.lastAsked(); after != 3 {
+		t.Fatalf("restarted agent asked after %d, want 3", after)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[0] != 1 || got[2] != 3 {
+		t.Fatalf("events seen %v, want [1 2 3] once each", got)
+	}
+}
+
+func TestRefusesOperatorBundleAndBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca, _ := pki.InitCA(filepath.Join(dir, "ca"), "test", nil)
+	op := filepath.Join(dir, "op.pem")
+	if err := pki.IssueBundle(ca, pki.OperatorIdentity("alice"), op); err != nil {
+		t.Fatal(err)
+	}
+	cfg := daemon.DefaultConfig()
+	cfg.Arbiter.Address, cfg.Bundle, cfg.StateDir = "127.0.0.1:1", op, dir
+	if _, err := daemon.New(cfg, slog.Default()); err == nil {
+		t.Fatal("agent accepted an operator's bundle")
+	}
+	cfg.Arbiter.Address = "no-port"
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("address without a port accepted")
+	}
+}
