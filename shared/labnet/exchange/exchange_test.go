@@ -1,0 +1,73 @@
+package exchange_test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/shared/labnet"
+	"github.com/bwxchange/bwx/shared/labnet/exchange"
+)
+
+// TestLabTradeReachesBothAgents runs the whole lab as scripts/lab does: real
+// binaries in namespaces, orders placed with the agent's commands, and the
+// trade event arriving at both agents over mTLS across the switch.
+func TestLabTradeReachesBothAgents(t *testing.T) {
+	if err := labnet.NeedsRoot(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin, err := exchange.Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := exchange.Up(ctx, dir, bin, exchange.DefaultMembers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := x.Lab.Prefix
+	closed := false
+	defer func() {
+		if !closed {
+			x.Close()
+		}
+	}()
+	seller, buyer := x.Member("seller-a"), x.Member("buyer")
+	for _, p := range seller.Prefixes {
+		r, err := x.DemoTrade(ctx, seller, buyer, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(r.Trades, p) {
+			t.Errorf("operator's trade list lacks %s:\n%s", p, r.Trades)
+		}
+	}
+	// The buyer's own view, as a script would read it.
+	out, err := x.Agent(ctx, buyer, "trades", "--output", "json")
+	if err != nil || strings.Count(out, `"seller_asn": 64501`) != 2 {
+		t.Fatalf("buyer's trades: %v\n%s", err, out)
+	}
+	// A member may not sell what it has not registered.
+	if out, err := x.Agent(ctx, x.Member("seller-b"), "order", "sell", "--prefix", "198.51.100.0/24", "--capacity", "1G", "--price", "1"); err == nil ||
+		!strings.Contains(out, "spec.destination") {
+		t.Fatalf("seller-b sold seller-a's prefix: %v\n%s", err, out)
+	}
+
+	closed = true
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := labnet.List()
+	for _, ns := range left {
+		if strings.HasPrefix(ns, prefix+"-") {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(out) > 0 {
+		t.Errorf("processes left behind: %s", out)
+	}
+}
