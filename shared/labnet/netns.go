@@ -24,14 +24,6 @@ const NetnsDir = "/run/netns"
 // processes inside it can still be found after the name is gone.
 type nsID struct{ dev, ino uint64 }
 
-func nsIDOf(fd int) (nsID, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nsID{}, err
-	}
-	return nsID{dev: uint64(st.Dev), ino: st.Ino}, nil
-}
-
 func nsIDOfPath(path string) (nsID, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {

@@ -75,7 +75,7 @@ func TestInitLoadCA(t *testing.T) {
 	if !c.IsCA || c.Subject.CommonName != "bwx test CA" {
 		t.Errorf("CA cert IsCA=%v CN=%q", c.IsCA, c.Subject.CommonName)
 	}
-	if d := c.NotAfter.Sub(time.Now()); d < CAValidity-time.Hour || d > CAValidity+time.Hour {
+	if d := time.Until(c.NotAfter); d < CAValidity-time.Hour || d > CAValidity+time.Hour {
 		t.Errorf("CA validity %v, want ~%v", d, CAValidity)
 	}
 	if c.SerialNumber.Sign() <= 0 || c.SerialNumber.BitLen() > 128 || c.SerialNumber.BitLen() < 64 {
