@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -409,4 +410,71 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			t.Errorf("config %q: error %v, want it to contain %q", body, err, want)
 		}
 	}
+}
+
+func TestShippedConfigsLoad(t *testing.T) {
+	cfg, err := daemon.LoadConfig("../../packaging/etc/arbiter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != daemon.DefaultConfig() {
+		t.Errorf("packaging/etc/arbiter.yaml says it shows the defaults but differs: %+v", cfg)
+	}
+}
+
+func TestReflectionListsServices(t *testing.T) {
+	x := startExchange(t)
+	s, err := reflectionpb.NewServerReflectionClient(x.operator()).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, svc := range r.GetListServicesResponse().GetService() {
+		names = append(names, svc.Name)
+	}
+	for _, want := range []string{"bwx.v1.RegistryService", "bwx.v1.TradingService", "bwx.v1.QualityService", "bwx.v1.UsageService", "grpc.health.v1.Health"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
+	}
+}
+
+func TestOperatorCertificate(t *testing.T) {
+	x := startExchange(t)
+	member := x.member(64501, "192.0.2.1")
+	ca, err := pki.LoadCA(x.cfg.CADir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := filepath.Join(x.dir, "alice.pem")
+	if err := pki.IssueBundle(ca, pki.OperatorIdentity("alice"), op); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ms, err := pb.NewRegistryServiceClient(x.dialBundle(op)).ListMembers(ctx, &pb.ListMembersRequest{})
+	if err != nil || len(ms.Members) != 1 {
+		t.Fatalf("operator over TLS: %v %v", ms, err)
+	}
+	_, err = pb.NewRegistryServiceClient(member).ListMembers(ctx, &pb.ListMembersRequest{})
+	wantCode(t, "member lists members", err, codes.PermissionDenied)
+	// The operator manages the book but does not trade.
+	_, err = pb.NewTradingServiceClient(x.dialBundle(op)).PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: order(pb.Side_SIDE_BUY, "198.51.100.0/24", 1e9, 1, 1)})
+	wantCode(t, "operator places an order", err, codes.PermissionDenied)
+	// A certificate for a member that is not registered is refused.
+	ghost := filepath.Join(x.dir, "ghost.pem")
+	if err := pki.IssueBundle(ca, pki.MemberIdentity(65000), ghost); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pb.NewTradingServiceClient(x.dialBundle(ghost)).ListOrders(ctx, &pb.ListOrdersRequest{})
+	wantCode(t, "unregistered member's certificate", err, codes.PermissionDenied)
 }

@@ -76,7 +76,9 @@ func OpenVersion(path string, version int) (*DB, error) {
 	q.Set("_journal_mode", "WAL")
 	q.Set("_foreign_keys", "on")
 	q.Set("_busy_timeout", "10000")
-	q.Set("_synchronous", "NORMAL") // safe with WAL: a crash loses no committed transaction's integrity
+	// FULL: a committed trade or usage sample survives a power loss too,
+	// not only a crash of the process (NORMAL would risk the last commits).
+	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")   // writers take the lock up front instead of failing on upgrade
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {

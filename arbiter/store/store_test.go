@@ -29,6 +29,10 @@ func TestOpenIsWALWithForeignKeys(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "FOREIGN KEY") {
 		t.Fatalf("insert with dangling member_id: err = %v, want a FOREIGN KEY error", err)
 	}
+	var sync int
+	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+		t.Fatalf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
 	if v, _ := db.Version(ctx); v != Latest() {
 		t.Fatalf("version = %d, want %d", v, Latest())
 	}

@@ -61,6 +61,12 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The daemons got SIGTERM and stopped gracefully, not by SIGKILL.
+	for _, log := range []string{x.ArbiterLog, seller.Log, buyer.Log} {
+		if _, err := exchange.WaitLog(ctx, log, time.Second, `"msg":"stopped"`); err != nil {
+			t.Errorf("no graceful stop: %v", err)
+		}
+	}
 	left, _ := labnet.List()
 	for _, ns := range left {
 		if strings.HasPrefix(ns, prefix+"-") {
