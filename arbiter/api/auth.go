@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -30,12 +31,16 @@ type Caller struct {
 }
 
 // ASN is the book's view of the caller: the member's ASN, or
-// book.Operator (0) for the operator.
+// book.Operator (0) for the operator. A caller that is neither gets an ASN
+// that is reserved and so owns nothing, never the operator's scope.
 func (c Caller) ASN() uint32 {
-	if c.IsOperator() {
+	switch {
+	case c.IsOperator():
 		return 0
+	case c.IsMember():
+		return c.Identity.ASN
 	}
-	return c.Identity.ASN
+	return math.MaxUint32
 }
 
 func callerFrom(ctx context.Context) Caller {

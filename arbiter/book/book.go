@@ -103,6 +103,9 @@ func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string
 		if err != nil {
 			return err
 		}
+		if err := expire(ctx, tx, now); err != nil {
+			return err
+		}
 		if clientID != "" {
 			prev, err := scanOrder(tx.QueryRowContext(ctx, selectOrder+" WHERE o.member_id = ? AND o.client_order_id = ?", m.ID, clientID))
 			if err == nil {
@@ -365,6 +368,16 @@ func measured(ctx context.Context, q registry.Querier, seller uint32, prefixes [
 	return &m, nil
 }
 
+// expire marks open orders whose delivery period is over; they can no
+// longer trade, and nobody should see them as open.
+func expire(ctx context.Context, x interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, now time.Time) error {
+	_, err := x.ExecContext(ctx, "UPDATE orders SET status = ?, updated_us = ? WHERE status = ? AND end_us <= ?",
+		Expired, store.Micros(now), Open, store.Micros(now))
+	return err
+}
+
 func otherSide(s Side) Side {
 	if s == Buy {
 		return Sell
@@ -430,6 +443,9 @@ func (b *Book) Cancel(ctx context.Context, asn uint32, id int64) (Order, error) 
 	var o Order
 	now := b.Now().UTC()
 	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := expire(ctx, tx, now); err != nil {
+			return err
+		}
 		var err error
 		if o, err = getOrder(ctx, tx, asn, id); err != nil {
 			return err
@@ -457,6 +473,9 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 		events []Event
 	)
 	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := expire(ctx, tx, now); err != nil {
+			return err
+		}
 		var err error
 		if o, err = getOrder(ctx, tx, asn, id); err != nil {
 			return err
@@ -495,11 +514,17 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 
 // Get returns one order visible to asn.
 func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
+	if err := expire(ctx, b.db, b.Now().UTC()); err != nil {
+		return Order{}, err
+	}
 	return getOrder(ctx, b.db, asn, id)
 }
 
 // Orders lists asn's orders (every member's for the operator with asn 0).
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
+	if err := expire(ctx, b.db, b.Now().UTC()); err != nil {
+		return nil, err
+	}
 	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
 	if openOnly {
 		q += fmt.Sprintf(" AND o.status = %d", Open)

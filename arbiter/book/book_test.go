@@ -305,3 +305,24 @@ func TestPeakLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestOrdersExpireAtDeliveryEnd(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	s := spec(book.Sell, "198.51.100.0/24", Gbps, 1)
+	o, _, err := f.book.Place(ctx, seller, s, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.book.Now = func() time.Time { return s.End.Add(time.Second) }
+	got, err := f.book.Get(ctx, seller, o.ID)
+	if err != nil || got.Status != book.Expired {
+		t.Fatalf("order after its delivery end: %v %v, want expired", got.Status, err)
+	}
+	if open, _ := f.book.Orders(ctx, seller, true); len(open) != 0 {
+		t.Fatalf("expired order listed as open: %+v", open)
+	}
+	if _, err := f.book.Cancel(ctx, seller, o.ID); !errors.Is(err, book.ErrNotOpen) {
+		t.Fatalf("cancel of an expired order: %v", err)
+	}
+}

@@ -79,7 +79,7 @@ func OpenVersion(path string, version int) (*DB, error) {
 	// FULL: a committed trade or usage sample survives a power loss too,
 	// not only a crash of the process (NORMAL would risk the last commits).
 	q.Set("_synchronous", "FULL")
-	q.Set("_txlock", "immediate")   // writers take the lock up front instead of failing on upgrade
+	q.Set("_txlock", "immediate") // writers take the lock up front instead of failing on upgrade
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
