@@ -190,6 +190,19 @@ func (x *Exchange) addMember(ctx context.Context, m *Member) error {
 	return err
 }
 
+// RestartArbiter stops the arbiter gracefully and starts it again on the
+// same state, as systemctl restart would.
+func (x *Exchange) RestartArbiter(ctx context.Context) error {
+	if err := x.arbiter.Stop(); err != nil && !x.arbiter.Exited() {
+		return err
+	}
+	var err error
+	if x.arbiter, err = x.Arbiter.Start(context.Background(), x.ArbiterLog, x.Bin.Arbiter, "run", "--config", x.ArbiterConfig); err != nil {
+		return err
+	}
+	return x.waitArbiter(ctx)
+}
+
 // Member finds a member by name.
 func (x *Exchange) Member(name string) *Member {
 	for _, m := range x.Members {

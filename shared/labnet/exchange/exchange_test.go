@@ -46,8 +46,21 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 			t.Errorf("operator's trade list lacks %s:\n%s", p, r.Trades)
 		}
 	}
+	// Restart the arbiter: the trades are still there, and both running
+	// agents reconnect and receive the next trade.
+	if err := x.RestartArbiter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := x.Operator(ctx, "trades")
+	if err != nil || strings.Count(out, "AS64501") != 2 {
+		t.Fatalf("trades after an arbiter restart: %v\n%s", err, out)
+	}
+	if _, err := x.DemoTrade(ctx, x.Member("seller-b"), buyer, "203.0.113.0/24"); err != nil {
+		t.Fatalf("trade after an arbiter restart did not reach the agents: %v", err)
+	}
+
 	// The buyer's own view, as a script would read it.
-	out, err := x.Agent(ctx, buyer, "trades", "--output", "json")
+	out, err = x.Agent(ctx, buyer, "trades", "--output", "json")
 	if err != nil || strings.Count(out, `"seller_asn": 64501`) != 2 {
 		t.Fatalf("buyer's trades: %v\n%s", err, out)
 	}
