@@ -61,8 +61,8 @@ func (m Measurement) Validate(i int, now time.Time) error {
 		return &registry.InvalidError{Field: f("idempotency_key"), Msg: "must be 1..128 characters"}
 	case m.ViaASN == 0:
 		return &registry.InvalidError{Field: f("via_asn"), Msg: "is required"}
-	case !m.Prefix.IsValid():
-		return &registry.InvalidError{Field: f("destination_prefix"), Msg: "is not a CIDR prefix"}
+	case !m.Prefix.IsValid() || m.Prefix.Addr().Is4In6() || m.Prefix.Addr().Zone() != "":
+		return &registry.InvalidError{Field: f("destination_prefix"), Msg: "is not a CIDR prefix (IPv4 in dotted form)"}
 	case !m.Target.IsValid() || !m.Prefix.Contains(m.Target):
 		return &registry.InvalidError{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
 	case m.At.IsZero() || m.At.After(now.Add(5*time.Minute)):
@@ -114,7 +114,10 @@ func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) 
 		}
 		return nil
 	})
-	return accepted, duplicates, err
+	if err != nil {
+		return 0, 0, err // nothing of the batch was stored
+	}
+	return accepted, duplicates, nil
 }
 
 // Query returns the matrix cells newer than maxAge; via 0 and an invalid

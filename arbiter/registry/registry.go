@@ -119,6 +119,9 @@ func (m *Member) Validate() error {
 		if a.Is4In6() {
 			return invalid(f, "%v: write IPv4 addresses in dotted form", a)
 		}
+		if a.Zone() != "" {
+			return invalid(f, "%v: a router address on the exchange LAN takes no zone", a)
+		}
 		if seen[a] {
 			return invalid(f, "%v is listed twice", a)
 		}
@@ -160,7 +163,7 @@ func (r *Registry) AddMember(ctx context.Context, m Member, issue func() (Certif
 	if err := m.Validate(); err != nil {
 		return Member{}, err
 	}
-	m.Created = r.now().UTC()
+	m.Created = r.now().UTC().Truncate(time.Microsecond) // the stored precision
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?)", m.ASN, m.Name, store.Micros(m.Created))
 		if err != nil {

@@ -75,12 +75,12 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 		for i, s := range ss {
 			var buyer, seller int64
 			err := tx.QueryRowContext(ctx, "SELECT buyer_id, seller_id FROM trades WHERE id = ?", s.TradeID).Scan(&buyer, &seller)
-			if errors.Is(err, sql.ErrNoRows) || (s.Role == BuyerRole && buyer != r.ID) || (s.Role == SellerRole && seller != r.ID) {
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if err != nil || (s.Role == BuyerRole && buyer != r.ID) || (s.Role == SellerRole && seller != r.ID) {
 				// The same answer for "no such trade" and "not yours".
 				return bad(i, "trade_id", "AS%d is not the %s of a trade %d", reporter, map[Role]string{BuyerRole: "buyer", SellerRole: "seller"}[s.Role], s.TradeID)
-			}
-			if err != nil {
-				return err
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO usage_samples (reporter_id, idempotency_key, trade_id, role, start_us, end_us,
 				bps, sample_count) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
@@ -96,5 +96,8 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 		}
 		return nil
 	})
-	return accepted, duplicates, err
+	if err != nil {
+		return 0, 0, err // nothing of the batch was stored
+	}
+	return accepted, duplicates, nil
 }

@@ -204,8 +204,8 @@ func (s *specFlags) spec(side pb.Side, f *pflag.FlagSet) (*pb.OrderSpec, error) 
 		if s.maxLoss != "" {
 			// Percent with up to four decimals -> parts per million, no floats.
 			m, err := units.ParseMoney(strings.TrimSuffix(s.maxLoss, "%"))
-			if err != nil || m < 0 || int64(m)%100 != 0 {
-				return nil, fmt.Errorf("--max-loss %q: want a percentage such as 0.1 (at most 4 decimals)", s.maxLoss)
+			if err != nil || m < 0 || m > 100*units.MicrosPerUnit || int64(m)%100 != 0 {
+				return nil, fmt.Errorf("--max-loss %q: want a percentage from 0 to 100 such as 0.1 (at most 4 decimals)", s.maxLoss)
 			}
 			q.MaxLossPpm = proto.Int32(int32(int64(m) / 100))
 		}
