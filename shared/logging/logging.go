@@ -29,6 +29,19 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 	return NewWithLevel(w, lvl, format)
 }
 
+// NewReloadable is New with the level in a *slog.LevelVar that a daemon
+// sets again when it reloads its config (SIGHUP).
+func NewReloadable(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lvl, err := ParseLevel(level)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := new(slog.LevelVar)
+	v.Set(lvl)
+	log, err := NewWithLevel(w, v, format)
+	return log, v, err
+}
+
 // NewWithLevel is New with a slog.Leveler, such as a *slog.LevelVar that a
 // daemon changes when it reloads its config.
 func NewWithLevel(w io.Writer, level slog.Leveler, format string) (*slog.Logger, error) {

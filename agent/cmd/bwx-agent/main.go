@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -80,8 +79,14 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
 }
 
-func ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 30*time.Second)
+// connect dials the arbiter for one command; done closes it all.
+func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
+	conn, err := g.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return conn, ctx, func() { cancel(); conn.Close() }, nil
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -94,10 +99,7 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			level := new(slog.LevelVar)
-			lv, _ := logging.ParseLevel(cfg.Log.Level)
-			level.Set(lv)
-			log, err := logging.NewWithLevel(os.Stderr, level, cfg.Log.Format)
+			log, level, err := logging.NewReloadable(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 			if err != nil {
 				return err
 			}

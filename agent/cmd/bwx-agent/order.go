@@ -236,13 +236,11 @@ func orderCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				conn, err := g.dial()
+				conn, cx, done, err := g.connect()
 				if err != nil {
 					return err
 				}
-				defer conn.Close()
-				cx, cancel := ctx()
-				defer cancel()
+				defer done()
 				resp, err := pb.NewTradingServiceClient(conn).PlaceOrder(cx, &pb.PlaceOrderRequest{Spec: spec, ClientOrderId: sf.clientOrderID})
 				if err != nil {
 					return err
@@ -272,13 +270,11 @@ func orderCmd(g *globals) *cobra.Command {
 			if err != nil || id == 0 {
 				return fmt.Errorf("%q is not an order id", args[0])
 			}
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			o, err := pb.NewTradingServiceClient(conn).CancelOrder(cx, &pb.CancelOrderRequest{OrderId: id})
 			if err != nil {
 				return err
@@ -295,13 +291,11 @@ func orderCmd(g *globals) *cobra.Command {
 		Short: "list this member's orders",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewTradingServiceClient(conn).ListOrders(cx, &pb.ListOrdersRequest{OpenOnly: open})
 			if err != nil {
 				return err
@@ -324,13 +318,11 @@ func tradesCmd(g *globals) *cobra.Command {
 		Short: "list this member's trades",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{ActiveOnly: active})
 			if err != nil {
 				return err
@@ -357,13 +349,11 @@ func offersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewTradingServiceClient(conn).ListOffers(cx, &pb.ListOffersRequest{Spec: spec})
 			if err != nil {
 				return err

@@ -61,8 +61,14 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return rpc.DialUnix(sock)
 }
 
-func ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 30*time.Second)
+// connect dials the arbiter for one command; done closes it all.
+func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
+	conn, err := g.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return conn, ctx, func() { cancel(); conn.Close() }, nil
 }
 
 func memberCmd(g *globals) *cobra.Command {
@@ -96,13 +102,11 @@ func memberCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewRegistryServiceClient(conn).AddMember(cx, &pb.AddMemberRequest{
 				Asn: asn, Name: name, Port: &pb.Port{Name: port, CapacityBps: int64(capacity)}, RouterAddresses: routers, Csr: csr,
 			})
@@ -151,13 +155,11 @@ func memberCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewRegistryServiceClient(conn).IssueCertificate(cx, &pb.IssueCertificateRequest{Asn: a, Csr: csr})
 			if err != nil {
 				return err
@@ -178,13 +180,11 @@ func memberCmd(g *globals) *cobra.Command {
 		Short: "list members",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewRegistryServiceClient(conn).ListMembers(cx, &pb.ListMembersRequest{})
 			if err != nil {
 				return err
@@ -243,13 +243,11 @@ func prefixCmd(g *globals) *cobra.Command {
 			if _, err := netip.ParsePrefix(args[0]); err != nil {
 				return fmt.Errorf("%q is not a CIDR prefix", args[0])
 			}
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			p, err := pb.NewRegistryServiceClient(conn).AddPrefix(cx, &pb.AddPrefixRequest{Prefix: &pb.Prefix{
 				Prefix: args[0], MemberAsn: member, RouteType: t, OriginAsn: origin}})
 			if err != nil {
@@ -272,13 +270,11 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "remove a member's registered prefix",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			_, err = pb.NewRegistryServiceClient(conn).RemovePrefix(cx, &pb.RemovePrefixRequest{MemberAsn: member, Prefix: args[0]})
 			return err
 		},
@@ -291,13 +287,11 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "list registered prefixes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewRegistryServiceClient(conn).ListPrefixes(cx, &pb.ListPrefixesRequest{MemberAsn: member})
 			if err != nil {
 				return err
@@ -325,13 +319,11 @@ func ordersCmd(g *globals) *cobra.Command {
 		Short: "list the order book",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewTradingServiceClient(conn).ListOrders(cx, &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open})
 			if err != nil {
 				return err
@@ -355,13 +347,11 @@ func tradesCmd(g *globals) *cobra.Command {
 		Short: "list trades",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			cx, cancel := ctx()
-			defer cancel()
+			defer done()
 			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active})
 			if err != nil {
 				return err

@@ -24,10 +24,7 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			level := new(slog.LevelVar)
-			lv, _ := logging.ParseLevel(cfg.Log.Level)
-			level.Set(lv)
-			log, err := logging.NewWithLevel(os.Stderr, level, cfg.Log.Format)
+			log, level, err := logging.NewReloadable(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 			if err != nil {
 				return err
 			}
