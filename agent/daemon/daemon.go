@@ -110,16 +110,22 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 		if err != nil {
 			return err
 		}
+		if o := ev.Order; o != nil {
+			a.log.Info("order event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
+				"order", o.Id, "status", strings.TrimPrefix(o.Status.String(), "ORDER_STATUS_"), "filled_bps", o.FilledBps)
+		}
 		t := ev.Trade
 		role := "buyer"
 		if t.GetSellerAsn() == a.bundle.Identity.ASN {
 			role = "seller"
 		}
-		a.log.Info("trade event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
-			"trade", t.GetId(), "role", role, "buyer", t.GetBuyerAsn(), "seller", t.GetSellerAsn(),
-			"prefixes", strings.Join(t.GetPrefixes(), ","), "next_hops", strings.Join(t.GetSellerNextHops(), ","),
-			"capacity_bps", t.GetCapacityBps(), "price_micros", t.GetPriceMicros(),
-			"delivery_start", t.GetDeliveryStart().AsTime().Format(time.RFC3339), "delivery_end", t.GetDeliveryEnd().AsTime().Format(time.RFC3339))
+		if t != nil {
+			a.log.Info("trade event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
+				"trade", t.GetId(), "role", role, "buyer", t.GetBuyerAsn(), "seller", t.GetSellerAsn(),
+				"prefixes", strings.Join(t.GetPrefixes(), ","), "next_hops", strings.Join(t.GetSellerNextHops(), ","),
+				"capacity_bps", t.GetCapacityBps(), "price_micros", t.GetPriceMicros(),
+				"delivery_start", t.GetDeliveryStart().AsTime().Format(time.RFC3339), "delivery_end", t.GetDeliveryEnd().AsTime().Format(time.RFC3339))
+		}
 		if a.OnEvent != nil {
 			a.OnEvent(ev)
 		}

@@ -41,7 +41,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, registry.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, book.ErrNotOpen):
+	case errors.Is(err, book.ErrNotOpen), errors.Is(err, book.ErrOfferGone), errors.Is(err, book.ErrOfferChanged):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())

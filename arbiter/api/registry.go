@@ -16,6 +16,15 @@ type RegistryServer struct {
 	pb.UnimplementedRegistryServiceServer
 	Registry *registry.Registry
 	CA       *pki.CA
+	// Changed is told after members or prefixes change, so matching sees
+	// the new registry at once.
+	Changed func(context.Context) error
+}
+
+func (s *RegistryServer) changed(ctx context.Context) {
+	if s.Changed != nil {
+		s.Changed(ctx)
+	}
 }
 
 // sign issues the member certificate for a CSR and describes it for the
@@ -60,6 +69,7 @@ func (s *RegistryServer) AddMember(ctx context.Context, r *pb.AddMemberRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.changed(ctx)
 	resp := &pb.AddMemberResponse{Member: memberToProto(m)}
 	if certPEM != nil {
 		resp.CertificatePem, resp.CaPem = certPEM, s.CA.CertPEM()
@@ -136,6 +146,7 @@ func (s *RegistryServer) AddPrefix(ctx context.Context, r *pb.AddPrefixRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.changed(ctx)
 	return prefixToProto(got), nil
 }
 
@@ -154,6 +165,7 @@ func (s *RegistryServer) RemovePrefix(ctx context.Context, r *pb.RemovePrefixReq
 	if err := s.Registry.RemovePrefix(ctx, r.MemberAsn, p); err != nil {
 		return nil, toStatus(err)
 	}
+	s.changed(ctx)
 	return &pb.RemovePrefixResponse{}, nil
 }
 

@@ -178,8 +178,14 @@ func (s *TradingServer) StreamTradeEvents(r *pb.StreamTradeEventsRequest, stream
 				return toStatus(err)
 			}
 			for _, e := range evs {
-				if err := stream.Send(&pb.TradeEvent{Sequence: uint64(e.Seq), Type: pb.TradeEventType(e.Type),
-					Time: ts(e.Time), Trade: tradeToProto(e.Trade, s.now())}); err != nil {
+				ev := &pb.TradeEvent{Sequence: uint64(e.Seq), Type: pb.TradeEventType(e.Type), Time: ts(e.Time)}
+				if e.Trade != nil {
+					ev.Trade = tradeToProto(*e.Trade, s.now())
+				}
+				if e.Order != nil {
+					ev.Order = orderToProto(*e.Order)
+				}
+				if err := stream.Send(ev); err != nil {
 					return err
 				}
 				last = e.Seq

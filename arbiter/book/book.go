@@ -2,11 +2,11 @@ package book
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
@@ -17,7 +17,7 @@ import (
 // the two look the same so that nobody learns about other members' orders.
 var ErrNotFound = errors.New("not found")
 
-// ErrNotOpen is an order that can no longer change.
+// ErrNotOpen is an order that can no longer change (or is not the caller's).
 var ErrNotOpen = errors.New("order is not open")
 
 // Operator is the caller ASN that stands for the exchange operator, who may
@@ -28,19 +28,22 @@ const Operator uint32 = 0
 type EventType int
 
 const (
-	TradeCreated        EventType = 1
-	TradeStarted        EventType = 2
-	TradeEnded          EventType = 3
-	TradeCancelledEvent EventType = 4
+	TradeCreated   EventType = 1
+	OrderAccepted  EventType = 5
+	OrderModified  EventType = 6
+	OrderCancelled EventType = 7
+	OrderExpired   EventType = 8
+	OrderFilled    EventType = 9
 )
 
-// Event is one entry of a member's event log.
+// Event is one entry of a member's event log: about a trade or an order.
 type Event struct {
 	Seq       int64
 	MemberASN uint32
 	Type      EventType
 	Time      time.Time
-	Trade     Trade
+	Trade     *Trade
+	Order     *Order
 }
 
 // Offer is a sell order a buy could take now (claim 24).
@@ -51,498 +54,347 @@ type Offer struct {
 	Measured     *Measured
 }
 
-// Book is the order database and the matching engine over the store.
-type Book struct {
-	db *store.DB
+// Options configure a Book.
+type Options struct {
 	// Now is the clock; tests replace it.
 	Now func() time.Time
-	// Notify receives the events of each committed change, after commit.
+	// Notify receives the events of each change after it is committed.
 	Notify func([]Event)
 	// Freshness is how old a measurement may be and still count.
 	Freshness time.Duration
+	// ExpireEvery is how often orders past their delivery end are expired
+	// (0: every second; negative: never, for tests that drive Expire).
+	ExpireEvery time.Duration
+	// MaxBatch bounds how many changes one commit carries.
+	MaxBatch int
 }
 
-// New returns a book over db.
-func New(db *store.DB) *Book {
-	return &Book{db: db, Now: time.Now, Notify: func([]Event) {}, Freshness: time.Hour}
+// Book is the order book: the in-memory engine, serialized, whose every
+// change is committed to the store (in batches, one transaction each)
+// before its caller hears of it. Reads come from the store and so show
+// only what has been acknowledged.
+type Book struct {
+	db  *store.DB
+	opt Options
+
+	mu  sync.Mutex // serializes the engine; changes are queued in engine order
+	eng *Engine
+	err error // set when a failed commit left the engine unusable
+
+	qmu     sync.Mutex
+	qcond   *sync.Cond
+	queue   []*pending
+	last    *pending
+	closing bool
+	done    chan struct{}
 }
 
-// Place validates spec, stores the order for member asn and matches it, all
-// in one transaction. The same non-empty clientID returns the first order.
+type pending struct {
+	ch   *Change
+	err  error
+	done chan struct{}
+}
+
+// Start loads the book from the store and starts committing.
+func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Notify == nil {
+		opt.Notify = func([]Event) {}
+	}
+	if opt.Freshness == 0 {
+		opt.Freshness = time.Hour
+	}
+	if opt.MaxBatch == 0 {
+		opt.MaxBatch = 1000
+	}
+	b := &Book{db: db, opt: opt, done: make(chan struct{})}
+	b.qcond = sync.NewCond(&b.qmu)
+	if err := b.reload(ctx); err != nil {
+		return nil, err
+	}
+	go b.commitLoop()
+	if opt.ExpireEvery >= 0 {
+		every := opt.ExpireEvery
+		if every == 0 {
+			every = time.Second
+		}
+		go b.expireLoop(every)
+	}
+	// Orders that ended while the arbiter was down expire now.
+	b.Expire(ctx)
+	return b, nil
+}
+
+func (b *Book) reload(ctx context.Context) error {
+	s, err := LoadSnapshot(ctx, b.db, b.opt.Now())
+	if err != nil {
+		return fmt.Errorf("loading the order book: %w", err)
+	}
+	e := NewEngine()
+	e.Quality = &sqlQuality{db: b.db, fresh: b.opt.Freshness}
+	e.Restore(s)
+	b.eng, b.err = e, nil
+	return nil
+}
+
+// Close stops committing after the queued changes are written.
+func (b *Book) Close() {
+	b.qmu.Lock()
+	if !b.closing {
+		b.closing = true
+		b.qcond.Broadcast()
+	}
+	b.qmu.Unlock()
+	<-b.done
+}
+
+// enqueue queues a change for commit; the caller holds b.mu, so the queue
+// is in engine order.
+func (b *Book) enqueue(ch *Change) *pending {
+	p := &pending{ch: ch, done: make(chan struct{})}
+	b.qmu.Lock()
+	b.queue = append(b.queue, p)
+	b.last = p
+	b.qcond.Signal()
+	b.qmu.Unlock()
+	return p
+}
+
+func (b *Book) commitLoop() {
+	defer close(b.done)
+	for {
+		b.qmu.Lock()
+		for len(b.queue) == 0 && !b.closing {
+			b.qcond.Wait()
+		}
+		if len(b.queue) == 0 {
+			b.qmu.Unlock()
+			return
+		}
+		n := min(len(b.queue), b.opt.MaxBatch)
+		batch := append([]*pending(nil), b.queue[:n]...)
+		b.queue = b.queue[n:]
+		b.qmu.Unlock()
+
+		chs := make([]*Change, len(batch))
+		for i, p := range batch {
+			chs[i] = p.ch
+		}
+		err := commitChanges(context.Background(), b.db, chs)
+		if err != nil {
+			b.recover(batch, err)
+			continue
+		}
+		for _, p := range batch {
+			close(p.done)
+		}
+	}
+}
+
+// recover handles a failed commit: the engine applied changes that are not
+// durable, so it is rebuilt from the store, and every change queued behind
+// the failed ones (built on the same memory) fails too.
+func (b *Book) recover(batch []*pending, cause error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.qmu.Lock()
+	rest := b.queue
+	b.queue = nil
+	b.qmu.Unlock()
+	err := fmt.Errorf("not stored, nothing changed: %w", cause)
+	for _, p := range append(batch, rest...) {
+		p.err = err
+		close(p.done)
+	}
+	if rerr := b.reload(context.Background()); rerr != nil {
+		b.err = rerr
+	}
+}
+
+// apply runs one engine operation and waits until its change is durable.
+func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
+	b.mu.Lock()
+	if b.err != nil {
+		if err := b.reload(context.Background()); err != nil {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("order book unavailable: %w", err)
+		}
+	}
+	ch, err := op(b.eng)
+	if err != nil || ch == nil || ch.empty() {
+		b.mu.Unlock()
+		return ch, err
+	}
+	p := b.enqueue(ch)
+	b.mu.Unlock()
+	<-p.done
+	if p.err != nil {
+		return nil, p.err
+	}
+	b.opt.Notify(ch.Events)
+	return ch, nil
+}
+
+// sync waits until every change queued so far is committed.
+func (b *Book) sync() {
+	b.mu.Lock()
+	b.qmu.Lock()
+	p := b.last
+	b.qmu.Unlock()
+	b.mu.Unlock()
+	if p != nil {
+		<-p.done
+	}
+}
+
+// Place validates spec, stores the order for member asn and matches it.
+// The same non-empty clientID returns the first order and its trades.
 func (b *Book) Place(ctx context.Context, asn uint32, spec Spec, clientID string) (Order, []Trade, error) {
 	return b.place(ctx, asn, spec, clientID, 0)
 }
 
-// Take buys from one sell order only, all or nothing (RFQ).
+// Take buys from one sell order only, all or nothing (RFQ). A clear
+// ErrOfferGone or ErrOfferChanged says why an offer cannot be taken.
 func (b *Book) Take(ctx context.Context, asn uint32, sellID int64, spec Spec, clientID string) (Order, []Trade, error) {
 	if spec.Side != Buy {
 		return Order{}, nil, invalid("spec.side", "taking an offer is a buy")
 	}
-	spec.Type = FOK
 	if sellID <= 0 {
 		return Order{}, nil, invalid("offer_order_id", "is required")
 	}
+	spec.Type = FOK
 	return b.place(ctx, asn, spec, clientID, sellID)
 }
 
 func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, error) {
-	now := b.Now().UTC()
-	if err := spec.Validate(now); err != nil {
-		return Order{}, nil, err
-	}
-	if len(clientID) > 128 {
-		return Order{}, nil, invalid("client_order_id", "longer than 128 characters")
-	}
 	var (
 		o      Order
 		trades []Trade
-		events []Event
 	)
-	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
-		m, err := registry.GetMember(ctx, tx, asn)
-		if err != nil {
-			return err
-		}
-		if err := expire(ctx, tx, now); err != nil {
-			return err
-		}
-		if clientID != "" {
-			prev, err := scanOrder(tx.QueryRowContext(ctx, selectOrder+" WHERE o.member_id = ? AND o.client_order_id = ?", m.ID, clientID))
-			if err == nil {
-				o = prev
-				trades, err = tradesOfOrder(ctx, tx, prev.ID)
-				return err
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		if spec.Side == Sell {
-			if err := checkSellerOwns(ctx, tx, asn, spec); err != nil {
-				return err
-			}
-		}
-		o = Order{MemberASN: asn, Spec: spec, Status: Open, ClientOrderID: clientID, Created: now, Updated: now}
-		if o.ID, err = insertOrder(ctx, tx, m.ID, o); err != nil {
-			return err
-		}
-		trades, events, err = b.match(ctx, tx, &o, only, now)
-		return err
+	_, err := b.apply(func(e *Engine) (*Change, error) {
+		var ch *Change
+		var err error
+		o, trades, ch, err = e.Place(b.opt.Now(), asn, spec, clientID, only)
+		return ch, err
 	})
+	var dup *DuplicateError
+	if errors.As(err, &dup) {
+		// The first order may still be on its way to the disk.
+		b.sync()
+		if o, err = getOrder(ctx, b.db, asn, dup.ID); err != nil {
+			return Order{}, nil, err
+		}
+		trades, err = queryTrades(ctx, b.db, selectTrade+" WHERE t.buy_order_id = ? OR t.sell_order_id = ? ORDER BY t.id", o.ID, o.ID)
+		return o, trades, err
+	}
 	if err != nil {
 		return Order{}, nil, err
 	}
-	b.Notify(events)
 	return o, trades, nil
-}
-
-// checkSellerOwns refuses a sell whose destination is not among the
-// seller's registered routes.
-func checkSellerOwns(ctx context.Context, tx *sql.Tx, asn uint32, spec Spec) error {
-	routes, err := registry.MemberPrefixes(ctx, tx, asn)
-	if err != nil {
-		return err
-	}
-	d := spec.Destination
-	for _, r := range routes {
-		if !spec.Protocol.Fits(r.Prefix.Addr()) {
-			continue
-		}
-		if d.Prefix.IsValid() {
-			if r.Prefix.Bits() <= d.Prefix.Bits() && r.Prefix.Contains(d.Prefix.Addr()) {
-				return nil
-			}
-		} else if d.Includes(r) {
-			return nil
-		}
-	}
-	return invalid("spec.destination", "AS%d has no registered %v route for %v", asn, spec.Protocol, d)
-}
-
-// match fills o against the resting orders of the other side and writes the
-// trades, their port reservations and events. o is updated in place.
-func (b *Book) match(ctx context.Context, tx *sql.Tx, o *Order, only int64, now time.Time) ([]Trade, []Event, error) {
-	cands, err := b.candidates(ctx, tx, o, only, now)
-	if err != nil {
-		return nil, nil, err
-	}
-	ports := map[int64][]Reservation{}
-	portOf := map[uint32]registry.Member{}
-	member := func(asn uint32) (registry.Member, error) {
-		if m, ok := portOf[asn]; ok {
-			return m, nil
-		}
-		m, err := registry.GetMember(ctx, tx, asn)
-		if err != nil {
-			return m, err
-		}
-		portOf[asn] = m
-		if _, ok := ports[m.Port.ID]; !ok {
-			if ports[m.Port.ID], err = portReservations(ctx, tx, m.Port.ID, now); err != nil {
-				return m, err
-			}
-		}
-		return m, nil
-	}
-	type fill struct {
-		rest     Order
-		prefixes []netip.Prefix
-		hops     []netip.Addr
-		bps      int64
-	}
-	var fills []fill
-	remaining := o.Remaining()
-	for _, c := range cands {
-		if remaining <= 0 {
-			break
-		}
-		buy, sell := o, &c.order
-		if o.Spec.Side == Sell {
-			buy, sell = &c.order, o
-		}
-		bm, err := member(buy.MemberASN)
-		if err != nil {
-			return nil, nil, err
-		}
-		sm, err := member(sell.MemberASN)
-		if err != nil {
-			return nil, nil, err
-		}
-		var hops []netip.Addr
-		for _, a := range sm.Routers {
-			if sell.Spec.Protocol.Fits(a) {
-				hops = append(hops, a)
-			}
-		}
-		if len(hops) == 0 {
-			continue // the seller has no router of this family to be a next hop
-		}
-		start, end := buy.Spec.Start, buy.Spec.End
-		free := func(m registry.Member) int64 {
-			return m.Port.CapacityBps - PeakLoad(ports[m.Port.ID], start, end)
-		}
-		avail := min(c.order.Remaining(), free(bm), free(sm))
-		bps := FillSize(remaining, avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps)
-		if buy.Spec.SingleSeller && bps != buy.Remaining() {
-			continue
-		}
-		if bps == 0 {
-			continue
-		}
-		for _, m := range []registry.Member{bm, sm} {
-			ports[m.Port.ID] = append(ports[m.Port.ID], Reservation{CapacityBps: bps, Start: start, End: end})
-		}
-		fills = append(fills, fill{rest: c.order, prefixes: c.prefixes, hops: hops, bps: bps})
-		remaining -= bps
-	}
-	if o.Spec.Type == FOK && remaining > 0 {
-		fills = nil // fill or kill: nothing trades
-	}
-	var trades []Trade
-	var events []Event
-	for _, f := range fills {
-		buy, sell := *o, f.rest
-		if o.Spec.Side == Sell {
-			buy, sell = f.rest, *o
-		}
-		t := Trade{
-			BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
-			Prefixes: f.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps,
-			PriceMicros: f.rest.Spec.PriceMicros, // the resting order's price
-			Start:       buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now,
-		}
-		if err := insertTrade(ctx, tx, &t, portOf[t.BuyerASN], portOf[t.SellerASN]); err != nil {
-			return nil, nil, err
-		}
-		if err := addFill(ctx, tx, f.rest.ID, f.bps, now); err != nil {
-			return nil, nil, err
-		}
-		o.FilledBps += f.bps
-		trades = append(trades, t)
-		for _, m := range []registry.Member{portOf[t.BuyerASN], portOf[t.SellerASN]} {
-			ev, err := insertEvent(ctx, tx, m, TradeCreated, t, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			events = append(events, ev)
-		}
-	}
-	switch {
-	case o.Remaining() == 0:
-		o.Status = Filled
-	case o.Spec.Type != Limit:
-		o.Status = Cancelled // IOC and FOK never rest
-	}
-	o.Updated = now
-	_, err = tx.ExecContext(ctx, "UPDATE orders SET filled_bps = ?, status = ?, updated_us = ? WHERE id = ?",
-		o.FilledBps, o.Status, store.Micros(now), o.ID)
-	return trades, events, err
-}
-
-type candidate struct {
-	order    Order
-	prefixes []netip.Prefix
-}
-
-// candidates lists the resting orders o could trade with, best first: by
-// price, then time. (Ranking by performance or a weighted mix belongs to
-// the full matching engine.)
-func (b *Book) candidates(ctx context.Context, tx *sql.Tx, o *Order, only int64, now time.Time) ([]candidate, error) {
-	q := selectOrder + ` WHERE o.status = ? AND o.side = ? AND o.protocol = ? AND o.end_us > ? AND m.asn <> ?`
-	args := []any{Open, otherSide(o.Spec.Side), o.Spec.Protocol, store.Micros(now), o.MemberASN}
-	if only != 0 {
-		q += " AND o.id = ?"
-		args = append(args, only)
-	}
-	if o.Spec.Side == Buy {
-		q += " AND o.price_micros <= ? ORDER BY o.price_micros ASC, o.id ASC"
-	} else {
-		q += " AND o.price_micros >= ? ORDER BY o.price_micros DESC, o.id ASC"
-	}
-	args = append(args, o.Spec.PriceMicros)
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	var resting []Order
-	for rows.Next() {
-		r, err := scanOrder(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		resting = append(resting, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	var out []candidate
-	for _, r := range resting {
-		buy, sell := o, &r
-		if o.Spec.Side == Sell {
-			buy, sell = &r, o
-		}
-		if !Compatible(buy.Spec, sell.Spec) {
-			continue
-		}
-		routes, err := registry.MemberPrefixes(ctx, tx, sell.MemberASN)
-		if err != nil {
-			return nil, err
-		}
-		prefixes := TradedPrefixes(buy.Spec, sell.Spec, routes)
-		if len(prefixes) == 0 {
-			continue
-		}
-		if buy.Spec.Quality.Limited() {
-			m, err := measured(ctx, tx, sell.MemberASN, prefixes, now.Add(-b.Freshness))
-			if err != nil {
-				return nil, err
-			}
-			if !buy.Spec.Quality.Meets(m) {
-				continue
-			}
-		}
-		out = append(out, candidate{order: r, prefixes: prefixes})
-	}
-	return out, nil
-}
-
-// measured averages the fresh measurements through seller toward prefixes.
-func measured(ctx context.Context, q registry.Querier, seller uint32, prefixes []netip.Prefix, since time.Time) (*Measured, error) {
-	ps := make([]any, 0, len(prefixes)+2)
-	ps = append(ps, seller, store.Micros(since))
-	for _, p := range prefixes {
-		ps = append(ps, p.String())
-	}
-	var m Measured
-	var lat, jit, loss, hops sql.NullFloat64
-	err := q.QueryRowContext(ctx, `SELECT count(*), avg(latency_us), avg(jitter_us), avg(loss_ppm), max(as_hops)
-		FROM measurements WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
-		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",")+`)`, ps...).
-		Scan(&m.Samples, &lat, &jit, &loss, &hops)
-	if err != nil || m.Samples == 0 {
-		return nil, err
-	}
-	m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
-	return &m, nil
-}
-
-// expire marks open orders whose delivery period is over; they can no
-// longer trade, and nobody should see them as open.
-func expire(ctx context.Context, x interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, now time.Time) error {
-	_, err := x.ExecContext(ctx, "UPDATE orders SET status = ?, updated_us = ? WHERE status = ? AND end_us <= ?",
-		Expired, store.Micros(now), Open, store.Micros(now))
-	return err
-}
-
-func otherSide(s Side) Side {
-	if s == Buy {
-		return Sell
-	}
-	return Buy
-}
-
-// Offers lists the sell orders a buy spec would match now, best first, with
-// the capacity still available to the caller (claim 24).
-func (b *Book) Offers(ctx context.Context, asn uint32, spec Spec) ([]Offer, error) {
-	spec.Side = Buy
-	if spec.Type == 0 {
-		spec.Type = Limit
-	}
-	now := b.Now().UTC()
-	if err := spec.Validate(now); err != nil {
-		return nil, err
-	}
-	var out []Offer
-	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
-		bm, err := registry.GetMember(ctx, tx, asn)
-		if err != nil {
-			return err
-		}
-		o := &Order{MemberASN: asn, Spec: spec}
-		cands, err := b.candidates(ctx, tx, o, 0, now)
-		if err != nil {
-			return err
-		}
-		buyerRes, err := portReservations(ctx, tx, bm.Port.ID, now)
-		if err != nil {
-			return err
-		}
-		buyerFree := bm.Port.CapacityBps - PeakLoad(buyerRes, spec.Start, spec.End)
-		for _, c := range cands {
-			sm, err := registry.GetMember(ctx, tx, c.order.MemberASN)
-			if err != nil {
-				return err
-			}
-			res, err := portReservations(ctx, tx, sm.Port.ID, now)
-			if err != nil {
-				return err
-			}
-			avail := min(c.order.Remaining(), buyerFree, sm.Port.CapacityBps-PeakLoad(res, spec.Start, spec.End))
-			avail = FillSize(avail, avail, c.order.Spec.MinBlockBps, spec.MinBlockBps)
-			if avail == 0 {
-				continue
-			}
-			m, err := measured(ctx, tx, sm.ASN, c.prefixes, now.Add(-b.Freshness))
-			if err != nil {
-				return err
-			}
-			out = append(out, Offer{Order: c.order, Prefixes: c.prefixes, AvailableBps: avail, Measured: m})
-		}
-		return nil
-	})
-	return out, err
 }
 
 // Cancel cancels an open order of asn (any order for the operator). Trades
 // it already made stand.
 func (b *Book) Cancel(ctx context.Context, asn uint32, id int64) (Order, error) {
 	var o Order
-	now := b.Now().UTC()
-	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
-		if err := expire(ctx, tx, now); err != nil {
-			return err
-		}
+	_, err := b.apply(func(e *Engine) (*Change, error) {
+		var ch *Change
 		var err error
-		if o, err = getOrder(ctx, tx, asn, id); err != nil {
-			return err
-		}
-		if o.Status != Open {
-			return fmt.Errorf("order %d: %w", id, ErrNotOpen)
-		}
-		o.Status, o.Updated = Cancelled, now
-		_, err = tx.ExecContext(ctx, "UPDATE orders SET status = ?, updated_us = ? WHERE id = ?", o.Status, store.Micros(now), id)
-		return err
+		o, ch, err = e.Cancel(b.opt.Now(), asn, id)
+		return ch, err
 	})
+	if errors.Is(err, ErrNotOpen) {
+		return Order{}, b.notOpen(ctx, asn, id)
+	}
 	return o, err
+}
+
+// notOpen tells "not yours or unknown" (NotFound) from "yours but closed".
+func (b *Book) notOpen(ctx context.Context, asn uint32, id int64) error {
+	if _, err := getOrder(ctx, b.db, asn, id); err != nil {
+		return err
+	}
+	return fmt.Errorf("order %d: %w", id, ErrNotOpen)
 }
 
 // Modify changes an open order's capacity and/or price, then matches it
 // again (a better price may now cross).
 func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price *int64) (Order, []Trade, error) {
-	if capacity == nil && price == nil {
-		return Order{}, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
-	}
-	now := b.Now().UTC()
 	var (
 		o      Order
 		trades []Trade
-		events []Event
 	)
-	err := b.db.Tx(ctx, func(tx *sql.Tx) error {
-		if err := expire(ctx, tx, now); err != nil {
-			return err
-		}
+	_, err := b.apply(func(e *Engine) (*Change, error) {
+		var ch *Change
 		var err error
-		if o, err = getOrder(ctx, tx, asn, id); err != nil {
-			return err
-		}
-		if o.Status != Open {
-			return fmt.Errorf("order %d: %w", id, ErrNotOpen)
-		}
-		if capacity != nil {
-			if *capacity < o.FilledBps || *capacity <= 0 {
-				return invalid("capacity_bps", "%d is below the %d bit/s already traded", *capacity, o.FilledBps)
-			}
-			if *capacity < o.Spec.MinBlockBps {
-				return invalid("capacity_bps", "%d is below min_block_bps %d", *capacity, o.Spec.MinBlockBps)
-			}
-			o.Spec.CapacityBps = *capacity
-		}
-		if price != nil {
-			if *price < 0 {
-				return invalid("price_micros", "must not be negative")
-			}
-			o.Spec.PriceMicros = *price
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE orders SET capacity_bps = ?, price_micros = ? WHERE id = ?",
-			o.Spec.CapacityBps, o.Spec.PriceMicros, id); err != nil {
-			return err
-		}
-		trades, events, err = b.match(ctx, tx, &o, 0, now)
-		return err
+		o, trades, ch, err = e.Modify(b.opt.Now(), asn, id, capacity, price)
+		return ch, err
 	})
-	if err != nil {
-		return Order{}, nil, err
+	if errors.Is(err, ErrNotOpen) {
+		return Order{}, nil, b.notOpen(ctx, asn, id)
 	}
-	b.Notify(events)
-	return o, trades, nil
+	return o, trades, err
+}
+
+// Expire expires the orders whose delivery period is over.
+func (b *Book) Expire(ctx context.Context) error {
+	_, err := b.apply(func(e *Engine) (*Change, error) { return e.Expire(b.opt.Now()), nil })
+	return err
+}
+
+func (b *Book) expireLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+			b.Expire(context.Background())
+		}
+	}
+}
+
+// RefreshMembers reloads the registry into the engine after members or
+// their routes change.
+func (b *Book) RefreshMembers(ctx context.Context) error {
+	m, err := LoadMembers(ctx, b.db)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.eng != nil {
+		b.eng.SetMembers(m)
+	}
+	return nil
+}
+
+// Offers lists the sell orders a buy spec would match now, best first, with
+// the capacity each could trade (claim 24).
+func (b *Book) Offers(ctx context.Context, asn uint32, spec Spec) ([]Offer, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return nil, fmt.Errorf("order book unavailable: %w", b.err)
+	}
+	return b.eng.Offers(b.opt.Now(), asn, spec)
 }
 
 // Get returns one order visible to asn.
 func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
-	if err := expire(ctx, b.db, b.Now().UTC()); err != nil {
-		return Order{}, err
-	}
 	return getOrder(ctx, b.db, asn, id)
 }
 
 // Orders lists asn's orders (every member's for the operator with asn 0).
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
-	if err := expire(ctx, b.db, b.Now().UTC()); err != nil {
-		return nil, err
-	}
 	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
 	if openOnly {
 		q += fmt.Sprintf(" AND o.status = %d", Open)
 	}
-	rows, err := b.db.QueryContext(ctx, q+" ORDER BY o.id", asn, asn)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn)
 }
 
 // Trades lists the trades asn is a party to (all for the operator).
@@ -550,7 +402,7 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?)"
 	args := []any{asn, asn, asn}
 	if activeOnly {
-		now := store.Micros(b.Now())
+		now := store.Micros(b.opt.Now())
 		q += " AND t.cancelled = 0 AND t.start_us <= ? AND t.end_us > ?"
 		args = append(args, now, now)
 	}
@@ -559,20 +411,20 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 
 // Events returns asn's events after seq, oldest first, at most limit.
 func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) ([]Event, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id FROM events e
+	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id, e.order_id FROM events e
 		JOIN members m ON m.id = e.member_id WHERE m.asn = ? AND e.seq > ? ORDER BY e.seq LIMIT ?`, asn, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	type row struct {
-		ev      Event
-		tradeID int64
+		ev             Event
+		trade, orderID *int64
 	}
 	var rs []row
 	for rows.Next() {
 		var r row
 		var us int64
-		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.tradeID); err != nil {
+		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.trade, &r.orderID); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -585,12 +437,65 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	}
 	out := make([]Event, 0, len(rs))
 	for _, r := range rs {
-		ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ?", r.tradeID)
-		if err != nil || len(ts) != 1 {
-			return nil, fmt.Errorf("event %d: trade %d: %v", r.ev.Seq, r.tradeID, err)
+		if r.trade != nil {
+			ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ?", *r.trade)
+			if err != nil || len(ts) != 1 {
+				return nil, fmt.Errorf("event %d: trade %d: %v", r.ev.Seq, *r.trade, err)
+			}
+			r.ev.Trade = &ts[0]
 		}
-		r.ev.Trade = ts[0]
+		if r.orderID != nil {
+			o, err := getOrder(ctx, b.db, asn, *r.orderID)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: %w", r.ev.Seq, err)
+			}
+			r.ev.Order = &o
+		}
 		out = append(out, r.ev)
 	}
 	return out, nil
+}
+
+// sqlQuality reads measured quality from the measurements table.
+type sqlQuality struct {
+	db    *store.DB
+	fresh time.Duration
+}
+
+func (q *sqlQuality) Measured(seller uint32, prefixes []netip.Prefix, now time.Time) *Measured {
+	m, err := measured(context.Background(), q.db, seller, prefixes, now.Add(-q.fresh))
+	if err != nil {
+		return nil // unmeasured: fails any quality limit, which is the safe side
+	}
+	return m
+}
+
+// measured averages the fresh measurements through seller toward prefixes.
+func measured(ctx context.Context, q registry.Querier, seller uint32, prefixes []netip.Prefix, since time.Time) (*Measured, error) {
+	ps := make([]any, 0, len(prefixes)+2)
+	ps = append(ps, seller, store.Micros(since))
+	for _, p := range prefixes {
+		ps = append(ps, p.String())
+	}
+	var m Measured
+	var lat, jit, loss, hops *float64
+	err := q.QueryRowContext(ctx, `SELECT count(*), avg(latency_us), avg(jitter_us), avg(loss_ppm), max(as_hops)
+		FROM measurements WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
+		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",")+`)`, ps...).
+		Scan(&m.Samples, &lat, &jit, &loss, &hops)
+	if err != nil || m.Samples == 0 {
+		return nil, err
+	}
+	m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops = int64(*lat), int64(*jit), int32(*loss), int32(*hops)
+	return &m, nil
+}
+
+// OpenCount is the number of orders resting in the book.
+func (b *Book) OpenCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.eng == nil {
+		return 0
+	}
+	return b.eng.OpenCount()
 }

@@ -3,6 +3,7 @@ package book_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -23,16 +24,29 @@ const (
 var t0 = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	db   *store.DB
-	reg  *registry.Registry
-	book *book.Book
-	path string
+	db     *store.DB
+	reg    *registry.Registry
+	book   *book.Book
+	path   string
+	mu     sync.Mutex
+	now    time.Time
+	events []book.Event
+}
+
+func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+
+func (f *fixture) setClock(t time.Time) { f.mu.Lock(); f.now = t; f.mu.Unlock() }
+
+func (f *fixture) seen() []book.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]book.Event(nil), f.events...)
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bwx.db")
-	f := &fixture{path: path}
+	f := &fixture{path: path, now: t0.Add(-time.Hour)}
 	f.open(t)
 	ctx := context.Background()
 	add := func(asn uint32, capacity int64, routers ...string) {
@@ -57,6 +71,9 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
+	if err := f.book.RefreshMembers(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -66,9 +83,25 @@ func (f *fixture) open(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	f.db, f.reg, f.book = db, registry.New(db), book.New(db)
-	f.book.Now = func() time.Time { return t0.Add(-time.Hour) }
+	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, Notify: func(evs []book.Event) {
+		f.mu.Lock()
+		f.events = append(f.events, evs...)
+		f.mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); db.Close() })
+	f.db, f.reg, f.book = db, registry.New(db), b
+}
+
+// restart closes the book and database and opens them again, as an arbiter
+// restart does.
+func (f *fixture) restart(t *testing.T) {
+	t.Helper()
+	f.book.Close()
+	f.db.Close()
+	f.open(t)
 }
 
 func spec(side book.Side, dest string, capacity, price int64) book.Spec {
@@ -90,8 +123,6 @@ func spec(side book.Side, dest string, capacity, price int64) book.Spec {
 func TestSellThenBuyMakesTrade(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	var got []book.Event
-	f.book.Notify = func(evs []book.Event) { got = append(got, evs...) }
 	sell, trades, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5_000_000), "")
 	if err != nil || len(trades) != 0 || sell.Status != book.Open {
 		t.Fatalf("sell: %+v %v %v", sell, trades, err)
@@ -116,8 +147,14 @@ func TestSellThenBuyMakesTrade(t *testing.T) {
 	if buy.Status != book.Filled || buy.FilledBps != Gbps {
 		t.Errorf("buy = %v filled %d, want filled", buy.Status, buy.FilledBps)
 	}
-	if len(got) != 2 || got[0].MemberASN == got[1].MemberASN {
-		t.Fatalf("events = %+v, want one for each party", got)
+	var tradeEvents []book.Event
+	for _, e := range f.seen() {
+		if e.Type == book.TradeCreated {
+			tradeEvents = append(tradeEvents, e)
+		}
+	}
+	if len(tradeEvents) != 2 || tradeEvents[0].MemberASN == tradeEvents[1].MemberASN {
+		t.Fatalf("trade events = %+v, want one for each party", tradeEvents)
 	}
 	s, _ := f.book.Get(ctx, seller, sell.ID)
 	if s.FilledBps != Gbps || s.Status != book.Open {
@@ -125,15 +162,14 @@ func TestSellThenBuyMakesTrade(t *testing.T) {
 	}
 
 	// Everything survives a restart of the arbiter.
-	f.db.Close()
-	f.open(t)
+	f.restart(t)
 	ts, err := f.book.Trades(ctx, buyer, false)
 	if err != nil || len(ts) != 1 || ts[0].ID != tr.ID || ts[0].CapacityBps != Gbps {
 		t.Fatalf("trades after reopen: %+v %v", ts, err)
 	}
 	evs, err := f.book.Events(ctx, seller, 0, 10)
-	if err != nil || len(evs) != 1 || evs[0].Trade.ID != tr.ID {
-		t.Fatalf("seller events after reopen: %+v %v", evs, err)
+	if err != nil || len(evs) != 2 || evs[0].Type != book.OrderAccepted || evs[1].Trade == nil || evs[1].Trade.ID != tr.ID {
+		t.Fatalf("seller events after reopen: %+v %v; want its order accepted, then the trade", evs, err)
 	}
 	// Idempotent placement: the same client id returns the first order.
 	again, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 7_000_000), "b1")
@@ -292,20 +328,6 @@ func TestValidateNamesField(t *testing.T) {
 	}
 }
 
-func TestPeakLoad(t *testing.T) {
-	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
-	rs := []book.Reservation{{3, h(0), h(10)}, {4, h(5), h(15)}, {5, h(10), h(20)}}
-	cases := []struct {
-		s, e int
-		want int64
-	}{{0, 5, 3}, {0, 6, 7}, {10, 12, 9}, {15, 20, 5}, {20, 30, 0}, {0, 30, 9}}
-	for _, c := range cases {
-		if got := book.PeakLoad(rs, h(c.s), h(c.e)); got != c.want {
-			t.Errorf("PeakLoad [%d,%d) = %d, want %d", c.s, c.e, got, c.want)
-		}
-	}
-}
-
 func TestOrdersExpireAtDeliveryEnd(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -314,7 +336,10 @@ func TestOrdersExpireAtDeliveryEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.book.Now = func() time.Time { return s.End.Add(time.Second) }
+	f.setClock(s.End.Add(time.Second))
+	if err := f.book.Expire(ctx); err != nil {
+		t.Fatal(err)
+	}
 	got, err := f.book.Get(ctx, seller, o.ID)
 	if err != nil || got.Status != book.Expired {
 		t.Fatalf("order after its delivery end: %v %v, want expired", got.Status, err)

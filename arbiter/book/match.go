@@ -3,7 +3,6 @@ package book
 import (
 	"net/netip"
 	"sort"
-	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 )
@@ -64,45 +63,6 @@ func TradedPrefixes(buy, sell Spec, sellerRoutes []registry.Prefix) []netip.Pref
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
-}
-
-// Reservation is capacity held on a port for a period.
-type Reservation struct {
-	CapacityBps int64
-	Start, End  time.Time
-}
-
-// PeakLoad is the largest total of reservations in force at any instant of
-// [start, end): what a new reservation there must fit beside.
-func PeakLoad(rs []Reservation, start, end time.Time) int64 {
-	type edge struct {
-		at    time.Time
-		delta int64
-	}
-	var edges []edge
-	for _, r := range rs {
-		if !r.Start.Before(end) || !r.End.After(start) {
-			continue
-		}
-		s := r.Start
-		if s.Before(start) {
-			s = start
-		}
-		edges = append(edges, edge{s, r.CapacityBps}, edge{r.End, -r.CapacityBps})
-	}
-	// Ends sort before starts at the same instant: [a,b) and [b,c) never overlap.
-	sort.Slice(edges, func(i, j int) bool {
-		if edges[i].at.Equal(edges[j].at) {
-			return edges[i].delta < edges[j].delta
-		}
-		return edges[i].at.Before(edges[j].at)
-	})
-	var cur, peak int64
-	for _, e := range edges {
-		cur += e.delta
-		peak = max(peak, cur)
-	}
-	return peak
 }
 
 // FillSize is the largest whole number of blocks (the larger of the two

@@ -155,6 +155,9 @@ type Order struct {
 	ClientOrderID string
 	Created       time.Time
 	Updated       time.Time
+	// Priority orders equal-ranked orders: lower was first. Placing sets
+	// it; a modify that raises capacity or changes price sets it anew.
+	Priority int64
 }
 
 // Remaining is the capacity still to trade.

@@ -13,10 +13,13 @@ import (
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
+// The book's durable side: what the engine loads at start, how its
+// changes are committed, and the reads of committed state for the API.
+
 const selectOrder = `SELECT o.id, m.asn, o.client_order_id, o.side, o.dest_prefix, o.dest_origin_asn, o.dest_route_type,
 	o.protocol, o.capacity_bps, o.min_block_bps, o.price_micros, o.max_latency_us, o.max_jitter_us, o.max_loss_ppm,
 	o.max_as_hops, o.allow_unverified, o.traffic_type, o.start_us, o.end_us, o.order_type, o.ranking, o.price_weight,
-	o.single_seller, o.status, o.filled_bps, o.created_us, o.updated_us
+	o.single_seller, o.status, o.filled_bps, o.created_us, o.updated_us, o.priority
 	FROM orders o JOIN members m ON m.id = o.member_id`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -32,7 +35,7 @@ func scanOrder(r scanner) (Order, error) {
 	s := &o.Spec
 	err := r.Scan(&o.ID, &o.MemberASN, &client, &s.Side, &prefix, &origin, &rtype, &s.Protocol, &s.CapacityBps,
 		&s.MinBlockBps, &s.PriceMicros, &lat, &jit, &loss, &hops, &s.Quality.AllowUnverified, &s.TrafficType,
-		&start, &end, &s.Type, &s.Ranking, &s.PriceWeight, &s.SingleSeller, &o.Status, &o.FilledBps, &created, &updated)
+		&start, &end, &s.Type, &s.Ranking, &s.PriceWeight, &s.SingleSeller, &o.Status, &o.FilledBps, &created, &updated, &o.Priority)
 	if err != nil {
 		return Order{}, err
 	}
@@ -69,33 +72,21 @@ func nullable[T int64 | int32](p *T) any {
 	return int64(*p)
 }
 
-func insertOrder(ctx context.Context, tx *sql.Tx, memberID int64, o Order) (int64, error) {
-	s := o.Spec
-	var prefix, origin, rtype any
-	switch d := s.Destination; {
-	case d.Prefix.IsValid():
-		prefix = d.Prefix.String()
-	case d.OriginASN != 0:
-		origin = d.OriginASN
-	default:
-		rtype = int(d.RouteType)
-	}
-	var client any
-	if o.ClientOrderID != "" {
-		client = o.ClientOrderID
-	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO orders (member_id, client_order_id, side, dest_prefix, dest_origin_asn,
-		dest_route_type, protocol, capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm,
-		max_as_hops, allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
-		status, filled_bps, created_us, updated_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		memberID, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
-		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
-		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
-		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
+func queryOrders(ctx context.Context, q registry.Querier, query string, args ...any) ([]Order, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return res.LastInsertId()
+	defer rows.Close()
+	var out []Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
 }
 
 func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Order, error) {
@@ -104,67 +95,6 @@ func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Or
 		return Order{}, fmt.Errorf("order %d: %w", id, ErrNotFound)
 	}
 	return o, err
-}
-
-func addFill(ctx context.Context, tx *sql.Tx, id, bps int64, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE orders SET filled_bps = filled_bps + ?,
-		status = CASE WHEN filled_bps + ? = capacity_bps THEN ? ELSE status END, updated_us = ? WHERE id = ?`,
-		bps, bps, Filled, store.Micros(now), id)
-	return err
-}
-
-func portReservations(ctx context.Context, tx *sql.Tx, portID int64, now time.Time) ([]Reservation, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT r.capacity_bps, r.start_us, r.end_us FROM reservations r
-		JOIN trades t ON t.id = r.trade_id WHERE r.port_id = ? AND r.end_us > ? AND t.cancelled = 0`, portID, store.Micros(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Reservation
-	for rows.Next() {
-		var r Reservation
-		var s, e int64
-		if err := rows.Scan(&r.CapacityBps, &s, &e); err != nil {
-			return nil, err
-		}
-		r.Start, r.End = store.Time(s), store.Time(e)
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-func insertTrade(ctx context.Context, tx *sql.Tx, t *Trade, buyer, seller registry.Member) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, protocol,
-		capacity_bps, price_micros, start_us, end_us, created_us) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		t.BuyOrderID, t.SellOrderID, buyer.ID, seller.ID, t.Protocol, t.CapacityBps, t.PriceMicros,
-		store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
-	if err != nil {
-		return err
-	}
-	if t.ID, err = res.LastInsertId(); err != nil {
-		return err
-	}
-	for _, p := range t.Prefixes {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO trade_prefixes (trade_id, prefix) VALUES (?, ?)", t.ID, p.String()); err != nil {
-			return err
-		}
-	}
-	for _, m := range []registry.Member{buyer, seller} {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO reservations (port_id, trade_id, capacity_bps, start_us, end_us) VALUES (?,?,?,?,?)",
-			m.Port.ID, t.ID, t.CapacityBps, store.Micros(t.Start), store.Micros(t.End)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func insertEvent(ctx context.Context, tx *sql.Tx, m registry.Member, typ EventType, t Trade, now time.Time) (Event, error) {
-	res, err := tx.ExecContext(ctx, "INSERT INTO events (member_id, type, trade_id, created_us) VALUES (?,?,?,?)", m.ID, typ, t.ID, store.Micros(now))
-	if err != nil {
-		return Event{}, err
-	}
-	seq, err := res.LastInsertId()
-	return Event{Seq: seq, MemberASN: m.ASN, Type: typ, Time: now, Trade: t}, err
 }
 
 // selectTrade reads trades with the parties' ASNs, the traded prefixes and
@@ -208,13 +138,198 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 	return out, rows.Err()
 }
 
-func tradesOfOrder(ctx context.Context, q registry.Querier, orderID int64) ([]Trade, error) {
-	return queryTrades(ctx, q, selectTrade+" WHERE t.buy_order_id = ? OR t.sell_order_id = ? ORDER BY t.id", orderID, orderID)
-}
-
 func splitList(s string) []string {
 	if s == "" {
 		return nil
 	}
 	return strings.Split(s, ",")
+}
+
+// LoadMembers reads the registry as matching needs it.
+func LoadMembers(ctx context.Context, q registry.Querier) (map[uint32]*MemberInfo, error) {
+	rows, err := q.QueryContext(ctx, `SELECT m.id, m.asn, p.id, p.capacity_bps FROM members m JOIN ports p ON p.member_id = m.id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]*MemberInfo{}
+	byID := map[int64]*MemberInfo{}
+	for rows.Next() {
+		m := &MemberInfo{}
+		if err := rows.Scan(&m.ID, &m.ASN, &m.PortID, &m.Capacity); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[m.ASN], byID[m.ID] = m, m
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = q.QueryContext(ctx, "SELECT member_id, address FROM routers ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id int64
+		var s string
+		if err := rows.Scan(&id, &s); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if a, err := netip.ParseAddr(s); err == nil && byID[id] != nil {
+			byID[id].Routers = append(byID[id].Routers, a)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	routes, err := registry.MemberPrefixes(ctx, q, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range routes {
+		if m := out[r.MemberASN]; m != nil {
+			m.Routes = append(m.Routes, r)
+		}
+	}
+	return out, nil
+}
+
+// LoadSnapshot reads everything the engine needs to resume.
+func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, error) {
+	var s Snapshot
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if s.Members, err = LoadMembers(ctx, tx); err != nil {
+			return err
+		}
+		if s.Open, err = queryOrders(ctx, tx, selectOrder+" WHERE o.status = ?", Open); err != nil {
+			return err
+		}
+		s.Clients = map[uint32]map[string]int64{}
+		rows, err := tx.QueryContext(ctx, "SELECT m.asn, o.client_order_id, o.id FROM orders o JOIN members m ON m.id = o.member_id WHERE o.client_order_id IS NOT NULL")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var asn uint32
+			var cid string
+			var id int64
+			if err := rows.Scan(&asn, &cid, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			if s.Clients[asn] == nil {
+				s.Clients[asn] = map[string]int64{}
+			}
+			s.Clients[asn][cid] = id
+		}
+		rows.Close()
+		rows, err = tx.QueryContext(ctx, `SELECT r.port_id, r.capacity_bps, r.start_us, r.end_us FROM reservations r
+			JOIN trades t ON t.id = r.trade_id WHERE r.end_us > ? AND t.cancelled = 0`, store.Micros(now))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r PortReservation
+			var a, b int64
+			if err := rows.Scan(&r.PortID, &r.CapacityBps, &a, &b); err != nil {
+				rows.Close()
+				return err
+			}
+			r.Start, r.End = store.Time(a), store.Time(b)
+			s.Reservations = append(s.Reservations, r)
+		}
+		rows.Close()
+		return tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM orders), (SELECT coalesce(max(id), 0) FROM trades),
+			(SELECT coalesce(max(seq), 0) FROM events), (SELECT coalesce(max(priority), 0) FROM orders)`).
+			Scan(&s.LastOrder, &s.LastTrade, &s.LastSeq, &s.LastPriority)
+	})
+	return s, err
+}
+
+// commitChanges writes a batch of changes in one transaction, in order.
+func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, ch := range chs {
+			for _, o := range ch.Orders {
+				if err := upsertOrder(ctx, tx, o); err != nil {
+					return fmt.Errorf("order %d: %w", o.ID, err)
+				}
+			}
+			for _, t := range ch.Trades {
+				if err := insertTrade(ctx, tx, t); err != nil {
+					return fmt.Errorf("trade %d: %w", t.ID, err)
+				}
+			}
+			for _, e := range ch.Events {
+				var trade, order any
+				if e.Trade != nil {
+					trade = e.Trade.ID
+				}
+				if e.Order != nil {
+					order = e.Order.ID
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO events (seq, member_id, type, trade_id, order_id, created_us)
+					VALUES (?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?)`,
+					e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time)); err != nil {
+					return fmt.Errorf("event %d: %w", e.Seq, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func upsertOrder(ctx context.Context, tx *sql.Tx, o Order) error {
+	s := o.Spec
+	var prefix, origin, rtype, client any
+	switch d := s.Destination; {
+	case d.Prefix.IsValid():
+		prefix = d.Prefix.String()
+	case d.OriginASN != 0:
+		origin = d.OriginASN
+	default:
+		rtype = int(d.RouteType)
+	}
+	if o.ClientOrderID != "" {
+		client = o.ClientOrderID
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO orders (id, member_id, client_order_id, side, dest_prefix, dest_origin_asn,
+		dest_route_type, protocol, capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm,
+		max_as_hops, allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
+		priority, status, filled_bps, created_us, updated_us)
+		VALUES (?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps, price_micros = excluded.price_micros,
+		priority = excluded.priority, status = excluded.status, filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`,
+		o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
+		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
+		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
+		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Priority, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
+	return err
+}
+
+func insertTrade(ctx context.Context, tx *sql.Tx, t Trade) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, protocol,
+		capacity_bps, price_micros, start_us, end_us, created_us)
+		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)`,
+		t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, t.Protocol, t.CapacityBps, t.PriceMicros,
+		store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
+	if err != nil {
+		return err
+	}
+	for _, p := range t.Prefixes {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO trade_prefixes (trade_id, prefix) VALUES (?, ?)", t.ID, p.String()); err != nil {
+			return err
+		}
+	}
+	for _, asn := range []uint32{t.BuyerASN, t.SellerASN} {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (port_id, trade_id, capacity_bps, start_us, end_us)
+			VALUES ((SELECT p.id FROM ports p JOIN members m ON m.id = p.member_id WHERE m.asn = ?),?,?,?,?)`,
+			asn, t.ID, t.CapacityBps, store.Micros(t.Start), store.Micros(t.End)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

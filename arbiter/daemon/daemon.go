@@ -38,6 +38,7 @@ type Arbiter struct {
 	cfg     Config
 	log     *slog.Logger
 	db      *store.DB
+	book    *book.Book
 	servers []*grpc.Server
 	health  *health.Server
 	http    *http.Server
@@ -83,11 +84,10 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 
 	registryDB := registry.New(a.db)
 	broker := api.NewBroker()
-	bk := book.New(a.db)
 	trades := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_trades_total", Help: "Trades made since start."})
 	matched := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_matched_bps_total", Help: "Capacity traded since start, bits/s."})
 	reg.MustRegister(trades, matched)
-	bk.Notify = func(evs []book.Event) {
+	notify := func(evs []book.Event) {
 		seen := map[int64]bool{}
 		for _, e := range evs {
 			if e.Type == book.TradeCreated && !seen[e.Trade.ID] {
@@ -100,9 +100,16 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 		}
 		broker.Publish(evs)
 	}
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify}); err != nil {
+		return nil, err
+	}
+	bk := a.book
+	openOrders := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bwx_arbiter_open_orders", Help: "Orders resting in the book."},
+		func() float64 { return float64(bk.OpenCount()) })
+	reg.MustRegister(openOrders)
 	a.health = health.NewServer()
 	register := func(s *grpc.Server) {
-		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca})
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: bk.RefreshMembers})
 		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
 		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: quality.New(a.db)})
 		pb.RegisterUsageServiceServer(s, &api.UsageServer{Usage: settle.New(a.db)})
@@ -236,6 +243,9 @@ func (a *Arbiter) Close() error {
 	}
 	if a.sock != "" {
 		os.Remove(a.sock)
+	}
+	if a.book != nil {
+		a.book.Close()
 	}
 	if a.db != nil {
 		return a.db.Close()

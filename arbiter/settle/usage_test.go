@@ -53,8 +53,11 @@ func newFixture(t *testing.T) *fixture {
 	if _, err := reg.AddPrefix(ctx, registry.Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/24"), MemberASN: seller, Type: registry.Customer}); err != nil {
 		t.Fatal(err)
 	}
-	b := book.New(db)
-	b.Now = func() time.Time { return t0.Add(-time.Hour) }
+	b, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return t0.Add(-time.Hour) }, ExpireEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
 	spec := func(side book.Side, price int64) book.Spec {
 		s := book.Spec{Side: side, Protocol: book.IPv4, CapacityBps: Gbps, MinBlockBps: Gbps, PriceMicros: price,
 			TrafficType: book.AnyTraffic, Start: t0, End: t0.Add(30 * 24 * time.Hour), Type: book.Limit}

@@ -70,8 +70,8 @@ func TestMigratesOldDatabaseKeepingData(t *testing.T) {
 	}
 	// The new tables work with the old rows.
 	_, err = db.ExecContext(ctx, `INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps,
-		price_micros, traffic_type, start_us, end_us, order_type, status, created_us, updated_us)
-		VALUES (1, 1, '198.51.100.0/24', 1, 1000, 1000, 1, 1, 1, 2, 1, 1, 1, 1)`)
+		price_micros, traffic_type, start_us, end_us, order_type, priority, status, created_us, updated_us)
+		VALUES (1, 1, '198.51.100.0/24', 1, 1000, 1000, 1, 1, 1, 2, 1, 1, 1, 1, 1)`)
 	if err != nil {
 		t.Fatalf("insert order into migrated database: %v", err)
 	}

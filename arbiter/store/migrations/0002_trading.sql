@@ -23,6 +23,7 @@ CREATE TABLE orders (
 	ranking          INTEGER NOT NULL DEFAULT 0,
 	price_weight     INTEGER NOT NULL DEFAULT 0,
 	single_seller    INTEGER NOT NULL DEFAULT 0,
+	priority         INTEGER NOT NULL,
 	status           INTEGER NOT NULL,
 	filled_bps       INTEGER NOT NULL DEFAULT 0 CHECK (filled_bps BETWEEN 0 AND capacity_bps),
 	created_us       INTEGER NOT NULL,
@@ -30,7 +31,7 @@ CREATE TABLE orders (
 	CHECK ((dest_prefix IS NOT NULL) + (dest_origin_asn IS NOT NULL) + (dest_route_type IS NOT NULL) = 1),
 	UNIQUE (member_id, client_order_id)
 );
-CREATE INDEX orders_open ON orders (status, side);
+CREATE INDEX orders_open ON orders (status);
 
 CREATE TABLE trades (
 	id            INTEGER PRIMARY KEY,
@@ -66,12 +67,15 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_port ON reservations (port_id, end_us);
 
--- Per-member event log behind the trade event stream; seq orders it.
+-- Per-member event log behind the trade event stream; seq orders it. An
+-- event is about a trade or about one of the member's orders.
 CREATE TABLE events (
-	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq        INTEGER PRIMARY KEY,
 	member_id  INTEGER NOT NULL REFERENCES members (id),
 	type       INTEGER NOT NULL,
-	trade_id   INTEGER NOT NULL REFERENCES trades (id),
-	created_us INTEGER NOT NULL
+	trade_id   INTEGER REFERENCES trades (id),
+	order_id   INTEGER REFERENCES orders (id),
+	created_us INTEGER NOT NULL,
+	CHECK ((trade_id IS NULL) <> (order_id IS NULL))
 );
 CREATE INDEX events_member ON events (member_id, seq);

@@ -355,6 +355,12 @@ const (
 	TradeEventType_TRADE_EVENT_TYPE_STARTED     TradeEventType = 2
 	TradeEventType_TRADE_EVENT_TYPE_ENDED       TradeEventType = 3
 	TradeEventType_TRADE_EVENT_TYPE_CANCELLED   TradeEventType = 4
+	// Order events carry the order as it stands when the event is sent.
+	TradeEventType_TRADE_EVENT_TYPE_ORDER_ACCEPTED  TradeEventType = 5
+	TradeEventType_TRADE_EVENT_TYPE_ORDER_MODIFIED  TradeEventType = 6
+	TradeEventType_TRADE_EVENT_TYPE_ORDER_CANCELLED TradeEventType = 7
+	TradeEventType_TRADE_EVENT_TYPE_ORDER_EXPIRED   TradeEventType = 8
+	TradeEventType_TRADE_EVENT_TYPE_ORDER_FILLED    TradeEventType = 9
 )
 
 // Enum value maps for TradeEventType.
@@ -365,13 +371,23 @@ var (
 		2: "TRADE_EVENT_TYPE_STARTED",
 		3: "TRADE_EVENT_TYPE_ENDED",
 		4: "TRADE_EVENT_TYPE_CANCELLED",
+		5: "TRADE_EVENT_TYPE_ORDER_ACCEPTED",
+		6: "TRADE_EVENT_TYPE_ORDER_MODIFIED",
+		7: "TRADE_EVENT_TYPE_ORDER_CANCELLED",
+		8: "TRADE_EVENT_TYPE_ORDER_EXPIRED",
+		9: "TRADE_EVENT_TYPE_ORDER_FILLED",
 	}
 	TradeEventType_value = map[string]int32{
-		"TRADE_EVENT_TYPE_UNSPECIFIED": 0,
-		"TRADE_EVENT_TYPE_CREATED":     1,
-		"TRADE_EVENT_TYPE_STARTED":     2,
-		"TRADE_EVENT_TYPE_ENDED":       3,
-		"TRADE_EVENT_TYPE_CANCELLED":   4,
+		"TRADE_EVENT_TYPE_UNSPECIFIED":     0,
+		"TRADE_EVENT_TYPE_CREATED":         1,
+		"TRADE_EVENT_TYPE_STARTED":         2,
+		"TRADE_EVENT_TYPE_ENDED":           3,
+		"TRADE_EVENT_TYPE_CANCELLED":       4,
+		"TRADE_EVENT_TYPE_ORDER_ACCEPTED":  5,
+		"TRADE_EVENT_TYPE_ORDER_MODIFIED":  6,
+		"TRADE_EVENT_TYPE_ORDER_CANCELLED": 7,
+		"TRADE_EVENT_TYPE_ORDER_EXPIRED":   8,
+		"TRADE_EVENT_TYPE_ORDER_FILLED":    9,
 	}
 )
 
@@ -767,6 +783,8 @@ func (x *PlaceOrderResponse) GetTrades() []*Trade {
 	return nil
 }
 
+// Raising the capacity or changing the price loses time priority; lowering
+// the capacity keeps it.
 type ModifyOrderRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	OrderId uint64                 `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -1585,10 +1603,13 @@ func (x *StreamTradeEventsRequest) GetAfterSequence() uint64 {
 type TradeEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Increases by member; resume from the last one seen.
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Type          TradeEventType         `protobuf:"varint,2,opt,name=type,proto3,enum=bwx.v1.TradeEventType" json:"type,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	Trade         *Trade                 `protobuf:"bytes,4,opt,name=trade,proto3" json:"trade,omitempty"`
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Type     TradeEventType         `protobuf:"varint,2,opt,name=type,proto3,enum=bwx.v1.TradeEventType" json:"type,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Set for trade events.
+	Trade *Trade `protobuf:"bytes,4,opt,name=trade,proto3" json:"trade,omitempty"`
+	// Set for order events.
+	Order         *Order `protobuf:"bytes,5,opt,name=order,proto3" json:"order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1647,6 +1668,13 @@ func (x *TradeEvent) GetTime() *timestamppb.Timestamp {
 func (x *TradeEvent) GetTrade() *Trade {
 	if x != nil {
 		return x.Trade
+	}
+	return nil
+}
+
+func (x *TradeEvent) GetOrder() *Order {
+	if x != nil {
+		return x.Order
 	}
 	return nil
 }
@@ -1757,13 +1785,14 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x12ListTradesResponse\x12%\n" +
 	"\x06trades\x18\x01 \x03(\v2\r.bwx.v1.TradeR\x06trades\"A\n" +
 	"\x18StreamTradeEventsRequest\x12%\n" +
-	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"\xa9\x01\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"\xce\x01\n" +
 	"\n" +
 	"TradeEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12*\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x16.bwx.v1.TradeEventTypeR\x04type\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
-	"\x05trade\x18\x04 \x01(\v2\r.bwx.v1.TradeR\x05trade*9\n" +
+	"\x05trade\x18\x04 \x01(\v2\r.bwx.v1.TradeR\x05trade\x12#\n" +
+	"\x05order\x18\x05 \x01(\v2\r.bwx.v1.OrderR\x05order*9\n" +
 	"\x04Side\x12\x14\n" +
 	"\x10SIDE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bSIDE_BUY\x10\x01\x12\r\n" +
@@ -1795,13 +1824,18 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x16TRADE_STATUS_SCHEDULED\x10\x01\x12\x17\n" +
 	"\x13TRADE_STATUS_ACTIVE\x10\x02\x12\x16\n" +
 	"\x12TRADE_STATUS_ENDED\x10\x03\x12\x1a\n" +
-	"\x16TRADE_STATUS_CANCELLED\x10\x04*\xaa\x01\n" +
+	"\x16TRADE_STATUS_CANCELLED\x10\x04*\xe1\x02\n" +
 	"\x0eTradeEventType\x12 \n" +
 	"\x1cTRADE_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRADE_EVENT_TYPE_CREATED\x10\x01\x12\x1c\n" +
 	"\x18TRADE_EVENT_TYPE_STARTED\x10\x02\x12\x1a\n" +
 	"\x16TRADE_EVENT_TYPE_ENDED\x10\x03\x12\x1e\n" +
-	"\x1aTRADE_EVENT_TYPE_CANCELLED\x10\x042\xdc\x04\n" +
+	"\x1aTRADE_EVENT_TYPE_CANCELLED\x10\x04\x12#\n" +
+	"\x1fTRADE_EVENT_TYPE_ORDER_ACCEPTED\x10\x05\x12#\n" +
+	"\x1fTRADE_EVENT_TYPE_ORDER_MODIFIED\x10\x06\x12$\n" +
+	" TRADE_EVENT_TYPE_ORDER_CANCELLED\x10\a\x12\"\n" +
+	"\x1eTRADE_EVENT_TYPE_ORDER_EXPIRED\x10\b\x12!\n" +
+	"\x1dTRADE_EVENT_TYPE_ORDER_FILLED\x10\t2\xdc\x04\n" +
 	"\x0eTradingService\x12C\n" +
 	"\n" +
 	"PlaceOrder\x12\x19.bwx.v1.PlaceOrderRequest\x1a\x1a.bwx.v1.PlaceOrderResponse\x128\n" +
@@ -1898,29 +1932,30 @@ var file_bwx_v1_trading_proto_depIdxs = []int32{
 	6,  // 32: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
 	28, // 33: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
 	20, // 34: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
-	9,  // 35: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
-	11, // 36: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
-	12, // 37: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
-	13, // 38: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
-	14, // 39: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
-	17, // 40: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
-	19, // 41: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
-	21, // 42: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
-	23, // 43: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
-	10, // 44: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
-	8,  // 45: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
-	8,  // 46: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
-	8,  // 47: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
-	15, // 48: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
-	18, // 49: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
-	10, // 50: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
-	22, // 51: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
-	24, // 52: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	8,  // 35: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
+	9,  // 36: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
+	11, // 37: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
+	12, // 38: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
+	13, // 39: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
+	14, // 40: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
+	17, // 41: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
+	19, // 42: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
+	21, // 43: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
+	23, // 44: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
+	10, // 45: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
+	8,  // 46: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
+	8,  // 47: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
+	8,  // 48: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
+	15, // 49: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
+	18, // 50: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
+	10, // 51: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
+	22, // 52: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
+	24, // 53: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
+	45, // [45:54] is the sub-list for method output_type
+	36, // [36:45] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_trading_proto_init() }

@@ -45,12 +45,14 @@ type TradingServiceClient interface {
 	// ListOffers is a request for quotes: the sell orders a buy spec would match,
 	// ranked as that spec asks (claim 24).
 	ListOffers(ctx context.Context, in *ListOffersRequest, opts ...grpc.CallOption) (*ListOffersResponse, error)
-	// TakeOffer buys from one listed offer, all or nothing.
+	// TakeOffer buys from one listed offer, all of the spec's capacity or
+	// nothing; FailedPrecondition says when the offer is gone or changed.
 	TakeOffer(ctx context.Context, in *TakeOfferRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
 	ListTrades(ctx context.Context, in *ListTradesRequest, opts ...grpc.CallOption) (*ListTradesResponse, error)
-	// StreamTradeEvents sends the caller's events after `after_sequence`, then
-	// new ones as they happen. A client that remembers the last sequence it saw
-	// misses nothing across reconnects.
+	// StreamTradeEvents sends the caller's events (its trades and every state
+	// change of its orders) after `after_sequence`, then new ones as they
+	// happen. A client that remembers the last sequence it saw misses nothing
+	// across reconnects.
 	StreamTradeEvents(ctx context.Context, in *StreamTradeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TradeEvent], error)
 }
 
@@ -176,12 +178,14 @@ type TradingServiceServer interface {
 	// ListOffers is a request for quotes: the sell orders a buy spec would match,
 	// ranked as that spec asks (claim 24).
 	ListOffers(context.Context, *ListOffersRequest) (*ListOffersResponse, error)
-	// TakeOffer buys from one listed offer, all or nothing.
+	// TakeOffer buys from one listed offer, all of the spec's capacity or
+	// nothing; FailedPrecondition says when the offer is gone or changed.
 	TakeOffer(context.Context, *TakeOfferRequest) (*PlaceOrderResponse, error)
 	ListTrades(context.Context, *ListTradesRequest) (*ListTradesResponse, error)
-	// StreamTradeEvents sends the caller's events after `after_sequence`, then
-	// new ones as they happen. A client that remembers the last sequence it saw
-	// misses nothing across reconnects.
+	// StreamTradeEvents sends the caller's events (its trades and every state
+	// change of its orders) after `after_sequence`, then new ones as they
+	// happen. A client that remembers the last sequence it saw misses nothing
+	// across reconnects.
 	StreamTradeEvents(*StreamTradeEventsRequest, grpc.ServerStreamingServer[TradeEvent]) error
 	mustEmbedUnimplementedTradingServiceServer()
 }

@@ -1,0 +1,706 @@
+package book
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gaissmai/bart"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/units"
+)
+
+// MemberInfo is what matching needs to know of a member.
+type MemberInfo struct {
+	ASN      uint32
+	ID       int64 // the store's member id
+	PortID   int64
+	Capacity int64 // of its switch port, bits/s
+	Routers  []netip.Addr
+	Routes   []registry.Prefix
+}
+
+// QualitySource answers a path's measured quality: through seller toward
+// prefixes, as of now. nil means no fresh measurement.
+type QualitySource interface {
+	Measured(seller uint32, prefixes []netip.Prefix, now time.Time) *Measured
+}
+
+// NoQuality knows no measurements.
+type NoQuality struct{}
+
+// Measured implements QualitySource.
+func (NoQuality) Measured(uint32, []netip.Prefix, time.Time) *Measured { return nil }
+
+// Change is what one operation did, made durable as a unit before anyone
+// is told it happened.
+type Change struct {
+	Orders []Order // new and changed orders, whole
+	Trades []Trade
+	Events []Event
+}
+
+func (c *Change) empty() bool { return len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
+
+// ErrOfferGone means the offer taken is no longer in the book.
+var ErrOfferGone = errors.New("offer is gone")
+
+// ErrOfferChanged means the offer taken no longer fits the taker's order.
+var ErrOfferChanged = errors.New("offer changed")
+
+// DuplicateError reports an order placed before with the same client id.
+type DuplicateError struct{ ID int64 }
+
+func (e *DuplicateError) Error() string { return fmt.Sprintf("order %d has this client order id", e.ID) }
+
+type clientKey struct {
+	asn uint32
+	id  string
+}
+
+// sellRoute is a sell order reachable through one of its seller's routes.
+type sellRoute struct {
+	order *Order
+	route registry.Prefix
+}
+
+// Engine is the order book in memory: the open orders indexed by what they
+// can trade, the port load curves, and the counters for new ids. It is not
+// safe for concurrent use; Book serializes it. Every operation returns the
+// Change it made so the caller can make it durable.
+type Engine struct {
+	Quality QualitySource
+
+	members map[uint32]*MemberInfo
+	open    map[int64]*Order
+	clients map[clientKey]int64
+
+	// Sells are indexed by each registered route they resolve to; buys by
+	// their destination.
+	sellsByPrefix bart.Table[[]sellRoute]
+	sellsByOrigin map[uint32][]sellRoute
+	sellsByType   map[registry.RouteType][]sellRoute
+	buysByPrefix  bart.Table[[]*Order]
+	buysByOrigin  map[uint32][]*Order
+	buysByType    map[registry.RouteType][]*Order
+
+	ports map[int64]*curve
+
+	lastOrder, lastTrade, lastSeq, lastPriority int64
+}
+
+// NewEngine returns an empty book.
+func NewEngine() *Engine {
+	e := &Engine{Quality: NoQuality{}, members: map[uint32]*MemberInfo{}, clients: map[clientKey]int64{}, ports: map[int64]*curve{}}
+	e.resetIndex()
+	return e
+}
+
+func (e *Engine) resetIndex() {
+	e.open = map[int64]*Order{}
+	e.sellsByPrefix, e.buysByPrefix = bart.Table[[]sellRoute]{}, bart.Table[[]*Order]{}
+	e.sellsByOrigin, e.sellsByType = map[uint32][]sellRoute{}, map[registry.RouteType][]sellRoute{}
+	e.buysByOrigin, e.buysByType = map[uint32][]*Order{}, map[registry.RouteType][]*Order{}
+}
+
+// Snapshot is the durable state the engine starts from.
+type Snapshot struct {
+	Members      map[uint32]*MemberInfo
+	Open         []Order
+	Clients      map[uint32]map[string]int64
+	Reservations []PortReservation
+	LastOrder    int64
+	LastTrade    int64
+	LastSeq      int64
+	LastPriority int64
+}
+
+// PortReservation is capacity a trade holds on a port.
+type PortReservation struct {
+	PortID      int64
+	CapacityBps int64
+	Start, End  time.Time
+}
+
+// Restore replaces the engine's state with a snapshot.
+func (e *Engine) Restore(s Snapshot) {
+	e.members = s.Members
+	e.clients = map[clientKey]int64{}
+	for asn, ids := range s.Clients {
+		for id, o := range ids {
+			e.clients[clientKey{asn, id}] = o
+		}
+	}
+	e.ports = map[int64]*curve{}
+	for _, r := range s.Reservations {
+		e.port(r.PortID).add(r.Start.UnixMicro(), r.End.UnixMicro(), r.CapacityBps)
+	}
+	e.lastOrder, e.lastTrade, e.lastSeq, e.lastPriority = s.LastOrder, s.LastTrade, s.LastSeq, s.LastPriority
+	e.resetIndex()
+	for i := range s.Open {
+		o := s.Open[i]
+		e.add(&o)
+	}
+}
+
+// SetMembers replaces the registry view (after members or routes change)
+// and re-resolves every open sell against the new routes.
+func (e *Engine) SetMembers(m map[uint32]*MemberInfo) {
+	e.members = m
+	open := e.open
+	e.resetIndex()
+	for _, o := range open {
+		e.add(o)
+	}
+}
+
+func (e *Engine) port(id int64) *curve {
+	c := e.ports[id]
+	if c == nil {
+		c = &curve{}
+		e.ports[id] = c
+	}
+	return c
+}
+
+// routesOf resolves a sell: the seller's registered routes of its protocol
+// inside its destination.
+func (e *Engine) routesOf(o *Order) []registry.Prefix {
+	m := e.members[o.MemberASN]
+	if m == nil {
+		return nil
+	}
+	var out []registry.Prefix
+	for _, r := range m.Routes {
+		if !o.Spec.Protocol.Fits(r.Prefix.Addr()) {
+			continue
+		}
+		d := o.Spec.Destination
+		if d.Prefix.IsValid() {
+			// A sell for a prefix is served by the route that covers it and
+			// trades that prefix.
+			if r.Prefix.Bits() <= d.Prefix.Bits() && r.Prefix.Contains(d.Prefix.Addr()) {
+				out = append(out, registry.Prefix{Prefix: d.Prefix, MemberASN: r.MemberASN, Type: r.Type, OriginASN: r.OriginASN})
+				break
+			}
+		} else if d.Includes(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *Engine) add(o *Order) {
+	e.open[o.ID] = o
+	if o.Spec.Side == Sell {
+		for _, r := range e.routesOf(o) {
+			sr := sellRoute{o, r}
+			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
+			e.sellsByOrigin[r.OriginASN] = append(e.sellsByOrigin[r.OriginASN], sr)
+			e.sellsByType[r.Type] = append(e.sellsByType[r.Type], sr)
+		}
+		return
+	}
+	switch d := o.Spec.Destination; {
+	case d.Prefix.IsValid():
+		e.buysByPrefix.Modify(d.Prefix, func(v []*Order, _ bool) ([]*Order, bool) { return append(v, o), false })
+	case d.OriginASN != 0:
+		e.buysByOrigin[d.OriginASN] = append(e.buysByOrigin[d.OriginASN], o)
+	default:
+		e.buysByType[d.RouteType] = append(e.buysByType[d.RouteType], o)
+	}
+}
+
+func without[T any](s []T, drop func(T) bool) []T {
+	out := s[:0]
+	for _, x := range s {
+		if !drop(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (e *Engine) remove(o *Order) {
+	delete(e.open, o.ID)
+	isO := func(x *Order) bool { return x.ID == o.ID }
+	isS := func(x sellRoute) bool { return x.order.ID == o.ID }
+	if o.Spec.Side == Sell {
+		for _, r := range e.routesOf(o) {
+			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, ok bool) ([]sellRoute, bool) {
+				v = without(v, isS)
+				return v, len(v) == 0
+			})
+			e.sellsByOrigin[r.OriginASN] = without(e.sellsByOrigin[r.OriginASN], isS)
+			e.sellsByType[r.Type] = without(e.sellsByType[r.Type], isS)
+		}
+		return
+	}
+	switch d := o.Spec.Destination; {
+	case d.Prefix.IsValid():
+		e.buysByPrefix.Modify(d.Prefix, func(v []*Order, ok bool) ([]*Order, bool) {
+			v = without(v, isO)
+			return v, len(v) == 0
+		})
+	case d.OriginASN != 0:
+		e.buysByOrigin[d.OriginASN] = without(e.buysByOrigin[d.OriginASN], isO)
+	default:
+		e.buysByType[d.RouteType] = without(e.buysByType[d.RouteType], isO)
+	}
+}
+
+// check validates a spec against the registry, beyond Spec.Validate.
+func (e *Engine) check(asn uint32, spec Spec, now time.Time) error {
+	if err := spec.Validate(now); err != nil {
+		return err
+	}
+	if e.members[asn] == nil {
+		return fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
+	}
+	// The monthly charge must fit the money type.
+	if _, err := units.PriceFor(units.Money(spec.PriceMicros), units.Bandwidth(spec.CapacityBps)); err != nil {
+		return invalid("spec.price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
+	}
+	if spec.Side == Sell {
+		probe := &Order{MemberASN: asn, Spec: spec}
+		if len(e.routesOf(probe)) == 0 {
+			return invalid("spec.destination", "AS%d has no registered %v route for %v", asn, spec.Protocol, spec.Destination)
+		}
+		return nil
+	}
+	if o := spec.Destination.OriginASN; o != 0 {
+		for _, m := range e.members {
+			for _, r := range m.Routes {
+				if r.OriginASN == o {
+					return nil
+				}
+			}
+		}
+		return invalid("spec.destination.origin_asn", "no member has registered a route with origin AS%d", o)
+	}
+	return nil
+}
+
+func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *Trade, o *Order) {
+	e.lastSeq++
+	ev := Event{Seq: e.lastSeq, MemberASN: asn, Type: typ, Time: now}
+	if t != nil {
+		tc := *t
+		ev.Trade = &tc
+	}
+	if o != nil {
+		oc := *o
+		ev.Order = &oc
+	}
+	ch.Events = append(ch.Events, ev)
+}
+
+// Place validates spec, puts the order in the book for member asn and
+// matches it. only, when non-zero, restricts matching to that one resting
+// order (taking an offer).
+func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, *Change, error) {
+	now = now.UTC()
+	if len(clientID) > 128 {
+		return Order{}, nil, nil, invalid("client_order_id", "longer than 128 characters")
+	}
+	if clientID != "" {
+		if id, ok := e.clients[clientKey{asn, clientID}]; ok {
+			return Order{}, nil, nil, &DuplicateError{ID: id}
+		}
+	}
+	if err := e.check(asn, spec, now); err != nil {
+		return Order{}, nil, nil, err
+	}
+	e.lastOrder++
+	e.lastPriority++
+	o := &Order{ID: e.lastOrder, MemberASN: asn, Spec: spec, Status: Open, ClientOrderID: clientID,
+		Created: now, Updated: now, Priority: e.lastPriority}
+	if only != 0 {
+		if err := e.checkOffer(o, only, now); err != nil {
+			e.lastOrder--
+			e.lastPriority--
+			return Order{}, nil, nil, err
+		}
+	}
+	ch := &Change{}
+	trades := e.match(o, now, only, ch)
+	if only != 0 && o.Remaining() > 0 {
+		// checkOffer saw enough capacity, so this is a race the lock
+		// prevents; fail loudly rather than store a half-taken offer.
+		return Order{}, nil, nil, fmt.Errorf("offer %d: %w", only, ErrOfferChanged)
+	}
+	if clientID != "" {
+		e.clients[clientKey{asn, clientID}] = o.ID
+	}
+	ch.Orders = append([]Order{*o}, ch.Orders...)
+	e.event(ch, asn, OrderAccepted, now, nil, o)
+	return *o, trades, ch, nil
+}
+
+// checkOffer explains why taking sell order id would fail, before anything
+// changes.
+func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
+	sell := e.open[id]
+	if sell == nil || sell.Spec.Side != Sell || !sell.Spec.End.After(now) {
+		return fmt.Errorf("offer %d is no longer available (filled, cancelled or expired): %w", id, ErrOfferGone)
+	}
+	if sell.MemberASN == buy.MemberASN {
+		return invalid("offer_order_id", "offer %d is your own", id)
+	}
+	if sell.Spec.PriceMicros > buy.Spec.PriceMicros {
+		return fmt.Errorf("offer %d now asks %s per Mbps, above your limit %s: %w", id,
+			units.Money(sell.Spec.PriceMicros), units.Money(buy.Spec.PriceMicros), ErrOfferChanged)
+	}
+	if why := mismatch(buy.Spec, sell.Spec); why != "" {
+		return fmt.Errorf("offer %d no longer fits your order: %s: %w", id, why, ErrOfferChanged)
+	}
+	cs := e.candidates(buy, now, id)
+	if len(cs) == 0 {
+		return fmt.Errorf("offer %d does not serve %v with the quality you ask: %w", id, buy.Spec.Destination, ErrOfferChanged)
+	}
+	if avail := e.available(buy, cs[0]); avail < buy.Remaining() {
+		return fmt.Errorf("offer %d has %s available for your period and ports, you asked %s: %w", id,
+			units.Bandwidth(avail), units.Bandwidth(buy.Remaining()), ErrOfferChanged)
+	}
+	return nil
+}
+
+// mismatch names the first order term on which a sell cannot serve a buy.
+func mismatch(buy, sell Spec) string {
+	switch {
+	case buy.Protocol != sell.Protocol:
+		return "protocol differs"
+	case !(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType):
+		return "traffic type differs"
+	case sell.Start.After(buy.Start) || sell.End.Before(buy.End):
+		return "its delivery period does not cover yours"
+	case sell.PriceMicros > buy.PriceMicros:
+		return "its price is above your limit"
+	}
+	return ""
+}
+
+type candidate struct {
+	order    *Order
+	prefixes []netip.Prefix
+	measured *Measured
+}
+
+// candidates lists the resting orders o could trade with, unranked.
+func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
+	seen := map[int64]bool{}
+	var out []candidate
+	consider := func(r *Order) {
+		if seen[r.ID] || r.MemberASN == o.MemberASN || r.Status != Open || !r.Spec.End.After(now) {
+			return
+		}
+		seen[r.ID] = true
+		if only != 0 && r.ID != only {
+			return
+		}
+		buy, sell := o, r
+		if o.Spec.Side == Sell {
+			buy, sell = r, o
+		}
+		if !Compatible(buy.Spec, sell.Spec) {
+			return
+		}
+		sm := e.members[sell.MemberASN]
+		if sm == nil {
+			return
+		}
+		prefixes := TradedPrefixes(buy.Spec, sell.Spec, sm.Routes)
+		if len(prefixes) == 0 {
+			return
+		}
+		c := candidate{order: r, prefixes: prefixes}
+		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {
+			c.measured = e.Quality.Measured(sell.MemberASN, prefixes, now)
+		}
+		if !buy.Spec.Quality.Meets(c.measured) {
+			return
+		}
+		out = append(out, c)
+	}
+	if o.Spec.Side == Buy {
+		switch d := o.Spec.Destination; {
+		case d.Prefix.IsValid():
+			for _, v := range e.sellsByPrefix.Supernets(d.Prefix) {
+				for _, sr := range v {
+					consider(sr.order)
+				}
+			}
+		case d.OriginASN != 0:
+			for _, sr := range e.sellsByOrigin[d.OriginASN] {
+				consider(sr.order)
+			}
+		default:
+			for _, sr := range e.sellsByType[d.RouteType] {
+				consider(sr.order)
+			}
+		}
+	} else {
+		for _, r := range e.routesOf(o) {
+			for _, v := range e.buysByPrefix.Subnets(r.Prefix) {
+				for _, b := range v {
+					consider(b)
+				}
+			}
+			for _, b := range e.buysByOrigin[r.OriginASN] {
+				consider(b)
+			}
+			for _, b := range e.buysByType[r.Type] {
+				consider(b)
+			}
+		}
+	}
+	rank(o, out)
+	return out
+}
+
+// available is what a candidate can trade with o now: its remaining
+// capacity and both ports' free capacity over the buy's period.
+func (e *Engine) available(o *Order, c candidate) int64 {
+	buy, sell := o, c.order
+	if o.Spec.Side == Sell {
+		buy, sell = c.order, o
+	}
+	bm, sm := e.members[buy.MemberASN], e.members[sell.MemberASN]
+	if bm == nil || sm == nil {
+		return 0
+	}
+	s, t := buy.Spec.Start.UnixMicro(), buy.Spec.End.UnixMicro()
+	free := min(bm.Capacity-e.port(bm.PortID).peak(s, t), sm.Capacity-e.port(sm.PortID).peak(s, t))
+	return min(c.order.Remaining(), o.Remaining(), free)
+}
+
+type fill struct {
+	c    candidate
+	bps  int64
+	hops []netip.Addr
+}
+
+// match fills o against the book, applies the fills (trades, port loads,
+// resting orders) and records them in ch. An IOC or FOK never rests.
+func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade {
+	var fills []fill
+	remaining := o.Remaining()
+	for _, c := range e.candidates(o, now, only) {
+		if remaining <= 0 {
+			break
+		}
+		buy, sell := o, c.order
+		if o.Spec.Side == Sell {
+			buy, sell = c.order, o
+		}
+		sm := e.members[sell.MemberASN]
+		var hops []netip.Addr
+		for _, a := range sm.Routers {
+			if sell.Spec.Protocol.Fits(a) {
+				hops = append(hops, a)
+			}
+		}
+		if len(hops) == 0 {
+			continue // no router of this family to be the next hop
+		}
+		avail := min(e.available(o, c), remaining)
+		bps := FillSize(remaining, avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps)
+		if bps == 0 || (buy.Spec.SingleSeller && bps != buy.Remaining()) {
+			continue
+		}
+		e.reserve(buy, sell, bps)
+		fills = append(fills, fill{c, bps, hops})
+		remaining -= bps
+	}
+	if o.Spec.Type == FOK && remaining > 0 {
+		for _, f := range fills {
+			buy, sell := o, f.c.order
+			if o.Spec.Side == Sell {
+				buy, sell = f.c.order, o
+			}
+			e.reserve(buy, sell, -f.bps)
+		}
+		fills = nil
+	}
+	var trades []Trade
+	for _, f := range fills {
+		buy, sell := o, f.c.order
+		if o.Spec.Side == Sell {
+			buy, sell = f.c.order, o
+		}
+		e.lastTrade++
+		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
+			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: f.c.order.Spec.PriceMicros,
+			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now}
+		trades = append(trades, t)
+		ch.Trades = append(ch.Trades, t)
+		r := f.c.order
+		r.FilledBps += f.bps
+		r.Updated = now
+		o.FilledBps += f.bps
+		e.event(ch, t.BuyerASN, TradeCreated, now, &t, nil)
+		e.event(ch, t.SellerASN, TradeCreated, now, &t, nil)
+		if r.Remaining() == 0 {
+			r.Status = Filled
+			e.remove(r)
+			e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
+		}
+		ch.Orders = append(ch.Orders, *r)
+	}
+	o.Updated = now
+	switch {
+	case o.Remaining() == 0:
+		o.Status = Filled
+	case o.Spec.Type != Limit:
+		o.Status = Cancelled // IOC and FOK never rest
+	default:
+		o.Status = Open
+	}
+	if o.Status == Open {
+		if _, ok := e.open[o.ID]; !ok {
+			e.add(o)
+		}
+	} else if _, ok := e.open[o.ID]; ok {
+		e.remove(o)
+	}
+	return trades
+}
+
+func (e *Engine) reserve(buy, sell *Order, bps int64) {
+	s, t := buy.Spec.Start.UnixMicro(), buy.Spec.End.UnixMicro()
+	e.port(e.members[buy.MemberASN].PortID).add(s, t, bps)
+	e.port(e.members[sell.MemberASN].PortID).add(s, t, bps)
+}
+
+// ownOpen finds an open order asn may change; the operator (0) may change any.
+func (e *Engine) ownOpen(asn uint32, id int64) (*Order, error) {
+	o := e.open[id]
+	if o == nil || (asn != Operator && o.MemberASN != asn) {
+		return nil, fmt.Errorf("order %d: %w", id, ErrNotOpen)
+	}
+	return o, nil
+}
+
+// Cancel takes an open order out of the book. Trades it made stand.
+func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, error) {
+	o, err := e.ownOpen(asn, id)
+	if err != nil {
+		return Order{}, nil, err
+	}
+	e.remove(o)
+	o.Status, o.Updated = Cancelled, now.UTC()
+	ch := &Change{Orders: []Order{*o}}
+	e.event(ch, o.MemberASN, OrderCancelled, now.UTC(), nil, o)
+	return *o, ch, nil
+}
+
+// Modify changes an open order's capacity and/or price and matches it
+// again. Raising the capacity or changing the price loses time priority;
+// lowering the capacity keeps it (the usual exchange convention).
+func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *int64) (Order, []Trade, *Change, error) {
+	now = now.UTC()
+	if capacity == nil && price == nil {
+		return Order{}, nil, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
+	}
+	o, err := e.ownOpen(asn, id)
+	if err != nil {
+		return Order{}, nil, nil, err
+	}
+	spec := o.Spec
+	if capacity != nil {
+		if *capacity <= o.FilledBps {
+			return Order{}, nil, nil, invalid("capacity_bps", "%d is not above the %d bit/s already traded (cancel the order instead)", *capacity, o.FilledBps)
+		}
+		if *capacity < spec.MinBlockBps {
+			return Order{}, nil, nil, invalid("capacity_bps", "%d is below min_block_bps %d", *capacity, spec.MinBlockBps)
+		}
+		spec.CapacityBps = *capacity
+	}
+	if price != nil {
+		if *price < 0 {
+			return Order{}, nil, nil, invalid("price_micros", "must not be negative")
+		}
+		spec.PriceMicros = *price
+	}
+	if _, err := units.PriceFor(units.Money(spec.PriceMicros), units.Bandwidth(spec.CapacityBps)); err != nil {
+		return Order{}, nil, nil, invalid("price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
+	}
+	losesPriority := spec.PriceMicros != o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps
+	e.remove(o)
+	o.Spec = spec
+	if losesPriority {
+		e.lastPriority++
+		o.Priority = e.lastPriority
+	}
+	ch := &Change{}
+	trades := e.match(o, now, 0, ch)
+	ch.Orders = append([]Order{*o}, ch.Orders...)
+	e.event(ch, o.MemberASN, OrderModified, now, nil, o)
+	return *o, trades, ch, nil
+}
+
+// Expire takes out every open order whose delivery period is over.
+func (e *Engine) Expire(now time.Time) *Change {
+	now = now.UTC()
+	ch := &Change{}
+	for _, o := range e.open {
+		if !o.Spec.End.After(now) {
+			e.remove(o)
+			o.Status, o.Updated = Expired, now
+			ch.Orders = append(ch.Orders, *o)
+			e.event(ch, o.MemberASN, OrderExpired, now, nil, o)
+		}
+	}
+	for _, c := range e.ports {
+		c.prune(now.UnixMicro())
+	}
+	return ch
+}
+
+// Offers lists the sell orders a buy spec would match now, ranked as the
+// spec asks, with the capacity each could trade (claim 24).
+func (e *Engine) Offers(now time.Time, asn uint32, spec Spec) ([]Offer, error) {
+	now = now.UTC()
+	spec.Side = Buy
+	if spec.Type == 0 {
+		spec.Type = Limit
+	}
+	if err := e.check(asn, spec, now); err != nil {
+		return nil, err
+	}
+	o := &Order{MemberASN: asn, Spec: spec}
+	var out []Offer
+	for _, c := range e.candidates(o, now, 0) {
+		avail := e.available(o, c)
+		avail = FillSize(avail, avail, c.order.Spec.MinBlockBps, spec.MinBlockBps)
+		if avail == 0 {
+			continue
+		}
+		m := c.measured
+		if m == nil {
+			m = e.Quality.Measured(c.order.MemberASN, c.prefixes, now)
+		}
+		out = append(out, Offer{Order: *c.order, Prefixes: c.prefixes, AvailableBps: avail, Measured: m})
+	}
+	return out, nil
+}
+
+// Open returns a copy of an open order.
+func (e *Engine) Open(id int64) (Order, bool) {
+	o, ok := e.open[id]
+	if !ok {
+		return Order{}, false
+	}
+	return *o, true
+}
+
+// OpenCount is the number of resting orders.
+func (e *Engine) OpenCount() int { return len(e.open) }
+
+// PortPeak is the peak load on a port over [start, end), for tests and
+// status.
+func (e *Engine) PortPeak(portID int64, start, end time.Time) int64 {
+	return e.port(portID).peak(start.UnixMicro(), end.UnixMicro())
+}
