@@ -499,3 +499,10 @@ func (b *Book) OpenCount() int {
 	}
 	return b.eng.OpenCount()
 }
+
+// Inspect runs f on the engine under the book's lock (status and tests).
+func (b *Book) Inspect(f func(*Engine)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f(b.eng)
+}

@@ -3,9 +3,9 @@ package book_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 

@@ -1,9 +1,11 @@
 package book
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -53,7 +55,9 @@ var ErrOfferChanged = errors.New("offer changed")
 // DuplicateError reports an order placed before with the same client id.
 type DuplicateError struct{ ID int64 }
 
-func (e *DuplicateError) Error() string { return fmt.Sprintf("order %d has this client order id", e.ID) }
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("order %d has this client order id", e.ID)
+}
 
 type clientKey struct {
 	asn uint32
@@ -704,3 +708,16 @@ func (e *Engine) OpenCount() int { return len(e.open) }
 func (e *Engine) PortPeak(portID int64, start, end time.Time) int64 {
 	return e.port(portID).peak(start.UnixMicro(), end.UnixMicro())
 }
+
+// OpenOrders returns copies of the resting orders, by id.
+func (e *Engine) OpenOrders() []Order {
+	out := make([]Order, 0, len(e.open))
+	for _, o := range e.open {
+		out = append(out, *o)
+	}
+	slices.SortFunc(out, func(a, b Order) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Members returns the engine's registry view.
+func (e *Engine) Members() map[uint32]*MemberInfo { return e.members }

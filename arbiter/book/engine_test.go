@@ -1,0 +1,375 @@
+package book_test
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/registry"
+)
+
+// Engine tests run the matching rules in memory, each from the rule's
+// statement: who trades with whom, how much, at what price, in what order.
+
+type quality map[uint32]*book.Measured
+
+func (q quality) Measured(seller uint32, _ []netip.Prefix, _ time.Time) *book.Measured {
+	return q[seller]
+}
+
+var now = t0.Add(-time.Hour)
+
+// engine has three sellers and two buyers on 10G ports. Sellers 64501-64503
+// all register 198.51.100.0/24 (64501 as customer, 64502 as transit, 64503
+// as peer with origin 64999) and 2001:db8:100::/48; 64501 also has
+// 203.0.113.0/24 (customer).
+func engine(t *testing.T) *book.Engine {
+	t.Helper()
+	e := book.NewEngine()
+	m := func(asn uint32, port int64, routers []string, routes ...registry.Prefix) *book.MemberInfo {
+		mi := &book.MemberInfo{ASN: asn, ID: int64(asn), PortID: port, Capacity: 10 * Gbps}
+		for _, r := range routers {
+			mi.Routers = append(mi.Routers, netip.MustParseAddr(r))
+		}
+		mi.Routes = routes
+		return mi
+	}
+	r := func(asn uint32, p string, typ registry.RouteType, origin uint32) registry.Prefix {
+		if origin == 0 {
+			origin = asn
+		}
+		return registry.Prefix{Prefix: netip.MustParsePrefix(p), MemberASN: asn, Type: typ, OriginASN: origin}
+	}
+	e.SetMembers(map[uint32]*book.MemberInfo{
+		64501: m(64501, 1, []string{"192.0.2.1", "2001:db8::1"}, r(64501, "198.51.100.0/24", registry.Customer, 0),
+			r(64501, "2001:db8:100::/48", registry.Customer, 0), r(64501, "203.0.113.0/24", registry.Customer, 0)),
+		64502: m(64502, 2, []string{"192.0.2.2", "2001:db8::2"}, r(64502, "198.51.100.0/24", registry.Transit, 0),
+			r(64502, "2001:db8:100::/48", registry.Transit, 0)),
+		64503: m(64503, 3, []string{"192.0.2.3", "2001:db8::3"}, r(64503, "198.51.100.0/24", registry.Peer, 64999),
+			r(64503, "2001:db8:100::/48", registry.Peer, 64999)),
+		64510: m(64510, 10, []string{"192.0.2.10"}),
+		64511: m(64511, 11, []string{"192.0.2.11"}),
+	})
+	return e
+}
+
+func place(t *testing.T, e *book.Engine, asn uint32, s book.Spec) (book.Order, []book.Trade) {
+	t.Helper()
+	o, trades, _, err := e.Place(now, asn, s, "", 0)
+	if err != nil {
+		t.Fatalf("place for AS%d: %v", asn, err)
+	}
+	return o, trades
+}
+
+func total(trades []book.Trade) int64 {
+	var n int64
+	for _, t := range trades {
+		n += t.CapacityBps
+	}
+	return n
+}
+
+func sellers(trades []book.Trade) []uint32 {
+	var out []uint32
+	for _, t := range trades {
+		out = append(out, t.SellerASN)
+	}
+	return out
+}
+
+func equal[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRankingByBuyerChoice(t *testing.T) {
+	// Prices: 64501 cheapest, 64503 dearest. Latency: 64503 fastest, 64501 slowest.
+	q := quality{
+		64501: {LatencyUs: 30_000, Samples: 10},
+		64502: {LatencyUs: 20_000, Samples: 10},
+		64503: {LatencyUs: 5_000, Samples: 10},
+	}
+	cases := []struct {
+		name    string
+		ranking book.Ranking
+		weight  uint32
+		want    []uint32
+	}{
+		{"price", book.ByPrice, 0, []uint32{64501, 64502, 64503}},
+		{"performance", book.ByPerformance, 0, []uint32{64503, 64502, 64501}},
+		{"weighted all price", book.Weighted, 100, []uint32{64501, 64502, 64503}},
+		{"weighted all performance", book.Weighted, 0, []uint32{64503, 64502, 64501}},
+		// price part: 1/10, 2/10, 9/10 of the limit; latency part: 1, 2/3, 1/6.
+		// w=0.5: 64501 .55, 64502 .433, 64503 .533 -> 64502, 64503, 64501.
+		{"weighted half", book.Weighted, 50, []uint32{64502, 64503, 64501}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := engine(t)
+			e.Quality = q
+			for asn, price := range map[uint32]int64{64501: 1_000, 64502: 2_000, 64503: 9_000} {
+				place(t, e, asn, spec(book.Sell, "198.51.100.0/24", Gbps, price))
+			}
+			b := spec(book.Buy, "198.51.100.0/24", 3*Gbps, 10_000)
+			b.MinBlockBps = Gbps
+			b.Ranking, b.PriceWeight = c.ranking, c.weight
+			offers, err := e.Offers(now, 64510, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint32
+			for _, o := range offers {
+				got = append(got, o.Order.MemberASN)
+			}
+			if !equal(got, c.want) {
+				t.Fatalf("offers ranked %v, want %v", got, c.want)
+			}
+			// Matching fills in the same order, each at its own (resting) price.
+			_, trades := place(t, e, 64510, b)
+			if !equal(sellers(trades), c.want) {
+				t.Fatalf("fills from %v, want %v", sellers(trades), c.want)
+			}
+		})
+	}
+}
+
+func TestTimePriorityBreaksTies(t *testing.T) {
+	e := engine(t)
+	second, _ := place(t, e, 64502, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
+	_ = second
+	place(t, e, 64501, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
+	_, trades := place(t, e, 64510, spec(book.Buy, "198.51.100.0/24", Gbps, 5))
+	if !equal(sellers(trades), []uint32{64502}) {
+		t.Fatalf("equal prices: filled by %v, want the earlier order's seller 64502", sellers(trades))
+	}
+}
+
+func TestModifyPriorityConvention(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		capacity   int64
+		price      int64
+		keepsPlace bool
+	}{
+		{"lower capacity keeps priority", Gbps / 2, 5, true},
+		{"higher capacity loses it", 2 * Gbps, 5, false},
+		{"new price loses it", Gbps, 4, false}, // cheaper, but the tie-break is what is tested: see below
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := engine(t)
+			first, _ := place(t, e, 64502, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
+			place(t, e, 64501, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
+			capacity, price := c.capacity, c.price
+			if _, _, _, err := e.Modify(now, 64502, first.ID, &capacity, &price); err != nil {
+				t.Fatal(err)
+			}
+			if c.price != 5 {
+				// Bring it back to the tie with a second price change.
+				p := int64(5)
+				if _, _, _, err := e.Modify(now, 64502, first.ID, nil, &p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := spec(book.Buy, "198.51.100.0/24", Gbps/2, 5)
+			_, trades := place(t, e, 64510, b)
+			want := uint32(64501)
+			if c.keepsPlace {
+				want = 64502
+			}
+			if !equal(sellers(trades), []uint32{want}) {
+				t.Fatalf("filled by %v, want %d", sellers(trades), want)
+			}
+		})
+	}
+}
+
+func TestDestinationsByOriginAndRouteType(t *testing.T) {
+	cases := []struct {
+		name   string
+		dest   book.Destination
+		proto  book.Protocol
+		seller uint32
+		want   []string
+	}{
+		{"origin AS of the peer route", book.Destination{OriginASN: 64999}, book.IPv4, 64503, []string{"198.51.100.0/24"}},
+		{"transit routes", book.Destination{RouteType: registry.Transit}, book.IPv6, 64502, []string{"2001:db8:100::/48"}},
+		{"customer routes", book.Destination{RouteType: registry.Customer}, book.IPv4, 64501, []string{"198.51.100.0/24", "203.0.113.0/24"}},
+		{"more specific prefix inside a route", book.Destination{Prefix: netip.MustParsePrefix("198.51.100.128/25")}, book.IPv4, 64501, []string{"198.51.100.128/25"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := engine(t)
+			// Each seller sells everything it has of the protocol.
+			for _, asn := range []uint32{64501, 64502, 64503} {
+				s := spec(book.Sell, "198.51.100.0/24", Gbps, 1)
+				s.Destination, s.Protocol = book.Destination{OriginASN: asn}, c.proto
+				if asn == 64503 {
+					s.Destination.OriginASN = 64999
+				}
+				place(t, e, asn, s)
+			}
+			b := spec(book.Buy, "198.51.100.0/24", Gbps, 10)
+			b.Destination, b.Protocol = c.dest, c.proto
+			_, trades := place(t, e, 64510, b)
+			if len(trades) != 1 || trades[0].SellerASN != c.seller {
+				t.Fatalf("trades %+v, want one with AS%d", trades, c.seller)
+			}
+			var got []string
+			for _, p := range trades[0].Prefixes {
+				got = append(got, p.String())
+			}
+			if !equal(got, c.want) {
+				t.Fatalf("traded prefixes %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestIncomingSellMeetsBestBidFirst(t *testing.T) {
+	e := engine(t)
+	place(t, e, 64510, spec(book.Buy, "198.51.100.0/24", Gbps, 7))
+	place(t, e, 64511, spec(book.Buy, "198.51.100.128/25", Gbps, 9))
+	_, trades := place(t, e, 64501, spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5))
+	if len(trades) != 2 || trades[0].BuyerASN != 64511 || trades[0].PriceMicros != 9 || trades[1].PriceMicros != 7 {
+		t.Fatalf("trades %+v; want the 9 bid (a /25 inside the sold /24) first, each at the resting buy's price", trades)
+	}
+	if trades[0].Prefixes[0].String() != "198.51.100.128/25" {
+		t.Fatalf("traded %v, want the buyer's /25", trades[0].Prefixes)
+	}
+}
+
+func TestOrderTermsMustFit(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(buy, sell *book.Spec)
+	}{
+		{"price above limit", func(b, s *book.Spec) { s.PriceMicros = b.PriceMicros + 1 }},
+		{"period not covered", func(b, s *book.Spec) { s.End = b.End.Add(-time.Hour) }},
+		{"period starts later", func(b, s *book.Spec) { s.Start = b.Start.Add(time.Hour) }},
+		{"traffic type", func(b, s *book.Spec) { b.TrafficType, s.TrafficType = book.Realtime, book.Bulk }},
+		{"protocol", func(b, s *book.Spec) {
+			b.Destination.Prefix, b.Protocol = netip.MustParsePrefix("2001:db8:100::/48"), book.IPv6
+		}},
+		{"quality limit without measurement", func(b, s *book.Spec) { v := int64(1000); b.Quality.MaxLatencyUs = &v }},
+		{"single seller but supply split", func(b, s *book.Spec) { b.SingleSeller, b.CapacityBps = true, 2*Gbps }},
+		{"block larger than the buy", func(b, s *book.Spec) { s.MinBlockBps = 2 * Gbps; s.CapacityBps = 2 * Gbps }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := engine(t)
+			b, s := spec(book.Buy, "198.51.100.0/24", Gbps, 10), spec(book.Sell, "198.51.100.0/24", Gbps, 5)
+			c.mod(&b, &s)
+			place(t, e, 64501, s)
+			if _, trades := place(t, e, 64510, b); len(trades) != 0 {
+				t.Fatalf("traded %+v", trades)
+			}
+		})
+	}
+	// Traffic type "any" on either side fits every other.
+	e := engine(t)
+	b, s := spec(book.Buy, "198.51.100.0/24", Gbps, 10), spec(book.Sell, "198.51.100.0/24", Gbps, 5)
+	b.TrafficType = book.Realtime
+	place(t, e, 64501, s)
+	if _, trades := place(t, e, 64510, b); len(trades) != 1 {
+		t.Fatal("a realtime buy did not take an any-traffic sell")
+	}
+}
+
+func TestBadInputNamesField(t *testing.T) {
+	e := engine(t)
+	cases := []struct {
+		field string
+		asn   uint32
+		s     book.Spec
+	}{
+		{"spec.destination", 64501, spec(book.Sell, "192.0.2.0/24", Gbps, 1)},
+		{"spec.destination.origin_asn", 64510, func() book.Spec {
+			s := spec(book.Buy, "198.51.100.0/24", Gbps, 1)
+			s.Destination = book.Destination{OriginASN: 65123}
+			return s
+		}()},
+		{"spec.price_micros", 64510, spec(book.Buy, "198.51.100.0/24", 1<<50, 1<<40)},
+	}
+	for _, c := range cases {
+		_, _, _, err := e.Place(now, c.asn, c.s, "", 0)
+		var inv *book.InvalidError
+		if !errors.As(err, &inv) || inv.Field != c.field {
+			t.Errorf("want InvalidError on %s, got %v", c.field, err)
+		}
+	}
+	if e.OpenCount() != 0 {
+		t.Fatalf("refused orders rest in the book: %d", e.OpenCount())
+	}
+	if _, _, _, err := e.Place(now, 65000, spec(book.Buy, "198.51.100.0/24", Gbps, 1), "", 0); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("unknown member: %v", err)
+	}
+}
+
+func TestTakeOfferErrors(t *testing.T) {
+	e := engine(t)
+	sell, _ := place(t, e, 64501, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
+	take := func(s book.Spec) error {
+		s.Type = book.FOK
+		_, _, _, err := e.Place(now, 64510, s, "", sell.ID)
+		return err
+	}
+	if err := take(spec(book.Buy, "198.51.100.0/24", 2*Gbps, 10)); !errors.Is(err, book.ErrOfferChanged) {
+		t.Errorf("taking more than offered: %v", err)
+	}
+	if err := take(spec(book.Buy, "198.51.100.0/24", Gbps, 4)); !errors.Is(err, book.ErrOfferChanged) {
+		t.Errorf("taking below the ask: %v", err)
+	}
+	if e.OpenCount() != 1 {
+		t.Fatalf("failed takes left orders: %d open", e.OpenCount())
+	}
+	// Part of the offer, then the rest; then it is gone.
+	b := spec(book.Buy, "198.51.100.0/24", Gbps/2, 10)
+	for i := 0; i < 2; i++ {
+		b.Type = book.FOK
+		if _, trades, _, err := e.Place(now, 64510, b, "", sell.ID); err != nil || len(trades) != 1 {
+			t.Fatalf("take %d: %v %v", i, trades, err)
+		}
+	}
+	if err := take(b); !errors.Is(err, book.ErrOfferGone) {
+		t.Errorf("taking a filled offer: %v", err)
+	}
+}
+
+func TestPortCapacityOverTime(t *testing.T) {
+	e := engine(t)
+	day := 24 * time.Hour
+	// Seller 64501's 10G port: 6G for days 0-10 and 6G for days 10-20 fit;
+	// a third 6G over days 5-15 does not fit beside either.
+	mk := func(side book.Side, from, to int, capacity int64) book.Spec {
+		s := spec(side, "198.51.100.0/24", capacity, 5)
+		s.Start, s.End, s.MinBlockBps = t0.Add(time.Duration(from)*day), t0.Add(time.Duration(to)*day), capacity
+		return s
+	}
+	// Two sell orders, so only the port, not an order's capacity, limits.
+	s := mk(book.Sell, 0, 30, 10*Gbps)
+	s.MinBlockBps = Gbps
+	place(t, e, 64501, s)
+	place(t, e, 64501, s)
+	if _, tr := place(t, e, 64510, mk(book.Buy, 0, 10, 6*Gbps)); len(tr) != 1 {
+		t.Fatal("first 6G did not trade")
+	}
+	if _, tr := place(t, e, 64511, mk(book.Buy, 10, 20, 6*Gbps)); total(tr) != 6*Gbps {
+		t.Fatalf("second 6G, after the first ends, traded %d", total(tr))
+	}
+	if _, tr := place(t, e, 64511, mk(book.Buy, 5, 15, 6*Gbps)); len(tr) != 0 {
+		t.Fatalf("a 6G overlapping both traded: %+v", tr)
+	}
+	if p := e.PortPeak(1, t0, t0.Add(30*day)); p != 6*Gbps {
+		t.Fatalf("seller port peak %d, want 6G", p)
+	}
+}
