@@ -39,12 +39,13 @@ func (NoQuality) Measured(uint32, []netip.Prefix, time.Time) *Measured { return 
 // Change is what one operation did, made durable as a unit before anyone
 // is told it happened.
 type Change struct {
-	Orders []Order // new and changed orders, whole
+	New    []Order // orders placed
+	Orders []Order // orders whose state changed (fill, status, price, capacity, priority)
 	Trades []Trade
 	Events []Event
 }
 
-func (c *Change) empty() bool { return len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
+func (c *Change) empty() bool { return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
 
 // ErrOfferGone means the offer taken is no longer in the book.
 var ErrOfferGone = errors.New("offer is gone")
@@ -92,12 +93,16 @@ type Engine struct {
 
 	ports map[int64]*curve
 
+	// Scratch space reused by every match.
+	seen  map[int64]bool
+	cands []candidate
+
 	lastOrder, lastTrade, lastSeq, lastPriority int64
 }
 
 // NewEngine returns an empty book.
 func NewEngine() *Engine {
-	e := &Engine{Quality: NoQuality{}, members: map[uint32]*MemberInfo{}, clients: map[clientKey]int64{}, ports: map[int64]*curve{}}
+	e := &Engine{Quality: NoQuality{}, members: map[uint32]*MemberInfo{}, clients: map[clientKey]int64{}, ports: map[int64]*curve{}, seen: map[int64]bool{}}
 	e.resetIndex()
 	return e
 }
@@ -338,7 +343,7 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	if clientID != "" {
 		e.clients[clientKey{asn, clientID}] = o.ID
 	}
-	ch.Orders = append([]Order{*o}, ch.Orders...)
+	ch.New = []Order{*o}
 	e.event(ch, asn, OrderAccepted, now, nil, o)
 	return *o, trades, ch, nil
 }
@@ -392,15 +397,17 @@ type candidate struct {
 	measured *Measured
 }
 
-// candidates lists the resting orders o could trade with, unranked.
+// candidates lists the resting orders o could trade with, ranked.
 func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
-	seen := map[int64]bool{}
-	var out []candidate
-	consider := func(r *Order) {
-		if seen[r.ID] || r.MemberASN == o.MemberASN || r.Status != Open || !r.Spec.End.After(now) {
+	clear(e.seen)
+	out := e.cands[:0]
+	// via, when set, is the traded prefix already known from the index: a
+	// buy for a prefix reached through a covering route trades that prefix.
+	consider := func(r *Order, via []netip.Prefix) {
+		if e.seen[r.ID] || r.MemberASN == o.MemberASN || !r.Spec.End.After(now) {
 			return
 		}
-		seen[r.ID] = true
+		e.seen[r.ID] = true
 		if only != 0 && r.ID != only {
 			return
 		}
@@ -411,13 +418,15 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		if !Compatible(buy.Spec, sell.Spec) {
 			return
 		}
-		sm := e.members[sell.MemberASN]
-		if sm == nil {
-			return
-		}
-		prefixes := TradedPrefixes(buy.Spec, sell.Spec, sm.Routes)
-		if len(prefixes) == 0 {
-			return
+		prefixes := via
+		if prefixes == nil {
+			sm := e.members[sell.MemberASN]
+			if sm == nil {
+				return
+			}
+			if prefixes = TradedPrefixes(buy.Spec, sell.Spec, sm.Routes); len(prefixes) == 0 {
+				return
+			}
 		}
 		c := candidate{order: r, prefixes: prefixes}
 		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {
@@ -431,37 +440,41 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	if o.Spec.Side == Buy {
 		switch d := o.Spec.Destination; {
 		case d.Prefix.IsValid():
+			traded := []netip.Prefix{d.Prefix}
 			for _, v := range e.sellsByPrefix.Supernets(d.Prefix) {
 				for _, sr := range v {
-					consider(sr.order)
+					consider(sr.order, traded)
 				}
 			}
 		case d.OriginASN != 0:
 			for _, sr := range e.sellsByOrigin[d.OriginASN] {
-				consider(sr.order)
+				consider(sr.order, nil)
 			}
 		default:
 			for _, sr := range e.sellsByType[d.RouteType] {
-				consider(sr.order)
+				consider(sr.order, nil)
 			}
 		}
 	} else {
 		for _, r := range e.routesOf(o) {
 			for _, v := range e.buysByPrefix.Subnets(r.Prefix) {
 				for _, b := range v {
-					consider(b)
+					consider(b, nil)
 				}
 			}
 			for _, b := range e.buysByOrigin[r.OriginASN] {
-				consider(b)
+				consider(b, nil)
 			}
 			for _, b := range e.buysByType[r.Type] {
-				consider(b)
+				consider(b, nil)
 			}
 		}
 	}
 	rank(o, out)
-	return out
+	e.cands = out[:0]
+	// The caller owns the result until the next call; a copy keeps it safe
+	// across the engine calls match makes while it walks the list.
+	return append([]candidate(nil), out...)
 }
 
 // available is what a candidate can trade with o now: its remaining

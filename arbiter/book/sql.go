@@ -249,17 +249,93 @@ func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, e
 	return s, err
 }
 
+// The statements a commit runs, prepared once per transaction.
+const (
+	sqlUpsertOrder = `INSERT INTO orders (id, member_id, client_order_id, side, dest_prefix, dest_origin_asn,
+		dest_route_type, protocol, capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm,
+		max_as_hops, allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
+		priority, status, filled_bps, created_us, updated_us)
+		VALUES (?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps, price_micros = excluded.price_micros,
+		priority = excluded.priority, status = excluded.status, filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
+	sqlInsertTrade = `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, protocol,
+		capacity_bps, price_micros, start_us, end_us, created_us)
+		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)`
+	sqlInsertTradePrefix = "INSERT INTO trade_prefixes (trade_id, prefix) VALUES (?, ?)"
+	sqlInsertReservation = `INSERT INTO reservations (port_id, trade_id, capacity_bps, start_us, end_us)
+		VALUES ((SELECT p.id FROM ports p JOIN members m ON m.id = p.member_id WHERE m.asn = ?),?,?,?,?)`
+	sqlUpdateOrder = `UPDATE orders SET capacity_bps = ?, price_micros = ?, priority = ?, status = ?, filled_bps = ?,
+		updated_us = ? WHERE id = ?`
+	sqlEventRow   = "(?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?)"
+	eventsPerStmt = 64
+)
+
+// sqlInsertEvents inserts n events in one statement: per-statement cost,
+// not per-row, dominates a commit.
+func sqlInsertEvents(n int) string {
+	return "INSERT INTO events (seq, member_id, type, trade_id, order_id, created_us) VALUES " +
+		strings.TrimSuffix(strings.Repeat(sqlEventRow+",", n), ",")
+}
+
+type commitStmts struct {
+	order, update, trade, prefix, reservation, events *sql.Stmt
+}
+
+func prepareCommit(ctx context.Context, tx *sql.Tx) (*commitStmts, error) {
+	var s commitStmts
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{{&s.order, sqlUpsertOrder}, {&s.update, sqlUpdateOrder}, {&s.trade, sqlInsertTrade}, {&s.prefix, sqlInsertTradePrefix},
+		{&s.reservation, sqlInsertReservation}, {&s.events, sqlInsertEvents(eventsPerStmt)}} {
+		st, err := tx.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return nil, err
+		}
+		*p.dst = st
+	}
+	return &s, nil
+}
+
 // commitChanges writes a batch of changes in one transaction, in order.
 func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
+		st, err := prepareCommit(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var events []any
+		flush := func(full bool) error {
+			for len(events) >= 6*eventsPerStmt || (!full && len(events) > 0) {
+				n := min(len(events)/6, eventsPerStmt)
+				st := st.events
+				if n < eventsPerStmt {
+					var err error
+					if st, err = tx.PrepareContext(ctx, sqlInsertEvents(n)); err != nil {
+						return err
+					}
+				}
+				if _, err := st.ExecContext(ctx, events[:6*n]...); err != nil {
+					return fmt.Errorf("events: %w", err)
+				}
+				events = events[6*n:]
+			}
+			return nil
+		}
 		for _, ch := range chs {
+			for _, o := range ch.New {
+				if err := upsertOrder(ctx, st.order, o); err != nil {
+					return fmt.Errorf("order %d: %w", o.ID, err)
+				}
+			}
 			for _, o := range ch.Orders {
-				if err := upsertOrder(ctx, tx, o); err != nil {
+				if _, err := st.update.ExecContext(ctx, o.Spec.CapacityBps, o.Spec.PriceMicros, o.Priority, o.Status, o.FilledBps,
+					store.Micros(o.Updated), o.ID); err != nil {
 					return fmt.Errorf("order %d: %w", o.ID, err)
 				}
 			}
 			for _, t := range ch.Trades {
-				if err := insertTrade(ctx, tx, t); err != nil {
+				if err := insertTrade(ctx, st, t); err != nil {
 					return fmt.Errorf("trade %d: %w", t.ID, err)
 				}
 			}
@@ -271,18 +347,20 @@ func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
 				if e.Order != nil {
 					order = e.Order.ID
 				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO events (seq, member_id, type, trade_id, order_id, created_us)
-					VALUES (?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?)`,
-					e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time)); err != nil {
-					return fmt.Errorf("event %d: %w", e.Seq, err)
-				}
+				events = append(events, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time))
+			}
+			// Events refer to this change's orders and trades, which are
+			// written by now; later changes may update those rows, never
+			// remove them.
+			if err := flush(true); err != nil {
+				return err
 			}
 		}
-		return nil
+		return flush(false)
 	})
 }
 
-func upsertOrder(ctx context.Context, tx *sql.Tx, o Order) error {
+func upsertOrder(ctx context.Context, st *sql.Stmt, o Order) error {
 	s := o.Spec
 	var prefix, origin, rtype, client any
 	switch d := s.Destination; {
@@ -296,38 +374,26 @@ func upsertOrder(ctx context.Context, tx *sql.Tx, o Order) error {
 	if o.ClientOrderID != "" {
 		client = o.ClientOrderID
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO orders (id, member_id, client_order_id, side, dest_prefix, dest_origin_asn,
-		dest_route_type, protocol, capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm,
-		max_as_hops, allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
-		priority, status, filled_bps, created_us, updated_us)
-		VALUES (?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps, price_micros = excluded.price_micros,
-		priority = excluded.priority, status = excluded.status, filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`,
-		o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
+	_, err := st.ExecContext(ctx, o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
 		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
 		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
 		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Priority, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
 	return err
 }
 
-func insertTrade(ctx context.Context, tx *sql.Tx, t Trade) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, protocol,
-		capacity_bps, price_micros, start_us, end_us, created_us)
-		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)`,
-		t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, t.Protocol, t.CapacityBps, t.PriceMicros,
-		store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
+func insertTrade(ctx context.Context, st *commitStmts, t Trade) error {
+	_, err := st.trade.ExecContext(ctx, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, t.Protocol, t.CapacityBps,
+		t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
 	if err != nil {
 		return err
 	}
 	for _, p := range t.Prefixes {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO trade_prefixes (trade_id, prefix) VALUES (?, ?)", t.ID, p.String()); err != nil {
+		if _, err := st.prefix.ExecContext(ctx, t.ID, p.String()); err != nil {
 			return err
 		}
 	}
 	for _, asn := range []uint32{t.BuyerASN, t.SellerASN} {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (port_id, trade_id, capacity_bps, start_us, end_us)
-			VALUES ((SELECT p.id FROM ports p JOIN members m ON m.id = p.member_id WHERE m.asn = ?),?,?,?,?)`,
-			asn, t.ID, t.CapacityBps, store.Micros(t.Start), store.Micros(t.End)); err != nil {
+		if _, err := st.reservation.ExecContext(ctx, asn, t.ID, t.CapacityBps, store.Micros(t.Start), store.Micros(t.End)); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,238 @@
+package book
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// The benchmark book: 200 sellers with 100 registered routes each (20,000
+// destination prefixes, a quarter IPv6, a fifth of them nested inside
+// another), five sell orders per route (100,000 resting sells), and 1,000
+// buyers. Ports are large enough that capacity never blocks a fill: what is
+// measured is the matching.
+const (
+	benchSellers  = 200
+	benchRoutes   = 100
+	benchPerRoute = 5
+	benchBuyers   = 1000
+)
+
+var benchStart = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type benchBook struct {
+	members map[uint32]*MemberInfo
+	routes  []registry.Prefix
+	sells   []Spec
+	sellers []uint32
+}
+
+func makeBenchBook() *benchBook {
+	r := rand.New(rand.NewPCG(1, 2))
+	bb := &benchBook{members: map[uint32]*MemberInfo{}}
+	var id int64
+	for s := 0; s < benchSellers; s++ {
+		asn := uint32(65000 + s)
+		id++
+		m := &MemberInfo{ASN: asn, ID: id, PortID: id, Capacity: 1 << 60,
+			Routers: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, byte(s >> 8), byte(s)}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(s)})}}
+		for k := 0; k < benchRoutes; k++ {
+			n := s*benchRoutes + k
+			var p netip.Prefix
+			switch {
+			case k%4 == 3: // IPv6
+				p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(n >> 8), byte(n)}), 48)
+			case k%5 == 4 && len(m.Routes) > 0 && m.Routes[len(m.Routes)-1].Prefix.Addr().Is4(): // nested in the previous route
+				prev := m.Routes[len(m.Routes)-1].Prefix
+				p = netip.PrefixFrom(prev.Addr(), prev.Bits()+2)
+			default:
+				p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(10 + n>>16), byte(n >> 8), byte(n), 0}), 24)
+			}
+			rt := registry.Prefix{Prefix: p, MemberASN: asn, Type: registry.RouteType(1 + r.IntN(4)), OriginASN: asn}
+			m.Routes = append(m.Routes, rt)
+			bb.routes = append(bb.routes, rt)
+			for i := 0; i < benchPerRoute; i++ {
+				s := Spec{Side: Sell, Destination: Destination{Prefix: p}, Protocol: IPv4, CapacityBps: 1 << 40, MinBlockBps: 1e8,
+					PriceMicros: int64(100 + r.IntN(900)), TrafficType: AnyTraffic, Start: benchStart, End: benchStart.AddDate(1, 0, 0), Type: Limit}
+				if p.Addr().Is6() {
+					s.Protocol = IPv6
+				}
+				bb.sells = append(bb.sells, s)
+				bb.sellers = append(bb.sellers, asn)
+			}
+		}
+		bb.members[asn] = m
+	}
+	for b := 0; b < benchBuyers; b++ {
+		asn := uint32(70000 + b)
+		id++
+		bb.members[asn] = &MemberInfo{ASN: asn, ID: id, PortID: id, Capacity: 1 << 60, Routers: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(b >> 8), byte(b)})}}
+	}
+	return bb
+}
+
+// buy draws a buy: a random registered route, or a more specific inside
+// it, with a limit that about half the time is below every ask.
+func (bb *benchBook) buy(r *rand.Rand) (uint32, Spec) {
+	rt := bb.routes[r.IntN(len(bb.routes))]
+	p := rt.Prefix
+	if r.IntN(3) == 0 && p.Bits() < p.Addr().BitLen()-4 {
+		p = netip.PrefixFrom(p.Addr(), p.Bits()+4)
+	}
+	s := Spec{Side: Buy, Destination: Destination{Prefix: p}, Protocol: IPv4, CapacityBps: 1e9, MinBlockBps: 1e8,
+		PriceMicros: int64(50 + r.IntN(1000)), TrafficType: AnyTraffic, Start: benchStart.AddDate(0, 1, 0),
+		End: benchStart.AddDate(0, 2, 0), Type: IOC, Ranking: ByPrice}
+	if p.Addr().Is6() {
+		s.Protocol = IPv6
+	}
+	return uint32(70000 + r.IntN(benchBuyers)), s
+}
+
+func (bb *benchBook) engine(b *testing.B) *Engine {
+	e := NewEngine()
+	e.SetMembers(bb.members)
+	now := benchStart.Add(-time.Hour)
+	for i, s := range bb.sells {
+		if _, _, _, err := e.Place(now, bb.sellers[i], s, "", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return e
+}
+
+// BenchmarkMatchInMemory: buys against the 100,000-sell book, one core, no
+// store.
+func BenchmarkMatchInMemory(b *testing.B) {
+	bb := makeBenchBook()
+	e := bb.engine(b)
+	now := benchStart.Add(-time.Hour)
+	r := rand.New(rand.NewPCG(3, 4))
+	var traded int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		asn, s := bb.buy(r)
+		_, trades, _, err := e.Place(now, asn, s, "", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		traded += len(trades)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+	b.ReportMetric(float64(traded)/float64(b.N), "trades/order")
+}
+
+// seedStore writes the benchmark book's members and sells to a database.
+func seedStore(b *testing.B, bb *benchBook) (*store.DB, string) {
+	path := filepath.Join(b.TempDir(), "bench.db")
+	db, err := store.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	asns := make([]uint32, 0, len(bb.members))
+	for asn := range bb.members {
+		asns = append(asns, asn)
+	}
+	sort.Slice(asns, func(i, j int) bool { return asns[i] < asns[j] })
+	tx, _ := db.Begin()
+	for _, asn := range asns {
+		m := bb.members[asn]
+		tx.Exec("INSERT INTO members (id, asn, name, created_us) VALUES (?, ?, 'm', 0)", m.ID, asn)
+		tx.Exec("INSERT INTO ports (id, member_id, name, capacity_bps) VALUES (?, ?, 'p', ?)", m.PortID, m.ID, m.Capacity)
+		for _, a := range m.Routers {
+			tx.Exec("INSERT INTO routers (member_id, address) VALUES (?, ?)", m.ID, a.String())
+		}
+		for _, r := range m.Routes {
+			tx.Exec("INSERT INTO prefixes (member_id, prefix, route_type, origin_asn) VALUES (?, ?, ?, ?)", m.ID, r.Prefix.String(), r.Type, r.OriginASN)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine()
+	e.SetMembers(bb.members)
+	var chs []*Change
+	now := benchStart.Add(-time.Hour)
+	for i, s := range bb.sells {
+		_, _, ch, err := e.Place(now, bb.sellers[i], s, "", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		chs = append(chs, ch)
+	}
+	if err := commitChanges(ctx, db, chs); err != nil {
+		b.Fatal(err)
+	}
+	return db, path
+}
+
+// BenchmarkMatchDurable: the same buys through the Book: matched, then
+// committed to sqlite (WAL, synchronous=FULL) in group commits, each caller
+// answered only after its commit. 128 concurrent callers.
+func BenchmarkMatchDurable(b *testing.B) {
+	bb := makeBenchBook()
+	db, _ := seedStore(b, bb)
+	defer db.Close()
+	bk, err := Start(context.Background(), db, Options{Now: func() time.Time { return benchStart.Add(-time.Hour) }, ExpireEvery: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bk.Close()
+	var seed atomic.Uint64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 5))
+		for pb.Next() {
+			asn, s := bb.buy(r)
+			if _, _, err := bk.Place(context.Background(), asn, s, ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+}
+
+// BenchmarkBareInsertDurable is the baseline for BenchmarkMatchDurable: the
+// same order rows (and their events) written through the same group commit
+// by as many callers, with no matching.
+func BenchmarkBareInsertDurable(b *testing.B) {
+	bb := makeBenchBook()
+	db, _ := seedStore(b, bb)
+	defer db.Close()
+	bk, err := Start(context.Background(), db, Options{ExpireEvery: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bk.Close()
+	now := benchStart.Add(-time.Hour)
+	var seed atomic.Uint64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 5))
+		for pb.Next() {
+			asn, s := bb.buy(r)
+			_, err := bk.apply(func(e *Engine) (*Change, error) {
+				e.lastOrder++
+				e.lastSeq++
+				o := Order{ID: e.lastOrder, MemberASN: asn, Spec: s, Status: Cancelled, Created: now, Updated: now, Priority: e.lastOrder}
+				return &Change{New: []Order{o}, Events: []Event{{Seq: e.lastSeq, MemberASN: asn, Type: OrderAccepted, Time: now, Order: &o}}}, nil
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+}
