@@ -226,44 +226,41 @@ func recordCert(ctx context.Context, tx *sql.Tx, memberID int64, c Certificate, 
 }
 
 // Member returns the member with asn.
+// Reads do not open a transaction: with immediate transactions that would
+// take the write lock and queue every lookup behind the order book's
+// commits.
 func (r *Registry) Member(ctx context.Context, asn uint32) (Member, error) {
-	var m Member
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		m, err = getMember(ctx, tx, asn)
-		return err
-	})
-	return m, err
+	return getMember(ctx, r.db, asn)
 }
 
 // Members lists all members by ASN.
 func (r *Registry) Members(ctx context.Context) ([]Member, error) {
-	var out []Member
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, "SELECT asn FROM members ORDER BY asn")
+	rows, err := r.db.QueryContext(ctx, "SELECT asn FROM members ORDER BY asn")
+	if err != nil {
+		return nil, err
+	}
+	var asns []uint32
+	for rows.Next() {
+		var a uint32
+		if err := rows.Scan(&a); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		asns = append(asns, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]Member, 0, len(asns))
+	for _, a := range asns {
+		m, err := getMember(ctx, r.db, a)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		var asns []uint32
-		for rows.Next() {
-			var a uint32
-			if err := rows.Scan(&a); err != nil {
-				rows.Close()
-				return err
-			}
-			asns = append(asns, a)
-		}
-		rows.Close()
-		for _, a := range asns {
-			m, err := getMember(ctx, tx, a)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
-	})
-	return out, err
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // Querier is what both *sql.DB and *sql.Tx offer; domain packages pass
