@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/bwxchange/bwx/arbiter/registry/irr"
+	"github.com/bwxchange/bwx/arbiter/registry/rpki"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// importCmd loads IRR dumps and ROA exports straight into the database
+// file: it works whether or not the daemon runs (sqlite WAL lets the daemon
+// go on reading; it waits at most a few seconds to write while the import
+// commits). A running daemon picks the data up on its next reload.
+func importCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "import", Short: "import IRR route objects or RPKI ROAs into the arbiter's database"}
+	var (
+		source      string
+		allowShrink bool
+		maxErrors   int
+	)
+	irrCmd := &cobra.Command{
+		Use:   "irr FILE...",
+		Short: "replace the IRR route and route6 objects of the sources the files bring",
+		Long: `Reads RPSL dumps (plain or gzip, e.g. ripe.db.route.gz and ripe.db.route6.gz,
+radb.db.gz) and replaces, in one transaction, every stored object of each
+source the files bring: give all files of one source in one command. With
+--source only that source's objects are kept (and objects without a source
+attribute are taken as it). Malformed objects are counted and listed, not
+fatal; a failed import changes nothing. "-" reads standard input.`,
+		Example: `  bwx-arbiter import irr ripe.db.route.gz ripe.db.route6.gz
+  bwx-arbiter import irr --source RADB radb.db.gz`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxErrors == 0 {
+				maxErrors = -1 // 0 means the packages' default
+			}
+			db, ctx, done, err := g.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var in []irr.Input
+			for _, name := range args {
+				r, closeFile, err := openInput(name, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer closeFile()
+				in = append(in, irr.Input{Name: name, R: r})
+			}
+			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d route objects to %s\n", n, db.Path()) }
+			rep, err := irr.Import(ctx, db, in, irr.ImportOptions{Source: source, AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
+			if err != nil {
+				if rep.Objects > 0 {
+					printIRR(cmd.ErrOrStderr(), rep)
+				}
+				return fmt.Errorf("import irr: %w (the stored route objects are unchanged)", err)
+			}
+			if g.out.JSON() {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			printIRR(cmd.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	irrCmd.Flags().StringVar(&source, "source", "", "keep only this IRR source (e.g. RIPE, RADB) and replace it")
+
+	roasCmd := &cobra.Command{
+		Use:   "roas FILE",
+		Short: "replace the RPKI ROAs with an rpki-client or Routinator JSON export",
+		Long: `Reads the validated ROA payloads that rpki-client (json output) or
+Routinator (--format json) export, plain or gzip, and replaces every stored
+ROA in one transaction. Malformed ROAs are counted and listed; a failed
+import changes nothing. "-" reads standard input.`,
+		Example: `  bwx-arbiter import roas /var/db/rpki-client/json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxErrors == 0 {
+				maxErrors = -1 // 0 means the packages' default
+			}
+			db, ctx, done, err := g.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, closeFile, err := openInput(args[0], cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeFile()
+			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d ROAs to %s\n", n, db.Path()) }
+			rep, err := rpki.Import(ctx, db, args[0], r, rpki.ImportOptions{AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
+			if err != nil {
+				if rep.ROAs > 0 {
+					printROAs(cmd.ErrOrStderr(), rep)
+				}
+				return fmt.Errorf("import roas: %w (the stored ROAs are unchanged)", err)
+			}
+			if g.out.JSON() {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			printROAs(cmd.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	for _, sub := range []*cobra.Command{irrCmd, roasCmd} {
+		sub.Flags().BoolVar(&allowShrink, "allow-shrink", false, "replace a set even if the new one has less than half its objects")
+		sub.Flags().IntVar(&maxErrors, "max-errors", 10, "malformed objects to list")
+	}
+	c.AddCommand(irrCmd, roasCmd)
+	return c
+}
+
+// openStore opens the database named by the config; it must exist, so an
+// import never creates a stray database the daemon does not use.
+func (g *globals) openStore(cmd *cobra.Command) (*store.DB, context.Context, func(), error) {
+	g.out.W = cmd.OutOrStdout()
+	if err := g.out.Check(); err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := loadConfigOrDefault(g.configPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	path := cfg.StorePath()
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil, fmt.Errorf("database %s does not exist: start bwx-arbiter once to create it, or check state_dir and store.path in %s", path, g.configPath)
+	}
+	db, err := store.Open(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Ctrl-C rolls the import back instead of leaving it half done.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	return db, ctx, func() { stop(); db.Close() }, nil
+}
+
+// openInput opens a file ("-" is standard input) behind a progress display
+// on stderr: a bar of the bytes read on a terminal, else a line per 10%.
+func openInput(name string, log io.Writer) (io.Reader, func(), error) {
+	if name == "-" {
+		return os.Stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s is a directory", name)
+	}
+	if isTerminal(log) {
+		return &barReader{r: f, name: name, size: fi.Size(), w: log}, func() { f.Close() }, nil
+	}
+	return &logReader{r: f, name: name, size: fi.Size(), w: log, start: time.Now()}, func() { f.Close() }, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// barReader shows its bar from the first read, so the bars of several
+// files appear one after another as the import reaches them.
+type barReader struct {
+	r    io.Reader
+	name string
+	size int64
+	w    io.Writer
+	bar  *progressbar.ProgressBar
+}
+
+func (b *barReader) Read(p []byte) (int, error) {
+	if b.bar == nil {
+		b.bar = progressbar.NewOptions64(b.size,
+			progressbar.OptionSetDescription(b.name),
+			progressbar.OptionSetWriter(b.w),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }),
+		)
+	}
+	n, err := b.r.Read(p)
+	b.bar.Add(n)
+	if err == io.EOF {
+		b.bar.Finish()
+	}
+	return n, err
+}
+
+// logReader writes a plain line as each tenth of the file is read, for logs.
+type logReader struct {
+	r       io.Reader
+	name    string
+	size    int64
+	w       io.Writer
+	start   time.Time
+	read    int64
+	tenth   int64 // last reported
+	started bool
+}
+
+func (l *logReader) Read(p []byte) (int, error) {
+	if !l.started {
+		fmt.Fprintf(l.w, "reading %s (%s)\n", l.name, byteSize(l.size))
+		l.started = true
+	}
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	if l.size > 0 {
+		if t := l.read * 10 / l.size; t > l.tenth && t < 10 {
+			fmt.Fprintf(l.w, "%s: %d%% (%s of %s)\n", l.name, t*10, byteSize(l.read), byteSize(l.size))
+			l.tenth = t
+		}
+	}
+	if err == io.EOF && l.tenth < 10 {
+		fmt.Fprintf(l.w, "%s: read %s in %.1fs\n", l.name, byteSize(l.read), time.Since(l.start).Seconds())
+		l.tenth = 10
+	}
+	return n, err
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	default:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+}
+
+func printIRR(w io.Writer, rep irr.Report) {
+	fmt.Fprintf(w, "%d route objects: %d accepted, %d malformed", rep.Objects, rep.Accepted, rep.Malformed)
+	if rep.OtherSource > 0 {
+		fmt.Fprintf(w, ", %d of other sources skipped", rep.OtherSource)
+	}
+	if rep.Skipped > 0 {
+		fmt.Fprintf(w, "; %d objects of other classes skipped", rep.Skipped)
+	}
+	fmt.Fprintf(w, " (%.1fs)\n", rep.Finished.Sub(rep.Started).Seconds())
+	for _, s := range rep.Sets {
+		fmt.Fprintf(w, "  %-12s %d objects (was %d)\n", s.Source, s.Accepted, s.Previous)
+	}
+	var lines []string
+	for _, e := range rep.Errors {
+		lines = append(lines, e.String())
+	}
+	printErrors(w, rep.Malformed, lines)
+}
+
+func printROAs(w io.Writer, rep rpki.Report) {
+	fmt.Fprintf(w, "%d ROAs: %d accepted, %d malformed; had %d (%.1fs)\n", rep.ROAs, rep.Accepted, rep.Malformed, rep.Previous, rep.Finished.Sub(rep.Started).Seconds())
+	var lines []string
+	for _, e := range rep.Errors {
+		lines = append(lines, e.String())
+	}
+	printErrors(w, rep.Malformed, lines)
+}
+
+func printErrors(w io.Writer, total int, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	head := "malformed:"
+	if total > len(lines) {
+		head = fmt.Sprintf("malformed (the first %d of %d):", len(lines), total)
+	}
+	fmt.Fprintf(w, "%s\n  %s\n", head, strings.Join(lines, "\n  "))
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
