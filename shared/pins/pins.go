@@ -7,10 +7,6 @@
 package pins
 
 import (
-	_ "github.com/gaissmai/bart"
-	_ "github.com/google/gopacket/afpacket"
 	_ "github.com/osrg/gobgp/v3/pkg/server"
 	_ "github.com/prometheus-community/pro-bing"
-	_ "github.com/schollz/progressbar/v3"
-	_ "pgregory.net/rapid"
 )

@@ -1,0 +1,310 @@
+//go:build linux
+
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket/afpacket"
+)
+
+// Defaults for Config.
+const (
+	DefaultSnapLen      = 128
+	DefaultFrameSize    = 2048
+	DefaultBlockSize    = 1 << 20
+	DefaultNumBlocks    = 16
+	DefaultBlockTimeout = 50 * time.Millisecond
+	DefaultPollTimeout  = 100 * time.Millisecond
+)
+
+// Config sets up a live capture.
+type Config struct {
+	// Interfaces to capture outgoing frames on (at least one).
+	Interfaces []string
+	// Interval, SampleRate: see MeterConfig.
+	Interval   time.Duration
+	SampleRate int
+	// Grace: see MeterConfig; the default here is twice the block timeout
+	// plus the poll timeout plus 200 ms, at most half the interval.
+	Grace time.Duration
+	// SnapLen is how many bytes of each frame are copied (DefaultSnapLen):
+	// enough for Ethernet, two VLAN tags and an IPv6 header.
+	SnapLen int
+	// Ring, per interface: NumBlocks blocks of BlockSize bytes (a multiple
+	// of the page size and of FrameSize). Defaults: 16 x 1 MiB, frames of 2 KiB.
+	FrameSize, BlockSize, NumBlocks int
+	// BlockTimeout is how long the kernel fills a block before handing it
+	// over anyway (DefaultBlockTimeout).
+	BlockTimeout time.Duration
+	// PollTimeout bounds how long a reader waits for a block, and so how
+	// long stopping takes (DefaultPollTimeout).
+	PollTimeout time.Duration
+}
+
+func (c *Config) defaults() error {
+	if len(c.Interfaces) == 0 {
+		return errors.New("capture: no interfaces to capture on")
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Interfaces {
+		if n == "" || seen[n] {
+			return fmt.Errorf("capture: interfaces %q: empty or repeated name", c.Interfaces)
+		}
+		seen[n] = true
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.SampleRate == 0 {
+		c.SampleRate = 1
+	}
+	if c.SnapLen == 0 {
+		c.SnapLen = DefaultSnapLen
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = DefaultFrameSize
+	}
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	if c.NumBlocks == 0 {
+		c.NumBlocks = DefaultNumBlocks
+	}
+	if c.BlockTimeout == 0 {
+		c.BlockTimeout = DefaultBlockTimeout
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.BlockTimeout < time.Millisecond || c.PollTimeout < time.Millisecond {
+		return fmt.Errorf("capture: block timeout %v and poll timeout %v must be at least 1ms", c.BlockTimeout, c.PollTimeout)
+	}
+	if c.Grace == 0 {
+		c.Grace = min(2*c.BlockTimeout+c.PollTimeout+200*time.Millisecond, c.Interval/2)
+	}
+	return nil
+}
+
+// Capture samples outgoing frames on one or more interfaces into a Meter.
+type Capture struct {
+	cfg   Config
+	meter *Meter
+	socks []*socket
+	ran   atomic.Bool
+}
+
+type socket struct {
+	iface string
+	tp    *afpacket.TPacket
+	shard *Shard
+	since time.Time
+	// Kernel counters, written by the reader, read by Stats.
+	packets, drops, freezes atomic.Uint64
+}
+
+// Open opens one AF_PACKET socket per interface, in the network namespace
+// of the calling thread, with the sampling filter attached. Measuring
+// starts when Open returns; nothing is read until Run.
+func Open(cfg Config) (_ *Capture, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := checkInterval(cfg.Interval); err != nil {
+		return nil, err
+	}
+	filter, err := Filter(cfg.SampleRate, cfg.SnapLen)
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{cfg: cfg}
+	defer func() {
+		if err != nil {
+			c.closeAll()
+		}
+	}()
+	for _, name := range cfg.Interfaces {
+		tp, err := afpacket.NewTPacket(
+			afpacket.OptInterface(name),
+			afpacket.TPacketVersion3,
+			afpacket.OptFrameSize(cfg.FrameSize),
+			afpacket.OptBlockSize(cfg.BlockSize),
+			afpacket.OptNumBlocks(cfg.NumBlocks),
+			afpacket.OptBlockTimeout(cfg.BlockTimeout),
+			afpacket.OptPollTimeout(cfg.PollTimeout),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("capture: open AF_PACKET socket on %s: %w", name, err)
+		}
+		s := &socket{iface: name, tp: tp}
+		c.socks = append(c.socks, s)
+		if err := tp.SetBPF(filter); err != nil {
+			return nil, fmt.Errorf("capture: attach filter on %s: %w", name, err)
+		}
+	}
+	// Frames that reached a ring before its filter was attached were
+	// stamped before now: the readers skip them, and measuring starts now.
+	since := time.Now()
+	c.meter, err = NewMeter(MeterConfig{Interval: cfg.Interval, SampleRate: cfg.SampleRate, Grace: cfg.Grace, Since: since})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range c.socks {
+		s.shard = c.meter.NewShard()
+		s.since = since
+	}
+	return c, nil
+}
+
+// SetTable replaces the destination prefixes (safe at any time).
+func (c *Capture) SetTable(t *Table) { c.meter.SetTable(t) }
+
+// Meter is the accumulator behind the capture.
+func (c *Capture) Meter() *Meter { return c.meter }
+
+// Close releases the sockets of a Capture that was never Run (Run closes
+// them itself when it ends).
+func (c *Capture) Close() error {
+	if c.ran.Load() {
+		return errors.New("capture: Close after Run: Run closes the sockets when it ends")
+	}
+	c.closeAll()
+	return nil
+}
+
+func (c *Capture) closeAll() {
+	for _, s := range c.socks {
+		s.tp.Close()
+	}
+}
+
+// Run reads the sockets until ctx is done, calling emit (from Run's
+// goroutine) with each interval once it is complete, and at the end with
+// what is left, the last interval partial. It closes the sockets before it
+// returns. It returns nil when ctx ends, or the first read error of any
+// interface (after stopping the others). Run may be called once.
+func (c *Capture) Run(ctx context.Context, emit func(Interval)) error {
+	if emit == nil {
+		return errors.New("capture: Run: nil emit function")
+	}
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("capture: Run called twice")
+	}
+	var stop atomic.Bool
+	errc := make(chan error, len(c.socks))
+	var wg sync.WaitGroup
+	for _, s := range c.socks {
+		wg.Go(func() { errc <- s.read(&stop, c.meter) })
+	}
+	var runErr error
+	timer := time.NewTimer(c.untilFlush(time.Now()))
+	defer timer.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		case <-timer.C:
+			for _, iv := range c.meter.Flush(time.Now()) {
+				emit(iv)
+			}
+			timer.Reset(c.untilFlush(time.Now()))
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	for _, iv := range c.meter.Stop(time.Now()) {
+		emit(iv)
+	}
+	return runErr
+}
+
+// untilFlush is the wait until the current interval's end plus grace.
+func (c *Capture) untilFlush(now time.Time) time.Duration {
+	iv := c.cfg.Interval
+	next := now.Add(-c.cfg.Grace).Truncate(iv).Add(iv + c.cfg.Grace)
+	return max(next.Sub(now), time.Millisecond)
+}
+
+// read is one interface's reader. It alone touches the socket, and closes
+// it: closing while another goroutine is inside ZeroCopyReadPacketData can
+// crash (gopacket #717, #894), so stopping goes through the poll timeout.
+func (s *socket) read(stop *atomic.Bool, m *Meter) error {
+	defer s.tp.Close()
+	lastStats := time.Now()
+	var dropsSeen uint64
+	for n := 0; !stop.Load(); n++ {
+		data, ci, err := s.tp.ZeroCopyReadPacketData()
+		switch {
+		case err == nil:
+			if !ci.Timestamp.Before(s.since) {
+				s.shard.Count(data, ci.Timestamp, ci.Length)
+			}
+			if n&63 != 0 {
+				continue
+			}
+		case errors.Is(err, afpacket.ErrTimeout):
+		case errors.Is(err, afpacket.ErrPoll):
+			return fmt.Errorf("capture: %s: poll error (is the interface gone?)", s.iface)
+		default:
+			return fmt.Errorf("capture: read %s: %w", s.iface, err)
+		}
+		if now := time.Now(); now.Sub(lastStats) >= 500*time.Millisecond {
+			lastStats = now
+			dropsSeen = s.pollStats(m, dropsSeen)
+		}
+	}
+	s.pollStats(m, dropsSeen)
+	return nil
+}
+
+// pollStats reads the kernel's counters and passes new drops to m.
+func (s *socket) pollStats(m *Meter, seen uint64) uint64 {
+	_, v3, err := s.tp.SocketStats()
+	if err != nil {
+		return seen
+	}
+	drops := uint64(v3.Drops())
+	s.packets.Store(uint64(v3.Packets()))
+	s.drops.Store(drops)
+	s.freezes.Store(uint64(v3.QueueFreezes()))
+	if drops > seen {
+		m.AddKernelDrops(drops - seen)
+	}
+	return drops
+}
+
+// KernelStats are an interface's socket counters since Open.
+type KernelStats struct {
+	Interface string
+	// Packets the filter passed (drops included), Drops of those for want
+	// of ring room,
+	// QueueFreezes: times the ring was full.
+	Packets, Drops, QueueFreezes uint64
+}
+
+// KernelStats returns each interface's counters, as of the last time its
+// reader polled them (every half second or so).
+func (c *Capture) KernelStats() []KernelStats {
+	out := make([]KernelStats, len(c.socks))
+	for i, s := range c.socks {
+		out[i] = KernelStats{Interface: s.iface, Packets: s.packets.Load(), Drops: s.drops.Load(), QueueFreezes: s.freezes.Load()}
+	}
+	return out
+}
