@@ -1,0 +1,207 @@
+package fib
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/shared/labnet"
+	"github.com/bwxchange/bwx/shared/labnet/labtest"
+	"github.com/vishvananda/netlink"
+)
+
+// BenchmarkRoutes installs BWX_FIB_BENCH_V4 IPv4 and BWX_FIB_BENCH_V6 IPv6
+// routes (default 500,000 and 100,000) with Sync, changes the next hop of
+// 10 % of them, and removes them all; beside it, in the same run and each
+// in a fresh namespace, `ip -batch` does the same work on the same routes,
+// and netlink.Handle.RouteReplace installs them one by one. It reports
+// routes/s per phase, the ratio FIB / ip -batch, and how long a Sync that
+// finds nothing to do takes (Watch's periodic resync). Run as root:
+//
+//	go test -run '^$' -bench Routes -benchtime 1x ./agent/fib
+func BenchmarkRoutes(b *testing.B) {
+	n4, n6 := benchSize(b, "BWX_FIB_BENCH_V4", 500_000), benchSize(b, "BWX_FIB_BENCH_V6", 100_000)
+	total := float64(n4 + n6)
+	changed := float64((n4+9)/10 + (n6+9)/10)
+	lab := labtest.New(b, "fibbench")
+	install, change := benchRoutes(n4, n6)
+
+	dir := b.TempDir()
+	files := map[string]string{}
+	for _, phase := range []string{"install", "change", "remove"} {
+		files[phase] = filepath.Join(dir, phase+".batch")
+	}
+	writeBatch(b, files["install"], "add", install, nil)
+	writeBatch(b, files["change"], "replace", change, func(i int) bool { return i%10 == 0 })
+	writeBatch(b, files["remove"], "del", change, nil)
+
+	var fibT, ipT [3]time.Duration
+	var libT, noopT time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		h := labtest.AddHost(b, lab, fmt.Sprintf("fib%d", i), hostAddrs(1)...)
+		f := newFIB(b, h, Config{Log: slog.New(slog.DiscardHandler)})
+		b.StartTimer()
+		for phase, desired := range [][]Route{install, change, nil} {
+			start := time.Now()
+			res, err := f.Sync(desired)
+			fibT[phase] += time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n := res.Changes(); (phase != 1 && n != len(install)) || (phase == 1 && float64(n) != changed) {
+				b.Fatalf("phase %d: %d changes", phase, n)
+			}
+			if phase == 0 {
+				// What Watch's periodic resync costs: a Sync that
+				// finds nothing to do.
+				start := time.Now()
+				if res, err := f.Sync(install); err != nil || res.Changes() != 0 {
+					b.Fatalf("no-op Sync: %v, %d changes", err, res.Changes())
+				}
+				noopT += time.Since(start)
+			}
+		}
+		b.StopTimer()
+		f.Close()
+
+		h = labtest.AddHost(b, lab, fmt.Sprintf("ip%d", i), hostAddrs(1)...)
+		for phase, name := range []string{"install", "change", "remove"} {
+			start := time.Now()
+			ipBatch(b, h, files[name])
+			ipT[phase] += time.Since(start)
+		}
+
+		h = labtest.AddHost(b, lab, fmt.Sprintf("lib%d", i), hostAddrs(1)...)
+		libT += libInstall(b, h, install)
+	}
+	rate := func(n float64, d time.Duration) float64 { return n * float64(b.N) / d.Seconds() }
+	for phase, name := range []string{"install", "change", "remove"} {
+		n := total
+		if phase == 1 {
+			n = changed
+		}
+		fr, ir := rate(n, fibT[phase]), rate(n, ipT[phase])
+		b.ReportMetric(fr, "fib-"+name+"-routes/s")
+		b.ReportMetric(ir, "ipbatch-"+name+"-routes/s")
+		b.ReportMetric(fr/ir, name+"-ratio")
+	}
+	b.ReportMetric(rate(total, libT), "handle-install-routes/s")
+	b.ReportMetric(noopT.Seconds()/float64(b.N), "noop-sync-s")
+}
+
+func benchSize(b *testing.B, env string, def int) int {
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1<<20 {
+		b.Fatalf("%s=%q: want 0-%d", env, s, 1<<20)
+	}
+	return n
+}
+
+// benchRoutes makes n4 /30s in 100.64.0.0/10 and n6 /56s in 2001:db8::/32,
+// spread over four next hops, and the same with every tenth next hop moved
+// to the following one.
+func benchRoutes(n4, n6 int) (install, change []Route) {
+	for i := range n4 {
+		a := 100<<24 | 64<<16 + uint32(i)*4
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), 30)
+		install = append(install, Route{Prefix: p, NextHops: []netip.Addr{lanAddr4(byte(10 + i%4))}})
+	}
+	for i := range n6 {
+		hi := 0x1000 + i>>8
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8, byte(hi >> 8), byte(hi), byte(i)}
+		p := netip.PrefixFrom(netip.AddrFrom16(a), 56)
+		install = append(install, Route{Prefix: p, NextHops: []netip.Addr{lanAddr6(byte(10 + i%4))}})
+	}
+	change = make([]Route, len(install))
+	copy(change, install)
+	for i := range change {
+		if i%10 != 0 {
+			continue
+		}
+		nh := change[i].NextHops[0]
+		if nh.Is4() {
+			nh = lanAddr4(10 + byte(i+1)%4)
+		} else {
+			nh = lanAddr6(10 + byte(i+1)%4)
+		}
+		change[i].NextHops = []netip.Addr{nh}
+	}
+	return install, change
+}
+
+// writeBatch writes `route <verb>` lines for routes (those where keep is
+// true, if keep is set) with our protocol and metric in the main table.
+func writeBatch(b *testing.B, path, verb string, routes []Route, keep func(int) bool) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i, r := range routes {
+		if keep != nil && !keep(i) {
+			continue
+		}
+		if verb == "del" {
+			fmt.Fprintf(w, "route del %v proto %d metric %d\n", r.Prefix, DefaultProtocol, DefaultMetric)
+			continue
+		}
+		fmt.Fprintf(w, "route %s %v via %v dev eth0 proto %d metric %d\n", verb, r.Prefix, r.NextHops[0], DefaultProtocol, DefaultMetric)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+}
+
+func ipBatch(b *testing.B, h *labnet.Host, file string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// ip enters the namespace itself: no `ip netns exec` in the timing.
+	out, err := exec.CommandContext(ctx, "ip", "-n", h.Netns, "-batch", file).CombinedOutput()
+	if err != nil {
+		b.Fatalf("ip -batch %s: %v\n%.2000s", file, err, out)
+	}
+}
+
+// libInstall installs routes with netlink.Handle.RouteReplace one by one,
+// the library's fastest path.
+func libInstall(b *testing.B, h *labnet.Host, routes []Route) time.Duration {
+	nh := handleIn(b, h)
+	link, err := nh.LinkByName("eth0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs := make([]netlink.Route, len(routes))
+	for i, r := range routes {
+		rs[i] = netlink.Route{
+			Dst:       &net.IPNet{IP: r.Prefix.Addr().AsSlice(), Mask: net.CIDRMask(r.Prefix.Bits(), r.Prefix.Addr().BitLen())},
+			Gw:        r.NextHops[0].AsSlice(),
+			LinkIndex: link.Attrs().Index,
+			Protocol:  DefaultProtocol,
+			Priority:  DefaultMetric,
+			Table:     DefaultTable,
+		}
+	}
+	start := time.Now()
+	for i := range rs {
+		if err := nh.RouteReplace(&rs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}

@@ -1,0 +1,143 @@
+package fib
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// env is what the plan needs to know about the exchange interface and the
+// next hops' health.
+type env struct {
+	ifname  string
+	ifindex int
+	ifDown  bool                // administratively down
+	subnets []netip.Prefix      // connected subnets of the interface
+	own     map[netip.Addr]bool // the interface's own addresses
+	failed  map[netip.Addr]bool // neighbor entries in state FAILED
+	down    map[netip.Addr]bool // marked down by SetNextHopDown
+	metric  uint32
+}
+
+func (e *env) onLink(a netip.Addr) bool {
+	for _, p := range e.subnets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// plan is the difference between what we want and what is ours in the
+// table. Adds and replaces are applied before deletes, so moving a prefix
+// to another metric never leaves it without a route. All lists are sorted
+// by prefix.
+type plan struct {
+	add     []kroute
+	replace []kroute // new versions
+	old     []kroute // replace[i] replaces old[i]
+	del     []kroute
+	refused []Refusal
+	want    []kroute // what the table should hold afterwards
+}
+
+// makePlan compares desired (validated, sorted) with actual (our routes in
+// our table, any metric; sorted here) under e. It is pure: the kernel is
+// not consulted.
+func makePlan(desired []dest, actual []kroute, e *env) plan {
+	p := plan{want: make([]kroute, 0, len(desired))}
+	for _, d := range desired {
+		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST}
+		for _, nh := range d.hops {
+			if r, ok := refuseHop(e, d.prefix, nh); ok {
+				p.refused = append(p.refused, r)
+				continue
+			}
+			kr.hops = append(kr.hops, khop{gw: nh, ifindex: e.ifindex})
+		}
+		if len(kr.hops) == 0 {
+			p.refused = append(p.refused, Refusal{Prefix: d.prefix, Reason: ReasonNoNextHop,
+				Detail: fmt.Sprintf("none of %d next hops is usable: traffic takes the normal path", len(d.hops))})
+			continue
+		}
+		sortHops(kr.hops)
+		p.want = append(p.want, kr)
+	}
+
+	sortKroutes(actual) // the kernel dumps IPv4 nearly sorted: cheap
+	i, j := 0, 0
+	for i < len(p.want) || j < len(actual) {
+		var c int
+		switch {
+		case i == len(p.want):
+			c = 1
+		case j == len(actual):
+			c = -1
+		default:
+			c = comparePrefix(p.want[i].prefix, actual[j].prefix)
+		}
+		if c < 0 {
+			p.add = append(p.add, p.want[i])
+			i++
+			continue
+		}
+		if c > 0 {
+			p.del = append(p.del, actual[j])
+			j++
+			continue
+		}
+		// Ours for this prefix, by metric: the one at our metric is kept
+		// or replaced; others (an older config's metric, or a second
+		// route at our key appended by hand) go.
+		w, matched := p.want[i], false
+		for ; j < len(actual) && actual[j].prefix == w.prefix; j++ {
+			a := actual[j]
+			switch {
+			case a.metric != w.metric || matched:
+				p.del = append(p.del, a)
+			case a.equal(w):
+				matched = true
+			default:
+				matched = true
+				p.replace = append(p.replace, w)
+				p.old = append(p.old, a)
+			}
+		}
+		if !matched {
+			p.add = append(p.add, w)
+		}
+		i++
+	}
+	return p
+}
+
+func refuseHop(e *env, pfx netip.Prefix, nh netip.Addr) (Refusal, bool) {
+	r := Refusal{Prefix: pfx, NextHop: nh}
+	switch {
+	case e.ifDown:
+		r.Reason, r.Detail = ReasonInterfaceDown, fmt.Sprintf("exchange interface %s is down", e.ifname)
+	case e.down[nh]:
+		r.Reason, r.Detail = ReasonDown, fmt.Sprintf("%v is marked down (SetNextHopDown)", nh)
+	case e.own[nh]:
+		r.Reason, r.Detail = ReasonOwnAddress, fmt.Sprintf("%v is an address of %s itself", nh, e.ifname)
+	case !e.onLink(nh):
+		r.Reason, r.Detail = ReasonOffLink, fmt.Sprintf("%v is in no subnet of %s %v", nh, e.ifname, e.subnets)
+	case e.failed[nh]:
+		r.Reason, r.Detail = ReasonNeighborFailed, fmt.Sprintf("neighbor %v on %s is FAILED (no ARP/ND answer)", nh, e.ifname)
+	default:
+		return Refusal{}, false
+	}
+	return r, true
+}
+
+func sortKroutes(rs []kroute) {
+	slices.SortFunc(rs, func(a, b kroute) int {
+		if c := comparePrefix(a.prefix, b.prefix); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.metric, b.metric)
+	})
+}
