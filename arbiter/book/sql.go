@@ -100,8 +100,7 @@ func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Or
 // selectTrade reads trades with the parties' ASNs, the traded prefixes and
 // the seller's router addresses (joined as comma lists).
 const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.asn, t.protocol, t.capacity_bps,
-	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us,
-	(SELECT group_concat(prefix, ',') FROM trade_prefixes WHERE trade_id = t.id),
+	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id)
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
@@ -115,13 +114,14 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 	for rows.Next() {
 		var t Trade
 		var start, end, created int64
-		var prefixes, hops sql.NullString
+		var prefixes string
+		var hops sql.NullString
 		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
 			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops); err != nil {
 			return nil, err
 		}
 		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
-		for _, s := range splitList(prefixes.String) {
+		for _, s := range splitList(prefixes) {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
 				return nil, fmt.Errorf("trade %d: stored prefix %q: %w", t.ID, s, err)
@@ -226,8 +226,9 @@ func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, e
 			s.Clients[asn][cid] = id
 		}
 		rows.Close()
-		rows, err = tx.QueryContext(ctx, `SELECT r.port_id, r.capacity_bps, r.start_us, r.end_us FROM reservations r
-			JOIN trades t ON t.id = r.trade_id WHERE r.end_us > ? AND t.cancelled = 0`, store.Micros(now))
+		// Each live trade holds its capacity on the buyer's and the seller's port.
+		rows, err = tx.QueryContext(ctx, `SELECT p.id, t.capacity_bps, t.start_us, t.end_us FROM trades t
+			JOIN ports p ON p.member_id IN (t.buyer_id, t.seller_id) WHERE t.end_us > ? AND t.cancelled = 0`, store.Micros(now))
 		if err != nil {
 			return err
 		}
@@ -258,12 +259,9 @@ const (
 		VALUES (?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps, price_micros = excluded.price_micros,
 		priority = excluded.priority, status = excluded.status, filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
-	sqlInsertTrade = `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, protocol,
+	sqlInsertTrade = `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol,
 		capacity_bps, price_micros, start_us, end_us, created_us)
-		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)`
-	sqlInsertTradePrefix = "INSERT INTO trade_prefixes (trade_id, prefix) VALUES (?, ?)"
-	sqlInsertReservation = `INSERT INTO reservations (port_id, trade_id, capacity_bps, start_us, end_us)
-		VALUES ((SELECT p.id FROM ports p JOIN members m ON m.id = p.member_id WHERE m.asn = ?),?,?,?,?)`
+		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?)`
 	sqlUpdateOrder = `UPDATE orders SET capacity_bps = ?, price_micros = ?, priority = ?, status = ?, filled_bps = ?,
 		updated_us = ? WHERE id = ?`
 	sqlEventRow   = "(?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?)"
@@ -278,7 +276,7 @@ func sqlInsertEvents(n int) string {
 }
 
 type commitStmts struct {
-	order, update, trade, prefix, reservation, events *sql.Stmt
+	order, update, trade, events *sql.Stmt
 }
 
 func prepareCommit(ctx context.Context, tx *sql.Tx) (*commitStmts, error) {
@@ -286,8 +284,8 @@ func prepareCommit(ctx context.Context, tx *sql.Tx) (*commitStmts, error) {
 	for _, p := range []struct {
 		dst **sql.Stmt
 		sql string
-	}{{&s.order, sqlUpsertOrder}, {&s.update, sqlUpdateOrder}, {&s.trade, sqlInsertTrade}, {&s.prefix, sqlInsertTradePrefix},
-		{&s.reservation, sqlInsertReservation}, {&s.events, sqlInsertEvents(eventsPerStmt)}} {
+	}{{&s.order, sqlUpsertOrder}, {&s.update, sqlUpdateOrder}, {&s.trade, sqlInsertTrade},
+		{&s.events, sqlInsertEvents(eventsPerStmt)}} {
 		st, err := tx.PrepareContext(ctx, p.sql)
 		if err != nil {
 			return nil, err
@@ -382,20 +380,11 @@ func upsertOrder(ctx context.Context, st *sql.Stmt, o Order) error {
 }
 
 func insertTrade(ctx context.Context, st *commitStmts, t Trade) error {
-	_, err := st.trade.ExecContext(ctx, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, t.Protocol, t.CapacityBps,
-		t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
-	if err != nil {
-		return err
+	ps := make([]string, len(t.Prefixes))
+	for i, p := range t.Prefixes {
+		ps[i] = p.String()
 	}
-	for _, p := range t.Prefixes {
-		if _, err := st.prefix.ExecContext(ctx, t.ID, p.String()); err != nil {
-			return err
-		}
-	}
-	for _, asn := range []uint32{t.BuyerASN, t.SellerASN} {
-		if _, err := st.reservation.ExecContext(ctx, asn, t.ID, t.CapacityBps, store.Micros(t.Start), store.Micros(t.End)); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := st.trade.ExecContext(ctx, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
+		t.Protocol, t.CapacityBps, t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
+	return err
 }

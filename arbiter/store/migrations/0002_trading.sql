@@ -33,12 +33,16 @@ CREATE TABLE orders (
 );
 CREATE INDEX orders_open ON orders (status);
 
+-- A trade holds its capacity on both members' switch ports for its
+-- delivery period (claim 9): the port load is derived from these rows.
 CREATE TABLE trades (
 	id            INTEGER PRIMARY KEY,
 	buy_order_id  INTEGER NOT NULL REFERENCES orders (id),
 	sell_order_id INTEGER NOT NULL REFERENCES orders (id),
 	buyer_id      INTEGER NOT NULL REFERENCES members (id),
 	seller_id     INTEGER NOT NULL REFERENCES members (id),
+	-- The traded prefixes, comma-separated, as resolved at match time.
+	prefixes      TEXT    NOT NULL CHECK (prefixes <> ''),
 	protocol      INTEGER NOT NULL,
 	capacity_bps  INTEGER NOT NULL CHECK (capacity_bps > 0),
 	price_micros  INTEGER NOT NULL,
@@ -49,23 +53,7 @@ CREATE TABLE trades (
 );
 CREATE INDEX trades_buyer ON trades (buyer_id);
 CREATE INDEX trades_seller ON trades (seller_id);
-
-CREATE TABLE trade_prefixes (
-	trade_id INTEGER NOT NULL REFERENCES trades (id) ON DELETE CASCADE,
-	prefix   TEXT    NOT NULL,
-	PRIMARY KEY (trade_id, prefix)
-);
-
--- Capacity a trade holds on a port for its delivery period (claim 9).
-CREATE TABLE reservations (
-	id           INTEGER PRIMARY KEY,
-	port_id      INTEGER NOT NULL REFERENCES ports (id),
-	trade_id     INTEGER NOT NULL REFERENCES trades (id) ON DELETE CASCADE,
-	capacity_bps INTEGER NOT NULL CHECK (capacity_bps > 0),
-	start_us     INTEGER NOT NULL,
-	end_us       INTEGER NOT NULL CHECK (end_us > start_us)
-);
-CREATE INDEX reservations_port ON reservations (port_id, end_us);
+CREATE INDEX trades_end ON trades (end_us);
 
 -- Per-member event log behind the trade event stream; seq orders it. An
 -- event is about a trade or about one of the member's orders.
