@@ -17,6 +17,12 @@
 // of exactly our key between Sync's dump and its replace of that route
 // (milliseconds) would be overwritten; the kernel has no compare-and-swap.
 //
+// A change of next hops never leaves a prefix without a route: IPv4 routes
+// are replaced in place (one swap in the kernel); IPv6 routes point to
+// next-hop groups of their own, whose members are replaced in place, since
+// a replace of a plain IPv6 route fails lookups under way (nexthop.go says
+// why, what it costs, and what is left).
+//
 // Next hops must be on-link on the exchange interface (in a subnet of its
 // addresses, and not with a FAILED neighbor entry); others are refused with
 // the reason in the Result. A route keeps its usable next hops; one with
@@ -24,7 +30,8 @@
 // FIB adopts what a previous run left: the first Sync compares it like any
 // other state. Watch repairs what others delete or change.
 //
-// ip route show proto bwx [table T] lists exactly our routes.
+// ip route show proto bwx [table T] lists exactly our routes; ip nexthop
+// show protocol bwx, our IPv6 routes' next-hop objects.
 package fib
 
 import (
@@ -89,7 +96,14 @@ type Config struct {
 type Option func(*options)
 
 type options struct {
-	ns netns.NsHandle
+	ns        netns.NsHandle
+	plainIPv6 bool
+}
+
+// withPlainIPv6 makes IPv6 routes plain, as on a kernel without next-hop
+// objects (for tests).
+func withPlainIPv6() Option {
+	return func(o *options) { o.plainIPv6 = true }
 }
 
 // WithNetns makes the FIB work in network namespace ns instead of the
@@ -107,6 +121,8 @@ type FIB struct {
 	h   *netlink.Handle // links and addresses (strict checking)
 	hn  *netlink.Handle // neighbors (lenient: see env)
 	w   *writer         // route changes and route dumps (strict checking)
+	nh6 bool            // IPv6 routes use next-hop groups (nexthop.go)
+	ids *idAlloc        // next-hop object ids
 
 	mu          sync.Mutex
 	closed      bool
@@ -122,10 +138,11 @@ type FIB struct {
 	}
 }
 
-// snapshot is what Watch compares route events with.
+// snapshot is what Watch compares route and next-hop events with.
 type snapshot struct {
 	want    []kroute // sorted
 	desired []dest   // sorted
+	objs    []uint32 // our next-hop objects in use, sorted
 }
 
 func (s *snapshot) wanted(p netip.Prefix) (kroute, bool) {
@@ -213,6 +230,17 @@ func New(cfg Config, opts ...Option) (*FIB, error) {
 	f.w, err = openWriter(f.ns, uint32(cfg.Table), uint8(cfg.Protocol))
 	if err != nil {
 		return nil, fmt.Errorf("fib: %w", err)
+	}
+	f.ids = newIDAlloc(uint8(cfg.Protocol))
+	f.nh6 = !o.plainIPv6
+	if f.nh6 {
+		switch _, err := f.w.listNexthops(); {
+		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL):
+			f.nh6 = false
+			f.log.Warn("fib: the kernel has no next-hop objects (Linux < 5.3): IPv6 next-hop changes replace routes, which may fail lookups for a moment", "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("fib: list next-hop objects: %w", err)
+		}
 	}
 	f.snap.Store(&snapshot{})
 	ok = true
@@ -317,7 +345,7 @@ func (f *FIB) Actual() ([]Route, error) {
 	if f.closed {
 		return nil, ErrClosed
 	}
-	actual, err := f.listOurs()
+	actual, _, err := f.listOurs()
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +368,7 @@ func (f *FIB) Diff() (missing, extra []Route, err error) {
 	if f.closed {
 		return nil, nil, ErrClosed
 	}
-	p, err := f.planLocked()
+	p, _, err := f.planLocked()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -385,7 +413,7 @@ func (f *FIB) Close() error {
 		f.log.Info("fib: closing, routes kept", "table", f.cfg.Table, "protocol", f.cfg.Protocol)
 		return nil
 	}
-	actual, err := f.listOurs()
+	actual, nhs, err := f.listOurs()
 	if err != nil {
 		return fmt.Errorf("fib: close: %w", err)
 	}
@@ -393,49 +421,54 @@ func (f *FIB) Close() error {
 	for i, kr := range actual {
 		ops[i] = op{kind: opDelete, r: kr}
 	}
+	// The next-hop objects after the routes: deleting an object in use
+	// would delete its routes without a protocol check.
+	ops = nhs.collect(ops, nil, nil, nil)
 	errs, _ := f.w.run(ops)
 	var failed []error
 	removed := 0
-	for i, err := range errs {
+	for i, err := range errs[:len(actual)] {
 		if err != nil && !errors.Is(err, unix.ESRCH) {
 			failed = append(failed, Failure{Route: actual[i].route(), Op: "delete", Err: err})
 			continue
 		}
 		removed++
 	}
+	for i, err := range errs[len(actual):] {
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			failed = append(failed, fmt.Errorf("fib: delete next-hop object %d: %w", ops[len(actual)+i].nh.id, err))
+		}
+	}
 	f.stats.removals.Add(uint64(removed))
 	f.stats.errors.Add(uint64(len(failed)))
-	f.log.Info("fib: closing, routes removed", "removed", removed, "failed", len(failed))
+	f.log.Info("fib: closing, routes removed", "removed", removed, "next_hop_objects", len(ops)-len(actual), "failed", len(failed))
 	return errors.Join(failed...)
 }
 
-// planLocked reads the interface and our routes and plans.
-func (f *FIB) planLocked() (plan, error) {
+// planLocked reads the interface, our routes and the next-hop objects,
+// and plans.
+func (f *FIB) planLocked() (plan, *nhState, error) {
 	e, err := f.env()
 	if err != nil {
-		return plan{}, err
+		return plan{}, nil, err
 	}
-	actual, err := f.listOurs()
+	actual, nhs, err := f.listOurs()
 	if err != nil {
-		return plan{}, err
+		return plan{}, nil, err
 	}
-	return makePlan(f.desired, actual, e), nil
+	return makePlan(f.desired, actual, e), nhs, nil
 }
 
 // syncLocked reconciles f.desired with the kernel.
 func (f *FIB) syncLocked(why string) (Result, error) {
 	f.stats.syncs.Add(1)
-	p, err := f.planLocked()
+	p, nhs, err := f.planLocked()
 	if err != nil {
 		f.stats.errors.Add(1)
 		return Result{}, err
 	}
-	f.snap.Store(&snapshot{want: p.want, desired: f.desired})
-	res, notInstalled := f.apply(p)
-	if len(notInstalled) > 0 {
-		want := slices.DeleteFunc(slices.Clone(p.want), func(k kroute) bool { return notInstalled[k.prefix] })
-		f.snap.Store(&snapshot{want: want, desired: f.desired})
-	}
+	f.snap.Store(&snapshot{want: p.want, desired: f.desired, objs: f.snap.Load().objs})
+	res := f.apply(p, nhs)
 	f.report(why, &res)
 	if len(res.Failed) > 0 {
 		errs := make([]error, len(res.Failed))
@@ -447,45 +480,171 @@ func (f *FIB) syncLocked(why string) (Result, error) {
 	return res, nil
 }
 
-// apply carries out p: adds and replaces first, then deletes. It returns
-// the prefixes of p.want that the kernel refused.
-func (f *FIB) apply(p plan) (res Result, notInstalled map[netip.Prefix]bool) {
-	notInstalled = make(map[netip.Prefix]bool)
+// apply carries out p in two rounds: first what installs or changes
+// routes (next-hop objects before the groups and routes that use them),
+// then what removes (routes, then the objects no route of ours uses).
+// Between the two it updates Watch's snapshot: without the routes the
+// kernel refused, with the objects in use.
+func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
+	notInstalled := make(map[netip.Prefix]bool)
 	res.Refused = p.refused
-	ops := make([]op, 0, len(p.add)+len(p.replace))
-	for _, r := range p.add {
-		ops = append(ops, op{kind: opAdd, r: r})
+
+	// A job installs or changes one route with one or more requests.
+	type job struct {
+		r, old  kroute // old: the route changed; zero for an install
+		add     bool
+		ops     []int    // its requests, in order
+		created []uint32 // next-hop objects it creates
+		err     error
+		errOp   int // the request that failed, -1 if none did
 	}
-	for _, r := range p.replace {
-		ops = append(ops, op{kind: opReplace, r: r})
+	jobs := make([]job, 0, len(p.add)+len(p.replace))
+	for _, r := range p.add {
+		jobs = append(jobs, job{r: r, add: true})
+	}
+	for i, r := range p.replace {
+		jobs = append(jobs, job{r: r, old: p.old[i]})
+	}
+	// Objects first, then groups, then routes: each exists before it is
+	// used, in order within and across batches.
+	var objOps, grpOps, rtOps []op
+	var objOwn, grpOwn, rtOwn []int
+	f.ids.reset(nhs.ids)
+	for k := range jobs {
+		j := &jobs[k]
+		if !f.nh6 || j.r.prefix.Addr().Is4() {
+			kind := opReplace
+			if j.add {
+				kind = opAdd
+			}
+			rtOps, rtOwn = append(rtOps, op{kind: kind, r: j.r}), append(rtOwn, k)
+			continue
+		}
+		group := make([]nhRef, 0, len(j.r.hops))
+		var nhOps []op
+		for _, h := range j.r.hops {
+			id, err := f.ids.take()
+			if err != nil {
+				j.err = err
+				break
+			}
+			nhOps = append(nhOps, op{kind: opNHAdd, nh: nhObj{id: id, gw: h.gw, ifindex: h.ifindex}})
+			group = append(group, nhRef{id: id, weight: h.weight})
+			j.created = append(j.created, id)
+		}
+		g := nhObj{isGroup: true, group: group}
+		if j.err == nil && (j.add || !j.old.owned) {
+			g.id, j.err = f.ids.take()
+			j.created = append(j.created, g.id)
+		}
+		if j.err != nil {
+			j.created = nil
+			continue
+		}
+		for _, o := range nhOps {
+			objOps, objOwn = append(objOps, o), append(objOwn, k)
+		}
+		switch {
+		case !j.add && j.old.owned:
+			// In place: the route does not change.
+			g.id = j.old.nhid
+			grpOps, grpOwn = append(grpOps, op{kind: opNHReplace, nh: g}), append(grpOwn, k)
+		default:
+			grpOps, grpOwn = append(grpOps, op{kind: opNHAdd, nh: g}), append(grpOwn, k)
+			kind := opReplace
+			if j.add {
+				kind = opAdd
+			}
+			r := j.r
+			r.nhid = g.id
+			rtOps, rtOwn = append(rtOps, op{kind: kind, r: r}), append(rtOwn, k)
+		}
+		j.r.nhid = g.id
+	}
+	ops := slices.Concat(objOps, grpOps, rtOps)
+	owners := slices.Concat(objOwn, grpOwn, rtOwn)
+	for i, k := range owners {
+		jobs[k].ops = append(jobs[k].ops, i)
 	}
 	errs, _ := f.w.run(ops)
-	for i, err := range errs {
-		o := ops[i]
-		switch {
-		case err == nil && o.kind == opAdd:
-			res.Added = append(res.Added, o.r.route())
-		case err == nil:
-			res.Changed = append(res.Changed, Change{Old: p.old[i-len(p.add)].route(), New: o.r.route()})
-		case o.kind == opAdd && errors.Is(err, unix.EEXIST):
-			// Ours was not there (we just listed), so the key is
-			// another protocol's route.
-			notInstalled[o.r.prefix] = true
-			res.Refused = append(res.Refused, Refusal{Prefix: o.r.prefix, Reason: ReasonConflict,
-				Detail: fmt.Sprintf("table %d already has a route of another protocol for %v at metric %d; it is left alone",
-					f.cfg.Table, o.r.prefix, o.r.metric)})
-		default:
-			notInstalled[o.r.prefix] = true
-			res.Failed = append(res.Failed, Failure{Route: o.r.route(), Op: o.kind.String(), Err: err})
+	for k := range jobs {
+		j := &jobs[k]
+		j.errOp = -1
+		for _, i := range j.ops {
+			if errs[i] != nil {
+				j.err, j.errOp = errs[i], i
+				break
+			}
 		}
 	}
+
+	var live []uint32 // next-hop objects our routes use afterwards
+	live = nhs.withMembers(live, p.keepNH...)
+	for _, j := range jobs {
+		switch {
+		case j.err == nil && j.add:
+			res.Added = append(res.Added, j.r.route())
+		case j.err == nil:
+			res.Changed = append(res.Changed, Change{Old: j.old.route(), New: j.r.route()})
+		case j.add && j.errOp >= 0 && ops[j.errOp].kind == opAdd && errors.Is(j.err, unix.EEXIST):
+			// Ours was not there (we just listed), so the key is
+			// another protocol's route.
+			notInstalled[j.r.prefix] = true
+			res.Refused = append(res.Refused, Refusal{Prefix: j.r.prefix, Reason: ReasonConflict,
+				Detail: fmt.Sprintf("table %d already has a route of another protocol for %v at metric %d; it is left alone",
+					f.cfg.Table, j.r.prefix, j.r.metric)})
+		default:
+			notInstalled[j.r.prefix] = true
+			opName := "replace"
+			if j.add {
+				opName = "add"
+			}
+			err := j.err
+			if j.errOp >= 0 && ops[j.errOp].kind >= opNHAdd {
+				err = fmt.Errorf("%v %d: %w", ops[j.errOp].kind, ops[j.errOp].nh.id, err)
+			}
+			res.Failed = append(res.Failed, Failure{Route: j.r.route(), Op: opName, Err: err})
+		}
+		if j.err == nil {
+			live = append(live, j.created...)
+			if j.r.nhid != 0 {
+				live = append(live, j.r.nhid)
+			}
+		} else if j.old.nhid != 0 {
+			live = nhs.withMembers(live, j.old.nhid)
+		}
+	}
+
+	want := p.want
+	if len(notInstalled) > 0 {
+		want = slices.DeleteFunc(slices.Clone(p.want), func(k kroute) bool { return notInstalled[k.prefix] })
+	}
+	slices.Sort(live)
+	live = slices.Compact(live)
+	f.snap.Store(&snapshot{want: want, desired: f.desired, objs: live})
 
 	ops = ops[:0]
 	for _, r := range p.del {
 		ops = append(ops, op{kind: opDelete, r: r})
 	}
+	nRoutes := len(ops)
+	var created, left []uint32
+	for _, j := range jobs {
+		switch {
+		case j.err != nil:
+			created = append(created, j.created...)
+		case j.old.nhid == j.r.nhid && j.r.nhid != 0:
+			// Replaced in place: the old members left the group.
+			if g, ok := nhs.obj(j.old.nhid); ok {
+				for _, m := range g.group {
+					left = append(left, m.id)
+				}
+			}
+		}
+	}
+	ops = nhs.collect(ops, live, created, left)
 	errs, _ = f.w.run(ops)
-	for i, err := range errs {
+	for i, err := range errs[:nRoutes] {
 		// ESRCH: already gone, which is what we wanted.
 		if err == nil || errors.Is(err, unix.ESRCH) {
 			res.Removed = append(res.Removed, ops[i].r.route())
@@ -493,9 +652,16 @@ func (f *FIB) apply(p plan) (res Result, notInstalled map[netip.Prefix]bool) {
 		}
 		res.Failed = append(res.Failed, Failure{Route: ops[i].r.route(), Op: "delete", Err: err})
 	}
+	for i, err := range errs[nRoutes:] {
+		// ENOENT: gone, or never made (its job failed before it).
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			f.stats.errors.Add(1)
+			f.log.Error("fib: kernel refused to delete an unused next-hop object of ours", "id", ops[nRoutes+i].nh.id, "err", err)
+		}
+	}
 	// Adds, changes and removals are in prefix order already.
 	slices.SortStableFunc(res.Refused, func(a, b Refusal) int { return comparePrefix(a.Prefix, b.Prefix) })
-	return res, notInstalled
+	return res
 }
 
 // maxLoggedChanges bounds per-route log lines at Info for one reconciliation.
@@ -574,6 +740,7 @@ func (f *FIB) env() (*env, error) {
 		failed:  make(map[netip.Addr]bool),
 		down:    f.down,
 		metric:  uint32(f.cfg.Metric),
+		nh6:     f.nh6,
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		// The kernel removed the connected routes and ours, and would
@@ -618,10 +785,11 @@ func (f *FIB) env() (*env, error) {
 	return e, nil
 }
 
-// listOurs dumps the routes of our protocol in our table, both families.
-// With strict checking the kernel does the filtering: a full Internet
-// table in main costs nothing here.
-func (f *FIB) listOurs() ([]kroute, error) {
+// listOurs dumps the routes of our protocol in our table, both families,
+// and the namespace's next-hop objects; routes that use a group of ours
+// get their next hops from it. With strict checking the kernel filters
+// the routes: a full Internet table in main costs nothing here.
+func (f *FIB) listOurs() ([]kroute, *nhState, error) {
 	var out []kroute
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		start := len(out)
@@ -632,12 +800,31 @@ func (f *FIB) listOurs() ([]kroute, error) {
 				continue // the table changed during the dump
 			}
 			if err != nil {
-				return nil, fmt.Errorf("fib: list routes of protocol %d in table %d: %w", f.cfg.Protocol, f.cfg.Table, err)
+				return nil, nil, fmt.Errorf("fib: list routes of protocol %d in table %d: %w", f.cfg.Protocol, f.cfg.Table, err)
 			}
 			break
 		}
 	}
-	return out, nil
+	nhs := &nhState{}
+	if f.nh6 {
+		var err error
+		if nhs, err = f.w.listNexthops(); err != nil {
+			return nil, nil, fmt.Errorf("fib: list next-hop objects: %w", err)
+		}
+	}
+	var uses []uint32 // the groups our routes use, with repeats, sorted
+	for _, kr := range out {
+		if kr.nhid != 0 {
+			uses = append(uses, kr.nhid)
+		}
+	}
+	slices.Sort(uses)
+	for i := range out {
+		if out[i].nhid != 0 {
+			nhs.resolve(&out[i], uses)
+		}
+	}
+	return out, nhs, nil
 }
 
 // fromNetlink converts a dumped route.

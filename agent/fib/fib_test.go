@@ -42,11 +42,23 @@ func desiredSet() []Route {
 
 func TestSyncInstallsIPv4AndIPv6(t *testing.T) {
 	t.Parallel()
-	for _, table := range []int{0, 100, 1000} {
-		t.Run("table"+strconv.Itoa(table), func(t *testing.T) {
+	for _, tc := range []struct {
+		table int
+		plain bool // IPv6 routes without next-hop objects (old kernels)
+	}{{0, false}, {100, false}, {1000, false}, {0, true}} {
+		table := tc.table
+		name := "table" + strconv.Itoa(table)
+		if tc.plain {
+			name += "-plainIPv6"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			h := member(t)
-			f := newFIB(t, h, Config{Table: table})
+			var opts []Option
+			if tc.plain {
+				opts = append(opts, withPlainIPv6())
+			}
+			f := newFIB(t, h, Config{Table: table}, opts...)
 			shown := table
 			if table == 0 {
 				shown = unix.RT_TABLE_MAIN
@@ -67,6 +79,12 @@ func TestSyncInstallsIPv4AndIPv6(t *testing.T) {
 			// The kernel has them with our protocol, table and metric.
 			if out := ip(t, h, "-6", "route", "show", "2001:db8:100::/48", "table", strconv.Itoa(shown)); !strings.Contains(out, "proto 239 metric 10") {
 				t.Errorf("ip -6 route show: %q lacks proto 239 metric 10", out)
+			} else if strings.Contains(out, "nhid") == tc.plain {
+				t.Errorf("ip -6 route show: %q: want next-hop group %v", out, !tc.plain)
+			}
+			// A group and its members per IPv6 route: 2+3+2.
+			if got, want := len(ourNexthops(t, h)), map[bool]int{false: 7, true: 0}[tc.plain]; got != want {
+				t.Errorf("%d next-hop objects of ours, want %d: %q", got, want, ourNexthops(t, h))
 			}
 
 			res = mustSync(t, f, desired...)
@@ -86,9 +104,15 @@ func TestSyncInstallsIPv4AndIPv6(t *testing.T) {
 }
 
 // handAdded adds routes of other protocols, including ones for the same
-// prefixes as ours (at another metric, and at ours) and a boot default.
+// prefixes as ours (at another metric, and at ours) and a boot default,
+// and next-hop objects of others: one a route uses, and two with the
+// first ids of our protocol's range.
 func handAdded(t *testing.T, h *labnet.Host) {
 	for _, args := range [][]string{
+		{"nexthop", "add", "id", "77", "via", "2001:db8::9", "dev", "eth0"},
+		{"nexthop", "add", "id", strconv.Itoa(DefaultProtocol << 24), "via", "2001:db8::9", "dev", "eth0", "proto", "static"},
+		{"nexthop", "add", "id", strconv.Itoa(DefaultProtocol<<24 + 1), "group", "77", "proto", "static"},
+		{"-6", "route", "add", "2001:db8:700::/48", "nhid", "77", "proto", "static"},
 		{"-4", "route", "add", "default", "via", "192.0.2.254", "proto", "boot"},
 		{"-4", "route", "add", "198.51.100.0/24", "via", "192.0.2.9", "proto", "static"}, // metric 0
 		{"-4", "route", "add", "203.0.113.0/24", "via", "192.0.2.9", "proto", "static", "metric", "10"},
@@ -132,6 +156,10 @@ func TestForeignRoutesUntouched(t *testing.T) {
 	if got := foreignRoutes(t, h); got != before {
 		t.Errorf("Sync changed foreign routes:\nbefore\n%s\nafter\n%s", before, got)
 	}
+	// The refused IPv6 route's next-hop objects went with it.
+	if got := ourNexthops(t, h); len(got) != 2 {
+		t.Errorf("next-hop objects of ours: %q, want 2001:db8:100::/48's group and member", got)
+	}
 
 	// A refused route is retried, and refused again, on every Sync.
 	res = mustSync(t, f, desired...)
@@ -147,6 +175,9 @@ func TestForeignRoutesUntouched(t *testing.T) {
 	if got := ourRoutesShown(t, h, unix.RT_TABLE_MAIN); len(got) != 0 {
 		t.Errorf("ours left: %v", got)
 	}
+	if got := ourNexthops(t, h); len(got) != 0 {
+		t.Errorf("next-hop objects of ours left: %q", got)
+	}
 	if got := foreignRoutes(t, h); got != before {
 		t.Errorf("removal changed foreign routes:\nbefore\n%s\nafter\n%s", before, got)
 	}
@@ -158,6 +189,9 @@ func TestForeignRoutesUntouched(t *testing.T) {
 	}
 	if got := ourRoutesShown(t, h, unix.RT_TABLE_MAIN); len(got) != 0 {
 		t.Errorf("ours left after Close: %v", got)
+	}
+	if got := ourNexthops(t, h); len(got) != 0 {
+		t.Errorf("next-hop objects of ours left after Close: %q", got)
 	}
 	if got := foreignRoutes(t, h); got != before {
 		t.Errorf("Close changed foreign routes:\nbefore\n%s\nafter\n%s", before, got)
@@ -219,6 +253,55 @@ func TestAdoptAfterRestart(t *testing.T) {
 	}
 }
 
+// TestAdoptPlainIPv6 starts from routes a FIB without next-hop objects
+// left (an older kernel or version): the first Sync moves each IPv6 route
+// onto a group of its own with one replace, keeps IPv4 as it is, and the
+// next Sync has nothing to do. A FIB without next-hop objects adopts
+// those routes as they are.
+func TestAdoptPlainIPv6(t *testing.T) {
+	t.Parallel()
+	h := member(t)
+	desired := desiredSet()
+	old := newFIB(t, h, Config{KeepOnStop: true}, withPlainIPv6())
+	mustSync(t, old, desired...)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := ip(t, h, "-6", "route", "show", "proto", "239"); strings.Contains(out, "nhid") {
+		t.Fatalf("plain FIB made next-hop groups:\n%s", out)
+	}
+
+	f := newFIB(t, h, Config{KeepOnStop: true})
+	res := mustSync(t, f, desired...)
+	var changed []Route
+	for _, c := range res.Changed {
+		if c.Old.String() != c.New.String() {
+			t.Errorf("changed %v to %v, want the same next hops", c.Old, c.New)
+		}
+		changed = append(changed, c.New)
+	}
+	equalLines(t, "changed", routeLines(changed), routeLines(desired[3:]))
+	if res.Changes() != 2 {
+		t.Errorf("adoption did more than move the IPv6 routes: %+v", res)
+	}
+	equalLines(t, "routes", ourRoutesShown(t, h, unix.RT_TABLE_MAIN), routeLines(desired))
+	if out := ip(t, h, "-6", "route", "show", "proto", "239"); strings.Count(out, "nhid") != 2 {
+		t.Errorf("IPv6 routes not on next-hop groups:\n%s", out)
+	}
+	if got := ourNexthops(t, h); len(got) != 5 {
+		t.Errorf("next-hop objects of ours: %q, want 5", got)
+	}
+	if res := mustSync(t, f, desired...); res.Changes() != 0 {
+		t.Errorf("second Sync changed %+v", res)
+	}
+	f.Close()
+
+	plain := newFIB(t, h, Config{}, withPlainIPv6())
+	if res := mustSync(t, plain, desired...); res.Changes() != 0 {
+		t.Errorf("a FIB without next-hop objects changed %+v", res)
+	}
+}
+
 func TestCloseKeepOnStop(t *testing.T) {
 	t.Parallel()
 	for _, keep := range []bool{false, true} {
@@ -235,10 +318,15 @@ func TestCloseKeepOnStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			var want []string
+			wantNH := 0
 			if keep {
 				want = routeLines(desired)
+				wantNH = 3 // the IPv6 route's group of two
 			}
 			equalLines(t, "ours after Close", ourRoutesShown(t, h, unix.RT_TABLE_MAIN), want)
+			if got := ourNexthops(t, h); len(got) != wantNH {
+				t.Errorf("next-hop objects of ours after Close: %q, want %d", got, wantNH)
+			}
 			if got := foreignRoutes(t, h); got != before {
 				t.Errorf("Close changed foreign routes:\nbefore\n%s\nafter\n%s", before, got)
 			}
@@ -389,26 +477,53 @@ func TestWatchRepairs(t *testing.T) {
 	restored("deleted IPv4 route")
 	ip(t, h, "-6", "route", "del", "2001:db8:200::/48", "table", "100")
 	restored("deleted IPv6 ECMP route")
+	// The repair made the route a new group; the old one went.
+	nexthops := func() int { return len(ourNexthops(t, h)) }
+	eventually(t, "5 next-hop objects of ours", func() bool { return nexthops() == 5 })
+	// Our objects deleted by hand: a member (the group shrinks), then a
+	// group (the kernel deletes the route with it).
+	group := func(pfx string) (id string, members []string) {
+		f := strings.Fields(ip(t, h, "-6", "route", "show", pfx, "table", "100"))
+		if i := slices.Index(f, "nhid"); i >= 0 && i+1 < len(f) {
+			id = f[i+1]
+		}
+		for _, line := range ourNexthops(t, h) {
+			if g := strings.Fields(line); len(g) >= 4 && g[1] == id && g[2] == "group" {
+				members = strings.Split(g[3], "/")
+			}
+		}
+		return id, members
+	}
+	_, members := group("2001:db8:200::/48")
+	if len(members) != 2 {
+		t.Fatalf("group of 2001:db8:200::/48 has members %v", members)
+	}
+	ip(t, h, "nexthop", "del", "id", members[0])
+	restored("next-hop object deleted from a group")
+	id, _ := group("2001:db8:100::/48")
+	ip(t, h, "nexthop", "del", "id", id)
+	restored("next-hop group deleted")
+	eventually(t, "5 next-hop objects of ours", func() bool { return nexthops() == 5 })
 	ip(t, h, "-4", "route", "replace", "203.0.113.0/25", "via", "192.0.2.9", "table", "100", "proto", "239", "metric", "10")
 	restored("changed IPv4 route")
 	ip(t, h, "-4", "route", "add", "192.0.2.128/25", "via", "192.0.2.9", "table", "100", "proto", "239")
 	restored("IPv4 route added with our protocol")
-	if st := f.Stats(); st.Repairs < 4 {
-		t.Errorf("Stats.Repairs = %d, want >= 4", st.Repairs)
-	}
+	// Routes are back before their repair is counted.
+	eventually(t, "6 repairs counted", func() bool { return f.Stats().Repairs >= 6 })
 
 	// A hand route replacing ours at our key is never written over:
 	// the repair sees the conflict and leaves it.
 	syncs := f.Stats().Syncs
 	ip(t, h, "-4", "route", "replace", "198.51.100.0/24", "via", "192.0.2.9", "table", "100", "proto", "static", "metric", "10")
 	eventually(t, "a repair after the hand replace", func() bool { return f.Stats().Syncs > syncs })
-	out := ip(t, h, "-4", "route", "show", "198.51.100.0/24", "table", "100")
-	if !strings.Contains(out, "via 192.0.2.9") || !strings.Contains(out, "proto static") || strings.Contains(out, "proto 239") {
-		t.Errorf("hand route written over:\n%s", out)
-	}
+	// Diff waits for the repair under way.
 	missing, _, err := f.Diff()
 	if err != nil || len(missing) != 1 || missing[0].Prefix.String() != "198.51.100.0/24" {
 		t.Errorf("Diff: missing %v, err %v", missing, err)
+	}
+	out := ip(t, h, "-4", "route", "show", "198.51.100.0/24", "table", "100")
+	if !strings.Contains(out, "via 192.0.2.9") || !strings.Contains(out, "proto static") || strings.Contains(out, "proto 239") {
+		t.Errorf("hand route written over:\n%s", out)
 	}
 
 	// When the hand route goes, ours comes back.
@@ -537,6 +652,8 @@ func TestWatchSurvivesEventFlood(t *testing.T) {
 	eventually(t, victim+" repaired", func() bool {
 		return strings.Contains(ip(t, h, "route", "show", victim, "proto", "239"), "via")
 	})
+	// The route is back before the repair is counted.
+	eventually(t, "the repair counted", func() bool { return f.Stats().Repairs > 0 })
 	if st := f.Stats(); st.Repairs != 1 || st.Installs != uint64(len(install))+1 || st.Errors != 0 {
 		t.Errorf("after the flood and one repair: %+v", st)
 	}

@@ -57,7 +57,7 @@ func nsOf(t testing.TB, h *labnet.Host) netns.NsHandle {
 }
 
 // newFIB opens a FIB on the host's eth0, closed at the end of the test.
-func newFIB(t testing.TB, h *labnet.Host, cfg Config) *FIB {
+func newFIB(t testing.TB, h *labnet.Host, cfg Config, opts ...Option) *FIB {
 	t.Helper()
 	if cfg.Interface == "" {
 		cfg.Interface = h.Iface
@@ -65,7 +65,7 @@ func newFIB(t testing.TB, h *labnet.Host, cfg Config) *FIB {
 	if cfg.Log == nil {
 		cfg.Log = testLogger(t)
 	}
-	f, err := New(cfg, WithNetns(nsOf(t, h)))
+	f, err := New(cfg, append(opts, WithNetns(nsOf(t, h)))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +166,16 @@ func ourRoutesShown(t testing.TB, h *labnet.Host, table int) []string {
 	return shownRoutes(t, out)
 }
 
-// foreignRoutes is every route of every table that is not ours, as ip
-// prints it: what the FIB must never touch.
+// foreignRoutes is every route of every table and every next-hop object
+// that is not ours, as ip prints them: what the FIB must never touch.
 func foreignRoutes(t testing.TB, h *labnet.Host) string {
 	t.Helper()
 	var b bytes.Buffer
+	for _, line := range strings.Split(ip(t, h, "nexthop", "show"), "\n") {
+		if !strings.Contains(line, "proto "+strconv.Itoa(DefaultProtocol)+" ") {
+			b.WriteString(line + "\n")
+		}
+	}
 	for _, fam := range []string{"-4", "-6"} {
 		skip := false
 		for _, line := range strings.Split(ip(t, h, fam, "route", "show", "table", "all"), "\n") {
@@ -183,6 +188,19 @@ func foreignRoutes(t testing.TB, h *labnet.Host) string {
 		}
 	}
 	return b.String()
+}
+
+// ourNexthops lists the next-hop objects of our protocol, as ip prints
+// them, one a line.
+func ourNexthops(t testing.TB, h *labnet.Host) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(ip(t, h, "nexthop", "show", "protocol", strconv.Itoa(DefaultProtocol)), "\n") {
+		if strings.TrimSpace(line) != "" {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
 
 func r4(pfx string, hops ...byte) Route {

@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The writer sends route changes in batches: many RTM_NEWROUTE and
-// RTM_DELROUTE messages per sendmsg, NLM_F_ACK on the last one only. The
+// The writer sends route changes in batches: many RTM_NEWROUTE,
+// RTM_DELROUTE and next-hop object (RTM_NEWNEXTHOP, RTM_DELNEXTHOP)
+// messages per sendmsg, NLM_F_ACK on the last one only. The
 // kernel handles a whole batch inside sendmsg, answers every failed
 // message with an error (it does so without NLM_F_ACK) and the last one
 // with an ack; so a batch costs two system calls instead of two per route,
@@ -24,18 +25,23 @@ import (
 type opKind uint8
 
 const (
-	opAdd     opKind = iota // NLM_F_CREATE|NLM_F_EXCL: never overwrites a route
-	opReplace               // NLM_F_CREATE|NLM_F_REPLACE: atomic change in place
-	opDelete
+	opAdd       opKind = iota // NLM_F_CREATE|NLM_F_EXCL: never overwrites a route
+	opReplace                 // NLM_F_CREATE|NLM_F_REPLACE: change in place
+	opDelete                  // the route (any next hops)
+	opNHAdd                   // a next-hop object, never over an existing id
+	opNHReplace               // a next-hop group's members, in place
+	opNHDelete
 )
 
 func (k opKind) String() string {
-	return [...]string{"add", "replace", "delete"}[k]
+	return [...]string{"add", "replace", "delete", "add next-hop object", "replace next-hop group", "delete next-hop object"}[k]
 }
 
+// op is one request: a route (r) or a next-hop object (nh).
 type op struct {
 	kind opKind
 	r    kroute
+	nh   nhObj
 }
 
 const (
@@ -171,7 +177,11 @@ func (w *writer) batch(ops []op, errs []error) (int, error) {
 	for n < len(ops) && n < w.maxMsgs && len(b) < batchBytes {
 		w.seq++
 		last = len(b)
-		b = appendRouteMsg(b, ops[n], w.seq, w.table, w.proto)
+		if ops[n].kind >= opNHAdd {
+			b = appendNHMsg(b, ops[n], w.seq, w.proto)
+		} else {
+			b = appendRouteMsg(b, ops[n], w.seq, w.table, w.proto)
+		}
 		n++
 	}
 	// Ask for an ack on the last message only: it tells when the batch is
@@ -308,7 +318,9 @@ func appendRouteMsg(b []byte, o op, seq, table uint32, proto uint8) []byte {
 	b = appendAttrU32(b, unix.RTA_TABLE, table)
 	b = appendAttr(b, unix.RTA_DST, dst.AsSlice())
 	b = appendAttrU32(b, unix.RTA_PRIORITY, o.r.metric)
-	if o.kind != opDelete {
+	if o.kind != opDelete && o.r.nhid != 0 {
+		b = appendAttrU32(b, rtaNHID, o.r.nhid)
+	} else if o.kind != opDelete {
 		switch hops := o.r.hops; len(hops) {
 		case 0:
 		case 1:
@@ -387,12 +399,11 @@ func inNetns(ns netns.NsHandle, fn func() error) error {
 func (w *writer) dump(family uint8, fn func(kroute)) error {
 	ne := binary.NativeEndian
 	w.seq++
-	seq := w.seq
 	b := w.sbuf[:0]
 	b = ne.AppendUint32(b, 0)
 	b = ne.AppendUint16(b, unix.RTM_GETROUTE)
 	b = ne.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	b = ne.AppendUint32(b, seq)
+	b = ne.AppendUint32(b, w.seq)
 	b = ne.AppendUint32(b, 0)
 	rtmTable := uint8(unix.RT_TABLE_UNSPEC)
 	if w.table < 256 {
@@ -403,6 +414,20 @@ func (w *writer) dump(family uint8, fn func(kroute)) error {
 	b = appendAttrU32(b, unix.RTA_TABLE, w.table)
 	ne.PutUint32(b, uint32(len(b)))
 	w.sbuf = b
+	return w.dumpReq(b, w.seq, func(typ uint16, body []byte) {
+		if typ != unix.RTM_NEWROUTE {
+			return
+		}
+		if kr, ok := parseRoute(body, w.table, w.proto); ok {
+			fn(kr)
+		}
+	})
+}
+
+// dumpReq sends the dump request b (sequence number seq) and hands every
+// message of the answer to fn.
+func (w *writer) dumpReq(b []byte, seq uint32, fn func(typ uint16, body []byte)) error {
+	ne := binary.NativeEndian
 	for {
 		err := unix.Sendto(w.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 		if err == unix.EINTR {
@@ -458,10 +483,8 @@ func (w *writer) dump(family uint8, fn func(kroute)) error {
 					return nil // the table does not exist (yet): nothing of ours
 				}
 				return &kernelError{errno: errno, msg: extAckMsg(body, flags)}
-			case unix.RTM_NEWROUTE:
-				if kr, ok := parseRoute(body, w.table, w.proto); ok {
-					fn(kr)
-				}
+			default:
+				fn(typ, body)
 			}
 		}
 	}
@@ -503,6 +526,10 @@ func parseRoute(b []byte, table uint32, proto uint8) (kroute, bool) {
 		case unix.RTA_PRIORITY:
 			if len(v) == 4 {
 				kr.metric = ne.Uint32(v)
+			}
+		case rtaNHID:
+			if len(v) == 4 {
+				kr.nhid = ne.Uint32(v)
 			}
 		case unix.RTA_TABLE:
 			if len(v) == 4 {

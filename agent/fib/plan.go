@@ -20,6 +20,7 @@ type env struct {
 	failed  map[netip.Addr]bool // neighbor entries in state FAILED
 	down    map[netip.Addr]bool // marked down by SetNextHopDown
 	metric  uint32
+	nh6     bool // IPv6 routes use next-hop groups of their own (nexthop.go)
 }
 
 func (e *env) onLink(a netip.Addr) bool {
@@ -42,15 +43,17 @@ type plan struct {
 	del     []kroute
 	refused []Refusal
 	want    []kroute // what the table should hold afterwards
+	keepNH  []uint32 // next-hop objects of the routes kept as they are
 }
 
 // makePlan compares desired (validated, sorted) with actual (our routes in
 // our table, any metric; sorted here) under e. It is pure: the kernel is
-// not consulted.
+// not consulted. With e.nh6, an IPv6 route whose next hops are right but
+// not in a group of its own is replaced (once) by one that is.
 func makePlan(desired []dest, actual []kroute, e *env) plan {
 	p := plan{want: make([]kroute, 0, len(desired))}
 	for _, d := range desired {
-		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST}
+		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST, owned: e.nh6 && d.prefix.Addr().Is6()}
 		for _, nh := range d.hops {
 			if r, ok := refuseHop(e, d.prefix, nh); ok {
 				p.refused = append(p.refused, r)
@@ -98,8 +101,11 @@ func makePlan(desired []dest, actual []kroute, e *env) plan {
 			switch {
 			case a.metric != w.metric || matched:
 				p.del = append(p.del, a)
-			case a.equal(w):
+			case a.equal(w) && (a.owned || !w.owned):
 				matched = true
+				if a.nhid != 0 {
+					p.keepNH = append(p.keepNH, a.nhid)
+				}
 			default:
 				matched = true
 				p.replace = append(p.replace, w)

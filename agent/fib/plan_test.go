@@ -177,6 +177,7 @@ func TestPlanConverges(t *testing.T) {
 			failed:  map[netip.Addr]bool{netip.MustParseAddr("192.0.2.77"): true, netip.MustParseAddr("2001:db8::77"): true},
 			down:    map[netip.Addr]bool{},
 			ifDown:  rapid.IntRange(0, 9).Draw(t, "ifDown") == 0,
+			nh6:     rapid.Bool().Draw(t, "nh6"),
 		}
 		for _, h := range append(slices.Clone(hops4), hops6...) {
 			if rapid.Bool().Draw(t, "down "+h) {
@@ -215,6 +216,8 @@ func TestPlanConverges(t *testing.T) {
 					kr.hops = append(kr.hops, khop{gw: h, ifindex: rapid.IntRange(2, 3).Draw(t, "ifindex")})
 				}
 				sortHops(kr.hops)
+				// On a group of its own (nexthop.go), or not.
+				kr.owned = rapid.Bool().Draw(t, fmt.Sprintf("owned %s %d", p, m))
 				actual = append(actual, kr)
 				table[key{kr.prefix, m}] = kr
 			}
@@ -230,7 +233,9 @@ func TestPlanConverges(t *testing.T) {
 		}
 		for i, r := range p.replace {
 			k := key{r.prefix, r.metric}
-			if old, ok := table[k]; !ok || !old.equal(p.old[i]) || old.equal(r) {
+			// A replace changes the next hops, or moves an IPv6 route
+			// onto a group of its own.
+			if old, ok := table[k]; !ok || !old.equal(p.old[i]) || (old.equal(r) && (old.owned || !r.owned)) {
 				t.Fatalf("replace %v: table has %v (ok %v), plan says old %v", r, old, ok, p.old[i])
 			}
 			table[k] = r
@@ -250,6 +255,9 @@ func TestPlanConverges(t *testing.T) {
 			wantBy[w.prefix] = w
 			if got, ok := table[key{w.prefix, e.metric}]; !ok || !got.equal(w) {
 				t.Fatalf("%v: table has %v, want %v", w.prefix, got, w)
+			}
+			if w.owned != (e.nh6 && w.prefix.Addr().Is6()) {
+				t.Fatalf("%v: want owned %v with nh6 %v", w.prefix, w.owned, e.nh6)
 			}
 		}
 		for _, l := range [][]kroute{p.add, p.replace, p.old, p.del, p.want} {

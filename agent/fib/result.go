@@ -11,7 +11,10 @@ type Result struct {
 	// Added are routes that were missing and are now installed.
 	Added []Route
 	// Changed are routes of ours whose next hops were replaced in place
-	// (RouteReplace: the prefix never lacked a route).
+	// (IPv4: the route replaced; IPv6: its next-hop group's members), so
+	// the prefix never lacked a route. An IPv6 route found with its next
+	// hops in the route itself, or on a group that is not its own, is
+	// changed once onto a group of its own (Old and New are then alike).
 	Changed []Change
 	// Removed are routes of ours that are no longer wanted, or whose every
 	// next hop is unusable.

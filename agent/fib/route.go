@@ -127,6 +127,12 @@ type kroute struct {
 	metric uint32
 	typ    uint8  // RTN_*; ours are RTN_UNICAST
 	hops   []khop // sorted by gw
+	// nhid is the route's next-hop object (RTA_NH_ID), 0 if the next
+	// hops are in the route itself. owned: it is a group of ours that
+	// this route alone uses, with members of ours that no other group
+	// has, so it may be changed in place (see nexthop.go).
+	nhid  uint32
+	owned bool
 }
 
 // khop is one next hop. weight is the kernel's rtnh_hops (weight-1), kept
@@ -137,6 +143,8 @@ type khop struct {
 	weight  uint8
 }
 
+// equal compares what the route does (prefix, metric, type, next hops),
+// not how the kernel holds its next hops.
 func (r kroute) equal(o kroute) bool {
 	return r.prefix == o.prefix && r.metric == o.metric && r.typ == o.typ && slices.Equal(r.hops, o.hops)
 }

@@ -2,10 +2,15 @@ package fib
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,10 +25,11 @@ const (
 )
 
 // Watch repairs our routes until ctx is done or the FIB is closed: it
-// listens to route, link and address events in the FIB's namespace and,
-// shortly after someone deletes or changes one of our routes, adds a route
-// for a prefix we want, or the exchange interface or an address changes,
-// it reconciles with the last desired state. It also reconciles every
+// listens to route, next-hop object, link and address events in the FIB's
+// namespace and, shortly after someone deletes or changes one of our
+// routes or deletes a next-hop object one uses, adds a route for a prefix
+// we want, or the exchange interface or an address changes, it reconciles
+// with the last desired state. It also reconciles every
 // ResyncInterval. Nothing is repaired before the first Sync. It returns
 // nil when ctx is done or the FIB is closed, and an error only if it
 // cannot subscribe at all.
@@ -79,6 +85,12 @@ func (f *FIB) Watch(ctx context.Context) error {
 			} else {
 				arm() // rare, and cheap to check
 			}
+		case id, ok := <-sub.nhDeleted:
+			if !ok {
+				lost()
+			} else if _, used := slices.BinarySearch(f.snap.Load().objs, id); used {
+				arm()
+			}
 		case <-retry:
 			retry = nil
 			if sub, err = f.subscribe(&force); err != nil {
@@ -102,10 +114,11 @@ func (f *FIB) Watch(ctx context.Context) error {
 // subscription is the event channels of one Watch socket set. Nil
 // channels (after close) block forever in a select.
 type subscription struct {
-	stop   chan struct{}
-	routes chan netlink.RouteUpdate
-	links  chan netlink.LinkUpdate
-	addrs  chan netlink.AddrUpdate
+	stop      chan struct{}
+	routes    chan netlink.RouteUpdate
+	links     chan netlink.LinkUpdate
+	addrs     chan netlink.AddrUpdate
+	nhDeleted chan uint32 // ids of our next-hop objects deleted; nil without them
 }
 
 // subscribe opens the event sockets in the FIB's namespace. force asks for
@@ -161,7 +174,77 @@ func (f *FIB) subscribe(force *bool) (*subscription, error) {
 		s.close()
 		return &subscription{}, err
 	}
+	if f.nh6 {
+		nh := make(chan uint32, 1024)
+		if err := subscribeNexthops(f.ns, uint8(f.cfg.Protocol), nh, s.stop, *force); err != nil {
+			s.close()
+			return &subscription{}, err
+		}
+		s.nhDeleted = nh
+	}
 	return s, nil
+}
+
+// subscribeNexthops sends the ids of next-hop objects of protocol proto
+// that are deleted in ns to out, until stop is closed; then, or when the
+// socket fails (an overrun: events were lost), it closes out. The library
+// has no subscription to these events.
+func subscribeNexthops(ns netns.NsHandle, proto uint8, out chan<- uint32, stop <-chan struct{}, force bool) error {
+	var fd int
+	err := inNetns(ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("next-hop events: %w", err)
+	}
+	err = unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_NEXTHOP)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("next-hop events: %w", err)
+	}
+	if !force || unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, eventBufSize) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, eventBufSize)
+	}
+	// Through the runtime's poller, so that Close ends a pending Read.
+	file := os.NewFile(uintptr(fd), "netlink-nexthop")
+	go func() {
+		<-stop
+		file.Close()
+	}()
+	go func() {
+		defer close(out)
+		ne := binary.NativeEndian
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := file.Read(buf)
+			if err != nil {
+				return // closed, or ENOBUFS: the caller resubscribes
+			}
+			for b := buf[:n]; len(b) >= unix.SizeofNlMsghdr; {
+				l := int(ne.Uint32(b))
+				if l < unix.SizeofNlMsghdr || l > len(b) {
+					break
+				}
+				typ, body := ne.Uint16(b[4:]), b[unix.SizeofNlMsghdr:l]
+				b = b[min(len(b), nlmAlign(l)):]
+				if typ != unix.RTM_DELNEXTHOP {
+					continue
+				}
+				if o, ok := parseNexthop(body); ok && o.proto == proto {
+					select {
+					case out <- o.id:
+					case <-stop:
+						return
+					}
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // close stops the sockets. The library's readers block on full channels,
@@ -176,6 +259,10 @@ func (s *subscription) close() {
 	for range s.links {
 	}
 	for range s.addrs {
+	}
+	if s.nhDeleted != nil {
+		for range s.nhDeleted {
+		}
 	}
 	*s = subscription{}
 }

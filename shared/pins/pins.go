@@ -7,6 +7,5 @@
 package pins
 
 import (
-	_ "github.com/osrg/gobgp/v3/pkg/server"
 	_ "github.com/prometheus-community/pro-bing"
 )

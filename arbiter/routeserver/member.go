@@ -1,0 +1,370 @@
+package routeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gaissmai/bart"
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// Member is a member network as the route server sees it.
+type Member struct {
+	// ASN is the member's AS number.
+	ASN uint32
+	// Addresses are its routers on the exchange LAN, IPv4 and IPv6; the
+	// route server keeps one session per address.
+	Addresses []netip.Addr
+	// MaxPrefixes limits the routes each session may announce per
+	// address family; above it the session is closed (CEASE) and stays
+	// down until ResetMember. 0 means no limit.
+	MaxPrefixes uint32
+	// Password enables TCP MD5 signatures (RFC 2385) on the sessions; the
+	// kernel must support TCP_MD5SIG.
+	Password string
+	// AddPathReceive offers ADD-PATH send on the sessions, so a router
+	// that negotiates receive gets every path meant for it per prefix
+	// (several sellers of one prefix), not only the best one.
+	AddPathReceive bool
+}
+
+type member struct {
+	Member
+}
+
+// neighbor is one session: a member router address.
+type neighbor struct {
+	addr  netip.Addr
+	asn   uint32
+	state api.PeerState_SessionState
+	admin api.PeerState_AdminState
+	since time.Time // of the last state change
+
+	routes   map[netip.Prefix]*ReceivedRoute // everything received, by prefix
+	accepted *bart.Table[*ReceivedRoute]     // the accepted ones
+	nAcc     int
+	// tradePfx holds the prefixes of trade paths with this next hop.
+	tradePfx *bart.Table[bool]
+	// gone, if set, is closed when the session is no longer established
+	// (Stop waits for it).
+	gone chan struct{}
+}
+
+func (n *neighbor) established() bool { return n.state == api.PeerState_ESTABLISHED }
+
+func (m *Member) validate(routeServerASN uint32) error {
+	switch {
+	case m.ASN == 0 || m.ASN == asTrans:
+		return fmt.Errorf("member AS%d: not a usable AS number", m.ASN)
+	case m.ASN == routeServerASN:
+		return fmt.Errorf("member AS%d: same as the route server's ASN (sessions must be eBGP)", m.ASN)
+	case len(m.Addresses) == 0:
+		return fmt.Errorf("member AS%d: no router addresses", m.ASN)
+	case strings.ContainsAny(m.Password, "\x00"):
+		return fmt.Errorf("member AS%d: password contains a NUL byte", m.ASN)
+	case len(m.Password) > 80:
+		return fmt.Errorf("member AS%d: password longer than 80 bytes (TCP MD5 key limit)", m.ASN)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range m.Addresses {
+		switch {
+		case !a.IsValid():
+			return fmt.Errorf("member AS%d: invalid router address", m.ASN)
+		case a.Is4In6():
+			return fmt.Errorf("member AS%d: router address %v: use plain IPv4, not IPv4-mapped IPv6", m.ASN, a)
+		case a.Zone() != "":
+			return fmt.Errorf("member AS%d: router address %v: zones (link-local) are not supported", m.ASN, a)
+		case a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast():
+			return fmt.Errorf("member AS%d: router address %v: not a unicast LAN address", m.ASN, a)
+		case seen[a]:
+			return fmt.Errorf("member AS%d: router address %v listed twice", m.ASN, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// AddMember configures a member's sessions (one per address). Adding an
+// ASN that is already a member replaces it: its sessions are reset. The
+// member's routers may connect as soon as it returns (if started).
+func (s *Server) AddMember(ctx context.Context, m Member) error {
+	if err := m.validate(s.cfg.ASN); err != nil {
+		return fmt.Errorf("routeserver: %w", err)
+	}
+	if m.Password != "" {
+		if err := md5Supported(); err != nil {
+			return fmt.Errorf("routeserver: member AS%d: password set but the kernel refuses TCP MD5 signatures: %w", m.ASN, err)
+		}
+	}
+	m.Addresses = slices.Clone(m.Addresses)
+	s.mu.Lock()
+	for _, a := range m.Addresses {
+		if n := s.nbrs[a]; n != nil && n.asn != m.ASN {
+			s.mu.Unlock()
+			return fmt.Errorf("routeserver: member AS%d: router address %v belongs to AS%d", m.ASN, a, n.asn)
+		}
+	}
+	_, exists := s.members[m.ASN]
+	s.mu.Unlock()
+	if exists {
+		if err := s.RemoveMember(ctx, m.ASN); err != nil {
+			return err
+		}
+	}
+
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.state == lifeStopped {
+		return ErrStopped
+	}
+	mem := &member{Member: m}
+	s.mu.Lock()
+	if _, ok := s.members[m.ASN]; ok {
+		s.mu.Unlock()
+		return fmt.Errorf("routeserver: member AS%d added twice concurrently", m.ASN)
+	}
+	s.members[m.ASN] = mem
+	for _, a := range m.Addresses {
+		n := &neighbor{
+			addr:     a,
+			asn:      m.ASN,
+			state:    api.PeerState_IDLE,
+			since:    time.Now(),
+			routes:   map[netip.Prefix]*ReceivedRoute{},
+			accepted: new(bart.Table[*ReceivedRoute]),
+			tradePfx: new(bart.Table[bool]),
+		}
+		for k := range s.keys {
+			if k.NextHop == a {
+				n.tradePfx.Insert(k.Prefix, true)
+			}
+		}
+		s.nbrs[a] = n
+	}
+	s.mu.Unlock()
+	if s.state != lifeStarted {
+		return nil
+	}
+	if err := s.addMemberBGP(ctx, mem); err != nil {
+		// Leave nothing half-configured.
+		s.removeMemberBGP(ctx, mem)
+		s.mu.Lock()
+		delete(s.members, m.ASN)
+		for _, a := range m.Addresses {
+			delete(s.nbrs, a)
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Policy object names of a member.
+func memberNames(asn uint32) (policy, nbrSet, lcSet string) {
+	return fmt.Sprintf("bwx-member-%d", asn), fmt.Sprintf("bwx-routers-%d", asn), fmt.Sprintf("bwx-buyer-%d", asn)
+}
+
+// addMemberBGP adds the member's export statement and then its
+// neighbors. The caller holds life shared with the server started.
+func (s *Server) addMemberBGP(ctx context.Context, m *member) error {
+	policy, nbrSet, lcSet := memberNames(m.ASN)
+	var routers []string
+	for _, a := range m.Addresses {
+		routers = append(routers, netip.PrefixFrom(a, a.BitLen()).String())
+	}
+	sets := []*api.DefinedSet{
+		{DefinedType: api.DefinedType_NEIGHBOR, Name: nbrSet, List: routers},
+		{DefinedType: api.DefinedType_LARGE_COMMUNITY, Name: lcSet, List: []string{fmt.Sprintf("^%d:%d:%d$", s.cfg.ASN, lcDeliverTo, m.ASN)}},
+	}
+	for _, d := range sets {
+		if err := s.bgp.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: d}); err != nil {
+			return fmt.Errorf("routeserver: member AS%d: defined set %s: %w", m.ASN, d.Name, err)
+		}
+	}
+	err := s.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: policy,
+		Statements: []*api.Statement{{
+			Name: policy,
+			Conditions: &api.Conditions{
+				NeighborSet:       &api.MatchSet{Type: api.MatchSet_ANY, Name: nbrSet},
+				RouteType:         api.Conditions_ROUTE_TYPE_LOCAL,
+				LargeCommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: lcSet},
+			},
+			Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+		}},
+	}})
+	if err != nil {
+		return fmt.Errorf("routeserver: member AS%d: export policy: %w", m.ASN, err)
+	}
+	err = s.bgp.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          globalRIB,
+		Direction:     api.PolicyDirection_EXPORT,
+		Policies:      []*api.Policy{{Name: policy}},
+		DefaultAction: api.RouteAction_REJECT,
+	}})
+	if err != nil {
+		return fmt.Errorf("routeserver: member AS%d: assign export policy: %w", m.ASN, err)
+	}
+	for _, a := range m.Addresses {
+		if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peerConfig(m, a)}); err != nil {
+			return fmt.Errorf("routeserver: member AS%d: session %v: %w", m.ASN, a, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) peerConfig(m *member, a netip.Addr) *api.Peer {
+	fam := family4
+	if a.Is6() {
+		fam = family6
+	}
+	afi := &api.AfiSafi{
+		Config: &api.AfiSafiConfig{Family: fam, Enabled: true},
+	}
+	if m.MaxPrefixes > 0 {
+		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: m.MaxPrefixes}
+	}
+	if m.AddPathReceive {
+		afi.AddPaths = &api.AddPaths{Config: &api.AddPathsConfig{SendMax: addPathSendMax}}
+	}
+	hold := uint64(s.cfg.HoldTime / time.Second)
+	return &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: a.String(),
+			PeerAsn:         m.ASN,
+			AuthPassword:    m.Password,
+			Description:     fmt.Sprintf("AS%d", m.ASN),
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:          hold,
+			KeepaliveInterval: max(hold/3, 1),
+			ConnectRetry:      5,
+		}},
+		Transport: &api.Transport{PassiveMode: s.cfg.Passive},
+		AfiSafis:  []*api.AfiSafi{afi},
+	}
+}
+
+// addPathSendMax is how many paths per prefix an ADD-PATH peer may get
+// (GoBGP's limit is a byte).
+const addPathSendMax = 255
+
+// RemoveMember closes the member's sessions and removes its export
+// statement. Its trades stay registered (WithdrawTrade them) but nothing
+// is delivered through or to it any more.
+func (s *Server) RemoveMember(ctx context.Context, asn uint32) error {
+	s.life.RLock()
+	s.mu.Lock()
+	m, ok := s.members[asn]
+	if !ok {
+		s.mu.Unlock()
+		s.life.RUnlock()
+		return fmt.Errorf("routeserver: AS%d is not a member", asn)
+	}
+	delete(s.members, asn)
+	var gone []*neighbor
+	for _, a := range m.Addresses {
+		if n := s.nbrs[a]; n != nil {
+			gone = append(gone, n)
+			delete(s.nbrs, a)
+			s.dirtyNeighbor(n)
+		}
+	}
+	s.mu.Unlock()
+	var err error
+	if s.state == lifeStarted {
+		err = s.removeMemberBGP(ctx, m)
+	}
+	s.life.RUnlock()
+	for _, n := range gone {
+		s.dropRoutes(n)
+	}
+	return errors.Join(err, s.reconcile(ctx))
+}
+
+// removeMemberBGP deletes the member's neighbors and then its export
+// statement and sets. The caller holds life shared with the server started.
+func (s *Server) removeMemberBGP(ctx context.Context, m *member) error {
+	var errs []error
+	for _, a := range m.Addresses {
+		err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()})
+		if err != nil && !strings.Contains(err.Error(), "not found") {
+			errs = append(errs, fmt.Errorf("routeserver: member AS%d: delete session %v: %w", m.ASN, a, err))
+		}
+	}
+	policy, nbrSet, lcSet := memberNames(m.ASN)
+	s.bgp.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: globalRIB, Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: policy}},
+	}})
+	s.bgp.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: policy}, All: true})
+	s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: nbrSet}, All: true})
+	s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_LARGE_COMMUNITY, Name: lcSet}, All: true})
+	return errors.Join(errs...)
+}
+
+// ResetMember re-enables the member's sessions after a max-prefix
+// shutdown and resets the others (the routers reconnect).
+func (s *Server) ResetMember(ctx context.Context, asn uint32) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	s.mu.Lock()
+	m, ok := s.members[asn]
+	var addrs []netip.Addr
+	var pfxct []bool
+	if ok {
+		addrs = m.Addresses
+		for _, a := range addrs {
+			n := s.nbrs[a]
+			pfxct = append(pfxct, n != nil && n.admin == api.PeerState_PFX_CT)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("routeserver: AS%d is not a member", asn)
+	}
+	var errs []error
+	for i, a := range addrs {
+		var err error
+		if pfxct[i] {
+			err = s.bgp.EnablePeer(ctx, &api.EnablePeerRequest{Address: a.String()})
+		} else {
+			err = s.bgp.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Communication: "reset by the exchange operator"})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routeserver: reset %v: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Members returns the configured members, by ASN.
+func (s *Server) Members() []Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		c := m.Member
+		c.Addresses = slices.Clone(c.Addresses)
+		c.Password = ""
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return cmpU32(a.ASN, b.ASN) })
+	return out
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,509 @@
+package routeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// Trade is a delivery the route server makes: the seller's prefixes to the
+// buyer, with the seller's router as next hop.
+type Trade struct {
+	// ID names the trade; it appears in the paths as the large community
+	// <route server ASN>:2:<ID>, so it must fit in 32 bits.
+	ID        uint64
+	BuyerASN  uint32
+	SellerASN uint32
+	// Prefixes are delivered as they are (IPv4 and IPv6 may mix).
+	Prefixes []netip.Prefix
+	// NextHop4 and NextHop6 are the seller's router addresses on the LAN
+	// for the IPv4 and the IPv6 prefixes; each must be one of the seller's
+	// Member.Addresses. The path is announced only while that router's
+	// session is up and it announces an accepted route covering the prefix.
+	NextHop4, NextHop6 netip.Addr
+}
+
+// Large community functions (the middle field) under the route server's ASN.
+const (
+	lcDeliverTo = 1 // <ASN>:1:<buyer ASN>
+	lcTrade     = 2 // <ASN>:2:<trade ID>
+)
+
+func (t *Trade) nextHop(p netip.Prefix) netip.Addr {
+	if p.Addr().Is4() {
+		return t.NextHop4
+	}
+	return t.NextHop6
+}
+
+// validate checks t against the members; s.mu is held.
+func (s *Server) validateTrade(t *Trade) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("routeserver: trade %d: %s", t.ID, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case t.ID == 0:
+		return bad("ID 0 is not a valid trade ID")
+	case t.ID > math.MaxUint32:
+		return bad("ID does not fit the 32-bit field of the large community")
+	case t.BuyerASN == t.SellerASN:
+		return bad("buyer and seller are both AS%d", t.BuyerASN)
+	case len(t.Prefixes) == 0:
+		return bad("no prefixes")
+	}
+	if _, ok := s.members[t.BuyerASN]; !ok {
+		return bad("buyer AS%d is not a member", t.BuyerASN)
+	}
+	seller, ok := s.members[t.SellerASN]
+	if !ok {
+		return bad("seller AS%d is not a member", t.SellerASN)
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, p := range t.Prefixes {
+		switch {
+		case !p.IsValid():
+			return bad("invalid prefix")
+		case p.Addr().Is4In6():
+			return bad("prefix %v: use plain IPv4, not IPv4-mapped IPv6", p)
+		case p.Addr().Zone() != "":
+			return bad("prefix %v has a zone", p)
+		case p != p.Masked():
+			return bad("prefix %v has host bits set (want %v)", p, p.Masked())
+		case seen[p]:
+			return bad("prefix %v listed twice", p)
+		}
+		seen[p] = true
+		nh, fam, field := t.NextHop4, "IPv4", "NextHop4"
+		if p.Addr().Is6() {
+			nh, fam, field = t.NextHop6, "IPv6", "NextHop6"
+		}
+		switch {
+		case !nh.IsValid():
+			return bad("%s prefix %v but no %s", fam, p, field)
+		case nh.Is4() != p.Addr().Is4():
+			return bad("%s %v is not an %s address", field, nh, fam)
+		case !slices.Contains(seller.Addresses, nh):
+			return bad("%s %v is not a router address of seller AS%d", field, nh, t.SellerASN)
+		}
+	}
+	return nil
+}
+
+// pathKey names one path the route server originates: a prefix through
+// one seller router.
+type pathKey struct {
+	Prefix  netip.Prefix
+	NextHop netip.Addr
+}
+
+// AnnounceTrade starts delivering a trade (or changes one with the same
+// ID). It returns once the paths that can be delivered now are in the
+// route server's RIB; the others follow when the seller's route appears.
+func (s *Server) AnnounceTrade(ctx context.Context, t Trade) error {
+	t.Prefixes = slices.Clone(t.Prefixes)
+	s.mu.Lock()
+	if err := s.validateTrade(&t); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if old, ok := s.trades[t.ID]; ok {
+		s.unindexTrade(&old)
+	}
+	s.trades[t.ID] = t
+	s.indexTrade(&t)
+	s.mu.Unlock()
+	return s.reconcile(ctx)
+}
+
+// WithdrawTrade stops delivering a trade. Withdrawing an unknown trade is
+// not an error (it may have been withdrawn already).
+func (s *Server) WithdrawTrade(ctx context.Context, id uint64) error {
+	s.mu.Lock()
+	t, ok := s.trades[id]
+	if ok {
+		s.unindexTrade(&t)
+		delete(s.trades, id)
+	}
+	s.mu.Unlock()
+	return s.reconcile(ctx)
+}
+
+// SetActive makes trades the complete set of trades to deliver: trades not
+// in it are withdrawn, the others announced. After an arbiter restart it
+// re-announces exactly the active trades. Nothing changes if one is
+// invalid.
+func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
+	s.mu.Lock()
+	next := make(map[uint64]Trade, len(trades))
+	for _, t := range trades {
+		t.Prefixes = slices.Clone(t.Prefixes)
+		if err := s.validateTrade(&t); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		if _, dup := next[t.ID]; dup {
+			s.mu.Unlock()
+			return fmt.Errorf("routeserver: trade %d listed twice", t.ID)
+		}
+		next[t.ID] = t
+	}
+	for id, t := range s.trades {
+		if nt, ok := next[id]; !ok || !sameTrade(&t, &nt) {
+			s.unindexTrade(&t)
+			delete(s.trades, id)
+		}
+	}
+	for id, t := range next {
+		if _, ok := s.trades[id]; !ok {
+			s.trades[id] = t
+			s.indexTrade(&t)
+		}
+	}
+	s.mu.Unlock()
+	return s.reconcile(ctx)
+}
+
+func sameTrade(a, b *Trade) bool {
+	return a.ID == b.ID && a.BuyerASN == b.BuyerASN && a.SellerASN == b.SellerASN &&
+		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Prefixes, b.Prefixes)
+}
+
+// Trades returns the registered trades by ID, delivered or not.
+func (s *Server) Trades() []Trade {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Trade, 0, len(s.trades))
+	for _, t := range s.trades {
+		t.Prefixes = slices.Clone(t.Prefixes)
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Trade) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// indexTrade adds t's path keys; s.mu is held.
+func (s *Server) indexTrade(t *Trade) {
+	for _, p := range t.Prefixes {
+		k := pathKey{p, t.nextHop(p)}
+		ids := s.keys[k]
+		if ids == nil {
+			ids = map[uint64]bool{}
+			s.keys[k] = ids
+			if n := s.nbrs[k.NextHop]; n != nil {
+				n.tradePfx.Insert(p, true)
+			}
+		}
+		ids[t.ID] = true
+		s.dirty[k] = true
+	}
+}
+
+// unindexTrade removes t's path keys; s.mu is held.
+func (s *Server) unindexTrade(t *Trade) {
+	for _, p := range t.Prefixes {
+		k := pathKey{p, t.nextHop(p)}
+		ids := s.keys[k]
+		delete(ids, t.ID)
+		if len(ids) == 0 {
+			delete(s.keys, k)
+			if n := s.nbrs[k.NextHop]; n != nil {
+				n.tradePfx.Delete(p)
+			}
+		}
+		s.dirty[k] = true
+	}
+}
+
+// dirtyCovered marks the trade paths through n within q; s.mu is held.
+func (s *Server) dirtyCovered(n *neighbor, q netip.Prefix) {
+	for p := range n.tradePfx.Subnets(q) {
+		s.dirty[pathKey{p, n.addr}] = true
+	}
+}
+
+// dirtyNeighbor marks every trade path through n; s.mu is held.
+func (s *Server) dirtyNeighbor(n *neighbor) {
+	for p := range n.tradePfx.All() {
+		s.dirty[pathKey{p, n.addr}] = true
+	}
+}
+
+// wantPath is a path as it should be announced.
+type wantPath struct {
+	key    pathKey
+	seller uint32
+	asPath []uint32
+	origin string
+	buyers []uint32 // sorted
+	trades []uint64 // sorted
+}
+
+func (w *wantPath) equal(o *wantPath) bool {
+	return w.key == o.key && w.seller == o.seller && w.origin == o.origin &&
+		slices.Equal(w.asPath, o.asPath) && slices.Equal(w.buyers, o.buyers) && slices.Equal(w.trades, o.trades)
+}
+
+// announcedPath is a path in GoBGP's RIB.
+type announcedPath struct {
+	want  wantPath
+	id    uint32 // ADD-PATH identifier given to GoBGP
+	uuid  []byte
+	since time.Time
+}
+
+// desired computes the path for k, or nil if none should be announced;
+// s.mu is held.
+func (s *Server) desired(k pathKey) *wantPath {
+	ids := s.keys[k]
+	if len(ids) == 0 {
+		return nil
+	}
+	n := s.nbrs[k.NextHop]
+	if n == nil || !n.established() {
+		return nil
+	}
+	_, r, ok := n.accepted.LookupPrefixLPM(k.Prefix)
+	if !ok {
+		return nil
+	}
+	w := &wantPath{key: k, seller: n.asn, asPath: r.ASPath, origin: r.Origin}
+	for id := range ids {
+		t := s.trades[id]
+		w.trades = append(w.trades, id)
+		if !slices.Contains(w.buyers, t.BuyerASN) {
+			w.buyers = append(w.buyers, t.BuyerASN)
+		}
+	}
+	slices.Sort(w.trades)
+	slices.Sort(w.buyers)
+	return w
+}
+
+// reconcile brings GoBGP's RIB in line with the dirty path keys. Before
+// Start it does nothing (Start reconciles everything).
+func (s *Server) reconcile(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if err := s.begin(); err != nil {
+		if errors.Is(err, ErrNotStarted) {
+			return nil
+		}
+		return err
+	}
+	defer s.end()
+
+	type job struct {
+		k pathKey
+		w *wantPath
+	}
+	s.mu.Lock()
+	jobs := make([]job, 0, len(s.dirty))
+	for k := range s.dirty {
+		jobs = append(jobs, job{k, s.desired(k)})
+	}
+	clear(s.dirty)
+	s.mu.Unlock()
+	slices.SortFunc(jobs, func(a, b job) int {
+		if c := comparePrefix(a.k.Prefix, b.k.Prefix); c != 0 {
+			return c
+		}
+		return a.k.NextHop.Compare(b.k.NextHop)
+	})
+	var errs []error
+	orphans := s.orphans
+	s.orphans = nil
+	for _, o := range orphans {
+		if err := s.deletePath(ctx, o); err != nil {
+			errs = append(errs, err)
+			s.orphans = append(s.orphans, o)
+		}
+	}
+	for _, j := range jobs {
+		if err := s.apply(ctx, j.k, j.w); err != nil {
+			errs = append(errs, err)
+			s.mu.Lock()
+			s.dirty[j.k] = true // try again on the next change
+			s.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// apply makes GoBGP announce w for k (nil: nothing). s.syncMu and life
+// are held.
+func (s *Server) apply(ctx context.Context, k pathKey, w *wantPath) error {
+	have := s.announced[k]
+	switch {
+	case w == nil && have == nil:
+		return nil
+	case w == nil:
+		if err := s.deletePath(ctx, have); err != nil {
+			return err
+		}
+		delete(s.announced, k)
+		return nil
+	case have == nil:
+		a := &announcedPath{want: *w, id: s.newPathID(), since: time.Now()}
+		if err := s.addPath(ctx, a); err != nil {
+			return err
+		}
+		s.announced[k] = a
+		return nil
+	case w.equal(&have.want):
+		return nil
+	case isSubset(have.want.buyers, w.buyers):
+		// Nobody loses the path: replace it in place.
+		a := &announcedPath{want: *w, id: have.id, since: have.since}
+		if err := s.addPath(ctx, a); err != nil {
+			return err
+		}
+		s.announced[k] = a
+		return nil
+	default:
+		// A buyer loses it: GoBGP v3 would not withdraw an implicitly
+		// replaced path from ADD-PATH peers, so make the new path under a
+		// fresh identifier before deleting the old one.
+		a := &announcedPath{want: *w, id: s.newPathID(), since: time.Now()}
+		if err := s.addPath(ctx, a); err != nil {
+			return err
+		}
+		s.announced[k] = a
+		if err := s.deletePath(ctx, have); err != nil {
+			// Retried on every reconcile until it goes.
+			s.orphans = append(s.orphans, have)
+			return fmt.Errorf("%w (the path for the remaining buyers is announced; will retry)", err)
+		}
+		return nil
+	}
+}
+
+func isSubset(a, b []uint32) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) newPathID() uint32 {
+	s.lastID++
+	if s.lastID == 0 {
+		s.lastID++
+	}
+	return s.lastID
+}
+
+func (s *Server) addPath(ctx context.Context, a *announcedPath) error {
+	p, err := s.apiPath(&a.want, a.id)
+	if err != nil {
+		return fmt.Errorf("routeserver: path %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
+	}
+	rsp, err := s.bgp.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p})
+	if err != nil {
+		return fmt.Errorf("routeserver: announce %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
+	}
+	a.uuid = rsp.Uuid
+	return nil
+}
+
+func (s *Server) deletePath(ctx context.Context, a *announcedPath) error {
+	if len(a.uuid) == 0 {
+		// Never call DeletePath without a UUID: that deletes every path.
+		return fmt.Errorf("routeserver: withdraw %v via %v: no UUID recorded", a.want.key.Prefix, a.want.key.NextHop)
+	}
+	err := s.bgp.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: a.uuid})
+	if err != nil && !strings.Contains(err.Error(), "can't find") {
+		return fmt.Errorf("routeserver: withdraw %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
+	}
+	return nil
+}
+
+// apiPath builds the GoBGP path for w (see the package documentation).
+func (s *Server) apiPath(w *wantPath, id uint32) (*api.Path, error) {
+	p := w.key.Prefix
+	var nlri bgp.AddrPrefixInterface
+	if p.Addr().Is4() {
+		nlri = bgp.NewIPAddrPrefix(uint8(p.Bits()), p.Addr().String())
+	} else {
+		nlri = bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())
+	}
+	nlri.SetPathIdentifier(id)
+	var segs []bgp.AsPathParamInterface
+	for rest := w.asPath; len(rest) > 0; {
+		n := min(len(rest), 255)
+		segs = append(segs, bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, slices.Clone(rest[:n])))
+		rest = rest[n:]
+	}
+	attrs := []bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(originValue(w.origin)),
+		bgp.NewPathAttributeAsPath(segs),
+	}
+	if p.Addr().Is4() {
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(w.key.NextHop.String()))
+	} else {
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(w.key.NextHop.String(), []bgp.AddrPrefixInterface{nlri}))
+	}
+	attrs = append(attrs, bgp.NewPathAttributeCommunities([]uint32{uint32(bgp.COMMUNITY_NO_EXPORT)}))
+	lcs := make([]*bgp.LargeCommunity, 0, len(w.buyers)+len(w.trades))
+	for _, b := range w.buyers {
+		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcDeliverTo, b))
+	}
+	for _, t := range w.trades {
+		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcTrade, uint32(t)))
+	}
+	attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lcs))
+	return apiutil.NewPath(nlri, false, attrs, time.Now())
+}
+
+// AnnouncedPath is a path the route server originates now.
+type AnnouncedPath struct {
+	Prefix    netip.Prefix
+	NextHop   netip.Addr // the seller's router
+	SellerASN uint32
+	ASPath    []uint32 // before the route server's ASN is prepended
+	Origin    string
+	Buyers    []uint32
+	Trades    []uint64
+	PathID    uint32 // identifier in the route server's RIB
+	Since     time.Time
+}
+
+// Announced returns the paths in the route server's RIB, by prefix.
+func (s *Server) Announced() []AnnouncedPath {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	out := make([]AnnouncedPath, 0, len(s.announced))
+	for _, a := range s.announced {
+		out = append(out, AnnouncedPath{
+			Prefix: a.want.key.Prefix, NextHop: a.want.key.NextHop, SellerASN: a.want.seller,
+			ASPath: slices.Clone(a.want.asPath), Origin: a.want.origin,
+			Buyers: slices.Clone(a.want.buyers), Trades: slices.Clone(a.want.trades),
+			PathID: a.id, Since: a.since.UTC(),
+		})
+	}
+	slices.SortFunc(out, func(a, b AnnouncedPath) int {
+		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+			return c
+		}
+		return a.NextHop.Compare(b.NextHop)
+	})
+	return out
+}
