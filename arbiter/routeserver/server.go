@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,6 +181,14 @@ func (s *Server) startLocked(ctx context.Context) error {
 	case lifeStopped:
 		return ErrStopped
 	}
+	// A busy port is found here, before GoBGP starts: a StartBgp that fails
+	// on its listener leaves GoBGP's event loop in a state whose stop can
+	// hang (seen under load with v3.37.0). Only a port taken between this
+	// check and StartBgp still reaches that path.
+	if err := s.checkListen(); err != nil {
+		s.state = lifeStopped
+		return err
+	}
 	s.serveDone = make(chan struct{})
 	running := make(chan struct{})
 	var runErr error
@@ -225,6 +235,42 @@ func (s *Server) startLocked(ctx context.Context) error {
 	}
 	s.state = lifeStarted
 	return nil
+}
+
+// listenAddrs are the addresses and port GoBGP will listen on.
+func (s *Server) listenAddrs() ([]string, int32) {
+	addrs := s.cfg.ListenAddrs
+	if len(addrs) == 0 {
+		addrs = []string{"0.0.0.0", "::"}
+	}
+	port := s.cfg.ListenPort
+	if port == 0 {
+		port = 179
+	}
+	return addrs, port
+}
+
+// checkListen binds and releases each listen address, in the namespace
+// the event loop runs in.
+func (s *Server) checkListen() error {
+	addrs, port := s.listenAddrs()
+	if port < 0 {
+		return nil
+	}
+	check := func() error {
+		for _, a := range addrs {
+			l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(int(port))))
+			if err != nil {
+				return fmt.Errorf("routeserver: start BGP (port %d on %v): %w", port, addrs, err)
+			}
+			l.Close()
+		}
+		return nil
+	}
+	if s.cfg.RunIn != nil {
+		return s.cfg.RunIn(check)
+	}
+	return check()
 }
 
 func (s *Server) start(ctx context.Context) error {
