@@ -93,9 +93,8 @@ type Engine struct {
 
 	ports map[int64]*curve
 
-	// Scratch space reused by every match.
-	seen  map[int64]bool
-	cands []candidate
+	// seen is scratch space reused by every match.
+	seen map[int64]bool
 
 	lastOrder, lastTrade, lastSeq, lastPriority int64
 }
@@ -376,21 +375,6 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 	return nil
 }
 
-// mismatch names the first order term on which a sell cannot serve a buy.
-func mismatch(buy, sell Spec) string {
-	switch {
-	case buy.Protocol != sell.Protocol:
-		return "protocol differs"
-	case !(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType):
-		return "traffic type differs"
-	case sell.Start.After(buy.Start) || sell.End.Before(buy.End):
-		return "its delivery period does not cover yours"
-	case sell.PriceMicros > buy.PriceMicros:
-		return "its price is above your limit"
-	}
-	return ""
-}
-
 type candidate struct {
 	order    *Order
 	prefixes []netip.Prefix
@@ -400,7 +384,7 @@ type candidate struct {
 // candidates lists the resting orders o could trade with, ranked.
 func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	clear(e.seen)
-	out := e.cands[:0]
+	var out []candidate
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
@@ -471,10 +455,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 	}
 	rank(o, out)
-	e.cands = out[:0]
-	// The caller owns the result until the next call; a copy keeps it safe
-	// across the engine calls match makes while it walks the list.
-	return append([]candidate(nil), out...)
+	return out
 }
 
 // available is what a candidate can trade with o now: its remaining

@@ -34,11 +34,21 @@ func (q Quality) Meets(m *Measured) bool {
 
 // Compatible reports whether a sell can serve a buy on the order terms alone:
 // protocol, traffic type, delivery period and price.
-func Compatible(buy, sell Spec) bool {
-	return buy.Protocol == sell.Protocol &&
-		(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType) &&
-		!sell.Start.After(buy.Start) && !sell.End.Before(buy.End) &&
-		sell.PriceMicros <= buy.PriceMicros
+func Compatible(buy, sell Spec) bool { return mismatch(buy, sell) == "" }
+
+// mismatch names the first order term on which a sell cannot serve a buy.
+func mismatch(buy, sell Spec) string {
+	switch {
+	case buy.Protocol != sell.Protocol:
+		return "protocol differs"
+	case !(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType):
+		return "traffic type differs"
+	case sell.Start.After(buy.Start) || sell.End.Before(buy.End):
+		return "its delivery period does not cover yours"
+	case sell.PriceMicros > buy.PriceMicros:
+		return "its price is above your limit"
+	}
+	return ""
 }
 
 // TradedPrefixes resolves what a buy would get from a sell: the seller's
