@@ -271,8 +271,7 @@ const (
 // sqlInsertEvents inserts n events in one statement: per-statement cost,
 // not per-row, dominates a commit.
 func sqlInsertEvents(n int) string {
-	return "INSERT INTO events (seq, member_id, type, trade_id, order_id, created_us) VALUES " +
-		strings.TrimSuffix(strings.Repeat(sqlEventRow+",", n), ",")
+	return store.InsertRows("events", "seq, member_id, type, trade_id, order_id, created_us", sqlEventRow, n)
 }
 
 type commitStmts struct {

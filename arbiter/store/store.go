@@ -165,3 +165,10 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 
 // Time converts a stored value back.
 func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// InsertRows builds "INSERT INTO <table> (<cols>) VALUES row,row,..." with n
+// copies of row, a parenthesized placeholder list. Bulk writers use it:
+// per-statement cost, not per-row, dominates sqlite inserts.
+func InsertRows(table, cols, row string, n int) string {
+	return "INSERT INTO " + table + " (" + cols + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+}

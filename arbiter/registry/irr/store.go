@@ -234,15 +234,7 @@ func newInserter(tx *sql.Tx) *inserter {
 }
 
 func insertSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO irr_routes (source, prefix, origin, mnt_by) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?)")
-	}
-	return b.String()
+	return store.InsertRows("irr_routes", "source, prefix, origin, mnt_by", "(?,?,?,?)", rows)
 }
 
 func (ins *inserter) add(ctx context.Context, r Route) error {

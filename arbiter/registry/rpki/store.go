@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -123,15 +122,7 @@ func insert(ctx context.Context, tx *sql.Tx, roas []ROA) error {
 }
 
 func insertSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO rpki_roas (prefix, max_length, asn, ta) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?)")
-	}
-	return b.String()
+	return store.InsertRows("rpki_roas", "prefix, max_length, asn, ta", "(?,?,?,?)", rows)
 }
 
 type execer interface {
