@@ -53,3 +53,19 @@ func TradeTable(o Output, trades []*pb.Trade) error {
 	}
 	return o.Table([]string{"ID", "BUYER", "SELLER", "PREFIXES", "NEXT HOPS", "CAPACITY", "PRICE/Mbps/mo", "DELIVERY", "STATUS"}, rows)
 }
+
+// Orders prints orders as JSON for scripts or a table for people.
+func Orders(o Output, orders []*pb.Order) error {
+	if o.JSON() {
+		return Protos(o, orders)
+	}
+	return OrderTable(o, orders)
+}
+
+// Trades prints trades as JSON for scripts or a table for people.
+func Trades(o Output, trades []*pb.Trade) error {
+	if o.JSON() {
+		return Protos(o, trades)
+	}
+	return TradeTable(o, trades)
+}

@@ -300,10 +300,7 @@ func orderCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Orders)
-			}
-			return cli.OrderTable(g.out, resp.Orders)
+			return cli.Orders(g.out, resp.Orders)
 		},
 	}
 	list.Flags().BoolVar(&open, "open", false, "only open orders")
@@ -327,10 +324,7 @@ func tradesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Trades)
-			}
-			return cli.TradeTable(g.out, resp.Trades)
+			return cli.Trades(g.out, resp.Trades)
 		},
 	}
 	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")

@@ -328,10 +328,7 @@ func ordersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Orders)
-			}
-			return cli.OrderTable(g.out, resp.Orders)
+			return cli.Orders(g.out, resp.Orders)
 		},
 	}
 	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
@@ -356,10 +353,7 @@ func tradesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Trades)
-			}
-			return cli.TradeTable(g.out, resp.Trades)
+			return cli.Trades(g.out, resp.Trades)
 		},
 	}
 	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
