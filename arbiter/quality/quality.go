@@ -153,3 +153,78 @@ func (x *Matrix) Query(ctx context.Context, via uint32, prefix netip.Prefix, max
 	}
 	return out, rows.Err()
 }
+
+// Cell is a path's measured quality: the average of the fresh measurements.
+type Cell struct {
+	LatencyUs int64
+	JitterUs  int64
+	LossPPM   int32
+	ASHops    int32
+	Samples   int
+	// Vantage is the member whose agent measured it, or 0 when the cell
+	// pools every vantage (the exchange's view).
+	Vantage uint32
+}
+
+// PathQuality answers the matching engine's question: how good is the path
+// through via toward prefixes, seen from vantage. The vantage's own fresh
+// measurements win, because they are its traffic's real path; without them
+// it pools every reporter's (the exchange's view). nil means nothing fresh,
+// which fails any quality limit.
+func (x *Matrix) PathQuality(ctx context.Context, vantage, via uint32, prefixes []netip.Prefix, since time.Time) (*Cell, error) {
+	if len(prefixes) == 0 {
+		return nil, nil
+	}
+	args := []any{via, store.Micros(since)}
+	for _, p := range prefixes {
+		args = append(args, p.Masked().String())
+	}
+	q := `SELECT count(*), avg(latency_us), avg(jitter_us), avg(loss_ppm), max(as_hops) FROM measurements
+		WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
+		AND prefix IN (` + strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",") + `)`
+	scan := func(q string, args []any) (*Cell, error) {
+		var c Cell
+		var lat, jit, loss, hops sql.NullFloat64
+		if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops); err != nil || c.Samples == 0 {
+			return nil, err
+		}
+		c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
+		return &c, nil
+	}
+	if vantage != 0 {
+		c, err := scan(q+` AND reporter_id = (SELECT id FROM members WHERE asn = ?)`, append(args, vantage))
+		if err != nil || c != nil {
+			if c != nil {
+				c.Vantage = vantage
+			}
+			return c, err
+		}
+	}
+	return scan(q, args)
+}
+
+// Latest returns, per path measured since since, its latest measurement
+// time: what the planner needs to tell due paths from fresh ones.
+func (x *Matrix) Latest(ctx context.Context, since time.Time) (map[Path]time.Time, error) {
+	rows, err := x.db.QueryContext(ctx, `SELECT r.asn, v.asn, m.prefix, max(m.measured_us) FROM measurements m
+		JOIN members r ON r.id = m.reporter_id JOIN members v ON v.id = m.via_id
+		WHERE m.measured_us >= ? GROUP BY m.reporter_id, m.via_id, m.prefix`, store.Micros(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[Path]time.Time{}
+	for rows.Next() {
+		var p Path
+		var prefix string
+		var at int64
+		if err := rows.Scan(&p.Vantage, &p.Via, &prefix, &at); err != nil {
+			return nil, err
+		}
+		if p.Prefix, err = netip.ParsePrefix(prefix); err != nil {
+			return nil, fmt.Errorf("measurements: stored prefix %q: %w", prefix, err)
+		}
+		out[p] = store.Time(at)
+	}
+	return out, rows.Err()
+}

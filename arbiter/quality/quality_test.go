@@ -304,3 +304,65 @@ func TestQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestPathQualityPrefersTheVantage(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p1 := netip.MustParsePrefix("198.51.100.0/24")
+	m := func(key string, lat int64, loss int32, ago time.Duration) Measurement {
+		x := meas(key)
+		x.LatencyUs, x.LossPPM, x.At = lat, loss, now.Add(-ago)
+		return x
+	}
+	// reporter sees via at 10 ms; via2's agent sees the same path at 30 ms.
+	if _, _, err := f.mx.Report(ctx, reporter, []Measurement{m("r1", 10_000, 0, time.Minute), m("r-old", 900_000, 0, 3*time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.mx.Report(ctx, via2, []Measurement{m("v1", 30_000, 1000, time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	since := now.Add(-time.Hour)
+	for _, c := range []struct {
+		name    string
+		vantage uint32
+		lat     int64
+		samples int
+		from    uint32
+	}{
+		{"own view", reporter, 10_000, 1, reporter},
+		{"other vantage's own view", via2, 30_000, 1, via2},
+		{"no own measurement: the exchange's pooled view", via, 20_000, 2, 0},
+		{"no vantage asked", 0, 20_000, 2, 0},
+	} {
+		got, err := f.mx.PathQuality(ctx, c.vantage, via, []netip.Prefix{p1}, since)
+		if err != nil || got == nil {
+			t.Fatalf("%s: %+v, %v", c.name, got, err)
+		}
+		if got.LatencyUs != c.lat || got.Samples != c.samples || got.Vantage != c.from {
+			t.Errorf("%s: %+v, want latency %d from %d samples, vantage %d", c.name, got, c.lat, c.samples, c.from)
+		}
+	}
+	// Nothing fresh through via2, or toward another prefix: nil.
+	for _, c := range []struct {
+		via uint32
+		p   string
+	}{{via2, "198.51.100.0/24"}, {via, "203.0.113.0/24"}} {
+		if got, err := f.mx.PathQuality(ctx, reporter, c.via, []netip.Prefix{netip.MustParsePrefix(c.p)}, since); err != nil || got != nil {
+			t.Errorf("via %d toward %s: %+v, %v; want nil", c.via, c.p, got, err)
+		}
+	}
+
+	latest, err := f.mx.Latest(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[Path]time.Time{{reporter, via, p1}: now.Add(-time.Minute), {via2, via, p1}: now.Add(-time.Minute)}
+	if len(latest) != len(want) {
+		t.Fatalf("Latest = %v, want %v", latest, want)
+	}
+	for k, v := range want {
+		if !latest[k].Equal(v) {
+			t.Errorf("Latest[%v] = %v, want %v", k, latest[k], v)
+		}
+	}
+}
