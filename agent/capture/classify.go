@@ -83,6 +83,7 @@ type Decoder struct {
 	ip4     lastIPv4
 	ip6     lastIPv6
 	decoded []gopacket.LayerType
+	dst     netip.Addr // of the last frame classify saw
 }
 
 // lastIPv4 and lastIPv6 end the parse at the first IP header: the one
@@ -183,6 +184,7 @@ func (d *Decoder) Classify(frame []byte, t *Table) (c Class, mac [6]byte, p neti
 // classify returns the index of the matching prefix in t.
 func (d *Decoder) classify(frame []byte, t *Table) (Class, [6]byte, uint32) {
 	mac, dst, bad := d.Decode(frame)
+	d.dst = dst
 	switch {
 	case dst.IsValid():
 	case bad:

@@ -27,9 +27,10 @@ const (
 type Config struct {
 	// Interfaces to capture outgoing frames on (at least one).
 	Interfaces []string
-	// Interval, SampleRate: see MeterConfig.
-	Interval   time.Duration
-	SampleRate int
+	// Interval, SampleRate, TopAddresses: see MeterConfig.
+	Interval     time.Duration
+	SampleRate   int
+	TopAddresses int
 	// Grace: see MeterConfig; the default here is twice the block timeout
 	// plus the poll timeout plus 200 ms, at most half the interval.
 	Grace time.Duration
@@ -150,7 +151,7 @@ func Open(cfg Config) (_ *Capture, err error) {
 	// Frames that reached a ring before its filter was attached were
 	// stamped before now: the readers skip them, and measuring starts now.
 	since := time.Now()
-	c.meter, err = NewMeter(MeterConfig{Interval: cfg.Interval, SampleRate: cfg.SampleRate, Grace: cfg.Grace, Since: since})
+	c.meter, err = NewMeter(MeterConfig{Interval: cfg.Interval, SampleRate: cfg.SampleRate, Grace: cfg.Grace, Since: since, TopAddresses: cfg.TopAddresses})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,10 @@ type MeterConfig struct {
 	// Since is when measuring began (the zero time: when NewMeter ran). The
 	// interval holding it is partial.
 	Since time.Time
+	// TopAddresses, if above zero, also keeps for each destination prefix
+	// about that many of its most sampled destination addresses (bounded
+	// memory per prefix; see Meter.TopAddresses). Zero keeps none.
+	TopAddresses int
 }
 
 // Figure is the traffic of one interval toward one destination prefix
@@ -105,6 +109,7 @@ type Meter struct {
 	rate  int64
 	grace time.Duration
 	since time.Time
+	topN  int
 
 	table atomic.Pointer[Table]
 	// watermark: intervals with index below it have been emitted.
@@ -140,7 +145,10 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 	if cfg.Since.IsZero() {
 		cfg.Since = time.Now()
 	}
-	m := &Meter{ivNs: int64(cfg.Interval), rate: int64(cfg.SampleRate), grace: cfg.Grace, since: cfg.Since}
+	if cfg.TopAddresses < 0 || cfg.TopAddresses > 1024 {
+		return nil, fmt.Errorf("capture: top addresses %d: want 0-1024 per prefix", cfg.TopAddresses)
+	}
+	m := &Meter{ivNs: int64(cfg.Interval), rate: int64(cfg.SampleRate), grace: cfg.Grace, since: cfg.Since, topN: cfg.TopAddresses}
 	m.next = m.index(cfg.Since.UnixNano())
 	m.watermark.Store(m.next)
 	return m, nil
@@ -225,6 +233,7 @@ type Shard struct {
 	last    flowKey
 	lastI   int // index in curB.flows of last, or -1
 	stats   Stats
+	top     map[netip.Prefix]*topK // nil unless the Meter keeps top addresses
 }
 
 // flowKey names a prefix by its table and index (tables are swapped while
@@ -260,6 +269,9 @@ type bucket struct {
 // NewShard returns a new accumulator for one reader.
 func (m *Meter) NewShard() *Shard {
 	s := &Shard{m: m, dec: NewDecoder(), buckets: map[int64]*bucket{}, cur: math.MinInt64, lastI: -1}
+	if m.topN > 0 {
+		s.top = map[netip.Prefix]*topK{}
+	}
 	m.mu.Lock()
 	m.shards = append(m.shards, s)
 	m.mu.Unlock()
@@ -316,6 +328,9 @@ func (s *Shard) Count(frame []byte, ts time.Time, wireLen int) Class {
 	cn := &s.curB.flows[fi]
 	cn.bytes += int64(wireLen)
 	cn.samples++
+	if s.top != nil && c == Matched {
+		s.countTop(t.prefixes[i], s.dec.dst)
+	}
 	s.mu.Unlock()
 	return c
 }
