@@ -1,0 +1,90 @@
+package manager
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// day simulates 24 h of 5-minute rounds toward an IPv4 and an IPv6
+// destination: the default path at 30 ms, seller A jittering between 23
+// and 27 ms (the 5 ms threshold right in the middle of its gain), B
+// between 18 and 32 ms, both offering 2-hour terms. It returns the
+// changes (buys, switches, cancels) with their times, and the renewals.
+func day(t *testing.T, p Policy, seed uint64) (changes []time.Time, renewals int) {
+	m := newManager(t, p)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	k := newMarket()
+	dests := []netip.Prefix{pfx4, pfx6}
+	for i, d := range dests {
+		k.offers = append(k.offers, offer(uint64(10*i+1), asA, d, 2*unit, 10000*mbps), offer(uint64(10*i+2), asB, d, 2*unit, 10000*mbps))
+	}
+	for r := range 288 {
+		now := t0.Add(time.Duration(r) * 5 * time.Minute)
+		for _, d := range dests {
+			demand(m, d, 40*mbps+rng.Int64N(5*mbps), 1, now)
+			if r == 0 {
+				demand(m, d, 40*mbps, 12, now)
+			}
+			probe(m, DefaultPath, d, now, 29+rng.Int64N(3), 0)
+			probe(m, asA, d, now, 23+rng.Int64N(5), 0)
+			probe(m, asB, d, now, 18+rng.Int64N(15), 0)
+		}
+		ds := m.Step(k.inputs(now))
+		k.apply(ds)
+		for _, d := range ds {
+			if d.Kind.changes() {
+				changes = append(changes, d.At)
+			}
+			if d.Kind == KindRenew {
+				renewals++
+			}
+		}
+	}
+	return changes, renewals
+}
+
+func maxPerHour(ts []time.Time) int {
+	most := 0
+	for i := range ts {
+		n := 0
+		for _, u := range ts[i:] {
+			if u.Sub(ts[i]) < time.Hour {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+func TestNoisyDayDoesNotFlap(t *testing.T) {
+	p := testPolicy()
+	p.Quality.Rounds = 3
+	p.Buy.Ranking = ByPerformance
+	p.Buy.Term = 2 * time.Hour
+	p.Buy.RenewBefore = 30 * time.Minute
+	p.Stability = StabilityPolicy{Hysteresis: 50, RebuyHoldDown: 6 * time.Hour, SwitchHoldDown: 6 * time.Hour, MaxChangesPerHour: 2}
+	// Without hysteresis, hold-downs and a real cap the same noise makes
+	// the manager flap: the test could fail.
+	loose := p
+	loose.Stability = StabilityPolicy{MaxChangesPerHour: 1000}
+	for seed := range uint64(5) {
+		changes, renewals := day(t, p, seed)
+		// Per destination: the first buy, a switch at most every 6 h, a
+		// rebuy at most every 6 h after a lapse; at most 2 an hour.
+		limit := 2 * (1 + 24/6)
+		if len(changes) > limit || maxPerHour(changes) > p.Stability.MaxChangesPerHour {
+			t.Errorf("seed %d: %d changes (at most %d), %d in one hour (cap %d)", seed, len(changes), limit, maxPerHour(changes), p.Stability.MaxChangesPerHour)
+		}
+		if len(changes) == 0 || renewals == 0 {
+			t.Errorf("seed %d: %d changes, %d renewals: the simulation bought nothing", seed, len(changes), renewals)
+		}
+		flaps, _ := day(t, loose, seed)
+		if len(flaps) <= 2*len(changes) {
+			t.Errorf("seed %d: without stability %d changes, with %d: the noise is not noisy enough to test", seed, len(flaps), len(changes))
+		}
+		t.Logf("seed %d: %d changes and %d renewals with stability, %d without", seed, len(changes), renewals, len(flaps))
+	}
+}
