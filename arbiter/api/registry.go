@@ -142,7 +142,8 @@ func (s *RegistryServer) AddPrefix(ctx context.Context, r *pb.AddPrefixRequest) 
 		return nil, invalidArg("prefix.member_asn", "is required")
 	}
 	got, err := s.Registry.AddPrefix(ctx, registry.Prefix{Prefix: p, MemberASN: r.Prefix.MemberAsn,
-		Type: registry.RouteType(r.Prefix.RouteType), OriginASN: r.Prefix.OriginAsn})
+		Type: registry.RouteType(r.Prefix.RouteType), OriginASN: r.Prefix.OriginAsn,
+		AllowedBuyers: r.Prefix.AllowedBuyers, Prepends: int(r.Prefix.Prepends), AllowExport: r.Prefix.AllowExport})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -151,7 +152,8 @@ func (s *RegistryServer) AddPrefix(ctx context.Context, r *pb.AddPrefixRequest) 
 }
 
 func prefixToProto(p registry.Prefix) *pb.Prefix {
-	return &pb.Prefix{Prefix: p.Prefix.String(), MemberAsn: p.MemberASN, RouteType: pb.RouteType(p.Type), OriginAsn: p.OriginASN}
+	return &pb.Prefix{Prefix: p.Prefix.String(), MemberAsn: p.MemberASN, RouteType: pb.RouteType(p.Type), OriginAsn: p.OriginASN,
+		AllowedBuyers: p.AllowedBuyers, Prepends: int32(p.Prepends), AllowExport: p.AllowExport}
 }
 
 func (s *RegistryServer) RemovePrefix(ctx context.Context, r *pb.RemovePrefixRequest) (*pb.RemovePrefixResponse, error) {

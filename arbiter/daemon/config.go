@@ -4,8 +4,12 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
@@ -37,6 +41,56 @@ type Config struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+	BGP BGPConfig `yaml:"bgp"`
+}
+
+// BGPConfig is the route server (arbiter/routeserver). Members and their
+// router addresses come from the registry; only what the registry does not
+// hold is here.
+type BGPConfig struct {
+	// Enabled starts the route server; off, the arbiter delivers no trades
+	// over BGP (existing setups keep working).
+	Enabled bool `yaml:"enabled"`
+	// ASN is the route server's AS number.
+	ASN uint32 `yaml:"asn"`
+	// RouterID is the BGP identifier, an IPv4 address.
+	RouterID string `yaml:"router_id"`
+	// Listen are the addresses to accept sessions on; empty means all.
+	Listen []string `yaml:"listen"`
+	// Port is the TCP port (179).
+	Port int `yaml:"port"`
+	// HoldTime is offered to members; keepalives go every third of it.
+	HoldTime time.Duration `yaml:"hold_time"`
+	// Passive only accepts sessions: members' routers connect.
+	Passive bool `yaml:"passive"`
+	// MaxPrefixes is the per-session, per-family limit for every member
+	// (0: none); above it the session closes until `bwx-arbiter bgp reset`.
+	MaxPrefixes uint32 `yaml:"max_prefixes"`
+	// AddPath offers ADD-PATH send to every member, so a router that
+	// negotiates receive gets every seller's path for a prefix.
+	AddPath bool `yaml:"add_path"`
+	// RequireIRR rejects a route without a matching IRR route object.
+	RequireIRR bool `yaml:"require_irr"`
+	// IRRMaxLength4 and IRRMaxLength6 let a route object cover more
+	// specifics up to these lengths; 0 means the exact prefix only.
+	IRRMaxLength4 int `yaml:"irr_max_length4"`
+	IRRMaxLength6 int `yaml:"irr_max_length6"`
+	// RecheckInterval is how often the arbiter looks for registry, IRR or
+	// RPKI changes made by other processes (`bwx-arbiter import`) and
+	// re-checks the received routes.
+	RecheckInterval time.Duration `yaml:"recheck_interval"`
+	// Members override the defaults per member.
+	Members []BGPMember `yaml:"members"`
+}
+
+// BGPMember is one member's session settings. They live here, not in the
+// registry, because the MD5 password is a secret: the config file is
+// readable by the daemon only, the database is copied and served.
+type BGPMember struct {
+	ASN         uint32  `yaml:"asn"`
+	Password    string  `yaml:"password"`
+	MaxPrefixes *uint32 `yaml:"max_prefixes"`
+	AddPath     *bool   `yaml:"add_path"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -48,6 +102,12 @@ func DefaultConfig() Config {
 	c.Metrics.Listen = "127.0.0.1:9470"
 	c.Log.Level = "info"
 	c.Log.Format = "auto"
+	c.BGP.Port = 179
+	c.BGP.HoldTime = 90 * time.Second
+	c.BGP.Passive = true
+	c.BGP.MaxPrefixes = 1000
+	c.BGP.RequireIRR = true
+	c.BGP.RecheckInterval = 30 * time.Second
 	return c
 }
 
@@ -99,5 +159,78 @@ func (c *Config) Validate() error {
 	if _, err := logging.New(nil, c.Log.Level, c.Log.Format); err != nil {
 		return config.Errorf("log.format", "%v", err)
 	}
+	return c.BGP.validate()
+}
+
+func (b *BGPConfig) validate() error {
+	if !b.Enabled {
+		return nil
+	}
+	if b.ASN == 0 {
+		return config.Errorf("bgp.asn", "required when bgp.enabled is true")
+	}
+	if b.ASN == 23456 || b.ASN == 4294967295 {
+		return config.Errorf("bgp.asn", "%d is reserved", b.ASN)
+	}
+	if b.RouterID == "" {
+		return config.Errorf("bgp.router_id", "required when bgp.enabled is true (an IPv4 address)")
+	}
+	if a, err := netip.ParseAddr(b.RouterID); err != nil || !a.Is4() || a.IsUnspecified() {
+		return config.Errorf("bgp.router_id", "want a non-zero IPv4 address, got %q", b.RouterID)
+	}
+	for i, s := range b.Listen {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return config.Errorf(fmt.Sprintf("bgp.listen[%d]", i), "want an IP address, got %q", s)
+		}
+	}
+	if b.Port < 1 || b.Port > 65535 {
+		return config.Errorf("bgp.port", "want 1 to 65535, got %d", b.Port)
+	}
+	if b.HoldTime < 3*time.Second || b.HoldTime > 65535*time.Second {
+		return config.Errorf("bgp.hold_time", "want 3s to 65535s, got %v", b.HoldTime)
+	}
+	if b.IRRMaxLength4 < 0 || b.IRRMaxLength4 > 32 {
+		return config.Errorf("bgp.irr_max_length4", "want 0 (exact) to 32, got %d", b.IRRMaxLength4)
+	}
+	if b.IRRMaxLength6 < 0 || b.IRRMaxLength6 > 128 {
+		return config.Errorf("bgp.irr_max_length6", "want 0 (exact) to 128, got %d", b.IRRMaxLength6)
+	}
+	if b.RecheckInterval < time.Second {
+		return config.Errorf("bgp.recheck_interval", "want at least 1s, got %v", b.RecheckInterval)
+	}
+	seen := map[uint32]bool{}
+	for i, m := range b.Members {
+		k := fmt.Sprintf("bgp.members[%d]", i)
+		switch {
+		case m.ASN == 0:
+			return config.Errorf(k+".asn", "required")
+		case m.ASN == b.ASN:
+			return config.Errorf(k+".asn", "AS%d is the route server's own ASN", m.ASN)
+		case seen[m.ASN]:
+			return config.Errorf(k+".asn", "AS%d is listed twice", m.ASN)
+		case len(m.Password) > 80:
+			return config.Errorf(k+".password", "longer than 80 bytes (the TCP MD5 key limit)")
+		case strings.ContainsRune(m.Password, 0):
+			return config.Errorf(k+".password", "contains a NUL byte")
+		}
+		seen[m.ASN] = true
+	}
 	return nil
+}
+
+// member returns the session settings for asn.
+func (b *BGPConfig) member(asn uint32) BGPMember {
+	m := BGPMember{ASN: asn}
+	for _, o := range b.Members {
+		if o.ASN == asn {
+			m = o
+		}
+	}
+	if m.MaxPrefixes == nil {
+		m.MaxPrefixes = &b.MaxPrefixes
+	}
+	if m.AddPath == nil {
+		m.AddPath = &b.AddPath
+	}
+	return m
 }

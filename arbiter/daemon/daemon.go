@@ -25,6 +25,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
@@ -45,6 +46,7 @@ type Arbiter struct {
 	lis     []net.Listener
 	stop    chan struct{}
 	sock    string // the operator socket this arbiter bound, removed on Close
+	bgp     *bgpSide
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
@@ -52,11 +54,29 @@ type Arbiter struct {
 	MetricsAddr net.Addr
 }
 
+// Option changes how Start runs the arbiter.
+type Option func(*options)
+
+type options struct {
+	bgpRunIn func(func() error) error
+}
+
+// WithBGPRunIn runs the route server's event loop through runIn (see
+// routeserver.Config.RunIn): with labnet's Host.Do, the route server
+// listens inside that network namespace. Tests use it.
+func WithBGPRunIn(runIn func(func() error) error) Option {
+	return func(o *options) { o.bgpRunIn = runIn }
+}
+
 // Start opens the store, loads the CA and starts serving. It returns once
 // every listener is bound, so a caller may connect at once.
-func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
+func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
 	}
 	a := &Arbiter{cfg: cfg, log: log, stop: make(chan struct{})}
 	ok := false
@@ -83,6 +103,17 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 	metrics := api.NewMetrics(reg)
 
 	registryDB := registry.New(a.db)
+	var loop *delivery.Loop
+	src := &tradeSource{}
+	if cfg.BGP.Enabled {
+		if a.bgp, err = newBGPSide(cfg.BGP, log, a.db, registryDB, o.bgpRunIn); err != nil {
+			return nil, err
+		}
+		loop = delivery.New(src, a.bgp, delivery.Options{Log: log.With("component", "delivery")})
+		reg.MustRegister(collector{a.bgp})
+	} else if err := registryDB.ClearAnnounced(context.Background()); err != nil {
+		return nil, err
+	}
 	broker := api.NewBroker()
 	trades := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_trades_total", Help: "Trades made since start."})
 	matched := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_matched_bps_total", Help: "Capacity traded since start, bits/s."})
@@ -99,18 +130,35 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 			}
 		}
 		broker.Publish(evs)
+		if loop != nil {
+			loop.Notify(evs)
+		}
 	}
 	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify}); err != nil {
 		return nil, err
 	}
 	bk := a.book
+	changed := bk.RefreshMembers
+	if a.bgp != nil {
+		src.bk = bk
+		a.bgp.run(bk, loop)
+		changed = func(ctx context.Context) error {
+			a.bgp.RegistryChanged()
+			return bk.RefreshMembers(ctx)
+		}
+	}
 	openOrders := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bwx_arbiter_open_orders", Help: "Orders resting in the book."},
 		func() float64 { return float64(bk.OpenCount()) })
 	reg.MustRegister(openOrders)
 	a.health = health.NewServer()
 	register := func(s *grpc.Server) {
-		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: bk.RefreshMembers})
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: changed})
 		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
+		rss := &api.RouteServerServer{Registry: registryDB}
+		if a.bgp != nil {
+			rss.RS = a.bgp.rs
+		}
+		pb.RegisterRouteServerServiceServer(s, rss)
 		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: quality.New(a.db)})
 		pb.RegisterUsageServiceServer(s, &api.UsageServer{Usage: settle.New(a.db)})
 		healthpb.RegisterHealthServer(s, a.health)
@@ -170,6 +218,10 @@ func Start(cfg Config, log *slog.Logger) (*Arbiter, error) {
 	ok = true
 	log.Info("arbiter serving", "grpc", a.Addr.String(), "operator_socket", cfg.Operator.Socket,
 		"metrics", cfg.Metrics.Listen, "ca", cfg.CADir())
+	if a.bgp != nil {
+		log.Info("route server started", "asn", cfg.BGP.ASN, "router_id", cfg.BGP.RouterID, "listen", fmt.Sprint(cfg.BGP.Listen),
+			"port", cfg.BGP.Port, "members", len(a.bgp.rs.Members()))
+	}
 	if sent, err := daemon.SdNotify(false, daemon.SdNotifyReady); sent || err != nil {
 		log.Debug("sd_notify READY", "sent", sent, "error", err)
 	}
@@ -243,6 +295,10 @@ func (a *Arbiter) Close() error {
 	}
 	if a.sock != "" {
 		os.Remove(a.sock)
+	}
+	if a.bgp != nil {
+		// Members' sessions close (CEASE); their routers drop the trades.
+		a.bgp.stop()
 	}
 	if a.book != nil {
 		a.book.Close()

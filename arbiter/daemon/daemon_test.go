@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,10 +30,12 @@ import (
 )
 
 type exchange struct {
-	t   *testing.T
-	cfg daemon.Config
-	arb *daemon.Arbiter
-	dir string
+	t    *testing.T
+	cfg  daemon.Config
+	arb  *daemon.Arbiter
+	dir  string
+	opts []daemon.Option
+	log  *slog.Logger
 }
 
 func startExchange(t *testing.T) *exchange {
@@ -54,7 +57,11 @@ func startExchange(t *testing.T) *exchange {
 
 func (x *exchange) start() {
 	x.t.Helper()
-	a, err := daemon.Start(x.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := x.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a, err := daemon.Start(x.cfg, log, x.opts...)
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -407,11 +414,18 @@ func TestOperatorSocketMode(t *testing.T) {
 func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
-		"state_dir: /x\ngrpc:\n  listne: ':1'\n":      ":3: grpc.listne",
-		"state_dir: /x\ngrpc:\n  listen: nope\n":      ":3: grpc.listen",
-		"state_dir: /x\nlog:\n  level: loud\n":        ":3: log.level",
-		"state_dir: relative\n":                       ":1: state_dir",
-		"state_dir: /x\nmetrics:\n  listen: [1, 2]\n": ":3",
+		"state_dir: /x\ngrpc:\n  listne: ':1'\n":                                                                    ":3: grpc.listne",
+		"state_dir: /x\ngrpc:\n  listen: nope\n":                                                                    ":3: grpc.listen",
+		"state_dir: /x\nlog:\n  level: loud\n":                                                                      ":3: log.level",
+		"state_dir: relative\n":                                                                                     ":1: state_dir",
+		"state_dir: /x\nmetrics:\n  listen: [1, 2]\n":                                                               ":3",
+		"state_dir: /x\nbgp:\n  enabled: true\n":                                                                    "bgp.asn: required",
+		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 2001:db8::1\n":                                           ":4: bgp.router_id",
+		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  hold_time: 1s\n":                            ":5: bgp.hold_time",
+		"bgp:\n  hold_time: soon\n":                                                                                 ":2",
+		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  listen: [192.0.2.1, nope]\n":                "bgp.listen[1]",
+		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  members:\n  - asn: 64500\n  - asn: 64500\n": ":7: bgp.members[1].asn",
+		"bgp:\n  members:\n  - asn: 64500\n    pasword: x\n":                                                        ":4: bgp.members[0].pasword",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")
@@ -434,7 +448,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg != daemon.DefaultConfig() {
+	if !reflect.DeepEqual(cfg, daemon.DefaultConfig()) {
 		t.Errorf("packaging/etc/arbiter.yaml says it shows the defaults but differs: %+v", cfg)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,12 +66,76 @@ type Port struct {
 	CapacityBps int64
 }
 
-// Prefix is a route a member registered.
+// Prefix is a route a member registered, with its routing policy.
 type Prefix struct {
 	Prefix    netip.Prefix
 	MemberASN uint32
 	Type      RouteType
 	OriginASN uint32
+
+	// AllowedBuyers are the members that may buy the prefix; empty means
+	// every member.
+	AllowedBuyers []uint32
+	// Prepends is how many times the seller's ASN is prepended to the path
+	// delivered to a buyer (0 to MaxPrepends).
+	Prepends int
+	// AllowExport drops NO_EXPORT from the delivered path. The route server
+	// always sets NO_EXPORT today, so the registry refuses it; the zero
+	// value is the safe default.
+	AllowExport bool
+}
+
+// MaxPrepends bounds Prefix.Prepends.
+const MaxPrepends = 10
+
+// MayBuy reports whether buyer may buy p: the allow list is empty or names
+// it. The order book calls it to refuse a buyer the seller excluded.
+func (p *Prefix) MayBuy(buyer uint32) bool {
+	return len(p.AllowedBuyers) == 0 || slices.Contains(p.AllowedBuyers, buyer)
+}
+
+// validatePolicy checks the routing policy fields.
+func (p *Prefix) validatePolicy() error {
+	if p.Prepends < 0 || p.Prepends > MaxPrepends {
+		return invalid("prepends", "must be 0 to %d, got %d", MaxPrepends, p.Prepends)
+	}
+	if p.AllowExport {
+		return invalid("no_export", "the route server always tags delivered routes NO_EXPORT; turning it off is not supported yet")
+	}
+	seen := map[uint32]bool{}
+	for i, a := range p.AllowedBuyers {
+		f := fmt.Sprintf("allowed_buyers[%d]", i)
+		switch {
+		case a == 0 || a == 23456 || a == 4294967295:
+			return invalid(f, "%d is reserved and cannot be a member ASN", a)
+		case a == p.MemberASN:
+			return invalid(f, "AS%d is the prefix's own member", a)
+		case seen[a]:
+			return invalid(f, "AS%d is listed twice", a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+func formatASNs(as []uint32) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = strconv.FormatUint(uint64(a), 10)
+	}
+	return strings.Join(s, " ")
+}
+
+func parseASNs(s string) ([]uint32, error) {
+	var out []uint32
+	for _, f := range strings.Fields(s) {
+		a, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("stored ASN list %q: %w", s, err)
+		}
+		out = append(out, uint32(a))
+	}
+	return out, nil
 }
 
 // InvalidError is bad input; Field names what is wrong so the API can say so.
@@ -319,13 +385,24 @@ func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
 	if p.OriginASN == 0 {
 		p.OriginASN = p.MemberASN
 	}
+	if err := p.validatePolicy(); err != nil {
+		return Prefix{}, err
+	}
+	p.AllowedBuyers = slices.Clone(p.AllowedBuyers)
+	slices.Sort(p.AllowedBuyers)
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
 		m, err := getMember(ctx, tx, p.MemberASN)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, "INSERT INTO prefixes (member_id, prefix, route_type, origin_asn) VALUES (?, ?, ?, ?)",
-			m.ID, p.Prefix.String(), int(p.Type), p.OriginASN)
+		for i, b := range p.AllowedBuyers {
+			if _, err := getMember(ctx, tx, b); err != nil {
+				return &InvalidError{Field: fmt.Sprintf("allowed_buyers[%d]", i), Msg: err.Error()}
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO prefixes (member_id, prefix, route_type, origin_asn, allowed_buyers, prepends, no_export)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, p.Prefix.String(), int(p.Type), p.OriginASN, formatASNs(p.AllowedBuyers), p.Prepends, !p.AllowExport)
 		if isUnique(err) {
 			return fmt.Errorf("prefix %v of AS%d: %w", p.Prefix, p.MemberASN, ErrExists)
 		}
@@ -359,7 +436,7 @@ func (r *Registry) Prefixes(ctx context.Context, asn uint32) ([]Prefix, error) {
 // MemberPrefixes reads registered prefixes inside the caller's transaction;
 // asn 0 lists every member's.
 func MemberPrefixes(ctx context.Context, q Querier, asn uint32) ([]Prefix, error) {
-	rows, err := q.QueryContext(ctx, `SELECT p.prefix, m.asn, p.route_type, p.origin_asn
+	rows, err := q.QueryContext(ctx, `SELECT p.prefix, m.asn, p.route_type, p.origin_asn, p.allowed_buyers, p.prepends, p.no_export
 		FROM prefixes p JOIN members m ON m.id = p.member_id
 		WHERE ? = 0 OR m.asn = ? ORDER BY m.asn, p.prefix`, asn, asn)
 	if err != nil {
@@ -368,9 +445,14 @@ func MemberPrefixes(ctx context.Context, q Querier, asn uint32) ([]Prefix, error
 	defer rows.Close()
 	var out []Prefix
 	for rows.Next() {
-		var s string
+		var s, allowed string
 		var p Prefix
-		if err := rows.Scan(&s, &p.MemberASN, &p.Type, &p.OriginASN); err != nil {
+		var noExport bool
+		if err := rows.Scan(&s, &p.MemberASN, &p.Type, &p.OriginASN, &allowed, &p.Prepends, &noExport); err != nil {
+			return nil, err
+		}
+		p.AllowExport = !noExport
+		if p.AllowedBuyers, err = parseASNs(allowed); err != nil {
 			return nil, err
 		}
 		if p.Prefix, err = netip.ParsePrefix(s); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -404,9 +405,9 @@ func TestPrefixes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Prefix{
-		{pfx("198.51.100.0/24"), 64501, Customer, 64501},
-		{pfx("2001:db8:100::/48"), 64501, Transit, 65010},
-		{pfx("198.51.100.0/24"), 64502, Peer, 64502},
+		{Prefix: pfx("198.51.100.0/24"), MemberASN: 64501, Type: Customer, OriginASN: 64501},
+		{Prefix: pfx("2001:db8:100::/48"), MemberASN: 64501, Type: Transit, OriginASN: 65010},
+		{Prefix: pfx("198.51.100.0/24"), MemberASN: 64502, Type: Peer, OriginASN: 64502},
 	}
 	if !equalPrefixes(all, want) {
 		t.Fatalf("Prefixes(0) = %+v, want %+v", all, want)
@@ -446,7 +447,7 @@ func equalPrefixes(a, b []Prefix) bool {
 		return false
 	}
 	for i := range a {
-		if a[i] != b[i] {
+		if !reflect.DeepEqual(a[i], b[i]) {
 			return false
 		}
 	}

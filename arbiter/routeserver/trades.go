@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -30,7 +31,14 @@ type Trade struct {
 	// Member.Addresses. The path is announced only while that router's
 	// session is up and it announces an accepted route covering the prefix.
 	NextHop4, NextHop6 netip.Addr
+	// Prepends says, per prefix, how many times the seller's ASN is
+	// prepended to the delivered AS_PATH (the seller's routing policy);
+	// absent means none. Trades sharing a path use the largest.
+	Prepends map[netip.Prefix]int
 }
+
+// MaxPrepends bounds Trade.Prepends.
+const MaxPrepends = 10
 
 // Large community functions (the middle field) under the route server's ASN.
 const (
@@ -95,6 +103,14 @@ func (s *Server) validateTrade(t *Trade) error {
 			return bad("%s %v is not a router address of seller AS%d", field, nh, t.SellerASN)
 		}
 	}
+	for p, n := range t.Prepends {
+		switch {
+		case !seen[p]:
+			return bad("prepends for %v, which is not one of its prefixes", p)
+		case n < 0 || n > MaxPrepends:
+			return bad("prepends for %v: %d, want 0 to %d", p, n, MaxPrepends)
+		}
+	}
 	return nil
 }
 
@@ -110,6 +126,7 @@ type pathKey struct {
 // route server's RIB; the others follow when the seller's route appears.
 func (s *Server) AnnounceTrade(ctx context.Context, t Trade) error {
 	t.Prefixes = slices.Clone(t.Prefixes)
+	t.Prepends = maps.Clone(t.Prepends)
 	s.mu.Lock()
 	if err := s.validateTrade(&t); err != nil {
 		s.mu.Unlock()
@@ -146,6 +163,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 	next := make(map[uint64]Trade, len(trades))
 	for _, t := range trades {
 		t.Prefixes = slices.Clone(t.Prefixes)
+		t.Prepends = maps.Clone(t.Prepends)
 		if err := s.validateTrade(&t); err != nil {
 			s.mu.Unlock()
 			return err
@@ -174,7 +192,8 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 
 func sameTrade(a, b *Trade) bool {
 	return a.ID == b.ID && a.BuyerASN == b.BuyerASN && a.SellerASN == b.SellerASN &&
-		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Prefixes, b.Prefixes)
+		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Prefixes, b.Prefixes) &&
+		maps.Equal(a.Prepends, b.Prepends)
 }
 
 // Trades returns the registered trades by ID, delivered or not.
@@ -184,6 +203,7 @@ func (s *Server) Trades() []Trade {
 	out := make([]Trade, 0, len(s.trades))
 	for _, t := range s.trades {
 		t.Prefixes = slices.Clone(t.Prefixes)
+		t.Prepends = maps.Clone(t.Prepends)
 		out = append(out, t)
 	}
 	slices.SortFunc(out, func(a, b Trade) int {
@@ -249,7 +269,7 @@ func (s *Server) dirtyNeighbor(n *neighbor) {
 type wantPath struct {
 	key    pathKey
 	seller uint32
-	asPath []uint32
+	asPath []uint32 // as the seller announced it, prepends added
 	origin string
 	buyers []uint32 // sorted
 	trades []uint64 // sorted
@@ -283,9 +303,11 @@ func (s *Server) desired(k pathKey) *wantPath {
 	if !ok {
 		return nil
 	}
-	w := &wantPath{key: k, seller: n.asn, asPath: r.ASPath, origin: r.Origin}
+	w := &wantPath{key: k, seller: n.asn, origin: r.Origin}
+	prepend := 0
 	for id := range ids {
 		t := s.trades[id]
+		prepend = max(prepend, t.Prepends[k.Prefix])
 		w.trades = append(w.trades, id)
 		if !slices.Contains(w.buyers, t.BuyerASN) {
 			w.buyers = append(w.buyers, t.BuyerASN)
@@ -293,6 +315,11 @@ func (s *Server) desired(k pathKey) *wantPath {
 	}
 	slices.Sort(w.trades)
 	slices.Sort(w.buyers)
+	w.asPath = make([]uint32, 0, prepend+len(r.ASPath))
+	for range prepend {
+		w.asPath = append(w.asPath, n.asn)
+	}
+	w.asPath = append(w.asPath, r.ASPath...)
 	return w
 }
 
@@ -478,7 +505,7 @@ type AnnouncedPath struct {
 	Prefix    netip.Prefix
 	NextHop   netip.Addr // the seller's router
 	SellerASN uint32
-	ASPath    []uint32 // before the route server's ASN is prepended
+	ASPath    []uint32 // before the route server's ASN is prepended (with the seller's prepends)
 	Origin    string
 	Buyers    []uint32
 	Trades    []uint64

@@ -229,6 +229,9 @@ func prefixCmd(g *globals) *cobra.Command {
 	var (
 		member, origin uint32
 		typ            string
+		allow          []string
+		prepends       int
+		noExport       bool
 	)
 	add := &cobra.Command{
 		Use:     "add PREFIX",
@@ -243,13 +246,22 @@ func prefixCmd(g *globals) *cobra.Command {
 			if _, err := netip.ParsePrefix(args[0]); err != nil {
 				return fmt.Errorf("%q is not a CIDR prefix", args[0])
 			}
+			var buyers []uint32
+			for _, s := range allow {
+				a, err := parseASN(s)
+				if err != nil {
+					return fmt.Errorf("--allow: %w", err)
+				}
+				buyers = append(buyers, a)
+			}
 			conn, cx, done, err := g.connect()
 			if err != nil {
 				return err
 			}
 			defer done()
 			p, err := pb.NewRegistryServiceClient(conn).AddPrefix(cx, &pb.AddPrefixRequest{Prefix: &pb.Prefix{
-				Prefix: args[0], MemberAsn: member, RouteType: t, OriginAsn: origin}})
+				Prefix: args[0], MemberAsn: member, RouteType: t, OriginAsn: origin,
+				AllowedBuyers: buyers, Prepends: int32(prepends), AllowExport: !noExport}})
 			if err != nil {
 				return err
 			}
@@ -263,6 +275,9 @@ func prefixCmd(g *globals) *cobra.Command {
 	add.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
 	add.Flags().StringVar(&typ, "type", "customer", "route type: customer, peer, transit or specific")
 	add.Flags().Uint32Var(&origin, "origin", 0, "origin AS of the route (default: the member's)")
+	add.Flags().StringSliceVar(&allow, "allow", nil, "a member that may buy it (repeat; default: every member)")
+	add.Flags().IntVar(&prepends, "prepend", 0, "times the seller's ASN is prepended to the delivered path (0-10)")
+	add.Flags().BoolVar(&noExport, "no-export", true, "tag delivered routes NO_EXPORT (turning it off is not supported yet)")
 	add.MarkFlagRequired("member")
 
 	remove := &cobra.Command{
@@ -301,9 +316,22 @@ func prefixCmd(g *globals) *cobra.Command {
 			}
 			var rows [][]string
 			for _, p := range resp.Prefixes {
-				rows = append(rows, []string{p.Prefix, fmt.Sprintf("AS%d", p.MemberAsn), routeTypeName(p.RouteType), fmt.Sprintf("AS%d", p.OriginAsn)})
+				buyers := "all"
+				if len(p.AllowedBuyers) > 0 {
+					var bs []string
+					for _, b := range p.AllowedBuyers {
+						bs = append(bs, fmt.Sprintf("AS%d", b))
+					}
+					buyers = strings.Join(bs, ",")
+				}
+				noExport := "yes"
+				if p.AllowExport {
+					noExport = "no"
+				}
+				rows = append(rows, []string{p.Prefix, fmt.Sprintf("AS%d", p.MemberAsn), routeTypeName(p.RouteType), fmt.Sprintf("AS%d", p.OriginAsn),
+					buyers, strconv.Itoa(int(p.Prepends)), noExport})
 			}
-			return g.out.Table([]string{"PREFIX", "MEMBER", "TYPE", "ORIGIN"}, rows)
+			return g.out.Table([]string{"PREFIX", "MEMBER", "TYPE", "ORIGIN", "BUYERS", "PREPEND", "NO_EXPORT"}, rows)
 		},
 	}
 	list.Flags().Uint32Var(&member, "member", 0, "only this member's")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -63,7 +64,7 @@ func reload(path string, cur daemon.Config, level *slog.LevelVar, log *slog.Logg
 	lv, _ := logging.ParseLevel(next.Log.Level)
 	level.Set(lv)
 	next.Log.Level = cur.Log.Level
-	if next != cur {
+	if !reflect.DeepEqual(next, cur) {
 		log.Warn("config changed beyond log.level; restart bwx-arbiter to apply it")
 	}
 	log.Info("config reloaded", "log_level", lv.String())

@@ -524,7 +524,14 @@ type Prefix struct {
 	MemberAsn uint32                 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
 	RouteType RouteType              `protobuf:"varint,3,opt,name=route_type,json=routeType,proto3,enum=bwx.v1.RouteType" json:"route_type,omitempty"`
 	// The origin AS of the route; the member's own ASN when not given.
-	OriginAsn     uint32 `protobuf:"varint,4,opt,name=origin_asn,json=originAsn,proto3" json:"origin_asn,omitempty"`
+	OriginAsn uint32 `protobuf:"varint,4,opt,name=origin_asn,json=originAsn,proto3" json:"origin_asn,omitempty"`
+	// Routing policy. The members that may buy the prefix; empty: all.
+	AllowedBuyers []uint32 `protobuf:"varint,5,rep,packed,name=allowed_buyers,json=allowedBuyers,proto3" json:"allowed_buyers,omitempty"`
+	// Times the seller's ASN is prepended to the path delivered to a buyer (0-10).
+	Prepends int32 `protobuf:"varint,6,opt,name=prepends,proto3" json:"prepends,omitempty"`
+	// Deliver without NO_EXPORT. Not supported yet (refused): delivered routes
+	// always carry NO_EXPORT so they cannot leak beyond the buyer.
+	AllowExport   bool `protobuf:"varint,7,opt,name=allow_export,json=allowExport,proto3" json:"allow_export,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +592,27 @@ func (x *Prefix) GetOriginAsn() uint32 {
 		return x.OriginAsn
 	}
 	return 0
+}
+
+func (x *Prefix) GetAllowedBuyers() []uint32 {
+	if x != nil {
+		return x.AllowedBuyers
+	}
+	return nil
+}
+
+func (x *Prefix) GetPrepends() int32 {
+	if x != nil {
+		return x.Prepends
+	}
+	return 0
+}
+
+func (x *Prefix) GetAllowExport() bool {
+	if x != nil {
+		return x.AllowExport
+	}
+	return false
 }
 
 type AddPrefixRequest struct {
@@ -843,7 +871,7 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"Z\n" +
 	"\x18IssueCertificateResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\x90\x01\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xf6\x01\n" +
 	"\x06Prefix\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
@@ -851,7 +879,10 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"route_type\x18\x03 \x01(\x0e2\x11.bwx.v1.RouteTypeR\trouteType\x12\x1d\n" +
 	"\n" +
-	"origin_asn\x18\x04 \x01(\rR\toriginAsn\":\n" +
+	"origin_asn\x18\x04 \x01(\rR\toriginAsn\x12%\n" +
+	"\x0eallowed_buyers\x18\x05 \x03(\rR\rallowedBuyers\x12\x1a\n" +
+	"\bprepends\x18\x06 \x01(\x05R\bprepends\x12!\n" +
+	"\fallow_export\x18\a \x01(\bR\vallowExport\":\n" +
 	"\x10AddPrefixRequest\x12&\n" +
 	"\x06prefix\x18\x01 \x01(\v2\x0e.bwx.v1.PrefixR\x06prefix\"L\n" +
 	"\x13RemovePrefixRequest\x12\x1d\n" +
