@@ -1,6 +1,7 @@
 package routeserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/proto"
 )
 
 // ReceivedRoute is a route a member announced, with the verdict.
@@ -122,25 +124,43 @@ type incoming struct {
 }
 
 func (s *Server) onPaths(paths []*api.Path) {
-	var in []incoming
-	s.mu.Lock()
+	// Parse without the lock: a full table arrives as many thousands of
+	// paths. x.n holds nothing yet.
+	in := make([]incoming, 0, len(paths))
+	addrs := make([]netip.Addr, 0, len(paths))
+	var bad []error // parse errors, by address in badAddrs
+	var badAddrs []netip.Addr
+	pp := pathParser{now: time.Now().UTC()}
 	for _, p := range paths {
-		addr, err := netip.ParseAddr(p.NeighborIp)
+		addr, err := pp.neighbor(p.NeighborIp)
 		if err != nil || p.IsWithdraw && p.Nlri == nil {
 			continue
 		}
-		n := s.nbrs[addr.Unmap()]
+		r, err := pp.parse(p)
+		if err != nil {
+			bad, badAddrs = append(bad, err), append(badAddrs, addr)
+			continue
+		}
+		in = append(in, incoming{route: r, withdrawn: p.IsWithdraw})
+		addrs = append(addrs, addr)
+	}
+	s.mu.Lock()
+	for i, err := range bad {
+		if n := s.nbrs[badAddrs[i]]; n != nil {
+			s.log.Warn("unreadable route from a member", "asn", n.asn, "neighbor", n.addr, "err", err)
+		}
+	}
+	kept := in[:0]
+	for i, x := range in {
+		n := s.nbrs[addrs[i]]
 		if n == nil {
 			continue
 		}
-		r, err := parsePath(p)
-		if err != nil {
-			s.log.Warn("unreadable route from a member", "asn", n.asn, "neighbor", n.addr, "err", err)
-			continue
-		}
-		r.ASN, r.Neighbor = n.asn, n.addr
-		in = append(in, incoming{n: n, route: r, withdrawn: p.IsWithdraw})
+		x.n = n
+		x.route.ASN, x.route.Neighbor = n.asn, n.addr
+		kept = append(kept, x)
 	}
+	in = kept
 	s.mu.Unlock()
 	if len(in) == 0 {
 		return
@@ -151,8 +171,12 @@ func (s *Server) onPaths(paths []*api.Path) {
 			s.judge(&in[i].route)
 		}
 	}
-	events := make([]RouteEvent, 0, len(in))
+	var events []RouteEvent
 	s.mu.Lock()
+	fn := s.onRoute
+	if fn != nil {
+		events = make([]RouteEvent, 0, len(in))
+	}
 	for _, x := range in {
 		if s.nbrs[x.n.addr] != x.n {
 			continue // removed meanwhile
@@ -160,15 +184,18 @@ func (s *Server) onPaths(paths []*api.Path) {
 		if x.withdrawn {
 			if old := x.n.routes[x.route.Prefix]; old != nil {
 				s.forget(x.n, old)
-				events = append(events, RouteEvent{ReceivedRoute: *old, Withdrawn: true})
+				if fn != nil {
+					events = append(events, RouteEvent{ReceivedRoute: *old, Withdrawn: true})
+				}
 			}
 			continue
 		}
 		r := x.route
 		s.store(x.n, &r)
-		events = append(events, RouteEvent{ReceivedRoute: r})
+		if fn != nil {
+			events = append(events, RouteEvent{ReceivedRoute: r})
+		}
 	}
-	fn := s.onRoute
 	s.mu.Unlock()
 	s.emit(fn, events)
 	if err := s.reconcile(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
@@ -341,6 +368,9 @@ func (s *Server) Stats(asn uint32) RouteStats {
 		}
 		st.Received += len(n.routes)
 		st.Accepted += n.nAcc
+		if len(n.routes) == n.nAcc {
+			continue // nothing rejected: skip the walk over every route
+		}
 		for _, r := range n.routes {
 			if !r.Accepted {
 				st.Reasons[r.Reason]++
@@ -434,4 +464,139 @@ func asPathString(p []uint32) string {
 		fmt.Fprint(&b, a)
 	}
 	return b.String()
+}
+
+// pathParser parses the paths of one watch event. GoBGP marshals the
+// attributes of every path of an UPDATE on their own, so consecutive
+// paths mostly carry byte-identical ORIGIN, AS_PATH and NEXT_HOP values:
+// each is decoded only when it differs from the previous path's, and the
+// routes share the decoded AS_PATH (ReceivedRoute.ASPath is never
+// modified in place; what leaves the package is a copy). Anything but
+// plain IPv4/IPv6 unicast goes to parsePath.
+type pathParser struct {
+	now time.Time // Since of every route
+
+	nbrIP  string
+	nbr    netip.Addr
+	nbrErr error
+
+	originRaw []byte
+	origin    string
+
+	asPathRaw []byte
+	asPath    []uint32
+	asSet     bool
+	originAS  uint32
+
+	nextHopRaw []byte
+	nextHop    netip.Addr
+}
+
+// Type URLs of the attributes and NLRI pathParser decodes itself.
+var (
+	urlOrigin  = anyURL(&api.OriginAttribute{})
+	urlASPath  = anyURL(&api.AsPathAttribute{})
+	urlNextHop = anyURL(&api.NextHopAttribute{})
+	urlMPReach = anyURL(&api.MpReachNLRIAttribute{})
+	urlPrefix  = anyURL(&api.IPAddressPrefix{})
+)
+
+func anyURL(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
+}
+
+// neighbor parses a path's NeighborIp (the same for a whole event, mostly).
+func (pp *pathParser) neighbor(ip string) (netip.Addr, error) {
+	if ip != pp.nbrIP || (!pp.nbr.IsValid() && pp.nbrErr == nil) {
+		a, err := netip.ParseAddr(ip)
+		pp.nbrIP, pp.nbr, pp.nbrErr = ip, a.Unmap(), err
+	}
+	return pp.nbr, pp.nbrErr
+}
+
+// parse is parsePath, faster for a run of paths from one UPDATE.
+func (pp *pathParser) parse(p *api.Path) (ReceivedRoute, error) {
+	if p.Nlri == nil || p.Nlri.TypeUrl != urlPrefix {
+		return pp.slow(p)
+	}
+	var nlri api.IPAddressPrefix
+	if err := proto.Unmarshal(p.Nlri.Value, &nlri); err != nil {
+		return ReceivedRoute{}, fmt.Errorf("NLRI: %w", err)
+	}
+	a, err := netip.ParseAddr(nlri.Prefix)
+	if err != nil || nlri.PrefixLen > uint32(a.BitLen()) || a.Zone() != "" || a.Is4In6() {
+		return pp.slow(p)
+	}
+	r := ReceivedRoute{Prefix: netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked(), Since: pp.now}
+	if p.IsWithdraw {
+		return r, nil
+	}
+	r.Origin = "?"
+	for _, at := range p.Pattrs {
+		switch at.TypeUrl {
+		case urlOrigin:
+			if pp.origin == "" || !bytes.Equal(at.Value, pp.originRaw) {
+				var o api.OriginAttribute
+				if err := proto.Unmarshal(at.Value, &o); err != nil {
+					return pp.slow(p)
+				}
+				pp.originRaw, pp.origin = at.Value, originString(uint8(o.Origin))
+			}
+			r.Origin = pp.origin
+		case urlASPath:
+			if pp.asPathRaw == nil || !bytes.Equal(at.Value, pp.asPathRaw) {
+				var ap api.AsPathAttribute
+				if err := proto.Unmarshal(at.Value, &ap); err != nil {
+					return pp.slow(p)
+				}
+				pp.asPath, pp.asSet, pp.originAS = nil, false, 0
+				lastSet := false
+				for _, seg := range ap.Segments {
+					pp.asPath = append(pp.asPath, seg.Numbers...)
+					lastSet = seg.Type == bgp.BGP_ASPATH_ATTR_TYPE_SET || seg.Type == bgp.BGP_ASPATH_ATTR_TYPE_CONFED_SET
+					pp.asSet = pp.asSet || lastSet
+				}
+				if n := len(pp.asPath); n > 0 && !lastSet {
+					pp.originAS = pp.asPath[n-1]
+				}
+				pp.asPathRaw = at.Value
+				if pp.asPathRaw == nil {
+					pp.asPathRaw = []byte{} // decoded, though empty
+				}
+			}
+			r.ASPath, r.asSet, r.OriginAS = pp.asPath, pp.asSet, pp.originAS
+		case urlNextHop:
+			if !pp.nextHop.IsValid() || !bytes.Equal(at.Value, pp.nextHopRaw) {
+				var nh api.NextHopAttribute
+				if err := proto.Unmarshal(at.Value, &nh); err != nil {
+					return pp.slow(p)
+				}
+				a, err := netip.ParseAddr(nh.NextHop)
+				if err != nil {
+					return pp.slow(p)
+				}
+				pp.nextHopRaw, pp.nextHop = at.Value, a.Unmap()
+			}
+			r.NextHop = pp.nextHop
+		case urlMPReach:
+			// Carries this path's NLRI too: different for every path.
+			var mp api.MpReachNLRIAttribute
+			if err := proto.Unmarshal(at.Value, &mp); err != nil || len(mp.NextHops) == 0 {
+				return pp.slow(p)
+			}
+			a, err := netip.ParseAddr(mp.NextHops[0])
+			if err != nil {
+				return pp.slow(p)
+			}
+			r.NextHop = a.Unmap()
+		}
+	}
+	return r, nil
+}
+
+// slow parses p with parsePath.
+func (pp *pathParser) slow(p *api.Path) (ReceivedRoute, error) {
+	r, err := parsePath(p)
+	r.Since = pp.now
+	return r, err
 }
