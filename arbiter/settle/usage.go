@@ -1,5 +1,16 @@
-// Package settle turns usage into money: samples per trade (claims 2, 7,
-// 16) now; invoices and the ledger (claim 19) build on them.
+// Package settle turns usage into money (claims 2, 7, 16, 19).
+//
+// Usage stores the samples agents report. The billing itself is pure:
+// Slots groups samples into 5-minute slots with both parties' figures,
+// Choose picks the billed figure (the buyer's unless the figures differ by
+// more than sampling error allows, then the Policy's), a Biller turns one
+// trade's slots, its SLA breaches and its terms into a TradeBill (committed
+// charge pro rata by the microsecond, 95th-percentile overage, SLA credit,
+// fees) and Invoices nets bills into one Invoice per member and the
+// exchange's statement, which balances to zero. UseRule.Events finds
+// sustained overuse and underuse. Settlement is the store side: Run writes a
+// period's invoices and append-only ledger entries in one transaction,
+// Correct writes only differences, and Credit/MayBuy is credit control.
 package settle
 
 import (

@@ -1,0 +1,171 @@
+package settle
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// ErrCreditLimit is the reason a buy is refused: the member's exposure has
+// reached its credit limit.
+var ErrCreditLimit = errors.New("credit limit reached")
+
+// CreditState is where a member stands against its limit.
+type CreditState int
+
+const (
+	CreditOK      CreditState = 0
+	CreditWarning CreditState = 1 // at or above the warning percentage
+	CreditStopped CreditState = 2 // at or above the limit: no new buys
+)
+
+func (c CreditState) String() string {
+	return [...]string{"ok", "warning", "stopped"}[c]
+}
+
+// Credit is a member's exposure against its limit. Exposure is its unpaid
+// balance (what the ledger says it owes, after payments and what it earned
+// selling) plus the committed charges its running and scheduled buy trades
+// have accrued since the last settled period, up to the end of the current
+// month: money it owes but has not yet been invoiced for.
+type Credit struct {
+	ASN            uint32      `json:"asn"`
+	Limited        bool        `json:"limited"` // false: no limit applies
+	LimitMicros    int64       `json:"limit_micros"`
+	UnpaidMicros   int64       `json:"unpaid_micros"`
+	AccruedMicros  int64       `json:"accrued_micros"`
+	ExposureMicros int64       `json:"exposure_micros"`
+	State          CreditState `json:"state"`
+}
+
+// SetCreditLimit sets member asn's limit (the operator's command); 0 stops
+// all its new buys.
+func (s *Settlement) SetCreditLimit(ctx context.Context, asn uint32, limitMicros int64) error {
+	if limitMicros < 0 {
+		return invalid("limit", "must not be negative")
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		m, err := registry.GetMember(ctx, tx, asn)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO credit_limits (member_id, limit_micros, updated_us) VALUES (?,?,?)
+			ON CONFLICT (member_id) DO UPDATE SET limit_micros = excluded.limit_micros, updated_us = excluded.updated_us`,
+			m.ID, limitMicros, store.Micros(s.now()))
+		return err
+	})
+}
+
+// RecordPayment books a payment by member asn into the ledger; it lowers
+// the unpaid balance and so the exposure.
+func (s *Settlement) RecordPayment(ctx context.Context, asn uint32, amountMicros int64, memo string) error {
+	if amountMicros <= 0 {
+		return invalid("amount", "must be positive")
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		m, err := registry.GetMember(ctx, tx, asn)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO ledger (member_id, kind, amount_micros, memo, created_us) VALUES (?,?,?,?,?)`,
+			m.ID, EntryPayment, amountMicros, memo, store.Micros(s.now()))
+		return err
+	})
+}
+
+// Credit computes member asn's exposure now.
+func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
+	c := Credit{ASN: asn}
+	m, err := registry.GetMember(ctx, s.db, asn)
+	if err != nil {
+		return c, err
+	}
+	var limit sql.NullInt64
+	var balance, settledThrough int64
+	err = s.db.QueryRowContext(ctx, `SELECT (SELECT limit_micros FROM credit_limits WHERE member_id = ?),
+		(SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE member_id = ?),
+		(SELECT coalesce(max(period_end_us), 0) FROM settlement_runs)`, m.ID, m.ID).Scan(&limit, &balance, &settledThrough)
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case limit.Valid:
+		c.Limited, c.LimitMicros = true, limit.Int64
+	case s.cfg.DefaultCreditLimitMicros > 0:
+		c.Limited, c.LimitMicros = true, s.cfg.DefaultCreditLimitMicros
+	}
+	c.UnpaidMicros = max(0, -balance)
+
+	now := s.now().UTC()
+	horizon := MonthOf(now).End
+	rows, err := s.db.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
+		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ? AND start_us < ? AND start_us <= ?`,
+		m.ID, settledThrough, store.Micros(horizon), store.Micros(now))
+	if err != nil {
+		return c, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var capBps, price, st, en int64
+		if err := rows.Scan(&capBps, &price, &st, &en); err != nil {
+			return c, err
+		}
+		c.AccruedMicros += accrued(capBps, price, max(st, settledThrough), min(en, horizon.UnixMicro()))
+	}
+	if err := rows.Err(); err != nil {
+		return c, err
+	}
+	c.ExposureMicros = c.UnpaidMicros + c.AccruedMicros
+	switch {
+	case !c.Limited:
+	case c.ExposureMicros >= c.LimitMicros:
+		c.State = CreditStopped
+	case c.ExposureMicros*100 >= c.LimitMicros*s.cfg.CreditWarnPercent:
+		c.State = CreditWarning
+	}
+	return c, nil
+}
+
+// accrued is the committed charge of [from, to), month by month (a month's
+// price is for that month's length).
+func accrued(capBps, price, from, to int64) int64 {
+	var total int64
+	for from < to {
+		p := MonthOf(time.UnixMicro(from))
+		end := min(to, p.End.UnixMicro())
+		total += fraction([]int64{capBps, price, end - from}, []int64{1_000_000, p.Micros()})
+		from = end
+	}
+	return total
+}
+
+// CreditError says why a buy is refused; it wraps ErrCreditLimit.
+type CreditError struct{ Credit Credit }
+
+func (e *CreditError) Error() string {
+	c := e.Credit
+	return fmt.Sprintf("AS%d: credit limit reached: exposure %d micro-units (unpaid %d, accrued %d) of limit %d; new buy orders are refused until a payment or the operator raises the limit",
+		c.ASN, c.ExposureMicros, c.UnpaidMicros, c.AccruedMicros, c.LimitMicros)
+}
+
+func (e *CreditError) Unwrap() error { return ErrCreditLimit }
+
+// MayBuy is the check the book (or the API) makes before accepting a buy
+// order from member asn: nil, or a *CreditError wrapping ErrCreditLimit.
+// Existing trades run on regardless. A warning is not an error: read Credit
+// to tell the member.
+func (s *Settlement) MayBuy(ctx context.Context, asn uint32) error {
+	c, err := s.Credit(ctx, asn)
+	if err != nil {
+		return err
+	}
+	if c.State == CreditStopped {
+		return &CreditError{Credit: c}
+	}
+	return nil
+}

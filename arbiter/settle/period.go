@@ -1,0 +1,63 @@
+package settle
+
+import (
+	"fmt"
+	"time"
+)
+
+// Period is a billing period [Start, End) in UTC; by default a calendar month.
+type Period struct{ Start, End time.Time }
+
+// Month is the calendar month m of year in UTC.
+func Month(year int, m time.Month) Period {
+	s := time.Date(year, m, 1, 0, 0, 0, 0, time.UTC)
+	return Period{Start: s, End: s.AddDate(0, 1, 0)}
+}
+
+// MonthOf is the calendar month that holds t.
+func MonthOf(t time.Time) Period {
+	t = t.UTC()
+	return Month(t.Year(), t.Month())
+}
+
+// ParsePeriod parses a calendar month written YYYY-MM, e.g. "2026-11".
+func ParsePeriod(s string) (Period, error) {
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return Period{}, fmt.Errorf("period %q: want a calendar month as YYYY-MM, e.g. 2026-11", s)
+	}
+	return Month(t.Year(), t.Month()), nil
+}
+
+// Validate says what is wrong with p.
+func (p Period) Validate() error {
+	switch {
+	case p.Start.IsZero() || p.End.IsZero():
+		return fmt.Errorf("period: start and end are required")
+	case !p.End.After(p.Start):
+		return fmt.Errorf("period: end %s is not after start %s", p.End.UTC().Format(time.RFC3339), p.Start.UTC().Format(time.RFC3339))
+	case p.Start.UnixMicro()%int64(SlotLength/time.Microsecond) != 0 || p.End.UnixMicro()%int64(SlotLength/time.Microsecond) != 0:
+		return fmt.Errorf("period: start and end must fall on %s boundaries", SlotLength)
+	}
+	return nil
+}
+
+// Micros is the length of p in microseconds, the pro-rata unit.
+func (p Period) Micros() int64 { return p.End.UnixMicro() - p.Start.UnixMicro() }
+
+// String is YYYY-MM for a calendar month, start/end in RFC 3339 otherwise.
+func (p Period) String() string {
+	if p == MonthOf(p.Start) {
+		return p.Start.UTC().Format("2006-01")
+	}
+	return p.Start.UTC().Format(time.RFC3339) + "/" + p.End.UTC().Format(time.RFC3339)
+}
+
+// Interval is a span of time [Start, End), e.g. an SLA breach.
+type Interval struct{ Start, End time.Time }
+
+// clip returns the overlap of [a, b) and [from, to) in unix microseconds.
+func clip(a, b, from, to int64) (int64, int64, bool) {
+	a, b = max(a, from), min(b, to)
+	return a, b, b > a
+}
