@@ -225,6 +225,9 @@ func (s *Server) peerConfig(m *member, a netip.Addr) *api.Peer {
 	}
 	afi := &api.AfiSafi{
 		Config: &api.AfiSafiConfig{Family: fam, Enabled: true},
+		// Graceful restart for this family: a helping member keeps our
+		// routes while the arbiter restarts.
+		MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}},
 	}
 	if m.MaxPrefixes > 0 {
 		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: m.MaxPrefixes}
@@ -246,8 +249,29 @@ func (s *Server) peerConfig(m *member, a netip.Addr) *api.Peer {
 			ConnectRetry:      5,
 		}},
 		Transport: &api.Transport{PassiveMode: s.cfg.Passive},
-		AfiSafis:  []*api.AfiSafi{afi},
+		// RFC 4724 graceful restart: when the arbiter dies or restarts
+		// (connections reset) a helping member keeps our routes for the
+		// restart time. RFC 8538's flag keeps it graceful after a
+		// NOTIFICATION too, except a Hard Reset, which GoBGP sends for
+		// Stop's CEASE: a deliberate stop still flushes at once.
+		GracefulRestart: &api.GracefulRestart{
+			Enabled:             true,
+			RestartTime:         s.restartTime(),
+			NotificationEnabled: true,
+		},
+		AfiSafis: []*api.AfiSafi{afi},
 	}
+}
+
+// DefaultGracefulRestartTime is the restart time offered when
+// Config.GracefulRestartTime is 0.
+const DefaultGracefulRestartTime = 120 * time.Second
+
+func (s *Server) restartTime() uint32 {
+	if s.cfg.GracefulRestartTime == 0 {
+		return uint32(DefaultGracefulRestartTime / time.Second)
+	}
+	return uint32(s.cfg.GracefulRestartTime / time.Second)
 }
 
 // addPathSendMax is how many paths per prefix an ADD-PATH peer may get

@@ -35,6 +35,12 @@ type Config struct {
 	// HoldTime is the BGP hold time offered to members; 0 means 90 s.
 	// The keepalive interval is a third of it.
 	HoldTime time.Duration
+	// GracefulRestartTime is the restart time (RFC 4724) offered to
+	// members: a member router or agent that helps keeps the routes it has
+	// from the route server, marked stale, for this long after the route
+	// server goes away, and drops them when it does not come back in time.
+	// 0 means 120 s; at most 4095 s (the capability's 12 bits).
+	GracefulRestartTime time.Duration
 	// Passive makes the route server only accept sessions, never dial:
 	// members' routers open them.
 	Passive bool
@@ -151,6 +157,8 @@ func (c *Config) check() error {
 		return errors.New("routeserver: no Checker: every announced route must be checked")
 	case c.HoldTime != 0 && (c.HoldTime < 3*time.Second || c.HoldTime > 65535*time.Second):
 		return fmt.Errorf("routeserver: hold time %v: want 3s to 65535s (or 0 for 90s)", c.HoldTime)
+	case c.GracefulRestartTime < 0 || c.GracefulRestartTime > 4095*time.Second || c.GracefulRestartTime%time.Second != 0:
+		return fmt.Errorf("routeserver: graceful restart time %v: want whole seconds up to 4095s (or 0 for 120s)", c.GracefulRestartTime)
 	}
 	for _, a := range c.ListenAddrs {
 		if _, err := netip.ParseAddr(a); err != nil {
