@@ -1,7 +1,11 @@
 package daemon_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bwxchange/bwx/agent/daemon"
 )
@@ -16,5 +20,86 @@ func TestShippedConfigLoads(t *testing.T) {
 	}
 	if cfg.Arbiter.Address != "192.0.2.1:7443" || cfg.Bundle != "/etc/bwx/agent.pem" {
 		t.Errorf("unexpected config %+v", cfg)
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const routingBase = `arbiter:
+  address: "192.0.2.1:7443"
+bgp:
+  route_servers: ["192.0.2.1", "2001:db8::1"]
+  route_server_asn: 65000
+  local_addresses: ["192.0.2.10", "2001:db8::a"]
+fib:
+  interface: eth1
+`
+
+func TestRoutingConfig(t *testing.T) {
+	cfg, err := daemon.LoadConfig(writeConfig(t, routingBase+"  table: \"100\"\n  keep_routes_on_stop: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Routing() || cfg.BGP.GracefulRestartTime != 120*time.Second || cfg.BGP.Port != 179 || !cfg.FIB.KeepRoutesOnStop {
+		t.Fatalf("unexpected config %+v", cfg)
+	}
+	if id, err := cfg.FIB.TableID(); err != nil || id != 100 {
+		t.Fatalf("table %d, %v", id, err)
+	}
+	if got := cfg.SocketPath(); got != "/var/lib/bwx-agent/agent.sock" {
+		t.Fatalf("socket %q", got)
+	}
+	// Without route servers the routing part is off and nothing else
+	// about it is required.
+	cfg, err = daemon.LoadConfig(writeConfig(t, "arbiter:\n  address: \"192.0.2.1:7443\"\n"))
+	if err != nil || cfg.Routing() {
+		t.Fatalf("routing %v, err %v", cfg.Routing(), err)
+	}
+}
+
+func TestRoutingConfigErrorsNameKeyAndLine(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{strings.Replace(routingBase, `"2001:db8::1"`, `"2001:db8::zz"`, 1), `:4: bgp.route_servers[1]: not an IP address: "2001:db8::zz"`},
+		{strings.Replace(routingBase, `"2001:db8::1"`, `"192.0.2.1"`, 1), `:4: bgp.route_servers[1]: 192.0.2.1 listed twice`},
+		{strings.Replace(routingBase, `"2001:db8::1"`, `"fe80::1"`, 1), `:4: bgp.route_servers[1]: fe80::1: link-local addresses are not supported`},
+		{strings.Replace(routingBase, "65000", "0", 1), `:5: bgp.route_server_asn: want the route server's AS number, got 0`},
+		{strings.Replace(routingBase, `"192.0.2.10", `, "", 1), `bgp.router_id: required when bgp.local_addresses has no IPv4 address`},
+		{strings.Replace(routingBase, "  interface: eth1\n", "", 1), `fib.interface: is required`},
+		{routingBase + "  table: local\n", `:9: fib.table: want "main" or a table number, got "local"`},
+		{routingBase + "  table: \"255\"\n", `:9: fib.table: table 255 is the kernel's local table`},
+		{routingBase + "  neighbor_probe_interval: 10ms\n", `:9: fib.neighbor_probe_interval: want 100ms to 1h, got 10ms`},
+		{routingBase + "  keep_routes: true\n", `:9: fib.keep_routes: unknown key`},
+		{strings.Replace(routingBase, "fib:\n", "  member_router:\n    addresses: [\"127.0.0.2\", \"192.0.2.1\"]\nfib:\n", 1), `:8: bgp.member_router.addresses[1]: 192.0.2.1 is a route server or listed twice`},
+		{strings.Replace(routingBase, "fib:\n", "fib:\n  table: main\n", 1) + "bgp2: {}\n", `bgp2: unknown key`},
+		{routingBase + "  keep_routes_on_stop: true\nbgp:\n  hold_time: 1s\n", ``},
+	} {
+		p := writeConfig(t, c.body)
+		_, err := daemon.LoadConfig(p)
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("accepted:\n%s", c.body)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config:\n%s\nerror %v, want it to contain %q", c.body, err, c.want)
+		}
+	}
+	cfg, _ := daemon.LoadConfig(writeConfig(t, routingBase))
+	cfg.BGP.HoldTime = time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "bgp.hold_time") {
+		t.Errorf("hold time 1s: %v", err)
+	}
+	cfg.BGP.HoldTime = 90 * time.Second
+	cfg.BGP.GracefulRestartTime = 5000 * time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "bgp.graceful_restart_time") {
+		t.Errorf("graceful restart 5000s: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -28,6 +29,8 @@ type Agent struct {
 	log    *slog.Logger
 	bundle *pki.Bundle
 	conn   *grpc.ClientConn
+	// routing applies traded routes; nil without bgp.route_servers.
+	routing *Routing
 	// OnEvent, when set, sees every trade event after it is logged.
 	OnEvent func(*pb.TradeEvent)
 	// MinBackoff and MaxBackoff bound the reconnect delay.
@@ -49,26 +52,72 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
+	log = log.With("member", b.Identity.String())
+	var routing *Routing
+	if cfg.Routing() {
+		routing, err = NewRouting(cfg, b.Identity.ASN, log)
+		if err != nil {
+			return nil, err
+		}
+	}
 	conn, err := rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
 	if err != nil {
+		if routing != nil {
+			routing.fib.Close()
+		}
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log.With("member", b.Identity.String()), bundle: b, conn: conn,
+	return &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing,
 		MinBackoff: time.Second, MaxBackoff: time.Minute}, nil
 }
+
+// Routing is the route applier, or nil when no route server is configured.
+func (a *Agent) Routing() *Routing { return a.routing }
 
 // Conn is the connection to the arbiter.
 func (a *Agent) Conn() *grpc.ClientConn { return a.conn }
 
-// Close releases the connection.
-func (a *Agent) Close() error { return a.conn.Close() }
+// Close releases the connection and, if Run never did, the FIB (removing
+// its routes unless fib.keep_routes_on_stop).
+func (a *Agent) Close() error {
+	if a.routing != nil {
+		a.routing.fib.Close()
+	}
+	return a.conn.Close()
+}
 
-// Run keeps the trade event stream open until ctx ends, reconnecting with
-// jittered exponential backoff whenever the arbiter goes away.
+// Run serves the status socket, applies traded routes (with
+// bgp.route_servers) and keeps the trade event stream open until ctx ends,
+// reconnecting with jittered exponential backoff whenever the arbiter goes
+// away. It returns once the routes are cleaned up (or kept, with
+// fib.keep_routes_on_stop).
 func (a *Agent) Run(ctx context.Context) error {
 	cursor, err := a.loadCursor()
 	if err != nil {
 		return err
+	}
+	l, err := listenStatus(a.cfg.SocketPath())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.serveStatus(ctx, l)
+		os.Remove(a.cfg.SocketPath())
+	}()
+	if a.routing != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.routing.Run(ctx); err != nil {
+				a.log.Error("routing stopped: traded routes are not applied", "error", err)
+			}
+		}()
 	}
 	a.log.Info("agent running", "arbiter", a.cfg.Arbiter.Address, "resume_after_sequence", cursor)
 	daemon.SdNotify(false, daemon.SdNotifyReady)

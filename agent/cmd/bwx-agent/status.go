@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bwxchange/bwx/agent/daemon"
+	"github.com/bwxchange/bwx/shared/cli"
+)
+
+func statusCmd(g *globals) *cobra.Command {
+	var socket string
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "show the running agent's BGP sessions, traded routes, installed routes and any difference",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g.out.W = os.Stdout
+			if err := g.out.Check(); err != nil {
+				return err
+			}
+			if socket == "" {
+				cfg, err := daemon.LoadConfig(g.configPath)
+				if err != nil {
+					return err
+				}
+				socket = cfg.SocketPath()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st, err := daemon.FetchStatus(ctx, socket)
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				enc := json.NewEncoder(g.out.W)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return printStatus(g.out, st)
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", "the agent's status socket (default: status.socket, or <state_dir>/agent.sock)")
+	return c
+}
+
+func addrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+// printStatus prints the status for a person: sections separated by blank
+// lines, each a table.
+func printStatus(o cli.Output, st daemon.AgentStatus) error {
+	w := o.W
+	fmt.Fprintf(w, "member AS%d, arbiter %s\n", st.ASN, st.Arbiter)
+	r := st.Routing
+	if r == nil {
+		fmt.Fprintln(w, "routing: not configured (no bgp.route_servers): no traded routes are installed")
+		return nil
+	}
+	if st.RoutingError != "" {
+		fmt.Fprintf(w, "routing error: %s\n", st.RoutingError)
+	}
+	sync := "synced " + ago(r.LastSync) + " ago"
+	if !r.Synced {
+		sync = "waiting for the route server's End-of-RIB (routes left by a previous run are kept)"
+	}
+	fmt.Fprintf(w, "fib: table %d, interface %s, %s\n", r.Table, r.Iface, sync)
+	if r.SyncErr != "" {
+		fmt.Fprintf(w, "fib error: %s\n", r.SyncErr)
+	}
+	fmt.Fprintln(w)
+	var rows [][]string
+	for _, s := range r.Sessions {
+		state := s.State
+		if s.Restarting {
+			state += " (restarting, stale until " + s.StaleUntil.Format(time.RFC3339) + ")"
+		}
+		rows = append(rows, []string{s.Address.String(), state, ago(s.Since), strconv.Itoa(s.Traded), strconv.Itoa(s.Ignored)})
+	}
+	for _, s := range r.Routers {
+		rows = append(rows, []string{s.Address.String() + " (member router)", s.State, ago(s.Since), "", ""})
+	}
+	if err := o.Table([]string{"SESSION", "STATE", "FOR", "TRADED", "IGNORED"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	rows = nil
+	for _, rt := range r.Learned {
+		for _, nh := range rt.NextHops {
+			ids := make([]string, len(nh.Trades))
+			for i, id := range nh.Trades {
+				ids[i] = strconv.FormatUint(id, 10)
+			}
+			flag := ""
+			if nh.Stale {
+				flag = "stale"
+			}
+			rows = append(rows, []string{rt.Prefix.String(), nh.Addr.String(), strings.Join(ids, ","), flag})
+		}
+	}
+	fmt.Fprintf(w, "traded routes learned: %d\n", len(r.Learned))
+	if err := o.Table([]string{"PREFIX", "NEXT HOP", "TRADES", ""}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "installed (ip route show proto bwx table %d): %d\n", r.Table, len(r.Installed))
+	rows = nil
+	for _, rt := range r.Installed {
+		rows = append(rows, []string{rt.Prefix.String(), addrs(rt.NextHops)})
+	}
+	if err := o.Table([]string{"PREFIX", "NEXT HOPS"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return printDiff(w, o, r)
+}
+
+func printDiff(w io.Writer, o cli.Output, r *daemon.Status) error {
+	if len(r.Missing) == 0 && len(r.Extra) == 0 && len(r.Refused) == 0 {
+		fmt.Fprintln(w, "desired = installed: no difference")
+	} else {
+		var rows [][]string
+		for _, rt := range r.Missing {
+			rows = append(rows, []string{"missing", rt.Prefix.String(), addrs(rt.NextHops), ""})
+		}
+		for _, rt := range r.Extra {
+			rows = append(rows, []string{"extra", rt.Prefix.String(), addrs(rt.NextHops), ""})
+		}
+		for _, f := range r.Refused {
+			nh := ""
+			if f.NextHop.IsValid() {
+				nh = f.NextHop.String()
+			}
+			why := f.Reason
+			if f.Detail != "" {
+				why += ": " + f.Detail
+			}
+			rows = append(rows, []string{"refused", f.Prefix.String(), nh, why})
+		}
+		fmt.Fprintln(w, "difference between desired and installed:")
+		if err := o.Table([]string{"", "PREFIX", "NEXT HOPS", "WHY"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(r.Down) > 0 {
+		fmt.Fprintln(w)
+		var rows [][]string
+		for _, n := range r.Down {
+			d := "up"
+			if n.Down {
+				d = "DOWN (routes pulled)"
+			}
+			rows = append(rows, []string{n.Addr.String(), n.State, d})
+		}
+		return o.Table([]string{"SELLER ROUTER", "NEIGHBOR", ""}, rows)
+	}
+	return nil
+}
