@@ -97,7 +97,7 @@ func newBGPSide(cfg BGPConfig, log *slog.Logger, db *store.DB, reg *registry.Reg
 	b.rs, err = routeserver.New(routeserver.Config{
 		ASN: cfg.ASN, RouterID: rid, ListenAddrs: cfg.Listen, ListenPort: int32(cfg.Port),
 		Log: b.log, Checker: importPolicy{c: b.checker, requireIRR: cfg.RequireIRR},
-		HoldTime: cfg.HoldTime, Passive: cfg.Passive, RunIn: runIn,
+		HoldTime: cfg.HoldTime, GracefulRestartTime: cfg.GracefulRestartTime, Passive: cfg.Passive, RunIn: runIn,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bgp: %w", err)
@@ -135,14 +135,22 @@ func (b *bgpSide) run(bk *book.Book, loop *delivery.Loop) {
 	}()
 }
 
-// stop stops delivering and the route server (members' sessions close),
-// then writes the last announced-route changes.
-func (b *bgpSide) stop() {
+// stop stops delivering, then the route server, then writes the last
+// announced-route changes. With graceful, the sessions are left to close
+// with the process: no NOTIFICATION, so members that help with graceful
+// restart keep the trades until the arbiter is back (GoBGP's own stop sends
+// CEASE, an RFC 8538 Hard Reset that makes them drop the trades at once).
+// The caller must then exit soon.
+func (b *bgpSide) stop(graceful bool) {
 	if b.cancel != nil {
 		b.cancel()
 		b.done.Wait()
 	}
-	b.rs.Stop()
+	if graceful {
+		b.rs.OnRoute(nil)
+	} else {
+		b.rs.Stop()
+	}
 	b.routes.Close()
 }
 

@@ -79,6 +79,15 @@ type BGPConfig struct {
 	// RPKI changes made by other processes (`bwx-arbiter import`) and
 	// re-checks the received routes.
 	RecheckInterval time.Duration `yaml:"recheck_interval"`
+	// GracefulRestartTime is offered to members (RFC 4724): a member that
+	// helps keeps the trades it has, marked stale, this long after the
+	// route server goes away.
+	GracefulRestartTime time.Duration `yaml:"graceful_restart_time"`
+	// GracefulStop leaves the sessions to close with the process on a stop
+	// (SIGTERM, systemctl restart), without a NOTIFICATION, so helping
+	// members keep the trades for GracefulRestartTime; false sends CEASE,
+	// and members drop the trades at once.
+	GracefulStop bool `yaml:"graceful_stop"`
 	// Members override the defaults per member.
 	Members []BGPMember `yaml:"members"`
 }
@@ -108,6 +117,8 @@ func DefaultConfig() Config {
 	c.BGP.MaxPrefixes = 1000
 	c.BGP.RequireIRR = true
 	c.BGP.RecheckInterval = 30 * time.Second
+	c.BGP.GracefulRestartTime = 120 * time.Second
+	c.BGP.GracefulStop = true
 	return c
 }
 
@@ -194,6 +205,9 @@ func (b *BGPConfig) validate() error {
 	}
 	if b.IRRMaxLength6 < 0 || b.IRRMaxLength6 > 128 {
 		return config.Errorf("bgp.irr_max_length6", "want 0 (exact) to 128, got %d", b.IRRMaxLength6)
+	}
+	if b.GracefulRestartTime < time.Second || b.GracefulRestartTime > 4095*time.Second || b.GracefulRestartTime%time.Second != 0 {
+		return config.Errorf("bgp.graceful_restart_time", "want whole seconds from 1s to 4095s, got %v", b.GracefulRestartTime)
 	}
 	if b.RecheckInterval < time.Second {
 		return config.Errorf("bgp.recheck_interval", "want at least 1s, got %v", b.RecheckInterval)

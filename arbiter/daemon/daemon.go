@@ -47,6 +47,7 @@ type Arbiter struct {
 	stop    chan struct{}
 	sock    string // the operator socket this arbiter bound, removed on Close
 	bgp     *bgpSide
+	exiting bool // Exit, not Close: leave BGP sessions to the process's end
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
@@ -263,8 +264,18 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
+// Exit is Close for a process about to exit: with bgp.graceful_stop the
+// members' BGP sessions are not closed with a NOTIFICATION but left to the
+// process's end, so members that help with graceful restart keep their
+// trades while the arbiter restarts.
+func (a *Arbiter) Exit() error {
+	a.exiting = true
+	return a.Close()
+}
+
 // Close stops serving: in-flight calls finish (up to a grace period),
-// streams are ended, and the database is closed.
+// streams are ended, the route server's sessions are closed (CEASE) and the
+// database is closed.
 func (a *Arbiter) Close() error {
 	if a.health != nil {
 		a.health.Shutdown()
@@ -297,8 +308,7 @@ func (a *Arbiter) Close() error {
 		os.Remove(a.sock)
 	}
 	if a.bgp != nil {
-		// Members' sessions close (CEASE); their routers drop the trades.
-		a.bgp.stop()
+		a.bgp.stop(a.cfg.BGP.GracefulStop && a.exiting)
 	}
 	if a.book != nil {
 		a.book.Close()

@@ -422,6 +422,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"state_dir: /x\nbgp:\n  enabled: true\n":                                                                    "bgp.asn: required",
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 2001:db8::1\n":                                           ":4: bgp.router_id",
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  hold_time: 1s\n":                            ":5: bgp.hold_time",
+		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  graceful_restart_time: 1h30m\n":             ":5: bgp.graceful_restart_time",
 		"bgp:\n  hold_time: soon\n":                                                                                 ":2",
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  listen: [192.0.2.1, nope]\n":                "bgp.listen[1]",
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  members:\n  - asn: 64500\n  - asn: 64500\n": ":7: bgp.members[1].asn",

@@ -43,7 +43,7 @@ func runCmd(g *globals) *cobra.Command {
 				log.Info("stopping", "signal", sig.String())
 				break
 			}
-			err = a.Close()
+			err = a.Exit()
 			log.Info("stopped")
 			return err
 		},

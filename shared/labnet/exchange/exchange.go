@@ -8,6 +8,7 @@ package exchange
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/shared/labnet"
+	"github.com/bwxchange/bwx/shared/labnet/bird"
 )
 
 // Member is one member network of the lab.
@@ -31,7 +33,10 @@ type Member struct {
 	Config   string
 	Bundle   string
 	Log      string
-	agent    *labnet.Proc
+	// Router is the member's BIRD, announcing its prefixes to the route
+	// server (members with prefixes only).
+	Router *bird.Router
+	agent  *labnet.Proc
 }
 
 // Exchange is a running lab exchange.
@@ -43,8 +48,14 @@ type Exchange struct {
 	// ArbiterConfig is the arbiter's config file and ArbiterLog its log.
 	ArbiterConfig, ArbiterLog string
 	Members                   []*Member
-	arbiter                   *labnet.Proc
+	// Upstream is every member's default route: the rest of the internet,
+	// which also reaches the members' prefixes, the long way.
+	Upstream *labnet.Host
+	arbiter  *labnet.Proc
 }
+
+// The route server's AS number in the lab.
+const RouteServerASN = 65000
 
 // Binaries are the paths of the programs the lab runs.
 type Binaries struct {
@@ -106,6 +117,9 @@ func Up(ctx context.Context, dir string, bin Binaries, members []*Member) (x *Ex
 	if x.Arbiter, err = lab.AddHost("arbiter", lanAddrs(1)...); err != nil {
 		return x, err
 	}
+	if x.Upstream, err = lab.AddHost("upstream", lanAddrs(2)...); err != nil {
+		return x, err
+	}
 	for i, m := range members {
 		if m.Host, err = lab.AddHost(m.Name, lanAddrs(11+i)...); err != nil {
 			return x, err
@@ -122,9 +136,16 @@ operator:
   socket: %s
 metrics:
   listen: "[::]:9470"
+bgp:
+  enabled: true
+  asn: %d
+  router_id: %s
+  hold_time: 9s
+  add_path: true
+  recheck_interval: 1s
 log:
   format: json
-`, state, filepath.Join(dir, "operator.sock"))
+`, state, filepath.Join(dir, "operator.sock"), RouteServerASN, x.Arbiter.Addr4())
 	if err = os.WriteFile(x.ArbiterConfig, []byte(cfg), 0o600); err != nil {
 		return x, err
 	}
@@ -142,7 +163,100 @@ log:
 			return x, err
 		}
 	}
+	if err = x.importIRR(ctx); err != nil {
+		return x, err
+	}
+	if err = x.routeUpstream(); err != nil {
+		return x, err
+	}
+	for _, m := range members {
+		if err = x.startRouter(ctx, m); err != nil {
+			return x, err
+		}
+	}
 	return x, nil
+}
+
+// importIRR registers a route/route6 object for every member prefix, as the
+// members would have in their IRR, so the route server accepts them.
+func (x *Exchange) importIRR(ctx context.Context) error {
+	var w strings.Builder
+	for _, m := range x.Members {
+		for _, p := range m.Prefixes {
+			class := "route"
+			if strings.Contains(p, ":") {
+				class = "route6"
+			}
+			fmt.Fprintf(&w, "%s: %s\norigin: AS%d\nmnt-by: LAB-MNT\nsource: LAB\n\n", class, p, m.ASN)
+		}
+	}
+	path := filepath.Join(x.Dir, "lab.db.route")
+	if err := os.WriteFile(path, []byte(w.String()), 0o644); err != nil {
+		return err
+	}
+	_, err := x.Operator(ctx, "import", "irr", path)
+	return err
+}
+
+// routeUpstream makes the upstream every member's default gateway and gives
+// it routes to every member prefix, so a destination is reachable before
+// any trade, through the upstream.
+func (x *Exchange) routeUpstream() error {
+	for _, kv := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.ipv6.conf.all.forwarding", "1"}} {
+		if err := x.Upstream.SetSysctl(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	for _, m := range x.Members {
+		for _, gw := range []netip.Addr{x.Upstream.Addr4(), x.Upstream.Addr6()} {
+			if _, err := run(m.Host.Command(context.Background(), "ip", "route", "add", "default", "via", gw.String())); err != nil {
+				return err
+			}
+		}
+		for _, p := range m.Prefixes {
+			gw := m.Host.Addr4()
+			if strings.Contains(p, ":") {
+				gw = m.Host.Addr6()
+			}
+			if _, err := run(x.Upstream.Command(context.Background(), "ip", "route", "add", p, "via", gw.String())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startRouter gives a member with prefixes its customer network (the first
+// address of each prefix answers pings; it sits on lo, as some kernels lack
+// the dummy link type) and a BIRD that announces the prefixes to the route
+// server.
+func (x *Exchange) startRouter(ctx context.Context, m *Member) error {
+	if len(m.Prefixes) == 0 {
+		return nil
+	}
+	var cmds [][]string
+	var static []netip.Prefix
+	for _, s := range m.Prefixes {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("member %s: prefix %q: %w", m.Name, s, err)
+		}
+		static = append(static, p)
+		a := p.Addr().Next()
+		cmds = append(cmds, []string{"ip", "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo"})
+	}
+	for _, c := range cmds {
+		if _, err := run(m.Host.Command(ctx, c[0], c[1:]...)); err != nil {
+			return err
+		}
+	}
+	cfg := bird.Config{RouterID: m.Host.Addr4(), Static: static, Sessions: []bird.Session{
+		{Name: "rs4", Local: m.Host.Addr4(), Neighbor: x.Arbiter.Addr4(), LocalASN: m.ASN, NeighborASN: RouteServerASN},
+		{Name: "rs6", Local: m.Host.Addr6(), Neighbor: x.Arbiter.Addr6(), LocalASN: m.ASN, NeighborASN: RouteServerASN},
+	}}
+	var err error
+	m.Router, err = bird.Start(ctx, m.Host, filepath.Join(x.Dir, m.Name+"-bird"), cfg)
+	return err
 }
 
 func (x *Exchange) waitArbiter(ctx context.Context) error {
@@ -182,6 +296,21 @@ func (x *Exchange) addMember(ctx context.Context, m *Member) error {
 	m.Log = filepath.Join(x.Dir, m.Name+".log")
 	cfg := fmt.Sprintf("arbiter:\n  address: %q\nbundle: %s\nstate_dir: %s\nlog:\n  format: json\n",
 		netip.AddrPortFrom(x.Arbiter.Addr4(), 7443).String(), m.Bundle, filepath.Join(x.Dir, m.Name+"-state"))
+	if len(m.Prefixes) == 0 {
+		// A member without a router of its own (its BIRD holds the LAN
+		// addresses' sessions otherwise) gets its trades through the
+		// agent: BGP to the route server, routes into the kernel.
+		cfg += fmt.Sprintf(`bgp:
+  route_servers: [%q, %q]
+  route_server_asn: %d
+  local_addresses: [%q, %q]
+  hold_time: 9s
+  graceful_restart_time: 30s
+  connect_retry: 1s
+fib:
+  interface: eth0
+`, x.Arbiter.Addr4(), x.Arbiter.Addr6(), RouteServerASN, m.Host.Addr4(), m.Host.Addr6())
+	}
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -283,4 +412,91 @@ func (x *Exchange) Close() error {
 		return nil
 	}
 	return x.Lab.Close()
+}
+
+// WaitRoutes waits until the route server has accepted every prefix of every
+// member, as `bwx-arbiter bgp received` shows them.
+func (x *Exchange) WaitRoutes(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		missing, err := x.unaccepted(ctx)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			sessions, _ := x.Operator(ctx, "bgp", "sessions")
+			return fmt.Errorf("route server has not accepted %v after %v (%v)\n%s", missing, timeout, err, sessions)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (x *Exchange) unaccepted(ctx context.Context) ([]string, error) {
+	var missing []string
+	for _, m := range x.Members {
+		if len(m.Prefixes) == 0 {
+			continue
+		}
+		out, err := x.Operator(ctx, "bgp", "received", strconv.FormatUint(uint64(m.ASN), 10), "-o", "json")
+		if err != nil {
+			return nil, err
+		}
+		var routes []struct {
+			Prefix   string `json:"prefix"`
+			Accepted bool   `json:"accepted"`
+		}
+		if err := json.Unmarshal([]byte(out), &routes); err != nil {
+			return nil, fmt.Errorf("bgp received %d: %w\n%s", m.ASN, err, out)
+		}
+		ok := map[string]bool{}
+		for _, r := range routes {
+			ok[r.Prefix] = ok[r.Prefix] || r.Accepted
+		}
+		for _, p := range m.Prefixes {
+			if !ok[p] {
+				missing = append(missing, fmt.Sprintf("AS%d %s", m.ASN, p))
+			}
+		}
+	}
+	return missing, nil
+}
+
+// RouteVia returns the next hop the member's kernel uses toward dst (`ip
+// route get`), or the zero Addr for a directly connected destination.
+func (x *Exchange) RouteVia(ctx context.Context, m *Member, dst netip.Addr) (netip.Addr, error) {
+	out, err := run(m.Host.Command(ctx, "ip", "route", "get", dst.String()))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "via" {
+			return netip.ParseAddr(f[i+1])
+		}
+	}
+	return netip.Addr{}, nil
+}
+
+// WaitRouteVia waits until the member's kernel routes dst via gw.
+func (x *Exchange) WaitRouteVia(ctx context.Context, m *Member, dst, gw netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		via, err := x.RouteVia(ctx, m, dst)
+		if err == nil && via == gw {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			table, _ := run(m.Host.Command(ctx, "ip", "route", "show", "proto", "bwx"))
+			return fmt.Errorf("%s: route to %v goes via %v, not %v, after %v (%v)\nproto bwx routes:\n%s", m.Name, dst, via, gw, timeout, err, table)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

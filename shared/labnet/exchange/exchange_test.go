@@ -2,6 +2,8 @@ package exchange_test
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -36,7 +38,23 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 			x.Close()
 		}
 	}()
+	// The sellers' BIRDs announce their customer routes; the route server
+	// accepts them against the registry and the IRR the lab imported.
+	if err := x.WaitRoutes(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	seller, buyer := x.Member("seller-a"), x.Member("buyer")
+	// Before any trade the buyer reaches the sellers through its upstream.
+	for _, p := range seller.Prefixes {
+		dst := netip.MustParsePrefix(p).Addr().Next()
+		up := x.Upstream.Addr4()
+		if dst.Is6() {
+			up = x.Upstream.Addr6()
+		}
+		if via, err := x.RouteVia(ctx, buyer, dst); err != nil || via != up {
+			t.Fatalf("before the trade %v goes via %v (%v), want the upstream %v", dst, via, err, up)
+		}
+	}
 	for _, p := range seller.Prefixes {
 		r, err := x.DemoTrade(ctx, seller, buyer, p)
 		if err != nil {
@@ -45,11 +63,54 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 		if !strings.Contains(r.Trades, p) {
 			t.Errorf("operator's trade list lacks %s:\n%s", p, r.Trades)
 		}
+		// The route server delivers the trade to the buyer's agent, which
+		// installs it: the buyer's traffic to the prefix now goes to the
+		// seller's router, not to the upstream.
+		pfx := netip.MustParsePrefix(p)
+		gw := seller.Host.Addr4()
+		if pfx.Addr().Is6() {
+			gw = seller.Host.Addr6()
+		}
+		if err := x.WaitRouteVia(ctx, buyer, pfx.Addr().Next(), gw, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := buyer.Host.Ping(ctx, pfx.Addr().Next()); err != nil {
+			t.Errorf("ping %v through the seller: %v", pfx.Addr().Next(), err)
+		}
 	}
 	// Restart the arbiter: the trades are still there, and both running
 	// agents reconnect and receive the next trade.
-	if err := x.RestartArbiter(ctx); err != nil {
+	// The buyer keeps the traded routes through it (graceful restart): every
+	// lookup during the restart still goes to the seller.
+	dst := netip.MustParsePrefix(seller.Prefixes[0]).Addr().Next()
+	sampling, lookups, wrong := make(chan struct{}), 0, []string{}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			via, err := x.RouteVia(ctx, buyer, dst)
+			lookups++
+			if err != nil || via != seller.Host.Addr4() {
+				wrong = append(wrong, fmt.Sprintf("%v (%v)", via, err))
+			}
+		}
+	}()
+	err = x.RestartArbiter(ctx)
+	if err == nil {
+		err = x.WaitRoutes(ctx, 30*time.Second)
+	}
+	close(sampling)
+	<-sampled
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(wrong) > 0 || lookups < 10 {
+		t.Errorf("%d of %d lookups during the arbiter restart did not go via the seller, e.g. %v", len(wrong), lookups, wrong[:min(len(wrong), 3)])
 	}
 	out, err := x.Operator(ctx, "trades")
 	if err != nil || strings.Count(out, "AS64501") != 2 {
