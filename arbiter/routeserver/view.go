@@ -35,8 +35,16 @@ func (s *Session) Established() bool { return s.State == "Established" }
 
 // Sessions lists every member session, by ASN and address.
 func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	s.end()
 	s.mu.Lock()
 	out := make([]Session, 0, len(s.nbrs))
+	addPath := map[uint32]bool{}
+	for asn, m := range s.members {
+		addPath[asn] = m.AddPathReceive
+	}
 	for _, n := range s.nbrs {
 		out = append(out, Session{
 			ASN: n.asn, Address: n.addr, State: stateName(n.state, n.admin),
@@ -50,29 +58,34 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 		}
 		return a.Address.Compare(b.Address)
 	})
-	if err := s.begin(); err != nil {
-		return out, err
+	// Sent follows the export policy: a buyer's session of the path's
+	// family gets it; without ADD-PATH only one path per prefix. (GoBGP's
+	// own Advertised counter counts before the policy.)
+	paths := map[uint32]map[netip.Prefix]int{}
+	for _, p := range s.Announced() {
+		for _, b := range p.Buyers {
+			if paths[b] == nil {
+				paths[b] = map[netip.Prefix]int{}
+			}
+			paths[b][p.Prefix]++
+		}
 	}
-	defer s.end()
-	sent := map[netip.Addr]int{}
-	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
-		if p.State == nil || p.State.SessionState != api.PeerState_ESTABLISHED {
-			return
+	for i := range out {
+		if !out[i].Established() {
+			continue
 		}
-		a, err := netip.ParseAddr(p.State.NeighborAddress)
-		if err != nil {
-			return
-		}
-		for _, af := range p.AfiSafis {
-			if af.State != nil {
-				sent[a.Unmap()] += int(af.State.Advertised)
+		for p, n := range paths[out[i].ASN] {
+			if p.Addr().Is4() != out[i].Address.Is4() {
+				continue
+			}
+			if addPath[out[i].ASN] {
+				out[i].Sent += n
+			} else {
+				out[i].Sent++
 			}
 		}
-	})
-	for i := range out {
-		out[i].Sent = sent[out[i].Address]
 	}
-	return out, err
+	return out, nil
 }
 
 func stateName(st api.PeerState_SessionState, admin api.PeerState_AdminState) string {

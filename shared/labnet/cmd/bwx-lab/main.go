@@ -1,8 +1,10 @@
 // Command bwx-lab brings up a local bwx exchange in network namespaces: a
-// trading switch, an arbiter, two sellers and a buyer, each member with its
-// agent. It shows a trade happening by hand-placed orders, then keeps the
-// lab running for you to explore until Ctrl-C (or stops at once with
-// --once). Run it through scripts/lab, as root.
+// trading switch, an arbiter with its route server, two sellers whose BIRD
+// announce their customer routes, a buyer, and an upstream that is everyone's
+// default path; each member runs its agent. It shows trades made by
+// hand-placed orders and the buyer's traffic moving from the upstream to the
+// seller, then keeps the lab running for you to explore until Ctrl-C (or
+// stops at once with --once). Run it through scripts/lab, as root.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -80,20 +83,51 @@ func run(once, keep bool) (err error) {
 	for _, m := range x.Members {
 		fmt.Printf("    AS%-6d %-16s %s, %s  %s  %s\n", m.ASN, m.Host.Netns, m.Host.Addr4(), m.Host.Addr6(), m.Capacity, strings.Join(m.Prefixes, " "))
 	}
+	step("sellers' BIRD announce their customer routes to the route server (bwx-arbiter bgp sessions)")
+	if err := x.WaitRoutes(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	out, err := x.Operator(ctx, "bgp", "sessions")
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(out))
 	seller, buyer := x.Member("seller-a"), x.Member("buyer")
 	for _, prefix := range seller.Prefixes {
+		dst := netip.MustParsePrefix(prefix).Addr().Next()
+		before, _ := x.RouteVia(ctx, buyer, dst)
 		step("AS%d offers capacity toward %s; AS%d bids for it", seller.ASN, prefix, buyer.ASN)
 		r, err := x.DemoTrade(ctx, seller, buyer, prefix)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("    buyer agent:  %s\n    seller agent: %s\n", r.BuyerLine, r.SellerLine)
+		gw := seller.Host.Addr4()
+		if dst.Is6() {
+			gw = seller.Host.Addr6()
+		}
+		if err := x.WaitRouteVia(ctx, buyer, dst, gw, 30*time.Second); err != nil {
+			return err
+		}
+		fmt.Printf("    buyer's route to %v: via %v (upstream) before the trade, via %v (seller) now\n", dst, before, gw)
 	}
-	out, err := x.Operator(ctx, "trades")
+	out, err = x.Operator(ctx, "trades")
 	if err != nil {
 		return err
 	}
 	step("trades on the exchange (bwx-arbiter trades)")
+	fmt.Print(indent(out))
+	out, err = x.Operator(ctx, "bgp", "sent", fmt.Sprint(buyer.ASN))
+	if err != nil {
+		return err
+	}
+	step("what the route server sends the buyer (bwx-arbiter bgp sent %d)", buyer.ASN)
+	fmt.Print(indent(out))
+	out, err = x.Agent(ctx, buyer, "status")
+	if err != nil {
+		return err
+	}
+	step("the buyer's agent (bwx-agent status)")
 	fmt.Print(indent(out))
 	if once {
 		return nil
@@ -103,9 +137,11 @@ The lab is running. Try, in another shell:
   ip netns exec %[1]s %[2]s --config %[3]s trades
   ip netns exec %[1]s %[2]s --config %[3]s order buy --prefix 203.0.113.0/24 --capacity 1G --price 0.5 --duration 30d
   %[4]s --config %[5]s orders
+  %[4]s --config %[5]s bgp received %[8]d
+  ip netns exec %[1]s ip route show proto bwx
   ip netns exec %[6]s curl -s localhost:9470/metrics | grep ^bwx_
 Logs are in %[7]s. Press Ctrl-C to tear everything down.
-`, buyer.Host.Netns, bin.Agent, buyer.Config, bin.Arbiter, x.ArbiterConfig, x.Arbiter.Netns, dir)
+`, buyer.Host.Netns, bin.Agent, buyer.Config, bin.Arbiter, x.ArbiterConfig, x.Arbiter.Netns, dir, seller.ASN)
 	keep = true
 	select {
 	case <-ctx.Done():
