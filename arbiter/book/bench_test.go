@@ -2,9 +2,11 @@ package book
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -174,65 +176,94 @@ func seedStore(b *testing.B, bb *benchBook) (*store.DB, string) {
 	return db, path
 }
 
-// BenchmarkMatchDurable: the same buys through the Book: matched, then
-// committed to sqlite (WAL, synchronous=FULL) in group commits, each caller
-// answered only after its commit. 128 concurrent callers.
-func BenchmarkMatchDurable(b *testing.B) {
-	bb := makeBenchBook()
+// benchCallers are the concurrent callers of the durable benchmarks: a
+// group commit carries about half of them (the other half is matching the
+// next orders while it is written), so they set the batch size.
+var benchCallers = []int{128, 512}
+
+// startBenchBook opens the seeded store as a Book.
+func startBenchBook(b *testing.B, bb *benchBook) (*Book, *store.DB) {
 	db, _ := seedStore(b, bb)
-	defer db.Close()
 	bk, err := Start(context.Background(), db, Options{Now: func() time.Time { return benchStart.Add(-time.Hour) }, ExpireEvery: -1})
 	if err != nil {
+		db.Close()
 		b.Fatal(err)
 	}
-	defer bk.Close()
-	var seed atomic.Uint64
-	b.SetParallelism(64)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		r := rand.New(rand.NewPCG(seed.Add(1), 5))
-		for pb.Next() {
-			asn, s := bb.buy(r)
-			if _, _, err := bk.Place(context.Background(), asn, s, ""); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+	return bk, db
 }
 
-// BenchmarkBareInsertDurable is the baseline for BenchmarkMatchDurable: the
-// same order rows (and their events) written through the same group commit
-// by as many callers, with no matching.
-func BenchmarkBareInsertDurable(b *testing.B) {
-	bb := makeBenchBook()
-	db, _ := seedStore(b, bb)
-	defer db.Close()
-	bk, err := Start(context.Background(), db, Options{ExpireEvery: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bk.Close()
-	now := benchStart.Add(-time.Hour)
+// runCallers runs op from callers goroutines until b.N calls are done and
+// reports orders/s and the changes each commit carried.
+func runCallers(b *testing.B, bk *Book, callers int, op func(r *rand.Rand) error) {
 	var seed atomic.Uint64
-	b.SetParallelism(64)
+	b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(seed.Add(1), 5))
 		for pb.Next() {
-			asn, s := bb.buy(r)
-			_, err := bk.apply(func(e *Engine) (*Change, error) {
-				e.lastOrder++
-				e.lastSeq++
-				o := Order{ID: e.lastOrder, MemberASN: asn, Spec: s, Status: Cancelled, Created: now, Updated: now, Priority: e.lastOrder}
-				return &Change{New: []Order{o}, Events: []Event{{Seq: e.lastSeq, MemberASN: asn, Type: OrderAccepted, Time: now, Order: &o}}}, nil
-			})
-			if err != nil {
+			if err := op(r); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
+	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+	bk.Close() // commits and committed are the commit loop's, read once it stopped
+	if bk.commits > 0 {
+		b.ReportMetric(float64(bk.committed)/float64(bk.commits), "orders/commit")
+	}
+}
+
+// BenchmarkMatchDurable: the same buys through the Book: matched, then
+// committed to sqlite (WAL, synchronous=FULL) in group commits, each caller
+// answered only after its commit.
+func BenchmarkMatchDurable(b *testing.B) {
+	bb := makeBenchBook()
+	for _, callers := range benchCallers {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			bk, db := startBenchBook(b, bb)
+			defer db.Close()
+			defer bk.Close()
+			runCallers(b, bk, callers, func(r *rand.Rand) error {
+				asn, s := bb.buy(r)
+				_, _, err := bk.Place(context.Background(), asn, s, "")
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkBareInsertDurable is the baseline for BenchmarkMatchDurable:
+// the very rows matching writes (the buy orders, the resting orders'
+// fills, the trades, the events), computed beforehand by the same buys on
+// a copy of the book, written through the same group commit by as many
+// callers, with no matching on the way.
+func BenchmarkBareInsertDurable(b *testing.B) {
+	bb := makeBenchBook()
+	for _, callers := range benchCallers {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			bk, db := startBenchBook(b, bb)
+			defer db.Close()
+			defer bk.Close()
+			e := bb.engine(b) // numbers orders, trades and events as the store's book does
+			now := benchStart.Add(-time.Hour)
+			r := rand.New(rand.NewPCG(5, 5))
+			chs := make([]*Change, b.N)
+			for i := range chs {
+				asn, s := bb.buy(r)
+				_, _, ch, err := e.Place(now, asn, s, "", 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				chs[i] = ch
+			}
+			var next atomic.Int64
+			runCallers(b, bk, callers, func(*rand.Rand) error {
+				// Taken under the book's lock, so queued in the order made.
+				_, err := bk.apply(func(*Engine) (*Change, error) { return chs[next.Add(1)-1], nil })
+				return err
+			})
+		})
+	}
 }

@@ -76,6 +76,11 @@ type Options struct {
 type Book struct {
 	db  *store.DB
 	opt Options
+	cm  *committer // used by commitLoop only
+
+	// commits and committed count transactions and the changes they
+	// carried (batch size; read after Close).
+	commits, committed int
 
 	mu  sync.Mutex // serializes the engine; changes are queued in engine order
 	eng *Engine
@@ -109,7 +114,7 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	if opt.MaxBatch == 0 {
 		opt.MaxBatch = 1000
 	}
-	b := &Book{db: db, opt: opt, done: make(chan struct{})}
+	b := &Book{db: db, opt: opt, done: make(chan struct{}), cm: newCommitter(db)}
 	b.qcond = sync.NewCond(&b.qmu)
 	if err := b.reload(ctx); err != nil {
 		return nil, err
@@ -164,6 +169,7 @@ func (b *Book) enqueue(ch *Change) *pending {
 
 func (b *Book) commitLoop() {
 	defer close(b.done)
+	defer b.cm.close()
 	for {
 		b.qmu.Lock()
 		for len(b.queue) == 0 && !b.closing {
@@ -182,7 +188,9 @@ func (b *Book) commitLoop() {
 		for i, p := range batch {
 			chs[i] = p.ch
 		}
-		err := commitChanges(context.Background(), b.db, chs)
+		err := b.cm.commit(context.Background(), chs)
+		b.commits++
+		b.committed += len(chs)
 		if err != nil {
 			b.recover(batch, err)
 			continue

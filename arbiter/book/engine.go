@@ -43,6 +43,11 @@ type Change struct {
 	Orders []Order // orders whose state changed (fill, status, price, capacity, priority)
 	Trades []Trade
 	Events []Event
+
+	// fills are the orders in Orders whose only change is a fill that
+	// left them open: the commit writes just their filled and updated
+	// columns, which keeps the status index untouched.
+	fills []int64
 }
 
 func (c *Change) empty() bool { return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
@@ -546,6 +551,9 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 			e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
 		}
 		ch.Orders = append(ch.Orders, *r)
+		if r.Status == Open {
+			ch.fills = append(ch.fills, r.ID)
+		}
 	}
 	o.Updated = now
 	switch {

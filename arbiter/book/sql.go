@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -250,92 +251,215 @@ func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, e
 	return s, err
 }
 
-// The statements a commit runs, prepared once per transaction.
+// A commit writes a batch of changes with a few multi-row statements:
+// per-statement cost, not per-row, dominates sqlite writes, and each
+// random page a batch touches is one more WAL frame to write and fsync.
 const (
-	sqlUpsertOrder = `INSERT INTO orders (id, member_id, client_order_id, side, dest_prefix, dest_origin_asn,
-		dest_route_type, protocol, capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm,
-		max_as_hops, allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
-		priority, status, filled_bps, created_us, updated_us)
-		VALUES (?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps, price_micros = excluded.price_micros,
-		priority = excluded.priority, status = excluded.status, filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
-	sqlInsertTrade = `INSERT INTO trades (id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol,
-		capacity_bps, price_micros, start_us, end_us, created_us)
-		VALUES (?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?)`
-	sqlUpdateOrder = `UPDATE orders SET capacity_bps = ?, price_micros = ?, priority = ?, status = ?, filled_bps = ?,
-		updated_us = ? WHERE id = ?`
-	sqlEventRow   = "(?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?)"
-	eventsPerStmt = 64
+	orderCols = `id, member_id, client_order_id, side, dest_prefix, dest_origin_asn, dest_route_type, protocol,
+		capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm, max_as_hops,
+		allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
+		priority, status, filled_bps, created_us, updated_us`
+	orderRow = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	// A new order, or an existing one in its new state: only the columns
+	// an order can change are updated.
+	orderUpsert = ` ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps,
+		price_micros = excluded.price_micros, priority = excluded.priority, status = excluded.status,
+		filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
+	// A fill that left the order open: status is not in the SET list, so
+	// sqlite leaves the status index alone.
+	fillRow    = "(?,?,?)"
+	fillUpdate = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
+		WHERE orders.id = v.column1`
+	tradeCols = `id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
+		start_us, end_us, created_us`
+	tradeRow  = "(?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?)"
+	eventCols = "seq, member_id, type, trade_id, order_id, created_us"
+	eventRow  = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?)"
 )
 
-// sqlInsertEvents inserts n events in one statement: per-statement cost,
-// not per-row, dominates a commit.
-func sqlInsertEvents(n int) string {
-	return store.InsertRows("events", "seq, member_id, type, trade_id, order_id, created_us", sqlEventRow, n)
+// rowKind is one of the multi-row statements: its row width and the most
+// rows one statement carries (well under sqlite's 32766 variables).
+type rowKind struct {
+	width, max int
+	sql        func(n int) string
 }
 
-type commitStmts struct {
-	order, update, trade, events *sql.Stmt
+var (
+	kindOrder = &rowKind{28, 32, func(n int) string { return store.InsertRows("orders", orderCols, orderRow, n) + orderUpsert }}
+	kindFill  = &rowKind{3, 128, func(n int) string {
+		return fmt.Sprintf(fillUpdate, strings.TrimSuffix(strings.Repeat(fillRow+",", n), ","))
+	}}
+	kindTrade = &rowKind{12, 64, func(n int) string { return store.InsertRows("trades", tradeCols, tradeRow, n) }}
+	kindEvent = &rowKind{6, 128, func(n int) string { return store.InsertRows("events", eventCols, eventRow, n) }}
+)
+
+type stmtKey struct {
+	kind *rowKind
+	n    int
 }
 
-func prepareCommit(ctx context.Context, tx *sql.Tx) (*commitStmts, error) {
-	var s commitStmts
-	for _, p := range []struct {
-		dst **sql.Stmt
-		sql string
-	}{{&s.order, sqlUpsertOrder}, {&s.update, sqlUpdateOrder}, {&s.trade, sqlInsertTrade},
-		{&s.events, sqlInsertEvents(eventsPerStmt)}} {
-		st, err := tx.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return nil, err
-		}
-		*p.dst = st
+// committer writes batches of changes. It keeps its statements prepared
+// across transactions; statements come in power-of-two row counts so a
+// batch of any size needs a handful of shapes.
+type committer struct {
+	db    *store.DB
+	conn  *sql.Conn // the connection commits run on, nil until the first
+	stmts map[stmtKey]*sql.Stmt
+	args  []any
+}
+
+func newCommitter(db *store.DB) *committer {
+	return &committer{db: db, stmts: map[stmtKey]*sql.Stmt{}}
+}
+
+func (c *committer) close() {
+	for _, st := range c.stmts {
+		st.Close()
 	}
-	return &s, nil
+	clear(c.stmts)
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
 }
 
-// commitChanges writes a batch of changes in one transaction, in order.
-func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
-		st, err := prepareCommit(ctx, tx)
+// tx runs fn in a transaction on the committer's own connection, whose
+// statement journals stay in memory: a multi-row statement journals every
+// page it touches (to undo itself on a constraint error), and past 64 KiB
+// sqlite spills that journal to a temporary file, one write per page. It
+// is not the durable record: the WAL is, and it is fsynced at commit as
+// before.
+func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	if c.conn == nil {
+		conn, err := c.db.Conn(ctx)
 		if err != nil {
 			return err
 		}
-		var events []any
-		flush := func(full bool) error {
-			for len(events) >= 6*eventsPerStmt || (!full && len(events) > 0) {
-				n := min(len(events)/6, eventsPerStmt)
-				st := st.events
-				if n < eventsPerStmt {
-					var err error
-					if st, err = tx.PrepareContext(ctx, sqlInsertEvents(n)); err != nil {
-						return err
-					}
-				}
-				if _, err := st.ExecContext(ctx, events[:6*n]...); err != nil {
-					return fmt.Errorf("events: %w", err)
-				}
-				events = events[6*n:]
-			}
-			return nil
+		// The pages a commit touches are spread over the indexes; 64 MiB
+		// of cache keeps them from being read back from the file. The
+		// store's background checkpointer copies the WAL into the file;
+		// this connection checkpoints itself (inside a commit that callers
+		// wait for) only if the WAL outgrows 4000 frames (16 MiB).
+		if _, err := conn.ExecContext(ctx, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000"); err != nil {
+			conn.Close()
+			return err
 		}
+		c.conn = conn
+	}
+	tx, err := c.conn.BeginTx(ctx, nil)
+	if err != nil {
+		// A broken connection is replaced at the next commit.
+		c.conn.Close()
+		c.conn = nil
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err == nil {
+		c.db.Wrote()
+	}
+	return err
+}
+
+// exec writes args (whole rows of k) with as few statements as it can.
+func (c *committer) exec(ctx context.Context, tx *sql.Tx, k *rowKind, args []any) error {
+	for rows := len(args) / k.width; rows > 0; {
+		n := 1
+		for n*2 <= min(rows, k.max) {
+			n *= 2
+		}
+		key := stmtKey{k, n}
+		st := c.stmts[key]
+		if st == nil {
+			var err error
+			if st, err = c.db.PrepareContext(ctx, k.sql(n)); err != nil {
+				return err
+			}
+			c.stmts[key] = st
+		}
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args[:n*k.width]...); err != nil {
+			return err
+		}
+		args, rows = args[n*k.width:], rows-n
+	}
+	return nil
+}
+
+// orderWrite is an order's last state in a batch; fill says every change
+// to it in the batch was a fill that left it open.
+type orderWrite struct {
+	o    Order
+	fill bool
+}
+
+// collapse keeps only the last state of each order the batch touches: the
+// transaction is atomic, so the states in between are never visible.
+func collapse(chs []*Change) []orderWrite {
+	idx := map[int64]int{}
+	var ws []orderWrite
+	for _, ch := range chs {
+		for _, o := range ch.New {
+			idx[o.ID] = len(ws)
+			ws = append(ws, orderWrite{o: o})
+		}
+		for _, o := range ch.Orders {
+			fill := slices.Contains(ch.fills, o.ID)
+			if i, ok := idx[o.ID]; ok {
+				ws[i].o, ws[i].fill = o, ws[i].fill && fill
+				continue
+			}
+			idx[o.ID] = len(ws)
+			ws = append(ws, orderWrite{o: o, fill: fill})
+		}
+	}
+	return ws
+}
+
+// commit writes a batch of changes in one transaction: orders first, as
+// trades and events refer to them, then trades, then events.
+func (c *committer) commit(ctx context.Context, chs []*Change) error {
+	ws := collapse(chs)
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		a := c.args[:0]
+		defer func() { c.args = a[:0] }()
+		for _, w := range ws {
+			if !w.fill {
+				a = appendOrder(a, w.o)
+			}
+		}
+		if err := c.exec(ctx, tx, kindOrder, a); err != nil {
+			return fmt.Errorf("orders: %w", err)
+		}
+		a = a[:0]
+		for _, w := range ws {
+			if w.fill {
+				a = append(a, w.o.ID, w.o.FilledBps, store.Micros(w.o.Updated))
+			}
+		}
+		if err := c.exec(ctx, tx, kindFill, a); err != nil {
+			return fmt.Errorf("order fills: %w", err)
+		}
+		a = a[:0]
 		for _, ch := range chs {
-			for _, o := range ch.New {
-				if err := upsertOrder(ctx, st.order, o); err != nil {
-					return fmt.Errorf("order %d: %w", o.ID, err)
-				}
-			}
-			for _, o := range ch.Orders {
-				if _, err := st.update.ExecContext(ctx, o.Spec.CapacityBps, o.Spec.PriceMicros, o.Priority, o.Status, o.FilledBps,
-					store.Micros(o.Updated), o.ID); err != nil {
-					return fmt.Errorf("order %d: %w", o.ID, err)
-				}
-			}
 			for _, t := range ch.Trades {
-				if err := insertTrade(ctx, st, t); err != nil {
-					return fmt.Errorf("trade %d: %w", t.ID, err)
-				}
+				a = appendTrade(a, t)
 			}
+		}
+		if err := c.exec(ctx, tx, kindTrade, a); err != nil {
+			return fmt.Errorf("trades: %w", err)
+		}
+		a = a[:0]
+		for _, ch := range chs {
 			for _, e := range ch.Events {
 				var trade, order any
 				if e.Trade != nil {
@@ -344,20 +468,25 @@ func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
 				if e.Order != nil {
 					order = e.Order.ID
 				}
-				events = append(events, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time))
-			}
-			// Events refer to this change's orders and trades, which are
-			// written by now; later changes may update those rows, never
-			// remove them.
-			if err := flush(true); err != nil {
-				return err
+				a = append(a, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time))
 			}
 		}
-		return flush(false)
+		if err := c.exec(ctx, tx, kindEvent, a); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		return nil
 	})
 }
 
-func upsertOrder(ctx context.Context, st *sql.Stmt, o Order) error {
+// commitChanges writes one batch with statements of its own (loading and
+// tests; the Book keeps a committer).
+func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
+	c := newCommitter(db)
+	defer c.close()
+	return c.commit(ctx, chs)
+}
+
+func appendOrder(a []any, o Order) []any {
 	s := o.Spec
 	var prefix, origin, rtype, client any
 	switch d := s.Destination; {
@@ -371,19 +500,17 @@ func upsertOrder(ctx context.Context, st *sql.Stmt, o Order) error {
 	if o.ClientOrderID != "" {
 		client = o.ClientOrderID
 	}
-	_, err := st.ExecContext(ctx, o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
+	return append(a, o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
 		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
 		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
 		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Priority, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
-	return err
 }
 
-func insertTrade(ctx context.Context, st *commitStmts, t Trade) error {
+func appendTrade(a []any, t Trade) []any {
 	ps := make([]string, len(t.Prefixes))
 	for i, p := range t.Prefixes {
 		ps[i] = p.String()
 	}
-	_, err := st.trade.ExecContext(ctx, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
+	return append(a, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
 		t.Protocol, t.CapacityBps, t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
-	return err
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOpenIsWALWithForeignKeys(t *testing.T) {
@@ -112,4 +114,51 @@ func TestTxRollsBackOnError(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("rolled-back insert left %d rows", n)
 	}
+}
+
+// Committed transactions reach the database file without waiting for the
+// writer's own checkpoint, which sqlite runs only once the WAL holds 1000
+// frames: the background checkpointer copies them.
+func TestCheckpointsInBackground(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bwx.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 1.6 MB: some 400 pages, well under the writer's 1000 frames.
+	pad := strings.Repeat("x", 4000)
+	err = db.Tx(context.Background(), func(tx *sql.Tx) error {
+		for i := 0; i < 400; i++ {
+			if _, err := tx.Exec("INSERT INTO members (asn, name, created_us) VALUES (?, ?, 0)", 64500+i, pad); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() >= before.Size()+1_500_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file is %d bytes 10 s after the commit (%d before): not checkpointed", fi.Size(), before.Size())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // a second Close must not hang
 }
