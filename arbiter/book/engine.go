@@ -22,6 +22,41 @@ type MemberInfo struct {
 	Capacity int64 // of its switch port, bits/s
 	Routers  []netip.Addr
 	Routes   []registry.Prefix
+
+	restricted int8 // 0 unknown, 1 some route has an allow list, -1 none
+}
+
+// sellable keeps the traded prefixes buyer may buy from this member: a
+// registered route with an allow list (the routing policy) sells only to the
+// members on it. Most members have none, so that is checked once.
+func (m *MemberInfo) sellable(buyer uint32, prefixes []netip.Prefix) []netip.Prefix {
+	if m.restricted == 0 {
+		m.restricted = -1
+		for _, r := range m.Routes {
+			if len(r.AllowedBuyers) > 0 {
+				m.restricted = 1
+				break
+			}
+		}
+	}
+	if m.restricted < 0 {
+		return prefixes
+	}
+	var out []netip.Prefix
+	for _, p := range prefixes {
+		// The most specific registered route covering p sets its policy.
+		var best *registry.Prefix
+		for i := range m.Routes {
+			r := &m.Routes[i]
+			if r.Prefix.Bits() <= p.Bits() && r.Prefix.Contains(p.Addr()) && (best == nil || r.Prefix.Bits() > best.Prefix.Bits()) {
+				best = r
+			}
+		}
+		if best != nil && best.MayBuy(buyer) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // QualitySource answers a path's measured quality: through seller toward
@@ -195,7 +230,9 @@ func (e *Engine) routesOf(o *Order) []registry.Prefix {
 			// A sell for a prefix is served by the route that covers it and
 			// trades that prefix.
 			if r.Prefix.Bits() <= d.Prefix.Bits() && r.Prefix.Contains(d.Prefix.Addr()) {
-				out = append(out, registry.Prefix{Prefix: d.Prefix, MemberASN: r.MemberASN, Type: r.Type, OriginASN: r.OriginASN})
+				sub := r // keeps the route's type, origin and policy
+				sub.Prefix = d.Prefix
+				out = append(out, sub)
 				break
 			}
 		} else if d.Includes(r) {
@@ -407,15 +444,16 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		if !Compatible(buy.Spec, sell.Spec) {
 			return
 		}
+		sm := e.members[sell.MemberASN]
+		if sm == nil {
+			return
+		}
 		prefixes := via
 		if prefixes == nil {
-			sm := e.members[sell.MemberASN]
-			if sm == nil {
-				return
-			}
-			if prefixes = TradedPrefixes(buy.Spec, sell.Spec, sm.Routes); len(prefixes) == 0 {
-				return
-			}
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, sm.Routes)
+		}
+		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
+			return
 		}
 		c := candidate{order: r, prefixes: prefixes}
 		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {

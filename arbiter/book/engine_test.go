@@ -2,6 +2,7 @@ package book_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -371,5 +372,67 @@ func TestPortCapacityOverTime(t *testing.T) {
 	}
 	if p := e.PortPeak(1, t0, t0.Add(30*day)); p != 6*Gbps {
 		t.Fatalf("seller port peak %d, want 6G", p)
+	}
+}
+
+// A registered route with an allow list (its routing policy) sells only to
+// the members on it: by prefix, inside it, and among a route-type buy's
+// prefixes, whichever side arrives first.
+func TestAllowListLimitsBuyers(t *testing.T) {
+	restrict := func(e *book.Engine) {
+		ms := e.Members()
+		m := *ms[64501]
+		m.Routes = append([]registry.Prefix(nil), m.Routes...)
+		m.Routes[0].AllowedBuyers = []uint32{64511} // 198.51.100.0/24
+		ms[64501] = &m
+		e.SetMembers(ms)
+	}
+	cases := []struct {
+		name    string
+		buyer   uint32
+		dest    book.Destination
+		wantPfx []string // nil: no trade
+	}{
+		{"allowed buyer", 64511, book.Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}, []string{"198.51.100.0/24"}},
+		{"other buyer", 64510, book.Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}, nil},
+		{"other buyer, more specific", 64510, book.Destination{Prefix: netip.MustParsePrefix("198.51.100.128/25")}, nil},
+		{"other buyer by route type gets the rest", 64510, book.Destination{RouteType: registry.Customer}, []string{"203.0.113.0/24"}},
+		{"allowed buyer by route type gets both", 64511, book.Destination{RouteType: registry.Customer}, []string{"198.51.100.0/24", "203.0.113.0/24"}},
+	}
+	for _, c := range cases {
+		for _, sellFirst := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/sell first %v", c.name, sellFirst), func(t *testing.T) {
+				e := engine(t)
+				restrict(e)
+				s := spec(book.Sell, "198.51.100.0/24", Gbps, 1)
+				s.Destination = book.Destination{RouteType: registry.Customer}
+				b := spec(book.Buy, "198.51.100.0/24", Gbps, 10)
+				b.Destination = c.dest
+				var trades []book.Trade
+				if sellFirst {
+					place(t, e, 64501, s)
+					_, trades = place(t, e, c.buyer, b)
+				} else {
+					place(t, e, c.buyer, b)
+					_, trades = place(t, e, 64501, s)
+				}
+				if c.wantPfx == nil {
+					if len(trades) != 0 {
+						t.Fatalf("trades %+v, want none", trades)
+					}
+					return
+				}
+				if len(trades) != 1 {
+					t.Fatalf("trades %+v, want one", trades)
+				}
+				var got []string
+				for _, p := range trades[0].Prefixes {
+					got = append(got, p.String())
+				}
+				if !equal(got, c.wantPfx) {
+					t.Fatalf("traded prefixes %v, want %v", got, c.wantPfx)
+				}
+			})
+		}
 	}
 }
