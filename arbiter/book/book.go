@@ -417,6 +417,13 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 	return queryTrades(ctx, b.db, q+" ORDER BY t.id", args...)
 }
 
+// Unended returns every trade not cancelled whose delivery ends after now:
+// the running and the scheduled ones (what the route server must know of),
+// without reading the whole trade history.
+func (b *Book) Unended(ctx context.Context, now time.Time) ([]Trade, error) {
+	return queryTrades(ctx, b.db, selectTrade+" WHERE t.cancelled = 0 AND t.end_us > ? ORDER BY t.id", store.Micros(now))
+}
+
 // Events returns asn's events after seq, oldest first, at most limit.
 func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) ([]Event, error) {
 	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id, e.order_id FROM events e

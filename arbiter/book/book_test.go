@@ -171,6 +171,15 @@ func TestSellThenBuyMakesTrade(t *testing.T) {
 	if err != nil || len(evs) != 2 || evs[0].Type != book.OrderAccepted || evs[1].Trade == nil || evs[1].Trade.ID != tr.ID {
 		t.Fatalf("seller events after reopen: %+v %v; want its order accepted, then the trade", evs, err)
 	}
+	// Unended: the trade until its delivery ends, not after.
+	for _, c := range []struct {
+		at   time.Time
+		want int
+	}{{t0.Add(-time.Hour), 1}, {tr.End.Add(-time.Second), 1}, {tr.End, 0}} {
+		if un, err := f.book.Unended(ctx, c.at); err != nil || len(un) != c.want {
+			t.Errorf("Unended(%v) = %d trades, %v; want %d", c.at, len(un), err, c.want)
+		}
+	}
 	// Idempotent placement: the same client id returns the first order.
 	again, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 7_000_000), "b1")
 	if err != nil || again.ID != buy.ID || len(trades) != 1 {

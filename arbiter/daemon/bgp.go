@@ -398,18 +398,7 @@ func (b *bgpSide) onRoute(e routeserver.RouteEvent) {
 type tradeSource struct{ bk *book.Book }
 
 func (s *tradeSource) Trades(ctx context.Context, now time.Time) ([]book.Trade, error) {
-	// The book has no "not yet ended" query; filter here.
-	all, err := s.bk.Trades(ctx, 0, false)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, t := range all {
-		if !t.Cancelled && t.End.After(now) {
-			out = append(out, t)
-		}
-	}
-	return out, nil
+	return s.bk.Unended(ctx, now)
 }
 
 // collector exports the route server's state at scrape time.
