@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
@@ -60,6 +59,9 @@ type Options struct {
 	Now func() time.Time
 	// Notify receives the events of each change after it is committed.
 	Notify func([]Event)
+	// Quality answers measured path quality; nil: the quality matrix in
+	// the same store.
+	Quality QualitySource
 	// Freshness is how old a measurement may be and still count.
 	Freshness time.Duration
 	// ExpireEvery is how often orders past their delivery end are expired
@@ -138,7 +140,10 @@ func (b *Book) reload(ctx context.Context) error {
 		return fmt.Errorf("loading the order book: %w", err)
 	}
 	e := NewEngine()
-	e.Quality = &sqlQuality{db: b.db, fresh: b.opt.Freshness}
+	e.Quality = b.opt.Quality
+	if e.Quality == nil {
+		e.Quality = matrixQuality{quality.New(b.db), b.opt.Freshness}
+	}
 	e.Restore(s)
 	b.eng, b.err = e, nil
 	return nil
@@ -471,38 +476,19 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	return out, nil
 }
 
-// sqlQuality reads measured quality from the measurements table.
-type sqlQuality struct {
-	db    *store.DB
+// matrixQuality asks the quality matrix, which prefers the buyer's own
+// measurements of the path and falls back to the exchange's pooled view.
+type matrixQuality struct {
+	m     *quality.Matrix
 	fresh time.Duration
 }
 
-func (q *sqlQuality) Measured(seller uint32, prefixes []netip.Prefix, now time.Time) *Measured {
-	m, err := measured(context.Background(), q.db, seller, prefixes, now.Add(-q.fresh))
-	if err != nil {
+func (q matrixQuality) Measured(buyer, seller uint32, prefixes []netip.Prefix, now time.Time) *Measured {
+	c, err := q.m.PathQuality(context.Background(), buyer, seller, prefixes, now.Add(-q.fresh))
+	if err != nil || c == nil {
 		return nil // unmeasured: fails any quality limit, which is the safe side
 	}
-	return m
-}
-
-// measured averages the fresh measurements through seller toward prefixes.
-func measured(ctx context.Context, q registry.Querier, seller uint32, prefixes []netip.Prefix, since time.Time) (*Measured, error) {
-	ps := make([]any, 0, len(prefixes)+2)
-	ps = append(ps, seller, store.Micros(since))
-	for _, p := range prefixes {
-		ps = append(ps, p.String())
-	}
-	var m Measured
-	var lat, jit, loss, hops *float64
-	err := q.QueryRowContext(ctx, `SELECT count(*), avg(latency_us), avg(jitter_us), avg(loss_ppm), max(as_hops)
-		FROM measurements WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
-		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",")+`)`, ps...).
-		Scan(&m.Samples, &lat, &jit, &loss, &hops)
-	if err != nil || m.Samples == 0 {
-		return nil, err
-	}
-	m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops = int64(*lat), int64(*jit), int32(*loss), int32(*hops)
-	return &m, nil
+	return &Measured{LatencyUs: c.LatencyUs, JitterUs: c.JitterUs, LossPPM: c.LossPPM, ASHops: c.ASHops, Samples: c.Samples}
 }
 
 // OpenCount is the number of orders resting in the book.

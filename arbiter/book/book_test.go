@@ -244,7 +244,7 @@ func TestFOKAndIOC(t *testing.T) {
 func TestQualityLimitNeedsMeasurement(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", Gbps, 1), ""); err != nil {
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 3*Gbps, 1), ""); err != nil {
 		t.Fatal(err)
 	}
 	b := spec(book.Buy, "198.51.100.0/24", Gbps, 10)
@@ -256,6 +256,27 @@ func TestQualityLimitNeedsMeasurement(t *testing.T) {
 	b.Quality.AllowUnverified = true
 	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 1 {
 		t.Fatalf("allow_unverified did not trade: %v %v", trades, err)
+	}
+	b.Quality.AllowUnverified = false
+	// A measurement from another member's agent (10 ms) counts when the
+	// buyer has none of its own; the buyer's own (30 ms) wins over it.
+	measure := func(reporter uint32, key string, latUs int64) {
+		t.Helper()
+		_, err := f.db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
+			latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent)
+			VALUES ((SELECT id FROM members WHERE asn = ?), ?, (SELECT id FROM members WHERE asn = ?), '198.51.100.0/24', '198.51.100.1', ?, ?, 0, 0, 2, 3, 10)`,
+			reporter, key, seller, store.Micros(f.clock().Add(-time.Minute)), latUs)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	measure(seller2, "other", 10_000)
+	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 1 {
+		t.Fatalf("the exchange's view (10 ms) did not trade under a 20 ms limit: %v %v", trades, err)
+	}
+	measure(buyer, "own", 30_000)
+	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 0 {
+		t.Fatalf("the buyer's own 30 ms did not stop a 20 ms limit: %v %v", trades, err)
 	}
 }
 

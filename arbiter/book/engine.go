@@ -62,14 +62,14 @@ func (m *MemberInfo) sellable(buyer uint32, prefixes []netip.Prefix) []netip.Pre
 // QualitySource answers a path's measured quality: through seller toward
 // prefixes, as of now. nil means no fresh measurement.
 type QualitySource interface {
-	Measured(seller uint32, prefixes []netip.Prefix, now time.Time) *Measured
+	Measured(buyer, seller uint32, prefixes []netip.Prefix, now time.Time) *Measured
 }
 
 // NoQuality knows no measurements.
 type NoQuality struct{}
 
 // Measured implements QualitySource.
-func (NoQuality) Measured(uint32, []netip.Prefix, time.Time) *Measured { return nil }
+func (NoQuality) Measured(uint32, uint32, []netip.Prefix, time.Time) *Measured { return nil }
 
 // Change is what one operation did, made durable as a unit before anyone
 // is told it happened.
@@ -457,7 +457,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		c := candidate{order: r, prefixes: prefixes}
 		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {
-			c.measured = e.Quality.Measured(sell.MemberASN, prefixes, now)
+			c.measured = e.Quality.Measured(buy.MemberASN, sell.MemberASN, prefixes, now)
 		}
 		if !buy.Spec.Quality.Meets(c.measured) {
 			return
@@ -724,7 +724,7 @@ func (e *Engine) Offers(now time.Time, asn uint32, spec Spec) ([]Offer, error) {
 		}
 		m := c.measured
 		if m == nil {
-			m = e.Quality.Measured(c.order.MemberASN, c.prefixes, now)
+			m = e.Quality.Measured(asn, c.order.MemberASN, c.prefixes, now)
 		}
 		out = append(out, Offer{Order: *c.order, Prefixes: c.prefixes, AvailableBps: avail, Measured: m})
 	}

@@ -16,7 +16,7 @@ import (
 
 type quality map[uint32]*book.Measured
 
-func (q quality) Measured(seller uint32, _ []netip.Prefix, _ time.Time) *book.Measured {
+func (q quality) Measured(_, seller uint32, _ []netip.Prefix, _ time.Time) *book.Measured {
 	return q[seller]
 }
 
