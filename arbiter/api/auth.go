@@ -151,6 +151,7 @@ type Metrics struct {
 	Requests    *prometheus.CounterVec
 	Latency     *prometheus.HistogramVec
 	Subscribers prometheus.Gauge
+	book        bookMetrics // metrics.go
 }
 
 // NewMetrics registers the API metrics with reg.
@@ -168,6 +169,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.Requests, m.Latency, m.Subscribers)
+	m.book = newBookMetrics(reg)
 	return m
 }
 

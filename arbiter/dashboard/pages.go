@@ -1,0 +1,534 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// ---- members and sessions
+
+type memberRow struct {
+	registry.Member
+	Prefixes     int
+	OpenOrders   int
+	ActiveTrades int
+	Sessions     []Session
+}
+
+type membersData struct {
+	Members     []memberRow
+	BGP         bool
+	SessionsErr string
+}
+
+func (s *Server) membersPage(ctx context.Context, v Viewer, _ *http.Request) (any, error) {
+	var ms []registry.Member
+	if v.Operator {
+		var err error
+		if ms, err = s.reg.Members(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		m, err := s.reg.Member(ctx, v.ASN)
+		if err != nil {
+			return nil, err
+		}
+		ms = []registry.Member{m}
+	}
+	counts, err := s.memberCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bv, err := s.book(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := membersData{BGP: s.o.Sessions != nil}
+	bySession := map[uint32][]Session{}
+	if s.o.Sessions != nil {
+		ss, err := s.o.Sessions.Sessions(ctx)
+		if err != nil {
+			d.SessionsErr = err.Error()
+		}
+		for _, x := range ss {
+			if v.sees(x.ASN) {
+				bySession[x.ASN] = append(bySession[x.ASN], x)
+			}
+		}
+	}
+	for _, m := range ms {
+		c := counts[m.ASN]
+		d.Members = append(d.Members, memberRow{Member: m, Prefixes: c[0], OpenOrders: bv.open[m.ASN], ActiveTrades: c[1], Sessions: bySession[m.ASN]})
+	}
+	return d, nil
+}
+
+// memberCounts is each member's prefixes and active trades, one pass over
+// each table (the open orders come with the book's aggregation).
+func (s *Server) memberCounts(ctx context.Context) (map[uint32][2]int, error) {
+	now := store.Micros(s.o.Now())
+	counts := map[uint32][2]int{}
+	for i, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`SELECT m.asn, count(*) FROM prefixes p JOIN members m ON m.id = p.member_id GROUP BY m.asn`, nil},
+		{`SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
+			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, []any{now}},
+	} {
+		rs, err := s.o.DB.QueryContext(ctx, q.sql, q.args...)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			var asn uint32
+			var n int
+			if err := rs.Scan(&asn, &n); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			c := counts[asn]
+			c[i] = n
+			counts[asn] = c
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return counts, nil
+}
+
+// ---- book depth and the anonymous market tape
+
+type bookData struct {
+	Rows         []DepthRow
+	Shown, Total int
+	Orders       int
+	Query        string
+	Tape         []tapeRow
+}
+
+type tapeRow struct {
+	Prefixes    string
+	Protocol    string
+	CapacityBps int64
+	PriceMicros int64
+	Created     time.Time
+}
+
+func (s *Server) bookPage(ctx context.Context, _ Viewer, r *http.Request) (any, error) {
+	rows, err := s.Depth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := bookData{Query: strings.TrimSpace(r.URL.Query().Get("q"))}
+	for _, x := range rows {
+		d.Orders += x.BuyOrders + x.SellOrders
+	}
+	if d.Query != "" {
+		// A filtered copy: rows are shared with the cache.
+		var kept []DepthRow
+		for _, x := range rows {
+			if strings.Contains(x.Destination, d.Query) {
+				kept = append(kept, x)
+			}
+		}
+		rows = kept
+	}
+	d.Total = len(rows)
+	d.Rows = rows[:min(len(rows), s.o.DepthRows)]
+	d.Shown = len(d.Rows)
+	rs, err := s.o.DB.QueryContext(ctx, `SELECT prefixes, protocol, capacity_bps, price_micros, created_us FROM trades ORDER BY id DESC LIMIT 50`)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var t tapeRow
+		var proto int
+		var created int64
+		if err := rs.Scan(&t.Prefixes, &proto, &t.CapacityBps, &t.PriceMicros, &created); err != nil {
+			return nil, err
+		}
+		t.Protocol, t.Created = book.Protocol(proto).String(), store.Time(created)
+		t.Prefixes = strings.ReplaceAll(t.Prefixes, ",", ", ")
+		d.Tape = append(d.Tape, t)
+	}
+	return d, rs.Err()
+}
+
+// ---- trades
+
+type tradeRow struct {
+	ID                    int64
+	BuyerASN, SellerASN   uint32
+	BuyerName, SellerName string
+	Prefixes              string
+	Protocol              string
+	CapacityBps           int64
+	PriceMicros           int64
+	Start, End, Created   time.Time
+	Status                string
+}
+
+// trades lists the viewer's trades (every trade for the operator), newest
+// first; id > 0 picks one.
+func (s *Server) trades(ctx context.Context, v Viewer, id int64, limit int) ([]tradeRow, error) {
+	q := `SELECT t.id, b.asn, b.name, s.asn, s.name, t.prefixes, t.protocol, t.capacity_bps, t.price_micros,
+		t.start_us, t.end_us, t.cancelled, t.created_us
+		FROM trades t JOIN members b ON b.id = t.buyer_id JOIN members s ON s.id = t.seller_id WHERE 1`
+	var args []any
+	if !v.Operator {
+		q += ` AND (b.asn = ? OR s.asn = ?)`
+		args = append(args, v.ASN, v.ASN)
+	}
+	if id > 0 {
+		q += ` AND t.id = ?`
+		args = append(args, id)
+	}
+	q += ` ORDER BY t.id DESC LIMIT ?`
+	args = append(args, limit)
+	rs, err := s.o.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	now := s.o.Now()
+	var out []tradeRow
+	for rs.Next() {
+		var t tradeRow
+		var proto int
+		var start, end, created int64
+		var cancelled bool
+		if err := rs.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &proto,
+			&t.CapacityBps, &t.PriceMicros, &start, &end, &cancelled, &created); err != nil {
+			return nil, err
+		}
+		t.Protocol, t.Start, t.End, t.Created = book.Protocol(proto).String(), store.Time(start), store.Time(end), store.Time(created)
+		t.Prefixes = strings.ReplaceAll(t.Prefixes, ",", ", ")
+		switch {
+		case cancelled:
+			t.Status = "cancelled"
+		case now.Before(t.Start):
+			t.Status = "pending"
+		case !now.Before(t.End):
+			t.Status = "ended"
+		default:
+			t.Status = "active"
+		}
+		out = append(out, t)
+	}
+	return out, rs.Err()
+}
+
+func (s *Server) tradesPage(ctx context.Context, v Viewer, _ *http.Request) (any, error) {
+	return s.trades(ctx, v, 0, 500)
+}
+
+// ---- quality matrix
+
+type heatCell struct {
+	X, Y   int
+	Fill   string
+	Title  string
+	Filled bool
+}
+
+type qualityData struct {
+	Metric   string
+	Sellers  []uint32
+	Dests    []string
+	Cells    []heatCell
+	Entries  []qualityRow
+	W, H     int
+	Age      time.Duration
+	Legend   []legendStop
+	Cut      bool
+	AllDests int
+}
+
+type qualityRow struct {
+	ViaASN    uint32
+	Prefix    string
+	LatencyUs int64
+	JitterUs  int64
+	LossPPM   int32
+	ASHops    int32
+	Samples   int
+	Last      time.Time
+}
+
+type legendStop struct {
+	Label string
+	Fill  string
+	X     int
+}
+
+// heatmap geometry, in SVG user units.
+const (
+	heatCellW, heatCellH = 22, 18
+	heatLeft, heatTop    = 80, 120
+	heatMaxCols          = 120
+)
+
+func (s *Server) qualityPage(ctx context.Context, _ Viewer, r *http.Request) (any, error) {
+	metric := r.URL.Query().Get("metric")
+	switch metric {
+	case "":
+		metric = "latency"
+	case "latency", "loss":
+	default:
+		return nil, badRequest{fmt.Errorf("metric: want latency or loss, got %q", metric)}
+	}
+	es, err := s.matrix.Query(ctx, 0, netip.Prefix{}, s.o.QualityAge)
+	if err != nil {
+		return nil, err
+	}
+	d := qualityData{Metric: metric, Age: s.o.QualityAge}
+	seller, dest := map[uint32]int{}, map[string]int{}
+	for _, e := range es {
+		d.Entries = append(d.Entries, qualityRow(e))
+		if _, ok := seller[e.ViaASN]; !ok {
+			seller[e.ViaASN] = 0
+			d.Sellers = append(d.Sellers, e.ViaASN)
+		}
+		if _, ok := dest[e.Prefix]; !ok {
+			dest[e.Prefix] = 0
+			d.Dests = append(d.Dests, e.Prefix)
+		}
+	}
+	slices.Sort(d.Sellers)
+	slices.SortFunc(d.Dests, comparePrefixes)
+	d.AllDests = len(d.Dests)
+	if len(d.Dests) > heatMaxCols {
+		d.Dests, d.Cut = d.Dests[:heatMaxCols], true
+	}
+	for i, a := range d.Sellers {
+		seller[a] = i
+	}
+	for i, p := range d.Dests {
+		dest[p] = i
+	}
+	for _, e := range es {
+		x, ok := dest[e.Prefix]
+		if !ok || x >= len(d.Dests) || d.Dests[x] != e.Prefix {
+			continue
+		}
+		c := heatCell{X: heatLeft + x*heatCellW, Y: heatTop + seller[e.ViaASN]*heatCellH, Filled: true,
+			Title: fmt.Sprintf("AS%d → %s: %s latency, %s loss, %d samples", e.ViaASN, e.Prefix, fmtMicros(e.LatencyUs), fmtPPM(e.LossPPM), e.Samples)}
+		if metric == "latency" {
+			c.Fill = latencyColour(e.LatencyUs)
+		} else {
+			c.Fill = lossColour(e.LossPPM)
+		}
+		d.Cells = append(d.Cells, c)
+	}
+	// Room on the right for the last column's slanted label, and for the legend.
+	d.W = max(heatLeft+max(len(d.Dests), 1)*heatCellW+110, heatLeft+6*70+40)
+	d.H = heatTop + max(len(d.Sellers), 1)*heatCellH + 50
+	if metric == "latency" {
+		for i, us := range []int64{1000, 10000, 30000, 60000, 100000, 200000} {
+			d.Legend = append(d.Legend, legendStop{Label: fmtMicros(us), Fill: latencyColour(us), X: i * 70})
+		}
+	} else {
+		for i, p := range []int32{0, 1000, 5000, 10000, 50000, 100000} {
+			d.Legend = append(d.Legend, legendStop{Label: fmtPPM(p), Fill: lossColour(p), X: i * 70})
+		}
+	}
+	return d, nil
+}
+
+func comparePrefixes(a, b string) int {
+	pa, ea := netip.ParsePrefix(a)
+	pb, eb := netip.ParsePrefix(b)
+	if ea != nil || eb != nil {
+		return strings.Compare(a, b)
+	}
+	if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(pa.Bits(), pb.Bits())
+}
+
+// ---- usage against committed capacity
+
+type usageChart struct {
+	Trade tradeRow
+	Chart chart
+	Peak  int64
+	Last  int64
+	N     int
+}
+
+type usageData struct {
+	Charts []usageChart
+	Window time.Duration
+	One    bool
+}
+
+func (s *Server) usagePage(ctx context.Context, v Viewer, r *http.Request) (any, error) {
+	var id int64
+	if t := r.URL.Query().Get("trade"); t != "" {
+		var err error
+		if id, err = strconv.ParseInt(t, 10, 64); err != nil || id <= 0 {
+			return nil, badRequest{fmt.Errorf("trade: want a trade id, got %q", t)}
+		}
+	}
+	ts, err := s.trades(ctx, v, id, 20)
+	if err != nil {
+		return nil, err
+	}
+	if id > 0 && len(ts) == 0 {
+		// Another member's trade looks like a missing one.
+		return nil, fmt.Errorf("trade %d: %w", id, registry.ErrNotFound)
+	}
+	now := s.o.Now()
+	from := now.Add(-s.o.UsageWindow)
+	stmt, err := s.o.DB.PrepareContext(ctx, `SELECT role, start_us, end_us, bps FROM usage_samples
+		WHERE trade_id = ? AND end_us > ? AND start_us < ? ORDER BY start_us, role`)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	d := usageData{Window: s.o.UsageWindow, One: id > 0}
+	for _, t := range ts {
+		lo, hi := maxTime(from, t.Start), minTime(now, t.End)
+		if !hi.After(lo) {
+			lo, hi = t.Start, t.End // not delivered in the window: show its whole period
+		}
+		rs, err := stmt.QueryContext(ctx, t.ID, store.Micros(lo), store.Micros(hi))
+		if err != nil {
+			return nil, err
+		}
+		var buyer, seller []point
+		var first int64
+		uc := usageChart{Trade: t}
+		for rs.Next() {
+			var role int
+			var st, en, bps int64
+			if err := rs.Scan(&role, &st, &en, &bps); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			if uc.N == 0 {
+				first = st
+			}
+			p := point{T: store.Time((st + en) / 2), V: bps}
+			if settle.Role(role) == settle.BuyerRole {
+				buyer = append(buyer, p)
+				uc.Last = bps
+			} else {
+				seller = append(seller, p)
+			}
+			uc.Peak = max(uc.Peak, bps)
+			uc.N++
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+		if uc.N > 0 {
+			// Start the axis at the first report, not at an empty week.
+			lo = maxTime(lo, store.Time(first))
+		}
+		uc.Chart = lineChart(lo, hi, t.CapacityBps, []series{{Name: "buyer", Class: "buyer", Points: buyer}, {Name: "seller", Class: "seller", Points: seller}})
+		d.Charts = append(d.Charts, uc)
+	}
+	return d, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// ---- invoices
+
+type invoicesData struct {
+	Invoices  []settle.Invoice
+	Exchange  []settle.Exchange
+	Operator  bool
+	Unsettled bool
+}
+
+func (s *Server) invoicesPage(ctx context.Context, v Viewer, _ *http.Request) (any, error) {
+	d := invoicesData{Operator: v.Operator}
+	asns := []uint32{v.ASN}
+	if v.Operator {
+		asns = asns[:0]
+		ms, err := s.reg.Members(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			asns = append(asns, m.ASN)
+		}
+	}
+	for _, a := range asns {
+		is, err := s.settle.Invoices(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		d.Invoices = append(d.Invoices, is...)
+	}
+	// Newest period first, then by member.
+	slices.SortStableFunc(d.Invoices, func(a, b settle.Invoice) int {
+		if c := b.Start.Compare(a.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ASN, b.ASN)
+	})
+	if v.Operator {
+		rs, err := s.o.DB.QueryContext(ctx, `SELECT DISTINCT period_start_us, period_end_us FROM settlement_runs ORDER BY period_start_us DESC`)
+		if err != nil {
+			return nil, err
+		}
+		var ps []settle.Period
+		for rs.Next() {
+			var a, b int64
+			if err := rs.Scan(&a, &b); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			ps = append(ps, settle.Period{Start: store.Time(a), End: store.Time(b)})
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			ex, err := s.settle.ExchangeStatement(ctx, p)
+			if err != nil && !errors.Is(err, settle.ErrNotSettled) {
+				return nil, err
+			}
+			if err == nil {
+				d.Exchange = append(d.Exchange, ex)
+			}
+		}
+	}
+	d.Unsettled = len(d.Invoices) == 0 && len(d.Exchange) == 0
+	return d, nil
+}
