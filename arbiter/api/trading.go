@@ -22,6 +22,19 @@ type TradingServer struct {
 	// Stopping ends open event streams when the arbiter shuts down, so a
 	// graceful stop does not wait on them.
 	Stopping <-chan struct{}
+	// Credit, if set, is asked before a buy reaches the book: a member at
+	// its credit limit places no new buys (claim 19); trades run on.
+	Credit interface {
+		MayBuy(ctx context.Context, asn uint32) error
+	}
+}
+
+// mayBuy refuses a buy from a member at its credit limit.
+func (s *TradingServer) mayBuy(ctx context.Context, asn uint32, side book.Side) error {
+	if s.Credit == nil || side != book.Buy {
+		return nil
+	}
+	return settleStatus(s.Credit.MayBuy(ctx, asn))
 }
 
 func (s *TradingServer) now() time.Time {
@@ -40,7 +53,12 @@ func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.mayBuy(ctx, asn, spec.Side); err != nil {
+		return nil, err
+	}
+	start := time.Now()
 	o, trades, err := s.Book.Place(ctx, asn, spec, r.ClientOrderId)
+	s.Metrics.observeBook("place", spec.Side, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -59,7 +77,12 @@ func (s *TradingServer) TakeOffer(ctx context.Context, r *pb.TakeOfferRequest) (
 	if spec.Side == 0 {
 		spec.Side = book.Buy
 	}
+	if err := s.mayBuy(ctx, asn, spec.Side); err != nil {
+		return nil, err
+	}
+	start := time.Now()
 	o, trades, err := s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
+	s.Metrics.observeBook("take", spec.Side, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -74,7 +97,9 @@ func (s *TradingServer) ModifyOrder(ctx context.Context, r *pb.ModifyOrderReques
 	if !c.IsMember() {
 		return nil, status.Error(codes.PermissionDenied, "only the member that placed an order may change it")
 	}
+	start := time.Now()
 	o, _, err := s.Book.Modify(ctx, c.ASN(), int64(r.OrderId), r.CapacityBps, r.PriceMicros)
+	s.Metrics.observeBook("modify", 0, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -85,7 +110,9 @@ func (s *TradingServer) CancelOrder(ctx context.Context, r *pb.CancelOrderReques
 	if r.OrderId == 0 {
 		return nil, invalidArg("order_id", "is required")
 	}
+	start := time.Now()
 	o, err := s.Book.Cancel(ctx, callerFrom(ctx).ASN(), int64(r.OrderId))
+	s.Metrics.observeBook("cancel", 0, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -73,6 +73,106 @@ func (ReporterRole) EnumDescriptor() ([]byte, []int) {
 	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{0}
 }
 
+type UseKind int32
+
+const (
+	UseKind_USE_KIND_UNSPECIFIED UseKind = 0
+	UseKind_USE_KIND_OVERUSE     UseKind = 1
+	UseKind_USE_KIND_UNDERUSE    UseKind = 2
+)
+
+// Enum value maps for UseKind.
+var (
+	UseKind_name = map[int32]string{
+		0: "USE_KIND_UNSPECIFIED",
+		1: "USE_KIND_OVERUSE",
+		2: "USE_KIND_UNDERUSE",
+	}
+	UseKind_value = map[string]int32{
+		"USE_KIND_UNSPECIFIED": 0,
+		"USE_KIND_OVERUSE":     1,
+		"USE_KIND_UNDERUSE":    2,
+	}
+)
+
+func (x UseKind) Enum() *UseKind {
+	p := new(UseKind)
+	*p = x
+	return p
+}
+
+func (x UseKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UseKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_bwx_v1_usage_proto_enumTypes[1].Descriptor()
+}
+
+func (UseKind) Type() protoreflect.EnumType {
+	return &file_bwx_v1_usage_proto_enumTypes[1]
+}
+
+func (x UseKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UseKind.Descriptor instead.
+func (UseKind) EnumDescriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{1}
+}
+
+type CreditState int32
+
+const (
+	CreditState_CREDIT_STATE_OK CreditState = 0
+	// At or above the warning percentage of the limit.
+	CreditState_CREDIT_STATE_WARNING CreditState = 1
+	// At or above the limit: new buy orders are refused.
+	CreditState_CREDIT_STATE_STOPPED CreditState = 2
+)
+
+// Enum value maps for CreditState.
+var (
+	CreditState_name = map[int32]string{
+		0: "CREDIT_STATE_OK",
+		1: "CREDIT_STATE_WARNING",
+		2: "CREDIT_STATE_STOPPED",
+	}
+	CreditState_value = map[string]int32{
+		"CREDIT_STATE_OK":      0,
+		"CREDIT_STATE_WARNING": 1,
+		"CREDIT_STATE_STOPPED": 2,
+	}
+)
+
+func (x CreditState) Enum() *CreditState {
+	p := new(CreditState)
+	*p = x
+	return p
+}
+
+func (x CreditState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CreditState) Descriptor() protoreflect.EnumDescriptor {
+	return file_bwx_v1_usage_proto_enumTypes[2].Descriptor()
+}
+
+func (CreditState) Type() protoreflect.EnumType {
+	return &file_bwx_v1_usage_proto_enumTypes[2]
+}
+
+func (x CreditState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CreditState.Descriptor instead.
+func (CreditState) EnumDescriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{2}
+}
+
 type UsageSample struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique per reporter; a repeated report with the same key is ignored.
@@ -265,8 +365,11 @@ func (x *ReportUsageResponse) GetDuplicates() int32 {
 
 type ListInvoicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Operator only: filter by member.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// Operator: filter by member (0: every member). A member may name only
+	// itself.
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// YYYY-MM; empty: every settled period.
+	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -308,13 +411,46 @@ func (x *ListInvoicesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListInvoicesRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+// InvoiceLine is one trade on a member's invoice. Amounts are from the
+// member's side: negative is what it pays, positive what it receives.
 type InvoiceLine struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TradeId       uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	AmountMicros  int64                  `protobuf:"varint,3,opt,name=amount_micros,json=amountMicros,proto3" json:"amount_micros,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TradeId uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	// e.g. "bought from AS64501".
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The line's net: committed + overage + SLA credit + fee.
+	AmountMicros int64 `protobuf:"varint,3,opt,name=amount_micros,json=amountMicros,proto3" json:"amount_micros,omitempty"`
+	// "bought" or "sold".
+	Side            string `protobuf:"bytes,4,opt,name=side,proto3" json:"side,omitempty"`
+	CounterpartyAsn uint32 `protobuf:"varint,5,opt,name=counterparty_asn,json=counterpartyAsn,proto3" json:"counterparty_asn,omitempty"`
+	CapacityBps     int64  `protobuf:"varint,6,opt,name=capacity_bps,json=capacityBps,proto3" json:"capacity_bps,omitempty"`
+	// Per Mbps per month.
+	PriceMicros int64 `protobuf:"varint,7,opt,name=price_micros,json=priceMicros,proto3" json:"price_micros,omitempty"`
+	// The delivered time inside the period.
+	From            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=from,proto3" json:"from,omitempty"`
+	To              *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=to,proto3" json:"to,omitempty"`
+	Slots           int32                  `protobuf:"varint,10,opt,name=slots,proto3" json:"slots,omitempty"`
+	P95Bps          int64                  `protobuf:"varint,11,opt,name=p95_bps,json=p95Bps,proto3" json:"p95_bps,omitempty"`
+	OverageBps      int64                  `protobuf:"varint,12,opt,name=overage_bps,json=overageBps,proto3" json:"overage_bps,omitempty"`
+	BreachedSeconds float64                `protobuf:"fixed64,13,opt,name=breached_seconds,json=breachedSeconds,proto3" json:"breached_seconds,omitempty"`
+	// The figure disputed slots were billed at: buyer, seller, min or max.
+	Figure        string `protobuf:"bytes,14,opt,name=figure,proto3" json:"figure,omitempty"`
+	DisputedSlots int32  `protobuf:"varint,15,opt,name=disputed_slots,json=disputedSlots,proto3" json:"disputed_slots,omitempty"`
+	// Slots only the other party reported.
+	FallbackSlots   int32 `protobuf:"varint,16,opt,name=fallback_slots,json=fallbackSlots,proto3" json:"fallback_slots,omitempty"`
+	CommittedMicros int64 `protobuf:"varint,17,opt,name=committed_micros,json=committedMicros,proto3" json:"committed_micros,omitempty"`
+	OverageMicros   int64 `protobuf:"varint,18,opt,name=overage_micros,json=overageMicros,proto3" json:"overage_micros,omitempty"`
+	SlaCreditMicros int64 `protobuf:"varint,19,opt,name=sla_credit_micros,json=slaCreditMicros,proto3" json:"sla_credit_micros,omitempty"`
+	FeeMicros       int64 `protobuf:"varint,20,opt,name=fee_micros,json=feeMicros,proto3" json:"fee_micros,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InvoiceLine) Reset() {
@@ -368,16 +504,143 @@ func (x *InvoiceLine) GetAmountMicros() int64 {
 	return 0
 }
 
+func (x *InvoiceLine) GetSide() string {
+	if x != nil {
+		return x.Side
+	}
+	return ""
+}
+
+func (x *InvoiceLine) GetCounterpartyAsn() uint32 {
+	if x != nil {
+		return x.CounterpartyAsn
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetCapacityBps() int64 {
+	if x != nil {
+		return x.CapacityBps
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetPriceMicros() int64 {
+	if x != nil {
+		return x.PriceMicros
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *InvoiceLine) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *InvoiceLine) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetP95Bps() int64 {
+	if x != nil {
+		return x.P95Bps
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetOverageBps() int64 {
+	if x != nil {
+		return x.OverageBps
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetBreachedSeconds() float64 {
+	if x != nil {
+		return x.BreachedSeconds
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetFigure() string {
+	if x != nil {
+		return x.Figure
+	}
+	return ""
+}
+
+func (x *InvoiceLine) GetDisputedSlots() int32 {
+	if x != nil {
+		return x.DisputedSlots
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetFallbackSlots() int32 {
+	if x != nil {
+		return x.FallbackSlots
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetCommittedMicros() int64 {
+	if x != nil {
+		return x.CommittedMicros
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetOverageMicros() int64 {
+	if x != nil {
+		return x.OverageMicros
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetSlaCreditMicros() int64 {
+	if x != nil {
+		return x.SlaCreditMicros
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetFeeMicros() int64 {
+	if x != nil {
+		return x.FeeMicros
+	}
+	return 0
+}
+
 type Invoice struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	MemberAsn     uint32                 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
-	PeriodStart   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
-	PeriodEnd     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
-	Lines         []*InvoiceLine         `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
-	TotalMicros   int64                  `protobuf:"varint,6,opt,name=total_micros,json=totalMicros,proto3" json:"total_micros,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "AS<asn>-<period>".
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	MemberAsn   uint32                 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	PeriodEnd   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
+	Lines       []*InvoiceLine         `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The net: positive, the exchange owes the member.
+	TotalMicros int64  `protobuf:"varint,6,opt,name=total_micros,json=totalMicros,proto3" json:"total_micros,omitempty"`
+	Period      string `protobuf:"bytes,7,opt,name=period,proto3" json:"period,omitempty"`
+	// For what it bought, after SLA credits.
+	PaidMicros int64 `protobuf:"varint,8,opt,name=paid_micros,json=paidMicros,proto3" json:"paid_micros,omitempty"`
+	// For what it sold, after SLA credits.
+	ReceivedMicros int64 `protobuf:"varint,9,opt,name=received_micros,json=receivedMicros,proto3" json:"received_micros,omitempty"`
+	FeesMicros     int64 `protobuf:"varint,10,opt,name=fees_micros,json=feesMicros,proto3" json:"fees_micros,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Invoice) Reset() {
@@ -452,6 +715,34 @@ func (x *Invoice) GetTotalMicros() int64 {
 	return 0
 }
 
+func (x *Invoice) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *Invoice) GetPaidMicros() int64 {
+	if x != nil {
+		return x.PaidMicros
+	}
+	return 0
+}
+
+func (x *Invoice) GetReceivedMicros() int64 {
+	if x != nil {
+		return x.ReceivedMicros
+	}
+	return 0
+}
+
+func (x *Invoice) GetFeesMicros() int64 {
+	if x != nil {
+		return x.FeesMicros
+	}
+	return 0
+}
+
 type ListInvoicesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Invoices      []*Invoice             `protobuf:"bytes,1,rep,name=invoices,proto3" json:"invoices,omitempty"`
@@ -496,6 +787,1132 @@ func (x *ListInvoicesResponse) GetInvoices() []*Invoice {
 	return nil
 }
 
+type GetInvoiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A member may name only itself (0: itself); the operator must name one.
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// YYYY-MM.
+	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInvoiceRequest) Reset() {
+	*x = GetInvoiceRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInvoiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInvoiceRequest) ProtoMessage() {}
+
+func (x *GetInvoiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInvoiceRequest.ProtoReflect.Descriptor instead.
+func (*GetInvoiceRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetInvoiceRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *GetInvoiceRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+type GetInvoiceResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Invoice *Invoice               `protobuf:"bytes,1,opt,name=invoice,proto3" json:"invoice,omitempty"`
+	// The invoice document as the arbiter stores it (JSON) and as CSV, one
+	// row per line and a total row.
+	DocumentJson  string `protobuf:"bytes,2,opt,name=document_json,json=documentJson,proto3" json:"document_json,omitempty"`
+	DocumentCsv   string `protobuf:"bytes,3,opt,name=document_csv,json=documentCsv,proto3" json:"document_csv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInvoiceResponse) Reset() {
+	*x = GetInvoiceResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInvoiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInvoiceResponse) ProtoMessage() {}
+
+func (x *GetInvoiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInvoiceResponse.ProtoReflect.Descriptor instead.
+func (*GetInvoiceResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetInvoiceResponse) GetInvoice() *Invoice {
+	if x != nil {
+		return x.Invoice
+	}
+	return nil
+}
+
+func (x *GetInvoiceResponse) GetDocumentJson() string {
+	if x != nil {
+		return x.DocumentJson
+	}
+	return ""
+}
+
+func (x *GetInvoiceResponse) GetDocumentCsv() string {
+	if x != nil {
+		return x.DocumentCsv
+	}
+	return ""
+}
+
+type ListDisputesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A member may name only itself (0: itself); the operator must name one.
+	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesRequest) Reset() {
+	*x = ListDisputesRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesRequest) ProtoMessage() {}
+
+func (x *ListDisputesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesRequest.ProtoReflect.Descriptor instead.
+func (*ListDisputesRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListDisputesRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *ListDisputesRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+type Dispute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TradeId       uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	SlotStart     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=slot_start,json=slotStart,proto3" json:"slot_start,omitempty"`
+	BuyerBps      int64                  `protobuf:"varint,3,opt,name=buyer_bps,json=buyerBps,proto3" json:"buyer_bps,omitempty"`
+	BuyerSamples  int64                  `protobuf:"varint,4,opt,name=buyer_samples,json=buyerSamples,proto3" json:"buyer_samples,omitempty"`
+	SellerBps     int64                  `protobuf:"varint,5,opt,name=seller_bps,json=sellerBps,proto3" json:"seller_bps,omitempty"`
+	SellerSamples int64                  `protobuf:"varint,6,opt,name=seller_samples,json=sellerSamples,proto3" json:"seller_samples,omitempty"`
+	// The figure billed.
+	UsedBps int64 `protobuf:"varint,7,opt,name=used_bps,json=usedBps,proto3" json:"used_bps,omitempty"`
+	// The policy that chose it.
+	Policy        string `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dispute) Reset() {
+	*x = Dispute{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dispute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dispute) ProtoMessage() {}
+
+func (x *Dispute) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dispute.ProtoReflect.Descriptor instead.
+func (*Dispute) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Dispute) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *Dispute) GetSlotStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SlotStart
+	}
+	return nil
+}
+
+func (x *Dispute) GetBuyerBps() int64 {
+	if x != nil {
+		return x.BuyerBps
+	}
+	return 0
+}
+
+func (x *Dispute) GetBuyerSamples() int64 {
+	if x != nil {
+		return x.BuyerSamples
+	}
+	return 0
+}
+
+func (x *Dispute) GetSellerBps() int64 {
+	if x != nil {
+		return x.SellerBps
+	}
+	return 0
+}
+
+func (x *Dispute) GetSellerSamples() int64 {
+	if x != nil {
+		return x.SellerSamples
+	}
+	return 0
+}
+
+func (x *Dispute) GetUsedBps() int64 {
+	if x != nil {
+		return x.UsedBps
+	}
+	return 0
+}
+
+func (x *Dispute) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+type ListDisputesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Disputes      []*Dispute             `protobuf:"bytes,1,rep,name=disputes,proto3" json:"disputes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesResponse) Reset() {
+	*x = ListDisputesResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesResponse) ProtoMessage() {}
+
+func (x *ListDisputesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesResponse.ProtoReflect.Descriptor instead.
+func (*ListDisputesResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListDisputesResponse) GetDisputes() []*Dispute {
+	if x != nil {
+		return x.Disputes
+	}
+	return nil
+}
+
+type ListUseEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A member may name only itself (0: itself); the operator: 0 is every
+	// member.
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// YYYY-MM; empty: the current month so far.
+	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUseEventsRequest) Reset() {
+	*x = ListUseEventsRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUseEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUseEventsRequest) ProtoMessage() {}
+
+func (x *ListUseEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUseEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListUseEventsRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListUseEventsRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *ListUseEventsRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+type UseEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TradeId       uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	Kind          UseKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=bwx.v1.UseKind" json:"kind,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	CapacityBps   int64                  `protobuf:"varint,5,opt,name=capacity_bps,json=capacityBps,proto3" json:"capacity_bps,omitempty"`
+	PeakBps       int64                  `protobuf:"varint,6,opt,name=peak_bps,json=peakBps,proto3" json:"peak_bps,omitempty"`
+	MinBps        int64                  `protobuf:"varint,7,opt,name=min_bps,json=minBps,proto3" json:"min_bps,omitempty"`
+	BuyerAsn      uint32                 `protobuf:"varint,8,opt,name=buyer_asn,json=buyerAsn,proto3" json:"buyer_asn,omitempty"`
+	SellerAsn     uint32                 `protobuf:"varint,9,opt,name=seller_asn,json=sellerAsn,proto3" json:"seller_asn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseEvent) Reset() {
+	*x = UseEvent{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseEvent) ProtoMessage() {}
+
+func (x *UseEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseEvent.ProtoReflect.Descriptor instead.
+func (*UseEvent) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UseEvent) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *UseEvent) GetKind() UseKind {
+	if x != nil {
+		return x.Kind
+	}
+	return UseKind_USE_KIND_UNSPECIFIED
+}
+
+func (x *UseEvent) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *UseEvent) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *UseEvent) GetCapacityBps() int64 {
+	if x != nil {
+		return x.CapacityBps
+	}
+	return 0
+}
+
+func (x *UseEvent) GetPeakBps() int64 {
+	if x != nil {
+		return x.PeakBps
+	}
+	return 0
+}
+
+func (x *UseEvent) GetMinBps() int64 {
+	if x != nil {
+		return x.MinBps
+	}
+	return 0
+}
+
+func (x *UseEvent) GetBuyerAsn() uint32 {
+	if x != nil {
+		return x.BuyerAsn
+	}
+	return 0
+}
+
+func (x *UseEvent) GetSellerAsn() uint32 {
+	if x != nil {
+		return x.SellerAsn
+	}
+	return 0
+}
+
+type ListUseEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*UseEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUseEventsResponse) Reset() {
+	*x = ListUseEventsResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUseEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUseEventsResponse) ProtoMessage() {}
+
+func (x *ListUseEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUseEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListUseEventsResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListUseEventsResponse) GetEvents() []*UseEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type GetCreditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A member may name only itself (0: itself); the operator: 0 is every
+	// member.
+	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCreditRequest) Reset() {
+	*x = GetCreditRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCreditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCreditRequest) ProtoMessage() {}
+
+func (x *GetCreditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCreditRequest.ProtoReflect.Descriptor instead.
+func (*GetCreditRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetCreditRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+type Credit struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MemberAsn uint32                 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// false: no limit applies.
+	Limited     bool  `protobuf:"varint,2,opt,name=limited,proto3" json:"limited,omitempty"`
+	LimitMicros int64 `protobuf:"varint,3,opt,name=limit_micros,json=limitMicros,proto3" json:"limit_micros,omitempty"`
+	// What the ledger says the member owes, after payments and sales.
+	UnpaidMicros int64 `protobuf:"varint,4,opt,name=unpaid_micros,json=unpaidMicros,proto3" json:"unpaid_micros,omitempty"`
+	// Committed charges of its buy trades not yet invoiced, to month end.
+	AccruedMicros  int64       `protobuf:"varint,5,opt,name=accrued_micros,json=accruedMicros,proto3" json:"accrued_micros,omitempty"`
+	ExposureMicros int64       `protobuf:"varint,6,opt,name=exposure_micros,json=exposureMicros,proto3" json:"exposure_micros,omitempty"`
+	State          CreditState `protobuf:"varint,7,opt,name=state,proto3,enum=bwx.v1.CreditState" json:"state,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Credit) Reset() {
+	*x = Credit{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credit) ProtoMessage() {}
+
+func (x *Credit) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credit.ProtoReflect.Descriptor instead.
+func (*Credit) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Credit) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *Credit) GetLimited() bool {
+	if x != nil {
+		return x.Limited
+	}
+	return false
+}
+
+func (x *Credit) GetLimitMicros() int64 {
+	if x != nil {
+		return x.LimitMicros
+	}
+	return 0
+}
+
+func (x *Credit) GetUnpaidMicros() int64 {
+	if x != nil {
+		return x.UnpaidMicros
+	}
+	return 0
+}
+
+func (x *Credit) GetAccruedMicros() int64 {
+	if x != nil {
+		return x.AccruedMicros
+	}
+	return 0
+}
+
+func (x *Credit) GetExposureMicros() int64 {
+	if x != nil {
+		return x.ExposureMicros
+	}
+	return 0
+}
+
+func (x *Credit) GetState() CreditState {
+	if x != nil {
+		return x.State
+	}
+	return CreditState_CREDIT_STATE_OK
+}
+
+type GetCreditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credits       []*Credit              `protobuf:"bytes,1,rep,name=credits,proto3" json:"credits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCreditResponse) Reset() {
+	*x = GetCreditResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCreditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCreditResponse) ProtoMessage() {}
+
+func (x *GetCreditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCreditResponse.ProtoReflect.Descriptor instead.
+func (*GetCreditResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetCreditResponse) GetCredits() []*Credit {
+	if x != nil {
+		return x.Credits
+	}
+	return nil
+}
+
+type RunSettlementRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM, a month that is over.
+	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	// Whose figure disputed slots are billed at: buyer (default), seller,
+	// min or max.
+	Policy string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Settle a settled period again, writing only the differences.
+	Correct       bool `protobuf:"varint,3,opt,name=correct,proto3" json:"correct,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSettlementRequest) Reset() {
+	*x = RunSettlementRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSettlementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSettlementRequest) ProtoMessage() {}
+
+func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSettlementRequest.ProtoReflect.Descriptor instead.
+func (*RunSettlementRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RunSettlementRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *RunSettlementRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *RunSettlementRequest) GetCorrect() bool {
+	if x != nil {
+		return x.Correct
+	}
+	return false
+}
+
+type ExchangeStatement struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Period  string                 `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	Members int32                  `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	Trades  int32                  `protobuf:"varint,3,opt,name=trades,proto3" json:"trades,omitempty"`
+	// Paid by buyers to sellers.
+	GrossMicros int64 `protobuf:"varint,4,opt,name=gross_micros,json=grossMicros,proto3" json:"gross_micros,omitempty"`
+	// Both sides' fees.
+	FeeIncomeMicros int64 `protobuf:"varint,5,opt,name=fee_income_micros,json=feeIncomeMicros,proto3" json:"fee_income_micros,omitempty"`
+	// Sum of the invoices' net.
+	MemberNetMicros int64 `protobuf:"varint,6,opt,name=member_net_micros,json=memberNetMicros,proto3" json:"member_net_micros,omitempty"`
+	// member_net + fee_income; always zero.
+	BalanceMicros int64 `protobuf:"varint,7,opt,name=balance_micros,json=balanceMicros,proto3" json:"balance_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeStatement) Reset() {
+	*x = ExchangeStatement{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeStatement) ProtoMessage() {}
+
+func (x *ExchangeStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeStatement.ProtoReflect.Descriptor instead.
+func (*ExchangeStatement) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExchangeStatement) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *ExchangeStatement) GetMembers() int32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *ExchangeStatement) GetTrades() int32 {
+	if x != nil {
+		return x.Trades
+	}
+	return 0
+}
+
+func (x *ExchangeStatement) GetGrossMicros() int64 {
+	if x != nil {
+		return x.GrossMicros
+	}
+	return 0
+}
+
+func (x *ExchangeStatement) GetFeeIncomeMicros() int64 {
+	if x != nil {
+		return x.FeeIncomeMicros
+	}
+	return 0
+}
+
+func (x *ExchangeStatement) GetMemberNetMicros() int64 {
+	if x != nil {
+		return x.MemberNetMicros
+	}
+	return 0
+}
+
+func (x *ExchangeStatement) GetBalanceMicros() int64 {
+	if x != nil {
+		return x.BalanceMicros
+	}
+	return 0
+}
+
+type RunSettlementResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId uint64                 `protobuf:"varint,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// 0 for the first run of the period, then one per correction.
+	Seq    int32  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Period string `protobuf:"bytes,3,opt,name=period,proto3" json:"period,omitempty"`
+	Policy string `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Ledger entries written (a correction: the differences).
+	Entries       int32              `protobuf:"varint,5,opt,name=entries,proto3" json:"entries,omitempty"`
+	Invoices      []*Invoice         `protobuf:"bytes,6,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	Exchange      *ExchangeStatement `protobuf:"bytes,7,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	UseEvents     []*UseEvent        `protobuf:"bytes,8,rep,name=use_events,json=useEvents,proto3" json:"use_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSettlementResponse) Reset() {
+	*x = RunSettlementResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSettlementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSettlementResponse) ProtoMessage() {}
+
+func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSettlementResponse.ProtoReflect.Descriptor instead.
+func (*RunSettlementResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RunSettlementResponse) GetRunId() uint64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *RunSettlementResponse) GetSeq() int32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RunSettlementResponse) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *RunSettlementResponse) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *RunSettlementResponse) GetEntries() int32 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *RunSettlementResponse) GetInvoices() []*Invoice {
+	if x != nil {
+		return x.Invoices
+	}
+	return nil
+}
+
+func (x *RunSettlementResponse) GetExchange() *ExchangeStatement {
+	if x != nil {
+		return x.Exchange
+	}
+	return nil
+}
+
+func (x *RunSettlementResponse) GetUseEvents() []*UseEvent {
+	if x != nil {
+		return x.UseEvents
+	}
+	return nil
+}
+
+type SetCreditLimitRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MemberAsn uint32                 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// 0 stops all the member's new buys.
+	LimitMicros   int64 `protobuf:"varint,2,opt,name=limit_micros,json=limitMicros,proto3" json:"limit_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCreditLimitRequest) Reset() {
+	*x = SetCreditLimitRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCreditLimitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCreditLimitRequest) ProtoMessage() {}
+
+func (x *SetCreditLimitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCreditLimitRequest.ProtoReflect.Descriptor instead.
+func (*SetCreditLimitRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetCreditLimitRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *SetCreditLimitRequest) GetLimitMicros() int64 {
+	if x != nil {
+		return x.LimitMicros
+	}
+	return 0
+}
+
+type RecordPaymentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberAsn     uint32                 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	AmountMicros  int64                  `protobuf:"varint,2,opt,name=amount_micros,json=amountMicros,proto3" json:"amount_micros,omitempty"`
+	Memo          string                 `protobuf:"bytes,3,opt,name=memo,proto3" json:"memo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordPaymentRequest) Reset() {
+	*x = RecordPaymentRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordPaymentRequest) ProtoMessage() {}
+
+func (x *RecordPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordPaymentRequest.ProtoReflect.Descriptor instead.
+func (*RecordPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RecordPaymentRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *RecordPaymentRequest) GetAmountMicros() int64 {
+	if x != nil {
+		return x.AmountMicros
+	}
+	return 0
+}
+
+func (x *RecordPaymentRequest) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
+}
+
+type GetExchangeStatementRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Period        string                 `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetExchangeStatementRequest) Reset() {
+	*x = GetExchangeStatementRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetExchangeStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetExchangeStatementRequest) ProtoMessage() {}
+
+func (x *GetExchangeStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetExchangeStatementRequest.ProtoReflect.Descriptor instead.
+func (*GetExchangeStatementRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetExchangeStatementRequest) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
 var File_bwx_v1_usage_proto protoreflect.FileDescriptor
 
 const file_bwx_v1_usage_proto_rawDesc = "" +
@@ -515,14 +1932,35 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
-	"duplicates\"4\n" +
+	"duplicates\"L\n" +
 	"\x13ListInvoicesRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"o\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\xce\x05\n" +
 	"\vInvoiceLine\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
-	"\ramount_micros\x18\x03 \x01(\x03R\famountMicros\"\x80\x02\n" +
+	"\ramount_micros\x18\x03 \x01(\x03R\famountMicros\x12\x12\n" +
+	"\x04side\x18\x04 \x01(\tR\x04side\x12)\n" +
+	"\x10counterparty_asn\x18\x05 \x01(\rR\x0fcounterpartyAsn\x12!\n" +
+	"\fcapacity_bps\x18\x06 \x01(\x03R\vcapacityBps\x12!\n" +
+	"\fprice_micros\x18\a \x01(\x03R\vpriceMicros\x12.\n" +
+	"\x04from\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x14\n" +
+	"\x05slots\x18\n" +
+	" \x01(\x05R\x05slots\x12\x17\n" +
+	"\ap95_bps\x18\v \x01(\x03R\x06p95Bps\x12\x1f\n" +
+	"\voverage_bps\x18\f \x01(\x03R\n" +
+	"overageBps\x12)\n" +
+	"\x10breached_seconds\x18\r \x01(\x01R\x0fbreachedSeconds\x12\x16\n" +
+	"\x06figure\x18\x0e \x01(\tR\x06figure\x12%\n" +
+	"\x0edisputed_slots\x18\x0f \x01(\x05R\rdisputedSlots\x12%\n" +
+	"\x0efallback_slots\x18\x10 \x01(\x05R\rfallbackSlots\x12)\n" +
+	"\x10committed_micros\x18\x11 \x01(\x03R\x0fcommittedMicros\x12%\n" +
+	"\x0eoverage_micros\x18\x12 \x01(\x03R\roverageMicros\x12*\n" +
+	"\x11sla_credit_micros\x18\x13 \x01(\x03R\x0fslaCreditMicros\x12\x1d\n" +
+	"\n" +
+	"fee_micros\x18\x14 \x01(\x03R\tfeeMicros\"\x83\x03\n" +
 	"\aInvoice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -531,16 +1969,129 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"period_end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12)\n" +
 	"\x05lines\x18\x05 \x03(\v2\x13.bwx.v1.InvoiceLineR\x05lines\x12!\n" +
-	"\ftotal_micros\x18\x06 \x01(\x03R\vtotalMicros\"C\n" +
+	"\ftotal_micros\x18\x06 \x01(\x03R\vtotalMicros\x12\x16\n" +
+	"\x06period\x18\a \x01(\tR\x06period\x12\x1f\n" +
+	"\vpaid_micros\x18\b \x01(\x03R\n" +
+	"paidMicros\x12'\n" +
+	"\x0freceived_micros\x18\t \x01(\x03R\x0ereceivedMicros\x12\x1f\n" +
+	"\vfees_micros\x18\n" +
+	" \x01(\x03R\n" +
+	"feesMicros\"C\n" +
 	"\x14ListInvoicesResponse\x12+\n" +
-	"\binvoices\x18\x01 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices*`\n" +
+	"\binvoices\x18\x01 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices\"J\n" +
+	"\x11GetInvoiceRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\x87\x01\n" +
+	"\x12GetInvoiceResponse\x12)\n" +
+	"\ainvoice\x18\x01 \x01(\v2\x0f.bwx.v1.InvoiceR\ainvoice\x12#\n" +
+	"\rdocument_json\x18\x02 \x01(\tR\fdocumentJson\x12!\n" +
+	"\fdocument_csv\x18\x03 \x01(\tR\vdocumentCsv\"L\n" +
+	"\x13ListDisputesRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\x9a\x02\n" +
+	"\aDispute\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x129\n" +
+	"\n" +
+	"slot_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tslotStart\x12\x1b\n" +
+	"\tbuyer_bps\x18\x03 \x01(\x03R\bbuyerBps\x12#\n" +
+	"\rbuyer_samples\x18\x04 \x01(\x03R\fbuyerSamples\x12\x1d\n" +
+	"\n" +
+	"seller_bps\x18\x05 \x01(\x03R\tsellerBps\x12%\n" +
+	"\x0eseller_samples\x18\x06 \x01(\x03R\rsellerSamples\x12\x19\n" +
+	"\bused_bps\x18\a \x01(\x03R\ausedBps\x12\x16\n" +
+	"\x06policy\x18\b \x01(\tR\x06policy\"C\n" +
+	"\x14ListDisputesResponse\x12+\n" +
+	"\bdisputes\x18\x01 \x03(\v2\x0f.bwx.v1.DisputeR\bdisputes\"M\n" +
+	"\x14ListUseEventsRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\xbd\x02\n" +
+	"\bUseEvent\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12#\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x0f.bwx.v1.UseKindR\x04kind\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12!\n" +
+	"\fcapacity_bps\x18\x05 \x01(\x03R\vcapacityBps\x12\x19\n" +
+	"\bpeak_bps\x18\x06 \x01(\x03R\apeakBps\x12\x17\n" +
+	"\amin_bps\x18\a \x01(\x03R\x06minBps\x12\x1b\n" +
+	"\tbuyer_asn\x18\b \x01(\rR\bbuyerAsn\x12\x1d\n" +
+	"\n" +
+	"seller_asn\x18\t \x01(\rR\tsellerAsn\"A\n" +
+	"\x15ListUseEventsResponse\x12(\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.bwx.v1.UseEventR\x06events\"1\n" +
+	"\x10GetCreditRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\x84\x02\n" +
+	"\x06Credit\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x18\n" +
+	"\alimited\x18\x02 \x01(\bR\alimited\x12!\n" +
+	"\flimit_micros\x18\x03 \x01(\x03R\vlimitMicros\x12#\n" +
+	"\runpaid_micros\x18\x04 \x01(\x03R\funpaidMicros\x12%\n" +
+	"\x0eaccrued_micros\x18\x05 \x01(\x03R\raccruedMicros\x12'\n" +
+	"\x0fexposure_micros\x18\x06 \x01(\x03R\x0eexposureMicros\x12)\n" +
+	"\x05state\x18\a \x01(\x0e2\x13.bwx.v1.CreditStateR\x05state\"=\n" +
+	"\x11GetCreditResponse\x12(\n" +
+	"\acredits\x18\x01 \x03(\v2\x0e.bwx.v1.CreditR\acredits\"`\n" +
+	"\x14RunSettlementRequest\x12\x16\n" +
+	"\x06period\x18\x01 \x01(\tR\x06period\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\x12\x18\n" +
+	"\acorrect\x18\x03 \x01(\bR\acorrect\"\xff\x01\n" +
+	"\x11ExchangeStatement\x12\x16\n" +
+	"\x06period\x18\x01 \x01(\tR\x06period\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\x05R\amembers\x12\x16\n" +
+	"\x06trades\x18\x03 \x01(\x05R\x06trades\x12!\n" +
+	"\fgross_micros\x18\x04 \x01(\x03R\vgrossMicros\x12*\n" +
+	"\x11fee_income_micros\x18\x05 \x01(\x03R\x0ffeeIncomeMicros\x12*\n" +
+	"\x11member_net_micros\x18\x06 \x01(\x03R\x0fmemberNetMicros\x12%\n" +
+	"\x0ebalance_micros\x18\a \x01(\x03R\rbalanceMicros\"\x9f\x02\n" +
+	"\x15RunSettlementResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\x04R\x05runId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x05R\x03seq\x12\x16\n" +
+	"\x06period\x18\x03 \x01(\tR\x06period\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x18\n" +
+	"\aentries\x18\x05 \x01(\x05R\aentries\x12+\n" +
+	"\binvoices\x18\x06 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices\x125\n" +
+	"\bexchange\x18\a \x01(\v2\x19.bwx.v1.ExchangeStatementR\bexchange\x12/\n" +
+	"\n" +
+	"use_events\x18\b \x03(\v2\x10.bwx.v1.UseEventR\tuseEvents\"Y\n" +
+	"\x15SetCreditLimitRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12!\n" +
+	"\flimit_micros\x18\x02 \x01(\x03R\vlimitMicros\"n\n" +
+	"\x14RecordPaymentRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12#\n" +
+	"\ramount_micros\x18\x02 \x01(\x03R\famountMicros\x12\x12\n" +
+	"\x04memo\x18\x03 \x01(\tR\x04memo\"5\n" +
+	"\x1bGetExchangeStatementRequest\x12\x16\n" +
+	"\x06period\x18\x01 \x01(\tR\x06period*`\n" +
 	"\fReporterRole\x12\x1d\n" +
 	"\x19REPORTER_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REPORTER_ROLE_BUYER\x10\x01\x12\x18\n" +
-	"\x14REPORTER_ROLE_SELLER\x10\x022\xa1\x01\n" +
+	"\x14REPORTER_ROLE_SELLER\x10\x02*P\n" +
+	"\aUseKind\x12\x18\n" +
+	"\x14USE_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10USE_KIND_OVERUSE\x10\x01\x12\x15\n" +
+	"\x11USE_KIND_UNDERUSE\x10\x02*V\n" +
+	"\vCreditState\x12\x13\n" +
+	"\x0fCREDIT_STATE_OK\x10\x00\x12\x18\n" +
+	"\x14CREDIT_STATE_WARNING\x10\x01\x12\x18\n" +
+	"\x14CREDIT_STATE_STOPPED\x10\x022\xe7\x05\n" +
 	"\fUsageService\x12F\n" +
 	"\vReportUsage\x12\x1a.bwx.v1.ReportUsageRequest\x1a\x1b.bwx.v1.ReportUsageResponse\x12I\n" +
-	"\fListInvoices\x12\x1b.bwx.v1.ListInvoicesRequest\x1a\x1c.bwx.v1.ListInvoicesResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
+	"\fListInvoices\x12\x1b.bwx.v1.ListInvoicesRequest\x1a\x1c.bwx.v1.ListInvoicesResponse\x12C\n" +
+	"\n" +
+	"GetInvoice\x12\x19.bwx.v1.GetInvoiceRequest\x1a\x1a.bwx.v1.GetInvoiceResponse\x12I\n" +
+	"\fListDisputes\x12\x1b.bwx.v1.ListDisputesRequest\x1a\x1c.bwx.v1.ListDisputesResponse\x12L\n" +
+	"\rListUseEvents\x12\x1c.bwx.v1.ListUseEventsRequest\x1a\x1d.bwx.v1.ListUseEventsResponse\x12@\n" +
+	"\tGetCredit\x12\x18.bwx.v1.GetCreditRequest\x1a\x19.bwx.v1.GetCreditResponse\x12L\n" +
+	"\rRunSettlement\x12\x1c.bwx.v1.RunSettlementRequest\x1a\x1d.bwx.v1.RunSettlementResponse\x12?\n" +
+	"\x0eSetCreditLimit\x12\x1d.bwx.v1.SetCreditLimitRequest\x1a\x0e.bwx.v1.Credit\x12=\n" +
+	"\rRecordPayment\x12\x1c.bwx.v1.RecordPaymentRequest\x1a\x0e.bwx.v1.Credit\x12V\n" +
+	"\x14GetExchangeStatement\x12#.bwx.v1.GetExchangeStatementRequest\x1a\x19.bwx.v1.ExchangeStatementB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
 
 var (
 	file_bwx_v1_usage_proto_rawDescOnce sync.Once
@@ -554,37 +2105,86 @@ func file_bwx_v1_usage_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_usage_proto_rawDescData
 }
 
-var file_bwx_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_bwx_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_bwx_v1_usage_proto_goTypes = []any{
-	(ReporterRole)(0),             // 0: bwx.v1.ReporterRole
-	(*UsageSample)(nil),           // 1: bwx.v1.UsageSample
-	(*ReportUsageRequest)(nil),    // 2: bwx.v1.ReportUsageRequest
-	(*ReportUsageResponse)(nil),   // 3: bwx.v1.ReportUsageResponse
-	(*ListInvoicesRequest)(nil),   // 4: bwx.v1.ListInvoicesRequest
-	(*InvoiceLine)(nil),           // 5: bwx.v1.InvoiceLine
-	(*Invoice)(nil),               // 6: bwx.v1.Invoice
-	(*ListInvoicesResponse)(nil),  // 7: bwx.v1.ListInvoicesResponse
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(ReporterRole)(0),                   // 0: bwx.v1.ReporterRole
+	(UseKind)(0),                        // 1: bwx.v1.UseKind
+	(CreditState)(0),                    // 2: bwx.v1.CreditState
+	(*UsageSample)(nil),                 // 3: bwx.v1.UsageSample
+	(*ReportUsageRequest)(nil),          // 4: bwx.v1.ReportUsageRequest
+	(*ReportUsageResponse)(nil),         // 5: bwx.v1.ReportUsageResponse
+	(*ListInvoicesRequest)(nil),         // 6: bwx.v1.ListInvoicesRequest
+	(*InvoiceLine)(nil),                 // 7: bwx.v1.InvoiceLine
+	(*Invoice)(nil),                     // 8: bwx.v1.Invoice
+	(*ListInvoicesResponse)(nil),        // 9: bwx.v1.ListInvoicesResponse
+	(*GetInvoiceRequest)(nil),           // 10: bwx.v1.GetInvoiceRequest
+	(*GetInvoiceResponse)(nil),          // 11: bwx.v1.GetInvoiceResponse
+	(*ListDisputesRequest)(nil),         // 12: bwx.v1.ListDisputesRequest
+	(*Dispute)(nil),                     // 13: bwx.v1.Dispute
+	(*ListDisputesResponse)(nil),        // 14: bwx.v1.ListDisputesResponse
+	(*ListUseEventsRequest)(nil),        // 15: bwx.v1.ListUseEventsRequest
+	(*UseEvent)(nil),                    // 16: bwx.v1.UseEvent
+	(*ListUseEventsResponse)(nil),       // 17: bwx.v1.ListUseEventsResponse
+	(*GetCreditRequest)(nil),            // 18: bwx.v1.GetCreditRequest
+	(*Credit)(nil),                      // 19: bwx.v1.Credit
+	(*GetCreditResponse)(nil),           // 20: bwx.v1.GetCreditResponse
+	(*RunSettlementRequest)(nil),        // 21: bwx.v1.RunSettlementRequest
+	(*ExchangeStatement)(nil),           // 22: bwx.v1.ExchangeStatement
+	(*RunSettlementResponse)(nil),       // 23: bwx.v1.RunSettlementResponse
+	(*SetCreditLimitRequest)(nil),       // 24: bwx.v1.SetCreditLimitRequest
+	(*RecordPaymentRequest)(nil),        // 25: bwx.v1.RecordPaymentRequest
+	(*GetExchangeStatementRequest)(nil), // 26: bwx.v1.GetExchangeStatementRequest
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
 }
 var file_bwx_v1_usage_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.UsageSample.role:type_name -> bwx.v1.ReporterRole
-	8,  // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
-	8,  // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
-	1,  // 3: bwx.v1.ReportUsageRequest.samples:type_name -> bwx.v1.UsageSample
-	8,  // 4: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
-	8,  // 5: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
-	5,  // 6: bwx.v1.Invoice.lines:type_name -> bwx.v1.InvoiceLine
-	6,  // 7: bwx.v1.ListInvoicesResponse.invoices:type_name -> bwx.v1.Invoice
-	2,  // 8: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
-	4,  // 9: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
-	3,  // 10: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
-	7,  // 11: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	27, // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
+	27, // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
+	3,  // 3: bwx.v1.ReportUsageRequest.samples:type_name -> bwx.v1.UsageSample
+	27, // 4: bwx.v1.InvoiceLine.from:type_name -> google.protobuf.Timestamp
+	27, // 5: bwx.v1.InvoiceLine.to:type_name -> google.protobuf.Timestamp
+	27, // 6: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
+	27, // 7: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
+	7,  // 8: bwx.v1.Invoice.lines:type_name -> bwx.v1.InvoiceLine
+	8,  // 9: bwx.v1.ListInvoicesResponse.invoices:type_name -> bwx.v1.Invoice
+	8,  // 10: bwx.v1.GetInvoiceResponse.invoice:type_name -> bwx.v1.Invoice
+	27, // 11: bwx.v1.Dispute.slot_start:type_name -> google.protobuf.Timestamp
+	13, // 12: bwx.v1.ListDisputesResponse.disputes:type_name -> bwx.v1.Dispute
+	1,  // 13: bwx.v1.UseEvent.kind:type_name -> bwx.v1.UseKind
+	27, // 14: bwx.v1.UseEvent.start:type_name -> google.protobuf.Timestamp
+	27, // 15: bwx.v1.UseEvent.end:type_name -> google.protobuf.Timestamp
+	16, // 16: bwx.v1.ListUseEventsResponse.events:type_name -> bwx.v1.UseEvent
+	2,  // 17: bwx.v1.Credit.state:type_name -> bwx.v1.CreditState
+	19, // 18: bwx.v1.GetCreditResponse.credits:type_name -> bwx.v1.Credit
+	8,  // 19: bwx.v1.RunSettlementResponse.invoices:type_name -> bwx.v1.Invoice
+	22, // 20: bwx.v1.RunSettlementResponse.exchange:type_name -> bwx.v1.ExchangeStatement
+	16, // 21: bwx.v1.RunSettlementResponse.use_events:type_name -> bwx.v1.UseEvent
+	4,  // 22: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
+	6,  // 23: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
+	10, // 24: bwx.v1.UsageService.GetInvoice:input_type -> bwx.v1.GetInvoiceRequest
+	12, // 25: bwx.v1.UsageService.ListDisputes:input_type -> bwx.v1.ListDisputesRequest
+	15, // 26: bwx.v1.UsageService.ListUseEvents:input_type -> bwx.v1.ListUseEventsRequest
+	18, // 27: bwx.v1.UsageService.GetCredit:input_type -> bwx.v1.GetCreditRequest
+	21, // 28: bwx.v1.UsageService.RunSettlement:input_type -> bwx.v1.RunSettlementRequest
+	24, // 29: bwx.v1.UsageService.SetCreditLimit:input_type -> bwx.v1.SetCreditLimitRequest
+	25, // 30: bwx.v1.UsageService.RecordPayment:input_type -> bwx.v1.RecordPaymentRequest
+	26, // 31: bwx.v1.UsageService.GetExchangeStatement:input_type -> bwx.v1.GetExchangeStatementRequest
+	5,  // 32: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
+	9,  // 33: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
+	11, // 34: bwx.v1.UsageService.GetInvoice:output_type -> bwx.v1.GetInvoiceResponse
+	14, // 35: bwx.v1.UsageService.ListDisputes:output_type -> bwx.v1.ListDisputesResponse
+	17, // 36: bwx.v1.UsageService.ListUseEvents:output_type -> bwx.v1.ListUseEventsResponse
+	20, // 37: bwx.v1.UsageService.GetCredit:output_type -> bwx.v1.GetCreditResponse
+	23, // 38: bwx.v1.UsageService.RunSettlement:output_type -> bwx.v1.RunSettlementResponse
+	19, // 39: bwx.v1.UsageService.SetCreditLimit:output_type -> bwx.v1.Credit
+	19, // 40: bwx.v1.UsageService.RecordPayment:output_type -> bwx.v1.Credit
+	22, // 41: bwx.v1.UsageService.GetExchangeStatement:output_type -> bwx.v1.ExchangeStatement
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_usage_proto_init() }
@@ -597,8 +2197,8 @@ func file_bwx_v1_usage_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_usage_proto_rawDesc), len(file_bwx_v1_usage_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

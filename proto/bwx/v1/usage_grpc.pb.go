@@ -19,19 +19,45 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UsageService_ReportUsage_FullMethodName  = "/bwx.v1.UsageService/ReportUsage"
-	UsageService_ListInvoices_FullMethodName = "/bwx.v1.UsageService/ListInvoices"
+	UsageService_ReportUsage_FullMethodName          = "/bwx.v1.UsageService/ReportUsage"
+	UsageService_ListInvoices_FullMethodName         = "/bwx.v1.UsageService/ListInvoices"
+	UsageService_GetInvoice_FullMethodName           = "/bwx.v1.UsageService/GetInvoice"
+	UsageService_ListDisputes_FullMethodName         = "/bwx.v1.UsageService/ListDisputes"
+	UsageService_ListUseEvents_FullMethodName        = "/bwx.v1.UsageService/ListUseEvents"
+	UsageService_GetCredit_FullMethodName            = "/bwx.v1.UsageService/GetCredit"
+	UsageService_RunSettlement_FullMethodName        = "/bwx.v1.UsageService/RunSettlement"
+	UsageService_SetCreditLimit_FullMethodName       = "/bwx.v1.UsageService/SetCreditLimit"
+	UsageService_RecordPayment_FullMethodName        = "/bwx.v1.UsageService/RecordPayment"
+	UsageService_GetExchangeStatement_FullMethodName = "/bwx.v1.UsageService/GetExchangeStatement"
 )
 
 // UsageServiceClient is the client API for UsageService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// UsageService takes sampled usage per trade (claims 2, 7, 16) and gives
-// members their invoices (claim 19).
+// UsageService takes sampled usage per trade (claims 2, 7, 16) and settles
+// it (claims 2, 19): members fetch their own invoices, disputes, use events
+// and credit; the operator runs settlement and keeps credit. Money is int64
+// micro-units of the exchange's currency; periods are calendar months
+// written YYYY-MM (UTC).
 type UsageServiceClient interface {
 	ReportUsage(ctx context.Context, in *ReportUsageRequest, opts ...grpc.CallOption) (*ReportUsageResponse, error)
+	// A member's invoices (its own only); the operator sees every member's.
 	ListInvoices(ctx context.Context, in *ListInvoicesRequest, opts ...grpc.CallOption) (*ListInvoicesResponse, error)
+	// One invoice, structured and as the JSON and CSV documents.
+	GetInvoice(ctx context.Context, in *GetInvoiceRequest, opts ...grpc.CallOption) (*GetInvoiceResponse, error)
+	// Slots whose buyer and seller figures differ by more than sampling
+	// error allows, with both figures and the one billed.
+	ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error)
+	// Sustained overuse and underuse of the member's trades (claim 16).
+	ListUseEvents(ctx context.Context, in *ListUseEventsRequest, opts ...grpc.CallOption) (*ListUseEventsResponse, error)
+	// Exposure against the credit limit.
+	GetCredit(ctx context.Context, in *GetCreditRequest, opts ...grpc.CallOption) (*GetCreditResponse, error)
+	// Operator only.
+	RunSettlement(ctx context.Context, in *RunSettlementRequest, opts ...grpc.CallOption) (*RunSettlementResponse, error)
+	SetCreditLimit(ctx context.Context, in *SetCreditLimitRequest, opts ...grpc.CallOption) (*Credit, error)
+	RecordPayment(ctx context.Context, in *RecordPaymentRequest, opts ...grpc.CallOption) (*Credit, error)
+	GetExchangeStatement(ctx context.Context, in *GetExchangeStatementRequest, opts ...grpc.CallOption) (*ExchangeStatement, error)
 }
 
 type usageServiceClient struct {
@@ -62,15 +88,113 @@ func (c *usageServiceClient) ListInvoices(ctx context.Context, in *ListInvoicesR
 	return out, nil
 }
 
+func (c *usageServiceClient) GetInvoice(ctx context.Context, in *GetInvoiceRequest, opts ...grpc.CallOption) (*GetInvoiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInvoiceResponse)
+	err := c.cc.Invoke(ctx, UsageService_GetInvoice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDisputesResponse)
+	err := c.cc.Invoke(ctx, UsageService_ListDisputes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) ListUseEvents(ctx context.Context, in *ListUseEventsRequest, opts ...grpc.CallOption) (*ListUseEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUseEventsResponse)
+	err := c.cc.Invoke(ctx, UsageService_ListUseEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) GetCredit(ctx context.Context, in *GetCreditRequest, opts ...grpc.CallOption) (*GetCreditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCreditResponse)
+	err := c.cc.Invoke(ctx, UsageService_GetCredit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) RunSettlement(ctx context.Context, in *RunSettlementRequest, opts ...grpc.CallOption) (*RunSettlementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunSettlementResponse)
+	err := c.cc.Invoke(ctx, UsageService_RunSettlement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) SetCreditLimit(ctx context.Context, in *SetCreditLimitRequest, opts ...grpc.CallOption) (*Credit, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Credit)
+	err := c.cc.Invoke(ctx, UsageService_SetCreditLimit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) RecordPayment(ctx context.Context, in *RecordPaymentRequest, opts ...grpc.CallOption) (*Credit, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Credit)
+	err := c.cc.Invoke(ctx, UsageService_RecordPayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *usageServiceClient) GetExchangeStatement(ctx context.Context, in *GetExchangeStatementRequest, opts ...grpc.CallOption) (*ExchangeStatement, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeStatement)
+	err := c.cc.Invoke(ctx, UsageService_GetExchangeStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UsageServiceServer is the server API for UsageService service.
 // All implementations must embed UnimplementedUsageServiceServer
 // for forward compatibility.
 //
-// UsageService takes sampled usage per trade (claims 2, 7, 16) and gives
-// members their invoices (claim 19).
+// UsageService takes sampled usage per trade (claims 2, 7, 16) and settles
+// it (claims 2, 19): members fetch their own invoices, disputes, use events
+// and credit; the operator runs settlement and keeps credit. Money is int64
+// micro-units of the exchange's currency; periods are calendar months
+// written YYYY-MM (UTC).
 type UsageServiceServer interface {
 	ReportUsage(context.Context, *ReportUsageRequest) (*ReportUsageResponse, error)
+	// A member's invoices (its own only); the operator sees every member's.
 	ListInvoices(context.Context, *ListInvoicesRequest) (*ListInvoicesResponse, error)
+	// One invoice, structured and as the JSON and CSV documents.
+	GetInvoice(context.Context, *GetInvoiceRequest) (*GetInvoiceResponse, error)
+	// Slots whose buyer and seller figures differ by more than sampling
+	// error allows, with both figures and the one billed.
+	ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error)
+	// Sustained overuse and underuse of the member's trades (claim 16).
+	ListUseEvents(context.Context, *ListUseEventsRequest) (*ListUseEventsResponse, error)
+	// Exposure against the credit limit.
+	GetCredit(context.Context, *GetCreditRequest) (*GetCreditResponse, error)
+	// Operator only.
+	RunSettlement(context.Context, *RunSettlementRequest) (*RunSettlementResponse, error)
+	SetCreditLimit(context.Context, *SetCreditLimitRequest) (*Credit, error)
+	RecordPayment(context.Context, *RecordPaymentRequest) (*Credit, error)
+	GetExchangeStatement(context.Context, *GetExchangeStatementRequest) (*ExchangeStatement, error)
 	mustEmbedUnimplementedUsageServiceServer()
 }
 
@@ -86,6 +210,30 @@ func (UnimplementedUsageServiceServer) ReportUsage(context.Context, *ReportUsage
 }
 func (UnimplementedUsageServiceServer) ListInvoices(context.Context, *ListInvoicesRequest) (*ListInvoicesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListInvoices not implemented")
+}
+func (UnimplementedUsageServiceServer) GetInvoice(context.Context, *GetInvoiceRequest) (*GetInvoiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInvoice not implemented")
+}
+func (UnimplementedUsageServiceServer) ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDisputes not implemented")
+}
+func (UnimplementedUsageServiceServer) ListUseEvents(context.Context, *ListUseEventsRequest) (*ListUseEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUseEvents not implemented")
+}
+func (UnimplementedUsageServiceServer) GetCredit(context.Context, *GetCreditRequest) (*GetCreditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCredit not implemented")
+}
+func (UnimplementedUsageServiceServer) RunSettlement(context.Context, *RunSettlementRequest) (*RunSettlementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunSettlement not implemented")
+}
+func (UnimplementedUsageServiceServer) SetCreditLimit(context.Context, *SetCreditLimitRequest) (*Credit, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCreditLimit not implemented")
+}
+func (UnimplementedUsageServiceServer) RecordPayment(context.Context, *RecordPaymentRequest) (*Credit, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordPayment not implemented")
+}
+func (UnimplementedUsageServiceServer) GetExchangeStatement(context.Context, *GetExchangeStatementRequest) (*ExchangeStatement, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetExchangeStatement not implemented")
 }
 func (UnimplementedUsageServiceServer) mustEmbedUnimplementedUsageServiceServer() {}
 func (UnimplementedUsageServiceServer) testEmbeddedByValue()                      {}
@@ -144,6 +292,150 @@ func _UsageService_ListInvoices_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UsageService_GetInvoice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInvoiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetInvoice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetInvoice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetInvoice(ctx, req.(*GetInvoiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_ListDisputes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDisputesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).ListDisputes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_ListDisputes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).ListDisputes(ctx, req.(*ListDisputesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_ListUseEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUseEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).ListUseEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_ListUseEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).ListUseEvents(ctx, req.(*ListUseEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_GetCredit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCreditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetCredit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetCredit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetCredit(ctx, req.(*GetCreditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_RunSettlement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunSettlementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).RunSettlement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_RunSettlement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).RunSettlement(ctx, req.(*RunSettlementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_SetCreditLimit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCreditLimitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).SetCreditLimit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_SetCreditLimit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).SetCreditLimit(ctx, req.(*SetCreditLimitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_RecordPayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordPaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).RecordPayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_RecordPayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).RecordPayment(ctx, req.(*RecordPaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UsageService_GetExchangeStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetExchangeStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetExchangeStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetExchangeStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetExchangeStatement(ctx, req.(*GetExchangeStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UsageService_ServiceDesc is the grpc.ServiceDesc for UsageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -158,6 +450,38 @@ var UsageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListInvoices",
 			Handler:    _UsageService_ListInvoices_Handler,
+		},
+		{
+			MethodName: "GetInvoice",
+			Handler:    _UsageService_GetInvoice_Handler,
+		},
+		{
+			MethodName: "ListDisputes",
+			Handler:    _UsageService_ListDisputes_Handler,
+		},
+		{
+			MethodName: "ListUseEvents",
+			Handler:    _UsageService_ListUseEvents_Handler,
+		},
+		{
+			MethodName: "GetCredit",
+			Handler:    _UsageService_GetCredit_Handler,
+		},
+		{
+			MethodName: "RunSettlement",
+			Handler:    _UsageService_RunSettlement_Handler,
+		},
+		{
+			MethodName: "SetCreditLimit",
+			Handler:    _UsageService_SetCreditLimit_Handler,
+		},
+		{
+			MethodName: "RecordPayment",
+			Handler:    _UsageService_RecordPayment_Handler,
+		},
+		{
+			MethodName: "GetExchangeStatement",
+			Handler:    _UsageService_GetExchangeStatement_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/units"
+)
+
+// money prints micro-units as currency units with all 6 decimals, the way
+// an invoice shows them: -1234.500000.
+func money(m int64) string {
+	sign, u := "", uint64(m)
+	if m < 0 {
+		sign, u = "-", uint64(-m) // -MinInt64 wraps to itself, read as uint64 it is right
+	}
+	return fmt.Sprintf("%s%d.%06d", sign, u/units.MicrosPerUnit, u%units.MicrosPerUnit)
+}
+
+// csvOutput lets -o csv through the global --output check, which knows
+// only table and json; it reports whether CSV was asked for.
+func csvOutput(g *globals) bool {
+	if g.out.Format == "csv" {
+		g.out.Format = "table"
+		return true
+	}
+	return false
+}
+
+func settleCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "settle", Short: "settlement: run a period, invoices, disputes, use events, the exchange's statement"}
+	var (
+		period, policy string
+		correct        bool
+		member         uint32
+		timeout        time.Duration
+	)
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "settle a month that is over: invoices and ledger entries in one transaction",
+		Long: `Settle a calendar month (UTC) that is over: every member's invoice and the
+append-only ledger entries commit in one transaction, or nothing does. A
+settled period is refused unless --correct is given, which writes only the
+differences as correction entries and re-issues the invoices that changed.`,
+		Example: "  bwx-arbiter settle run --period 2026-11\n  bwx-arbiter settle run --period 2026-11 --policy seller --correct",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, cx, done, err := g.connectLong(timeout)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := pb.NewUsageServiceClient(conn).RunSettlement(cx, &pb.RunSettlementRequest{Period: period, Policy: policy, Correct: correct})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return g.out.Proto(resp)
+			}
+			return printRun(g.out, resp)
+		},
+	}
+	run.Flags().StringVar(&period, "period", "", "the month to settle, YYYY-MM")
+	run.Flags().StringVar(&policy, "policy", "buyer", "whose figure disputed slots are billed at: buyer, seller, min or max")
+	run.Flags().BoolVar(&correct, "correct", false, "settle a settled period again, writing only the differences")
+	run.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the run")
+	run.MarkFlagRequired("period")
+
+	invoices := &cobra.Command{
+		Use:     "invoices",
+		Short:   "members' invoices for a period (-o table, json or csv)",
+		Example: "  bwx-arbiter settle invoices --period 2026-11\n  bwx-arbiter settle invoices --member 64500 --period 2026-11 -o csv",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			csv := csvOutput(g)
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			uc := pb.NewUsageServiceClient(conn)
+			asns := []uint32{member}
+			if member == 0 {
+				list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{Period: period})
+				if err != nil {
+					return err
+				}
+				asns = asns[:0]
+				for _, inv := range list.Invoices {
+					asns = append(asns, inv.MemberAsn)
+				}
+			}
+			var docs []*pb.GetInvoiceResponse
+			for _, a := range asns {
+				d, err := uc.GetInvoice(cx, &pb.GetInvoiceRequest{MemberAsn: a, Period: period})
+				if err != nil {
+					return err
+				}
+				docs = append(docs, d)
+			}
+			switch {
+			case csv:
+				return writeCSVs(g.out.W, docs)
+			case g.out.JSON():
+				return writeJSONs(g.out.W, docs)
+			case member != 0:
+				return invoiceTable(g.out, docs[0].Invoice)
+			}
+			return invoiceSummary(g.out, period, docs)
+		},
+	}
+	invoices.Flags().Uint32Var(&member, "member", 0, "only this member's invoice (with its lines)")
+	invoices.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	invoices.MarkFlagRequired("period")
+
+	statement := &cobra.Command{
+		Use:   "statement",
+		Short: "the exchange's own statement for a period: fee income against the members' net, balancing to zero",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			ex, err := pb.NewUsageServiceClient(conn).GetExchangeStatement(cx, &pb.GetExchangeStatementRequest{Period: period})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				// Every field, so a balance of zero is shown, not left out.
+				b, err := protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true, Multiline: true}.Marshal(ex)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(g.out.W, string(b))
+				return err
+			}
+			return statementTable(g.out, ex)
+		},
+	}
+	statement.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	statement.MarkFlagRequired("period")
+
+	disputes := &cobra.Command{
+		Use:   "disputes",
+		Short: "a member's disputed 5-minute slots in a period, with both figures and the one billed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := pb.NewUsageServiceClient(conn).ListDisputes(cx, &pb.ListDisputesRequest{MemberAsn: member, Period: period})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Disputes)
+			}
+			return disputeTable(g.out, resp.Disputes)
+		},
+	}
+	disputes.Flags().Uint32Var(&member, "member", 0, "the member")
+	disputes.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	disputes.MarkFlagRequired("member")
+	disputes.MarkFlagRequired("period")
+
+	use := &cobra.Command{
+		Use:   "use",
+		Short: "sustained overuse and underuse of trades (default: the current month so far)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := pb.NewUsageServiceClient(conn).ListUseEvents(cx, &pb.ListUseEventsRequest{MemberAsn: member, Period: period})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Events)
+			}
+			return useTable(g.out, resp.Events)
+		},
+	}
+	use.Flags().Uint32Var(&member, "member", 0, "only this member's trades")
+	use.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (default: the current month so far)")
+
+	c.AddCommand(run, invoices, statement, disputes, use)
+	return c
+}
+
+// connectLong is connect for a call that may run long (a settlement run
+// reads a whole month of samples): its deadline is timeout, not 30 s.
+func (g *globals) connectLong(timeout time.Duration) (*grpc.ClientConn, context.Context, func(), error) {
+	conn, err := g.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return conn, ctx, func() { cancel(); conn.Close() }, nil
+}
+
+func printRun(o cli.Output, r *pb.RunSettlementResponse) error {
+	what := "settled"
+	if r.Seq > 0 {
+		what = "corrected"
+	}
+	fmt.Fprintf(o.W, "%s %s (run %d, seq %d, disputed slots billed at the %s figure): %d invoices, %d ledger entries\n",
+		what, r.Period, r.RunId, r.Seq, r.Policy, len(r.Invoices), r.Entries)
+	if err := statementTable(o, r.Exchange); err != nil {
+		return err
+	}
+	if len(r.Invoices) > 0 {
+		fmt.Fprintln(o.W)
+		var docs []*pb.GetInvoiceResponse
+		for _, inv := range r.Invoices {
+			docs = append(docs, &pb.GetInvoiceResponse{Invoice: inv})
+		}
+		if err := invoiceSummary(o, r.Period, docs); err != nil {
+			return err
+		}
+	}
+	if len(r.UseEvents) > 0 {
+		fmt.Fprintln(o.W)
+		return useTable(o, r.UseEvents)
+	}
+	return nil
+}
+
+func invoiceSummary(o cli.Output, period string, docs []*pb.GetInvoiceResponse) error {
+	var rows [][]string
+	for _, d := range docs {
+		inv := d.Invoice
+		rows = append(rows, []string{fmt.Sprintf("AS%d", inv.MemberAsn), inv.Period, strconv.Itoa(len(inv.Lines)),
+			money(inv.PaidMicros), money(inv.ReceivedMicros), money(inv.FeesMicros), money(inv.TotalMicros)})
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(o.W, "no invoices for %s\n", period)
+		return nil
+	}
+	return o.Table([]string{"MEMBER", "PERIOD", "LINES", "PAID", "RECEIVED", "FEES", "NET"}, rows)
+}
+
+// invoiceTable is one member's invoice, line by line, and its totals.
+func invoiceTable(o cli.Output, inv *pb.Invoice) error {
+	fmt.Fprintf(o.W, "invoice %s: AS%d, %s to %s\n", inv.Id, inv.MemberAsn,
+		inv.PeriodStart.AsTime().Format("2006-01-02T15:04:05Z"), inv.PeriodEnd.AsTime().Format("2006-01-02T15:04:05Z"))
+	var rows [][]string
+	for _, l := range inv.Lines {
+		rows = append(rows, []string{strconv.FormatUint(l.TradeId, 10), l.Side, fmt.Sprintf("AS%d", l.CounterpartyAsn),
+			units.Bandwidth(l.CapacityBps).String(), money(l.PriceMicros), strconv.Itoa(int(l.Slots)), units.Bandwidth(l.P95Bps).String(),
+			units.Bandwidth(l.OverageBps).String(), strconv.FormatFloat(l.BreachedSeconds, 'f', -1, 64), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
+			money(l.CommittedMicros), money(l.OverageMicros), money(l.SlaCreditMicros), money(l.FeeMicros), money(l.AmountMicros)})
+	}
+	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "PRICE/MBPS", "SLOTS", "P95", "OVERAGE", "BREACHED_S", "DISPUTED",
+		"COMMITTED", "OVERAGE_AMT", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.W, "paid %s  received %s  fees %s  net %s (positive: the exchange owes the member)\n",
+		money(inv.PaidMicros), money(inv.ReceivedMicros), money(inv.FeesMicros), money(inv.TotalMicros))
+	return nil
+}
+
+func statementTable(o cli.Output, ex *pb.ExchangeStatement) error {
+	return o.Table([]string{"PERIOD", "MEMBERS", "TRADES", "GROSS", "FEE_INCOME", "MEMBER_NET", "BALANCE"}, [][]string{{
+		ex.Period, strconv.Itoa(int(ex.Members)), strconv.Itoa(int(ex.Trades)), money(ex.GrossMicros), money(ex.FeeIncomeMicros),
+		money(ex.MemberNetMicros), money(ex.BalanceMicros)}})
+}
+
+func disputeTable(o cli.Output, ds []*pb.Dispute) error {
+	var rows [][]string
+	for _, d := range ds {
+		rows = append(rows, []string{strconv.FormatUint(d.TradeId, 10), d.SlotStart.AsTime().Format("2006-01-02T15:04:05Z"),
+			units.Bandwidth(d.BuyerBps).String(), strconv.FormatInt(d.BuyerSamples, 10), units.Bandwidth(d.SellerBps).String(),
+			strconv.FormatInt(d.SellerSamples, 10), units.Bandwidth(d.UsedBps).String(), d.Policy})
+	}
+	return o.Table([]string{"TRADE", "SLOT", "BUYER", "BUYER_SAMPLES", "SELLER", "SELLER_SAMPLES", "BILLED", "POLICY"}, rows)
+}
+
+func useTable(o cli.Output, es []*pb.UseEvent) error {
+	var rows [][]string
+	for _, e := range es {
+		kind := strings.TrimPrefix(strings.ToLower(e.Kind.String()), "use_kind_")
+		rows = append(rows, []string{strconv.FormatUint(e.TradeId, 10), fmt.Sprintf("AS%d", e.BuyerAsn), fmt.Sprintf("AS%d", e.SellerAsn), kind,
+			e.Start.AsTime().Format("2006-01-02T15:04:05Z"), e.End.AsTime().Format("2006-01-02T15:04:05Z"),
+			units.Bandwidth(e.CapacityBps).String(), units.Bandwidth(e.PeakBps).String(), units.Bandwidth(e.MinBps).String()})
+	}
+	return o.Table([]string{"TRADE", "BUYER", "SELLER", "USE", "FROM", "TO", "CAPACITY", "PEAK", "LOW"}, rows)
+}
+
+// writeJSONs prints the invoice documents as the arbiter stores them: one
+// object, or an array of several.
+func writeJSONs(w io.Writer, docs []*pb.GetInvoiceResponse) error {
+	if len(docs) == 1 {
+		_, err := io.WriteString(w, docs[0].DocumentJson)
+		return err
+	}
+	raw := make([]json.RawMessage, 0, len(docs))
+	for _, d := range docs {
+		raw = append(raw, json.RawMessage(d.DocumentJson))
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(raw)
+}
+
+// writeCSVs prints the invoices' CSV documents under one header row.
+func writeCSVs(w io.Writer, docs []*pb.GetInvoiceResponse) error {
+	for i, d := range docs {
+		b := []byte(d.DocumentCsv)
+		if i > 0 {
+			if j := bytes.IndexByte(b, '\n'); j >= 0 {
+				b = b[j+1:]
+			}
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package settle_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/quality"
+	"github.com/bwxchange/bwx/arbiter/settle"
+)
+
+// measure reports one measurement by reporter via the seller toward prefix
+// through the real quality matrix.
+func measure(t *testing.T, m *quality.Matrix, reporter, via uint32, prefix string, at time.Time, latencyMs int64, lossPPM int32) {
+	t.Helper()
+	p := netip.MustParsePrefix(prefix)
+	_, _, err := m.Report(context.Background(), reporter, []quality.Measurement{{IdempotencyKey: fmt.Sprintf("%d-%s-%d", via, prefix, at.UnixMicro()),
+		ViaASN: via, Prefix: p, Target: p.Addr().Next(), At: at, LatencyUs: latencyMs * 1000, LossPPM: lossPPM, ASHops: 1, IPHops: 3, ProbesSent: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
+	l := newLedger(t, settle.DefaultConfig())
+	tr := settle.Trade{BuyerASN: asA, SellerASN: asB, CapacityBps: 1000 * mbps, PriceMicros: 2_000_000, Start: nov.Start, End: nov.End}
+	id := l.addTrade(t, tr)
+	free := l.addTrade(t, settle.Trade{BuyerASN: asC, SellerASN: asB, CapacityBps: 1000 * mbps, PriceMicros: 2_000_000, Start: nov.Start, End: nov.End})
+	// The trade carries an IPv4 and an IPv6 prefix; its buy order limits
+	// latency to 20 ms and loss to 0.1 %.
+	if _, err := l.db.Exec(`UPDATE trades SET prefixes = '198.51.100.0/24,2001:db8:100::/48' WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.db.Exec(`UPDATE orders SET max_latency_us = 20000, max_loss_ppm = 1000 WHERE id = (SELECT buy_order_id FROM trades WHERE id = ?)`, id); err != nil {
+		t.Fatal(err)
+	}
+	m := quality.New(l.db)
+	t0 := nov.Start.Add(24 * time.Hour)
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	v4, v6 := "198.51.100.0/24", "2001:db8:100::/48"
+	measure(t, m, asA, asB, v4, at(0), 10, 0)
+	measure(t, m, asA, asB, v4, at(5), 30, 0) // too slow until the good one at 15
+	measure(t, m, asA, asB, v4, at(10), 31, 0)
+	measure(t, m, asA, asB, v4, at(15), 12, 0)
+	measure(t, m, asA, asB, v6, at(12), 40, 0)               // nothing after: counts for the 5-minute gap, to 17
+	measure(t, m, asA, asB, v4, at(60), 10, 50_000)          // 5 % loss, then nothing: 60..65
+	measure(t, m, asC, asB, v4, at(30), 90, 0)               // another member's vantage: not the buyer's traffic
+	measure(t, m, asA, asD, v4, at(40), 90, 0)               // another seller
+	measure(t, m, asA, asB, "203.0.113.0/24", at(50), 90, 0) // not a traded prefix
+
+	bs := settle.NewQualityBreaches(l.db)
+	ctx := context.Background()
+	got, err := bs.Breaches(ctx, id, nov.Start, nov.End)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []settle.Interval{{Start: at(5), End: at(17)}, {Start: at(60), End: at(65)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("breaches = %v, want %v", got, want)
+	}
+	// Clipped to the asked window, including a breach that began before it.
+	got, _ = bs.Breaches(ctx, id, at(8), at(62))
+	if want := []settle.Interval{{Start: at(8), End: at(17)}, {Start: at(60), End: at(62)}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("clipped breaches = %v, want %v", got, want)
+	}
+	// A buy without quality limits never breaches, however bad the path.
+	measure(t, m, asC, asB, v4, at(100), 500, 500_000)
+	if got, err := bs.Breaches(ctx, free, nov.Start, nov.End); err != nil || len(got) != 0 {
+		t.Errorf("trade without limits: %v %v, want no breach", got, err)
+	}
+	if _, err := bs.Breaches(ctx, 9999, nov.Start, nov.End); err == nil {
+		t.Error("an unknown trade gave no error")
+	}
+
+	// Settlement credits the breached 17 minutes on the trade's invoice line.
+	s, err := settle.NewSettlement(l.db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return l.now }, Breaches: bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Run(ctx, nov, settle.BuyerFigure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := s.Invoice(ctx, asA, nov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line *settle.Line
+	for i := range inv.Lines {
+		if inv.Lines[i].TradeID == id {
+			line = &inv.Lines[i]
+		}
+	}
+	if line == nil || line.BreachedSeconds != 17*60 || line.Credit <= 0 {
+		t.Fatalf("buyer's line = %+v, want 1020 breached seconds and a credit", line)
+	}
+	// credit = C x R x B / (1e6 x P): 1 Gbps at 2.00 for 17 minutes of November.
+	if want := int64(1000 * 2_000_000 * 17 * 60 / (30 * 24 * 3600)); line.Credit != want {
+		t.Errorf("SLA credit = %d, want %d", line.Credit, want)
+	}
+	if res.Exchange.Balance != 0 {
+		t.Errorf("exchange balance %d", res.Exchange.Balance)
+	}
+}
