@@ -38,6 +38,9 @@ type Config struct {
 	BGP BGPConfig `yaml:"bgp"`
 	// FIB is where bought routes go in the kernel.
 	FIB FIBConfig `yaml:"fib"`
+	// Capture and Probe measure traffic and path quality (measureconfig.go).
+	Capture CaptureConfig `yaml:"capture"`
+	Probe   ProbeConfig   `yaml:"probe"`
 	// Status is the local socket `bwx-agent status` reads.
 	Status struct {
 		// Socket is the unix socket path (mode 0600); default
@@ -260,6 +263,7 @@ func DefaultConfig() Config {
 	c.BGP.MemberRouter.Port = 179
 	c.FIB.Table = "main"
 	c.FIB.NeighborProbeInterval = time.Second
+	defaultMeasure(&c)
 	return c
 }
 
@@ -288,6 +292,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := logging.New(nil, "", c.Log.Format); err != nil {
 		return config.Errorf("log.format", "%v", err)
+	}
+	if err := c.validateMeasure(); err != nil {
+		return err
 	}
 	return c.validateRouting()
 }

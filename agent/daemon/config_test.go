@@ -103,3 +103,47 @@ func TestRoutingConfigErrorsNameKeyAndLine(t *testing.T) {
 		t.Errorf("graceful restart 5000s: %v", err)
 	}
 }
+
+func TestMeasureConfig(t *testing.T) {
+	base := "arbiter:\n  address: \"192.0.2.1:7443\"\nfib:\n  interface: eth1\n"
+	cfg, err := daemon.LoadConfig(writeConfig(t, base+`capture:
+  interfaces: [eth1]
+  sample_rate: 10
+  interval: 30s
+probe:
+  enabled: true
+  targets:
+    "198.51.100.0/24": ["198.51.100.1"]
+    "2001:db8:100::/48": ["2001:db8:100::1"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Measuring() || cfg.Capture.SnapLen != 128 || cfg.Capture.Interval != 30*time.Second || cfg.Probe.Count != 5 || cfg.Probe.TableBase != 20000 {
+		t.Errorf("unexpected config %+v %+v", cfg.Capture, cfg.Probe)
+	}
+	for _, c := range []struct{ body, key string }{
+		{"capture:\n  sample_rate: 0\n", "capture.sample_rate"},
+		{"capture:\n  interval: 7s\n", "capture.interval"},
+		{"capture:\n  interval: 1500ms\n", "capture.interval"},
+		{"capture:\n  snaplen: 20\n", "capture.snaplen"},
+		{"capture:\n  interfaces: [eth1, eth1]\n", "capture.interfaces[1]"},
+		{"probe:\n  enabled: true\n  count: 0\n", "probe.count"},
+		{"probe:\n  enabled: true\n  table_base: 250\n", "probe.table_base"},
+		{"probe:\n  enabled: true\n  rule_priority: 32766\n", "probe.rule_priority"},
+		{"probe:\n  enabled: true\n  targets:\n    \"198.51.100.0/24\": [\"203.0.113.1\"]\n", "probe.targets[198.51.100.0/24][0]"},
+		{"probe:\n  enabled: true\n  targets:\n    \"198.51.100.1/24\": []\n", "probe.targets"},
+		{"probe:\n  enabled: true\n  bogus: 1\n", "bogus"},
+	} {
+		cfg, err := daemon.LoadConfig(writeConfig(t, base+c.body))
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%q: err = %v, want one naming %s", c.body, err, c.key)
+		}
+	}
+}

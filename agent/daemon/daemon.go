@@ -31,6 +31,8 @@ type Agent struct {
 	conn   *grpc.ClientConn
 	// routing applies traded routes; nil without bgp.route_servers.
 	routing *Routing
+	// measure samples traffic and probes paths; nil without capture/probe.
+	measure *Measure
 	// OnEvent, when set, sees every trade event after it is logged.
 	OnEvent func(*pb.TradeEvent)
 	// MinBackoff and MaxBackoff bound the reconnect delay.
@@ -67,7 +69,17 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing,
+	var measure *Measure
+	if cfg.Measuring() {
+		if measure, err = NewMeasure(cfg, b.Identity.ASN, conn, log, MeasureOptions{}); err != nil {
+			if routing != nil {
+				routing.fib.Close()
+			}
+			conn.Close()
+			return nil, err
+		}
+	}
+	return &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing, measure: measure,
 		MinBackoff: time.Second, MaxBackoff: time.Minute}, nil
 }
 
@@ -82,6 +94,9 @@ func (a *Agent) Conn() *grpc.ClientConn { return a.conn }
 func (a *Agent) Close() error {
 	if a.routing != nil {
 		a.routing.fib.Close()
+	}
+	if a.measure != nil {
+		a.measure.Close()
 	}
 	return a.conn.Close()
 }
@@ -116,6 +131,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := a.routing.Run(ctx); err != nil {
 				a.log.Error("routing stopped: traded routes are not applied", "error", err)
+			}
+		}()
+	}
+	if a.measure != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.measure.Run(ctx); err != nil {
+				a.log.Error("measuring stopped: no usage or quality reports", "error", err)
 			}
 		}()
 	}
@@ -177,6 +201,9 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 		}
 		if a.OnEvent != nil {
 			a.OnEvent(ev)
+		}
+		if a.measure != nil && t != nil {
+			a.measure.Refresh() // a trade began or ended: re-read the trades
 		}
 		*cursor = ev.Sequence
 		if err := a.saveCursor(ev.Sequence); err != nil {

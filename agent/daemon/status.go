@@ -20,6 +20,8 @@ type AgentStatus struct {
 	// Routing is nil when no route server is configured.
 	Routing      *Status `json:"routing"`
 	RoutingError string  `json:"routing_error,omitempty"`
+	// Measure is nil when neither capture nor probing is configured.
+	Measure *MeasureStatus `json:"measure,omitempty"`
 }
 
 // Status returns the agent's status.
@@ -31,6 +33,10 @@ func (a *Agent) Status() AgentStatus {
 		if err != nil {
 			st.RoutingError = err.Error()
 		}
+	}
+	if a.measure != nil {
+		ms := a.measure.Status()
+		st.Measure = &ms
 	}
 	return st
 }

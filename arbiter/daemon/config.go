@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
 )
@@ -42,6 +43,12 @@ type Config struct {
 		Format string `yaml:"format"`
 	} `yaml:"log"`
 	BGP BGPConfig `yaml:"bgp"`
+	// Dashboard is the web dashboard (dashboard.go).
+	Dashboard DashboardConfig `yaml:"dashboard"`
+	// Quality is the quality matrix's probe scheduling (quality.go).
+	Quality QualityConfig `yaml:"quality"`
+	// Settle is the settlement terms (settle.go).
+	Settle settle.Config `yaml:"settle"`
 }
 
 // BGPConfig is the route server (arbiter/routeserver). Members and their
@@ -119,6 +126,8 @@ func DefaultConfig() Config {
 	c.BGP.RecheckInterval = 30 * time.Second
 	c.BGP.GracefulRestartTime = 120 * time.Second
 	c.BGP.GracefulStop = true
+	c.Quality = DefaultQualityConfig()
+	c.Settle = settle.DefaultConfig()
 	return c
 }
 
@@ -169,6 +178,15 @@ func (c *Config) Validate() error {
 	}
 	if _, err := logging.New(nil, c.Log.Level, c.Log.Format); err != nil {
 		return config.Errorf("log.format", "%v", err)
+	}
+	if err := c.Quality.validate(); err != nil {
+		return err
+	}
+	if err := c.validateSettle(); err != nil {
+		return err
+	}
+	if err := c.Dashboard.validate(); err != nil {
+		return err
 	}
 	return c.BGP.validate()
 }

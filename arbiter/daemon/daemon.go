@@ -28,7 +28,6 @@ import (
 	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
-	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -48,11 +47,15 @@ type Arbiter struct {
 	sock    string // the operator socket this arbiter bound, removed on Close
 	bgp     *bgpSide
 	exiting bool // Exit, not Close: leave BGP sessions to the process's end
+	dash    *dashboardSide
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
 	// MetricsAddr is the bound metrics address, if enabled.
 	MetricsAddr net.Addr
+	// DashboardAddr and DashboardLocalAddr are the bound dashboard
+	// addresses (mTLS and loopback HTTP), if enabled.
+	DashboardAddr, DashboardLocalAddr net.Addr
 }
 
 // Option changes how Start runs the arbiter.
@@ -104,6 +107,10 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	metrics := api.NewMetrics(reg)
 
 	registryDB := registry.New(a.db)
+	usage, settlement, err := newUsageServer(cfg, a.db, registryDB, log, a.stop)
+	if err != nil {
+		return nil, err
+	}
 	var loop *delivery.Loop
 	src := &tradeSource{}
 	if cfg.BGP.Enabled {
@@ -135,7 +142,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			loop.Notify(evs)
 		}
 	}
-	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify}); err != nil {
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify, Freshness: cfg.Quality.Freshness}); err != nil {
 		return nil, err
 	}
 	bk := a.book
@@ -152,16 +159,18 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		func() float64 { return float64(bk.OpenCount()) })
 	reg.MustRegister(openOrders)
 	a.health = health.NewServer()
+	matrix := quality.New(a.db)
+	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
-		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: changed})
-		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes)})
+		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop, Credit: settlement})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
 			rss.RS = a.bgp.rs
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
-		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: quality.New(a.db)})
-		pb.RegisterUsageServiceServer(s, &api.UsageServer{Usage: settle.New(a.db)})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop})
+		pb.RegisterUsageServiceServer(s, usage)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)
 	}
@@ -214,6 +223,9 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		})
 		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go serve(log, "metrics", func() error { return a.http.Serve(ml) })
+	}
+	if err := a.startDashboard(ca, registryDB); err != nil {
+		return nil, err
 	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	ok = true
@@ -299,6 +311,7 @@ func (a *Arbiter) Close() error {
 	for _, l := range a.lis {
 		l.Close()
 	}
+	a.closeDashboard()
 	if a.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.http.Shutdown(ctx)

@@ -123,7 +123,8 @@ func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) 
 // Query returns the matrix cells newer than maxAge; via 0 and an invalid
 // prefix match any.
 func (x *Matrix) Query(ctx context.Context, via uint32, prefix netip.Prefix, maxAge time.Duration) ([]Entry, error) {
-	q := `SELECT v.asn, m.prefix, avg(m.latency_us), avg(m.jitter_us), avg(m.loss_ppm), max(m.as_hops), count(*), max(m.measured_us)
+	q := `SELECT v.asn, m.prefix, coalesce(avg(CASE WHEN m.loss_ppm < 1000000 THEN m.latency_us END), 0),
+		coalesce(avg(CASE WHEN m.loss_ppm < 1000000 THEN m.jitter_us END), 0), avg(m.loss_ppm), max(m.as_hops), count(*), max(m.measured_us)
 		FROM measurements m JOIN members v ON v.id = m.via_id WHERE m.measured_us >= ?`
 	args := []any{store.Micros(x.now().Add(-maxAge))}
 	if via != 0 {
@@ -166,6 +167,10 @@ type Cell struct {
 	Vantage uint32
 }
 
+// A round with every probe lost has no latency: it counts in the loss
+// average but not in the latency and jitter ones, where its 0 would make a
+// blackholing path look fast.
+
 // PathQuality answers the matching engine's question: how good is the path
 // through via toward prefixes, seen from vantage. The vantage's own fresh
 // measurements win, because they are its traffic's real path; without them
@@ -179,7 +184,8 @@ func (x *Matrix) PathQuality(ctx context.Context, vantage, via uint32, prefixes 
 	for _, p := range prefixes {
 		args = append(args, p.Masked().String())
 	}
-	q := `SELECT count(*), avg(latency_us), avg(jitter_us), avg(loss_ppm), max(as_hops) FROM measurements
+	q := `SELECT count(*), avg(CASE WHEN loss_ppm < 1000000 THEN latency_us END),
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops) FROM measurements
 		WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
 		AND prefix IN (` + strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",") + `)`
 	scan := func(q string, args []any) (*Cell, error) {

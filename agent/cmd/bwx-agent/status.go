@@ -73,6 +73,7 @@ func ago(t time.Time) string {
 func printStatus(o cli.Output, st daemon.AgentStatus) error {
 	w := o.W
 	fmt.Fprintf(w, "member AS%d, arbiter %s\n", st.ASN, st.Arbiter)
+	printMeasure(w, st.Measure)
 	r := st.Routing
 	if r == nil {
 		fmt.Fprintln(w, "routing: not configured (no bgp.route_servers): no traded routes are installed")
@@ -176,4 +177,19 @@ func printDiff(w io.Writer, o cli.Output, r *daemon.Status) error {
 		return o.Table([]string{"SELLER ROUTER", "NEIGHBOR", ""}, rows)
 	}
 	return nil
+}
+
+// printMeasure prints the measuring side in two lines.
+func printMeasure(w io.Writer, m *daemon.MeasureStatus) {
+	if m == nil {
+		fmt.Fprintln(w, "measuring: not configured (no capture.interfaces, probe.enabled false): no usage or quality reports")
+		return
+	}
+	fmt.Fprintf(w, "capture: %v, %d destination prefixes, %d trades bought, last interval %s ago, kernel drops %d\n",
+		m.Capturing, m.Destinations, m.TradesBought, ago(m.LastInterval), m.KernelDrops)
+	fmt.Fprintf(w, "probe: %v, %d sellers, %d tasks pending; reports: usage %d spooled/%d sent (backlog %d), measurements %d/%d (backlog %d), %d refused\n",
+		m.Probing, m.Sellers, m.PendingTasks, m.UsageSpooled, m.UsageSent, m.UsageBacklog, m.MeasurementsDone, m.MeasurementsSent, m.MeasureBacklog, m.Parked)
+	if m.Error != "" {
+		fmt.Fprintf(w, "measuring error: %s\n", m.Error)
+	}
 }

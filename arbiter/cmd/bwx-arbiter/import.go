@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +17,10 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/gaissmai/bart"
+
+	"github.com/bwxchange/bwx/arbiter/quality"
+	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -121,8 +126,112 @@ import changes nothing. "-" reads standard input.`,
 		sub.Flags().BoolVar(&allowShrink, "allow-shrink", false, "replace a set even if the new one has less than half its objects")
 		sub.Flags().IntVar(&maxErrors, "max-errors", 10, "malformed objects to list")
 	}
-	c.AddCommand(irrCmd, roasCmd)
+	c.AddCommand(irrCmd, roasCmd, atlasCmd(g))
 	return c
+}
+
+// atlasCmd imports RIPE Atlas ping results as third-party measurements
+// (claim 10): pooled into the exchange's view of each seller's quality,
+// never counted as any member's own vantage.
+func atlasCmd(g *globals) *cobra.Command {
+	var (
+		probesFile string
+		via        uint32
+	)
+	c := &cobra.Command{
+		Use:   "atlas [--probes probes.json | --via ASN] RESULTS.json",
+		Short: "import RIPE Atlas ping results as third-party quality measurements",
+		Long: `Reads RIPE Atlas ping results (a JSON array or one result per line, as the
+Atlas API and its daily dumps publish them) and stores each as a measurement
+of the path through the seller whose network holds the probe, toward the
+registered prefix holding the destination. The probe's network comes from
+the Atlas probe archive (--probes, {"objects": [{"id", "asn_v4", "asn_v6"}]})
+or is one member for the whole file (--via). Results that cannot be placed
+(not a ping, unknown probe network, destination outside every registered
+prefix, nothing sent) are counted and skipped; a malformed result stops the
+import and nothing is stored. Importing the same file again stores nothing
+twice. "-" reads standard input.`,
+		Example: `  bwx-arbiter import atlas --probes 20260101.json results.json
+  bwx-arbiter import atlas --via 64501 results.json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (probesFile == "") == (via == 0) {
+				return errors.New("import atlas: give exactly one of --probes FILE or --via ASN")
+			}
+			db, ctx, done, err := g.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var src quality.AtlasSource
+			if via != 0 {
+				if _, err := registry.New(db).Member(ctx, via); err != nil {
+					return fmt.Errorf("import atlas: --via AS%d: %w", via, err)
+				}
+				src.Via = func(int64, int) (uint32, bool) { return via, true }
+			} else {
+				f, err := os.Open(probesFile)
+				if err != nil {
+					return fmt.Errorf("import atlas: --probes: %w", err)
+				}
+				probes, err := quality.AtlasProbes(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("import atlas: --probes %s: %w", probesFile, err)
+				}
+				src.Via = quality.ProbeVia(probes)
+			}
+			ps, err := registry.New(db).Prefixes(ctx, 0)
+			if err != nil {
+				return err
+			}
+			var table bart.Table[netip.Prefix]
+			for _, p := range ps {
+				table.Insert(p.Prefix, p.Prefix)
+			}
+			src.Prefix = func(a netip.Addr) (netip.Prefix, bool) { return table.Lookup(a) }
+			r, closeFile, err := openInput(args[0], cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeFile()
+			imp, err := quality.ParseAtlas(r, src)
+			if err != nil {
+				return fmt.Errorf("import atlas: %s: %w (nothing was stored)", args[0], err)
+			}
+			rep := atlasReport{Results: imp.Results, Skipped: imp.Skipped}
+			m := quality.New(db)
+			for b := imp.Measurements; len(b) > 0; {
+				n := min(len(b), quality.MaxBatch)
+				acc, dup, err := m.ReportThirdParty(ctx, quality.SourceAtlas, b[:n])
+				if err != nil {
+					return fmt.Errorf("import atlas: %w (%d measurements stored before)", err, rep.Stored)
+				}
+				rep.Stored += acc
+				rep.Duplicates += dup
+				b = b[n:]
+			}
+			if g.out.JSON() {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d results: %d measurements stored, %d already stored, %d skipped\n",
+				rep.Results, rep.Stored, rep.Duplicates, rep.Results-rep.Stored-rep.Duplicates)
+			for _, reason := range imp.SkippedReasons() {
+				fmt.Fprintf(cmd.OutOrStdout(), "  skipped: %s\n", reason)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&probesFile, "probes", "", "Atlas probe archive JSON: each probe's ASN per family")
+	c.Flags().Uint32Var(&via, "via", 0, "the member whose network holds every probe of the file")
+	return c
+}
+
+type atlasReport struct {
+	Results    int            `json:"results"`
+	Stored     int            `json:"stored"`
+	Duplicates int            `json:"duplicates"`
+	Skipped    map[string]int `json:"skipped"`
 }
 
 // openStore opens the database named by the config; it must exist, so an

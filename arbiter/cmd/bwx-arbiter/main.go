@@ -1,5 +1,5 @@
 // Command bwx-arbiter is the exchange's daemon (`run`) and its operator
-// commands (ca, member, prefix, orders, trades, import, bgp).
+// commands (ca, member, prefix, orders, trades, import, bgp, settle, credit).
 package main
 
 import (
@@ -24,7 +24,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.arbiter, "arbiter", "", "reach a remote arbiter at host:port with --bundle instead of the local socket")
 	root.PersistentFlags().StringVar(&g.bundle, "bundle", "", "operator certificate bundle, with --arbiter")
 	root.PersistentFlags().StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g))
+	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "bwx-arbiter:", cli.Explain(err))
 		os.Exit(1)

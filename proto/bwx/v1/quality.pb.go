@@ -31,14 +31,17 @@ type Measurement struct {
 	ViaAsn            uint32 `protobuf:"varint,2,opt,name=via_asn,json=viaAsn,proto3" json:"via_asn,omitempty"`
 	DestinationPrefix string `protobuf:"bytes,3,opt,name=destination_prefix,json=destinationPrefix,proto3" json:"destination_prefix,omitempty"`
 	// The probed address inside the prefix.
-	Target        string                 `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
-	MeasuredAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=measured_at,json=measuredAt,proto3" json:"measured_at,omitempty"`
-	LatencyUs     int64                  `protobuf:"varint,6,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
-	JitterUs      int64                  `protobuf:"varint,7,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
-	LossPpm       int32                  `protobuf:"varint,8,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
-	AsHops        int32                  `protobuf:"varint,9,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
-	IpHops        int32                  `protobuf:"varint,10,opt,name=ip_hops,json=ipHops,proto3" json:"ip_hops,omitempty"`
-	ProbesSent    int32                  `protobuf:"varint,11,opt,name=probes_sent,json=probesSent,proto3" json:"probes_sent,omitempty"`
+	Target     string                 `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	MeasuredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=measured_at,json=measuredAt,proto3" json:"measured_at,omitempty"`
+	LatencyUs  int64                  `protobuf:"varint,6,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
+	JitterUs   int64                  `protobuf:"varint,7,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
+	LossPpm    int32                  `protobuf:"varint,8,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
+	AsHops     int32                  `protobuf:"varint,9,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
+	IpHops     int32                  `protobuf:"varint,10,opt,name=ip_hops,json=ipHops,proto3" json:"ip_hops,omitempty"`
+	ProbesSent int32                  `protobuf:"varint,11,opt,name=probes_sent,json=probesSent,proto3" json:"probes_sent,omitempty"`
+	// The member whose agent measured (the vantage); zero means the caller.
+	// Any other value is refused: a member reports only for itself.
+	VantageAsn    uint32 `protobuf:"varint,12,opt,name=vantage_asn,json=vantageAsn,proto3" json:"vantage_asn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +149,13 @@ func (x *Measurement) GetIpHops() int32 {
 func (x *Measurement) GetProbesSent() int32 {
 	if x != nil {
 		return x.ProbesSent
+	}
+	return 0
+}
+
+func (x *Measurement) GetVantageAsn() uint32 {
+	if x != nil {
+		return x.VantageAsn
 	}
 	return 0
 }
@@ -499,8 +509,12 @@ type ProbeTask struct {
 	DestinationPrefix string               `protobuf:"bytes,4,opt,name=destination_prefix,json=destinationPrefix,proto3" json:"destination_prefix,omitempty"`
 	Targets           []string             `protobuf:"bytes,5,rep,name=targets,proto3" json:"targets,omitempty"`
 	Interval          *durationpb.Duration `protobuf:"bytes,6,opt,name=interval,proto3" json:"interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// True when the path was never measured from this vantage (route
+	// analysis of a new member or prefix, claim 5); false for a periodic
+	// revalidation (claim 10).
+	First         bool `protobuf:"varint,7,opt,name=first,proto3" json:"first,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProbeTask) Reset() {
@@ -575,11 +589,159 @@ func (x *ProbeTask) GetInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *ProbeTask) GetFirst() bool {
+	if x != nil {
+		return x.First
+	}
+	return false
+}
+
+type ListDestinationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsRequest) Reset() {
+	*x = ListDestinationsRequest{}
+	mi := &file_bwx_v1_quality_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsRequest) ProtoMessage() {}
+
+func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_quality_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
+func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{8}
+}
+
+type SellerDestinations struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SellerAsn uint32                 `protobuf:"varint,1,opt,name=seller_asn,json=sellerAsn,proto3" json:"seller_asn,omitempty"`
+	// The seller's routers on the exchange LAN.
+	RouterAddresses []string `protobuf:"bytes,2,rep,name=router_addresses,json=routerAddresses,proto3" json:"router_addresses,omitempty"`
+	Prefixes        []string `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SellerDestinations) Reset() {
+	*x = SellerDestinations{}
+	mi := &file_bwx_v1_quality_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SellerDestinations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SellerDestinations) ProtoMessage() {}
+
+func (x *SellerDestinations) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_quality_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SellerDestinations.ProtoReflect.Descriptor instead.
+func (*SellerDestinations) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SellerDestinations) GetSellerAsn() uint32 {
+	if x != nil {
+		return x.SellerAsn
+	}
+	return 0
+}
+
+func (x *SellerDestinations) GetRouterAddresses() []string {
+	if x != nil {
+		return x.RouterAddresses
+	}
+	return nil
+}
+
+func (x *SellerDestinations) GetPrefixes() []string {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+type ListDestinationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sellers       []*SellerDestinations  `protobuf:"bytes,1,rep,name=sellers,proto3" json:"sellers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsResponse) Reset() {
+	*x = ListDestinationsResponse{}
+	mi := &file_bwx_v1_quality_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsResponse) ProtoMessage() {}
+
+func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_quality_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsResponse.ProtoReflect.Descriptor instead.
+func (*ListDestinationsResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListDestinationsResponse) GetSellers() []*SellerDestinations {
+	if x != nil {
+		return x.Sellers
+	}
+	return nil
+}
+
 var File_bwx_v1_quality_proto protoreflect.FileDescriptor
 
 const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\n" +
-	"\x14bwx/v1/quality.proto\x12\x06bwx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n" +
+	"\x14bwx/v1/quality.proto\x12\x06bwx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
 	"\vMeasurement\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
 	"\avia_asn\x18\x02 \x01(\rR\x06viaAsn\x12-\n" +
@@ -595,7 +757,9 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\aip_hops\x18\n" +
 	" \x01(\x05R\x06ipHops\x12\x1f\n" +
 	"\vprobes_sent\x18\v \x01(\x05R\n" +
-	"probesSent\"T\n" +
+	"probesSent\x12\x1f\n" +
+	"\vvantage_asn\x18\f \x01(\rR\n" +
+	"vantageAsn\"T\n" +
 	"\x19ReportMeasurementsRequest\x127\n" +
 	"\fmeasurements\x18\x01 \x03(\v2\x13.bwx.v1.MeasurementR\fmeasurements\"X\n" +
 	"\x1aReportMeasurementsResponse\x12\x1a\n" +
@@ -619,7 +783,7 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\x10last_measured_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0elastMeasuredAt\"D\n" +
 	"\x13QueryMatrixResponse\x12-\n" +
 	"\aentries\x18\x01 \x03(\v2\x13.bwx.v1.MatrixEntryR\aentries\"\x19\n" +
-	"\x17StreamProbeTasksRequest\"\xd6\x01\n" +
+	"\x17StreamProbeTasksRequest\"\xec\x01\n" +
 	"\tProbeTask\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\avia_asn\x18\x02 \x01(\rR\x06viaAsn\x12 \n" +
@@ -627,11 +791,21 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"viaNextHop\x12-\n" +
 	"\x12destination_prefix\x18\x04 \x01(\tR\x11destinationPrefix\x12\x18\n" +
 	"\atargets\x18\x05 \x03(\tR\atargets\x125\n" +
-	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval2\xff\x01\n" +
+	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x14\n" +
+	"\x05first\x18\a \x01(\bR\x05first\"\x19\n" +
+	"\x17ListDestinationsRequest\"z\n" +
+	"\x12SellerDestinations\x12\x1d\n" +
+	"\n" +
+	"seller_asn\x18\x01 \x01(\rR\tsellerAsn\x12)\n" +
+	"\x10router_addresses\x18\x02 \x03(\tR\x0frouterAddresses\x12\x1a\n" +
+	"\bprefixes\x18\x03 \x03(\tR\bprefixes\"P\n" +
+	"\x18ListDestinationsResponse\x124\n" +
+	"\asellers\x18\x01 \x03(\v2\x1a.bwx.v1.SellerDestinationsR\asellers2\xd6\x02\n" +
 	"\x0eQualityService\x12[\n" +
 	"\x12ReportMeasurements\x12!.bwx.v1.ReportMeasurementsRequest\x1a\".bwx.v1.ReportMeasurementsResponse\x12F\n" +
 	"\vQueryMatrix\x12\x1a.bwx.v1.QueryMatrixRequest\x1a\x1b.bwx.v1.QueryMatrixResponse\x12H\n" +
-	"\x10StreamProbeTasks\x12\x1f.bwx.v1.StreamProbeTasksRequest\x1a\x11.bwx.v1.ProbeTask0\x01B-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
+	"\x10StreamProbeTasks\x12\x1f.bwx.v1.StreamProbeTasksRequest\x1a\x11.bwx.v1.ProbeTask0\x01\x12U\n" +
+	"\x10ListDestinations\x12\x1f.bwx.v1.ListDestinationsRequest\x1a .bwx.v1.ListDestinationsResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
 
 var (
 	file_bwx_v1_quality_proto_rawDescOnce sync.Once
@@ -645,7 +819,7 @@ func file_bwx_v1_quality_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_quality_proto_rawDescData
 }
 
-var file_bwx_v1_quality_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_bwx_v1_quality_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_bwx_v1_quality_proto_goTypes = []any{
 	(*Measurement)(nil),                // 0: bwx.v1.Measurement
 	(*ReportMeasurementsRequest)(nil),  // 1: bwx.v1.ReportMeasurementsRequest
@@ -655,27 +829,33 @@ var file_bwx_v1_quality_proto_goTypes = []any{
 	(*QueryMatrixResponse)(nil),        // 5: bwx.v1.QueryMatrixResponse
 	(*StreamProbeTasksRequest)(nil),    // 6: bwx.v1.StreamProbeTasksRequest
 	(*ProbeTask)(nil),                  // 7: bwx.v1.ProbeTask
-	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 9: google.protobuf.Duration
+	(*ListDestinationsRequest)(nil),    // 8: bwx.v1.ListDestinationsRequest
+	(*SellerDestinations)(nil),         // 9: bwx.v1.SellerDestinations
+	(*ListDestinationsResponse)(nil),   // 10: bwx.v1.ListDestinationsResponse
+	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 12: google.protobuf.Duration
 }
 var file_bwx_v1_quality_proto_depIdxs = []int32{
-	8, // 0: bwx.v1.Measurement.measured_at:type_name -> google.protobuf.Timestamp
-	0, // 1: bwx.v1.ReportMeasurementsRequest.measurements:type_name -> bwx.v1.Measurement
-	9, // 2: bwx.v1.QueryMatrixRequest.max_age:type_name -> google.protobuf.Duration
-	8, // 3: bwx.v1.MatrixEntry.last_measured_at:type_name -> google.protobuf.Timestamp
-	4, // 4: bwx.v1.QueryMatrixResponse.entries:type_name -> bwx.v1.MatrixEntry
-	9, // 5: bwx.v1.ProbeTask.interval:type_name -> google.protobuf.Duration
-	1, // 6: bwx.v1.QualityService.ReportMeasurements:input_type -> bwx.v1.ReportMeasurementsRequest
-	3, // 7: bwx.v1.QualityService.QueryMatrix:input_type -> bwx.v1.QueryMatrixRequest
-	6, // 8: bwx.v1.QualityService.StreamProbeTasks:input_type -> bwx.v1.StreamProbeTasksRequest
-	2, // 9: bwx.v1.QualityService.ReportMeasurements:output_type -> bwx.v1.ReportMeasurementsResponse
-	5, // 10: bwx.v1.QualityService.QueryMatrix:output_type -> bwx.v1.QueryMatrixResponse
-	7, // 11: bwx.v1.QualityService.StreamProbeTasks:output_type -> bwx.v1.ProbeTask
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	11, // 0: bwx.v1.Measurement.measured_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: bwx.v1.ReportMeasurementsRequest.measurements:type_name -> bwx.v1.Measurement
+	12, // 2: bwx.v1.QueryMatrixRequest.max_age:type_name -> google.protobuf.Duration
+	11, // 3: bwx.v1.MatrixEntry.last_measured_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: bwx.v1.QueryMatrixResponse.entries:type_name -> bwx.v1.MatrixEntry
+	12, // 5: bwx.v1.ProbeTask.interval:type_name -> google.protobuf.Duration
+	9,  // 6: bwx.v1.ListDestinationsResponse.sellers:type_name -> bwx.v1.SellerDestinations
+	1,  // 7: bwx.v1.QualityService.ReportMeasurements:input_type -> bwx.v1.ReportMeasurementsRequest
+	3,  // 8: bwx.v1.QualityService.QueryMatrix:input_type -> bwx.v1.QueryMatrixRequest
+	6,  // 9: bwx.v1.QualityService.StreamProbeTasks:input_type -> bwx.v1.StreamProbeTasksRequest
+	8,  // 10: bwx.v1.QualityService.ListDestinations:input_type -> bwx.v1.ListDestinationsRequest
+	2,  // 11: bwx.v1.QualityService.ReportMeasurements:output_type -> bwx.v1.ReportMeasurementsResponse
+	5,  // 12: bwx.v1.QualityService.QueryMatrix:output_type -> bwx.v1.QueryMatrixResponse
+	7,  // 13: bwx.v1.QualityService.StreamProbeTasks:output_type -> bwx.v1.ProbeTask
+	10, // 14: bwx.v1.QualityService.ListDestinations:output_type -> bwx.v1.ListDestinationsResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_quality_proto_init() }
@@ -689,7 +869,7 @@ func file_bwx_v1_quality_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_quality_proto_rawDesc), len(file_bwx_v1_quality_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

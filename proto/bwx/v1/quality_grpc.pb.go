@@ -22,6 +22,7 @@ const (
 	QualityService_ReportMeasurements_FullMethodName = "/bwx.v1.QualityService/ReportMeasurements"
 	QualityService_QueryMatrix_FullMethodName        = "/bwx.v1.QualityService/QueryMatrix"
 	QualityService_StreamProbeTasks_FullMethodName   = "/bwx.v1.QualityService/StreamProbeTasks"
+	QualityService_ListDestinations_FullMethodName   = "/bwx.v1.QualityService/ListDestinations"
 )
 
 // QualityServiceClient is the client API for QualityService service.
@@ -37,6 +38,10 @@ type QualityServiceClient interface {
 	// StreamProbeTasks sends the caller the paths the arbiter wants probed
 	// (route analysis of new members, periodic validation).
 	StreamProbeTasks(ctx context.Context, in *StreamProbeTasksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProbeTask], error)
+	// ListDestinations gives a member every seller's registered prefixes and
+	// router addresses on the exchange LAN: the agent classifies its traffic
+	// by these prefixes and tells sellers apart by their routers' MACs.
+	ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
 }
 
 type qualityServiceClient struct {
@@ -86,6 +91,16 @@ func (c *qualityServiceClient) StreamProbeTasks(ctx context.Context, in *StreamP
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QualityService_StreamProbeTasksClient = grpc.ServerStreamingClient[ProbeTask]
 
+func (c *qualityServiceClient) ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDestinationsResponse)
+	err := c.cc.Invoke(ctx, QualityService_ListDestinations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QualityServiceServer is the server API for QualityService service.
 // All implementations must embed UnimplementedQualityServiceServer
 // for forward compatibility.
@@ -99,6 +114,10 @@ type QualityServiceServer interface {
 	// StreamProbeTasks sends the caller the paths the arbiter wants probed
 	// (route analysis of new members, periodic validation).
 	StreamProbeTasks(*StreamProbeTasksRequest, grpc.ServerStreamingServer[ProbeTask]) error
+	// ListDestinations gives a member every seller's registered prefixes and
+	// router addresses on the exchange LAN: the agent classifies its traffic
+	// by these prefixes and tells sellers apart by their routers' MACs.
+	ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
 	mustEmbedUnimplementedQualityServiceServer()
 }
 
@@ -117,6 +136,9 @@ func (UnimplementedQualityServiceServer) QueryMatrix(context.Context, *QueryMatr
 }
 func (UnimplementedQualityServiceServer) StreamProbeTasks(*StreamProbeTasksRequest, grpc.ServerStreamingServer[ProbeTask]) error {
 	return status.Error(codes.Unimplemented, "method StreamProbeTasks not implemented")
+}
+func (UnimplementedQualityServiceServer) ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDestinations not implemented")
 }
 func (UnimplementedQualityServiceServer) mustEmbedUnimplementedQualityServiceServer() {}
 func (UnimplementedQualityServiceServer) testEmbeddedByValue()                        {}
@@ -186,6 +208,24 @@ func _QualityService_StreamProbeTasks_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QualityService_StreamProbeTasksServer = grpc.ServerStreamingServer[ProbeTask]
 
+func _QualityService_ListDestinations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDestinationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QualityServiceServer).ListDestinations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QualityService_ListDestinations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QualityServiceServer).ListDestinations(ctx, req.(*ListDestinationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QualityService_ServiceDesc is the grpc.ServiceDesc for QualityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +240,10 @@ var QualityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "QueryMatrix",
 			Handler:    _QualityService_QueryMatrix_Handler,
+		},
+		{
+			MethodName: "ListDestinations",
+			Handler:    _QualityService_ListDestinations_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,492 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/bwxchange/bwx/agent/capture"
+	"github.com/bwxchange/bwx/agent/probe"
+	"github.com/bwxchange/bwx/agent/spool"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+)
+
+// Spool kinds.
+const (
+	KindUsage       = "usage"
+	KindMeasurement = "measurement"
+)
+
+// MeasureOptions adapt Measure to where it runs; the zero value is the
+// daemon's (this process's network namespace).
+type MeasureOptions struct {
+	// Do runs fn where the capture and probe sockets must be opened (a
+	// test's network namespace: labnet.Host.Do); nil runs it here.
+	Do func(fn func() error) error
+	// Handle is the netlink handle for neighbor lookups and the probe
+	// tables (nil: one for this namespace).
+	Handle *netlink.Handle
+	// Sysctl reads and writes the probe interface's rp_filter (nil: /proc/sys).
+	Sysctl probe.Sysctl
+	// MinBackoff and MaxBackoff bound the retry waits toward the arbiter.
+	MinBackoff, MaxBackoff time.Duration
+	// OnInterval, if set, sees every closed capture interval.
+	OnInterval func(capture.Interval)
+	// OnMeasurements, if set, sees every probe round's results.
+	OnMeasurements func([]probe.Measurement)
+}
+
+// Measure is the agent's measuring side: it samples the member's traffic
+// (capture), turns each closed interval into usage samples per trade the
+// member bought, runs the arbiter's probe tasks through each seller, and
+// sends both to the arbiter through the durable spool, so nothing is lost
+// while the arbiter is away and a resent report is a harmless duplicate.
+//
+// The seller-side usage report (what a seller received from each buyer) is
+// not made: capture keeps outgoing frames by destination MAC only.
+type Measure struct {
+	cfg  Config
+	asn  uint32
+	log  *slog.Logger
+	conn *grpc.ClientConn
+	opt  MeasureOptions
+	sp   *spool.Spool
+	h    *netlink.Handle
+	ownH bool
+
+	cap    *capture.Capture
+	prober *probe.Prober
+	paths  *probe.Paths
+	ids    *sellerIDs
+
+	refresh chan struct{} // re-read destinations and trades now
+	tasksIn chan struct{} // probe tasks arrived
+
+	mu      sync.Mutex
+	table   *capture.Table
+	routers map[uint32][]netip.Addr // seller ASN -> routers, from the registry
+	trades  []*pb.Trade             // active trades this member bought
+	tasks   map[taskKey]*pb.ProbeTask
+	sellers map[uint32]probe.Seller // every seller probed through so far
+	last    capture.Interval
+	lastErr string
+
+	spClosed atomic.Bool
+
+	usageSpooled, measSpooled, usageSent, measSent, drops atomic.Int64
+}
+
+type taskKey struct {
+	via    uint32
+	prefix netip.Prefix
+}
+
+// NewMeasure opens the spool and, as configured, the capture sockets and
+// the prober (through opt.Do).
+func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger, opt MeasureOptions) (_ *Measure, err error) {
+	if err := cfg.validateMeasure(); err != nil {
+		return nil, err
+	}
+	if opt.Do == nil {
+		opt.Do = func(fn func() error) error { return fn() }
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = time.Second
+	}
+	if opt.MaxBackoff < opt.MinBackoff {
+		opt.MaxBackoff = max(time.Minute, opt.MinBackoff)
+	}
+	m := &Measure{cfg: cfg, asn: asn, log: log.With("component", "measure"), conn: conn, opt: opt, h: opt.Handle,
+		refresh: make(chan struct{}, 1), tasksIn: make(chan struct{}, 1),
+		tasks: map[taskKey]*pb.ProbeTask{}, sellers: map[uint32]probe.Seller{}, routers: map[uint32][]netip.Addr{}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.sp, err = spool.Open(cfg.SpoolPath(), spool.Options{}); err != nil {
+		return nil, fmt.Errorf("report spool: %w", err)
+	}
+	if m.h == nil {
+		if m.h, err = netlink.NewHandle(); err != nil {
+			return nil, fmt.Errorf("netlink: %w", err)
+		}
+		m.ownH = true
+	}
+	if len(cfg.Capture.Interfaces) > 0 {
+		err = opt.Do(func() (err error) {
+			m.cap, err = capture.Open(capture.Config{Interfaces: cfg.Capture.Interfaces, Interval: cfg.Capture.Interval,
+				SampleRate: cfg.Capture.SampleRate, SnapLen: cfg.Capture.SnapLen, TopAddresses: cfg.Capture.TopAddresses})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
+	}
+	if cfg.Probe.Enabled {
+		pc := probe.PathsConfig{Link: cfg.probeLink(), TableBase: cfg.Probe.TableBase, MarkBase: cfg.Probe.MarkBase,
+			RulePriority: cfg.Probe.RulePriority, Sysctl: opt.Sysctl}
+		if m.paths, err = probe.NewPaths(m.h, pc); err != nil {
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+		if m.prober, err = probe.New(probe.Config{Count: cfg.Probe.Count, TargetsPerMinute: cfg.Probe.TargetsPerMinute, Do: opt.Do}); err != nil {
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+		if m.ids, err = loadSellerIDs(cfg.StateDir + "/probe-sellers.json"); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Close releases what Run did not (Run releases everything when it ends).
+func (m *Measure) Close() {
+	if m.cap != nil {
+		m.cap.Close() // an error after Run: Run closed the sockets
+	}
+	if m.prober != nil {
+		m.prober.Close()
+		m.prober = nil
+	}
+	if m.paths != nil {
+		m.paths.Close()
+		m.paths = nil
+	}
+	if m.sp != nil && !m.spClosed.Swap(true) {
+		m.sp.Close()
+	}
+	if m.ownH && m.h != nil {
+		m.h.Close()
+		m.h = nil
+	}
+}
+
+// Spool is the report spool (status and tests).
+func (m *Measure) Spool() *spool.Spool { return m.sp }
+
+// Refresh asks for the destinations and trades to be re-read now (a trade
+// event came).
+func (m *Measure) Refresh() {
+	select {
+	case m.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// Run measures and reports until ctx ends, then releases everything.
+func (m *Measure) Run(ctx context.Context) error {
+	defer m.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { m.refreshLoop(ctx) })
+	drain := spool.DrainOptions{MinBackoff: m.opt.MinBackoff, MaxBackoff: m.opt.MaxBackoff,
+		OnError: func(err error, wait time.Duration) {
+			m.log.Warn("reports not delivered; kept in the spool", "error", err, "retry_in", wait.Round(time.Millisecond).String())
+		},
+		OnParked: func(it spool.Item, err error) {
+			m.log.Error("the arbiter refused a report; parked in the spool", "kind", it.Kind, "key", it.Key, "error", err)
+		}}
+	du, dm := drain, drain
+	du.OnSent = func(n int) { m.usageSent.Add(int64(n)) }
+	dm.OnSent = func(n int) { m.measSent.Add(int64(n)) }
+	wg.Go(func() { spool.Drain(ctx, m.sp, KindUsage, m.sendUsage, du) })
+	wg.Go(func() { spool.Drain(ctx, m.sp, KindMeasurement, m.sendMeasurements, dm) })
+	if m.prober != nil {
+		wg.Go(func() { m.taskLoop(ctx) })
+		wg.Go(func() { m.probeLoop(ctx) })
+	}
+	if m.cap != nil {
+		if err := m.cap.Run(ctx, m.interval); err != nil && ctx.Err() == nil {
+			cancel()
+			return fmt.Errorf("capture: %w", err)
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// backoff waits a jittered delay, doubling it for next time.
+func (m *Measure) backoff(ctx context.Context, delay *time.Duration) bool {
+	wait := *delay/2 + rand.N(*delay/2+1)
+	*delay = min(*delay*2, m.opt.MaxBackoff)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(wait):
+		return true
+	}
+}
+
+// refreshLoop re-reads the registry's destinations and the member's
+// trades every capture.refresh, on Refresh, and sooner after a failure.
+func (m *Measure) refreshLoop(ctx context.Context) {
+	delay := m.opt.MinBackoff
+	for {
+		err := m.reload(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		next := m.cfg.Capture.Refresh
+		if err != nil {
+			m.log.Warn("cannot read destinations or trades from the arbiter; keeping the last ones", "error", err)
+			next = min(next, delay)
+			delay = min(delay*2, m.opt.MaxBackoff)
+		} else {
+			delay = m.opt.MinBackoff
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		case <-m.refresh:
+		}
+	}
+}
+
+func (m *Measure) reload(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ds, err := pb.NewQualityServiceClient(m.conn).ListDestinations(ctx, &pb.ListDestinationsRequest{})
+	if err != nil {
+		return fmt.Errorf("list destinations: %w", err)
+	}
+	ts, err := pb.NewTradingServiceClient(m.conn).ListTrades(ctx, &pb.ListTradesRequest{ActiveOnly: true})
+	if err != nil {
+		return fmt.Errorf("list trades: %w", err)
+	}
+	var prefixes []netip.Prefix
+	routers := map[uint32][]netip.Addr{}
+	for _, d := range ds.Sellers {
+		for _, s := range d.Prefixes {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				prefixes = append(prefixes, p.Masked())
+			}
+		}
+		for _, s := range d.RouterAddresses {
+			if a, err := netip.ParseAddr(s); err == nil {
+				routers[d.SellerAsn] = append(routers[d.SellerAsn], a)
+			}
+		}
+	}
+	var bought []*pb.Trade
+	for _, t := range ts.Trades {
+		if t.BuyerAsn != m.asn {
+			continue
+		}
+		bought = append(bought, t)
+		for _, s := range t.Prefixes {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				prefixes = append(prefixes, p.Masked())
+			}
+		}
+	}
+	table, err := capture.NewTable(prefixes)
+	if err != nil {
+		return fmt.Errorf("destinations: %w", err)
+	}
+	m.mu.Lock()
+	m.table, m.routers, m.trades = table, routers, bought
+	m.mu.Unlock()
+	if m.cap != nil {
+		m.cap.SetTable(table)
+	}
+	return nil
+}
+
+// macsOf resolves routers to their MACs from the neighbor tables of the
+// capture interfaces (the kernel resolved them to send to them).
+func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
+	out := map[[6]byte]bool{}
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a] = true
+	}
+	for _, name := range m.cfg.Capture.Interfaces {
+		l, err := m.h.LinkByName(name)
+		if err != nil {
+			continue
+		}
+		ns, err := m.h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
+		if err != nil {
+			continue
+		}
+		for _, n := range ns {
+			a, ok := netip.AddrFromSlice(n.IP)
+			if !ok || !want[a.Unmap()] || len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+				continue
+			}
+			out[[6]byte(n.HardwareAddr)] = true
+		}
+	}
+	return out
+}
+
+// interval turns a closed capture interval into usage samples, one per
+// active trade this member bought: the bits/s toward the trade's prefixes
+// through the seller's router, with its sample count.
+func (m *Measure) interval(iv capture.Interval) {
+	if m.opt.OnInterval != nil {
+		m.opt.OnInterval(iv)
+	}
+	if iv.KernelDrops > 0 {
+		m.drops.Add(int64(iv.KernelDrops))
+		m.log.Warn("the kernel dropped sampled frames: this interval's figures are too low", "drops", iv.KernelDrops,
+			"interval_start", iv.Start.Format(time.RFC3339))
+	}
+	m.mu.Lock()
+	m.last = iv
+	trades := m.trades
+	m.mu.Unlock()
+	if !iv.To.After(iv.From) {
+		return
+	}
+	var recs []spool.Record
+	for _, t := range trades {
+		if !t.DeliveryStart.AsTime().Before(iv.To) || !t.DeliveryEnd.AsTime().After(iv.From) {
+			continue
+		}
+		var hops []netip.Addr
+		for _, s := range t.SellerNextHops {
+			if a, err := netip.ParseAddr(s); err == nil {
+				hops = append(hops, a)
+			}
+		}
+		macs := m.macsOf(hops)
+		prefixes := map[netip.Prefix]bool{}
+		for _, s := range t.Prefixes {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				prefixes[p.Masked()] = true
+			}
+		}
+		var bps, samples int64
+		for _, f := range iv.Figures {
+			if prefixes[f.Prefix] && len(f.NextHop) == 6 && macs[[6]byte(f.NextHop)] {
+				bps += f.BitsPerSecond
+				samples += f.Samples
+			}
+		}
+		key := fmt.Sprintf("usage:%d:%d:%d:buyer", t.Id, iv.From.UnixMicro(), iv.To.UnixMicro())
+		s := &pb.UsageSample{IdempotencyKey: key, TradeId: t.Id, Role: pb.ReporterRole_REPORTER_ROLE_BUYER,
+			IntervalStart: timestamppb.New(iv.From), IntervalEnd: timestamppb.New(iv.To), BitsPerSecond: bps, SampleCount: samples}
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+		if err != nil {
+			m.log.Error("usage sample", "error", err)
+			continue
+		}
+		recs = append(recs, spool.Record{Key: key, Payload: b})
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := m.sp.PutAll(context.Background(), KindUsage, recs); err != nil {
+		m.setErr(err)
+		m.log.Error("cannot spool usage samples: they are lost", "samples", len(recs), "error", err)
+		return
+	}
+	m.usageSpooled.Add(int64(len(recs)))
+}
+
+func (m *Measure) setErr(err error) {
+	m.mu.Lock()
+	m.lastErr = err.Error()
+	m.mu.Unlock()
+}
+
+// refused tells whether the arbiter refused a batch for good.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.NotFound, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+func (m *Measure) sendUsage(ctx context.Context, items []spool.Item) error {
+	req := &pb.ReportUsageRequest{}
+	for _, it := range items {
+		var s pb.UsageSample
+		if err := proto.Unmarshal(it.Payload, &s); err != nil {
+			return spool.Reject(fmt.Errorf("corrupt spooled usage sample %s: %w", it.Key, err))
+		}
+		req.Samples = append(req.Samples, &s)
+	}
+	_, err := pb.NewUsageServiceClient(m.conn).ReportUsage(ctx, req)
+	if refused(err) {
+		return spool.Reject(err)
+	}
+	return err
+}
+
+func (m *Measure) sendMeasurements(ctx context.Context, items []spool.Item) error {
+	req := &pb.ReportMeasurementsRequest{}
+	for _, it := range items {
+		var s pb.Measurement
+		if err := proto.Unmarshal(it.Payload, &s); err != nil {
+			return spool.Reject(fmt.Errorf("corrupt spooled measurement %s: %w", it.Key, err))
+		}
+		req.Measurements = append(req.Measurements, &s)
+	}
+	_, err := pb.NewQualityServiceClient(m.conn).ReportMeasurements(ctx, req)
+	if refused(err) {
+		return spool.Reject(err)
+	}
+	return err
+}
+
+// MeasureStatus is the measuring side in `bwx-agent status`.
+type MeasureStatus struct {
+	Capturing        bool      `json:"capturing"`
+	Probing          bool      `json:"probing"`
+	Destinations     int       `json:"destinations"`
+	TradesBought     int       `json:"trades_bought"`
+	LastInterval     time.Time `json:"last_interval,omitzero"`
+	KernelDrops      int64     `json:"kernel_drops"`
+	UsageSpooled     int64     `json:"usage_spooled"`
+	UsageSent        int64     `json:"usage_sent"`
+	MeasurementsDone int64     `json:"measurements_spooled"`
+	MeasurementsSent int64     `json:"measurements_sent"`
+	UsageBacklog     int       `json:"usage_backlog"`
+	MeasureBacklog   int       `json:"measurement_backlog"`
+	Parked           int       `json:"parked"`
+	PendingTasks     int       `json:"pending_probe_tasks"`
+	Sellers          int       `json:"probe_sellers"`
+	Error            string    `json:"error,omitempty"`
+}
+
+// Status reports what Measure is doing.
+func (m *Measure) Status() MeasureStatus {
+	m.mu.Lock()
+	st := MeasureStatus{Capturing: len(m.cfg.Capture.Interfaces) > 0, Probing: m.cfg.Probe.Enabled, TradesBought: len(m.trades),
+		LastInterval: m.last.Start, PendingTasks: len(m.tasks), Sellers: len(m.sellers), Error: m.lastErr}
+	if m.table != nil {
+		st.Destinations = m.table.Len()
+	}
+	m.mu.Unlock()
+	st.KernelDrops, st.UsageSpooled, st.UsageSent = m.drops.Load(), m.usageSpooled.Load(), m.usageSent.Load()
+	st.MeasurementsDone, st.MeasurementsSent = m.measSpooled.Load(), m.measSent.Load()
+	if sp := m.sp; sp != nil && !m.spClosed.Load() {
+		st.UsageBacklog, st.MeasureBacklog = sp.Len(KindUsage), sp.Len(KindMeasurement)
+		st.Parked = sp.ParkedLen(KindUsage) + sp.ParkedLen(KindMeasurement)
+	}
+	return st
+}
+
+// Counts returns how many usage samples and measurements were spooled and
+// delivered since start (tests).
+func (m *Measure) Counts() (usageSpooled, usageSent, measSpooled, measSent int64) {
+	return m.usageSpooled.Load(), m.usageSent.Load(), m.measSpooled.Load(), m.measSent.Load()
+}

@@ -1,0 +1,182 @@
+package api
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/bwxchange/bwx/arbiter/quality"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+)
+
+// QualityServer serves the quality matrix and the probe task streams.
+type QualityServer struct {
+	pb.UnimplementedQualityServiceServer
+	Matrix *quality.Matrix
+	// Scheduler plans the probe tasks (route analysis and revalidation);
+	// nil: StreamProbeTasks is unimplemented.
+	Scheduler *quality.Scheduler
+	// PollInterval is how often an open stream asks the scheduler for due
+	// tasks besides Scheduler.Wake (default 30 s).
+	PollInterval time.Duration
+	// Stopping ends open streams when the arbiter shuts down.
+	Stopping <-chan struct{}
+	now      func() time.Time
+}
+
+func (s *QualityServer) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+func (s *QualityServer) ReportMeasurements(ctx context.Context, r *pb.ReportMeasurementsRequest) (*pb.ReportMeasurementsResponse, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]quality.Measurement, 0, len(r.Measurements))
+	for i, m := range r.Measurements {
+		f := "measurements[" + strconv.Itoa(i) + "]."
+		if m.VantageAsn != 0 && m.VantageAsn != asn {
+			return nil, status.Errorf(codes.PermissionDenied, "%svantage_asn: AS%d may report only its own measurements, not AS%d's", f, asn, m.VantageAsn)
+		}
+		p, err := netip.ParsePrefix(m.DestinationPrefix)
+		if err != nil {
+			return nil, invalidArg(f+"destination_prefix", "%q is not a CIDR prefix", m.DestinationPrefix)
+		}
+		t, err := netip.ParseAddr(m.Target)
+		if err != nil {
+			return nil, invalidArg(f+"target", "%q is not an IP address", m.Target)
+		}
+		at, err := fromTS(f+"measured_at", m.MeasuredAt)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, quality.Measurement{IdempotencyKey: m.IdempotencyKey, ViaASN: m.ViaAsn, Prefix: p, Target: t, At: at,
+			LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPpm, ASHops: m.AsHops, IPHops: m.IpHops, ProbesSent: m.ProbesSent})
+	}
+	acc, dup, err := s.Matrix.Report(ctx, asn, ms)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ReportMeasurementsResponse{Accepted: int32(acc), Duplicates: int32(dup)}, nil
+}
+
+// DefaultMatrixAge is the window QueryMatrix uses when the caller gives none.
+const DefaultMatrixAge = time.Hour
+
+func (s *QualityServer) QueryMatrix(ctx context.Context, r *pb.QueryMatrixRequest) (*pb.QueryMatrixResponse, error) {
+	var p netip.Prefix
+	if r.DestinationPrefix != "" {
+		var err error
+		if p, err = netip.ParsePrefix(r.DestinationPrefix); err != nil {
+			return nil, invalidArg("destination_prefix", "%q is not a CIDR prefix", r.DestinationPrefix)
+		}
+	}
+	age := DefaultMatrixAge
+	if r.MaxAge != nil {
+		if err := r.MaxAge.CheckValid(); err != nil || r.MaxAge.AsDuration() < 0 {
+			return nil, invalidArg("max_age", "must be a positive duration")
+		}
+		if d := r.MaxAge.AsDuration(); d > 0 {
+			age = d
+		}
+	}
+	es, err := s.Matrix.Query(ctx, r.ViaAsn, p, age)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.QueryMatrixResponse{}
+	for _, e := range es {
+		out.Entries = append(out.Entries, &pb.MatrixEntry{ViaAsn: e.ViaASN, DestinationPrefix: e.Prefix, LatencyUs: e.LatencyUs,
+			JitterUs: e.JitterUs, LossPpm: e.LossPPM, AsHops: e.ASHops, Samples: int32(e.Samples), LastMeasuredAt: ts(e.Last)})
+	}
+	return out, nil
+}
+
+// StreamProbeTasks sends the calling member's agent the paths due for
+// measurement from its vantage: at once, whenever the scheduler is woken
+// (a member or prefix was added), and every PollInterval.
+func (s *QualityServer) StreamProbeTasks(_ *pb.StreamProbeTasksRequest, stream pb.QualityService_StreamProbeTasksServer) error {
+	if s.Scheduler == nil {
+		return status.Error(codes.Unimplemented, "probe scheduling (route analysis) is not enabled on this arbiter")
+	}
+	ctx := stream.Context()
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return err
+	}
+	every := s.PollInterval
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		woken := s.Scheduler.Woken()
+		tasks, err := s.Scheduler.Due(ctx, asn, s.clock())
+		if err != nil {
+			return toStatus(err)
+		}
+		for _, x := range tasks {
+			pt := &pb.ProbeTask{Id: taskID(x), ViaAsn: x.Via, ViaNextHop: x.NextHop.String(), DestinationPrefix: x.Prefix.String(),
+				Interval: durationpb.New(s.Scheduler.Revalidate), First: x.Never}
+			for _, a := range x.Targets {
+				pt.Targets = append(pt.Targets, a.String())
+			}
+			if err := stream.Send(pt); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.Stopping:
+			return status.Error(codes.Unavailable, "arbiter is shutting down")
+		case <-woken:
+		case <-t.C:
+		}
+	}
+}
+
+func taskID(t quality.Task) string {
+	return "AS" + strconv.FormatUint(uint64(t.Vantage), 10) + "/AS" + strconv.FormatUint(uint64(t.Via), 10) + "/" + t.Prefix.String()
+}
+
+// ListDestinations gives a member every seller's registered prefixes and
+// routers (what its agent classifies traffic by and probes through).
+func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinationsRequest) (*pb.ListDestinationsResponse, error) {
+	if _, err := requireMember(ctx); err != nil {
+		if c := callerFrom(ctx); !c.IsOperator() {
+			return nil, err
+		}
+	}
+	if s.Scheduler == nil || s.Scheduler.Sellers == nil {
+		return nil, status.Error(codes.Unimplemented, "destinations are not served by this arbiter")
+	}
+	sellers, err := s.Scheduler.Sellers(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListDestinationsResponse{}
+	for _, x := range sellers {
+		d := &pb.SellerDestinations{SellerAsn: x.ASN}
+		for _, a := range []netip.Addr{x.NextHop4, x.NextHop6} {
+			if a.IsValid() {
+				d.RouterAddresses = append(d.RouterAddresses, a.String())
+			}
+		}
+		for _, p := range x.Prefixes {
+			d.Prefixes = append(d.Prefixes, p.String())
+		}
+		out.Sellers = append(out.Sellers, d)
+	}
+	return out, nil
+}
