@@ -354,17 +354,23 @@ func (b *bgpSide) convert(t book.Trade) (*routeserver.Trade, string) {
 			why = append(why, fmt.Sprintf("%v: seller has no router of that family on the route server", p))
 			continue
 		}
-		prepends := 0
+		prepends, export := 0, false
 		if pol != nil {
 			if _, reg, ok := pol.LookupPrefixLPM(p); ok {
 				if !reg.MayBuy(t.BuyerASN) {
 					why = append(why, fmt.Sprintf("%v: AS%d is not on the seller's allow list", p, t.BuyerASN))
 					continue
 				}
-				prepends = reg.Prepends
+				prepends, export = reg.Prepends, reg.AllowExport
 			}
 		}
 		rt.Prefixes = append(rt.Prefixes, p)
+		if export {
+			if rt.Exportable == nil {
+				rt.Exportable = map[netip.Prefix]bool{}
+			}
+			rt.Exportable[p] = true
+		}
 		if prepends > 0 {
 			if rt.Prepends == nil {
 				rt.Prepends = map[netip.Prefix]int{}

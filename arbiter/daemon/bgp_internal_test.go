@@ -57,7 +57,7 @@ func TestConvertTrade(t *testing.T) {
 	}, policies: map[uint32]*bart.Table[registry.Prefix]{}}
 	pol := new(bart.Table[registry.Prefix])
 	pol.Insert(pf("198.51.100.0/22"), registry.Prefix{Prefix: pf("198.51.100.0/22"), Prepends: 2, AllowedBuyers: []uint32{64502}})
-	pol.Insert(pf("2001:db8:100::/48"), registry.Prefix{Prefix: pf("2001:db8:100::/48")})
+	pol.Insert(pf("2001:db8:100::/48"), registry.Prefix{Prefix: pf("2001:db8:100::/48"), AllowExport: true})
 	b.policies[64501] = pol
 
 	tr := book.Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
@@ -66,7 +66,8 @@ func TestConvertTrade(t *testing.T) {
 	got, why := b.convert(tr)
 	want := &routeserver.Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes: []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
-		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2}}
+		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
+		Exportable: map[netip.Prefix]bool{pf("2001:db8:100::/48"): true}}
 	if !reflect.DeepEqual(got, want) || why != "" {
 		t.Fatalf("convert = %+v %q\nwant %+v", got, why, want)
 	}

@@ -57,7 +57,6 @@ func TestPrefixPolicy(t *testing.T) {
 	}{
 		{Prefix{Prepends: MaxPrepends + 1}, "prepends"},
 		{Prefix{Prepends: -1}, "prepends"},
-		{Prefix{AllowExport: true}, "no_export"},
 		{Prefix{AllowedBuyers: []uint32{64502, 64502}}, "allowed_buyers[1]"},
 		{Prefix{AllowedBuyers: []uint32{64501}}, "allowed_buyers[0]"},
 		{Prefix{AllowedBuyers: []uint32{0}}, "allowed_buyers[0]"},

@@ -79,9 +79,9 @@ type Prefix struct {
 	// Prepends is how many times the seller's ASN is prepended to the path
 	// delivered to a buyer (0 to MaxPrepends).
 	Prepends int
-	// AllowExport drops NO_EXPORT from the delivered path. The route server
-	// always sets NO_EXPORT today, so the registry refuses it; the zero
-	// value is the safe default.
+	// AllowExport drops NO_EXPORT from the delivered path, so buyers may
+	// pass the route on (say, to their customers); the zero value, NO_EXPORT
+	// on, is the safe default.
 	AllowExport bool
 }
 
@@ -98,9 +98,6 @@ func (p *Prefix) MayBuy(buyer uint32) bool {
 func (p *Prefix) validatePolicy() error {
 	if p.Prepends < 0 || p.Prepends > MaxPrepends {
 		return invalid("prepends", "must be 0 to %d, got %d", MaxPrepends, p.Prepends)
-	}
-	if p.AllowExport {
-		return invalid("no_export", "the route server always tags delivered routes NO_EXPORT; turning it off is not supported yet")
 	}
 	seen := map[uint32]bool{}
 	for i, a := range p.AllowedBuyers {

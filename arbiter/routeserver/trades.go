@@ -35,6 +35,11 @@ type Trade struct {
 	// prepended to the delivered AS_PATH (the seller's routing policy);
 	// absent means none. Trades sharing a path use the largest.
 	Prepends map[netip.Prefix]int
+	// Exportable lists the prefixes the seller lets the buyer pass on
+	// (its routing policy): their path carries no NO_EXPORT. Every other
+	// prefix is delivered with NO_EXPORT. A path shared by several trades
+	// drops NO_EXPORT only if all of them allow it.
+	Exportable map[netip.Prefix]bool
 }
 
 // MaxPrepends bounds Trade.Prepends.
@@ -103,6 +108,11 @@ func (s *Server) validateTrade(t *Trade) error {
 			return bad("%s %v is not a router address of seller AS%d", field, nh, t.SellerASN)
 		}
 	}
+	for p := range t.Exportable {
+		if !seen[p] {
+			return bad("exportable %v, which is not one of its prefixes", p)
+		}
+	}
 	for p, n := range t.Prepends {
 		switch {
 		case !seen[p]:
@@ -127,6 +137,7 @@ type pathKey struct {
 func (s *Server) AnnounceTrade(ctx context.Context, t Trade) error {
 	t.Prefixes = slices.Clone(t.Prefixes)
 	t.Prepends = maps.Clone(t.Prepends)
+	t.Exportable = maps.Clone(t.Exportable)
 	s.mu.Lock()
 	if err := s.validateTrade(&t); err != nil {
 		s.mu.Unlock()
@@ -164,6 +175,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 	for _, t := range trades {
 		t.Prefixes = slices.Clone(t.Prefixes)
 		t.Prepends = maps.Clone(t.Prepends)
+		t.Exportable = maps.Clone(t.Exportable)
 		if err := s.validateTrade(&t); err != nil {
 			s.mu.Unlock()
 			return err
@@ -193,7 +205,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 func sameTrade(a, b *Trade) bool {
 	return a.ID == b.ID && a.BuyerASN == b.BuyerASN && a.SellerASN == b.SellerASN &&
 		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Prefixes, b.Prefixes) &&
-		maps.Equal(a.Prepends, b.Prepends)
+		maps.Equal(a.Prepends, b.Prepends) && maps.Equal(a.Exportable, b.Exportable)
 }
 
 // Trades returns the registered trades by ID, delivered or not.
@@ -204,6 +216,7 @@ func (s *Server) Trades() []Trade {
 	for _, t := range s.trades {
 		t.Prefixes = slices.Clone(t.Prefixes)
 		t.Prepends = maps.Clone(t.Prepends)
+		t.Exportable = maps.Clone(t.Exportable)
 		out = append(out, t)
 	}
 	slices.SortFunc(out, func(a, b Trade) int {
@@ -273,10 +286,11 @@ type wantPath struct {
 	origin string
 	buyers []uint32 // sorted
 	trades []uint64 // sorted
+	export bool     // no NO_EXPORT: every trade on the path allows it
 }
 
 func (w *wantPath) equal(o *wantPath) bool {
-	return w.key == o.key && w.seller == o.seller && w.origin == o.origin &&
+	return w.key == o.key && w.seller == o.seller && w.origin == o.origin && w.export == o.export &&
 		slices.Equal(w.asPath, o.asPath) && slices.Equal(w.buyers, o.buyers) && slices.Equal(w.trades, o.trades)
 }
 
@@ -303,11 +317,12 @@ func (s *Server) desired(k pathKey) *wantPath {
 	if !ok {
 		return nil
 	}
-	w := &wantPath{key: k, seller: n.asn, origin: r.Origin}
+	w := &wantPath{key: k, seller: n.asn, origin: r.Origin, export: true}
 	prepend := 0
 	for id := range ids {
 		t := s.trades[id]
 		prepend = max(prepend, t.Prepends[k.Prefix])
+		w.export = w.export && t.Exportable[k.Prefix]
 		w.trades = append(w.trades, id)
 		if !slices.Contains(w.buyers, t.BuyerASN) {
 			w.buyers = append(w.buyers, t.BuyerASN)
@@ -488,7 +503,9 @@ func (s *Server) apiPath(w *wantPath, id uint32) (*api.Path, error) {
 	} else {
 		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(w.key.NextHop.String(), []bgp.AddrPrefixInterface{nlri}))
 	}
-	attrs = append(attrs, bgp.NewPathAttributeCommunities([]uint32{uint32(bgp.COMMUNITY_NO_EXPORT)}))
+	if !w.export {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities([]uint32{uint32(bgp.COMMUNITY_NO_EXPORT)}))
+	}
 	lcs := make([]*bgp.LargeCommunity, 0, len(w.buyers)+len(w.trades))
 	for _, b := range w.buyers {
 		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcDeliverTo, b))

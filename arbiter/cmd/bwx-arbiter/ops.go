@@ -277,7 +277,7 @@ func prefixCmd(g *globals) *cobra.Command {
 	add.Flags().Uint32Var(&origin, "origin", 0, "origin AS of the route (default: the member's)")
 	add.Flags().StringSliceVar(&allow, "allow", nil, "a member that may buy it (repeat; default: every member)")
 	add.Flags().IntVar(&prepends, "prepend", 0, "times the seller's ASN is prepended to the delivered path (0-10)")
-	add.Flags().BoolVar(&noExport, "no-export", true, "tag delivered routes NO_EXPORT (turning it off is not supported yet)")
+	add.Flags().BoolVar(&noExport, "no-export", true, "tag delivered routes NO_EXPORT, so buyers keep them to themselves (--no-export=false lets buyers pass them on)")
 	add.MarkFlagRequired("member")
 
 	remove := &cobra.Command{
