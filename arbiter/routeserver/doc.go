@@ -53,7 +53,8 @@
 //	          the most specific accepted route covering the prefix, so the
 //	          origin AS is the real one and RPKI validation at the buyer works
 //	ORIGIN    as the seller announced it
-//	COMMUNITY NO_EXPORT (65535:65281)
+//	COMMUNITY NO_EXPORT (65535:65281), unless the seller lets buyers pass
+//	          the prefix on (Trade.Exportable)
 //	LARGE_COMMUNITY, one per buyer and one per trade:
 //	          <route server ASN>:1:<buyer ASN>   deliver to this buyer
 //	          <route server ASN>:2:<trade ID>    the trade(s) the path serves
