@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/gopacket/afpacket"
+	"golang.org/x/net/bpf"
 )
 
 // Defaults for Config.
@@ -27,6 +28,11 @@ const (
 type Config struct {
 	// Interfaces to capture outgoing frames on (at least one).
 	Interfaces []string
+	// Incoming also captures the frames addressed to this host on the same
+	// interfaces (a seller's view of what buyers send it), through a second
+	// socket per interface with its own ring. IncomingPaused opens those
+	// sockets with nothing let through until SetIncoming(true).
+	Incoming, IncomingPaused bool
 	// Interval, SampleRate, TopAddresses: see MeterConfig.
 	Interval     time.Duration
 	SampleRate   int
@@ -92,7 +98,8 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Capture samples outgoing frames on one or more interfaces into a Meter.
+// Capture samples outgoing (and, if configured, incoming) frames on one or
+// more interfaces into a Meter.
 type Capture struct {
 	cfg   Config
 	meter *Meter
@@ -101,15 +108,18 @@ type Capture struct {
 }
 
 type socket struct {
-	iface string
-	tp    *afpacket.TPacket
-	shard *Shard
-	since time.Time
+	iface  string
+	dir    Direction
+	tp     *afpacket.TPacket
+	shard  *Shard
+	since  time.Time
+	mu     sync.Mutex // guards closed against SetIncoming
+	closed bool
 	// Kernel counters, written by the reader, read by Stats.
 	packets, drops, freezes atomic.Uint64
 }
 
-// Open opens one AF_PACKET socket per interface, in the network namespace
+// Open opens one AF_PACKET socket per interface and direction, in the network namespace
 // of the calling thread, with the sampling filter attached. Measuring
 // starts when Open returns; nothing is read until Run.
 func Open(cfg Config) (_ *Capture, err error) {
@@ -119,9 +129,9 @@ func Open(cfg Config) (_ *Capture, err error) {
 	if err := checkInterval(cfg.Interval); err != nil {
 		return nil, err
 	}
-	filter, err := Filter(cfg.SampleRate, cfg.SnapLen)
-	if err != nil {
-		return nil, err
+	dirs := []Direction{Outgoing}
+	if cfg.Incoming {
+		dirs = append(dirs, Incoming)
 	}
 	c := &Capture{cfg: cfg}
 	defer func() {
@@ -130,22 +140,31 @@ func Open(cfg Config) (_ *Capture, err error) {
 		}
 	}()
 	for _, name := range cfg.Interfaces {
-		tp, err := afpacket.NewTPacket(
-			afpacket.OptInterface(name),
-			afpacket.TPacketVersion3,
-			afpacket.OptFrameSize(cfg.FrameSize),
-			afpacket.OptBlockSize(cfg.BlockSize),
-			afpacket.OptNumBlocks(cfg.NumBlocks),
-			afpacket.OptBlockTimeout(cfg.BlockTimeout),
-			afpacket.OptPollTimeout(cfg.PollTimeout),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("capture: open AF_PACKET socket on %s: %w", name, err)
-		}
-		s := &socket{iface: name, tp: tp}
-		c.socks = append(c.socks, s)
-		if err := tp.SetBPF(filter); err != nil {
-			return nil, fmt.Errorf("capture: attach filter on %s: %w", name, err)
+		for _, dir := range dirs {
+			filter, err := DirectionFilter(dir, cfg.SampleRate, cfg.SnapLen)
+			if dir == Incoming && cfg.IncomingPaused {
+				filter, err = dropAll()
+			}
+			if err != nil {
+				return nil, err
+			}
+			tp, err := afpacket.NewTPacket(
+				afpacket.OptInterface(name),
+				afpacket.TPacketVersion3,
+				afpacket.OptFrameSize(cfg.FrameSize),
+				afpacket.OptBlockSize(cfg.BlockSize),
+				afpacket.OptNumBlocks(cfg.NumBlocks),
+				afpacket.OptBlockTimeout(cfg.BlockTimeout),
+				afpacket.OptPollTimeout(cfg.PollTimeout),
+			)
+			if err != nil {
+				return nil, fmt.Errorf("capture: open AF_PACKET socket on %s: %w", name, err)
+			}
+			s := &socket{iface: name, dir: dir, tp: tp}
+			c.socks = append(c.socks, s)
+			if err := tp.SetBPF(filter); err != nil {
+				return nil, fmt.Errorf("capture: attach filter on %s: %w", name, err)
+			}
 		}
 	}
 	// Frames that reached a ring before its filter was attached were
@@ -156,10 +175,59 @@ func Open(cfg Config) (_ *Capture, err error) {
 		return nil, err
 	}
 	for _, s := range c.socks {
-		s.shard = c.meter.NewShard()
+		s.shard = c.meter.NewShardFor(s.dir)
 		s.since = since
 	}
 	return c, nil
+}
+
+// SetIncoming starts (on) or pauses the sampling of incoming frames by
+// replacing the filter of the incoming sockets (the kernel swaps it
+// atomically; the rings stay). It fails if Config.Incoming was not set.
+// Frames already in the rings are still counted.
+func (c *Capture) SetIncoming(on bool) error {
+	if !c.cfg.Incoming {
+		return errors.New("capture: SetIncoming: incoming frames were not configured (Config.Incoming)")
+	}
+	filter, err := DirectionFilter(Incoming, c.cfg.SampleRate, c.cfg.SnapLen)
+	if !on {
+		filter, err = dropAll()
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range c.socks {
+		if s.dir == Incoming {
+			if err := s.setBPF(filter); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setBPF replaces the socket's filter unless it was closed (its fd number
+// may belong to another file by now).
+func (s *socket) setBPF(filter []bpf.RawInstruction) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("capture: %s: the capture has stopped", s.iface)
+	}
+	if err := s.tp.SetBPF(filter); err != nil {
+		return fmt.Errorf("capture: attach filter on %s: %w", s.iface, err)
+	}
+	return nil
+}
+
+// close closes the socket once.
+func (s *socket) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.tp.Close()
+	}
 }
 
 // SetTable replaces the destination prefixes (safe at any time).
@@ -180,7 +248,7 @@ func (c *Capture) Close() error {
 
 func (c *Capture) closeAll() {
 	for _, s := range c.socks {
-		s.tp.Close()
+		s.close()
 	}
 }
 
@@ -247,7 +315,7 @@ func (c *Capture) untilFlush(now time.Time) time.Duration {
 // it: closing while another goroutine is inside ZeroCopyReadPacketData can
 // crash (gopacket #717, #894), so stopping goes through the poll timeout.
 func (s *socket) read(stop *atomic.Bool, m *Meter) error {
-	defer s.tp.Close()
+	defer s.close()
 	lastStats := time.Now()
 	var dropsSeen uint64
 	for n := 0; !stop.Load(); n++ {
@@ -291,9 +359,11 @@ func (s *socket) pollStats(m *Meter, seen uint64) uint64 {
 	return drops
 }
 
-// KernelStats are an interface's socket counters since Open.
+// KernelStats are one socket's counters since Open: an interface's
+// outgoing or incoming frames.
 type KernelStats struct {
 	Interface string
+	Direction Direction
 	// Packets the filter passed (drops included), Drops of those for want
 	// of ring room,
 	// QueueFreezes: times the ring was full.
@@ -305,7 +375,7 @@ type KernelStats struct {
 func (c *Capture) KernelStats() []KernelStats {
 	out := make([]KernelStats, len(c.socks))
 	for i, s := range c.socks {
-		out[i] = KernelStats{Interface: s.iface, Packets: s.packets.Load(), Drops: s.drops.Load(), QueueFreezes: s.freezes.Load()}
+		out[i] = KernelStats{Interface: s.iface, Direction: s.dir, Packets: s.packets.Load(), Drops: s.drops.Load(), QueueFreezes: s.freezes.Load()}
 	}
 	return out
 }

@@ -233,7 +233,7 @@ func TestLiveCapture(t *testing.T) {
 			}
 			ivGot := map[figKey]int64{}
 			for _, f := range iv.Figures {
-				if f.NextHop.String() == m.MAC.String() {
+				if f.NextHop.String() == m.MAC.String() || f.Direction != capture.Outgoing {
 					t.Errorf("1-in-%d: incoming frames counted: %+v", r.rate, f)
 				}
 				if !f.Prefix.IsValid() {
@@ -310,9 +310,9 @@ func TestLiveCapture(t *testing.T) {
 				seen[name] = mt.GetCounter().GetValue()
 			}
 		}
-		if seen["bwx_agent_capture_kernel_packets_total,eth0"] != float64(ks[0].Packets) ||
+		if seen["bwx_agent_capture_kernel_packets_total,out,eth0"] != float64(ks[0].Packets) ||
 			seen["bwx_agent_capture_frames_total,matched"] != float64(st.Frames[capture.Matched]) ||
-			seen["bwx_agent_capture_kernel_drops_total,eth0"] != 0 {
+			seen["bwx_agent_capture_kernel_drops_total,out,eth0"] != 0 {
 			t.Errorf("1-in-%d: metrics %v", r.rate, seen)
 		}
 		t.Logf("1-in-%d: %d intervals; frames matched %d, unmatched %d, not IP %d; kernel %+v",
@@ -338,5 +338,175 @@ func TestOpenErrors(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "nosuch0") {
 		t.Errorf("Open on a missing interface = %v, want an error naming it", err)
+	}
+	var c *capture.Capture
+	if err := h.Do(func() (err error) { c, err = capture.Open(capture.Config{Interfaces: []string{"eth0"}}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetIncoming(true); err == nil || !strings.Contains(err.Error(), "Config.Incoming") {
+		t.Errorf("SetIncoming on a capture of outgoing frames only = %v", err)
+	}
+	if ks := c.KernelStats(); len(ks) != 1 || ks[0].Direction != capture.Outgoing {
+		t.Errorf("kernel stats %+v, want one outgoing socket", ks)
+	}
+}
+
+// TestLiveCaptureIncoming is a seller's view: a buyer sends UDP toward the
+// seller's prefixes (IPv4 and IPv6) and the seller captures its eth0 with
+// incoming frames on, every frame sampled. Sent while incoming capture is
+// paused, nothing is counted; after SetIncoming(true), every byte is,
+// under the buyer's source MAC and the Incoming direction, while the
+// seller's own outgoing frames stay outgoing under their destination MAC.
+func TestLiveCaptureIncoming(t *testing.T) {
+	lab := labtest.New(t, "capture-in")
+	b := labtest.AddHost(t, lab, "buyer", "192.0.2.1/24", "2001:db8::1/64")
+	s := labtest.AddHost(t, lab, "seller", "192.0.2.2/24", "2001:db8::2/64")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		h    *labnet.Host
+		args []string
+	}{
+		{b, []string{"route", "add", "198.51.100.0/24", "via", "192.0.2.2"}},
+		{b, []string{"-6", "route", "add", "2001:db8:a::/48", "via", "2001:db8::2"}},
+		{b, []string{"neigh", "replace", "192.0.2.2", "lladdr", s.MAC.String(), "dev", "eth0", "nud", "permanent"}},
+		{b, []string{"-6", "neigh", "replace", "2001:db8::2", "lladdr", s.MAC.String(), "dev", "eth0", "nud", "permanent"}},
+		{s, []string{"neigh", "replace", "192.0.2.1", "lladdr", b.MAC.String(), "dev", "eth0", "nud", "permanent"}},
+		// The seller's network: here a hole, so nothing is sent back.
+		{s, []string{"route", "add", "blackhole", "198.51.100.0/24"}},
+		{s, []string{"-6", "route", "add", "blackhole", "2001:db8:a::/48"}},
+	} {
+		if out, err := c.h.Command(ctx, "ip", c.args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: ip %s: %v: %s", c.h.Name, strings.Join(c.args, " "), err, out)
+		}
+	}
+	table, err := capture.NewTable([]netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:a::/48"),
+		netip.MustParsePrefix("192.0.2.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *capture.Capture
+	err = s.Do(func() (err error) {
+		c, err = capture.Open(capture.Config{Interfaces: []string{"eth0"}, Interval: time.Second, SampleRate: 1,
+			Incoming: true, IncomingPaused: true, Grace: 900 * time.Millisecond})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTable(table)
+	var mu sync.Mutex
+	var ivs []capture.Interval
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(rctx, func(iv capture.Interval) {
+			mu.Lock()
+			ivs = append(ivs, iv)
+			mu.Unlock()
+		})
+	}()
+	var stopOnce sync.Once
+	stopRun := func() {
+		stopOnce.Do(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stopRun)
+
+	flows := []flow{{"198.51.100.10", "198.51.100.0/24", s, 900}, {"2001:db8:a::10", "2001:db8:a::/48", s, 400}}
+	conns := make([]net.Conn, len(flows))
+	for i, f := range flows {
+		conn, err := b.DialContext(ctx, "udp", net.JoinHostPort(f.dst, "9"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns[i] = conn
+	}
+	// The seller sends too: outgoing, toward the buyer's LAN address.
+	sink, err := b.ListenPacket("udp", "192.0.2.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	back, err := s.DialContext(ctx, "udp", "192.0.2.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			for i, f := range flows {
+				if _, err := conns[i].Write(make([]byte, f.payload)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := back.Write(make([]byte, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(200) // paused: not counted
+	if err := c.SetIncoming(true); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	send(n)
+	last := time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		ok := len(ivs) > 0 && !ivs[len(ivs)-1].End.Before(last)
+		mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no interval emitted past %v", last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopRun()
+
+	in := map[string]int64{}
+	var outBytes int64
+	for _, iv := range ivs {
+		for _, f := range iv.Figures {
+			switch {
+			case f.Direction == capture.Incoming && f.Prefix.IsValid() && f.Prefix.String() != "192.0.2.0/24":
+				if f.NextHop.String() != b.MAC.String() {
+					t.Errorf("incoming %v counted from %v, want the buyer's %v", f.Prefix, f.NextHop, b.MAC)
+				}
+				in[f.Prefix.String()] += f.Bytes
+			case f.Direction == capture.Outgoing && f.Prefix.String() == "192.0.2.0/24":
+				if f.NextHop.String() != b.MAC.String() {
+					t.Errorf("outgoing %v counted via %v, want the buyer's %v", f.Prefix, f.NextHop, b.MAC)
+				}
+				outBytes += f.Bytes
+			case f.Direction == capture.Outgoing && f.Prefix.IsValid():
+				t.Errorf("the buyer's frames counted as outgoing: %+v", f)
+			}
+		}
+	}
+	for _, f := range flows {
+		if want := n * f.wire(); in[f.prefix] != want {
+			t.Errorf("incoming %s: %d bytes, want exactly %d (the %d datagrams sent after SetIncoming(true))", f.prefix, in[f.prefix], want, n)
+		}
+	}
+	if want := int64(700) * (14 + 20 + 8 + 100); outBytes != want {
+		t.Errorf("outgoing toward the buyer: %d bytes, want %d", outBytes, want)
+	}
+	ks := c.KernelStats()
+	if len(ks) != 2 || ks[0].Direction != capture.Outgoing || ks[1].Direction != capture.Incoming || ks[1].Drops != 0 {
+		t.Errorf("kernel stats %+v, want one outgoing and one incoming socket", ks)
+	}
+	if err := c.SetIncoming(false); err == nil {
+		t.Error("SetIncoming after Run ended succeeded")
 	}
 }

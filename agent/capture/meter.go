@@ -43,13 +43,17 @@ type MeterConfig struct {
 }
 
 // Figure is the traffic of one interval toward one destination prefix
-// through one next hop.
+// through one next hop (outgoing) or from one previous hop (incoming).
 type Figure struct {
+	// Direction: Outgoing (the zero value) or Incoming frames.
+	Direction Direction
 	// Prefix is the destination prefix; the zero Prefix stands for
 	// destinations in no prefix of the table ("unmatched").
 	Prefix netip.Prefix
-	// NextHop is the destination MAC of the frames: the router they were
-	// handed to (the seller's, for traded prefixes).
+	// NextHop is the router on the other side of the link: for outgoing
+	// frames their destination MAC, the router they were handed to (the
+	// seller's, for traded prefixes); for incoming frames their source
+	// MAC, the router that handed them over (the buyer's, on a seller).
 	NextHop net.HardwareAddr
 	// Start and End bound the interval (UTC, aligned).
 	Start, End time.Time
@@ -87,8 +91,8 @@ type Interval struct {
 	From, To time.Time
 	// SampleRate is N of 1-in-N sampling.
 	SampleRate int
-	// Figures, sorted by prefix and next hop; unmatched traffic has the
-	// zero Prefix. Empty when no sampled frame went out.
+	// Figures, sorted by direction (outgoing first), prefix and next hop;
+	// unmatched traffic has the zero Prefix. Empty when no frame was sampled.
 	Figures []Figure
 	// KernelDrops is how many frames the kernel dropped for want of room
 	// in the ring while this interval was being read: if not zero the
@@ -225,6 +229,7 @@ func (m *Meter) Stats() Stats {
 type Shard struct {
 	m   *Meter
 	dec *Decoder
+	dir Direction
 
 	mu      sync.Mutex // guards below
 	buckets map[int64]*bucket
@@ -266,10 +271,16 @@ type bucket struct {
 	late  int64 // frames counted here because their own interval was gone
 }
 
-// NewShard returns a new accumulator for one reader.
-func (m *Meter) NewShard() *Shard {
-	s := &Shard{m: m, dec: NewDecoder(), buckets: map[int64]*bucket{}, cur: math.MinInt64, lastI: -1}
-	if m.topN > 0 {
+// NewShard returns a new accumulator for one reader of outgoing frames.
+func (m *Meter) NewShard() *Shard { return m.NewShardFor(Outgoing) }
+
+// NewShardFor returns a new accumulator for one reader of frames of
+// direction dir (a reader sees one direction: its socket's filter keeps
+// only that one). Top addresses are kept for outgoing frames only: they
+// are probe targets.
+func (m *Meter) NewShardFor(dir Direction) *Shard {
+	s := &Shard{m: m, dec: NewDecoderFor(dir), dir: dir, buckets: map[int64]*bucket{}, cur: math.MinInt64, lastI: -1}
+	if m.topN > 0 && dir == Outgoing {
 		s.top = map[netip.Prefix]*topK{}
 	}
 	m.mu.Lock()
@@ -363,6 +374,7 @@ func (m *Meter) flush(cutoff int64, stop time.Time) []Interval {
 	m.watermark.Store(cutoff)
 	// Table versions have their own entries: merge by prefix.
 	type figKey struct {
+		dir    Direction
 		prefix netip.Prefix
 		mac    [6]byte
 	}
@@ -381,7 +393,7 @@ func (m *Meter) flush(cutoff int64, stop time.Time) []Interval {
 			}
 			for _, c := range b.flows {
 				k := c.key
-				k2 := figKey{k.prefix(), k.mac}
+				k2 := figKey{s.dir, k.prefix(), k.mac}
 				sum := mm[k2]
 				sum.bytes += c.bytes
 				sum.samples += c.samples
@@ -413,9 +425,10 @@ func (m *Meter) flush(cutoff int64, stop time.Time) []Interval {
 		span := iv.To.Sub(iv.From)
 		for k, c := range merged[idx] {
 			f := Figure{
-				Prefix:  k.prefix,
-				NextHop: net.HardwareAddr(slices.Clone(k.mac[:])),
-				Start:   iv.Start, End: iv.End,
+				Direction: k.dir,
+				Prefix:    k.prefix,
+				NextHop:   net.HardwareAddr(slices.Clone(k.mac[:])),
+				Start:     iv.Start, End: iv.End,
 				Bytes:   c.bytes * m.rate,
 				Samples: c.samples,
 			}
@@ -432,9 +445,12 @@ func (m *Meter) flush(cutoff int64, stop time.Time) []Interval {
 	return out
 }
 
-// compareFigures orders by prefix (IPv4 first, then by address and
-// length; unmatched last) and next hop.
+// compareFigures orders by direction (outgoing first), prefix (IPv4
+// first, then by address and length; unmatched last) and next hop.
 func compareFigures(a, b Figure) int {
+	if c := cmp.Compare(a.Direction, b.Direction); c != 0 {
+		return c
+	}
 	if av, bv := a.Prefix.IsValid(), b.Prefix.IsValid(); av != bv {
 		if av {
 			return -1

@@ -3,6 +3,7 @@ package capture
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,5 +276,64 @@ func TestFilter(t *testing.T) {
 	}
 	if _, err := Filter(1, 20); err == nil {
 		t.Error("Filter with snap length 20 succeeded")
+	}
+}
+
+// TestMeterIncomingBySourceMAC: a reader of incoming frames counts them by
+// destination prefix and source MAC (the router that sent them), apart
+// from outgoing frames of the same prefix and MAC, and the figures say
+// which direction they are.
+func TestMeterIncomingBySourceMAC(t *testing.T) {
+	m, err := NewMeter(MeterConfig{Interval: 10 * time.Second, Grace: time.Second, Since: at(0), TopAddresses: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetTable(mustTable(t, "198.51.100.0/24", "2001:db8:a::/48"))
+	out, in := m.NewShard(), m.NewShardFor(Incoming)
+	// frame() sends from macM to the given MAC.
+	f4 := frame(t, frameOpts{dst: "198.51.100.5", mac: macA})
+	f6 := frame(t, frameOpts{dst: "2001:db8:a::5", mac: macA})
+	out.Count(f4, at(1), 1000)
+	in.Count(f4, at(2), 700)
+	in.Count(f4, at(3), 300)
+	in.Count(f6, at(4), 200)
+	// Truncated to the snap length: the wire length counts.
+	in.Count(frame(t, frameOpts{dst: "198.51.100.9", mac: macB, payload: 500})[:128], at(5), 100)
+	ivs := m.Flush(at(11))
+	if len(ivs) != 1 {
+		t.Fatalf("%d intervals", len(ivs))
+	}
+	var got []string
+	for _, f := range ivs[0].Figures {
+		got = append(got, f.Direction.String()+" "+figStr(f))
+	}
+	want := []string{
+		"out 198.51.100.0/24 via 02:00:00:00:00:0a: 1000 B, 800 bit/s, 1 samples",
+		"in 198.51.100.0/24 via 02:00:00:00:00:01: 1100 B, 880 bit/s, 3 samples",
+		"in 2001:db8:a::/48 via 02:00:00:00:00:01: 200 B, 160 bit/s, 1 samples",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("figures:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Top addresses are the outgoing destinations only (probe targets).
+	if top := m.TopAddresses(4); len(top) != 1 || len(top[netip.MustParsePrefix("198.51.100.0/24")]) != 1 {
+		t.Errorf("top addresses %v, want only the outgoing prefix's", top)
+	}
+}
+
+func TestDirectionFilter(t *testing.T) {
+	for _, d := range []Direction{Outgoing, Incoming} {
+		raw, err := DirectionFilter(d, 10, 128)
+		if err != nil || len(raw) != 7 {
+			t.Fatalf("%v: %d instructions, %v", d, len(raw), err)
+		}
+	}
+	out, _ := DirectionFilter(Outgoing, 1, 128)
+	in, _ := DirectionFilter(Incoming, 1, 128)
+	if fmt.Sprint(out) == fmt.Sprint(in) {
+		t.Error("the incoming and outgoing filters are the same program")
+	}
+	if _, err := DirectionFilter(Direction(7), 1, 128); err == nil || !strings.Contains(err.Error(), "direction") {
+		t.Errorf("unknown direction: %v", err)
 	}
 }

@@ -12,11 +12,11 @@ var (
 	descLate = prometheus.NewDesc("bwx_agent_capture_late_frames_total",
 		"Frames that reached the reader after their interval was emitted (counted in a later one).", nil, nil)
 	descKPackets = prometheus.NewDesc("bwx_agent_capture_kernel_packets_total",
-		"Frames the kernel filter passed to the ring, drops included.", []string{"interface"}, nil)
+		"Frames the kernel filter passed to the ring, drops included.", []string{"interface", "direction"}, nil)
 	descKDrops = prometheus.NewDesc("bwx_agent_capture_kernel_drops_total",
-		"Frames the kernel dropped for want of ring space: figures are too low while this grows.", []string{"interface"}, nil)
+		"Frames the kernel dropped for want of ring space: figures are too low while this grows.", []string{"interface", "direction"}, nil)
 	descKFreezes = prometheus.NewDesc("bwx_agent_capture_kernel_queue_freezes_total",
-		"Times the capture ring was full.", []string{"interface"}, nil)
+		"Times the capture ring was full.", []string{"interface", "direction"}, nil)
 )
 
 // Collector returns the capture's Prometheus metrics (register it with the
@@ -39,8 +39,8 @@ func (x collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.Bytes))
 	ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(st.Late))
 	for _, k := range x.c.KernelStats() {
-		ch <- prometheus.MustNewConstMetric(descKPackets, prometheus.CounterValue, float64(k.Packets), k.Interface)
-		ch <- prometheus.MustNewConstMetric(descKDrops, prometheus.CounterValue, float64(k.Drops), k.Interface)
-		ch <- prometheus.MustNewConstMetric(descKFreezes, prometheus.CounterValue, float64(k.QueueFreezes), k.Interface)
+		ch <- prometheus.MustNewConstMetric(descKPackets, prometheus.CounterValue, float64(k.Packets), k.Interface, k.Direction.String())
+		ch <- prometheus.MustNewConstMetric(descKDrops, prometheus.CounterValue, float64(k.Drops), k.Interface, k.Direction.String())
+		ch <- prometheus.MustNewConstMetric(descKFreezes, prometheus.CounterValue, float64(k.QueueFreezes), k.Interface, k.Direction.String())
 	}
 }

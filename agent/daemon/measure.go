@@ -50,12 +50,12 @@ type MeasureOptions struct {
 
 // Measure is the agent's measuring side: it samples the member's traffic
 // (capture), turns each closed interval into usage samples per trade the
-// member bought, runs the arbiter's probe tasks through each seller, and
-// sends both to the arbiter through the durable spool, so nothing is lost
-// while the arbiter is away and a resent report is a harmless duplicate.
-//
-// The seller-side usage report (what a seller received from each buyer) is
-// not made: capture keeps outgoing frames by destination MAC only.
+// member bought (what it sent toward the trade's prefixes through the
+// seller's router) and per trade it sold (what it received from the
+// buyer's routers toward the trade's prefixes: the seller's cross-check),
+// runs the arbiter's probe tasks through each seller, and sends both to the
+// arbiter through the durable spool, so nothing is lost while the arbiter
+// is away and a resent report is a harmless duplicate.
 type Measure struct {
 	cfg  Config
 	asn  uint32
@@ -76,8 +76,13 @@ type Measure struct {
 
 	mu      sync.Mutex
 	table   *capture.Table
-	routers map[uint32][]netip.Addr // seller ASN -> routers, from the registry
+	routers map[uint32][]netip.Addr // member ASN -> routers, from the registry's destinations
 	trades  []*pb.Trade             // active trades this member bought
+	sold    []*pb.Trade             // active trades this member sold
+	// inSince is when incoming frames began to be sampled (zero: they are
+	// not); an interval that began earlier has no whole seller figure.
+	inSince time.Time
+	warned  map[uint64]bool // sold trades whose buyer's routers are unknown, logged once
 	tasks   map[taskKey]*pb.ProbeTask
 	sellers map[uint32]probe.Seller // every seller probed through so far
 	last    capture.Interval
@@ -86,6 +91,7 @@ type Measure struct {
 	spClosed atomic.Bool
 
 	usageSpooled, measSpooled, usageSent, measSent, drops atomic.Int64
+	sellerSpooled, unresolved                             atomic.Int64
 }
 
 type taskKey struct {
@@ -110,7 +116,7 @@ func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger,
 	}
 	m := &Measure{cfg: cfg, asn: asn, log: log.With("component", "measure"), conn: conn, opt: opt, h: opt.Handle,
 		refresh: make(chan struct{}, 1), tasksIn: make(chan struct{}, 1),
-		tasks: map[taskKey]*pb.ProbeTask{}, sellers: map[uint32]probe.Seller{}, routers: map[uint32][]netip.Addr{}}
+		tasks: map[taskKey]*pb.ProbeTask{}, sellers: map[uint32]probe.Seller{}, routers: map[uint32][]netip.Addr{}, warned: map[uint64]bool{}}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -128,11 +134,15 @@ func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger,
 	if len(cfg.Capture.Interfaces) > 0 {
 		err = opt.Do(func() (err error) {
 			m.cap, err = capture.Open(capture.Config{Interfaces: cfg.Capture.Interfaces, Interval: cfg.Capture.Interval,
-				SampleRate: cfg.Capture.SampleRate, SnapLen: cfg.Capture.SnapLen, TopAddresses: cfg.Capture.TopAddresses})
+				SampleRate: cfg.Capture.SampleRate, SnapLen: cfg.Capture.SnapLen, TopAddresses: cfg.Capture.TopAddresses,
+				Incoming: cfg.Capture.Direction != DirectionOut, IncomingPaused: cfg.Capture.Direction == DirectionAuto})
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("capture: %w", err)
+		}
+		if cfg.Capture.Direction == DirectionBoth {
+			m.inSince = time.Now()
 		}
 	}
 	if cfg.Probe.Enabled {
@@ -282,12 +292,16 @@ func (m *Measure) reload(ctx context.Context) error {
 			}
 		}
 	}
-	var bought []*pb.Trade
+	var bought, sold []*pb.Trade
 	for _, t := range ts.Trades {
-		if t.BuyerAsn != m.asn {
+		switch m.asn {
+		case t.BuyerAsn:
+			bought = append(bought, t)
+		case t.SellerAsn:
+			sold = append(sold, t)
+		default:
 			continue
 		}
-		bought = append(bought, t)
 		for _, s := range t.Prefixes {
 			if p, err := netip.ParsePrefix(s); err == nil {
 				prefixes = append(prefixes, p.Masked())
@@ -299,11 +313,34 @@ func (m *Measure) reload(ctx context.Context) error {
 		return fmt.Errorf("destinations: %w", err)
 	}
 	m.mu.Lock()
-	m.table, m.routers, m.trades = table, routers, bought
+	m.table, m.routers, m.trades, m.sold = table, routers, bought, sold
 	m.mu.Unlock()
 	if m.cap != nil {
 		m.cap.SetTable(table)
+		return m.setIncoming(len(sold) > 0)
 	}
+	return nil
+}
+
+// setIncoming samples incoming frames while the member has sold trades to
+// report on (capture.direction auto); buyers' agents do not pay for them.
+func (m *Measure) setIncoming(on bool) error {
+	if m.cfg.Capture.Direction != DirectionAuto {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on == !m.inSince.IsZero() {
+		return nil
+	}
+	if err := m.cap.SetIncoming(on); err != nil {
+		return err
+	}
+	m.inSince = time.Time{}
+	if on {
+		m.inSince = time.Now()
+	}
+	m.log.Info("sampling incoming frames for the seller's usage reports", "on", on)
 	return nil
 }
 
@@ -335,9 +372,11 @@ func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
 	return out
 }
 
-// interval turns a closed capture interval into usage samples, one per
-// active trade this member bought: the bits/s toward the trade's prefixes
-// through the seller's router, with its sample count.
+// interval turns a closed capture interval into usage samples: one per
+// active trade this member bought, the bits/s it sent toward the trade's
+// prefixes through the seller's router, and one per active trade it sold,
+// the bits/s it received from the buyer's routers toward the trade's
+// prefixes; each with its sample count.
 func (m *Measure) interval(iv capture.Interval) {
 	if m.opt.OnInterval != nil {
 		m.opt.OnInterval(iv)
@@ -349,14 +388,14 @@ func (m *Measure) interval(iv capture.Interval) {
 	}
 	m.mu.Lock()
 	m.last = iv
-	trades := m.trades
+	trades, sold, inSince := m.trades, m.sold, m.inSince
 	m.mu.Unlock()
 	if !iv.To.After(iv.From) {
 		return
 	}
 	var recs []spool.Record
 	for _, t := range trades {
-		if !t.DeliveryStart.AsTime().Before(iv.To) || !t.DeliveryEnd.AsTime().After(iv.From) {
+		if !overlaps(t, iv) {
 			continue
 		}
 		var hops []netip.Addr
@@ -366,28 +405,34 @@ func (m *Measure) interval(iv capture.Interval) {
 			}
 		}
 		macs := m.macsOf(hops)
-		prefixes := map[netip.Prefix]bool{}
-		for _, s := range t.Prefixes {
-			if p, err := netip.ParsePrefix(s); err == nil {
-				prefixes[p.Masked()] = true
-			}
+		bps, samples := sumFigures(iv, capture.Outgoing, tradePrefixes(t), macs)
+		if r, ok := usageRecord(t.Id, pb.ReporterRole_REPORTER_ROLE_BUYER, iv, bps, samples); ok {
+			recs = append(recs, r)
 		}
-		var bps, samples int64
-		for _, f := range iv.Figures {
-			if prefixes[f.Prefix] && len(f.NextHop) == 6 && macs[[6]byte(f.NextHop)] {
-				bps += f.BitsPerSecond
-				samples += f.Samples
-			}
-		}
-		key := fmt.Sprintf("usage:%d:%d:%d:buyer", t.Id, iv.From.UnixMicro(), iv.To.UnixMicro())
-		s := &pb.UsageSample{IdempotencyKey: key, TradeId: t.Id, Role: pb.ReporterRole_REPORTER_ROLE_BUYER,
-			IntervalStart: timestamppb.New(iv.From), IntervalEnd: timestamppb.New(iv.To), BitsPerSecond: bps, SampleCount: samples}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
-		if err != nil {
-			m.log.Error("usage sample", "error", err)
+	}
+	nBought := len(recs)
+	// Seller's side: only for intervals wholly sampled incoming.
+	for _, t := range sold {
+		if inSince.IsZero() || iv.From.Before(inSince) || !overlaps(t, iv) {
 			continue
 		}
-		recs = append(recs, spool.Record{Key: key, Payload: b})
+		m.mu.Lock()
+		routers := m.routers[t.BuyerAsn]
+		m.mu.Unlock()
+		if len(routers) == 0 {
+			// No figure rather than a false zero.
+			m.unresolved.Add(1)
+			if !m.warned[t.Id] {
+				m.warned[t.Id] = true
+				m.log.Warn("sold trade: the buyer's routers are not known from the registry's destinations; no seller usage report",
+					"trade", t.Id, "buyer_asn", t.BuyerAsn)
+			}
+			continue
+		}
+		bps, samples := sumFigures(iv, capture.Incoming, tradePrefixes(t), m.macsOf(routers))
+		if r, ok := usageRecord(t.Id, pb.ReporterRole_REPORTER_ROLE_SELLER, iv, bps, samples); ok {
+			recs = append(recs, r)
+		}
 	}
 	if len(recs) == 0 {
 		return
@@ -398,6 +443,51 @@ func (m *Measure) interval(iv capture.Interval) {
 		return
 	}
 	m.usageSpooled.Add(int64(len(recs)))
+	m.sellerSpooled.Add(int64(len(recs) - nBought))
+}
+
+func overlaps(t *pb.Trade, iv capture.Interval) bool {
+	return t.DeliveryStart.AsTime().Before(iv.To) && t.DeliveryEnd.AsTime().After(iv.From)
+}
+
+func tradePrefixes(t *pb.Trade) map[netip.Prefix]bool {
+	out := map[netip.Prefix]bool{}
+	for _, s := range t.Prefixes {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out[p.Masked()] = true
+		}
+	}
+	return out
+}
+
+// sumFigures adds up the interval's figures of direction dir toward
+// prefixes whose router (next hop out, previous hop in) is one of macs.
+func sumFigures(iv capture.Interval, dir capture.Direction, prefixes map[netip.Prefix]bool, macs map[[6]byte]bool) (bps, samples int64) {
+	for _, f := range iv.Figures {
+		if f.Direction == dir && prefixes[f.Prefix] && len(f.NextHop) == 6 && macs[[6]byte(f.NextHop)] {
+			bps += f.BitsPerSecond
+			samples += f.Samples
+		}
+	}
+	return bps, samples
+}
+
+// usageRecord is the spool record of one usage sample. Its key names the
+// trade, the interval measured and the role, so a repeated report of the
+// same (trade, interval, reporter) is a duplicate at the arbiter.
+func usageRecord(trade uint64, role pb.ReporterRole, iv capture.Interval, bps, samples int64) (spool.Record, bool) {
+	name := "buyer"
+	if role == pb.ReporterRole_REPORTER_ROLE_SELLER {
+		name = "seller"
+	}
+	key := fmt.Sprintf("usage:%d:%d:%d:%s", trade, iv.From.UnixMicro(), iv.To.UnixMicro(), name)
+	s := &pb.UsageSample{IdempotencyKey: key, TradeId: trade, Role: role,
+		IntervalStart: timestamppb.New(iv.From), IntervalEnd: timestamppb.New(iv.To), BitsPerSecond: bps, SampleCount: samples}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	if err != nil {
+		return spool.Record{}, false // a UsageSample always marshals
+	}
+	return spool.Record{Key: key, Payload: b}, true
 }
 
 func (m *Measure) setErr(err error) {
@@ -449,10 +539,17 @@ func (m *Measure) sendMeasurements(ctx context.Context, items []spool.Item) erro
 
 // MeasureStatus is the measuring side in `bwx-agent status`.
 type MeasureStatus struct {
-	Capturing        bool      `json:"capturing"`
-	Probing          bool      `json:"probing"`
-	Destinations     int       `json:"destinations"`
-	TradesBought     int       `json:"trades_bought"`
+	Capturing    bool `json:"capturing"`
+	Probing      bool `json:"probing"`
+	Destinations int  `json:"destinations"`
+	TradesBought int  `json:"trades_bought"`
+	TradesSold   int  `json:"trades_sold"`
+	// CapturingIncoming: incoming frames are sampled (seller's reports).
+	CapturingIncoming bool  `json:"capturing_incoming"`
+	SellerSpooled     int64 `json:"seller_usage_spooled"`
+	// SellerUnresolved counts sold trade intervals not reported because
+	// the buyer's routers were not known.
+	SellerUnresolved int64     `json:"seller_usage_unresolved"`
 	LastInterval     time.Time `json:"last_interval,omitzero"`
 	KernelDrops      int64     `json:"kernel_drops"`
 	UsageSpooled     int64     `json:"usage_spooled"`
@@ -471,12 +568,14 @@ type MeasureStatus struct {
 func (m *Measure) Status() MeasureStatus {
 	m.mu.Lock()
 	st := MeasureStatus{Capturing: len(m.cfg.Capture.Interfaces) > 0, Probing: m.cfg.Probe.Enabled, TradesBought: len(m.trades),
+		TradesSold: len(m.sold), CapturingIncoming: m.cap != nil && !m.inSince.IsZero(),
 		LastInterval: m.last.Start, PendingTasks: len(m.tasks), Sellers: len(m.sellers), Error: m.lastErr}
 	if m.table != nil {
 		st.Destinations = m.table.Len()
 	}
 	m.mu.Unlock()
 	st.KernelDrops, st.UsageSpooled, st.UsageSent = m.drops.Load(), m.usageSpooled.Load(), m.usageSent.Load()
+	st.SellerSpooled, st.SellerUnresolved = m.sellerSpooled.Load(), m.unresolved.Load()
 	st.MeasurementsDone, st.MeasurementsSent = m.measSpooled.Load(), m.measSent.Load()
 	if sp := m.sp; sp != nil && !m.spClosed.Load() {
 		st.UsageBacklog, st.MeasureBacklog = sp.Len(KindUsage), sp.Len(KindMeasurement)

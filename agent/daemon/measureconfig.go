@@ -11,12 +11,26 @@ import (
 	"github.com/bwxchange/bwx/shared/config"
 )
 
-// CaptureConfig is the `capture:` section: sampling the member's outgoing
-// traffic per destination prefix and seller (claim 7).
+// Capture directions (capture.direction).
+const (
+	// DirectionAuto samples outgoing frames, and incoming ones while the
+	// member has sold trades to report on.
+	DirectionAuto = "auto"
+	// DirectionOut samples outgoing frames only: no seller-side reports.
+	DirectionOut = "out"
+	// DirectionBoth always samples both.
+	DirectionBoth = "both"
+)
+
+// CaptureConfig is the `capture:` section: sampling the member's traffic
+// per destination prefix and seller (claim 7), and as a seller what each
+// buyer sends it.
 type CaptureConfig struct {
-	// Interfaces to sample outgoing frames on (the exchange interface and
-	// any other uplink); empty: no capture, no usage reports.
+	// Interfaces to sample frames on (the exchange interface and any other
+	// uplink); empty: no capture, no usage reports.
 	Interfaces []string `yaml:"interfaces"`
+	// Direction: auto (default), out or both; see DirectionAuto.
+	Direction string `yaml:"direction"`
 	// SampleRate N samples one frame in N, in the kernel.
 	SampleRate int `yaml:"sample_rate"`
 	// SnapLen is how many bytes of a sampled frame are copied.
@@ -63,6 +77,7 @@ func (c *Config) Measuring() bool { return len(c.Capture.Interfaces) > 0 || c.Pr
 
 func defaultMeasure(c *Config) {
 	c.Capture.SampleRate = 100
+	c.Capture.Direction = DirectionAuto
 	c.Capture.SnapLen = capture.DefaultSnapLen
 	c.Capture.Interval = capture.DefaultInterval
 	c.Capture.TopAddresses = 16
@@ -116,6 +131,11 @@ func (c *Config) validateMeasure() error {
 			return config.Errorf(fmt.Sprintf("capture.interfaces[%d]", i), "%q: want a distinct interface name of 1-15 characters", name)
 		}
 		seen[name] = true
+	}
+	switch cp.Direction {
+	case DirectionAuto, DirectionOut, DirectionBoth:
+	default:
+		return config.Errorf("capture.direction", "want auto, out or both, got %q", cp.Direction)
 	}
 	if cp.SampleRate < 1 || cp.SampleRate > 1<<20 {
 		return config.Errorf("capture.sample_rate", "want 1 (every frame) to %d, got %d", 1<<20, cp.SampleRate)
