@@ -41,6 +41,13 @@ type Config struct {
 	// Capture and Probe measure traffic and path quality (measureconfig.go).
 	Capture CaptureConfig `yaml:"capture"`
 	Probe   ProbeConfig   `yaml:"probe"`
+	// Manager is the access manager (manager.go).
+	Manager ManagerConfig `yaml:"manager"`
+	// Metrics serves Prometheus /metrics and /healthz (metrics.go).
+	Metrics struct {
+		// Listen is host:port; "" disables it.
+		Listen string `yaml:"listen"`
+	} `yaml:"metrics"`
 	// Status is the local socket `bwx-agent status` reads.
 	Status struct {
 		// Socket is the unix socket path (mode 0600); default
@@ -264,6 +271,8 @@ func DefaultConfig() Config {
 	c.FIB.Table = "main"
 	c.FIB.NeighborProbeInterval = time.Second
 	defaultMeasure(&c)
+	c.Metrics.Listen = "127.0.0.1:9480"
+	c.Manager = defaultManager()
 	return c
 }
 
@@ -293,7 +302,13 @@ func (c *Config) Validate() error {
 	if _, err := logging.New(nil, "", c.Log.Format); err != nil {
 		return config.Errorf("log.format", "%v", err)
 	}
+	if err := validateMetricsListen(c.Metrics.Listen); err != nil {
+		return err
+	}
 	if err := c.validateMeasure(); err != nil {
+		return err
+	}
+	if err := c.validateManager(); err != nil {
 		return err
 	}
 	return c.validateRouting()

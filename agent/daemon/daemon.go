@@ -33,6 +33,9 @@ type Agent struct {
 	routing *Routing
 	// measure samples traffic and probes paths; nil without capture/probe.
 	measure *Measure
+	// manager is the access manager's loop; nil when it does not run.
+	manager *ManagerLoop
+	metrics *metrics
 	// OnEvent, when set, sees every trade event after it is logged.
 	OnEvent func(*pb.TradeEvent)
 	// MinBackoff and MaxBackoff bound the reconnect delay.
@@ -69,9 +72,22 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
+	mx := newMetrics()
 	var measure *Measure
+	var mgr *ManagerLoop
 	if cfg.Measuring() {
-		if measure, err = NewMeasure(cfg, b.Identity.ASN, conn, log, MeasureOptions{}); err != nil {
+		opt := MeasureOptions{OnMeasurements: mx.observeProbes}
+		if cfg.managerRuns() {
+			if mgr, err = NewManagerLoop(cfg, b.Identity.ASN, conn, log); err != nil {
+				if routing != nil {
+					routing.fib.Close()
+				}
+				conn.Close()
+				return nil, err
+			}
+			opt = mgr.hooks(opt)
+		}
+		if measure, err = NewMeasure(cfg, b.Identity.ASN, conn, log, opt); err != nil {
 			if routing != nil {
 				routing.fib.Close()
 			}
@@ -79,8 +95,23 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing, measure: measure,
-		MinBackoff: time.Second, MaxBackoff: time.Minute}, nil
+	if mgr == nil && cfg.Manager.Sell.Enabled && cfg.managerRuns() {
+		// A seller without measuring: the sell policy still runs.
+		if mgr, err = NewManagerLoop(cfg, b.Identity.ASN, conn, log); err != nil {
+			if routing != nil {
+				routing.fib.Close()
+			}
+			conn.Close()
+			return nil, err
+		}
+	}
+	if mgr != nil {
+		mgr.attach(measure, routing)
+	}
+	a := &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing, measure: measure, manager: mgr, metrics: mx,
+		MinBackoff: time.Second, MaxBackoff: time.Minute}
+	mx.register(a)
+	return a, nil
 }
 
 // Routing is the route applier, or nil when no route server is configured.
@@ -115,6 +146,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ml, err := a.listenMetrics()
+	if err != nil {
+		l.Close()
+		os.Remove(a.cfg.SocketPath())
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -125,25 +162,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.serveStatus(ctx, l)
 		os.Remove(a.cfg.SocketPath())
 	}()
+	if ml != nil {
+		wg.Go(func() { a.serveMetrics(ctx, ml) })
+	}
 	if a.routing != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := a.routing.Run(ctx); err != nil {
+				a.metrics.routingStopped.Store(true)
 				a.log.Error("routing stopped: traded routes are not applied", "error", err)
 			}
 		}()
+	}
+	if a.manager != nil {
+		wg.Go(func() { a.manager.Run(ctx) })
 	}
 	if a.measure != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := a.measure.Run(ctx); err != nil {
+				a.metrics.measureStopped.Store(true)
 				a.log.Error("measuring stopped: no usage or quality reports", "error", err)
 			}
 		}()
 	}
-	a.log.Info("agent running", "arbiter", a.cfg.Arbiter.Address, "resume_after_sequence", cursor)
+	a.log.Info("agent running", "arbiter", a.cfg.Arbiter.Address, "resume_after_sequence", cursor, "metrics", a.cfg.Metrics.Listen)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	delay := a.MinBackoff
 	for {
@@ -178,6 +223,8 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 	if err != nil {
 		return err
 	}
+	a.metrics.streamUp.Store(true)
+	defer a.metrics.streamUp.Store(false)
 	for {
 		ev, err := s.Recv()
 		if err != nil {

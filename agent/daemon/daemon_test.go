@@ -103,6 +103,7 @@ func TestReconnectsAndResumesAfterLastEvent(t *testing.T) {
 	srv := serve(t, ca, addr, f)
 	cfg := daemon.DefaultConfig()
 	cfg.Arbiter.Address, cfg.Bundle, cfg.StateDir = addr, bundle, filepath.Join(dir, "state")
+	cfg.Metrics.Listen = "" // not the host's 127.0.0.1:9480: a real agent may hold it
 
 	var mu sync.Mutex
 	var got []uint64

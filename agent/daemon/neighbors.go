@@ -285,7 +285,7 @@ func (r *Routing) neighbor(a netip.Addr, state int) {
 	if n := res.Changes(); n > 0 {
 		r.log.Info("traded routes changed for a next hop", "next_hop", a, "added", len(res.Added), "changed", len(res.Changed), "removed", len(res.Removed))
 	}
-	if up {
-		r.kick()
-	}
+	// A sync brings the routes back when up, and refreshes what status and
+	// metrics show as refused either way.
+	r.kick()
 }

@@ -35,6 +35,17 @@ type Routing struct {
 	nbrState map[netip.Addr]string
 	down     map[netip.Addr]bool // marked down from neighbor state
 	resync   chan struct{}
+	// prefs is the access manager's choice per destination (Prefer);
+	// prefLens the prefix lengths in it, longest first.
+	prefs    map[netip.Prefix]preference
+	prefLens []int
+}
+
+// preference is the seller whose next hops a destination's traded route
+// keeps; seller 0 (the default path) keeps none.
+type preference struct {
+	seller uint32
+	hops   []netip.Addr
 }
 
 // NewRouting prepares the speaker and the FIB for member asn; Run starts
@@ -92,6 +103,7 @@ func NewRouting(cfg Config, asn uint32, log *slog.Logger) (*Routing, error) {
 		nbrState: map[netip.Addr]string{},
 		down:     map[netip.Addr]bool{},
 		resync:   make(chan struct{}, 1),
+		prefs:    map[netip.Prefix]preference{},
 	}, nil
 }
 
@@ -167,16 +179,72 @@ func (r *Routing) isSynced() bool {
 	return r.synced
 }
 
-// sync hands the speaker's routes to the FIB.
+// Prefer makes the traded route toward p (and toward prefixes inside it)
+// keep only seller's next hops, hops being that seller's routers on the
+// LAN: the access manager's choice when several sellers deliver p. Seller
+// 0 (the default path) installs no traded route for p, so traffic takes
+// the member's own path. If the preferred seller delivers no route for p
+// the others are kept: a route the member bought is better than none.
+func (r *Routing) Prefer(p netip.Prefix, seller uint32, hops []netip.Addr) {
+	p = p.Masked()
+	r.mu.Lock()
+	r.prefs[p] = preference{seller: seller, hops: slices.Clone(hops)}
+	if !slices.Contains(r.prefLens, p.Bits()) {
+		r.prefLens = append(r.prefLens, p.Bits())
+		slices.SortFunc(r.prefLens, func(a, b int) int { return b - a })
+	}
+	r.mu.Unlock()
+	r.log.Info("traded route preference", "prefix", p.String(), "seller", seller)
+	r.kick()
+}
+
+// preferred applies the preferences to one learned route.
+func (r *Routing) preferred(rt speaker.Route) (fib.Route, bool) {
+	fr := fib.Route{Prefix: rt.Prefix}
+	r.mu.Lock()
+	var pref preference
+	found := false
+	// The most specific preference covering the route: one map lookup per
+	// prefix length in use, whatever the number of preferences.
+	for _, bits := range r.prefLens {
+		if bits > rt.Prefix.Bits() {
+			continue
+		}
+		if p, err := rt.Prefix.Addr().Prefix(bits); err == nil {
+			if pref, found = r.prefs[p]; found {
+				break
+			}
+		}
+	}
+	r.mu.Unlock()
+	if found && pref.seller == 0 {
+		return fr, false
+	}
+	for _, nh := range rt.NextHops {
+		if !found || slices.Contains(pref.hops, nh.Addr) {
+			fr.NextHops = append(fr.NextHops, nh.Addr)
+		}
+	}
+	if len(fr.NextHops) == 0 {
+		for _, nh := range rt.NextHops {
+			fr.NextHops = append(fr.NextHops, nh.Addr)
+		}
+	}
+	return fr, true
+}
+
+// sync hands the speaker's routes to the FIB, as the manager prefers them.
 func (r *Routing) sync() {
 	routes := r.sp.Routes()
 	want := make([]fib.Route, 0, len(routes))
 	inUse := map[netip.Addr]bool{}
 	for _, rt := range routes {
-		fr := fib.Route{Prefix: rt.Prefix}
-		for _, nh := range rt.NextHops {
-			fr.NextHops = append(fr.NextHops, nh.Addr)
-			inUse[nh.Addr] = true
+		fr, ok := r.preferred(rt)
+		if !ok {
+			continue
+		}
+		for _, a := range fr.NextHops {
+			inUse[a] = true
 		}
 		want = append(want, fr)
 	}
@@ -242,6 +310,15 @@ type Status struct {
 	FIB      fib.Stats `json:"fib"`
 	Table    int       `json:"table"`
 	Iface    string    `json:"interface"`
+	// Preferences are the access manager's path choices (seller 0: the
+	// default path, no traded route).
+	Preferences []StatusPreference `json:"preferences,omitempty"`
+}
+
+// StatusPreference is one destination's preferred seller.
+type StatusPreference struct {
+	Prefix netip.Prefix `json:"prefix"`
+	Seller uint32       `json:"seller"`
 }
 
 // StatusRoute is a kernel route of ours.
@@ -303,5 +380,9 @@ func (r *Routing) Status() (Status, error) {
 		st.Down = append(st.Down, StatusNeighbor{Addr: a, State: r.nbrState[a], Down: r.down[a]})
 	}
 	slices.SortFunc(st.Down, func(a, b StatusNeighbor) int { return a.Addr.Compare(b.Addr) })
+	for p, v := range r.prefs {
+		st.Preferences = append(st.Preferences, StatusPreference{Prefix: p, Seller: v.seller})
+	}
+	slices.SortFunc(st.Preferences, func(a, b StatusPreference) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
 	return st, nil
 }

@@ -10,7 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/bwxchange/bwx/agent/manager"
 )
 
 // AgentStatus is what the status socket serves at GET /status.
@@ -22,6 +26,8 @@ type AgentStatus struct {
 	RoutingError string  `json:"routing_error,omitempty"`
 	// Measure is nil when neither capture nor probing is configured.
 	Measure *MeasureStatus `json:"measure,omitempty"`
+	// Manager is nil when the access manager does not run.
+	Manager *ManagerStatus `json:"manager,omitempty"`
 }
 
 // Status returns the agent's status.
@@ -37,6 +43,10 @@ func (a *Agent) Status() AgentStatus {
 	if a.measure != nil {
 		ms := a.measure.Status()
 		st.Measure = &ms
+	}
+	if a.manager != nil {
+		ms := a.manager.Status()
+		st.Manager = &ms
 	}
 	return st
 }
@@ -73,6 +83,27 @@ func (a *Agent) serveStatus(ctx context.Context, l net.Listener) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(a.Status())
 	})
+	mux.HandleFunc("GET /decisions", func(w http.ResponseWriter, r *http.Request) {
+		if a.manager == nil {
+			http.Error(w, "the access manager is not running (manager.mode off, or no capture.interfaces and no sell policy)", http.StatusNotFound)
+			return
+		}
+		var since uint64
+		if s := r.URL.Query().Get("since"); s != "" {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				http.Error(w, fmt.Sprintf("since: want a decision number, got %q", s), http.StatusBadRequest)
+				return
+			}
+			since = v
+		}
+		ds := a.manager.Manager().Journal().Since(since)
+		if ds == nil {
+			ds = []manager.Decision{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Decisions{Mode: string(a.cfg.Manager.Mode), Decisions: ds})
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -83,27 +114,46 @@ func (a *Agent) serveStatus(ctx context.Context, l net.Listener) {
 	}
 }
 
+// Decisions is what GET /decisions serves: the journal after a sequence.
+type Decisions struct {
+	Mode      string             `json:"mode"`
+	Decisions []manager.Decision `json:"decisions"`
+}
+
+// FetchDecisions asks the agent listening on socket for the decisions
+// after sequence since, oldest first.
+func FetchDecisions(ctx context.Context, socket string, since uint64) (Decisions, error) {
+	var ds Decisions
+	err := fetch(ctx, socket, "/decisions?since="+strconv.FormatUint(since, 10), &ds)
+	return ds, err
+}
+
 // FetchStatus asks the agent listening on socket for its status.
 func FetchStatus(ctx context.Context, socket string) (AgentStatus, error) {
 	var st AgentStatus
+	err := fetch(ctx, socket, "/status", &st)
+	return st, err
+}
+
+func fetch(ctx context.Context, socket, path string, out any) error {
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+path, nil)
 	if err != nil {
-		return st, err
+		return err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return st, fmt.Errorf("is the agent running? %w", err)
+		return fmt.Errorf("is the agent running? %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return st, fmt.Errorf("agent status: %s: %s", resp.Status, b)
+		return fmt.Errorf("agent %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return json.NewDecoder(resp.Body).Decode(out)
 }

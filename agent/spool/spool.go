@@ -471,6 +471,44 @@ func (s *Spool) ParkedLen(kind string) int {
 	return s.counts(kind).parked
 }
 
+// Stats is one kind's backlog.
+type Stats struct {
+	// Pending reports wait to be sent; Parked were refused for good.
+	Pending, Parked int
+	// Oldest is when the oldest pending report was stored (UTC); zero when
+	// nothing is pending. Its age says how long the arbiter has been
+	// unreachable or refusing.
+	Oldest time.Time
+}
+
+// Stats returns kind's backlog (metrics). The counts come from memory; the
+// oldest report costs one indexed lookup.
+func (s *Spool) Stats(ctx context.Context, kind string) (Stats, error) {
+	if err := checkKind(kind); err != nil {
+		return Stats{}, err
+	}
+	s.mu.Lock()
+	c, closed := *s.counts(kind), s.closed
+	s.mu.Unlock()
+	st := Stats{Pending: c.all - c.parked, Parked: c.parked}
+	if closed {
+		return st, fmt.Errorf("spool: %s is closed", s.path)
+	}
+	if st.Pending == 0 {
+		return st, nil
+	}
+	var ns int64
+	err := s.db.QueryRowContext(ctx, "SELECT added_ns FROM items WHERE kind = ? AND parked IS NULL ORDER BY seq LIMIT 1", kind).Scan(&ns)
+	switch {
+	case errors.Is(err, sql.ErrNoRows): // acknowledged meanwhile
+	case err != nil:
+		return st, fmt.Errorf("spool: %s: %w", s.path, err)
+	default:
+		st.Oldest = time.Unix(0, ns).UTC()
+	}
+	return st, nil
+}
+
 // changedCh returns a channel that is closed at the next Put that adds a
 // report of kind (or Requeue, or Close).
 func (s *Spool) changedCh(kind string) <-chan struct{} {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"time"
@@ -26,7 +27,9 @@ type QualityServer struct {
 	PollInterval time.Duration
 	// Stopping ends open streams when the arbiter shuts down.
 	Stopping <-chan struct{}
-	now      func() time.Time
+	// Log receives breach reports (nil: slog.Default()).
+	Log *slog.Logger
+	now func() time.Time
 }
 
 func (s *QualityServer) clock() time.Time {
@@ -179,4 +182,41 @@ func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinat
 		out.Sellers = append(out.Sellers, d)
 	}
 	return out, nil
+}
+
+// ReportBreach records a buyer's report that a traded path broke its
+// quality limits. It is logged (and counted per method by the
+// authenticator's request metric); settlement's SLA credits rest on the
+// measurements themselves, not on this report.
+func (s *QualityServer) ReportBreach(ctx context.Context, r *pb.ReportBreachRequest) (*pb.ReportBreachResponse, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.TradeId == 0 {
+		return nil, invalidArg("trade_id", "is required")
+	}
+	if r.SellerAsn == 0 || r.SellerAsn == asn {
+		return nil, invalidArg("seller_asn", "want the trade's seller, got %d", r.SellerAsn)
+	}
+	p, err := netip.ParsePrefix(r.DestinationPrefix)
+	if err != nil {
+		return nil, invalidArg("destination_prefix", "%q is not a CIDR prefix", r.DestinationPrefix)
+	}
+	if r.ObservedAt == nil {
+		return nil, invalidArg("observed_at", "is required")
+	}
+	at, err := fromTS("observed_at", r.ObservedAt)
+	if err != nil {
+		return nil, err
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	lim := r.GetLimits()
+	log.Warn("SLA breach reported", "buyer", asn, "seller", r.SellerAsn, "trade", r.TradeId, "prefix", p.Masked().String(),
+		"observed_at", at.UTC().Format(time.RFC3339), "latency_us", r.LatencyUs, "jitter_us", r.JitterUs, "loss_ppm", r.LossPpm,
+		"max_latency_us", lim.GetMaxLatencyUs(), "max_jitter_us", lim.GetMaxJitterUs(), "max_loss_ppm", lim.GetMaxLossPpm())
+	return &pb.ReportBreachResponse{}, nil
 }

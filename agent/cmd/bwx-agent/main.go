@@ -40,7 +40,7 @@ func main() {
 	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port (default: arbiter.address from the config)")
 	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
 	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), tradesCmd(g), statusCmd(g), invoicesCmd(g), creditCmd(g))
+	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), creditCmd(g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "bwx-agent:", cli.Explain(err))
 		os.Exit(1)

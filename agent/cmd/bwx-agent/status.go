@@ -74,6 +74,12 @@ func printStatus(o cli.Output, st daemon.AgentStatus) error {
 	w := o.W
 	fmt.Fprintf(w, "member AS%d, arbiter %s\n", st.ASN, st.Arbiter)
 	printMeasure(w, st.Measure)
+	if m := st.Manager; m != nil {
+		fmt.Fprintf(w, "access manager: mode %s, %d rounds, last %s ago, %d decisions (bwx-agent decisions)\n", m.Mode, m.Rounds, ago(m.LastRound), m.Decisions)
+		if m.Error != "" {
+			fmt.Fprintf(w, "access manager error: %s\n", m.Error)
+		}
+	}
 	r := st.Routing
 	if r == nil {
 		fmt.Fprintln(w, "routing: not configured (no bgp.route_servers): no traded routes are installed")

@@ -737,11 +737,150 @@ func (x *ListDestinationsResponse) GetSellers() []*SellerDestinations {
 	return nil
 }
 
+type ReportBreachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A trade the caller bought.
+	TradeId   uint64 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	SellerAsn uint32 `protobuf:"varint,2,opt,name=seller_asn,json=sellerAsn,proto3" json:"seller_asn,omitempty"`
+	// The destination probed (inside one of the trade's prefixes).
+	DestinationPrefix string `protobuf:"bytes,3,opt,name=destination_prefix,json=destinationPrefix,proto3" json:"destination_prefix,omitempty"`
+	// The buy's limits and the last round's measured quality.
+	Limits        *Quality               `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
+	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	LatencyUs     int64                  `protobuf:"varint,6,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
+	JitterUs      int64                  `protobuf:"varint,7,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
+	LossPpm       int32                  `protobuf:"varint,8,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBreachRequest) Reset() {
+	*x = ReportBreachRequest{}
+	mi := &file_bwx_v1_quality_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBreachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBreachRequest) ProtoMessage() {}
+
+func (x *ReportBreachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_quality_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBreachRequest.ProtoReflect.Descriptor instead.
+func (*ReportBreachRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportBreachRequest) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *ReportBreachRequest) GetSellerAsn() uint32 {
+	if x != nil {
+		return x.SellerAsn
+	}
+	return 0
+}
+
+func (x *ReportBreachRequest) GetDestinationPrefix() string {
+	if x != nil {
+		return x.DestinationPrefix
+	}
+	return ""
+}
+
+func (x *ReportBreachRequest) GetLimits() *Quality {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetLatencyUs() int64 {
+	if x != nil {
+		return x.LatencyUs
+	}
+	return 0
+}
+
+func (x *ReportBreachRequest) GetJitterUs() int64 {
+	if x != nil {
+		return x.JitterUs
+	}
+	return 0
+}
+
+func (x *ReportBreachRequest) GetLossPpm() int32 {
+	if x != nil {
+		return x.LossPpm
+	}
+	return 0
+}
+
+type ReportBreachResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBreachResponse) Reset() {
+	*x = ReportBreachResponse{}
+	mi := &file_bwx_v1_quality_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBreachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBreachResponse) ProtoMessage() {}
+
+func (x *ReportBreachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_quality_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBreachResponse.ProtoReflect.Descriptor instead.
+func (*ReportBreachResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{12}
+}
+
 var File_bwx_v1_quality_proto protoreflect.FileDescriptor
 
 const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\n" +
-	"\x14bwx/v1/quality.proto\x12\x06bwx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
+	"\x14bwx/v1/quality.proto\x12\x06bwx.v1\x1a\x13bwx/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
 	"\vMeasurement\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
 	"\avia_asn\x18\x02 \x01(\rR\x06viaAsn\x12-\n" +
@@ -800,12 +939,26 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\x10router_addresses\x18\x02 \x03(\tR\x0frouterAddresses\x12\x1a\n" +
 	"\bprefixes\x18\x03 \x03(\tR\bprefixes\"P\n" +
 	"\x18ListDestinationsResponse\x124\n" +
-	"\asellers\x18\x01 \x03(\v2\x1a.bwx.v1.SellerDestinationsR\asellers2\xd6\x02\n" +
+	"\asellers\x18\x01 \x03(\v2\x1a.bwx.v1.SellerDestinationsR\asellers\"\xbb\x02\n" +
+	"\x13ReportBreachRequest\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12\x1d\n" +
+	"\n" +
+	"seller_asn\x18\x02 \x01(\rR\tsellerAsn\x12-\n" +
+	"\x12destination_prefix\x18\x03 \x01(\tR\x11destinationPrefix\x12'\n" +
+	"\x06limits\x18\x04 \x01(\v2\x0f.bwx.v1.QualityR\x06limits\x12;\n" +
+	"\vobserved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\x12\x1d\n" +
+	"\n" +
+	"latency_us\x18\x06 \x01(\x03R\tlatencyUs\x12\x1b\n" +
+	"\tjitter_us\x18\a \x01(\x03R\bjitterUs\x12\x19\n" +
+	"\bloss_ppm\x18\b \x01(\x05R\alossPpm\"\x16\n" +
+	"\x14ReportBreachResponse2\xa1\x03\n" +
 	"\x0eQualityService\x12[\n" +
 	"\x12ReportMeasurements\x12!.bwx.v1.ReportMeasurementsRequest\x1a\".bwx.v1.ReportMeasurementsResponse\x12F\n" +
 	"\vQueryMatrix\x12\x1a.bwx.v1.QueryMatrixRequest\x1a\x1b.bwx.v1.QueryMatrixResponse\x12H\n" +
 	"\x10StreamProbeTasks\x12\x1f.bwx.v1.StreamProbeTasksRequest\x1a\x11.bwx.v1.ProbeTask0\x01\x12U\n" +
-	"\x10ListDestinations\x12\x1f.bwx.v1.ListDestinationsRequest\x1a .bwx.v1.ListDestinationsResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
+	"\x10ListDestinations\x12\x1f.bwx.v1.ListDestinationsRequest\x1a .bwx.v1.ListDestinationsResponse\x12I\n" +
+	"\fReportBreach\x12\x1b.bwx.v1.ReportBreachRequest\x1a\x1c.bwx.v1.ReportBreachResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
 
 var (
 	file_bwx_v1_quality_proto_rawDescOnce sync.Once
@@ -819,7 +972,7 @@ func file_bwx_v1_quality_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_quality_proto_rawDescData
 }
 
-var file_bwx_v1_quality_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_bwx_v1_quality_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_bwx_v1_quality_proto_goTypes = []any{
 	(*Measurement)(nil),                // 0: bwx.v1.Measurement
 	(*ReportMeasurementsRequest)(nil),  // 1: bwx.v1.ReportMeasurementsRequest
@@ -832,30 +985,37 @@ var file_bwx_v1_quality_proto_goTypes = []any{
 	(*ListDestinationsRequest)(nil),    // 8: bwx.v1.ListDestinationsRequest
 	(*SellerDestinations)(nil),         // 9: bwx.v1.SellerDestinations
 	(*ListDestinationsResponse)(nil),   // 10: bwx.v1.ListDestinationsResponse
-	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 12: google.protobuf.Duration
+	(*ReportBreachRequest)(nil),        // 11: bwx.v1.ReportBreachRequest
+	(*ReportBreachResponse)(nil),       // 12: bwx.v1.ReportBreachResponse
+	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 14: google.protobuf.Duration
+	(*Quality)(nil),                    // 15: bwx.v1.Quality
 }
 var file_bwx_v1_quality_proto_depIdxs = []int32{
-	11, // 0: bwx.v1.Measurement.measured_at:type_name -> google.protobuf.Timestamp
+	13, // 0: bwx.v1.Measurement.measured_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: bwx.v1.ReportMeasurementsRequest.measurements:type_name -> bwx.v1.Measurement
-	12, // 2: bwx.v1.QueryMatrixRequest.max_age:type_name -> google.protobuf.Duration
-	11, // 3: bwx.v1.MatrixEntry.last_measured_at:type_name -> google.protobuf.Timestamp
+	14, // 2: bwx.v1.QueryMatrixRequest.max_age:type_name -> google.protobuf.Duration
+	13, // 3: bwx.v1.MatrixEntry.last_measured_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: bwx.v1.QueryMatrixResponse.entries:type_name -> bwx.v1.MatrixEntry
-	12, // 5: bwx.v1.ProbeTask.interval:type_name -> google.protobuf.Duration
+	14, // 5: bwx.v1.ProbeTask.interval:type_name -> google.protobuf.Duration
 	9,  // 6: bwx.v1.ListDestinationsResponse.sellers:type_name -> bwx.v1.SellerDestinations
-	1,  // 7: bwx.v1.QualityService.ReportMeasurements:input_type -> bwx.v1.ReportMeasurementsRequest
-	3,  // 8: bwx.v1.QualityService.QueryMatrix:input_type -> bwx.v1.QueryMatrixRequest
-	6,  // 9: bwx.v1.QualityService.StreamProbeTasks:input_type -> bwx.v1.StreamProbeTasksRequest
-	8,  // 10: bwx.v1.QualityService.ListDestinations:input_type -> bwx.v1.ListDestinationsRequest
-	2,  // 11: bwx.v1.QualityService.ReportMeasurements:output_type -> bwx.v1.ReportMeasurementsResponse
-	5,  // 12: bwx.v1.QualityService.QueryMatrix:output_type -> bwx.v1.QueryMatrixResponse
-	7,  // 13: bwx.v1.QualityService.StreamProbeTasks:output_type -> bwx.v1.ProbeTask
-	10, // 14: bwx.v1.QualityService.ListDestinations:output_type -> bwx.v1.ListDestinationsResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	15, // 7: bwx.v1.ReportBreachRequest.limits:type_name -> bwx.v1.Quality
+	13, // 8: bwx.v1.ReportBreachRequest.observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 9: bwx.v1.QualityService.ReportMeasurements:input_type -> bwx.v1.ReportMeasurementsRequest
+	3,  // 10: bwx.v1.QualityService.QueryMatrix:input_type -> bwx.v1.QueryMatrixRequest
+	6,  // 11: bwx.v1.QualityService.StreamProbeTasks:input_type -> bwx.v1.StreamProbeTasksRequest
+	8,  // 12: bwx.v1.QualityService.ListDestinations:input_type -> bwx.v1.ListDestinationsRequest
+	11, // 13: bwx.v1.QualityService.ReportBreach:input_type -> bwx.v1.ReportBreachRequest
+	2,  // 14: bwx.v1.QualityService.ReportMeasurements:output_type -> bwx.v1.ReportMeasurementsResponse
+	5,  // 15: bwx.v1.QualityService.QueryMatrix:output_type -> bwx.v1.QueryMatrixResponse
+	7,  // 16: bwx.v1.QualityService.StreamProbeTasks:output_type -> bwx.v1.ProbeTask
+	10, // 17: bwx.v1.QualityService.ListDestinations:output_type -> bwx.v1.ListDestinationsResponse
+	12, // 18: bwx.v1.QualityService.ReportBreach:output_type -> bwx.v1.ReportBreachResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_quality_proto_init() }
@@ -863,13 +1023,14 @@ func file_bwx_v1_quality_proto_init() {
 	if File_bwx_v1_quality_proto != nil {
 		return
 	}
+	file_bwx_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_quality_proto_rawDesc), len(file_bwx_v1_quality_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

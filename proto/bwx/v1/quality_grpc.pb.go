@@ -23,6 +23,7 @@ const (
 	QualityService_QueryMatrix_FullMethodName        = "/bwx.v1.QualityService/QueryMatrix"
 	QualityService_StreamProbeTasks_FullMethodName   = "/bwx.v1.QualityService/StreamProbeTasks"
 	QualityService_ListDestinations_FullMethodName   = "/bwx.v1.QualityService/ListDestinations"
+	QualityService_ReportBreach_FullMethodName       = "/bwx.v1.QualityService/ReportBreach"
 )
 
 // QualityServiceClient is the client API for QualityService service.
@@ -42,6 +43,10 @@ type QualityServiceClient interface {
 	// router addresses on the exchange LAN: the agent classifies its traffic
 	// by these prefixes and tells sellers apart by their routers' MACs.
 	ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
+	// ReportBreach: the buyer's access manager saw a trade's path break the
+	// buy's quality limits for several probe rounds (SLA breach, claim 18)
+	// and moved the destination away. The arbiter logs and counts it.
+	ReportBreach(ctx context.Context, in *ReportBreachRequest, opts ...grpc.CallOption) (*ReportBreachResponse, error)
 }
 
 type qualityServiceClient struct {
@@ -101,6 +106,16 @@ func (c *qualityServiceClient) ListDestinations(ctx context.Context, in *ListDes
 	return out, nil
 }
 
+func (c *qualityServiceClient) ReportBreach(ctx context.Context, in *ReportBreachRequest, opts ...grpc.CallOption) (*ReportBreachResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportBreachResponse)
+	err := c.cc.Invoke(ctx, QualityService_ReportBreach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QualityServiceServer is the server API for QualityService service.
 // All implementations must embed UnimplementedQualityServiceServer
 // for forward compatibility.
@@ -118,6 +133,10 @@ type QualityServiceServer interface {
 	// router addresses on the exchange LAN: the agent classifies its traffic
 	// by these prefixes and tells sellers apart by their routers' MACs.
 	ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
+	// ReportBreach: the buyer's access manager saw a trade's path break the
+	// buy's quality limits for several probe rounds (SLA breach, claim 18)
+	// and moved the destination away. The arbiter logs and counts it.
+	ReportBreach(context.Context, *ReportBreachRequest) (*ReportBreachResponse, error)
 	mustEmbedUnimplementedQualityServiceServer()
 }
 
@@ -139,6 +158,9 @@ func (UnimplementedQualityServiceServer) StreamProbeTasks(*StreamProbeTasksReque
 }
 func (UnimplementedQualityServiceServer) ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDestinations not implemented")
+}
+func (UnimplementedQualityServiceServer) ReportBreach(context.Context, *ReportBreachRequest) (*ReportBreachResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportBreach not implemented")
 }
 func (UnimplementedQualityServiceServer) mustEmbedUnimplementedQualityServiceServer() {}
 func (UnimplementedQualityServiceServer) testEmbeddedByValue()                        {}
@@ -226,6 +248,24 @@ func _QualityService_ListDestinations_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QualityService_ReportBreach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportBreachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QualityServiceServer).ReportBreach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QualityService_ReportBreach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QualityServiceServer).ReportBreach(ctx, req.(*ReportBreachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QualityService_ServiceDesc is the grpc.ServiceDesc for QualityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -244,6 +284,10 @@ var QualityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDestinations",
 			Handler:    _QualityService_ListDestinations_Handler,
+		},
+		{
+			MethodName: "ReportBreach",
+			Handler:    _QualityService_ReportBreach_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

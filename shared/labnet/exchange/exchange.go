@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +37,19 @@ type Member struct {
 	// Router is the member's BIRD, announcing its prefixes to the route
 	// server (members with prefixes only).
 	Router *bird.Router
-	agent  *labnet.Proc
+	// Remote are more customer routes, registered and announced like
+	// Prefixes, whose addresses are not on the member's host: the caller
+	// puts that network somewhere and routes the member (and the
+	// upstream) to it.
+	Remote []string
+	// AgentConfig is appended to the member's agent YAML (e.g. capture,
+	// probe and manager sections).
+	AgentConfig string
+	agent       *labnet.Proc
 }
+
+// announced are the routes the member registers and announces.
+func (m *Member) announced() []string { return append(slices.Clone(m.Prefixes), m.Remote...) }
 
 // Exchange is a running lab exchange.
 type Exchange struct {
@@ -182,7 +194,7 @@ log:
 func (x *Exchange) importIRR(ctx context.Context) error {
 	var w strings.Builder
 	for _, m := range x.Members {
-		for _, p := range m.Prefixes {
+		for _, p := range m.announced() {
 			class := "route"
 			if strings.Contains(p, ":") {
 				class = "route6"
@@ -231,7 +243,7 @@ func (x *Exchange) routeUpstream() error {
 // the dummy link type) and a BIRD that announces the prefixes to the route
 // server.
 func (x *Exchange) startRouter(ctx context.Context, m *Member) error {
-	if len(m.Prefixes) == 0 {
+	if len(m.announced()) == 0 {
 		return nil
 	}
 	var cmds [][]string
@@ -244,6 +256,13 @@ func (x *Exchange) startRouter(ctx context.Context, m *Member) error {
 		static = append(static, p)
 		a := p.Addr().Next()
 		cmds = append(cmds, []string{"ip", "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo"})
+	}
+	for _, s := range m.Remote {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("member %s: remote prefix %q: %w", m.Name, s, err)
+		}
+		static = append(static, p)
 	}
 	for _, c := range cmds {
 		if _, err := run(m.Host.Command(ctx, c[0], c[1:]...)); err != nil {
@@ -287,7 +306,7 @@ func (x *Exchange) addMember(ctx context.Context, m *Member) error {
 	if _, err := x.Operator(ctx, args...); err != nil {
 		return err
 	}
-	for _, p := range m.Prefixes {
+	for _, p := range m.announced() {
 		if _, err := x.Operator(ctx, "prefix", "add", p, "--member", fmt.Sprint(m.ASN), "--type", "customer"); err != nil {
 			return err
 		}
@@ -296,7 +315,7 @@ func (x *Exchange) addMember(ctx context.Context, m *Member) error {
 	m.Log = filepath.Join(x.Dir, m.Name+".log")
 	cfg := fmt.Sprintf("arbiter:\n  address: %q\nbundle: %s\nstate_dir: %s\nlog:\n  format: json\n",
 		netip.AddrPortFrom(x.Arbiter.Addr4(), 7443).String(), m.Bundle, filepath.Join(x.Dir, m.Name+"-state"))
-	if len(m.Prefixes) == 0 {
+	if len(m.announced()) == 0 {
 		// A member without a router of its own (its BIRD holds the LAN
 		// addresses' sessions otherwise) gets its trades through the
 		// agent: BGP to the route server, routes into the kernel.
@@ -311,6 +330,7 @@ fib:
   interface: eth0
 `, x.Arbiter.Addr4(), x.Arbiter.Addr6(), RouteServerASN, m.Host.Addr4(), m.Host.Addr6())
 	}
+	cfg += m.AgentConfig
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -438,7 +458,7 @@ func (x *Exchange) WaitRoutes(ctx context.Context, timeout time.Duration) error 
 func (x *Exchange) unaccepted(ctx context.Context) ([]string, error) {
 	var missing []string
 	for _, m := range x.Members {
-		if len(m.Prefixes) == 0 {
+		if len(m.announced()) == 0 {
 			continue
 		}
 		out, err := x.Operator(ctx, "bgp", "received", strconv.FormatUint(uint64(m.ASN), 10), "-o", "json")
@@ -456,7 +476,7 @@ func (x *Exchange) unaccepted(ctx context.Context) ([]string, error) {
 		for _, r := range routes {
 			ok[r.Prefix] = ok[r.Prefix] || r.Accepted
 		}
-		for _, p := range m.Prefixes {
+		for _, p := range m.announced() {
 			if !ok[p] {
 				missing = append(missing, fmt.Sprintf("AS%d %s", m.ASN, p))
 			}
