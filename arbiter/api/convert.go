@@ -124,7 +124,44 @@ func tradeToProto(t book.Trade, now time.Time) *pb.Trade {
 		BuyerAsn: t.BuyerASN, SellerAsn: t.SellerASN, Prefixes: strs(t.Prefixes), Protocol: pb.Protocol(t.Protocol),
 		CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, DeliveryStart: ts(t.Start), DeliveryEnd: ts(t.End),
 		Status: pb.TradeStatus(t.StatusAt(now)), SellerNextHops: strs(t.SellerNextHops), CreatedAt: ts(t.Created),
+		Quality: pathQualityToProto(t.Quality),
 	}
+}
+
+func pathQualityToProto(m *book.Measured) *pb.PathQuality {
+	if m == nil {
+		return nil
+	}
+	return &pb.PathQuality{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPpm: m.LossPPM, AsHops: m.ASHops, Samples: int64(m.Samples)}
+}
+
+// eventToProto is one entry of a member's event stream; the book's event
+// types use the contract's numbers.
+func eventToProto(e book.Event, now time.Time) *pb.TradeEvent {
+	ev := &pb.TradeEvent{Sequence: uint64(e.Seq), Type: pb.TradeEventType(e.Type), Time: ts(e.Time)}
+	if e.Trade != nil {
+		ev.Trade = tradeToProto(*e.Trade, now)
+	}
+	if e.Order != nil {
+		ev.Order = orderToProto(*e.Order)
+	}
+	if u := e.Use; u != nil && e.Trade != nil {
+		kind := pb.UseKind_USE_KIND_OVERUSE
+		if e.Type == book.UseUnder {
+			kind = pb.UseKind_USE_KIND_UNDERUSE
+		}
+		ev.Use = &pb.UseEvent{TradeId: uint64(e.Trade.ID), Kind: kind, Start: ts(u.Start), End: ts(u.End), CapacityBps: u.CapacityBps,
+			PeakBps: u.PeakBps, MinBps: u.MinBps, BuyerAsn: e.Trade.BuyerASN, SellerAsn: e.Trade.SellerASN}
+	}
+	if c := e.Credit; c != nil {
+		st := pb.CreditState_CREDIT_STATE_WARNING
+		if e.Type == book.CreditStopped {
+			st = pb.CreditState_CREDIT_STATE_STOPPED
+		}
+		ev.Credit = &pb.Credit{MemberAsn: e.MemberASN, Limited: true, LimitMicros: c.LimitMicros, UnpaidMicros: c.UnpaidMicros,
+			AccruedMicros: c.AccruedMicros, ExposureMicros: c.ExposureMicros, State: st}
+	}
+	return ev
 }
 
 func tradesToProto(ts []book.Trade, now time.Time) []*pb.Trade {

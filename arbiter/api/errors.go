@@ -32,7 +32,10 @@ func toStatus(err error) error {
 	}
 	var bi *book.InvalidError
 	var ri *registry.InvalidError
+	var refused *book.RefusedError
 	switch {
+	case errors.As(err, &refused):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &bi):
 		return fieldError(bi.Field, bi.Msg)
 	case errors.As(err, &ri):

@@ -22,20 +22,12 @@ type TradingServer struct {
 	// Stopping ends open event streams when the arbiter shuts down, so a
 	// graceful stop does not wait on them.
 	Stopping <-chan struct{}
-	// Credit, if set, is asked before a buy reaches the book: a member at
-	// its credit limit places no new buys (claim 19); trades run on.
-	Credit interface {
-		MayBuy(ctx context.Context, asn uint32) error
-	}
 }
 
-// mayBuy refuses a buy from a member at its credit limit.
-func (s *TradingServer) mayBuy(ctx context.Context, asn uint32, side book.Side) error {
-	if s.Credit == nil || side != book.Buy {
-		return nil
-	}
-	return settleStatus(s.Credit.MayBuy(ctx, asn))
-}
+// The credit check (a member at its credit limit places no new buys, claim
+// 19) is the book's: book.Options.MayBuy, made inside its serialized
+// section so that two buys cannot both pass on the same exposure. Its
+// refusal (*book.RefusedError) is FailedPrecondition.
 
 func (s *TradingServer) now() time.Time {
 	if s.Now != nil {
@@ -51,9 +43,6 @@ func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest)
 	}
 	spec, err := specFromProto(r.Spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.mayBuy(ctx, asn, spec.Side); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -76,9 +65,6 @@ func (s *TradingServer) TakeOffer(ctx context.Context, r *pb.TakeOfferRequest) (
 	}
 	if spec.Side == 0 {
 		spec.Side = book.Buy
-	}
-	if err := s.mayBuy(ctx, asn, spec.Side); err != nil {
-		return nil, err
 	}
 	start := time.Now()
 	o, trades, err := s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
@@ -205,14 +191,7 @@ func (s *TradingServer) StreamTradeEvents(r *pb.StreamTradeEventsRequest, stream
 				return toStatus(err)
 			}
 			for _, e := range evs {
-				ev := &pb.TradeEvent{Sequence: uint64(e.Seq), Type: pb.TradeEventType(e.Type), Time: ts(e.Time)}
-				if e.Trade != nil {
-					ev.Trade = tradeToProto(*e.Trade, s.now())
-				}
-				if e.Order != nil {
-					ev.Order = orderToProto(*e.Order)
-				}
-				if err := stream.Send(ev); err != nil {
+				if err := stream.Send(eventToProto(e, s.now())); err != nil {
 					return err
 				}
 				last = e.Seq

@@ -32,6 +32,9 @@ type UsageServer struct {
 	// Settled, if set, hears every run that wrote something (the daemon
 	// logs and notifies use events and credit warnings from it).
 	Settled func(context.Context, *settle.Result)
+	// CreditChanged, if set, hears a member's credit after the operator
+	// set its limit or booked a payment (the daemon notifies state changes).
+	CreditChanged func(context.Context, settle.Credit)
 
 	running sync.Mutex // one settlement run at a time
 }
@@ -367,6 +370,9 @@ func (s *UsageServer) credit(ctx context.Context, asn uint32, what string, args 
 	}
 	if s.Log != nil {
 		s.Log.Info(what, append(args, "member", asn, "limit_micros", c.LimitMicros, "exposure_micros", c.ExposureMicros, "state", c.State.String())...)
+	}
+	if s.CreditChanged != nil {
+		s.CreditChanged(ctx, c)
 	}
 	return creditToProto(c), nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
@@ -262,6 +263,58 @@ func BenchmarkBareInsertDurable(b *testing.B) {
 			runCallers(b, bk, callers, func(*rand.Rand) error {
 				// Taken under the book's lock, so queued in the order made.
 				_, err := bk.apply(func(*Engine) (*Change, error) { return chs[next.Add(1)-1], nil })
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkMatchDurableUnmeasured is BenchmarkMatchDurable without the
+// quality matrix (NoQuality): no trade looks up its path's quality, as
+// before claim 18 was recorded per trade. Beside BenchmarkMatchDurable it
+// is the cost of that lookup (two indexed reads under the book's lock).
+func BenchmarkMatchDurableUnmeasured(b *testing.B) {
+	benchDurable(b, func(*store.DB) Options { return Options{Quality: NoQuality{}} })
+}
+
+// BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's
+// credit check (book.Options.MayBuy) on every buy, inside the serialized
+// section: its sqlite reads of the buyer's exposure are the cost measured.
+// Run it beside BenchmarkMatchDurable.
+func BenchmarkMatchDurableCredit(b *testing.B) {
+	benchDurable(b, func(db *store.DB) Options {
+		st, err := settle.NewSettlement(db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return benchStart.Add(-time.Hour) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return Options{MayBuy: func(ctx context.Context, asn uint32, pending []Trade) error {
+			cs := make([]settle.Commitment, len(pending))
+			for i, t := range pending {
+				cs[i] = settle.Commitment{CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Start: t.Start, End: t.End}
+			}
+			return st.MayBuyWith(ctx, asn, cs)
+		}}
+	})
+}
+
+// benchDurable runs BenchmarkMatchDurable's buys through a Book with the
+// options opts makes (clock and expiry are the benchmark's).
+func benchDurable(b *testing.B, opts func(*store.DB) Options) {
+	bb := makeBenchBook()
+	for _, callers := range benchCallers {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			db, _ := seedStore(b, bb)
+			defer db.Close()
+			o := opts(db)
+			o.Now, o.ExpireEvery = func() time.Time { return benchStart.Add(-time.Hour) }, -1
+			bk, err := Start(context.Background(), db, o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bk.Close()
+			runCallers(b, bk, callers, func(r *rand.Rand) error {
+				asn, s := bb.buy(r)
+				_, _, err := bk.Place(context.Background(), asn, s, "")
 				return err
 			})
 		})

@@ -2,9 +2,13 @@ package book
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,9 +37,43 @@ const (
 	OrderCancelled EventType = 7
 	OrderExpired   EventType = 8
 	OrderFilled    EventType = 9
+	// Settlement's notifications (claim 16 and credit control), appended
+	// with AppendEvents: use outside a trade's capacity carries the trade
+	// and Use; a credit event carries Credit and neither trade nor order.
+	UseOver       EventType = 10
+	UseUnder      EventType = 11
+	CreditWarning EventType = 12
+	CreditStopped EventType = 13
 )
 
-// Event is one entry of a member's event log: about a trade or an order.
+func (t EventType) String() string {
+	switch t {
+	case TradeCreated:
+		return "trade_created"
+	case OrderAccepted:
+		return "order_accepted"
+	case OrderModified:
+		return "order_modified"
+	case OrderCancelled:
+		return "order_cancelled"
+	case OrderExpired:
+		return "order_expired"
+	case OrderFilled:
+		return "order_filled"
+	case UseOver:
+		return "use_over"
+	case UseUnder:
+		return "use_under"
+	case CreditWarning:
+		return "credit_warning"
+	case CreditStopped:
+		return "credit_stopped"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// Event is one entry of a member's event log: about a trade, an order, or
+// (credit events) the member itself.
 type Event struct {
 	Seq       int64
 	MemberASN uint32
@@ -43,7 +81,38 @@ type Event struct {
 	Time      time.Time
 	Trade     *Trade
 	Order     *Order
+	Use       *UseNotice    // UseOver, UseUnder
+	Credit    *CreditNotice // CreditWarning, CreditStopped
 }
+
+// UseNotice is a sustained run of a trade's use above or below its
+// capacity, as settlement found it.
+type UseNotice struct {
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	CapacityBps int64     `json:"capacity_bps"`
+	PeakBps     int64     `json:"peak_bps"`
+	MinBps      int64     `json:"min_bps"`
+}
+
+// CreditNotice is where a member stood against its credit limit when its
+// credit state changed.
+type CreditNotice struct {
+	LimitMicros    int64 `json:"limit_micros"`
+	UnpaidMicros   int64 `json:"unpaid_micros"`
+	AccruedMicros  int64 `json:"accrued_micros"`
+	ExposureMicros int64 `json:"exposure_micros"`
+}
+
+// RefusedError is a buy the MayBuy check refused (the member is at its
+// credit limit) or could not clear; Err is the check's own explanation.
+type RefusedError struct {
+	ASN uint32
+	Err error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Offer is a sell order a buy could take now (claim 24).
 type Offer struct {
@@ -69,6 +138,13 @@ type Options struct {
 	ExpireEvery time.Duration
 	// MaxBatch bounds how many changes one commit carries.
 	MaxBatch int
+	// MayBuy, if set, is asked inside the book's serialized section before
+	// a buy is matched (Place, Take, and a Modify raising a buy's capacity
+	// or price), so two buys cannot both pass on the same exposure. pending
+	// are asn's buy trades matched but not yet committed (not in the store
+	// yet). An error refuses the buy: the book returns it as a
+	// *RefusedError.
+	MayBuy func(ctx context.Context, asn uint32, pending []Trade) error
 }
 
 // Book is the order book: the in-memory engine, serialized, whose every
@@ -88,6 +164,14 @@ type Book struct {
 	eng *Engine
 	err error // set when a failed commit left the engine unusable
 
+	// inflight are the buy trades queued for commit, by buyer: what MayBuy
+	// cannot read from the store yet; bought counts every buy trade made,
+	// by buyer, so a check made before taking the lock can tell whether it
+	// still holds. Kept only when MayBuy is set.
+	imu      sync.Mutex
+	inflight map[uint32][]Trade
+	bought   map[uint32]uint64
+
 	qmu     sync.Mutex
 	qcond   *sync.Cond
 	queue   []*pending
@@ -100,6 +184,9 @@ type pending struct {
 	ch   *Change
 	err  error
 	done chan struct{}
+	// ready, if set, closes when the caller has filled in its trades'
+	// quality (looked up outside the lock); the commit waits for it.
+	ready chan struct{}
 }
 
 // Start loads the book from the store and starts committing.
@@ -116,7 +203,7 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	if opt.MaxBatch == 0 {
 		opt.MaxBatch = 1000
 	}
-	b := &Book{db: db, opt: opt, done: make(chan struct{}), cm: newCommitter(db)}
+	b := &Book{db: db, opt: opt, done: make(chan struct{}), cm: newCommitter(db), inflight: map[uint32][]Trade{}, bought: map[uint32]uint64{}}
 	b.qcond = sync.NewCond(&b.qmu)
 	if err := b.reload(ctx); err != nil {
 		return nil, err
@@ -164,6 +251,17 @@ func (b *Book) Close() {
 // is in engine order.
 func (b *Book) enqueue(ch *Change) *pending {
 	p := &pending{ch: ch, done: make(chan struct{})}
+	if len(ch.lookups) > 0 {
+		p.ready = make(chan struct{})
+	}
+	if b.opt.MayBuy != nil && len(ch.Trades) > 0 {
+		b.imu.Lock()
+		for _, t := range ch.Trades {
+			b.inflight[t.BuyerASN] = append(b.inflight[t.BuyerASN], t)
+			b.bought[t.BuyerASN]++
+		}
+		b.imu.Unlock()
+	}
 	b.qmu.Lock()
 	b.queue = append(b.queue, p)
 	b.last = p
@@ -191,11 +289,16 @@ func (b *Book) commitLoop() {
 
 		chs := make([]*Change, len(batch))
 		for i, p := range batch {
+			if p.ready != nil {
+				<-p.ready
+			}
 			chs[i] = p.ch
 		}
 		err := b.cm.commit(context.Background(), chs)
 		b.commits++
 		b.committed += len(chs)
+		// Committed trades are in the store now; failed ones never will be.
+		b.landed(batch)
 		if err != nil {
 			b.recover(batch, err)
 			continue
@@ -216,6 +319,12 @@ func (b *Book) recover(batch []*pending, cause error) {
 	rest := b.queue
 	b.queue = nil
 	b.qmu.Unlock()
+	for _, p := range rest {
+		if p.ready != nil {
+			<-p.ready // its caller is still writing the change
+		}
+	}
+	b.landed(rest)
 	err := fmt.Errorf("not stored, nothing changed: %w", cause)
 	for _, p := range append(batch, rest...) {
 		p.err = err
@@ -224,6 +333,81 @@ func (b *Book) recover(batch []*pending, cause error) {
 	if rerr := b.reload(context.Background()); rerr != nil {
 		b.err = rerr
 	}
+}
+
+// landed drops the batch's trades from inflight.
+func (b *Book) landed(batch []*pending) {
+	if b.opt.MayBuy == nil {
+		return
+	}
+	b.imu.Lock()
+	defer b.imu.Unlock()
+	for _, p := range batch {
+		for _, t := range p.ch.Trades {
+			ts := b.inflight[t.BuyerASN]
+			if ts = without(ts, func(x Trade) bool { return x.ID == t.ID }); len(ts) == 0 {
+				delete(b.inflight, t.BuyerASN)
+			} else {
+				b.inflight[t.BuyerASN] = ts
+			}
+		}
+	}
+}
+
+// creditCheck is the engine's check on a buy: MayBuy with the buyer's
+// uncommitted trades; nil when no check is configured. pre, if it holds a
+// check of the same member made before the lock was taken, and no buy
+// trade of that member has been made since, is used as it is: the store
+// and inflight together then still say what they said. Otherwise MayBuy
+// is asked here, under the lock.
+func (b *Book) creditCheck(ctx context.Context, pre *precheck) func(asn uint32) error {
+	if b.opt.MayBuy == nil {
+		return nil
+	}
+	return func(asn uint32) error {
+		if pre != nil && pre.asn == asn {
+			b.imu.Lock()
+			same := b.bought[asn] == pre.bought
+			b.imu.Unlock()
+			if same {
+				return pre.err
+			}
+		}
+		_, err := b.askMayBuy(ctx, asn)
+		return err
+	}
+}
+
+// precheck is a credit check made before the book's lock.
+type precheck struct {
+	asn    uint32
+	bought uint64
+	err    error
+}
+
+// precheckBuy asks MayBuy for asn outside the lock, so that the store
+// reads of concurrent buyers overlap instead of queueing behind the lock.
+func (b *Book) precheckBuy(ctx context.Context, asn uint32) *precheck {
+	if b.opt.MayBuy == nil {
+		return nil
+	}
+	n, err := b.askMayBuy(ctx, asn)
+	return &precheck{asn: asn, bought: n, err: err}
+}
+
+// askMayBuy snapshots asn's trades in flight (before reading the store,
+// so a trade landing in between is counted twice, never missed) and asks
+// MayBuy; it returns the buy count the answer is good for.
+func (b *Book) askMayBuy(ctx context.Context, asn uint32) (uint64, error) {
+	b.imu.Lock()
+	pending := slices.Clone(b.inflight[asn])
+	n := b.bought[asn]
+	b.imu.Unlock()
+	err := b.opt.MayBuy(ctx, asn, pending)
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return n, err // a caller that gave up was not refused
+	}
+	return n, &RefusedError{ASN: asn, Err: err}
 }
 
 // apply runs one engine operation and waits until its change is durable.
@@ -235,19 +419,46 @@ func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
 			return nil, fmt.Errorf("order book unavailable: %w", err)
 		}
 	}
+	b.eng.DeferQuality = true
 	ch, err := op(b.eng)
 	if err != nil || ch == nil || ch.empty() {
 		b.mu.Unlock()
 		return ch, err
 	}
+	q := b.eng.Quality
 	p := b.enqueue(ch)
 	b.mu.Unlock()
+	if p.ready != nil {
+		// The quality of the path each trade takes is recorded with it
+		// (claim 18); looked up here, outside the lock, callers' lookups
+		// overlap one another and the matching.
+		lookup(q, ch)
+		close(p.ready)
+	}
 	<-p.done
 	if p.err != nil {
 		return nil, p.err
 	}
 	b.opt.Notify(ch.Events)
 	return ch, nil
+}
+
+// lookup fills in the quality of ch's trades listed in ch.lookups, in the
+// trades and in the events that carry them.
+func lookup(q QualitySource, ch *Change) {
+	for _, i := range ch.lookups {
+		t := &ch.Trades[i]
+		m := q.Measured(t.BuyerASN, t.SellerASN, t.Prefixes, t.Created)
+		if m == nil || m.Samples == 0 {
+			continue
+		}
+		t.Quality = m
+		for j := range ch.Events {
+			if e := ch.Events[j].Trade; e != nil && e.ID == t.ID {
+				e.Quality = m
+			}
+		}
+	}
 }
 
 // sync waits until every change queued so far is committed.
@@ -286,10 +497,16 @@ func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string
 		o      Order
 		trades []Trade
 	)
-	_, err := b.apply(func(e *Engine) (*Change, error) {
+	var pre *precheck
+	if spec.Side == Buy {
+		pre = b.precheckBuy(ctx, asn)
+	}
+	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
+		e.MayBuy = b.creditCheck(ctx, pre)
 		o, trades, ch, err = e.Place(b.opt.Now(), asn, spec, clientID, only)
+		e.MayBuy = nil
 		return ch, err
 	})
 	var dup *DuplicateError
@@ -304,6 +521,9 @@ func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string
 	}
 	if err != nil {
 		return Order{}, nil, err
+	}
+	if ch != nil {
+		trades = ch.Trades // with their quality filled in
 	}
 	return o, trades, nil
 }
@@ -339,14 +559,19 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 		o      Order
 		trades []Trade
 	)
-	_, err := b.apply(func(e *Engine) (*Change, error) {
+	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
+		e.MayBuy = b.creditCheck(ctx, nil)
 		o, trades, ch, err = e.Modify(b.opt.Now(), asn, id, capacity, price)
+		e.MayBuy = nil
 		return ch, err
 	})
 	if errors.Is(err, ErrNotOpen) {
 		return Order{}, nil, b.notOpen(ctx, asn, id)
+	}
+	if err == nil && ch != nil {
+		trades = ch.Trades // with their quality filled in
 	}
 	return o, trades, err
 }
@@ -431,7 +656,7 @@ func (b *Book) Unended(ctx context.Context, now time.Time) ([]Trade, error) {
 
 // Events returns asn's events after seq, oldest first, at most limit.
 func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) ([]Event, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id, e.order_id FROM events e
+	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id, e.order_id, e.detail FROM events e
 		JOIN members m ON m.id = e.member_id WHERE m.asn = ? AND e.seq > ? ORDER BY e.seq LIMIT ?`, asn, after, limit)
 	if err != nil {
 		return nil, err
@@ -444,11 +669,16 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	for rows.Next() {
 		var r row
 		var us int64
-		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.trade, &r.orderID); err != nil {
+		var detail sql.NullString
+		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.trade, &r.orderID, &detail); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		r.ev.MemberASN, r.ev.Time = asn, store.Time(us)
+		if err := parseDetail(&r.ev, detail.String); err != nil {
+			rows.Close()
+			return nil, err
+		}
 		rs = append(rs, r)
 	}
 	rows.Close()
@@ -474,6 +704,97 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 		out = append(out, r.ev)
 	}
 	return out, nil
+}
+
+// LastEventType is the type of asn's latest event among types, or 0 if it
+// has none (settlement asks which credit state a member was last told).
+func (b *Book) LastEventType(ctx context.Context, asn uint32, types ...EventType) (EventType, error) {
+	if len(types) == 0 {
+		return 0, nil
+	}
+	args := []any{asn}
+	for _, t := range types {
+		args = append(args, t)
+	}
+	var t EventType
+	err := b.db.QueryRowContext(ctx, `SELECT e.type FROM events e JOIN members m ON m.id = e.member_id
+		WHERE m.asn = ? AND e.type IN (`+strings.TrimSuffix(strings.Repeat("?,", len(types)), ",")+`) ORDER BY e.seq DESC LIMIT 1`, args...).Scan(&t)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return t, err
+}
+
+// parseDetail fills a stored event's Use or Credit from its detail JSON.
+func parseDetail(ev *Event, detail string) error {
+	if detail == "" {
+		return nil
+	}
+	var v any
+	switch ev.Type {
+	case UseOver, UseUnder:
+		ev.Use = &UseNotice{}
+		v = ev.Use
+	case CreditWarning, CreditStopped:
+		ev.Credit = &CreditNotice{}
+		v = ev.Credit
+	default:
+		return nil // a detail this build does not know: the event stands without it
+	}
+	if err := json.Unmarshal([]byte(detail), v); err != nil {
+		return fmt.Errorf("event %d: stored detail: %w", ev.Seq, err)
+	}
+	return nil
+}
+
+// AppendEvents adds settlement's notifications to the members' event logs
+// through the same group commit as the book's own changes, then hands them
+// to Notify (which wakes the members' streams). A use event is appended
+// once per member and (trade, kind, start): sending it again is a no-op.
+// It returns the events it appended, numbered. See Engine.Notify for what
+// each event must carry; a use event's trade must exist and the member
+// must be a party to it.
+func (b *Book) AppendEvents(ctx context.Context, evs []Event) ([]Event, error) {
+	fresh := make([]Event, 0, len(evs))
+	keys := map[string]bool{}
+	for i, ev := range evs {
+		if ev.Trade != nil && ev.Trade.ID > 0 {
+			var n int
+			err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM trades t JOIN members bm ON bm.id = t.buyer_id
+				JOIN members sm ON sm.id = t.seller_id WHERE t.id = ? AND ? IN (bm.asn, sm.asn)`, ev.Trade.ID, ev.MemberASN).Scan(&n)
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, invalid(fmt.Sprintf("events[%d].trade", i), "AS%d has no trade %d", ev.MemberASN, ev.Trade.ID)
+			}
+		}
+		if k := dedupKey(ev); k != "" {
+			mk := fmt.Sprint(ev.MemberASN, " ", k)
+			if keys[mk] {
+				continue
+			}
+			keys[mk] = true
+			var n int
+			err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM events e JOIN members m ON m.id = e.member_id
+				WHERE m.asn = ? AND e.dedup = ?`, ev.MemberASN, k).Scan(&n)
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				continue
+			}
+		}
+		fresh = append(fresh, ev)
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	ch, err := b.apply(func(e *Engine) (*Change, error) { return e.Notify(b.opt.Now(), fresh) })
+	if err != nil {
+		return nil, err
+	}
+	return ch.Events, nil
 }
 
 // matrixQuality asks the quality matrix, which prefers the buyer's own

@@ -31,6 +31,7 @@ type fixture struct {
 	mu     sync.Mutex
 	now    time.Time
 	events []book.Event
+	mayBuy func(ctx context.Context, asn uint32, pending []book.Trade) error
 }
 
 func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
@@ -83,7 +84,7 @@ func (f *fixture) open(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, Notify: func(evs []book.Event) {
+	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, MayBuy: f.mayBuy, Notify: func(evs []book.Event) {
 		f.mu.Lock()
 		f.events = append(f.events, evs...)
 		f.mu.Unlock()

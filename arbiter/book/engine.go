@@ -83,6 +83,10 @@ type Change struct {
 	// left them open: the commit writes just their filled and updated
 	// columns, which keeps the status index untouched.
 	fills []int64
+
+	// lookups are the indexes in Trades whose quality is still to be
+	// looked up (Engine.DeferQuality).
+	lookups []int
 }
 
 func (c *Change) empty() bool { return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
@@ -117,6 +121,13 @@ type sellRoute struct {
 // Change it made so the caller can make it durable.
 type Engine struct {
 	Quality QualitySource
+	// MayBuy, when set, may refuse a buy before it is matched (the Book
+	// sets it for the operation at hand: the credit check).
+	MayBuy func(asn uint32) error
+	// DeferQuality leaves a trade's quality lookup to the caller (listed in
+	// the Change), so the Book can make it outside its lock; matching never
+	// needs it.
+	DeferQuality bool
 
 	members map[uint32]*MemberInfo
 	open    map[int64]*Order
@@ -363,6 +374,11 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	if err := e.check(asn, spec, now); err != nil {
 		return Order{}, nil, nil, err
 	}
+	if spec.Side == Buy && e.MayBuy != nil {
+		if err := e.MayBuy(asn); err != nil {
+			return Order{}, nil, nil, err
+		}
+	}
 	e.lastOrder++
 	e.lastPriority++
 	o := &Order{ID: e.lastOrder, MemberASN: asn, Spec: spec, Status: Open, ClientOrderID: clientID,
@@ -421,6 +437,7 @@ type candidate struct {
 	order    *Order
 	prefixes []netip.Prefix
 	measured *Measured
+	asked    bool // measured is the quality source's answer (nil: none)
 }
 
 // candidates lists the resting orders o could trade with, ranked.
@@ -457,7 +474,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		c := candidate{order: r, prefixes: prefixes}
 		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {
-			c.measured = e.Quality.Measured(buy.MemberASN, sell.MemberASN, prefixes, now)
+			c.measured, c.asked = e.Quality.Measured(buy.MemberASN, sell.MemberASN, prefixes, now), true
 		}
 		if !buy.Spec.Quality.Meets(c.measured) {
 			return
@@ -572,9 +589,22 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 			buy, sell = f.c.order, o
 		}
 		e.lastTrade++
+		// Every trade records the path's quality at match time (claim
+		// 18): ranking or limits already asked; otherwise one lookup.
+		m := f.c.measured
+		if m == nil && !f.c.asked {
+			if e.DeferQuality {
+				ch.lookups = append(ch.lookups, len(ch.Trades))
+			} else {
+				m = e.Quality.Measured(buy.MemberASN, sell.MemberASN, f.c.prefixes, now)
+			}
+		}
+		if m != nil && m.Samples == 0 {
+			m = nil
+		}
 		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
 			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: f.c.order.Spec.PriceMicros,
-			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now}
+			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
 		trades = append(trades, t)
 		ch.Trades = append(ch.Trades, t)
 		r := f.c.order
@@ -672,6 +702,13 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 		return Order{}, nil, nil, invalid("price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
 	}
 	losesPriority := spec.PriceMicros != o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps
+	// A buy that may spend more is a new commitment: the credit check
+	// applies as to a new buy. Lowering either never needs it.
+	if o.Spec.Side == Buy && e.MayBuy != nil && (spec.PriceMicros > o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps) {
+		if err := e.MayBuy(o.MemberASN); err != nil {
+			return Order{}, nil, nil, err
+		}
+	}
 	e.remove(o)
 	o.Spec = spec
 	if losesPriority {
@@ -683,6 +720,52 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	ch.Orders = append([]Order{*o}, ch.Orders...)
 	e.event(ch, o.MemberASN, OrderModified, now, nil, o)
 	return *o, trades, ch, nil
+}
+
+// Notify validates settlement's notifications and numbers them as events
+// of the members' logs. Each must be a settlement type for a known
+// member: a use event names its trade and carries Use, a credit event
+// carries Credit and neither trade nor order.
+func (e *Engine) Notify(now time.Time, evs []Event) (*Change, error) {
+	now = now.UTC()
+	for i, ev := range evs {
+		field := fmt.Sprintf("events[%d]", i)
+		if e.members[ev.MemberASN] == nil {
+			return nil, fmt.Errorf("%s: member AS%d: %w", field, ev.MemberASN, registry.ErrNotFound)
+		}
+		if ev.Order != nil {
+			return nil, invalid(field+".order", "settlement events are not about an order")
+		}
+		switch ev.Type {
+		case UseOver, UseUnder:
+			if ev.Trade == nil || ev.Trade.ID <= 0 || ev.Use == nil {
+				return nil, invalid(field, "a %v event needs its trade and use figures", ev.Type)
+			}
+			if !ev.Use.End.After(ev.Use.Start) {
+				return nil, invalid(field+".use", "end %s is not after start %s", ev.Use.End.Format(time.RFC3339), ev.Use.Start.Format(time.RFC3339))
+			}
+			if ev.Credit != nil {
+				return nil, invalid(field+".credit", "a use event carries no credit figures")
+			}
+		case CreditWarning, CreditStopped:
+			if ev.Credit == nil || ev.Trade != nil || ev.Use != nil {
+				return nil, invalid(field, "a %v event carries the credit figures only", ev.Type)
+			}
+		default:
+			return nil, invalid(field+".type", "%v is not a settlement event", ev.Type)
+		}
+	}
+	ch := &Change{}
+	for _, ev := range evs {
+		e.lastSeq++
+		ev.Seq = e.lastSeq
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		ev.Time = ev.Time.UTC()
+		ch.Events = append(ch.Events, ev)
+	}
+	return ch, nil
 }
 
 // Expire takes out every open order whose delivery period is over.

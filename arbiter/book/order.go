@@ -178,6 +178,10 @@ type Trade struct {
 	Cancelled      bool
 	SellerNextHops []netip.Addr
 	Created        time.Time
+	// Quality is the path's measured quality when the trade was made (the
+	// buyer's view through the seller toward Prefixes, claim 18); nil:
+	// nothing fresh was measured then.
+	Quality *Measured
 }
 
 // TradeStatus is derived from the delivery period and cancellation.

@@ -3,6 +3,7 @@ package book
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -102,7 +103,8 @@ func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Or
 // the seller's router addresses (joined as comma lists).
 const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.asn, t.protocol, t.capacity_bps,
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
-	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id)
+	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
+	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
 func queryTrades(ctx context.Context, q registry.Querier, query string, args ...any) ([]Trade, error) {
@@ -117,9 +119,13 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 		var start, end, created int64
 		var prefixes string
 		var hops sql.NullString
+		var lat, jit, loss, asHops, samples sql.NullInt64
 		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
-			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops); err != nil {
+			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &lat, &jit, &loss, &asHops, &samples); err != nil {
 			return nil, err
+		}
+		if samples.Valid {
+			t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64)}
 		}
 		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
 		for _, s := range splitList(prefixes) {
@@ -271,10 +277,12 @@ const (
 	fillUpdate = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
 		WHERE orders.id = v.column1`
 	tradeCols = `id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
-		start_us, end_us, created_us`
-	tradeRow  = "(?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?)"
-	eventCols = "seq, member_id, type, trade_id, order_id, created_us"
-	eventRow  = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?)"
+		start_us, end_us, created_us, latency_us, jitter_us, loss_ppm, as_hops, quality_samples`
+	tradeRow  = "(?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?)"
+	eventCols = "seq, member_id, type, trade_id, order_id, created_us, detail, dedup"
+	eventRow  = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)"
+	// A notification sent again (same member and dedup key) is dropped.
+	eventConflict = " ON CONFLICT DO NOTHING"
 )
 
 // rowKind is one of the multi-row statements: its row width and the most
@@ -289,8 +297,8 @@ var (
 	kindFill  = &rowKind{3, 128, func(n int) string {
 		return fmt.Sprintf(fillUpdate, strings.TrimSuffix(strings.Repeat(fillRow+",", n), ","))
 	}}
-	kindTrade = &rowKind{12, 64, func(n int) string { return store.InsertRows("trades", tradeCols, tradeRow, n) }}
-	kindEvent = &rowKind{6, 128, func(n int) string { return store.InsertRows("events", eventCols, eventRow, n) }}
+	kindTrade = &rowKind{17, 64, func(n int) string { return store.InsertRows("trades", tradeCols, tradeRow, n) }}
+	kindEvent = &rowKind{8, 128, func(n int) string { return store.InsertRows("events", eventCols, eventRow, n) + eventConflict }}
 )
 
 type stmtKey struct {
@@ -461,14 +469,22 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		a = a[:0]
 		for _, ch := range chs {
 			for _, e := range ch.Events {
-				var trade, order any
+				var trade, order, detail, dedup any
 				if e.Trade != nil {
 					trade = e.Trade.ID
 				}
 				if e.Order != nil {
 					order = e.Order.ID
 				}
-				a = append(a, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time))
+				if d, err := eventDetail(e); err != nil {
+					return fmt.Errorf("event %d: %w", e.Seq, err)
+				} else if d != "" {
+					detail = d
+				}
+				if k := dedupKey(e); k != "" {
+					dedup = k
+				}
+				a = append(a, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time), detail, dedup)
 			}
 		}
 		if err := c.exec(ctx, tx, kindEvent, a); err != nil {
@@ -511,6 +527,35 @@ func appendTrade(a []any, t Trade) []any {
 	for i, p := range t.Prefixes {
 		ps[i] = p.String()
 	}
-	return append(a, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
+	a = append(a, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
 		t.Protocol, t.CapacityBps, t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
+	if m := t.Quality; m != nil {
+		return append(a, m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.Samples)
+	}
+	return append(a, nil, nil, nil, nil, nil)
+}
+
+// eventDetail is what an event carries beyond its trade or order, as the
+// events table's detail JSON ("" for none).
+func eventDetail(e Event) (string, error) {
+	var v any
+	switch {
+	case e.Use != nil:
+		v = e.Use
+	case e.Credit != nil:
+		v = e.Credit
+	default:
+		return "", nil
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// dedupKey names a notification so that sending it again changes nothing:
+// a use event by (trade, kind, start). Other events are never repeated.
+func dedupKey(e Event) string {
+	if (e.Type == UseOver || e.Type == UseUnder) && e.Trade != nil && e.Use != nil {
+		return fmt.Sprintf("use:%d:%d:%d", e.Trade.ID, e.Type, store.Micros(e.Use.Start))
+	}
+	return ""
 }

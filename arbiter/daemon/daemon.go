@@ -107,7 +107,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	metrics := api.NewMetrics(reg)
 
 	registryDB := registry.New(a.db)
-	usage, settlement, err := newUsageServer(cfg, a.db, registryDB, log, a.stop)
+	usage, settlement, notices, err := newUsageServer(cfg, a.db, registryDB, log, a.stop)
 	if err != nil {
 		return nil, err
 	}
@@ -142,10 +142,11 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			loop.Notify(evs)
 		}
 	}
-	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify, Freshness: cfg.Quality.Freshness}); err != nil {
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify, Freshness: cfg.Quality.Freshness, MayBuy: bookCredit(settlement)}); err != nil {
 		return nil, err
 	}
 	bk := a.book
+	notices.attach(bk)
 	changed := bk.RefreshMembers
 	if a.bgp != nil {
 		src.bk = bk
@@ -163,13 +164,13 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
 		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes)})
-		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop, Credit: settlement})
+		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
 			rss.RS = a.bgp.rs
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
-		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log})
 		pb.RegisterUsageServiceServer(s, usage)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)

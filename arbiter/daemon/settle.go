@@ -3,10 +3,14 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/api"
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -26,38 +30,185 @@ func (c *Config) validateSettle() error {
 
 // newUsageServer builds settlement over db, with SLA breaches from the
 // quality matrix, and the one UsageServer both listeners share (so runs
-// are serialized across them). It watches the running month's use until
-// stop closes.
-func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.Logger, stop <-chan struct{}) (*api.UsageServer, *settle.Settlement, error) {
+// are serialized across them). Its notifications reach the members' event
+// streams once the book is attached (notices.attach); it watches the
+// running month's use until stop closes.
+func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.Logger, stop <-chan struct{}) (*api.UsageServer, *settle.Settlement, *settleNotices, error) {
 	st, err := settle.NewSettlement(db, settle.Options{Config: cfg.Settle, Breaches: settle.NewQualityBreaches(db)})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log = log.With("component", "settle")
-	go newUseWatcher(log, st).run(stop)
+	n := newSettleNotices(log, st)
+	w := newUseWatcher(log, st)
+	w.notify, w.after = n.uses, n.checkCredits
+	go w.run(stop)
 	return &api.UsageServer{Usage: settle.New(db), Settle: st, Registry: reg, Log: log,
-		Settled: func(ctx context.Context, res *settle.Result) { notifySettled(ctx, log, st, res) }}, st, nil
+		Settled: n.settled,
+		CreditChanged: func(ctx context.Context, c settle.Credit) {
+			if err := n.credit(ctx, c); err != nil {
+				log.Error("credit notification", "member", c.ASN, "error", err)
+			}
+		}}, st, n, nil
 }
 
-// notifySettled tells of a run's sustained overuse and underuse (claim 16)
-// and of members near or at their credit limit. The book's event stream
-// carries only trade and order events, so these are logged, one line per
-// member concerned, and members read them with ListUseEvents and GetCredit.
-func notifySettled(ctx context.Context, log *slog.Logger, st *settle.Settlement, res *settle.Result) {
-	for _, e := range api.UseWithMembers(res) {
+// bookCredit is the book's credit check (book.Options.MayBuy): settle's
+// exposure counting the buyer's trades still on their way to the store.
+func bookCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) error {
+	return func(ctx context.Context, asn uint32, pending []book.Trade) error {
+		var cs []settle.Commitment
+		for _, t := range pending {
+			cs = append(cs, settle.Commitment{CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Start: t.Start, End: t.End})
+		}
+		err := st.MayBuyWith(ctx, asn, cs)
+		var ce *settle.CreditError
+		if err != nil && !errors.As(err, &ce) && ctx.Err() == nil {
+			// Not a refusal: say the check itself failed, and no buy passes it.
+			return fmt.Errorf("credit check failed, buy not accepted: %w", err)
+		}
+		return err
+	}
+}
+
+// settleNotices puts settlement's notifications on the members' event
+// streams (claim 16 and credit control): sustained overuse and underuse to
+// both members of the trade, and a credit warning or stop to the member
+// whose credit state changed. Until the book is attached they are only
+// logged.
+type settleNotices struct {
+	log *slog.Logger
+	st  *settle.Settlement
+
+	mu    sync.Mutex
+	book  *book.Book
+	state map[uint32]settle.CreditState // as last told, by member
+}
+
+func newSettleNotices(log *slog.Logger, st *settle.Settlement) *settleNotices {
+	return &settleNotices{log: log, st: st, state: map[uint32]settle.CreditState{}}
+}
+
+func (n *settleNotices) attach(b *book.Book) {
+	n.mu.Lock()
+	n.book = b
+	n.mu.Unlock()
+}
+
+func (n *settleNotices) bk() *book.Book {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.book
+}
+
+// uses appends use events, one per member of each trade; the book drops
+// the ones it already has, so a repeat is harmless.
+func (n *settleNotices) uses(ctx context.Context, us []settle.TradeUse) error {
+	b := n.bk()
+	if b == nil {
+		return nil
+	}
+	var evs []book.Event
+	for _, u := range us {
+		typ := book.UseOver
+		if u.Kind == settle.Underuse {
+			typ = book.UseUnder
+		}
+		note := &book.UseNotice{Start: u.Start, End: u.End, CapacityBps: u.CapacityBps, PeakBps: u.PeakBps, MinBps: u.MinBps}
+		for _, m := range []uint32{u.BuyerASN, u.SellerASN} {
+			evs = append(evs, book.Event{MemberASN: m, Type: typ, Trade: &book.Trade{ID: u.TradeID}, Use: note})
+		}
+	}
+	_, err := b.AppendEvents(ctx, evs)
+	return err
+}
+
+// credit tells member c.ASN of a change of its credit state: a warning or
+// a stop (a return to ok is not an event; the next warning is). The state
+// last told survives restarts in the event log.
+func (n *settleNotices) credit(ctx context.Context, c settle.Credit) error {
+	b := n.bk()
+	if b == nil {
+		return nil
+	}
+	n.mu.Lock()
+	prev, known := n.state[c.ASN]
+	n.mu.Unlock()
+	if !known {
+		last, err := b.LastEventType(ctx, c.ASN, book.CreditWarning, book.CreditStopped)
+		if err != nil {
+			return err
+		}
+		switch last {
+		case book.CreditWarning:
+			prev = settle.CreditWarning
+		case book.CreditStopped:
+			prev = settle.CreditStopped
+		}
+	}
+	if c.State != prev && c.State != settle.CreditOK {
+		typ := book.CreditWarning
+		if c.State == settle.CreditStopped {
+			typ = book.CreditStopped
+		}
+		_, err := b.AppendEvents(ctx, []book.Event{{MemberASN: c.ASN, Type: typ, Credit: &book.CreditNotice{LimitMicros: c.LimitMicros,
+			UnpaidMicros: c.UnpaidMicros, AccruedMicros: c.AccruedMicros, ExposureMicros: c.ExposureMicros}}})
+		if err != nil {
+			return err
+		}
+		n.log.Warn("member credit", "member", c.ASN, "state", c.State.String(), "exposure_micros", c.ExposureMicros, "limit_micros", c.LimitMicros)
+	}
+	n.mu.Lock()
+	n.state[c.ASN] = c.State
+	n.mu.Unlock()
+	return nil
+}
+
+// checkCredits reviews every member's credit (trades made since the last
+// look raise exposure too).
+func (n *settleNotices) checkCredits(ctx context.Context) error {
+	b := n.bk()
+	if b == nil {
+		return nil
+	}
+	var asns []uint32
+	b.Inspect(func(e *book.Engine) {
+		for asn := range e.Members() {
+			asns = append(asns, asn)
+		}
+	})
+	slices.Sort(asns)
+	for _, asn := range asns {
+		c, err := n.st.Credit(ctx, asn)
+		if err != nil {
+			return fmt.Errorf("credit of AS%d: %w", asn, err)
+		}
+		if err := n.credit(ctx, c); err != nil {
+			return fmt.Errorf("credit of AS%d: %w", asn, err)
+		}
+	}
+	return nil
+}
+
+// settled tells of a run's sustained overuse and underuse (claim 16) and
+// of the credit of the members it invoiced.
+func (n *settleNotices) settled(ctx context.Context, res *settle.Result) {
+	us := api.UseWithMembers(res)
+	for _, e := range us {
 		for _, m := range []uint32{e.BuyerASN, e.SellerASN} {
-			log.Warn("trade use outside its capacity", "member", m, "trade", e.TradeID, "kind", e.Kind.String(),
+			n.log.Warn("trade use outside its capacity", "member", m, "trade", e.TradeID, "kind", e.Kind.String(),
 				"start", e.Start, "end", e.End, "capacity_bps", e.CapacityBps, "peak_bps", e.PeakBps, "min_bps", e.MinBps)
 		}
 	}
+	if err := n.uses(ctx, us); err != nil {
+		n.log.Error("use notifications after settlement", "error", err)
+	}
 	for _, inv := range res.Invoices {
-		c, err := st.Credit(ctx, inv.ASN)
-		if err != nil {
-			log.Error("credit after settlement", "member", inv.ASN, "error", err)
-			continue
+		c, err := n.st.Credit(ctx, inv.ASN)
+		if err == nil {
+			err = n.credit(ctx, c)
 		}
-		if c.State != settle.CreditOK {
-			log.Warn("member credit", "member", c.ASN, "state", c.State.String(), "exposure_micros", c.ExposureMicros, "limit_micros", c.LimitMicros)
+		if err != nil {
+			n.log.Error("credit after settlement", "member", inv.ASN, "error", err)
 		}
 	}
 }
@@ -65,12 +216,16 @@ func notifySettled(ctx context.Context, log *slog.Logger, st *settle.Settlement,
 // useWatchEvery is how often the running month's use is checked.
 const useWatchEvery = 15 * time.Minute
 
-// useWatcher logs sustained overuse and underuse in the running month as
-// it happens (claim 16), each (trade, kind, start) once per process, with
-// both members named; members read the same with ListUseEvents.
+// useWatcher finds sustained overuse and underuse in the running month as
+// it happens (claim 16) and hands each (trade, kind, start) to notify once
+// per process (the book de-duplicates across restarts), logging it with
+// both members named; members also read the same with ListUseEvents.
+// after runs after each check (the credit review).
 type useWatcher struct {
 	log    *slog.Logger
 	events func(ctx context.Context, from, to time.Time) ([]settle.TradeUse, error)
+	notify func(ctx context.Context, us []settle.TradeUse) error
+	after  func(ctx context.Context) error
 	now    func() time.Time
 	seen   map[useKey]bool
 }
@@ -88,7 +243,8 @@ func newUseWatcher(log *slog.Logger, st *settle.Settlement) *useWatcher {
 		}}
 }
 
-// check logs the events not seen before and returns them.
+// check notifies and logs the events not seen before and returns them; an
+// event whose notification failed is tried again at the next check.
 func (w *useWatcher) check(ctx context.Context) ([]settle.TradeUse, error) {
 	now := w.now().UTC()
 	from := settle.MonthOf(now).Start
@@ -101,12 +257,17 @@ func (w *useWatcher) check(ctx context.Context) ([]settle.TradeUse, error) {
 	}
 	var fresh []settle.TradeUse
 	for _, e := range evs {
-		k := useKey{e.TradeID, e.Kind, e.Start.UnixMicro()}
-		if w.seen[k] {
-			continue
+		if !w.seen[useKey{e.TradeID, e.Kind, e.Start.UnixMicro()}] {
+			fresh = append(fresh, e)
 		}
-		w.seen[k] = true
-		fresh = append(fresh, e)
+	}
+	if w.notify != nil && len(fresh) > 0 {
+		if err := w.notify(ctx, fresh); err != nil {
+			return nil, fmt.Errorf("notifying use events: %w", err)
+		}
+	}
+	for _, e := range fresh {
+		w.seen[useKey{e.TradeID, e.Kind, e.Start.UnixMicro()}] = true
 		for _, m := range []uint32{e.BuyerASN, e.SellerASN} {
 			w.log.Warn("trade use outside its capacity", "member", m, "trade", e.TradeID, "kind", e.Kind.String(),
 				"start", e.Start, "until", e.End, "capacity_bps", e.CapacityBps, "peak_bps", e.PeakBps, "min_bps", e.MinBps)
@@ -125,12 +286,16 @@ func (w *useWatcher) run(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if _, err := w.check(context.Background()); err != nil {
+		_, err := w.check(context.Background())
+		if err == nil && w.after != nil {
+			err = w.after(context.Background())
+		}
+		if err != nil {
 			select {
 			case <-stop: // the database is closing
 				return
 			default:
-				w.log.Error("checking the running month's use", "error", err)
+				w.log.Error("checking the running month's use and credit", "error", err)
 			}
 		}
 	}

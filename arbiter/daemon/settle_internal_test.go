@@ -50,3 +50,34 @@ func TestUseWatcherTellsEachEventOnce(t *testing.T) {
 		t.Error("an error was swallowed")
 	}
 }
+
+// A use event whose notification failed is not marked told: the next
+// check hands it to notify again.
+func TestUseWatcherRetriesFailedNotifications(t *testing.T) {
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	ev := settle.TradeUse{UseEvent: settle.UseEvent{TradeID: 7, Kind: settle.Underuse, Start: now.Add(-3 * time.Hour), End: now, CapacityBps: 1e9},
+		BuyerASN: 64510, SellerASN: 64501}
+	var told []settle.TradeUse
+	fail := errors.New("database is locked")
+	w := &useWatcher{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), now: func() time.Time { return now }, seen: map[useKey]bool{},
+		events: func(context.Context, time.Time, time.Time) ([]settle.TradeUse, error) {
+			return []settle.TradeUse{ev}, nil
+		},
+		notify: func(_ context.Context, us []settle.TradeUse) error {
+			if fail != nil {
+				return fail
+			}
+			told = append(told, us...)
+			return nil
+		}}
+	if _, err := w.check(context.Background()); !errors.Is(err, fail) {
+		t.Fatalf("failed notification: %v", err)
+	}
+	fail = nil
+	if got, err := w.check(context.Background()); err != nil || len(got) != 1 || len(told) != 1 || told[0].TradeID != 7 {
+		t.Fatalf("retry: %v %v, told %v", got, err, told)
+	}
+	if got, _ := w.check(context.Background()); len(got) != 0 || len(told) != 1 {
+		t.Errorf("told again: %v", told)
+	}
+}

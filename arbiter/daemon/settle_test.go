@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -131,6 +132,20 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 		run.UseEvents[0].BuyerAsn != 64520 || run.UseEvents[0].SellerAsn != 64510 {
 		t.Errorf("use events = %v, want trade %d's overuse, buyer AS64520, seller AS64510", run.UseEvents, t2)
 	}
+	// The overuse reaches both parties' event streams, nobody else's.
+	isOver := func(e *pb.TradeEvent) bool {
+		return e.Type == pb.TradeEventType_TRADE_EVENT_TYPE_USE_OVER && e.Trade.GetId() == t2 && e.Use.GetTradeId() == t2 &&
+			e.Use.Kind == pb.UseKind_USE_KIND_OVERUSE && e.Use.PeakBps == 1.5e9 && e.Use.CapacityBps == 1e9 && e.Use.BuyerAsn == 64520
+	}
+	for _, m := range []*grpc.ClientConn{b, c} {
+		streamUntil(t, m, isOver)
+		if evs := streamUntil(t, m, nil); countEvents(evs, isOver) != 1 {
+			t.Errorf("overuse told %d times, want once", countEvents(evs, isOver))
+		}
+	}
+	if evs := streamUntil(t, a, nil); countEvents(evs, func(e *pb.TradeEvent) bool { return e.Use != nil }) != 0 {
+		t.Errorf("A, not party to trade %d, heard of its use", t2)
+	}
 	_, err = op.RunSettlement(ctx, &pb.RunSettlementRequest{Period: period})
 	wantCode(t, "second run of a settled period", err, codes.FailedPrecondition)
 	corr, err := op.RunSettlement(ctx, &pb.RunSettlementRequest{Period: period, Correct: true})
@@ -233,6 +248,18 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	if err != nil || cr.State != pb.CreditState_CREDIT_STATE_STOPPED || cr.UnpaidMicros != c2+f2 {
 		t.Fatalf("limit set: %v %v, want stopped with %d unpaid", err, cr, c2+f2)
 	}
+	isStopped := func(e *pb.TradeEvent) bool {
+		return e.Type == pb.TradeEventType_TRADE_EVENT_TYPE_CREDIT_STOPPED && e.Trade == nil && e.Order == nil &&
+			e.Credit.GetState() == pb.CreditState_CREDIT_STATE_STOPPED && e.Credit.LimitMicros == 100_000_000 && e.Credit.UnpaidMicros == c2+f2
+	}
+	streamUntil(t, c, isStopped)
+	// The same state again is not news.
+	if _, err := op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 100_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(streamUntil(t, c, nil), func(e *pb.TradeEvent) bool { return e.Credit != nil }); n != 1 {
+		t.Errorf("C heard %d credit events, want 1", n)
+	}
 	_, err = op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: -1})
 	wantCode(t, "negative limit", err, codes.InvalidArgument)
 	_, err = cu.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 1e12})
@@ -267,6 +294,47 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	if err != nil || len(all2.Credits) != 3 {
 		t.Errorf("operator's credit list: %v %v, want 3 members", err, all2)
 	}
+}
+
+// streamUntil reads conn's member's event stream from the start until an
+// event satisfies want (nil: until the log is read, as far as a short wait
+// shows), failing the test if none does within 10 s.
+func streamUntil(t *testing.T, conn *grpc.ClientConn, want func(*pb.TradeEvent) bool) []*pb.TradeEvent {
+	t.Helper()
+	wait := 10 * time.Second
+	if want == nil {
+		wait = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := pb.NewTradingServiceClient(conn).StreamTradeEvents(ctx, &pb.StreamTradeEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*pb.TradeEvent
+	for {
+		e, err := st.Recv()
+		if err != nil {
+			if want != nil {
+				t.Fatalf("event stream ended (%v) before the event wanted; got %v", err, out)
+			}
+			return out
+		}
+		out = append(out, e)
+		if want != nil && want(e) {
+			return out
+		}
+	}
+}
+
+func countEvents(evs []*pb.TradeEvent, f func(*pb.TradeEvent) bool) int {
+	n := 0
+	for _, e := range evs {
+		if f(e) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestSettleConfigErrorsNameKeyAndLine(t *testing.T) {

@@ -78,18 +78,33 @@ func (s *Settlement) RecordPayment(ctx context.Context, asn uint32, amountMicros
 	})
 }
 
+// Commitment is a buy trade not yet in the store (the book's group commit
+// has it queued): its committed charge counts toward the buyer's exposure
+// as a stored trade's would.
+type Commitment struct {
+	CapacityBps, PriceMicros int64
+	Start, End               time.Time
+}
+
 // Credit computes member asn's exposure now.
 func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
+	return s.creditWith(ctx, asn, nil)
+}
+
+func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	c := Credit{ASN: asn}
-	m, err := registry.GetMember(ctx, s.db, asn)
-	if err != nil {
-		return c, err
-	}
+	// One statement for the member and its standing: the book asks this
+	// for every buy, inside its serialized section.
+	var id int64
 	var limit sql.NullInt64
 	var balance, settledThrough int64
-	err = s.db.QueryRowContext(ctx, `SELECT (SELECT limit_micros FROM credit_limits WHERE member_id = ?),
-		(SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE member_id = ?),
-		(SELECT coalesce(max(period_end_us), 0) FROM settlement_runs)`, m.ID, m.ID).Scan(&limit, &balance, &settledThrough)
+	err := s.db.QueryRowContext(ctx, `SELECT m.id, (SELECT limit_micros FROM credit_limits WHERE member_id = m.id),
+		(SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE member_id = m.id),
+		(SELECT coalesce(max(period_end_us), 0) FROM settlement_runs) FROM members m WHERE m.asn = ?`, asn).
+		Scan(&id, &limit, &balance, &settledThrough)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
+	}
 	if err != nil {
 		return c, err
 	}
@@ -105,7 +120,7 @@ func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
 	horizon := MonthOf(now).End
 	rows, err := s.db.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
 		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ? AND start_us < ? AND start_us <= ?`,
-		m.ID, settledThrough, store.Micros(horizon), store.Micros(now))
+		id, settledThrough, store.Micros(horizon), store.Micros(now))
 	if err != nil {
 		return c, err
 	}
@@ -119,6 +134,12 @@ func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return c, err
+	}
+	for _, p := range pending {
+		st, en := store.Micros(p.Start), store.Micros(p.End)
+		if en > settledThrough && st < horizon.UnixMicro() && st <= now.UnixMicro() {
+			c.AccruedMicros += accrued(p.CapacityBps, p.PriceMicros, max(st, settledThrough), min(en, horizon.UnixMicro()))
+		}
 	}
 	c.ExposureMicros = c.UnpaidMicros + c.AccruedMicros
 	switch {
@@ -169,7 +190,12 @@ func (e *CreditError) Unwrap() error { return ErrCreditLimit }
 // Existing trades run on regardless. A warning is not an error: read Credit
 // to tell the member.
 func (s *Settlement) MayBuy(ctx context.Context, asn uint32) error {
-	c, err := s.Credit(ctx, asn)
+	return s.MayBuyWith(ctx, asn, nil)
+}
+
+// MayBuyWith is MayBuy counting pending, asn's buy trades not yet stored.
+func (s *Settlement) MayBuyWith(ctx context.Context, asn uint32, pending []Commitment) error {
+	c, err := s.creditWith(ctx, asn, pending)
 	if err != nil {
 		return err
 	}

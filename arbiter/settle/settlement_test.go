@@ -432,6 +432,21 @@ func TestCreditControl(t *testing.T) {
 	if c := state(asC); c.State != settle.CreditWarning || c.AccruedMicros != 1_500_000_000 || c.ExposureMicros != 1_500_000_000 || l.s.MayBuy(ctx, asC) != nil {
 		t.Errorf("at 94 %%: %+v, want a warning and buys allowed", c)
 	}
+	// A trade the book has matched but not yet stored counts as a stored
+	// one: 500 Mbps at 3.00 from the 20th accrues 11/30 of 1,500,000,000.
+	queued := settle.Commitment{CapacityBps: 500e6, PriceMicros: 3_000_000, Start: l.now, End: l.now.AddDate(0, 1, 0)}
+	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{queued}); !errors.Is(err, settle.ErrCreditLimit) ||
+		!strings.Contains(err.Error(), "exposure 2050.000000") {
+		t.Errorf("with a queued trade: %v, want refused at exposure 2050", err)
+	}
+	later := queued
+	later.Start = l.now.Add(time.Hour) // not begun: accrues nothing yet, as a stored one
+	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{later}); err != nil {
+		t.Errorf("with a queued trade not begun: %v", err)
+	}
+	if _, err := l.s.Credit(ctx, 65999); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("unknown member's credit: %v", err)
+	}
 	l.s.SetCreditLimit(ctx, asC, 1_500_000_000)
 	err := l.s.MayBuy(ctx, asC)
 	var ce *settle.CreditError

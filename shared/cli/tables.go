@@ -49,9 +49,19 @@ func TradeTable(o Output, trades []*pb.Trade) error {
 	for _, t := range trades {
 		rows = append(rows, []string{fmt.Sprint(t.Id), fmt.Sprintf("AS%d", t.BuyerAsn), fmt.Sprintf("AS%d", t.SellerAsn),
 			strings.Join(t.Prefixes, ","), strings.Join(t.SellerNextHops, ","), units.Bandwidth(t.CapacityBps).String(),
-			units.Money(t.PriceMicros).String(), day(t.DeliveryStart) + " - " + day(t.DeliveryEnd), short(t.Status, "TRADE_STATUS_")})
+			units.Money(t.PriceMicros).String(), day(t.DeliveryStart) + " - " + day(t.DeliveryEnd), short(t.Status, "TRADE_STATUS_"),
+			PathQuality(t.Quality)})
 	}
-	return o.Table([]string{"ID", "BUYER", "SELLER", "PREFIXES", "NEXT HOPS", "CAPACITY", "PRICE/Mbps/mo", "DELIVERY", "STATUS"}, rows)
+	return o.Table([]string{"ID", "BUYER", "SELLER", "PREFIXES", "NEXT HOPS", "CAPACITY", "PRICE/Mbps/mo", "DELIVERY", "STATUS", "LATENCY/LOSS"}, rows)
+}
+
+// PathQuality renders measured quality as latency/loss, e.g.
+// "12.345ms/0.0500%"; "-" when nothing was measured.
+func PathQuality(q *pb.PathQuality) string {
+	if q == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d.%03dms/%d.%04d%%", q.LatencyUs/1000, q.LatencyUs%1000, q.LossPpm/10000, q.LossPpm%10000)
 }
 
 // Orders prints orders as JSON for scripts or a table for people.

@@ -361,21 +361,33 @@ const (
 	TradeEventType_TRADE_EVENT_TYPE_ORDER_CANCELLED TradeEventType = 7
 	TradeEventType_TRADE_EVENT_TYPE_ORDER_EXPIRED   TradeEventType = 8
 	TradeEventType_TRADE_EVENT_TYPE_ORDER_FILLED    TradeEventType = 9
+	// Settlement: the trade's use stayed above (over) or below (under) its
+	// capacity for a sustained run; the event carries the trade and use.
+	TradeEventType_TRADE_EVENT_TYPE_USE_OVER  TradeEventType = 10
+	TradeEventType_TRADE_EVENT_TYPE_USE_UNDER TradeEventType = 11
+	// Credit control: the member's exposure reached the warning level, or its
+	// limit (new buy orders are refused; trades run on). Carries credit.
+	TradeEventType_TRADE_EVENT_TYPE_CREDIT_WARNING TradeEventType = 12
+	TradeEventType_TRADE_EVENT_TYPE_CREDIT_STOPPED TradeEventType = 13
 )
 
 // Enum value maps for TradeEventType.
 var (
 	TradeEventType_name = map[int32]string{
-		0: "TRADE_EVENT_TYPE_UNSPECIFIED",
-		1: "TRADE_EVENT_TYPE_CREATED",
-		2: "TRADE_EVENT_TYPE_STARTED",
-		3: "TRADE_EVENT_TYPE_ENDED",
-		4: "TRADE_EVENT_TYPE_CANCELLED",
-		5: "TRADE_EVENT_TYPE_ORDER_ACCEPTED",
-		6: "TRADE_EVENT_TYPE_ORDER_MODIFIED",
-		7: "TRADE_EVENT_TYPE_ORDER_CANCELLED",
-		8: "TRADE_EVENT_TYPE_ORDER_EXPIRED",
-		9: "TRADE_EVENT_TYPE_ORDER_FILLED",
+		0:  "TRADE_EVENT_TYPE_UNSPECIFIED",
+		1:  "TRADE_EVENT_TYPE_CREATED",
+		2:  "TRADE_EVENT_TYPE_STARTED",
+		3:  "TRADE_EVENT_TYPE_ENDED",
+		4:  "TRADE_EVENT_TYPE_CANCELLED",
+		5:  "TRADE_EVENT_TYPE_ORDER_ACCEPTED",
+		6:  "TRADE_EVENT_TYPE_ORDER_MODIFIED",
+		7:  "TRADE_EVENT_TYPE_ORDER_CANCELLED",
+		8:  "TRADE_EVENT_TYPE_ORDER_EXPIRED",
+		9:  "TRADE_EVENT_TYPE_ORDER_FILLED",
+		10: "TRADE_EVENT_TYPE_USE_OVER",
+		11: "TRADE_EVENT_TYPE_USE_UNDER",
+		12: "TRADE_EVENT_TYPE_CREDIT_WARNING",
+		13: "TRADE_EVENT_TYPE_CREDIT_STOPPED",
 	}
 	TradeEventType_value = map[string]int32{
 		"TRADE_EVENT_TYPE_UNSPECIFIED":     0,
@@ -388,6 +400,10 @@ var (
 		"TRADE_EVENT_TYPE_ORDER_CANCELLED": 7,
 		"TRADE_EVENT_TYPE_ORDER_EXPIRED":   8,
 		"TRADE_EVENT_TYPE_ORDER_FILLED":    9,
+		"TRADE_EVENT_TYPE_USE_OVER":        10,
+		"TRADE_EVENT_TYPE_USE_UNDER":       11,
+		"TRADE_EVENT_TYPE_CREDIT_WARNING":  12,
+		"TRADE_EVENT_TYPE_CREDIT_STOPPED":  13,
 	}
 )
 
@@ -1327,8 +1343,12 @@ type Trade struct {
 	// The seller's routers on the exchange LAN: the next hops for the buyer.
 	SellerNextHops []string               `protobuf:"bytes,13,rep,name=seller_next_hops,json=sellerNextHops,proto3" json:"seller_next_hops,omitempty"`
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The path's measured quality when the trade was made: the buyer's view
+	// through the seller toward the prefixes. Unset: nothing fresh was
+	// measured then.
+	Quality       *PathQuality `protobuf:"bytes,15,opt,name=quality,proto3" json:"quality,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Trade) Reset() {
@@ -1459,6 +1479,92 @@ func (x *Trade) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Trade) GetQuality() *PathQuality {
+	if x != nil {
+		return x.Quality
+	}
+	return nil
+}
+
+// PathQuality is measured quality (the quality matrix), not a limit.
+type PathQuality struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	LatencyUs int64                  `protobuf:"varint,1,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
+	JitterUs  int64                  `protobuf:"varint,2,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
+	LossPpm   int32                  `protobuf:"varint,3,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
+	// Network distance in AS hops.
+	AsHops int32 `protobuf:"varint,4,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
+	// How many measurements the figures average.
+	Samples       int64 `protobuf:"varint,5,opt,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathQuality) Reset() {
+	*x = PathQuality{}
+	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathQuality) ProtoMessage() {}
+
+func (x *PathQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathQuality.ProtoReflect.Descriptor instead.
+func (*PathQuality) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PathQuality) GetLatencyUs() int64 {
+	if x != nil {
+		return x.LatencyUs
+	}
+	return 0
+}
+
+func (x *PathQuality) GetJitterUs() int64 {
+	if x != nil {
+		return x.JitterUs
+	}
+	return 0
+}
+
+func (x *PathQuality) GetLossPpm() int32 {
+	if x != nil {
+		return x.LossPpm
+	}
+	return 0
+}
+
+func (x *PathQuality) GetAsHops() int32 {
+	if x != nil {
+		return x.AsHops
+	}
+	return 0
+}
+
+func (x *PathQuality) GetSamples() int64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
 type ListTradesRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ActiveOnly bool                   `protobuf:"varint,1,opt,name=active_only,json=activeOnly,proto3" json:"active_only,omitempty"`
@@ -1470,7 +1576,7 @@ type ListTradesRequest struct {
 
 func (x *ListTradesRequest) Reset() {
 	*x = ListTradesRequest{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	mi := &file_bwx_v1_trading_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1588,7 @@ func (x *ListTradesRequest) String() string {
 func (*ListTradesRequest) ProtoMessage() {}
 
 func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	mi := &file_bwx_v1_trading_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1601,7 @@ func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesRequest.ProtoReflect.Descriptor instead.
 func (*ListTradesRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{14}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListTradesRequest) GetActiveOnly() bool {
@@ -1521,7 +1627,7 @@ type ListTradesResponse struct {
 
 func (x *ListTradesResponse) Reset() {
 	*x = ListTradesResponse{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[15]
+	mi := &file_bwx_v1_trading_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1639,7 @@ func (x *ListTradesResponse) String() string {
 func (*ListTradesResponse) ProtoMessage() {}
 
 func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[15]
+	mi := &file_bwx_v1_trading_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1652,7 @@ func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesResponse.ProtoReflect.Descriptor instead.
 func (*ListTradesResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{15}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTradesResponse) GetTrades() []*Trade {
@@ -1565,7 +1671,7 @@ type StreamTradeEventsRequest struct {
 
 func (x *StreamTradeEventsRequest) Reset() {
 	*x = StreamTradeEventsRequest{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[16]
+	mi := &file_bwx_v1_trading_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1683,7 @@ func (x *StreamTradeEventsRequest) String() string {
 func (*StreamTradeEventsRequest) ProtoMessage() {}
 
 func (x *StreamTradeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[16]
+	mi := &file_bwx_v1_trading_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1696,7 @@ func (x *StreamTradeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTradeEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamTradeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{16}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreamTradeEventsRequest) GetAfterSequence() uint64 {
@@ -1609,14 +1715,18 @@ type TradeEvent struct {
 	// Set for trade events.
 	Trade *Trade `protobuf:"bytes,4,opt,name=trade,proto3" json:"trade,omitempty"`
 	// Set for order events.
-	Order         *Order `protobuf:"bytes,5,opt,name=order,proto3" json:"order,omitempty"`
+	Order *Order `protobuf:"bytes,5,opt,name=order,proto3" json:"order,omitempty"`
+	// Set for USE_OVER and USE_UNDER.
+	Use *UseEvent `protobuf:"bytes,6,opt,name=use,proto3" json:"use,omitempty"`
+	// Set for CREDIT_WARNING and CREDIT_STOPPED.
+	Credit        *Credit `protobuf:"bytes,7,opt,name=credit,proto3" json:"credit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TradeEvent) Reset() {
 	*x = TradeEvent{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[17]
+	mi := &file_bwx_v1_trading_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1738,7 @@ func (x *TradeEvent) String() string {
 func (*TradeEvent) ProtoMessage() {}
 
 func (x *TradeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[17]
+	mi := &file_bwx_v1_trading_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1751,7 @@ func (x *TradeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradeEvent.ProtoReflect.Descriptor instead.
 func (*TradeEvent) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{17}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TradeEvent) GetSequence() uint64 {
@@ -1679,11 +1789,25 @@ func (x *TradeEvent) GetOrder() *Order {
 	return nil
 }
 
+func (x *TradeEvent) GetUse() *UseEvent {
+	if x != nil {
+		return x.Use
+	}
+	return nil
+}
+
+func (x *TradeEvent) GetCredit() *Credit {
+	if x != nil {
+		return x.Credit
+	}
+	return nil
+}
+
 var File_bwx_v1_trading_proto protoreflect.FileDescriptor
 
 const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\n" +
-	"\x14bwx/v1/trading.proto\x12\x06bwx.v1\x1a\x13bwx/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x05\n" +
+	"\x14bwx/v1/trading.proto\x12\x06bwx.v1\x1a\x13bwx/v1/common.proto\x1a\x12bwx/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x05\n" +
 	"\tOrderSpec\x12 \n" +
 	"\x04side\x18\x01 \x01(\x0e2\f.bwx.v1.SideR\x04side\x125\n" +
 	"\vdestination\x18\x02 \x01(\v2\x13.bwx.v1.DestinationR\vdestination\x12,\n" +
@@ -1757,7 +1881,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x10TakeOfferRequest\x12$\n" +
 	"\x0eoffer_order_id\x18\x01 \x01(\x04R\fofferOrderId\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12&\n" +
-	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xbd\x04\n" +
+	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xec\x04\n" +
 	"\x05Trade\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\fbuy_order_id\x18\x02 \x01(\x04R\n" +
@@ -1776,7 +1900,15 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x06status\x18\f \x01(\x0e2\x13.bwx.v1.TradeStatusR\x06status\x12(\n" +
 	"\x10seller_next_hops\x18\r \x03(\tR\x0esellerNextHops\x129\n" +
 	"\n" +
-	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"S\n" +
+	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
+	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\"\x97\x01\n" +
+	"\vPathQuality\x12\x1d\n" +
+	"\n" +
+	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
+	"\tjitter_us\x18\x02 \x01(\x03R\bjitterUs\x12\x19\n" +
+	"\bloss_ppm\x18\x03 \x01(\x05R\alossPpm\x12\x17\n" +
+	"\aas_hops\x18\x04 \x01(\x05R\x06asHops\x12\x18\n" +
+	"\asamples\x18\x05 \x01(\x03R\asamples\"S\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +
@@ -1785,14 +1917,16 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x12ListTradesResponse\x12%\n" +
 	"\x06trades\x18\x01 \x03(\v2\r.bwx.v1.TradeR\x06trades\"A\n" +
 	"\x18StreamTradeEventsRequest\x12%\n" +
-	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"\xce\x01\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"\x9a\x02\n" +
 	"\n" +
 	"TradeEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12*\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x16.bwx.v1.TradeEventTypeR\x04type\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
 	"\x05trade\x18\x04 \x01(\v2\r.bwx.v1.TradeR\x05trade\x12#\n" +
-	"\x05order\x18\x05 \x01(\v2\r.bwx.v1.OrderR\x05order*9\n" +
+	"\x05order\x18\x05 \x01(\v2\r.bwx.v1.OrderR\x05order\x12\"\n" +
+	"\x03use\x18\x06 \x01(\v2\x10.bwx.v1.UseEventR\x03use\x12&\n" +
+	"\x06credit\x18\a \x01(\v2\x0e.bwx.v1.CreditR\x06credit*9\n" +
 	"\x04Side\x12\x14\n" +
 	"\x10SIDE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bSIDE_BUY\x10\x01\x12\r\n" +
@@ -1824,7 +1958,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x16TRADE_STATUS_SCHEDULED\x10\x01\x12\x17\n" +
 	"\x13TRADE_STATUS_ACTIVE\x10\x02\x12\x16\n" +
 	"\x12TRADE_STATUS_ENDED\x10\x03\x12\x1a\n" +
-	"\x16TRADE_STATUS_CANCELLED\x10\x04*\xe1\x02\n" +
+	"\x16TRADE_STATUS_CANCELLED\x10\x04*\xea\x03\n" +
 	"\x0eTradeEventType\x12 \n" +
 	"\x1cTRADE_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRADE_EVENT_TYPE_CREATED\x10\x01\x12\x1c\n" +
@@ -1835,7 +1969,12 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x1fTRADE_EVENT_TYPE_ORDER_MODIFIED\x10\x06\x12$\n" +
 	" TRADE_EVENT_TYPE_ORDER_CANCELLED\x10\a\x12\"\n" +
 	"\x1eTRADE_EVENT_TYPE_ORDER_EXPIRED\x10\b\x12!\n" +
-	"\x1dTRADE_EVENT_TYPE_ORDER_FILLED\x10\t2\xdc\x04\n" +
+	"\x1dTRADE_EVENT_TYPE_ORDER_FILLED\x10\t\x12\x1d\n" +
+	"\x19TRADE_EVENT_TYPE_USE_OVER\x10\n" +
+	"\x12\x1e\n" +
+	"\x1aTRADE_EVENT_TYPE_USE_UNDER\x10\v\x12#\n" +
+	"\x1fTRADE_EVENT_TYPE_CREDIT_WARNING\x10\f\x12#\n" +
+	"\x1fTRADE_EVENT_TYPE_CREDIT_STOPPED\x10\r2\xdc\x04\n" +
 	"\x0eTradingService\x12C\n" +
 	"\n" +
 	"PlaceOrder\x12\x19.bwx.v1.PlaceOrderRequest\x1a\x1a.bwx.v1.PlaceOrderResponse\x128\n" +
@@ -1864,7 +2003,7 @@ func file_bwx_v1_trading_proto_rawDescGZIP() []byte {
 }
 
 var file_bwx_v1_trading_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_bwx_v1_trading_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_bwx_v1_trading_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_bwx_v1_trading_proto_goTypes = []any{
 	(Side)(0),                        // 0: bwx.v1.Side
 	(OrderType)(0),                   // 1: bwx.v1.OrderType
@@ -1887,75 +2026,81 @@ var file_bwx_v1_trading_proto_goTypes = []any{
 	(*ListOffersResponse)(nil),       // 18: bwx.v1.ListOffersResponse
 	(*TakeOfferRequest)(nil),         // 19: bwx.v1.TakeOfferRequest
 	(*Trade)(nil),                    // 20: bwx.v1.Trade
-	(*ListTradesRequest)(nil),        // 21: bwx.v1.ListTradesRequest
-	(*ListTradesResponse)(nil),       // 22: bwx.v1.ListTradesResponse
-	(*StreamTradeEventsRequest)(nil), // 23: bwx.v1.StreamTradeEventsRequest
-	(*TradeEvent)(nil),               // 24: bwx.v1.TradeEvent
-	(*Destination)(nil),              // 25: bwx.v1.Destination
-	(Protocol)(0),                    // 26: bwx.v1.Protocol
-	(*Quality)(nil),                  // 27: bwx.v1.Quality
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*PathQuality)(nil),              // 21: bwx.v1.PathQuality
+	(*ListTradesRequest)(nil),        // 22: bwx.v1.ListTradesRequest
+	(*ListTradesResponse)(nil),       // 23: bwx.v1.ListTradesResponse
+	(*StreamTradeEventsRequest)(nil), // 24: bwx.v1.StreamTradeEventsRequest
+	(*TradeEvent)(nil),               // 25: bwx.v1.TradeEvent
+	(*Destination)(nil),              // 26: bwx.v1.Destination
+	(Protocol)(0),                    // 27: bwx.v1.Protocol
+	(*Quality)(nil),                  // 28: bwx.v1.Quality
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*UseEvent)(nil),                 // 30: bwx.v1.UseEvent
+	(*Credit)(nil),                   // 31: bwx.v1.Credit
 }
 var file_bwx_v1_trading_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.OrderSpec.side:type_name -> bwx.v1.Side
-	25, // 1: bwx.v1.OrderSpec.destination:type_name -> bwx.v1.Destination
-	26, // 2: bwx.v1.OrderSpec.protocol:type_name -> bwx.v1.Protocol
-	27, // 3: bwx.v1.OrderSpec.quality:type_name -> bwx.v1.Quality
+	26, // 1: bwx.v1.OrderSpec.destination:type_name -> bwx.v1.Destination
+	27, // 2: bwx.v1.OrderSpec.protocol:type_name -> bwx.v1.Protocol
+	28, // 3: bwx.v1.OrderSpec.quality:type_name -> bwx.v1.Quality
 	3,  // 4: bwx.v1.OrderSpec.traffic_type:type_name -> bwx.v1.TrafficType
-	28, // 5: bwx.v1.OrderSpec.delivery_start:type_name -> google.protobuf.Timestamp
-	28, // 6: bwx.v1.OrderSpec.delivery_end:type_name -> google.protobuf.Timestamp
+	29, // 5: bwx.v1.OrderSpec.delivery_start:type_name -> google.protobuf.Timestamp
+	29, // 6: bwx.v1.OrderSpec.delivery_end:type_name -> google.protobuf.Timestamp
 	1,  // 7: bwx.v1.OrderSpec.order_type:type_name -> bwx.v1.OrderType
 	2,  // 8: bwx.v1.OrderSpec.ranking:type_name -> bwx.v1.Ranking
 	7,  // 9: bwx.v1.Order.spec:type_name -> bwx.v1.OrderSpec
 	4,  // 10: bwx.v1.Order.status:type_name -> bwx.v1.OrderStatus
-	28, // 11: bwx.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	28, // 12: bwx.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 11: bwx.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	29, // 12: bwx.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 13: bwx.v1.PlaceOrderRequest.spec:type_name -> bwx.v1.OrderSpec
 	8,  // 14: bwx.v1.PlaceOrderResponse.order:type_name -> bwx.v1.Order
 	20, // 15: bwx.v1.PlaceOrderResponse.trades:type_name -> bwx.v1.Trade
 	8,  // 16: bwx.v1.ListOrdersResponse.orders:type_name -> bwx.v1.Order
-	25, // 17: bwx.v1.Offer.destination:type_name -> bwx.v1.Destination
-	26, // 18: bwx.v1.Offer.protocol:type_name -> bwx.v1.Protocol
-	27, // 19: bwx.v1.Offer.measured:type_name -> bwx.v1.Quality
-	28, // 20: bwx.v1.Offer.delivery_start:type_name -> google.protobuf.Timestamp
-	28, // 21: bwx.v1.Offer.delivery_end:type_name -> google.protobuf.Timestamp
+	26, // 17: bwx.v1.Offer.destination:type_name -> bwx.v1.Destination
+	27, // 18: bwx.v1.Offer.protocol:type_name -> bwx.v1.Protocol
+	28, // 19: bwx.v1.Offer.measured:type_name -> bwx.v1.Quality
+	29, // 20: bwx.v1.Offer.delivery_start:type_name -> google.protobuf.Timestamp
+	29, // 21: bwx.v1.Offer.delivery_end:type_name -> google.protobuf.Timestamp
 	3,  // 22: bwx.v1.Offer.traffic_type:type_name -> bwx.v1.TrafficType
 	7,  // 23: bwx.v1.ListOffersRequest.spec:type_name -> bwx.v1.OrderSpec
 	16, // 24: bwx.v1.ListOffersResponse.offers:type_name -> bwx.v1.Offer
 	7,  // 25: bwx.v1.TakeOfferRequest.spec:type_name -> bwx.v1.OrderSpec
-	26, // 26: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
-	28, // 27: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
-	28, // 28: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
+	27, // 26: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
+	29, // 27: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
+	29, // 28: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
 	5,  // 29: bwx.v1.Trade.status:type_name -> bwx.v1.TradeStatus
-	28, // 30: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
-	20, // 31: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
-	6,  // 32: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
-	28, // 33: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 34: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
-	8,  // 35: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
-	9,  // 36: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
-	11, // 37: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
-	12, // 38: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
-	13, // 39: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
-	14, // 40: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
-	17, // 41: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
-	19, // 42: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
-	21, // 43: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
-	23, // 44: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
-	10, // 45: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
-	8,  // 46: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
-	8,  // 47: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
-	8,  // 48: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
-	15, // 49: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
-	18, // 50: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
-	10, // 51: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
-	22, // 52: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
-	24, // 53: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
-	45, // [45:54] is the sub-list for method output_type
-	36, // [36:45] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	29, // 30: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
+	21, // 31: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
+	20, // 32: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
+	6,  // 33: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
+	29, // 34: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 35: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
+	8,  // 36: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
+	30, // 37: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
+	31, // 38: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
+	9,  // 39: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
+	11, // 40: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
+	12, // 41: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
+	13, // 42: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
+	14, // 43: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
+	17, // 44: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
+	19, // 45: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
+	22, // 46: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
+	24, // 47: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
+	10, // 48: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
+	8,  // 49: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
+	8,  // 50: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
+	8,  // 51: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
+	15, // 52: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
+	18, // 53: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
+	10, // 54: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
+	23, // 55: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
+	25, // 56: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
+	48, // [48:57] is the sub-list for method output_type
+	39, // [39:48] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_trading_proto_init() }
@@ -1964,6 +2109,7 @@ func file_bwx_v1_trading_proto_init() {
 		return
 	}
 	file_bwx_v1_common_proto_init()
+	file_bwx_v1_usage_proto_init()
 	file_bwx_v1_trading_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1971,7 +2117,7 @@ func file_bwx_v1_trading_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_trading_proto_rawDesc), len(file_bwx_v1_trading_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
