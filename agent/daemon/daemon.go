@@ -239,17 +239,28 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 		if t.GetSellerAsn() == a.bundle.Identity.ASN {
 			role = "seller"
 		}
-		if t != nil {
+		if t != nil && ev.Use == nil {
 			a.log.Info("trade event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
 				"trade", t.GetId(), "role", role, "buyer", t.GetBuyerAsn(), "seller", t.GetSellerAsn(),
 				"prefixes", strings.Join(t.GetPrefixes(), ","), "next_hops", strings.Join(t.GetSellerNextHops(), ","),
 				"capacity_bps", t.GetCapacityBps(), "price_micros", t.GetPriceMicros(),
 				"delivery_start", t.GetDeliveryStart().AsTime().Format(time.RFC3339), "delivery_end", t.GetDeliveryEnd().AsTime().Format(time.RFC3339))
 		}
+		if u := ev.Use; u != nil {
+			// Claim 16: the exchange saw sustained over- or underuse.
+			a.log.Warn("trade use notice", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),
+				"trade", u.TradeId, "capacity_bps", u.CapacityBps, "peak_bps", u.PeakBps, "min_bps", u.MinBps,
+				"from", u.Start.AsTime().Format(time.RFC3339), "to", u.End.AsTime().Format(time.RFC3339))
+		}
+		if c := ev.Credit; c != nil {
+			a.log.Warn("credit notice: new buy orders are refused at the limit", "sequence", ev.Sequence,
+				"type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"), "limit_micros", c.LimitMicros,
+				"exposure_micros", c.ExposureMicros, "unpaid_micros", c.UnpaidMicros, "accrued_micros", c.AccruedMicros)
+		}
 		if a.OnEvent != nil {
 			a.OnEvent(ev)
 		}
-		if a.measure != nil && t != nil {
+		if a.measure != nil && t != nil && ev.Use == nil {
 			a.measure.Refresh() // a trade began or ended: re-read the trades
 		}
 		*cursor = ev.Sequence

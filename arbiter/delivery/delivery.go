@@ -121,8 +121,9 @@ func (l *Loop) Notify(evs []book.Event) {
 					changed = true
 				}
 			}
-		case book.OrderAccepted, book.OrderModified, book.OrderFilled:
-			// A resting order changed: no trade ends.
+		case book.OrderAccepted, book.OrderModified, book.OrderFilled,
+			book.UseOver, book.UseUnder, book.CreditWarning, book.CreditStopped:
+			// A resting order changed, or a notice: no trade starts or ends.
 		default:
 			l.reload = true
 			changed = true
