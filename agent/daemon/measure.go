@@ -416,15 +416,23 @@ func (m *Measure) interval(iv capture.Interval) {
 		if inSince.IsZero() || iv.From.Before(inSince) || !overlaps(t, iv) {
 			continue
 		}
-		m.mu.Lock()
-		routers := m.routers[t.BuyerAsn]
-		m.mu.Unlock()
+		var routers []netip.Addr
+		for _, s := range t.BuyerRouters {
+			if a, err := netip.ParseAddr(s); err == nil {
+				routers = append(routers, a)
+			}
+		}
+		if len(routers) == 0 { // an arbiter older than the field
+			m.mu.Lock()
+			routers = m.routers[t.BuyerAsn]
+			m.mu.Unlock()
+		}
 		if len(routers) == 0 {
 			// No figure rather than a false zero.
 			m.unresolved.Add(1)
 			if !m.warned[t.Id] {
 				m.warned[t.Id] = true
-				m.log.Warn("sold trade: the buyer's routers are not known from the registry's destinations; no seller usage report",
+				m.log.Warn("sold trade: the buyer's routers are not known; no seller usage report",
 					"trade", t.Id, "buyer_asn", t.BuyerAsn)
 			}
 			continue

@@ -123,7 +123,7 @@ func tradeToProto(t book.Trade, now time.Time) *pb.Trade {
 		Id: uint64(t.ID), BuyOrderId: uint64(t.BuyOrderID), SellOrderId: uint64(t.SellOrderID),
 		BuyerAsn: t.BuyerASN, SellerAsn: t.SellerASN, Prefixes: strs(t.Prefixes), Protocol: pb.Protocol(t.Protocol),
 		CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, DeliveryStart: ts(t.Start), DeliveryEnd: ts(t.End),
-		Status: pb.TradeStatus(t.StatusAt(now)), SellerNextHops: strs(t.SellerNextHops), CreatedAt: ts(t.Created),
+		Status: pb.TradeStatus(t.StatusAt(now)), SellerNextHops: strs(t.SellerNextHops), BuyerRouters: strs(t.BuyerRouters), CreatedAt: ts(t.Created),
 		Quality: pathQualityToProto(t.Quality),
 	}
 }

@@ -3,6 +3,7 @@ package book_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -145,6 +146,9 @@ func TestSellThenBuyMakesTrade(t *testing.T) {
 	if len(tr.SellerNextHops) != 1 || tr.SellerNextHops[0].String() != "192.0.2.1" {
 		t.Errorf("next hops = %v, want the seller's IPv4 router only", tr.SellerNextHops)
 	}
+	if len(tr.BuyerRouters) != 1 || tr.BuyerRouters[0].String() != "192.0.2.10" {
+		t.Errorf("buyer routers = %v, want the buyer's IPv4 router only", tr.BuyerRouters)
+	}
 	if buy.Status != book.Filled || buy.FilledBps != Gbps {
 		t.Errorf("buy = %v filled %d, want filled", buy.Status, buy.FilledBps)
 	}
@@ -165,7 +169,7 @@ func TestSellThenBuyMakesTrade(t *testing.T) {
 	// Everything survives a restart of the arbiter.
 	f.restart(t)
 	ts, err := f.book.Trades(ctx, buyer, false)
-	if err != nil || len(ts) != 1 || ts[0].ID != tr.ID || ts[0].CapacityBps != Gbps {
+	if err != nil || len(ts) != 1 || ts[0].ID != tr.ID || ts[0].CapacityBps != Gbps || fmt.Sprint(ts[0].BuyerRouters) != "[192.0.2.10]" {
 		t.Fatalf("trades after reopen: %+v %v", ts, err)
 	}
 	evs, err := f.book.Events(ctx, seller, 0, 10)

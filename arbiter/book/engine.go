@@ -605,6 +605,13 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
 			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: f.c.order.Spec.PriceMicros,
 			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
+		if bm := e.members[buy.MemberASN]; bm != nil {
+			for _, a := range bm.Routers {
+				if buy.Spec.Protocol.Fits(a) {
+					t.BuyerRouters = append(t.BuyerRouters, a)
+				}
+			}
+		}
 		trades = append(trades, t)
 		ch.Trades = append(ch.Trades, t)
 		r := f.c.order

@@ -177,7 +177,10 @@ type Trade struct {
 	Start, End     time.Time
 	Cancelled      bool
 	SellerNextHops []netip.Addr
-	Created        time.Time
+	// BuyerRouters are the buyer's routers on the LAN of the trade's
+	// family: where the seller sees the traffic come from (claim 7).
+	BuyerRouters []netip.Addr
+	Created      time.Time
 	// Quality is the path's measured quality when the trade was made (the
 	// buyer's view through the seller toward Prefixes, claim 18); nil:
 	// nothing fresh was measured then.

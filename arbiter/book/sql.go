@@ -104,6 +104,7 @@ func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Or
 const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.asn, t.protocol, t.capacity_bps,
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
+	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.buyer_id),
 	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
@@ -118,10 +119,10 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 		var t Trade
 		var start, end, created int64
 		var prefixes string
-		var hops sql.NullString
+		var hops, buyerRouters sql.NullString
 		var lat, jit, loss, asHops, samples sql.NullInt64
 		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
-			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &lat, &jit, &loss, &asHops, &samples); err != nil {
+			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples); err != nil {
 			return nil, err
 		}
 		if samples.Valid {
@@ -138,6 +139,11 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 		for _, s := range splitList(hops.String) {
 			if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
 				t.SellerNextHops = append(t.SellerNextHops, a)
+			}
+		}
+		for _, s := range splitList(buyerRouters.String) {
+			if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
+				t.BuyerRouters = append(t.BuyerRouters, a)
 			}
 		}
 		out = append(out, t)

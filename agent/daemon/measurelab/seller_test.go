@@ -109,9 +109,8 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 	sBundle, c1 := x.member(s1ASN, "192.0.2.1", "2001:db8::1")
 	x.addPrefix(s1ASN, "198.51.100.0/24")
 	x.addPrefix(s1ASN, "2001:db8:100::/48")
-	// The seller learns the buyer's router addresses from the registry's
-	// destinations, which list members with prefixes (see the report).
-	x.addPrefix(buyerASN, "203.0.113.0/24")
+	// The buyer registers no prefix: the seller learns its routers from
+	// the trade itself.
 	flows := []flow{
 		{dst: netip.MustParseAddr("198.51.100.7"), prefix: netip.MustParsePrefix("198.51.100.0/24"), pps: 1500, size: 200, seller: "s1"},
 		{dst: netip.MustParseAddr("2001:db8:100::7"), prefix: netip.MustParsePrefix("2001:db8:100::/48"), pps: 700, size: 500, seller: "s1"},

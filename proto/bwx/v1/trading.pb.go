@@ -1346,7 +1346,10 @@ type Trade struct {
 	// The path's measured quality when the trade was made: the buyer's view
 	// through the seller toward the prefixes. Unset: nothing fresh was
 	// measured then.
-	Quality       *PathQuality `protobuf:"bytes,15,opt,name=quality,proto3" json:"quality,omitempty"`
+	Quality *PathQuality `protobuf:"bytes,15,opt,name=quality,proto3" json:"quality,omitempty"`
+	// The buyer's routers on the exchange LAN: where the seller sees the
+	// trade's traffic come from.
+	BuyerRouters  []string `protobuf:"bytes,16,rep,name=buyer_routers,json=buyerRouters,proto3" json:"buyer_routers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1482,6 +1485,13 @@ func (x *Trade) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Trade) GetQuality() *PathQuality {
 	if x != nil {
 		return x.Quality
+	}
+	return nil
+}
+
+func (x *Trade) GetBuyerRouters() []string {
+	if x != nil {
+		return x.BuyerRouters
 	}
 	return nil
 }
@@ -1881,7 +1891,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x10TakeOfferRequest\x12$\n" +
 	"\x0eoffer_order_id\x18\x01 \x01(\x04R\fofferOrderId\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12&\n" +
-	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xec\x04\n" +
+	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\x91\x05\n" +
 	"\x05Trade\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\fbuy_order_id\x18\x02 \x01(\x04R\n" +
@@ -1901,7 +1911,8 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x10seller_next_hops\x18\r \x03(\tR\x0esellerNextHops\x129\n" +
 	"\n" +
 	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
-	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\"\x97\x01\n" +
+	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\x12#\n" +
+	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\x97\x01\n" +
 	"\vPathQuality\x12\x1d\n" +
 	"\n" +
 	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
