@@ -249,7 +249,7 @@ func (m *Measure) probeRound(ctx context.Context) error {
 		}
 		p, _ := netip.ParsePrefix(t.DestinationPrefix)
 		p = p.Masked()
-		paths = append(paths, probe.Path{Prefix: p, Seller: s})
+		paths = append(paths, probe.Path{Prefix: p, Seller: s, ASHops: t.AsHops})
 		for _, h := range t.Targets {
 			if a, err := netip.ParseAddr(h); err == nil && p.Contains(a) && !slices.Contains(seen[p], a) {
 				seen[p] = append(seen[p], a)

@@ -130,7 +130,7 @@ func (s *QualityServer) StreamProbeTasks(_ *pb.StreamProbeTasksRequest, stream p
 		}
 		for _, x := range tasks {
 			pt := &pb.ProbeTask{Id: taskID(x), ViaAsn: x.Via, ViaNextHop: x.NextHop.String(), DestinationPrefix: x.Prefix.String(),
-				Interval: durationpb.New(s.Scheduler.Revalidate), First: x.Never}
+				Interval: durationpb.New(s.Scheduler.Revalidate), First: x.Never, AsHops: x.ASHops}
 			for _, a := range x.Targets {
 				pt.Targets = append(pt.Targets, a.String())
 			}

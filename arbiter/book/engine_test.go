@@ -436,3 +436,38 @@ func TestAllowListLimitsBuyers(t *testing.T) {
 		}
 	}
 }
+
+// Quality limits, each from its rule: a measured value at or under the
+// limit meets it; no measurement meets none unless unverified is allowed;
+// an AS-hop limit needs a measured distance (a path through a seller is at
+// least one AS, so 0 is "not measured").
+func TestQualityMeets(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	i32 := func(v int32) *int32 { return &v }
+	m := func(lat int64, loss, hops int32) *book.Measured {
+		return &book.Measured{LatencyUs: lat, LossPPM: loss, ASHops: hops, Samples: 5}
+	}
+	for _, c := range []struct {
+		name string
+		q    book.Quality
+		m    *book.Measured
+		want bool
+	}{
+		{"no limits, unmeasured", book.Quality{}, nil, true},
+		{"latency under", book.Quality{MaxLatencyUs: i64(20_000)}, m(19_000, 0, 2), true},
+		{"latency at", book.Quality{MaxLatencyUs: i64(20_000)}, m(20_000, 0, 2), true},
+		{"latency over", book.Quality{MaxLatencyUs: i64(20_000)}, m(20_001, 0, 2), false},
+		{"loss over", book.Quality{MaxLossPPM: i32(1000)}, m(1, 1001, 2), false},
+		{"unmeasured", book.Quality{MaxLatencyUs: i64(20_000)}, nil, false},
+		{"unmeasured allowed", book.Quality{MaxLatencyUs: i64(20_000), AllowUnverified: true}, nil, true},
+		{"no samples", book.Quality{MaxLatencyUs: i64(20_000)}, &book.Measured{}, false},
+		{"AS hops within", book.Quality{MaxASHops: i32(3)}, m(1, 0, 3), true},
+		{"AS hops over", book.Quality{MaxASHops: i32(3)}, m(1, 0, 4), false},
+		{"AS hops unknown", book.Quality{MaxASHops: i32(3)}, m(1, 0, 0), false},
+		{"AS hops unknown allowed", book.Quality{MaxASHops: i32(3), AllowUnverified: true}, m(1, 0, 0), true},
+	} {
+		if got := c.q.Meets(c.m); got != c.want {
+			t.Errorf("%s: Meets = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

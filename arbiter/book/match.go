@@ -29,7 +29,9 @@ func (q Quality) Meets(m *Measured) bool {
 	return (q.MaxLatencyUs == nil || m.LatencyUs <= *q.MaxLatencyUs) &&
 		(q.MaxJitterUs == nil || m.JitterUs <= *q.MaxJitterUs) &&
 		(q.MaxLossPPM == nil || m.LossPPM <= *q.MaxLossPPM) &&
-		(q.MaxASHops == nil || m.ASHops <= *q.MaxASHops)
+		// A path through a seller is at least one AS long: 0 means the
+		// distance was not measured, which meets no limit on it.
+		(q.MaxASHops == nil || (m.ASHops > 0 && m.ASHops <= *q.MaxASHops) || (m.ASHops == 0 && q.AllowUnverified))
 }
 
 // Compatible reports whether a sell can serve a buy on the order terms alone:

@@ -78,6 +78,23 @@ func registrySellers(ctx context.Context, reg *registry.Registry) ([]quality.Sel
 	var out []quality.Seller
 	for _, m := range ms {
 		s := quality.Seller{ASN: m.ASN, Prefixes: byASN[m.ASN]}
+		// Network distance: the AS path the member's router announces for
+		// the prefix, as the route server accepted it (shortest if several).
+		routes, err := reg.Announced(ctx, m.ASN)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if !r.Accepted || len(r.ASPath) == 0 {
+				continue
+			}
+			if s.ASHops == nil {
+				s.ASHops = map[netip.Prefix]int32{}
+			}
+			if h, ok := s.ASHops[r.Prefix]; !ok || int32(len(r.ASPath)) < h {
+				s.ASHops[r.Prefix] = int32(len(r.ASPath))
+			}
+		}
 		for _, r := range m.Routers {
 			if r.Is4() && !s.NextHop4.IsValid() {
 				s.NextHop4 = r

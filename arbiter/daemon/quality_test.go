@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/daemon"
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/pki"
 )
@@ -135,6 +138,19 @@ func TestRouteAnalysis(t *testing.T) {
 	xx.addPrefix(64501, "2001:db8:100::/48")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// The route server accepted 64501's IPv4 route with a two-AS path: the
+	// task carries that network distance; the IPv6 one is unknown (0).
+	db, err := store.Open(xx.cfg.StorePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = registry.New(db).UpdateAnnounced(ctx, []registry.AnnouncedRoute{{MemberASN: 64501, Neighbor: netip.MustParseAddr("192.0.2.1"),
+		Prefix: netip.MustParsePrefix("198.51.100.0/24"), NextHop: netip.MustParseAddr("192.0.2.1"), ASPath: []uint32{64501, 64999},
+		OriginASN: 64999, Accepted: true, Since: time.Now()}}, nil)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	stream, err := pb.NewQualityServiceClient(vantage).StreamProbeTasks(ctx, &pb.StreamProbeTasksRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +164,7 @@ func TestRouteAnalysis(t *testing.T) {
 		got[task.DestinationPrefix] = task
 	}
 	if a, b := got["198.51.100.0/24"], got["2001:db8:100::/48"]; a == nil || b == nil || a.ViaAsn != 64501 || a.ViaNextHop != "192.0.2.1" ||
-		b.ViaNextHop != "2001:db8::1" || !a.First || len(a.Targets) == 0 {
+		b.ViaNextHop != "2001:db8::1" || !a.First || len(a.Targets) == 0 || a.AsHops != 2 || b.AsHops != 0 {
 		t.Fatalf("tasks %v", got)
 	}
 	// A new member while the stream is open: its prefix comes at once.

@@ -26,6 +26,9 @@ type Seller struct {
 	ASN                uint32
 	NextHop4, NextHop6 netip.Addr // its router on the exchange LAN
 	Prefixes           []netip.Prefix
+	// ASHops is the AS path length of the route it announces for a prefix
+	// (what the route server received); absent: unknown.
+	ASHops map[netip.Prefix]int32
 }
 
 // Task asks a vantage's agent to measure a path through NextHop.
@@ -37,6 +40,8 @@ type Task struct {
 	// Never is true for a path with no measurement at all (route analysis
 	// of a new member or prefix), false for a revalidation.
 	Never bool
+	// ASHops is the network distance of the seller's route (0: unknown).
+	ASHops int32
 }
 
 // Planner hands out probe tasks. It remembers what it handed out so a task
@@ -87,7 +92,8 @@ func (p *Planner) Due(vantage uint32, sellers []Seller, last func(Path) time.Tim
 			if at, ok := p.issued[path]; ok && now.Sub(at) < p.Retry && !at.Before(l) {
 				continue
 			}
-			due = append(due, cand{Task{Path: path, NextHop: nh, Targets: []netip.Addr{DefaultTarget(pfx)}, Never: l.IsZero()}, l})
+			due = append(due, cand{Task{Path: path, NextHop: nh, Targets: []netip.Addr{DefaultTarget(pfx)}, Never: l.IsZero(),
+				ASHops: s.ASHops[pfx.Masked()]}, l})
 		}
 	}
 	sort.SliceStable(due, func(i, j int) bool {

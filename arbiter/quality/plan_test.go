@@ -15,7 +15,8 @@ var (
 func sellers() []Seller {
 	return []Seller{
 		{ASN: 64501, NextHop4: addr("192.0.2.1"), NextHop6: addr("2001:db8::1"),
-			Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("2001:db8:100::/48")}},
+			Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("2001:db8:100::/48")},
+			ASHops:   map[netip.Prefix]int32{pfx("198.51.100.0/24"): 2}},
 		{ASN: 64502, NextHop4: addr("192.0.2.2"), // no IPv6 router
 			Prefixes: []netip.Prefix{pfx("203.0.113.0/24"), pfx("2001:db8:200::/48")}},
 		{ASN: 64503, NextHop4: addr("192.0.2.3"), NextHop6: addr("2001:db8::3"), Prefixes: []netip.Prefix{pfx("198.18.0.0/15")}},
@@ -40,6 +41,9 @@ func TestPlannerRouteAnalysisOfEveryPath(t *testing.T) {
 		nh, ok := want[task.Path]
 		if !ok || task.NextHop != nh || !task.Never {
 			t.Errorf("unexpected task %+v", task)
+		}
+		if wantHops := map[bool]int32{true: 2}[task.Prefix == pfx("198.51.100.0/24")]; task.ASHops != wantHops {
+			t.Errorf("task %v: AS hops %d, want %d (the seller's announced path; 0 unknown)", task.Path, task.ASHops, wantHops)
 		}
 		if len(task.Targets) != 1 || !task.Prefix.Contains(task.Targets[0]) {
 			t.Errorf("task %v: target %v not inside the prefix", task.Path, task.Targets)

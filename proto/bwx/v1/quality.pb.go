@@ -512,7 +512,10 @@ type ProbeTask struct {
 	// True when the path was never measured from this vantage (route
 	// analysis of a new member or prefix, claim 5); false for a periodic
 	// revalidation (claim 10).
-	First         bool `protobuf:"varint,7,opt,name=first,proto3" json:"first,omitempty"`
+	First bool `protobuf:"varint,7,opt,name=first,proto3" json:"first,omitempty"`
+	// The AS path length of the seller's route toward the prefix, as the
+	// route server received it (network distance); 0: unknown.
+	AsHops        int32 `protobuf:"varint,8,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +597,13 @@ func (x *ProbeTask) GetFirst() bool {
 		return x.First
 	}
 	return false
+}
+
+func (x *ProbeTask) GetAsHops() int32 {
+	if x != nil {
+		return x.AsHops
+	}
+	return 0
 }
 
 type ListDestinationsRequest struct {
@@ -922,7 +932,7 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\x10last_measured_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0elastMeasuredAt\"D\n" +
 	"\x13QueryMatrixResponse\x12-\n" +
 	"\aentries\x18\x01 \x03(\v2\x13.bwx.v1.MatrixEntryR\aentries\"\x19\n" +
-	"\x17StreamProbeTasksRequest\"\xec\x01\n" +
+	"\x17StreamProbeTasksRequest\"\x85\x02\n" +
 	"\tProbeTask\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\avia_asn\x18\x02 \x01(\rR\x06viaAsn\x12 \n" +
@@ -931,7 +941,8 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\x12destination_prefix\x18\x04 \x01(\tR\x11destinationPrefix\x12\x18\n" +
 	"\atargets\x18\x05 \x03(\tR\atargets\x125\n" +
 	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x14\n" +
-	"\x05first\x18\a \x01(\bR\x05first\"\x19\n" +
+	"\x05first\x18\a \x01(\bR\x05first\x12\x17\n" +
+	"\aas_hops\x18\b \x01(\x05R\x06asHops\"\x19\n" +
 	"\x17ListDestinationsRequest\"z\n" +
 	"\x12SellerDestinations\x12\x1d\n" +
 	"\n" +
