@@ -1,7 +1,6 @@
 package routeserver
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,13 +9,13 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/shared/labnet"
+	"github.com/bwxchange/bwx/shared/labnet/bird"
 )
 
 // Real member routers for the lab tests: BIRD 2 and FRR (zebra + bgpd)
@@ -181,93 +180,19 @@ func (b *birdRouter) routes() []ribRoute {
 	return rs
 }
 
-var (
-	birdPrefixLine = regexp.MustCompile(`^(\S+)\s+\S+\s+\[(\S+)\s`)
-	birdNextLine   = regexp.MustCompile(`^\s+\S+\s+\[(\S+)\s`)
-	birdTuple      = regexp.MustCompile(`\(([^)]*)\)`)
-)
-
-// parseBIRDRoutes reads `birdc show route all` and keeps the routes of
-// the named protocols. A route starts with "<prefix> <type> [<proto> ..."
-// or, for another route of the same prefix, with spaces and "<type>
-// [<proto> ..."; its attributes follow on lines indented with a tab.
+// parseBIRDRoutes reads `birdc show route all` (shared/labnet/bird) and
+// keeps the routes of the named protocols.
 func parseBIRDRoutes(out string, protos ...string) ([]ribRoute, error) {
-	var (
-		routes []ribRoute
-		cur    *ribRoute
-		prefix netip.Prefix
-	)
-	keep := func(p string) bool {
-		for _, x := range protos {
-			if p == x {
-				return true
-			}
-		}
-		return false
+	rs, err := bird.ParseRoutes(out, protos...)
+	if err != nil {
+		return nil, err
 	}
-	flush := func() {
-		if cur != nil {
-			routes = append(routes, *cur)
-			cur = nil
-		}
+	out2 := make([]ribRoute, len(rs))
+	for i, r := range rs {
+		out2[i] = ribRoute{Prefix: r.Prefix, NextHop: r.NextHop, ASPath: r.ASPath, Communities: r.Communities, Large: r.Large}
 	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "" || strings.HasPrefix(line, "BIRD ") || strings.HasPrefix(line, "Table "):
-			flush()
-		case strings.HasPrefix(line, "\t"):
-			if cur == nil {
-				continue
-			}
-			f := strings.TrimSpace(line)
-			switch {
-			case strings.HasPrefix(f, "via "):
-				a, err := netip.ParseAddr(strings.Fields(f)[1])
-				if err != nil {
-					return nil, fmt.Errorf("next hop in %q: %v", f, err)
-				}
-				cur.NextHop = a
-			case strings.HasPrefix(f, "BGP.as_path:"):
-				cur.ASPath = strings.TrimSpace(strings.TrimPrefix(f, "BGP.as_path:"))
-			case strings.HasPrefix(f, "BGP.community:"):
-				for _, m := range birdTuple.FindAllStringSubmatch(f, -1) {
-					cur.Communities = append(cur.Communities, strings.ReplaceAll(strings.ReplaceAll(m[1], " ", ""), ",", ":"))
-				}
-			case strings.HasPrefix(f, "BGP.large_community:"):
-				for _, m := range birdTuple.FindAllStringSubmatch(f, -1) {
-					cur.Large = append(cur.Large, strings.ReplaceAll(strings.ReplaceAll(m[1], " ", ""), ",", ":"))
-				}
-			}
-		case strings.HasPrefix(line, " "):
-			flush()
-			m := birdNextLine.FindStringSubmatch(line)
-			if m == nil || !prefix.IsValid() {
-				return nil, fmt.Errorf("unexpected line %q", line)
-			}
-			if keep(m[1]) {
-				cur = &ribRoute{Prefix: prefix}
-			}
-		default:
-			flush()
-			m := birdPrefixLine.FindStringSubmatch(line)
-			if m == nil {
-				return nil, fmt.Errorf("unexpected line %q", line)
-			}
-			p, err := netip.ParsePrefix(m[1])
-			if err != nil {
-				return nil, fmt.Errorf("prefix in %q: %v", line, err)
-			}
-			prefix = p
-			if keep(m[2]) {
-				cur = &ribRoute{Prefix: prefix}
-			}
-		}
-	}
-	flush()
-	sortRIB(routes)
-	return routes, sc.Err()
+	sortRIB(out2)
+	return out2, nil
 }
 
 // protocolInfo returns `birdc show protocols all <name>`.
