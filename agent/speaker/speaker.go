@@ -48,6 +48,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/bwxchange/bwx/shared/bgplog"
 )
 
 // Large community function numbers of the route server's scheme.
@@ -291,7 +293,7 @@ func New(cfg Config) (*Speaker, error) {
 	for _, a := range cfg.MemberRouters {
 		s.routers[a] = &session{addr: a, state: api.PeerState_IDLE, since: time.Now().UTC()}
 	}
-	s.bgp = server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: cfg.Log.With("component", "gobgp")}))
+	s.bgp = server.NewBgpServer(server.LoggerOption(bgplog.New(cfg.Log.With("component", "gobgp"))))
 	return s, nil
 }
 

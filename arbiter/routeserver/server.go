@@ -15,6 +15,8 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/bwxchange/bwx/shared/bgplog"
 )
 
 // Config configures a Server.
@@ -139,7 +141,7 @@ func New(cfg Config) (*Server, error) {
 		announced: map[pathKey]*announcedPath{},
 	}
 	s.bgp = server.NewBgpServer(
-		server.LoggerOption(&gobgpLogger{l: cfg.Log.With("component", "gobgp")}),
+		server.LoggerOption(bgplog.New(cfg.Log.With("component", "gobgp"))),
 		server.TimingHookOption(&s.hook),
 	)
 	return s, nil

@@ -22,6 +22,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/bwxchange/bwx/shared/bgplog"
 )
 
 // Test helpers: GoBGP speakers playing member routers on loopback
@@ -329,7 +331,7 @@ func runSpeaker(cfgJSON string, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
 		return err
 	}
-	b := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: slog.New(slog.DiscardHandler)}))
+	b := server.NewBgpServer(server.LoggerOption(bgplog.New(slog.New(slog.DiscardHandler))))
 	go b.Serve()
 	ctx := context.Background()
 	err := b.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: cfg.ASN, RouterId: "192.0.2.255", ListenPort: -1}})
