@@ -444,6 +444,24 @@ type candidate struct {
 func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	clear(e.seen)
 	var out []candidate
+	// A resting buy met by an incoming sell is checked against its
+	// member's credit too, once per buyer here: it may have been placed
+	// before the member reached its limit.
+	var refused map[uint32]bool
+	creditOK := func(asn uint32) bool {
+		if e.MayBuy == nil || o.Spec.Side == Buy {
+			return true // an incoming buy was checked before matching
+		}
+		if refused == nil {
+			refused = map[uint32]bool{}
+		}
+		r, ok := refused[asn]
+		if !ok {
+			r = e.MayBuy(asn) != nil
+			refused[asn] = r
+		}
+		return !r
+	}
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
@@ -458,7 +476,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		if o.Spec.Side == Sell {
 			buy, sell = r, o
 		}
-		if !Compatible(buy.Spec, sell.Spec) {
+		if !Compatible(buy.Spec, sell.Spec) || !creditOK(buy.MemberASN) {
 			return
 		}
 		sm := e.members[sell.MemberASN]

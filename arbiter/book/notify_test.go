@@ -410,3 +410,36 @@ func TestMigrationKeepsEvents(t *testing.T) {
 		t.Error("a duplicate notification was stored")
 	}
 }
+
+// A buy resting from before its member reached the credit limit is not
+// filled by a sell arriving after: the incoming sell asks about the buyer.
+func TestRestingBuyCheckedWhenASellArrives(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	stopped := false
+	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped && asn == buyer {
+			return fmt.Errorf("AS%d: %w", asn, errCredit)
+		}
+		return nil
+	}
+	f.restart(t)
+	ctx := context.Background()
+	if _, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 10), ""); err != nil || len(trades) != 0 {
+		t.Fatalf("resting buy: %v %v", trades, err)
+	}
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
+	if _, trades, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", Gbps, 1), ""); err != nil || len(trades) != 0 {
+		t.Fatalf("a sell filled a buy over its member's credit limit: %v %v", trades, err)
+	}
+	mu.Lock()
+	stopped = false
+	mu.Unlock()
+	if _, trades, err := f.book.Place(ctx, seller2, spec(book.Sell, "198.51.100.0/24", Gbps, 1), ""); err != nil || len(trades) != 1 {
+		t.Fatalf("after a payment the resting buy trades again: %v %v", trades, err)
+	}
+}

@@ -30,9 +30,10 @@ func (c CreditState) String() string {
 
 // Credit is a member's exposure against its limit. Exposure is its unpaid
 // balance (what the ledger says it owes, after payments and what it earned
-// selling) plus the committed charges its running and scheduled buy trades
-// have accrued since the last settled period, up to the end of the current
-// month: money it owes but has not yet been invoiced for.
+// selling) plus the committed charges of its buy trades since the last
+// settled period, up to the end of the current month, and for a trade that
+// starts later, its first month: money it owes or has committed to but has
+// not yet been invoiced for. So buys for future delivery count too.
 type Credit struct {
 	ASN            uint32      `json:"asn"`
 	Limited        bool        `json:"limited"` // false: no limit applies
@@ -119,8 +120,7 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 	now := s.now().UTC()
 	horizon := MonthOf(now).End
 	rows, err := s.db.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
-		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ? AND start_us < ? AND start_us <= ?`,
-		id, settledThrough, store.Micros(horizon), store.Micros(now))
+		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ?`, id, settledThrough)
 	if err != nil {
 		return c, err
 	}
@@ -130,15 +130,15 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 		if err := rows.Scan(&capBps, &price, &st, &en); err != nil {
 			return c, err
 		}
-		c.AccruedMicros += accrued(capBps, price, max(st, settledThrough), min(en, horizon.UnixMicro()))
+		c.AccruedMicros += accrued(capBps, price, max(st, settledThrough), min(en, until(st, horizon)))
 	}
 	if err := rows.Err(); err != nil {
 		return c, err
 	}
 	for _, p := range pending {
 		st, en := store.Micros(p.Start), store.Micros(p.End)
-		if en > settledThrough && st < horizon.UnixMicro() && st <= now.UnixMicro() {
-			c.AccruedMicros += accrued(p.CapacityBps, p.PriceMicros, max(st, settledThrough), min(en, horizon.UnixMicro()))
+		if en > settledThrough {
+			c.AccruedMicros += accrued(p.CapacityBps, p.PriceMicros, max(st, settledThrough), min(en, until(st, horizon)))
 		}
 	}
 	c.ExposureMicros = c.UnpaidMicros + c.AccruedMicros
@@ -150,6 +150,12 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 		c.State = CreditWarning
 	}
 	return c, nil
+}
+
+// until is how far a trade starting at st counts toward exposure: the end
+// of the current month, or of its first month if it starts later.
+func until(st int64, horizon time.Time) int64 {
+	return max(horizon.UnixMicro(), MonthOf(time.UnixMicro(st)).End.UnixMicro())
 }
 
 // accrued is the committed charge of [from, to), month by month (a month's

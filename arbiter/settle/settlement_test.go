@@ -439,10 +439,20 @@ func TestCreditControl(t *testing.T) {
 		!strings.Contains(err.Error(), "exposure 2050.000000") {
 		t.Errorf("with a queued trade: %v, want refused at exposure 2050", err)
 	}
+	// A commitment not begun counts all the same (a member cannot stack
+	// future deliveries past its limit): from its start to the month's end,
+	// or its whole first month when that is a later month.
 	later := queued
-	later.Start = l.now.Add(time.Hour) // not begun: accrues nothing yet, as a stored one
-	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{later}); err != nil {
-		t.Errorf("with a queued trade not begun: %v", err)
+	later.Start = l.now.Add(time.Hour)
+	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{later}); !errors.Is(err, settle.ErrCreditLimit) {
+		t.Errorf("with a queued trade not begun: %v, want refused", err)
+	}
+	next := queued
+	next.Start = settle.MonthOf(l.now).End
+	next.End = next.Start.AddDate(0, 2, 0)
+	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{next}); !errors.Is(err, settle.ErrCreditLimit) ||
+		!strings.Contains(err.Error(), "exposure 3000.000000") {
+		t.Errorf("with a queued trade for next month: %v, want refused at exposure 3000 (its first month counts)", err)
 	}
 	if _, err := l.s.Credit(ctx, 65999); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("unknown member's credit: %v", err)
