@@ -47,7 +47,9 @@ type Arbiter struct {
 	sock    string // the operator socket this arbiter bound, removed on Close
 	bgp     *bgpSide
 	exiting bool // Exit, not Close: leave BGP sessions to the process's end
-	dash    *dashboardSide
+	// watching is closed when settlement's use watcher has stopped.
+	watching <-chan struct{}
+	dash     *dashboardSide
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
@@ -111,6 +113,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.watching = notices.watching
 	var loop *delivery.Loop
 	src := &tradeSource{}
 	if cfg.BGP.Enabled {
@@ -323,6 +326,9 @@ func (a *Arbiter) Close() error {
 	}
 	if a.bgp != nil {
 		a.bgp.stop(a.cfg.BGP.GracefulStop && a.exiting)
+	}
+	if a.watching != nil {
+		<-a.watching // its last check may still append events to the book
 	}
 	if a.book != nil {
 		a.book.Close()

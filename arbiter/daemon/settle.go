@@ -42,7 +42,19 @@ func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.
 	n := newSettleNotices(log, st)
 	w := newUseWatcher(log, st)
 	w.notify, w.after = n.uses, n.checkCredits
-	go w.run(stop)
+	// The watcher's checks stop with the arbiter; Close waits for it before
+	// it closes the book and the database.
+	ctx, cancel := context.WithCancel(context.Background())
+	watching := make(chan struct{})
+	n.watching = watching
+	go func() {
+		<-stop
+		cancel()
+	}()
+	go func() {
+		defer close(watching)
+		w.run(ctx)
+	}()
 	return &api.UsageServer{Usage: settle.New(db), Settle: st, Registry: reg, Log: log,
 		Settled: n.settled,
 		CreditChanged: func(ctx context.Context, c settle.Credit) {
@@ -82,6 +94,9 @@ type settleNotices struct {
 	mu    sync.Mutex
 	book  *book.Book
 	state map[uint32]settle.CreditState // as last told, by member
+
+	// watching is closed when the use watcher has stopped.
+	watching <-chan struct{}
 }
 
 func newSettleNotices(log *slog.Logger, st *settle.Settlement) *settleNotices {
@@ -277,26 +292,24 @@ func (w *useWatcher) check(ctx context.Context) ([]settle.TradeUse, error) {
 }
 
 // run checks every useWatchEvery until stop closes.
-func (w *useWatcher) run(stop <-chan struct{}) {
+func (w *useWatcher) run(ctx context.Context) {
 	t := time.NewTicker(useWatchEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		_, err := w.check(context.Background())
+		_, err := w.check(ctx)
 		if err == nil && w.after != nil {
-			err = w.after(context.Background())
+			err = w.after(ctx)
 		}
 		if err != nil {
-			select {
-			case <-stop: // the database is closing
+			if ctx.Err() != nil { // the arbiter is stopping
 				return
-			default:
-				w.log.Error("checking the running month's use and credit", "error", err)
 			}
+			w.log.Error("checking the running month's use and credit", "error", err)
 		}
 	}
 }
