@@ -78,6 +78,20 @@ func (m Measurement) Validate(i int, now time.Time) error {
 // Report stores a batch from reporter, all or nothing; a key seen before is
 // counted as a duplicate and ignored.
 func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) (accepted, duplicates int, err error) {
+	return x.store(ctx, ms, `INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target,
+		measured_us, latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
+		func(tx *sql.Tx) (any, error) {
+			r, err := registry.GetMember(ctx, tx, reporter)
+			return r.ID, err
+		})
+}
+
+// store validates a batch and inserts it in one transaction, all or
+// nothing. insert takes the owner (from owner: the reporting member's id, or
+// a third-party source) and then the measurement's columns; a row its
+// conflict clause skips is a duplicate.
+func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, owner func(*sql.Tx) (any, error)) (accepted, duplicates int, err error) {
 	if len(ms) > MaxBatch {
 		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
@@ -89,7 +103,7 @@ func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) 
 	}
 	err = x.db.Tx(ctx, func(tx *sql.Tx) error {
 		accepted, duplicates = 0, 0
-		r, err := registry.GetMember(ctx, tx, reporter)
+		who, err := owner(tx)
 		if err != nil {
 			return err
 		}
@@ -98,11 +112,8 @@ func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) 
 			if err != nil {
 				return &registry.InvalidError{Field: fmt.Sprintf("measurements[%d].via_asn", i), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target,
-				measured_us, latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-				ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
-				r.ID, m.IdempotencyKey, via.ID, m.Prefix.Masked().String(), m.Target.String(), store.Micros(m.At),
-				m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.IPHops, m.ProbesSent)
+			res, err := tx.ExecContext(ctx, insert, who, m.IdempotencyKey, via.ID, m.Prefix.Masked().String(), m.Target.String(),
+				store.Micros(m.At), m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.IPHops, m.ProbesSent)
 			if err != nil {
 				return err
 			}
