@@ -343,7 +343,7 @@ func (c *committer) close() {
 // sqlite spills that journal to a temporary file, one write per page. It
 // is not the durable record: the WAL is, and it is fsynced at commit as
 // before.
-func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if c.conn == nil {
 		conn, err := c.db.Conn(ctx)
 		if err != nil {
@@ -367,22 +367,7 @@ func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) 
 		c.conn = nil
 		return err
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			tx.Rollback()
-			panic(p)
-		}
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	if err = tx.Commit(); err == nil {
-		c.db.Wrote()
-	}
-	return err
+	return c.db.Finish(tx, fn)
 }
 
 // exec writes args (whole rows of k) with as few statements as it can.

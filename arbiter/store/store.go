@@ -195,11 +195,18 @@ func (d *DB) migrate(ctx context.Context, target int) error {
 
 // Tx runs fn in one transaction: committed if fn returns nil, rolled back
 // otherwise (and on panic).
-func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := d.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	return d.Finish(tx, fn)
+}
+
+// Finish runs fn in tx, begun on any of d's connections: it commits if fn
+// returns nil (and tells the checkpointer), and rolls back otherwise and on
+// panic.
+func (d *DB) Finish(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()
