@@ -9,6 +9,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/units"
 )
 
 // ErrCreditLimit is the reason a buy is refused: the member's exposure has
@@ -177,16 +178,7 @@ type CreditError struct{ Credit Credit }
 func (e *CreditError) Error() string {
 	c := e.Credit
 	return fmt.Sprintf("AS%d: credit limit reached: exposure %s (unpaid %s, accrued %s) of limit %s; new buy orders are refused until a payment or the operator raises the limit",
-		c.ASN, currencyUnits(c.ExposureMicros), currencyUnits(c.UnpaidMicros), currencyUnits(c.AccruedMicros), currencyUnits(c.LimitMicros))
-}
-
-// currencyUnits writes micro-units as currency units with all 6 decimals.
-func currencyUnits(m int64) string {
-	sign, u := "", uint64(m)
-	if m < 0 {
-		sign, u = "-", uint64(-m)
-	}
-	return fmt.Sprintf("%s%d.%06d", sign, u/1_000_000, u%1_000_000)
+		c.ASN, units.Money(c.ExposureMicros).Exact(), units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.LimitMicros).Exact())
 }
 
 func (e *CreditError) Unwrap() error { return ErrCreditLimit }

@@ -75,6 +75,18 @@ func (m Money) String() string {
 	return s
 }
 
+// Exact formats m with all six decimals, the way an invoice shows money:
+// "-1234.500000". ParseMoney accepts the result.
+func (m Money) Exact() string {
+	u := uint64(m)
+	sign := ""
+	if m < 0 {
+		u = -u // -MinInt64 wraps to itself, which read as uint64 is right
+		sign = "-"
+	}
+	return fmt.Sprintf("%s%d.%06d", sign, u/MicrosPerUnit, u%MicrosPerUnit)
+}
+
 // Set parses s into m; with Type it makes *Money a pflag.Value.
 func (m *Money) Set(s string) error {
 	v, err := ParseMoney(s)

@@ -370,3 +370,15 @@ func TestFlagValues(t *testing.T) {
 		})
 	}
 }
+
+func TestMoneyExact(t *testing.T) {
+	if got := Money(-174_562_500).Exact(); got != "-174.562500" {
+		t.Errorf("Exact = %q", got)
+	}
+	for m, want := range map[int64]string{0: "0.000000", 1: "0.000001", -1: "-0.000001", 5_000_000_000: "5000.000000",
+		-174_562_500: "-174.562500", 9223372036854775807: "9223372036854.775807", -9223372036854775808: "-9223372036854.775808"} {
+		if got := Money(m).Exact(); got != want {
+			t.Errorf("Money(%d).Exact() = %q, want %q", m, got, want)
+		}
+	}
+}

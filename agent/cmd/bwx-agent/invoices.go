@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -13,15 +10,6 @@ import (
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/units"
 )
-
-// money prints micro-units as currency units with all 6 decimals.
-func money(m int64) string {
-	sign, u := "", uint64(m)
-	if m < 0 {
-		sign, u = "-", uint64(-m)
-	}
-	return fmt.Sprintf("%s%d.%06d", sign, u/units.MicrosPerUnit, u%units.MicrosPerUnit)
-}
 
 func invoicesCmd(g *globals) *cobra.Command {
 	var period string
@@ -69,9 +57,9 @@ certificate.`,
 			}
 			switch {
 			case csv:
-				return writeCSVs(g.out.W, docs)
+				return cli.InvoicesCSV(g.out.W, docs)
 			case g.out.JSON():
-				return writeJSONs(g.out.W, docs, period != "")
+				return cli.InvoicesJSON(g.out.W, docs, period != "")
 			}
 			return invoiceLines(g.out, docs[0].Invoice)
 		},
@@ -102,11 +90,11 @@ func creditCmd(g *globals) *cobra.Command {
 			for _, c := range resp.Credits {
 				limit := "none"
 				if c.Limited {
-					limit = money(c.LimitMicros)
+					limit = units.Money(c.LimitMicros).Exact()
 				}
 				state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
 					pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-				rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, money(c.UnpaidMicros), money(c.AccruedMicros), money(c.ExposureMicros), state})
+				rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
 			}
 			return g.out.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "EXPOSURE", "STATE"}, rows)
 		},
@@ -120,8 +108,8 @@ func invoiceSummary(o cli.Output, invs []*pb.Invoice) error {
 	}
 	var rows [][]string
 	for _, inv := range invs {
-		rows = append(rows, []string{inv.Period, strconv.Itoa(len(inv.Lines)), money(inv.PaidMicros), money(inv.ReceivedMicros),
-			money(inv.FeesMicros), money(inv.TotalMicros)})
+		rows = append(rows, []string{inv.Period, strconv.Itoa(len(inv.Lines)), units.Money(inv.PaidMicros).Exact(), units.Money(inv.ReceivedMicros).Exact(),
+			units.Money(inv.FeesMicros).Exact(), units.Money(inv.TotalMicros).Exact()})
 	}
 	return o.Table([]string{"PERIOD", "LINES", "PAID", "RECEIVED", "FEES", "NET"}, rows)
 }
@@ -131,45 +119,13 @@ func invoiceLines(o cli.Output, inv *pb.Invoice) error {
 	for _, l := range inv.Lines {
 		rows = append(rows, []string{strconv.FormatUint(l.TradeId, 10), l.Side, fmt.Sprintf("AS%d", l.CounterpartyAsn),
 			units.Bandwidth(l.CapacityBps).String(), units.Bandwidth(l.P95Bps).String(), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
-			money(l.CommittedMicros), money(l.OverageMicros), money(l.SlaCreditMicros), money(l.FeeMicros), money(l.AmountMicros)})
+			units.Money(l.CommittedMicros).Exact(), units.Money(l.OverageMicros).Exact(), units.Money(l.SlaCreditMicros).Exact(), units.Money(l.FeeMicros).Exact(), units.Money(l.AmountMicros).Exact()})
 	}
 	fmt.Fprintf(o.W, "invoice %s\n", inv.Id)
 	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "P95", "DISPUTED", "COMMITTED", "OVERAGE", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.W, "paid %s  received %s  fees %s  net %s (positive: the exchange owes you)\n",
-		money(inv.PaidMicros), money(inv.ReceivedMicros), money(inv.FeesMicros), money(inv.TotalMicros))
-	return nil
-}
-
-// writeJSONs prints the invoice documents as the arbiter stores them: one
-// object for one period, an array for every period.
-func writeJSONs(w io.Writer, docs []*pb.GetInvoiceResponse, one bool) error {
-	if one && len(docs) == 1 {
-		_, err := io.WriteString(w, docs[0].DocumentJson)
-		return err
-	}
-	raw := make([]json.RawMessage, 0, len(docs))
-	for _, d := range docs {
-		raw = append(raw, json.RawMessage(d.DocumentJson))
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(raw)
-}
-
-// writeCSVs prints the invoices' CSV documents under one header row.
-func writeCSVs(w io.Writer, docs []*pb.GetInvoiceResponse) error {
-	for i, d := range docs {
-		b := []byte(d.DocumentCsv)
-		if i > 0 {
-			if j := bytes.IndexByte(b, '\n'); j >= 0 {
-				b = b[j+1:]
-			}
-		}
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-	}
+		units.Money(inv.PaidMicros).Exact(), units.Money(inv.ReceivedMicros).Exact(), units.Money(inv.FeesMicros).Exact(), units.Money(inv.TotalMicros).Exact())
 	return nil
 }

@@ -10,22 +10,19 @@ import (
 )
 
 func TestInvoiceOutput(t *testing.T) {
-	if got := money(-174_562_500); got != "-174.562500" {
-		t.Errorf("money = %q", got)
-	}
 	docs := []*pb.GetInvoiceResponse{
 		{DocumentCsv: "asn,period,net_micros\n64510,2026-10,-5\n64510,2026-10,-5\n", DocumentJson: `{"period":"2026-10"}`},
 		{DocumentCsv: "asn,period,net_micros\n64510,2026-11,7\n", DocumentJson: `{"period":"2026-11"}`},
 	}
 	var b bytes.Buffer
-	if err := writeCSVs(&b, docs); err != nil {
+	if err := cli.InvoicesCSV(&b, docs); err != nil {
 		t.Fatal(err)
 	}
 	if want := "asn,period,net_micros\n64510,2026-10,-5\n64510,2026-10,-5\n64510,2026-11,7\n"; b.String() != want {
 		t.Errorf("CSV of two periods:\n%s\nwant one header:\n%s", b.String(), want)
 	}
 	b.Reset()
-	writeJSONs(&b, docs, false)
+	cli.InvoicesJSON(&b, docs, false)
 	if !strings.HasPrefix(b.String(), "[\n") || !strings.Contains(b.String(), `"2026-11"`) {
 		t.Errorf("JSON of every period is not an array:\n%s", b.String())
 	}

@@ -107,11 +107,11 @@ func creditTable(o cli.Output, cs []*pb.Credit) error {
 	for _, c := range cs {
 		limit := "none"
 		if c.Limited {
-			limit = money(c.LimitMicros)
+			limit = units.Money(c.LimitMicros).Exact()
 		}
 		state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
 			pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, money(c.UnpaidMicros), money(c.AccruedMicros), money(c.ExposureMicros), state})
+		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
 	}
 	return o.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "EXPOSURE", "STATE"}, rows)
 }

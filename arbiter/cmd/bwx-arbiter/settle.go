@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -18,16 +15,6 @@ import (
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/units"
 )
-
-// money prints micro-units as currency units with all 6 decimals, the way
-// an invoice shows them: -1234.500000.
-func money(m int64) string {
-	sign, u := "", uint64(m)
-	if m < 0 {
-		sign, u = "-", uint64(-m) // -MinInt64 wraps to itself, read as uint64 it is right
-	}
-	return fmt.Sprintf("%s%d.%06d", sign, u/units.MicrosPerUnit, u%units.MicrosPerUnit)
-}
 
 // csvOutput lets -o csv through the global --output check, which knows
 // only table and json; it reports whether CSV was asked for.
@@ -112,9 +99,9 @@ differences as correction entries and re-issues the invoices that changed.`,
 			}
 			switch {
 			case csv:
-				return writeCSVs(g.out.W, docs)
+				return cli.InvoicesCSV(g.out.W, docs)
 			case g.out.JSON():
-				return writeJSONs(g.out.W, docs)
+				return cli.InvoicesJSON(g.out.W, docs, true)
 			case member != 0:
 				return invoiceTable(g.out, docs[0].Invoice)
 			}
@@ -249,7 +236,7 @@ func invoiceSummary(o cli.Output, period string, docs []*pb.GetInvoiceResponse) 
 	for _, d := range docs {
 		inv := d.Invoice
 		rows = append(rows, []string{fmt.Sprintf("AS%d", inv.MemberAsn), inv.Period, strconv.Itoa(len(inv.Lines)),
-			money(inv.PaidMicros), money(inv.ReceivedMicros), money(inv.FeesMicros), money(inv.TotalMicros)})
+			units.Money(inv.PaidMicros).Exact(), units.Money(inv.ReceivedMicros).Exact(), units.Money(inv.FeesMicros).Exact(), units.Money(inv.TotalMicros).Exact()})
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(o.W, "no invoices for %s\n", period)
@@ -265,23 +252,23 @@ func invoiceTable(o cli.Output, inv *pb.Invoice) error {
 	var rows [][]string
 	for _, l := range inv.Lines {
 		rows = append(rows, []string{strconv.FormatUint(l.TradeId, 10), l.Side, fmt.Sprintf("AS%d", l.CounterpartyAsn),
-			units.Bandwidth(l.CapacityBps).String(), money(l.PriceMicros), strconv.Itoa(int(l.Slots)), units.Bandwidth(l.P95Bps).String(),
+			units.Bandwidth(l.CapacityBps).String(), units.Money(l.PriceMicros).Exact(), strconv.Itoa(int(l.Slots)), units.Bandwidth(l.P95Bps).String(),
 			units.Bandwidth(l.OverageBps).String(), strconv.FormatFloat(l.BreachedSeconds, 'f', -1, 64), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
-			money(l.CommittedMicros), money(l.OverageMicros), money(l.SlaCreditMicros), money(l.FeeMicros), money(l.AmountMicros)})
+			units.Money(l.CommittedMicros).Exact(), units.Money(l.OverageMicros).Exact(), units.Money(l.SlaCreditMicros).Exact(), units.Money(l.FeeMicros).Exact(), units.Money(l.AmountMicros).Exact()})
 	}
 	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "PRICE/MBPS", "SLOTS", "P95", "OVERAGE", "BREACHED_S", "DISPUTED",
 		"COMMITTED", "OVERAGE_AMT", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.W, "paid %s  received %s  fees %s  net %s (positive: the exchange owes the member)\n",
-		money(inv.PaidMicros), money(inv.ReceivedMicros), money(inv.FeesMicros), money(inv.TotalMicros))
+		units.Money(inv.PaidMicros).Exact(), units.Money(inv.ReceivedMicros).Exact(), units.Money(inv.FeesMicros).Exact(), units.Money(inv.TotalMicros).Exact())
 	return nil
 }
 
 func statementTable(o cli.Output, ex *pb.ExchangeStatement) error {
 	return o.Table([]string{"PERIOD", "MEMBERS", "TRADES", "GROSS", "FEE_INCOME", "MEMBER_NET", "BALANCE"}, [][]string{{
-		ex.Period, strconv.Itoa(int(ex.Members)), strconv.Itoa(int(ex.Trades)), money(ex.GrossMicros), money(ex.FeeIncomeMicros),
-		money(ex.MemberNetMicros), money(ex.BalanceMicros)}})
+		ex.Period, strconv.Itoa(int(ex.Members)), strconv.Itoa(int(ex.Trades)), units.Money(ex.GrossMicros).Exact(), units.Money(ex.FeeIncomeMicros).Exact(),
+		units.Money(ex.MemberNetMicros).Exact(), units.Money(ex.BalanceMicros).Exact()}})
 }
 
 func disputeTable(o cli.Output, ds []*pb.Dispute) error {
@@ -303,36 +290,4 @@ func useTable(o cli.Output, es []*pb.UseEvent) error {
 			units.Bandwidth(e.CapacityBps).String(), units.Bandwidth(e.PeakBps).String(), units.Bandwidth(e.MinBps).String()})
 	}
 	return o.Table([]string{"TRADE", "BUYER", "SELLER", "USE", "FROM", "TO", "CAPACITY", "PEAK", "LOW"}, rows)
-}
-
-// writeJSONs prints the invoice documents as the arbiter stores them: one
-// object, or an array of several.
-func writeJSONs(w io.Writer, docs []*pb.GetInvoiceResponse) error {
-	if len(docs) == 1 {
-		_, err := io.WriteString(w, docs[0].DocumentJson)
-		return err
-	}
-	raw := make([]json.RawMessage, 0, len(docs))
-	for _, d := range docs {
-		raw = append(raw, json.RawMessage(d.DocumentJson))
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(raw)
-}
-
-// writeCSVs prints the invoices' CSV documents under one header row.
-func writeCSVs(w io.Writer, docs []*pb.GetInvoiceResponse) error {
-	for i, d := range docs {
-		b := []byte(d.DocumentCsv)
-		if i > 0 {
-			if j := bytes.IndexByte(b, '\n'); j >= 0 {
-				b = b[j+1:]
-			}
-		}
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -18,15 +18,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-func TestMoney(t *testing.T) {
-	for m, want := range map[int64]string{0: "0.000000", 1: "0.000001", -1: "-0.000001", 5_000_000_000: "5000.000000",
-		-174_562_500: "-174.562500", 9223372036854775807: "9223372036854.775807", -9223372036854775808: "-9223372036854.775808"} {
-		if got := money(m); got != want {
-			t.Errorf("money(%d) = %q, want %q", m, got, want)
-		}
-	}
-}
-
 // fixture is a settled month of two members: AS64510 buys 1G from AS64501
 // at 0.10 with 0.5G of 95th-percentile overage and 17 minutes of SLA breach.
 func fixture() []*pb.GetInvoiceResponse {
@@ -103,8 +94,8 @@ func TestSettleOutputGolden(t *testing.T) {
 	})
 	step("settle invoices --period 2026-11", func() error { return invoiceSummary(o, "2026-11", docs) })
 	step("settle invoices --member 64510 --period 2026-11", func() error { return invoiceTable(o, docs[1].Invoice) })
-	step("settle invoices --period 2026-11 -o csv", func() error { return writeCSVs(&b, docs) })
-	step("settle invoices --member 64501 --period 2026-11 -o json", func() error { return writeJSONs(&b, docs[:1]) })
+	step("settle invoices --period 2026-11 -o csv", func() error { return cli.InvoicesCSV(&b, docs) })
+	step("settle invoices --member 64501 --period 2026-11 -o json", func() error { return cli.InvoicesJSON(&b, docs[:1], true) })
 	step("settle statement --period 2026-11", func() error { return statementTable(o, ex) })
 	step("credit show", func() error {
 		return creditTable(o, []*pb.Credit{
