@@ -355,16 +355,11 @@ func statusRoutes(rs []fib.Route) []StatusRoute {
 func (r *Routing) Status() (Status, error) {
 	st := Status{ASN: r.asn, Sessions: r.sp.Sessions(), Routers: r.sp.RouterSessions(), BGP: r.sp.Stats(), Learned: r.sp.Routes(), FIB: r.fib.Stats(), Iface: r.cfg.FIB.Interface}
 	st.Table, _ = r.cfg.FIB.TableID()
-	actual, err := r.fib.Actual()
+	actual, missing, extra, err := r.fib.State()
 	if err != nil {
 		return st, err
 	}
-	st.Installed = statusRoutes(actual)
-	missing, extra, err := r.fib.Diff()
-	if err != nil {
-		return st, err
-	}
-	st.Missing, st.Extra = statusRoutes(missing), statusRoutes(extra)
+	st.Installed, st.Missing, st.Extra = statusRoutes(actual), statusRoutes(missing), statusRoutes(extra)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.Synced, st.LastSync = r.synced, r.lastSync

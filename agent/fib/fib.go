@@ -363,15 +363,33 @@ func (f *FIB) Actual() ([]Route, error) {
 // next hops and routes are not missing. Before the first Sync every route
 // of ours is extra.
 func (f *FIB) Diff() (missing, extra []Route, err error) {
+	_, missing, extra, err = f.State()
+	return missing, extra, err
+}
+
+// State is Actual and Diff from one read of the kernel table, for status
+// and metrics (a big table is read once, and the lock a next-hop change
+// waits for is held once).
+func (f *FIB) State() (actual, missing, extra []Route, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return nil, nil, ErrClosed
+		return nil, nil, nil, ErrClosed
 	}
-	p, _, err := f.planLocked()
+	e, err := f.env()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	cur, _, err := f.listOurs()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	actual = make([]Route, len(cur))
+	for i, kr := range cur {
+		actual[i] = kr.route()
+	}
+	sortRoutes(actual)
+	p := makePlan(f.desired, cur, e)
 	for _, r := range p.add {
 		missing = append(missing, r.route())
 	}
@@ -384,7 +402,7 @@ func (f *FIB) Diff() (missing, extra []Route, err error) {
 	}
 	sortRoutes(missing)
 	sortRoutes(extra)
-	return missing, extra, nil
+	return actual, missing, extra, nil
 }
 
 // Stats returns the counters since New.
