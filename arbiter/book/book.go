@@ -630,7 +630,7 @@ func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
 	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
 	if openOnly {
-		q += fmt.Sprintf(" AND o.status = %d", Open)
+		q += " AND " + openOrders
 	}
 	return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn)
 }
@@ -654,36 +654,46 @@ func (b *Book) Unended(ctx context.Context, now time.Time) ([]Trade, error) {
 	return queryTrades(ctx, b.db, selectTrade+" WHERE t.cancelled = 0 AND t.end_us > ? ORDER BY t.id", store.Micros(now))
 }
 
+// eventBlock is how many sequence numbers the events_member index groups
+// ahead of the member (migration 0009): a commit's events share a few index
+// pages, and a reader seeks once per block.
+const eventBlock = 4096
+
+// eventsInBlock reads one block of a member's events; its seq / 4096 must
+// be the index's expression, word for word.
+const eventsInBlock = `SELECT seq, type, created_us, trade_id, order_id, detail FROM events
+	WHERE seq / 4096 = ? AND member_id = ? AND seq > ? ORDER BY seq LIMIT ?`
+
+type storedEvent struct {
+	ev             Event
+	trade, orderID *int64
+}
+
 // Events returns asn's events after seq, oldest first, at most limit.
 func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) ([]Event, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT e.seq, e.type, e.created_us, e.trade_id, e.order_id, e.detail FROM events e
-		JOIN members m ON m.id = e.member_id WHERE m.asn = ? AND e.seq > ? ORDER BY e.seq LIMIT ?`, asn, after, limit)
+	var member, last int64
+	err := b.db.QueryRowContext(ctx, "SELECT id, (SELECT coalesce(max(seq), 0) FROM events) FROM members WHERE asn = ?", asn).Scan(&member, &last)
+	if errors.Is(err, sql.ErrNoRows) || limit <= 0 {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	type row struct {
-		ev             Event
-		trade, orderID *int64
-	}
-	var rs []row
-	for rows.Next() {
-		var r row
-		var us int64
-		var detail sql.NullString
-		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.trade, &r.orderID, &detail); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		r.ev.MemberASN, r.ev.Time = asn, store.Time(us)
-		if err := parseDetail(&r.ev, detail.String); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		rs = append(rs, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	conn, err := b.db.Conn(ctx)
+	if err != nil {
 		return nil, err
+	}
+	defer conn.Close()
+	st, err := conn.PrepareContext(ctx, eventsInBlock)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var rs []storedEvent
+	for block := max(after, 0) / eventBlock; block <= last/eventBlock && len(rs) < limit; block++ {
+		if rs, err = scanEvents(ctx, st, rs, asn, block, member, after, limit-len(rs)); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]Event, 0, len(rs))
 	for _, r := range rs {
@@ -706,23 +716,57 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	return out, nil
 }
 
-// LastEventType is the type of asn's latest event among types, or 0 if it
-// has none (settlement asks which credit state a member was last told).
+// scanEvents appends the rows of one block of asn's events.
+func scanEvents(ctx context.Context, st *sql.Stmt, rs []storedEvent, asn uint32, block, member, after int64, limit int) ([]storedEvent, error) {
+	rows, err := st.QueryContext(ctx, block, member, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r storedEvent
+		var us int64
+		var detail sql.NullString
+		if err := rows.Scan(&r.ev.Seq, &r.ev.Type, &us, &r.trade, &r.orderID, &detail); err != nil {
+			return nil, err
+		}
+		r.ev.MemberASN, r.ev.Time = asn, store.Time(us)
+		if err := parseDetail(&r.ev, detail.String); err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
+}
+
+// LastEventType is the type of asn's latest event among types, which are
+// settlement's notices (UseOver and up), or 0 if it has none (settlement
+// asks which credit state a member was last told).
 func (b *Book) LastEventType(ctx context.Context, asn uint32, types ...EventType) (EventType, error) {
 	if len(types) == 0 {
 		return 0, nil
 	}
 	args := []any{asn}
 	for _, t := range types {
+		if t < UseOver {
+			return 0, fmt.Errorf("LastEventType: %v is not a settlement notice", t)
+		}
 		args = append(args, t)
 	}
 	var t EventType
-	err := b.db.QueryRowContext(ctx, `SELECT e.type FROM events e JOIN members m ON m.id = e.member_id
-		WHERE m.asn = ? AND e.type IN (`+strings.TrimSuffix(strings.Repeat("?,", len(types)), ",")+`) ORDER BY e.seq DESC LIMIT 1`, args...).Scan(&t)
+	err := b.db.QueryRowContext(ctx, lastNotice(len(types)), args...).Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return t, err
+}
+
+// lastNotice selects a member's latest event among n types of
+// settlement's notices (10 and up): the events_notice index holds them
+// alone, and a query names its condition to use it.
+func lastNotice(n int) string {
+	return `SELECT e.type FROM events e JOIN members m ON m.id = e.member_id
+		WHERE m.asn = ? AND e.type >= 10 AND e.type IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) ORDER BY e.seq DESC LIMIT 1`
 }
 
 // parseDetail fills a stored event's Use or Credit from its detail JSON.

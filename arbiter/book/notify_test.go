@@ -443,3 +443,68 @@ func TestRestingBuyCheckedWhenASellArrives(t *testing.T) {
 		t.Fatalf("after a payment the resting buy trades again: %v %v", trades, err)
 	}
 }
+
+// A member's log read back across the index's blocks of sequence numbers
+// (4096 each): whole, in pages, and from the middle, with another member's
+// events between its own.
+func TestEventsAcrossBlocks(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	credit := &book.CreditNotice{LimitMicros: 100e6, ExposureMicros: 85e6}
+	var evs []book.Event
+	for i := 0; i < 9000; i++ {
+		asn := uint32(seller)
+		if i%700 == 0 { // the buyer's events: in three blocks, one on a block's first seq
+			asn = buyer
+		}
+		evs = append(evs, book.Event{MemberASN: asn, Type: book.CreditWarning, Credit: credit})
+	}
+	got, err := f.book.AppendEvents(ctx, evs)
+	if err != nil || len(got) != len(evs) {
+		t.Fatalf("append: %d events, %v", len(got), err)
+	}
+	var want []int64
+	for _, e := range got {
+		if e.MemberASN == buyer {
+			want = append(want, e.Seq)
+		}
+	}
+	read := func(after int64, limit int) []int64 {
+		t.Helper()
+		es, err := f.book.Events(ctx, buyer, after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for _, e := range es {
+			if e.MemberASN != buyer || e.Type != book.CreditWarning || e.Credit == nil || *e.Credit != *credit {
+				t.Fatalf("event %d read back as %+v", e.Seq, e)
+			}
+			seqs = append(seqs, e.Seq)
+		}
+		return seqs
+	}
+	if all := read(0, 1000); fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("whole log %v, want %v", all, want)
+	}
+	var paged []int64
+	for after := int64(0); ; {
+		page := read(after, 4)
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 4 {
+			t.Fatalf("page of %d events, limit 4", len(page))
+		}
+		paged, after = append(paged, page...), page[len(page)-1]
+	}
+	if fmt.Sprint(paged) != fmt.Sprint(want) {
+		t.Fatalf("paged log %v, want %v", paged, want)
+	}
+	if mid := read(want[5], 1000); fmt.Sprint(mid) != fmt.Sprint(want[6:]) {
+		t.Fatalf("log after %d: %v, want %v", want[5], mid, want[6:])
+	}
+	if none := read(want[len(want)-1], 1000); len(none) != 0 {
+		t.Fatalf("log after the last event: %v", none)
+	}
+}

@@ -24,6 +24,11 @@ const selectOrder = `SELECT o.id, m.asn, o.client_order_id, o.side, o.dest_prefi
 	o.single_seller, o.status, o.filled_bps, o.created_us, o.updated_us, o.priority
 	FROM orders o JOIN members m ON m.id = o.member_id`
 
+// openOrders selects the open orders; the status is a literal, not a
+// parameter, so that sqlite can use the partial index of open orders
+// (migration 0009).
+var openOrders = fmt.Sprintf("o.status = %d", Open)
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanOrder(r scanner) (Order, error) {
@@ -217,7 +222,7 @@ func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, e
 		if s.Members, err = LoadMembers(ctx, tx); err != nil {
 			return err
 		}
-		if s.Open, err = queryOrders(ctx, tx, selectOrder+" WHERE o.status = ?", Open); err != nil {
+		if s.Open, err = queryOrders(ctx, tx, selectOrder+" WHERE "+openOrders); err != nil {
 			return err
 		}
 		s.Clients = map[uint32]map[string]int64{}
@@ -271,7 +276,7 @@ const (
 		capacity_bps, min_block_bps, price_micros, max_latency_us, max_jitter_us, max_loss_ppm, max_as_hops,
 		allow_unverified, traffic_type, start_us, end_us, order_type, ranking, price_weight, single_seller,
 		priority, status, filled_bps, created_us, updated_us`
-	orderRow = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	orderRow = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	// A new order, or an existing one in its new state: only the columns
 	// an order can change are updated.
 	orderUpsert = ` ON CONFLICT (id) DO UPDATE SET capacity_bps = excluded.capacity_bps,
@@ -284,9 +289,9 @@ const (
 		WHERE orders.id = v.column1`
 	tradeCols = `id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
 		start_us, end_us, created_us, latency_us, jitter_us, loss_ppm, as_hops, quality_samples`
-	tradeRow  = "(?,?,?,(SELECT id FROM members WHERE asn = ?),(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?,?,?,?,?,?,?)"
+	tradeRow  = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	eventCols = "seq, member_id, type, trade_id, order_id, created_us, detail, dedup"
-	eventRow  = "(?,(SELECT id FROM members WHERE asn = ?),?,?,?,?,?,?)"
+	eventRow  = "(?,?,?,?,?,?,?,?)"
 	// A notification sent again (same member and dedup key) is dropped.
 	eventConflict = " ON CONFLICT DO NOTHING"
 )
@@ -320,10 +325,11 @@ type committer struct {
 	conn  *sql.Conn // the connection commits run on, nil until the first
 	stmts map[stmtKey]*sql.Stmt
 	args  []any
+	ids   map[uint32]int64 // member ids by ASN: rows carry the id, and an ASN's id never changes
 }
 
 func newCommitter(db *store.DB) *committer {
-	return &committer{db: db, stmts: map[stmtKey]*sql.Stmt{}}
+	return &committer{db: db, stmts: map[stmtKey]*sql.Stmt{}, ids: map[uint32]int64{}}
 }
 
 func (c *committer) close() {
@@ -368,6 +374,23 @@ func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return c.db.Finish(tx, fn)
+}
+
+// memberID is asn's row id, read from the store once.
+func (c *committer) memberID(ctx context.Context, tx *sql.Tx, asn uint32) (int64, error) {
+	if id, ok := c.ids[asn]; ok {
+		return id, nil
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, "SELECT id FROM members WHERE asn = ?", asn).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("AS%d is not a member", asn)
+	}
+	if err != nil {
+		return 0, err
+	}
+	c.ids[asn] = id
+	return id, nil
 }
 
 // exec writes args (whole rows of k) with as few statements as it can.
@@ -433,7 +456,11 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		defer func() { c.args = a[:0] }()
 		for _, w := range ws {
 			if !w.fill {
-				a = appendOrder(a, w.o)
+				id, err := c.memberID(ctx, tx, w.o.MemberASN)
+				if err != nil {
+					return fmt.Errorf("order %d: %w", w.o.ID, err)
+				}
+				a = appendOrder(a, id, w.o)
 			}
 		}
 		if err := c.exec(ctx, tx, kindOrder, a); err != nil {
@@ -451,7 +478,15 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		a = a[:0]
 		for _, ch := range chs {
 			for _, t := range ch.Trades {
-				a = appendTrade(a, t)
+				buyer, err := c.memberID(ctx, tx, t.BuyerASN)
+				if err != nil {
+					return fmt.Errorf("trade %d: buyer: %w", t.ID, err)
+				}
+				seller, err := c.memberID(ctx, tx, t.SellerASN)
+				if err != nil {
+					return fmt.Errorf("trade %d: seller: %w", t.ID, err)
+				}
+				a = appendTrade(a, buyer, seller, t)
 			}
 		}
 		if err := c.exec(ctx, tx, kindTrade, a); err != nil {
@@ -475,7 +510,11 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 				if k := dedupKey(e); k != "" {
 					dedup = k
 				}
-				a = append(a, e.Seq, e.MemberASN, e.Type, trade, order, store.Micros(e.Time), detail, dedup)
+				member, err := c.memberID(ctx, tx, e.MemberASN)
+				if err != nil {
+					return fmt.Errorf("event %d: %w", e.Seq, err)
+				}
+				a = append(a, e.Seq, member, e.Type, trade, order, store.Micros(e.Time), detail, dedup)
 			}
 		}
 		if err := c.exec(ctx, tx, kindEvent, a); err != nil {
@@ -493,7 +532,7 @@ func commitChanges(ctx context.Context, db *store.DB, chs []*Change) error {
 	return c.commit(ctx, chs)
 }
 
-func appendOrder(a []any, o Order) []any {
+func appendOrder(a []any, member int64, o Order) []any {
 	s := o.Spec
 	var prefix, origin, rtype, client any
 	switch d := s.Destination; {
@@ -507,18 +546,18 @@ func appendOrder(a []any, o Order) []any {
 	if o.ClientOrderID != "" {
 		client = o.ClientOrderID
 	}
-	return append(a, o.ID, o.MemberASN, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
+	return append(a, o.ID, member, client, s.Side, prefix, origin, rtype, s.Protocol, s.CapacityBps, s.MinBlockBps, s.PriceMicros,
 		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
 		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
 		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Priority, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
 }
 
-func appendTrade(a []any, t Trade) []any {
+func appendTrade(a []any, buyer, seller int64, t Trade) []any {
 	ps := make([]string, len(t.Prefixes))
 	for i, p := range t.Prefixes {
 		ps[i] = p.String()
 	}
-	a = append(a, t.ID, t.BuyOrderID, t.SellOrderID, t.BuyerASN, t.SellerASN, strings.Join(ps, ","),
+	a = append(a, t.ID, t.BuyOrderID, t.SellOrderID, buyer, seller, strings.Join(ps, ","),
 		t.Protocol, t.CapacityBps, t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
 	if m := t.Quality; m != nil {
 		return append(a, m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.Samples)

@@ -1,0 +1,45 @@
+package book
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// The queries that run against the whole history (a member's events, its
+// latest notice, the open orders at start) must seek their index, not
+// scan: the schema's indexes are shaped for the book's commits (migration
+// 0009), and a query written slightly differently silently stops using
+// them.
+func TestQueriesUseTheirIndexes(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "plan.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct{ query, want string }{
+		{eventsInBlock, "SEARCH events USING INDEX events_member (<expr>=? AND member_id=? AND seq>?)"},
+		{lastNotice(2), "SEARCH e USING INDEX events_notice (member_id=?)"},
+		{selectOrder + " WHERE " + openOrders, "SEARCH o USING INDEX orders_open (status=?)"},
+	} {
+		rows, err := db.Query("EXPLAIN QUERY PLAN "+c.query, 1, 2, 3, 4, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if !strings.Contains(strings.Join(plan, "\n"), c.want) {
+			t.Errorf("%s\nplan:\n%s\nwant a step %q", c.query, strings.Join(plan, "\n"), c.want)
+		}
+	}
+}
