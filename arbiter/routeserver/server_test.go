@@ -391,9 +391,14 @@ func TestMaxPrefix(t *testing.T) {
 		}
 		return ""
 	})
-	if n := len(l.rs.Received(64501)); n != 0 {
-		t.Errorf("%d routes kept from a session closed by max-prefix", n)
-	}
+	// The session's routes go with it, through the same watch as any
+	// peer-down, so a moment after the state says Idle.
+	eventually(t, waitBGP, "routes of a session closed by max-prefix dropped", func() string {
+		if n := len(l.rs.Received(64501)); n != 0 {
+			return fmt.Sprintf("%d routes kept", n)
+		}
+		return ""
+	})
 	// Stays down until the operator resets it, then comes back.
 	seller.withdraw("198.51.102.0/24")
 	if err := l.rs.ResetMember(context.Background(), 64501); err != nil {
