@@ -152,9 +152,10 @@ type Options struct {
 // before its caller hears of it. Reads come from the store and so show
 // only what has been acknowledged.
 type Book struct {
-	db  *store.DB
-	opt Options
-	cm  *committer // used by commitLoop only
+	db    *store.DB
+	opt   Options
+	cm    *committer     // used by commitLoop only
+	paths *quality.Paths // the quality matrix's answers, when Options.Quality is nil
 
 	// commits and committed count transactions and the changes they
 	// carried (batch size; read after Close).
@@ -204,6 +205,9 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 		opt.MaxBatch = 1000
 	}
 	b := &Book{db: db, opt: opt, done: make(chan struct{}), cm: newCommitter(db), inflight: map[uint32][]Trade{}, bought: map[uint32]uint64{}}
+	if opt.Quality == nil {
+		b.paths = quality.NewPaths(quality.New(db), opt.Freshness)
+	}
 	b.qcond = sync.NewCond(&b.qmu)
 	if err := b.reload(ctx); err != nil {
 		return nil, err
@@ -229,7 +233,7 @@ func (b *Book) reload(ctx context.Context) error {
 	e := NewEngine()
 	e.Quality = b.opt.Quality
 	if e.Quality == nil {
-		e.Quality = matrixQuality{quality.New(b.db), b.opt.Freshness}
+		e.Quality = matrixQuality{b.paths, b.opt.Freshness}
 	}
 	e.Restore(s)
 	b.eng, b.err = e, nil
@@ -501,6 +505,7 @@ func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string
 	if spec.Side == Buy {
 		pre = b.precheckBuy(ctx, asn)
 	}
+	b.refreshQuality(ctx)
 	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
@@ -559,6 +564,7 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 		o      Order
 		trades []Trade
 	)
+	b.refreshQuality(ctx)
 	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
@@ -613,6 +619,7 @@ func (b *Book) RefreshMembers(ctx context.Context) error {
 // Offers lists the sell orders a buy spec would match now, best first, with
 // the capacity each could trade (claim 24).
 func (b *Book) Offers(ctx context.Context, asn uint32, spec Spec) ([]Offer, error) {
+	b.refreshQuality(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.err != nil {
@@ -844,8 +851,16 @@ func (b *Book) AppendEvents(ctx context.Context, evs []Event) ([]Event, error) {
 // matrixQuality asks the quality matrix, which prefers the buyer's own
 // measurements of the path and falls back to the exchange's pooled view.
 type matrixQuality struct {
-	m     *quality.Matrix
+	m     *quality.Paths
 	fresh time.Duration
+}
+
+// refreshQuality makes the measurements stored so far count in the
+// matching that follows; it reads the store outside the book's lock.
+func (b *Book) refreshQuality(ctx context.Context) {
+	if b.paths != nil {
+		b.paths.Refresh(ctx) // on failure, answers come from the store, uncached
+	}
 }
 
 func (q matrixQuality) Measured(buyer, seller uint32, prefixes []netip.Prefix, now time.Time) *Measured {

@@ -188,36 +188,50 @@ type Cell struct {
 // it pools every reporter's (the exchange's view). nil means nothing fresh,
 // which fails any quality limit.
 func (x *Matrix) PathQuality(ctx context.Context, vantage, via uint32, prefixes []netip.Prefix, since time.Time) (*Cell, error) {
-	if len(prefixes) == 0 {
-		return nil, nil
+	c, _, err := x.pathQuality(ctx, vantage, via, prefixes, store.Micros(since))
+	return c, err
+}
+
+// pathQuality is PathQuality that also says when the oldest measurement it
+// averaged was taken (unix µs): the answer holds for a later since up to
+// that time.
+func (x *Matrix) pathQuality(ctx context.Context, vantage, via uint32, prefixes []netip.Prefix, since int64) (*Cell, int64, error) {
+	if vantage != 0 {
+		c, oldest, err := x.cell(ctx, vantage, via, prefixes, since)
+		if err != nil || c != nil {
+			return c, oldest, err
+		}
 	}
-	args := []any{via, store.Micros(since)}
+	return x.cell(ctx, 0, via, prefixes, since)
+}
+
+// cell averages the measurements through via toward prefixes since since:
+// vantage's own, or every reporter's for vantage 0.
+func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip.Prefix, since int64) (*Cell, int64, error) {
+	if len(prefixes) == 0 {
+		return nil, 0, nil
+	}
+	args := []any{via, since}
 	for _, p := range prefixes {
 		args = append(args, p.Masked().String())
 	}
 	q := `SELECT count(*), avg(CASE WHEN loss_ppm < 1000000 THEN latency_us END),
-		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops) FROM measurements
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops), min(measured_us) FROM measurements
 		WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
 		AND prefix IN (` + strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",") + `)`
-	scan := func(q string, args []any) (*Cell, error) {
-		var c Cell
-		var lat, jit, loss, hops sql.NullFloat64
-		if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops); err != nil || c.Samples == 0 {
-			return nil, err
-		}
-		c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
-		return &c, nil
-	}
 	if vantage != 0 {
-		c, err := scan(q+` AND reporter_id = (SELECT id FROM members WHERE asn = ?)`, append(args, vantage))
-		if err != nil || c != nil {
-			if c != nil {
-				c.Vantage = vantage
-			}
-			return c, err
-		}
+		q += ` AND reporter_id = (SELECT id FROM members WHERE asn = ?)`
+		args = append(args, vantage)
 	}
-	return scan(q, args)
+	var c Cell
+	var lat, jit, loss, hops sql.NullFloat64
+	var oldest sql.NullInt64
+	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest); err != nil || c.Samples == 0 {
+		return nil, 0, err
+	}
+	c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
+	c.Vantage = vantage
+	return &c, oldest.Int64, nil
 }
 
 // Latest returns, per path measured since since, its latest measurement
