@@ -46,6 +46,7 @@ type Settlement struct {
 	cfg      Config
 	now      func() time.Time
 	breaches BreachSource
+	credit   creditCache // MayBuyWith's per-member exposure (credit.go)
 	// beforeCommit runs inside the run's transaction after every write;
 	// tests make it fail to prove a run is all or nothing.
 	beforeCommit func() error

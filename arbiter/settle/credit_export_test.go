@@ -1,0 +1,28 @@
+package settle
+
+import "context"
+
+// The credit cache's insides, for credit_test.go.
+const (
+	CreditLimitSQL       = creditLimitSQL
+	CreditLedgerSQL      = creditLedgerSQL
+	CreditTradesSQL      = creditTradesSQL
+	CreditRecomputeEvery = creditRecomputeEvery
+)
+
+// CachedCredit is the figure MayBuyWith decides on (Limited false and no
+// figures when no limit applies).
+func CachedCredit(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
+	return s.cachedCredit(ctx, asn, pending)
+}
+
+// CreditRowsRead is how many ledger and trade rows the cache's delta
+// readers have read so far.
+func CreditRowsRead(s *Settlement) (ledger, trades int64) {
+	return s.credit.ledgerRows.Load(), s.credit.tradeRows.Load()
+}
+
+// CreditFromScratch is the full computation MayBuyWith's cache must equal.
+func CreditFromScratch(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
+	return s.creditWith(ctx, asn, pending)
+}
