@@ -69,6 +69,9 @@ type DB struct {
 	closeOnce sync.Once
 }
 
+// idleConns is how many connections the pool keeps open between uses.
+const idleConns = 64
+
 // checkpointEvery spaces the background checkpoints under a steady stream
 // of commits.
 const checkpointEvery = 10 * time.Millisecond
@@ -90,10 +93,17 @@ func OpenVersion(path string, version int) (*DB, error) {
 	// not only a crash of the process (NORMAL would risk the last commits).
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate") // writers take the lock up front instead of failing on upgrade
+	// Each connection keeps its statements prepared: most queries are the
+	// same few dozen, and preparing is much of a small query's cost.
+	q.Set("_stmt_cache_size", "64")
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// Connections are kept rather than closed after each burst of
+	// concurrent reads (database/sql keeps 2 by default): opening one runs
+	// its pragmas and drops its page and statement caches.
+	db.SetMaxIdleConns(idleConns)
 	d := &DB{DB: db, path: path, wrote: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := d.migrate(context.Background(), version); err != nil {
 		db.Close()
