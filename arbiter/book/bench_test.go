@@ -269,6 +269,55 @@ func BenchmarkBareInsertDurable(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchDurableMeasured is BenchmarkMatchDurable with every seller
+// route measured (three vantages, one measurement each, half an hour
+// before the benchmark's clock): each trade's quality is an average the
+// book computes once per path and then answers from memory.
+func BenchmarkMatchDurableMeasured(b *testing.B) {
+	bb := makeBenchBook()
+	for _, callers := range benchCallers {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			db, _ := seedStore(b, bb)
+			defer db.Close()
+			tx, err := db.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			at := store.Micros(benchStart.Add(-90 * time.Minute))
+			for i, rt := range bb.routes {
+				for v := 0; v < 3; v++ {
+					if _, err := tx.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
+						latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+						bb.members[uint32(70000+v)].ID, fmt.Sprint(i, "/", v), bb.members[rt.MemberASN].ID, rt.Prefix.String(), rt.Prefix.Addr().Next().String(),
+						at, 10_000+i%5000, 500, 0, 2, 8, 5); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			bk, err := Start(context.Background(), db, Options{Now: func() time.Time { return benchStart.Add(-time.Hour) }, ExpireEvery: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bk.Close()
+			var measured atomic.Int64
+			runCallers(b, bk, callers, func(r *rand.Rand) error {
+				asn, s := bb.buy(r)
+				_, trades, err := bk.Place(context.Background(), asn, s, "")
+				for _, t := range trades {
+					if t.Quality != nil {
+						measured.Add(1)
+					}
+				}
+				return err
+			})
+			b.ReportMetric(float64(measured.Load())/float64(b.N), "measured-trades/order")
+		})
+	}
+}
+
 // BenchmarkMatchDurableUnmeasured is BenchmarkMatchDurable without the
 // quality matrix (NoQuality): no trade looks up its path's quality, as
 // before claim 18 was recorded per trade. Beside BenchmarkMatchDurable it
