@@ -212,6 +212,8 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	if err := b.reload(ctx); err != nil {
 		return nil, err
 	}
+	// Reads the recent measurements now rather than in the first order.
+	b.refreshQuality(ctx)
 	go b.commitLoop()
 	if opt.ExpireEvery >= 0 {
 		every := opt.ExpireEvery
@@ -597,6 +599,9 @@ func (b *Book) expireLoop(every time.Duration) {
 			return
 		case <-t.C:
 			b.Expire(context.Background())
+			// Keeps the measurements read between orders, so an order after
+			// a quiet spell does not wait for a long backlog.
+			b.refreshQuality(context.Background())
 		}
 	}
 }
@@ -686,19 +691,9 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	if err != nil {
 		return nil, err
 	}
-	conn, err := b.db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	st, err := conn.PrepareContext(ctx, eventsInBlock)
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
 	var rs []storedEvent
 	for block := max(after, 0) / eventBlock; block <= last/eventBlock && len(rs) < limit; block++ {
-		if rs, err = scanEvents(ctx, st, rs, asn, block, member, after, limit-len(rs)); err != nil {
+		if rs, err = b.scanEvents(ctx, rs, asn, block, member, after, limit-len(rs)); err != nil {
 			return nil, err
 		}
 	}
@@ -723,9 +718,10 @@ func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) (
 	return out, nil
 }
 
-// scanEvents appends the rows of one block of asn's events.
-func scanEvents(ctx context.Context, st *sql.Stmt, rs []storedEvent, asn uint32, block, member, after int64, limit int) ([]storedEvent, error) {
-	rows, err := st.QueryContext(ctx, block, member, after, limit)
+// scanEvents appends the rows of one block of asn's events (each
+// connection keeps the statement prepared).
+func (b *Book) scanEvents(ctx context.Context, rs []storedEvent, asn uint32, block, member, after int64, limit int) ([]storedEvent, error) {
+	rows, err := b.db.QueryContext(ctx, eventsInBlock, block, member, after, limit)
 	if err != nil {
 		return nil, err
 	}
