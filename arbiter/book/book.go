@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/quality"
@@ -185,9 +186,26 @@ type pending struct {
 	ch   *Change
 	err  error
 	done chan struct{}
-	// ready, if set, closes when the caller has filled in its trades'
-	// quality (looked up outside the lock); the commit waits for it.
-	ready chan struct{}
+	// ready, if set, closes when its trades' quality is filled in (looked
+	// up outside the lock, by q); the commit waits for it. Whoever comes
+	// first, the caller or the commit loop, takes the lookup (claimed):
+	// the loop does not wait for a caller that is not running yet.
+	ready   chan struct{}
+	claimed atomic.Bool
+	q       QualitySource
+}
+
+// fill looks up ch's trades' quality unless another goroutine has taken
+// it, and then waits until it is done.
+func (p *pending) fill() {
+	if p.ready == nil {
+		return
+	}
+	if p.claimed.CompareAndSwap(false, true) {
+		lookup(p.q, p.ch)
+		close(p.ready)
+	}
+	<-p.ready
 }
 
 // Start loads the book from the store and starts committing.
@@ -258,7 +276,7 @@ func (b *Book) Close() {
 func (b *Book) enqueue(ch *Change) *pending {
 	p := &pending{ch: ch, done: make(chan struct{})}
 	if len(ch.lookups) > 0 {
-		p.ready = make(chan struct{})
+		p.ready, p.q = make(chan struct{}), b.eng.Quality
 	}
 	if b.opt.MayBuy != nil && len(ch.Trades) > 0 {
 		b.imu.Lock()
@@ -295,9 +313,7 @@ func (b *Book) commitLoop() {
 
 		chs := make([]*Change, len(batch))
 		for i, p := range batch {
-			if p.ready != nil {
-				<-p.ready
-			}
+			p.fill()
 			chs[i] = p.ch
 		}
 		err := b.cm.commit(context.Background(), chs)
@@ -326,9 +342,7 @@ func (b *Book) recover(batch []*pending, cause error) {
 	b.queue = nil
 	b.qmu.Unlock()
 	for _, p := range rest {
-		if p.ready != nil {
-			<-p.ready // its caller is still writing the change
-		}
+		p.fill() // or wait for its caller, still writing the change
 	}
 	b.landed(rest)
 	err := fmt.Errorf("not stored, nothing changed: %w", cause)
@@ -431,16 +445,12 @@ func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
 		b.mu.Unlock()
 		return ch, err
 	}
-	q := b.eng.Quality
 	p := b.enqueue(ch)
 	b.mu.Unlock()
-	if p.ready != nil {
-		// The quality of the path each trade takes is recorded with it
-		// (claim 18); looked up here, outside the lock, callers' lookups
-		// overlap one another and the matching.
-		lookup(q, ch)
-		close(p.ready)
-	}
+	// The quality of the path each trade takes is recorded with it (claim
+	// 18); looked up here, outside the lock, callers' lookups overlap one
+	// another and the matching.
+	p.fill()
 	<-p.done
 	if p.err != nil {
 		return nil, p.err
