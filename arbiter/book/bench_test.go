@@ -327,17 +327,23 @@ func BenchmarkMatchDurableUnmeasured(b *testing.B) {
 }
 
 // BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's
-// credit check (book.Options.MayBuy) on every buy, as the arbiter runs it,
-// every buyer having a credit limit (one it never reaches): the reads of
-// the buyer's exposure are the cost measured. Run it beside
-// BenchmarkMatchDurable.
-func BenchmarkMatchDurableCredit(b *testing.B) {
+// credit check (book.Options.MayBuy) on every buy, as the arbiter runs it
+// with the default configuration: no member has a credit limit. Run it
+// beside BenchmarkMatchDurable.
+func BenchmarkMatchDurableCredit(b *testing.B) { benchCredit(b, false) }
+
+// BenchmarkMatchDurableCreditLimited is BenchmarkMatchDurableCredit with a
+// credit limit (one it never reaches) on every buyer: the reads of each
+// buyer's exposure are the cost measured.
+func BenchmarkMatchDurableCreditLimited(b *testing.B) { benchCredit(b, true) }
+
+func benchCredit(b *testing.B, limited bool) {
 	benchDurable(b, func(db *store.DB) Options {
 		st, err := settle.NewSettlement(db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return benchStart.Add(-time.Hour) }})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for i := 0; i < benchBuyers; i++ {
+		for i := 0; limited && i < benchBuyers; i++ {
 			if err := st.SetCreditLimit(context.Background(), uint32(70000+i), 1e15); err != nil {
 				b.Fatal(err)
 			}
