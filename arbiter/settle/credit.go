@@ -112,12 +112,7 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 	if err != nil {
 		return c, err
 	}
-	switch {
-	case limit.Valid:
-		c.Limited, c.LimitMicros = true, limit.Int64
-	case s.cfg.DefaultCreditLimitMicros > 0:
-		c.Limited, c.LimitMicros = true, s.cfg.DefaultCreditLimitMicros
-	}
+	c.Limited, c.LimitMicros = s.limitOf(limit)
 	c.UnpaidMicros = max(0, -balance)
 
 	now := s.now().UTC()
@@ -166,6 +161,18 @@ func (s *Settlement) creditState(c *Credit) {
 	case c.ExposureMicros*100 >= c.LimitMicros*s.cfg.CreditWarnPercent:
 		c.State = CreditWarning
 	}
+}
+
+// limitOf is the limit that applies to a member whose own is limit:
+// its own, else the default, else none.
+func (s *Settlement) limitOf(limit sql.NullInt64) (limited bool, micros int64) {
+	switch {
+	case limit.Valid:
+		return true, limit.Int64
+	case s.cfg.DefaultCreditLimitMicros > 0:
+		return true, s.cfg.DefaultCreditLimitMicros
+	}
+	return false, 0
 }
 
 // until is how far a trade starting at st counts toward exposure: the end
@@ -351,12 +358,7 @@ func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Com
 	if err != nil {
 		return c, err
 	}
-	switch {
-	case limit.Valid:
-		c.Limited, c.LimitMicros = true, limit.Int64
-	case s.cfg.DefaultCreditLimitMicros > 0:
-		c.Limited, c.LimitMicros = true, s.cfg.DefaultCreditLimitMicros
-	default:
+	if c.Limited, c.LimitMicros = s.limitOf(limit); !c.Limited {
 		return c, nil
 	}
 

@@ -235,6 +235,26 @@ func (d *DB) Finish(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
 	return err
 }
 
+// Plan is sqlite's plan for query with args, one line per step
+// (EXPLAIN QUERY PLAN): tests check with it that a query seeks its index.
+func (d *DB) Plan(query string, args ...any) (string, error) {
+	rows, err := d.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var steps []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return "", err
+		}
+		steps = append(steps, detail)
+	}
+	return strings.Join(steps, "\n"), rows.Err()
+}
+
 // Micros converts a time to the stored form: unix microseconds, UTC.
 func Micros(t time.Time) int64 { return t.UnixMicro() }
 
