@@ -220,19 +220,7 @@ func runCallers(b *testing.B, bk *Book, callers int, op func(r *rand.Rand) error
 // committed to sqlite (WAL, synchronous=FULL) in group commits, each caller
 // answered only after its commit.
 func BenchmarkMatchDurable(b *testing.B) {
-	bb := makeBenchBook()
-	for _, callers := range benchCallers {
-		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			bk, db := startBenchBook(b, bb)
-			defer db.Close()
-			defer bk.Close()
-			runCallers(b, bk, callers, func(r *rand.Rand) error {
-				asn, s := bb.buy(r)
-				_, _, err := bk.Place(context.Background(), asn, s, "")
-				return err
-			})
-		})
-	}
+	benchDurable(b, func(*store.DB) Options { return Options{} })
 }
 
 // BenchmarkBareInsertDurable is the baseline for BenchmarkMatchDurable:
@@ -275,47 +263,27 @@ func BenchmarkBareInsertDurable(b *testing.B) {
 // book computes once per path and then answers from memory.
 func BenchmarkMatchDurableMeasured(b *testing.B) {
 	bb := makeBenchBook()
-	for _, callers := range benchCallers {
-		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			db, _ := seedStore(b, bb)
-			defer db.Close()
-			tx, err := db.Begin()
-			if err != nil {
-				b.Fatal(err)
-			}
-			at := store.Micros(benchStart.Add(-90 * time.Minute))
-			for i, rt := range bb.routes {
-				for v := 0; v < 3; v++ {
-					if _, err := tx.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
-						latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
-						bb.members[uint32(70000+v)].ID, fmt.Sprint(i, "/", v), bb.members[rt.MemberASN].ID, rt.Prefix.String(), rt.Prefix.Addr().Next().String(),
-						at, 10_000+i%5000, 500, 0, 2, 8, 5); err != nil {
-						b.Fatal(err)
-					}
+	benchDurableOf(b, bb, func(db *store.DB) Options {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		at := store.Micros(benchStart.Add(-90 * time.Minute))
+		for i, rt := range bb.routes {
+			for v := 0; v < 3; v++ {
+				if _, err := tx.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
+					latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+					bb.members[uint32(70000+v)].ID, fmt.Sprint(i, "/", v), bb.members[rt.MemberASN].ID, rt.Prefix.String(), rt.Prefix.Addr().Next().String(),
+					at, 10_000+i%5000, 500, 0, 2, 8, 5); err != nil {
+					b.Fatal(err)
 				}
 			}
-			if err := tx.Commit(); err != nil {
-				b.Fatal(err)
-			}
-			bk, err := Start(context.Background(), db, Options{Now: func() time.Time { return benchStart.Add(-time.Hour) }, ExpireEvery: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bk.Close()
-			var measured atomic.Int64
-			runCallers(b, bk, callers, func(r *rand.Rand) error {
-				asn, s := bb.buy(r)
-				_, trades, err := bk.Place(context.Background(), asn, s, "")
-				for _, t := range trades {
-					if t.Quality != nil {
-						measured.Add(1)
-					}
-				}
-				return err
-			})
-			b.ReportMetric(float64(measured.Load())/float64(b.N), "measured-trades/order")
-		})
-	}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		return Options{}
+	})
 }
 
 // BenchmarkMatchDurableUnmeasured is BenchmarkMatchDurable without the
@@ -359,9 +327,13 @@ func benchCredit(b *testing.B, limited bool) {
 }
 
 // benchDurable runs BenchmarkMatchDurable's buys through a Book with the
-// options opts makes (clock and expiry are the benchmark's).
+// options opts makes (clock and expiry are the benchmark's), and reports
+// how many of the trades per order carry a measured quality.
 func benchDurable(b *testing.B, opts func(*store.DB) Options) {
-	bb := makeBenchBook()
+	benchDurableOf(b, makeBenchBook(), opts)
+}
+
+func benchDurableOf(b *testing.B, bb *benchBook, opts func(*store.DB) Options) {
 	for _, callers := range benchCallers {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			db, _ := seedStore(b, bb)
@@ -373,11 +345,18 @@ func benchDurable(b *testing.B, opts func(*store.DB) Options) {
 				b.Fatal(err)
 			}
 			defer bk.Close()
+			var measured atomic.Int64
 			runCallers(b, bk, callers, func(r *rand.Rand) error {
 				asn, s := bb.buy(r)
-				_, _, err := bk.Place(context.Background(), asn, s, "")
+				_, trades, err := bk.Place(context.Background(), asn, s, "")
+				for _, t := range trades {
+					if t.Quality != nil {
+						measured.Add(1)
+					}
+				}
 				return err
 			})
+			b.ReportMetric(float64(measured.Load())/float64(b.N), "measured-trades/order")
 		})
 	}
 }
