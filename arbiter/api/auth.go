@@ -5,12 +5,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,11 +55,6 @@ type Authenticator struct {
 	Registry *registry.Registry
 	Log      *slog.Logger
 	Metrics  *Metrics
-
-	// registered are the ASNs found in the registry: it has no way to
-	// remove a member, so once found is found for good, and a call costs
-	// no store read.
-	registered sync.Map
 }
 
 // public methods need no identity: health checks and reflection.
@@ -88,15 +81,15 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
-	if _, known := a.registered.Load(id.ASN); id.IsMember() && !known {
+	if id.IsMember() {
 		// A certificate outlives nothing: the member must be registered.
-		if _, err := a.Registry.Member(ctx, id.ASN); err != nil {
-			if errors.Is(err, registry.ErrNotFound) {
-				return nil, status.Errorf(codes.PermissionDenied, "certificate names AS%d, which is not a registered member", id.ASN)
-			}
+		m, err := a.Registry.MemberID(ctx, id.ASN)
+		if err != nil {
 			return nil, status.Errorf(codes.Internal, "looking up member: %v", err)
 		}
-		a.registered.Store(id.ASN, true)
+		if m == 0 {
+			return nil, status.Errorf(codes.PermissionDenied, "certificate names AS%d, which is not a registered member", id.ASN)
+		}
 	}
 	return context.WithValue(ctx, callerKey{}, Caller{id}), nil
 }

@@ -325,11 +325,11 @@ type committer struct {
 	conn  *sql.Conn // the connection commits run on, nil until the first
 	stmts map[stmtKey]*sql.Stmt
 	args  []any
-	ids   map[uint32]int64 // member ids by ASN: rows carry the id, and an ASN's id never changes
+	ids   *registry.IDs // rows carry member ids, not ASNs
 }
 
 func newCommitter(db *store.DB) *committer {
-	return &committer{db: db, stmts: map[stmtKey]*sql.Stmt{}, ids: map[uint32]int64{}}
+	return &committer{db: db, stmts: map[stmtKey]*sql.Stmt{}, ids: registry.NewIDs(db)}
 }
 
 func (c *committer) close() {
@@ -376,21 +376,13 @@ func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return c.db.Finish(tx, fn)
 }
 
-// memberID is asn's row id, read from the store once.
-func (c *committer) memberID(ctx context.Context, tx *sql.Tx, asn uint32) (int64, error) {
-	if id, ok := c.ids[asn]; ok {
-		return id, nil
+// memberID is asn's member id; an ASN that is not a member is an error.
+func (c *committer) memberID(ctx context.Context, asn uint32) (int64, error) {
+	id, err := c.ids.ID(ctx, asn)
+	if err == nil && id == 0 {
+		err = fmt.Errorf("AS%d is not a member", asn)
 	}
-	var id int64
-	err := tx.QueryRowContext(ctx, "SELECT id FROM members WHERE asn = ?", asn).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("AS%d is not a member", asn)
-	}
-	if err != nil {
-		return 0, err
-	}
-	c.ids[asn] = id
-	return id, nil
+	return id, err
 }
 
 // exec writes args (whole rows of k) with as few statements as it can.
@@ -456,7 +448,7 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		defer func() { c.args = a[:0] }()
 		for _, w := range ws {
 			if !w.fill {
-				id, err := c.memberID(ctx, tx, w.o.MemberASN)
+				id, err := c.memberID(ctx, w.o.MemberASN)
 				if err != nil {
 					return fmt.Errorf("order %d: %w", w.o.ID, err)
 				}
@@ -478,11 +470,11 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		a = a[:0]
 		for _, ch := range chs {
 			for _, t := range ch.Trades {
-				buyer, err := c.memberID(ctx, tx, t.BuyerASN)
+				buyer, err := c.memberID(ctx, t.BuyerASN)
 				if err != nil {
 					return fmt.Errorf("trade %d: buyer: %w", t.ID, err)
 				}
-				seller, err := c.memberID(ctx, tx, t.SellerASN)
+				seller, err := c.memberID(ctx, t.SellerASN)
 				if err != nil {
 					return fmt.Errorf("trade %d: seller: %w", t.ID, err)
 				}
@@ -510,7 +502,7 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 				if k := dedupKey(e); k != "" {
 					dedup = k
 				}
-				member, err := c.memberID(ctx, tx, e.MemberASN)
+				member, err := c.memberID(ctx, e.MemberASN)
 				if err != nil {
 					return fmt.Errorf("event %d: %w", e.Seq, err)
 				}

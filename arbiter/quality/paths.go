@@ -3,13 +3,13 @@ package quality
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
@@ -50,7 +50,7 @@ type Paths struct {
 	// touched: per path, the newest measurement id read by Refresh.
 	touched map[pathKey]int64
 	answers map[answerKey]answer
-	ids     map[uint32]int64 // member ids by ASN, which never change
+	ids     *registry.IDs
 
 	computed, loads int // store reads of averages and of path histories (tests)
 }
@@ -94,7 +94,7 @@ const (
 // NewPaths returns the cached view of m for windows up to horizon long
 // (the freshness the book asks for); longer ones go to the store.
 func NewPaths(m *Matrix, horizon time.Duration) *Paths {
-	p := &Paths{m: m, horizon: horizon, now: time.Now, seen: -1, ids: map[uint32]int64{}}
+	p := &Paths{m: m, horizon: horizon, now: time.Now, seen: -1, ids: registry.NewIDs(m.db)}
 	p.reset()
 	return p
 }
@@ -267,13 +267,13 @@ func (p *Paths) PathQuality(ctx context.Context, vantage, via uint32, prefixes [
 		c, _, err := p.m.pathQuality(ctx, vantage, via, prefixes, at)
 		return c, err
 	}
-	viaID, err := p.memberID(ctx, via)
+	viaID, err := p.ids.ID(ctx, via)
 	if err != nil || viaID == 0 {
 		return nil, err // not a member: nothing measured through it
 	}
 	var vantageID int64
 	if vantage != 0 {
-		if vantageID, err = p.memberID(ctx, vantage); err != nil {
+		if vantageID, err = p.ids.ID(ctx, vantage); err != nil {
 			return nil, err
 		}
 	}
@@ -385,27 +385,6 @@ func (p *Paths) load(ctx context.Context, paths []pathKey) error {
 		p.mu.Unlock()
 	}
 	return nil
-}
-
-// memberID is asn's member id, 0 if it is not a member.
-func (p *Paths) memberID(ctx context.Context, asn uint32) (int64, error) {
-	p.mu.Lock()
-	id, ok := p.ids[asn]
-	p.mu.Unlock()
-	if ok {
-		return id, nil
-	}
-	err := p.m.db.QueryRowContext(ctx, "SELECT id FROM members WHERE asn = ?", asn).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil // not cached: it may join
-	}
-	if err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	p.ids[asn] = id
-	p.mu.Unlock()
-	return id, nil
 }
 
 // valid reports whether a still answers for since at: no measurement of

@@ -213,10 +213,17 @@ func ParsePrefix(field, s string) (netip.Prefix, error) {
 type Registry struct {
 	db  *store.DB
 	now func() time.Time
+	ids *IDs
 }
 
 // New returns a registry over db.
-func New(db *store.DB) *Registry { return &Registry{db: db, now: time.Now} }
+func New(db *store.DB) *Registry { return &Registry{db: db, now: time.Now, ids: NewIDs(db)} }
+
+// MemberID is asn's member id, 0 if asn is not a member; after the first
+// call for a member it costs no store read.
+func (r *Registry) MemberID(ctx context.Context, asn uint32) (int64, error) {
+	return r.ids.ID(ctx, asn)
+}
 
 // AddMember validates and stores a member with its port and routers; with
 // a non-nil issue func the member's certificate is signed inside the same
