@@ -652,7 +652,7 @@ func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
 	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
 	if openOnly {
-		q += " AND " + openOrders
+		q += " AND " + OpenOrders
 	}
 	return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn)
 }

@@ -24,10 +24,10 @@ const selectOrder = `SELECT o.id, m.asn, o.client_order_id, o.side, o.dest_prefi
 	o.single_seller, o.status, o.filled_bps, o.created_us, o.updated_us, o.priority
 	FROM orders o JOIN members m ON m.id = o.member_id`
 
-// openOrders selects the open orders; the status is a literal, not a
-// parameter, so that sqlite can use the partial index of open orders
-// (migration 0009).
-var openOrders = fmt.Sprintf("o.status = %d", Open)
+// OpenOrders is the SQL condition on the orders table for open orders.
+// The status is a literal, not a parameter, so that sqlite can use the
+// partial index of open orders (migration 0009).
+var OpenOrders = fmt.Sprintf("status = %d", Open)
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -222,7 +222,7 @@ func LoadSnapshot(ctx context.Context, db *store.DB, now time.Time) (Snapshot, e
 		if s.Members, err = LoadMembers(ctx, tx); err != nil {
 			return err
 		}
-		if s.Open, err = queryOrders(ctx, tx, selectOrder+" WHERE "+openOrders); err != nil {
+		if s.Open, err = queryOrders(ctx, tx, selectOrder+" WHERE "+OpenOrders); err != nil {
 			return err
 		}
 		s.Clients = map[uint32]map[string]int64{}

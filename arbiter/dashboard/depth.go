@@ -97,17 +97,13 @@ func destName(prefix sql.NullString, origin, routeType sql.NullInt64) string {
 
 // depthSQL aggregates the open orders in the store. An order past its end
 // that the book has not yet expired is left out, as matching leaves it out.
-// openStatus selects open orders with the status as a literal: sqlite uses
-// the partial index of open orders only for a literal.
-var openStatus = fmt.Sprintf("status = %d", book.Open)
-
 func depthSQL(ctx context.Context, db *store.DB, now time.Time) ([]DepthRow, map[uint32]int, error) {
 	rows, err := depthRowsSQL(ctx, db, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	open := map[uint32]int{}
-	rs, err := db.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+openStatus+` AND end_us > ? GROUP BY member_id) c
+	rs, err := db.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+book.OpenOrders+` AND end_us > ? GROUP BY member_id) c
 		JOIN members m ON m.id = c.member_id`, store.Micros(now))
 	if err != nil {
 		return nil, nil, err
@@ -128,7 +124,7 @@ func depthRowsSQL(ctx context.Context, db *store.DB, now time.Time) ([]DepthRow,
 	rs, err := db.QueryContext(ctx, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
 		count(CASE WHEN side = 1 THEN 1 END), coalesce(sum(CASE WHEN side = 1 THEN capacity_bps - filled_bps END), 0), coalesce(max(CASE WHEN side = 1 THEN price_micros END), 0),
 		count(CASE WHEN side = 2 THEN 1 END), coalesce(sum(CASE WHEN side = 2 THEN capacity_bps - filled_bps END), 0), coalesce(min(CASE WHEN side = 2 THEN price_micros END), 0)
-		FROM orders WHERE `+openStatus+` AND end_us > ?
+		FROM orders WHERE `+book.OpenOrders+` AND end_us > ?
 		GROUP BY dest_prefix, dest_origin_asn, dest_route_type, protocol`, store.Micros(now))
 	if err != nil {
 		return nil, err
@@ -166,7 +162,7 @@ func depthEngine(ctx context.Context, db *store.DB, b *book.Book, now time.Time)
 }
 
 func openIDs(ctx context.Context, db *store.DB, now time.Time) ([]int64, error) {
-	rs, err := db.QueryContext(ctx, `SELECT id FROM orders WHERE `+openStatus+` AND end_us > ?`, store.Micros(now))
+	rs, err := db.QueryContext(ctx, `SELECT id FROM orders WHERE `+book.OpenOrders+` AND end_us > ?`, store.Micros(now))
 	if err != nil {
 		return nil, err
 	}
