@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/gopacket/afpacket"
 	"golang.org/x/net/bpf"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Defaults for Config.
@@ -169,7 +171,7 @@ func Open(cfg Config) (_ *Capture, err error) {
 	}
 	// Frames that reached a ring before its filter was attached were
 	// stamped before now: the readers skip them, and measuring starts now.
-	since := time.Now()
+	since := clock.Now()
 	c.meter, err = NewMeter(MeterConfig{Interval: cfg.Interval, SampleRate: cfg.SampleRate, Grace: cfg.Grace, Since: since, TopAddresses: cfg.TopAddresses})
 	if err != nil {
 		return nil, err
@@ -271,7 +273,7 @@ func (c *Capture) Run(ctx context.Context, emit func(Interval)) error {
 		wg.Go(func() { errc <- s.read(&stop, c.meter) })
 	}
 	var runErr error
-	timer := time.NewTimer(c.untilFlush(time.Now()))
+	timer := time.NewTimer(c.untilFlush(clock.Now()))
 	defer timer.Stop()
 loop:
 	for {
@@ -284,10 +286,10 @@ loop:
 				break loop
 			}
 		case <-timer.C:
-			for _, iv := range c.meter.Flush(time.Now()) {
+			for _, iv := range c.meter.Flush(clock.Now()) {
 				emit(iv)
 			}
-			timer.Reset(c.untilFlush(time.Now()))
+			timer.Reset(c.untilFlush(clock.Now()))
 		}
 	}
 	stop.Store(true)
@@ -298,7 +300,7 @@ loop:
 			runErr = err
 		}
 	}
-	for _, iv := range c.meter.Stop(time.Now()) {
+	for _, iv := range c.meter.Stop(clock.Now()) {
 		emit(iv)
 	}
 	return runErr
@@ -316,7 +318,7 @@ func (c *Capture) untilFlush(now time.Time) time.Duration {
 // crash (gopacket #717, #894), so stopping goes through the poll timeout.
 func (s *socket) read(stop *atomic.Bool, m *Meter) error {
 	defer s.close()
-	lastStats := time.Now()
+	lastStats := clock.Now()
 	var dropsSeen uint64
 	for n := 0; !stop.Load(); n++ {
 		data, ci, err := s.tp.ZeroCopyReadPacketData()
@@ -334,7 +336,7 @@ func (s *socket) read(stop *atomic.Bool, m *Meter) error {
 		default:
 			return fmt.Errorf("capture: read %s: %w", s.iface, err)
 		}
-		if now := time.Now(); now.Sub(lastStats) >= 500*time.Millisecond {
+		if now := clock.Now(); now.Sub(lastStats) >= 500*time.Millisecond {
 			lastStats = now
 			dropsSeen = s.pollStats(m, dropsSeen)
 		}

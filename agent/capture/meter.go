@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Defaults for MeterConfig.
@@ -147,7 +149,7 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 		return nil, fmt.Errorf("capture: grace %v must be positive and shorter than the interval %v", cfg.Grace, cfg.Interval)
 	}
 	if cfg.Since.IsZero() {
-		cfg.Since = time.Now()
+		cfg.Since = clock.Now()
 	}
 	if cfg.TopAddresses < 0 || cfg.TopAddresses > 1024 {
 		return nil, fmt.Errorf("capture: top addresses %d: want 0-1024 per prefix", cfg.TopAddresses)

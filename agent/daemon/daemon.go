@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
 )
@@ -192,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	delay := a.MinBackoff
 	for {
-		start := time.Now()
+		start := clock.Now()
 		err := a.stream(ctx, &cursor)
 		if ctx.Err() != nil {
 			return nil
@@ -202,7 +203,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		} else {
 			a.log.Warn("event stream down", "error", err)
 		}
-		if time.Since(start) > 2*a.MaxBackoff {
+		if clock.Since(start) > 2*a.MaxBackoff {
 			delay = a.MinBackoff // it was up for a good while: start over
 		}
 		wait := delay/2 + rand.N(delay/2+1)

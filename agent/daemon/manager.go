@@ -26,6 +26,7 @@ import (
 	"github.com/bwxchange/bwx/agent/probe"
 	"github.com/bwxchange/bwx/agent/spool"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
 )
 
@@ -230,7 +231,7 @@ func (l *ManagerLoop) Run(ctx context.Context) error {
 		err := l.Round(ctx)
 		l.mu.Lock()
 		l.rounds++
-		l.lastAt = time.Now().UTC()
+		l.lastAt = clock.Now().UTC()
 		l.lastErr = ""
 		if err != nil {
 			l.lastErr = err.Error()
@@ -247,7 +248,7 @@ func (l *ManagerLoop) Round(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(l.cfg.managerRound(), 30*time.Second))
 	defer cancel()
 	defer l.persist()
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	tc := pb.NewTradingServiceClient(l.conn)
 	in := manager.Inputs{Now: now}
 	ors, err := tc.ListOrders(ctx, &pb.ListOrdersRequest{OpenOnly: true})
@@ -300,7 +301,7 @@ func (l *ManagerLoop) Round(ctx context.Context) error {
 			if err := l.carryOut(ctx, it, now); err != nil {
 				l.log.Error("cannot carry out the manager's intent", "seq", d.Seq, "intent", string(it.Type), "error", err)
 				if it.ClientOrderID != "" {
-					l.m.Failed(it.ClientOrderID, time.Now().UTC(), err)
+					l.m.Failed(it.ClientOrderID, clock.Now().UTC(), err)
 				}
 			}
 		}

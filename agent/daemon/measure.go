@@ -21,6 +21,7 @@ import (
 	"github.com/bwxchange/bwx/agent/probe"
 	"github.com/bwxchange/bwx/agent/spool"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Spool kinds.
@@ -142,7 +143,7 @@ func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger,
 			return nil, fmt.Errorf("capture: %w", err)
 		}
 		if cfg.Capture.Direction == DirectionBoth {
-			m.inSince = time.Now()
+			m.inSince = clock.Now()
 		}
 	}
 	if cfg.Probe.Enabled {
@@ -338,7 +339,7 @@ func (m *Measure) setIncoming(on bool) error {
 	}
 	m.inSince = time.Time{}
 	if on {
-		m.inSince = time.Now()
+		m.inSince = clock.Now()
 	}
 	m.log.Info("sampling incoming frames for the seller's usage reports", "on", on)
 	return nil

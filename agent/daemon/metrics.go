@@ -20,6 +20,7 @@ import (
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/probe"
 	"github.com/bwxchange/bwx/agent/speaker"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
 )
 
@@ -285,7 +286,7 @@ func (c collector) collectMeasure(ch chan<- prometheus.Metric) {
 	if sp := m.sp; sp != nil && !m.spClosed.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		now := time.Now()
+		now := clock.Now()
 		for _, kind := range []string{KindUsage, KindMeasurement} {
 			st, err := sp.Stats(ctx, kind)
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/bwxchange/bwx/agent/probe"
 	"github.com/bwxchange/bwx/agent/spool"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // sellerIDs gives each seller a small stable number for its probe table and
@@ -100,7 +101,7 @@ func (s *sellerIDs) get(asn uint32) (uint32, error) {
 func (m *Measure) taskLoop(ctx context.Context) {
 	delay := m.opt.MinBackoff
 	for {
-		start := time.Now()
+		start := clock.Now()
 		err := m.streamTasks(ctx)
 		if ctx.Err() != nil {
 			return
@@ -111,7 +112,7 @@ func (m *Measure) taskLoop(ctx context.Context) {
 		} else {
 			m.log.Warn("probe task stream down", "error", err)
 		}
-		if time.Since(start) > 2*m.opt.MaxBackoff {
+		if clock.Since(start) > 2*m.opt.MaxBackoff {
 			delay = m.opt.MinBackoff
 		}
 		if !m.backoff(ctx, &delay) {

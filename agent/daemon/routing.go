@@ -12,6 +12,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/speaker"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Routing applies the routes the member bought: the speaker learns them
@@ -253,7 +254,7 @@ func (r *Routing) sync() {
 	r.desired, r.synced, r.result, r.syncErr = routes, true, res, err
 	r.inUse = inUse
 	if err == nil {
-		r.lastSync = time.Now().UTC()
+		r.lastSync = clock.Now().UTC()
 	}
 	var newRefusals []fib.Refusal
 	seen := map[string]bool{}

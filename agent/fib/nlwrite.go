@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // The writer sends route changes in batches: many RTM_NEWROUTE,
@@ -97,7 +99,7 @@ func openWriter(ns netns.NsHandle, table uint32, proto uint8) (*writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	w := &writer{fd: fd, table: table, proto: proto, seq: uint32(time.Now().UnixNano())}
+	w := &writer{fd: fd, table: table, proto: proto, seq: uint32(clock.Now().UnixNano())}
 	if err := w.setup(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netlink socket: %w", err)

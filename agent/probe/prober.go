@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Defaults for Config.
@@ -243,7 +245,7 @@ func (p *Prober) Round(ctx context.Context, targets []Target) ([]Measurement, er
 	defer p.roundMu.Unlock()
 
 	r := &round{
-		start:    time.Now(),
+		start:    clock.Now(),
 		token:    rand.Uint64(),
 		targets:  targets,
 		rtts:     make([][]time.Duration, len(targets)),
@@ -311,7 +313,7 @@ func (p *Prober) send(ctx context.Context, r *round) error {
 	oob := make([]byte, unix.CmsgSpace(4))
 	var timer *time.Timer
 	for _, e := range evs {
-		if wait := time.Until(r.start.Add(e.at)); wait > 50*time.Microsecond {
+		if wait := clock.Until(r.start.Add(e.at)); wait > 50*time.Microsecond {
 			if timer == nil {
 				timer = time.NewTimer(wait)
 			} else {
@@ -333,7 +335,7 @@ func (p *Prober) send(ctx context.Context, r *round) error {
 			// Wrapped onto a request still waiting: that one is lost.
 			r.pending--
 		}
-		now := time.Since(r.start)
+		now := clock.Since(r.start)
 		r.inflight[seq] = sent{target: e.target, n: e.n, at: int64(now)}
 		r.pending++
 		r.sent[e.target]++
@@ -367,7 +369,7 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 	binary.BigEndian.PutUint16(buf[4:], p.id)
 	binary.BigEndian.PutUint16(buf[6:], seq)
 	binary.BigEndian.PutUint64(buf[8:], token)
-	binary.BigEndian.PutUint64(buf[16:], uint64(time.Now().UnixNano()))
+	binary.BigEndian.PutUint64(buf[16:], uint64(time.Now().UnixNano())) //bwx:wallclock: compared with the kernel's receive timestamps
 	if !v6 {
 		binary.BigEndian.PutUint16(buf[2:], checksum(buf))
 	}
@@ -448,7 +450,7 @@ func (p *Prober) read(c *net.IPConn, v6 bool) {
 		if rerr != nil {
 			continue
 		}
-		rx := time.Now()
+		rx := time.Now() //bwx:wallclock: compared with the kernel's receive timestamps
 		ttl := -1
 		var src netip.Addr
 		msg := buf[:n]

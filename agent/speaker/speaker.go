@@ -50,6 +50,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/bwxchange/bwx/shared/bgplog"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Large community function numbers of the route server's scheme.
@@ -288,10 +289,10 @@ func New(cfg Config) (*Speaker, error) {
 		ready:    make(chan struct{}),
 	}
 	for _, a := range cfg.RouteServers {
-		s.sessions[a] = &session{addr: a, state: api.PeerState_IDLE, since: time.Now().UTC()}
+		s.sessions[a] = &session{addr: a, state: api.PeerState_IDLE, since: clock.Now().UTC()}
 	}
 	for _, a := range cfg.MemberRouters {
-		s.routers[a] = &session{addr: a, state: api.PeerState_IDLE, since: time.Now().UTC()}
+		s.routers[a] = &session{addr: a, state: api.PeerState_IDLE, since: clock.Now().UTC()}
 	}
 	s.bgp = server.NewBgpServer(server.LoggerOption(bgplog.New(cfg.Log.With("component", "gobgp"))))
 	return s, nil
@@ -561,7 +562,7 @@ func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	defer s.mu.Unlock()
 	if r := s.routers[addr]; r != nil {
 		if r.state != st.SessionState {
-			r.since = time.Now().UTC()
+			r.since = clock.Now().UTC()
 		}
 		r.state = st.SessionState
 		up := st.SessionState == api.PeerState_ESTABLISHED
@@ -576,7 +577,7 @@ func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 		return
 	}
 	if ss.state != st.SessionState {
-		ss.since = time.Now().UTC()
+		ss.since = clock.Now().UTC()
 	}
 	ss.state = st.SessionState
 	up := st.SessionState == api.PeerState_ESTABLISHED
@@ -631,7 +632,7 @@ func (s *Speaker) onPaths(paths []*api.Path) {
 			// ends: after an arbiter restart a trade comes back only
 			// once the seller's session is up again, which may be after
 			// the route server's End-of-RIB to us.
-			if old != nil && old.stale && time.Now().Before(ss.staleUntil) {
+			if old != nil && old.stale && clock.Now().Before(ss.staleUntil) {
 				continue
 			}
 			if old != nil {
@@ -662,7 +663,7 @@ func (s *Speaker) startOutage(ss *session) {
 		return
 	}
 	ss.outage = true
-	ss.staleUntil = time.Now().Add(s.cfg.RestartTime)
+	ss.staleUntil = clock.Now().Add(s.cfg.RestartTime)
 	addr := ss.addr
 	s.timers = append(s.timers, time.AfterFunc(s.cfg.RestartTime+10*time.Millisecond, func() { s.expire(addr) }))
 }
@@ -671,7 +672,7 @@ func (s *Speaker) startOutage(ss *session) {
 func (s *Speaker) expire(peer netip.Addr) {
 	s.mu.Lock()
 	ss := s.sessions[peer]
-	if ss == nil || s.stopped || time.Now().Before(ss.staleUntil) {
+	if ss == nil || s.stopped || clock.Now().Before(ss.staleUntil) {
 		s.mu.Unlock()
 		return
 	}
@@ -781,7 +782,7 @@ func (s *Speaker) usable(k pathKey, h *held, now time.Time) bool {
 func (s *Speaker) Routes() []Route {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := clock.Now()
 	type nhAcc struct {
 		trades []uint64
 		stale  bool
@@ -829,7 +830,7 @@ func comparePrefix(a, b netip.Prefix) int {
 func (s *Speaker) Sessions() []Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := clock.Now()
 	out := make([]Session, 0, len(s.sessions))
 	idx := map[netip.Addr]int{}
 	for _, a := range s.cfg.RouteServers {

@@ -25,6 +25,8 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 	"golang.org/x/sys/unix"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Defaults for Options.
@@ -274,7 +276,7 @@ func (s *Spool) putTx(ctx context.Context, kind string, recs []Record) (added in
 			tx.Rollback()
 		}
 	}()
-	now := time.Now().UnixNano()
+	now := clock.Now().UnixNano()
 	ins, err := tx.PrepareContext(ctx, "INSERT INTO items (kind, key, payload, added_ns) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO NOTHING")
 	if err != nil {
 		return 0, fmt.Errorf("spool: %s: %w", s.path, err)

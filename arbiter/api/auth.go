@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -97,7 +98,7 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 // Unary is the unary interceptor: authentication, metrics and a log line
 // for failures.
 func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	start := time.Now()
+	start := clock.Now()
 	ctx, err := a.authenticate(ctx, info.FullMethod)
 	var resp any
 	if err == nil {
@@ -109,7 +110,7 @@ func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 
 // Stream is the stream interceptor.
 func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	start := time.Now()
+	start := clock.Now()
 	ctx, err := a.authenticate(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
@@ -122,7 +123,7 @@ func (a *Authenticator) observe(ctx context.Context, method string, start time.T
 	code := status.Code(err)
 	if a.Metrics != nil {
 		a.Metrics.Requests.WithLabelValues(method, code.String()).Inc()
-		a.Metrics.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+		a.Metrics.Latency.WithLabelValues(method).Observe(clock.Since(start).Seconds())
 	}
 	if err != nil && code != codes.Canceled {
 		who := "unauthenticated"

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // The order book's series, measured here around the book's calls so
@@ -41,7 +42,7 @@ func (m *Metrics) observeBook(op string, side book.Side, start time.Time, err er
 	if m == nil || m.book.match == nil {
 		return
 	}
-	m.book.match.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	m.book.match.WithLabelValues(op).Observe(clock.Since(start).Seconds())
 	if op == "place" || op == "take" {
 		result := "accepted"
 		if err != nil {

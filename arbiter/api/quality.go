@@ -13,6 +13,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/quality"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // QualityServer serves the quality matrix and the probe task streams.
@@ -36,7 +37,7 @@ func (s *QualityServer) clock() time.Time {
 	if s.now != nil {
 		return s.now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (s *QualityServer) ReportMeasurements(ctx context.Context, r *pb.ReportMeasurementsRequest) (*pb.ReportMeasurementsResponse, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // TradingServer serves the order book.
@@ -33,7 +34,7 @@ func (s *TradingServer) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest) (*pb.PlaceOrderResponse, error) {
@@ -45,7 +46,7 @@ func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest)
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	start := clock.Now()
 	o, trades, err := s.Book.Place(ctx, asn, spec, r.ClientOrderId)
 	s.Metrics.observeBook("place", spec.Side, start, err)
 	if err != nil {
@@ -66,7 +67,7 @@ func (s *TradingServer) TakeOffer(ctx context.Context, r *pb.TakeOfferRequest) (
 	if spec.Side == 0 {
 		spec.Side = book.Buy
 	}
-	start := time.Now()
+	start := clock.Now()
 	o, trades, err := s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
 	s.Metrics.observeBook("take", spec.Side, start, err)
 	if err != nil {
@@ -83,7 +84,7 @@ func (s *TradingServer) ModifyOrder(ctx context.Context, r *pb.ModifyOrderReques
 	if !c.IsMember() {
 		return nil, status.Error(codes.PermissionDenied, "only the member that placed an order may change it")
 	}
-	start := time.Now()
+	start := clock.Now()
 	o, _, err := s.Book.Modify(ctx, c.ASN(), int64(r.OrderId), r.CapacityBps, r.PriceMicros)
 	s.Metrics.observeBook("modify", 0, start, err)
 	if err != nil {
@@ -96,7 +97,7 @@ func (s *TradingServer) CancelOrder(ctx context.Context, r *pb.CancelOrderReques
 	if r.OrderId == 0 {
 		return nil, invalidArg("order_id", "is required")
 	}
-	start := time.Now()
+	start := clock.Now()
 	o, err := s.Book.Cancel(ctx, callerFrom(ctx).ASN(), int64(r.OrderId))
 	s.Metrics.observeBook("cancel", 0, start, err)
 	if err != nil {

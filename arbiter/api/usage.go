@@ -16,6 +16,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // UsageServer takes usage samples and serves settlement: members read their
@@ -43,7 +44,7 @@ func (s *UsageServer) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (s *UsageServer) ReportUsage(ctx context.Context, r *pb.ReportUsageRequest) (*pb.ReportUsageResponse, error) {
@@ -281,7 +282,7 @@ func (s *UsageServer) RunSettlement(ctx context.Context, r *pb.RunSettlementRequ
 		return nil, status.Error(codes.Aborted, "another settlement run is in progress; try again when it has finished")
 	}
 	defer s.running.Unlock()
-	start := time.Now()
+	start := clock.Now()
 	var res *settle.Result
 	if r.Correct {
 		res, err = s.Settle.Correct(ctx, p, policy)
@@ -294,7 +295,7 @@ func (s *UsageServer) RunSettlement(ctx context.Context, r *pb.RunSettlementRequ
 	if s.Log != nil {
 		s.Log.Info("settlement run", "period", p.String(), "policy", policy.String(), "correct", r.Correct, "run_id", res.RunID,
 			"seq", res.Seq, "entries", res.Entries, "invoices", len(res.Invoices), "trades", res.Exchange.Trades,
-			"fee_income_micros", res.Exchange.FeeIncome, "balance_micros", res.Exchange.Balance, "took", time.Since(start).String())
+			"fee_income_micros", res.Exchange.FeeIncome, "balance_micros", res.Exchange.Balance, "took", clock.Since(start).String())
 	}
 	if s.Settled != nil {
 		s.Settled(ctx, res)

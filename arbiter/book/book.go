@@ -15,6 +15,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // ErrNotFound is an unknown order, or one that belongs to another member:
@@ -211,7 +212,7 @@ func (p *pending) fill() {
 // Start loads the book from the store and starts committing.
 func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	if opt.Now == nil {
-		opt.Now = time.Now
+		opt.Now = clock.Now
 	}
 	if opt.Notify == nil {
 		opt.Notify = func([]Event) {}
@@ -224,7 +225,7 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	}
 	b := &Book{db: db, opt: opt, done: make(chan struct{}), cm: newCommitter(db), inflight: map[uint32][]Trade{}, bought: map[uint32]uint64{}}
 	if opt.Quality == nil {
-		b.paths = quality.NewPaths(quality.New(db), opt.Freshness)
+		b.paths = quality.NewPaths(quality.New(db, opt.Now), opt.Freshness)
 	}
 	b.qcond = sync.NewCond(&b.qmu)
 	if err := b.reload(ctx); err != nil {

@@ -163,7 +163,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		func() float64 { return float64(bk.OpenCount()) })
 	reg.MustRegister(openOrders)
 	a.health = health.NewServer()
-	matrix := quality.New(a.db)
+	matrix := quality.New(a.db, nil)
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
 		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes)})

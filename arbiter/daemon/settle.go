@@ -14,6 +14,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
 )
 
@@ -252,7 +253,7 @@ type useKey struct {
 }
 
 func newUseWatcher(log *slog.Logger, st *settle.Settlement) *useWatcher {
-	return &useWatcher{log: log, now: time.Now, seen: map[useKey]bool{},
+	return &useWatcher{log: log, now: clock.Now, seen: map[useKey]bool{},
 		events: func(ctx context.Context, from, to time.Time) ([]settle.TradeUse, error) {
 			return st.UseEvents(ctx, 0, from, to)
 		}}

@@ -26,6 +26,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -112,7 +113,7 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = clock.Now
 	}
 	if o.QualityAge <= 0 {
 		o.QualityAge = 24 * time.Hour
@@ -130,7 +131,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, reg: registry.New(o.DB), matrix: quality.New(o.DB), settle: st, pages: map[string]*template.Template{}}
+	s := &Server{o: o, reg: registry.New(o.DB), matrix: quality.New(o.DB, o.Now), settle: st, pages: map[string]*template.Template{}}
 	if s.assetsFS, err = fs.Sub(assetFS, "assets"); err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func newFixture(t testing.TB) *fixture {
 		}
 	}
 	// Quality: A measured through C toward both prefixes.
-	m := quality.New(db)
+	m := quality.New(db, nil)
 	if _, _, err := m.Report(ctx, asA, []quality.Measurement{
 		{IdempotencyKey: "q1", ViaASN: asC, Prefix: pfx4, Target: netip.MustParseAddr("198.51.100.1"), At: f.now.Add(-time.Minute), LatencyUs: 12000, JitterUs: 800, LossPPM: 2500, ASHops: 2, IPHops: 6, ProbesSent: 10},
 		{IdempotencyKey: "q2", ViaASN: asC, Prefix: pfx6, Target: netip.MustParseAddr("2001:db8:100::1"), At: f.now.Add(-time.Minute), LatencyUs: 95000, JitterUs: 3000, LossPPM: 0, ASHops: 3, IPHops: 9, ProbesSent: 10},

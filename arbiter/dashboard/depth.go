@@ -12,6 +12,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // DepthRow is the book at one destination and protocol: the open orders on
@@ -53,7 +54,7 @@ func (s *Server) Depth(ctx context.Context) ([]DepthRow, error) {
 func (s *Server) book(ctx context.Context) (*bookView, error) {
 	s.depthMu.Lock()
 	defer s.depthMu.Unlock()
-	now := time.Now()
+	now := clock.Now()
 	if s.depth != nil && now.Sub(s.depth.at) < s.o.DepthMaxAge {
 		return s.depth, nil
 	}

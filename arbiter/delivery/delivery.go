@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Active returns the trades to deliver at now, by ID: not cancelled and
@@ -67,7 +68,7 @@ type Target interface {
 
 // Options tune a Loop.
 type Options struct {
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means clock.Now.
 	Now func() time.Time
 	// Log receives failures; nil discards.
 	Log *slog.Logger
@@ -93,7 +94,7 @@ type Loop struct {
 // New makes a Loop; Run runs it.
 func New(src Source, dst Target, opt Options) *Loop {
 	if opt.Now == nil {
-		opt.Now = time.Now
+		opt.Now = clock.Now
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)

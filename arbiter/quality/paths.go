@@ -92,9 +92,10 @@ const (
 )
 
 // NewPaths returns the cached view of m for windows up to horizon long
-// (the freshness the book asks for); longer ones go to the store.
+// (the freshness the book asks for); longer ones go to the store. It
+// reads m's clock.
 func NewPaths(m *Matrix, horizon time.Duration) *Paths {
-	p := &Paths{m: m, horizon: horizon, now: time.Now, seen: -1, ids: registry.NewIDs(m.db)}
+	p := &Paths{m: m, horizon: horizon, now: m.now, seen: -1, ids: registry.NewIDs(m.db)}
 	p.reset()
 	return p
 }

@@ -21,7 +21,6 @@ func TestPathsAnswerAsTheMatrix(t *testing.T) {
 	var key int
 	rapid.Check(t, func(rt *rapid.T) {
 		ps := NewPaths(f.mx, 2*time.Hour) // windows up to 130 minutes: longer ones too
-		ps.now = func() time.Time { return now }
 		if err := ps.Refresh(ctx); err != nil {
 			rt.Fatal(err)
 		}
@@ -83,7 +82,6 @@ func TestPathsReadTheStoreOnlyForWhatChanged(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	ps := NewPaths(f.mx, 2*time.Hour)
-	ps.now = func() time.Time { return now }
 	if err := ps.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}

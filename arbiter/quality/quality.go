@@ -12,6 +12,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Measurement is one reported probe result.
@@ -47,8 +48,14 @@ type Matrix struct {
 	now func() time.Time
 }
 
-// New returns the matrix over db.
-func New(db *store.DB) *Matrix { return &Matrix{db: db, now: time.Now} }
+// New returns the matrix over db, reading now (clock.Now when nil) for
+// what "recent" and "in the future" mean.
+func New(db *store.DB, now func() time.Time) *Matrix {
+	if now == nil {
+		now = clock.Now
+	}
+	return &Matrix{db: db, now: now}
+}
 
 // MaxBatch bounds one report.
 const MaxBatch = 10000

@@ -41,8 +41,7 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	mx := New(db)
-	mx.now = func() time.Time { return now }
+	mx := New(db, func() time.Time { return now })
 	return &fixture{db: db, mx: mx}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // RouteType is the kind of a registered route (claim 4).
@@ -217,7 +218,7 @@ type Registry struct {
 }
 
 // New returns a registry over db.
-func New(db *store.DB) *Registry { return &Registry{db: db, now: time.Now, ids: NewIDs(db)} }
+func New(db *store.DB) *Registry { return &Registry{db: db, now: clock.Now, ids: NewIDs(db)} }
 
 // MemberID is asn's member id, 0 if asn is not a member; after the first
 // call for a member it costs no store read.

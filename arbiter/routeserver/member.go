@@ -11,6 +11,8 @@ import (
 
 	"github.com/gaissmai/bart"
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Member is a member network as the route server sees it.
@@ -134,7 +136,7 @@ func (s *Server) AddMember(ctx context.Context, m Member) error {
 			addr:     a,
 			asn:      m.ASN,
 			state:    api.PeerState_IDLE,
-			since:    time.Now(),
+			since:    clock.Now(),
 			routes:   map[netip.Prefix]*ReceivedRoute{},
 			accepted: new(bart.Table[*ReceivedRoute]),
 			tradePfx: new(bart.Table[bool]),

@@ -15,6 +15,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // ReceivedRoute is a route a member announced, with the verdict.
@@ -88,7 +90,7 @@ func (s *Server) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	}
 	was := n.established()
 	if n.state != st.SessionState {
-		n.since = time.Now()
+		n.since = clock.Now()
 	}
 	n.state, n.admin = st.SessionState, st.AdminState
 	now := n.established()
@@ -130,7 +132,7 @@ func (s *Server) onPaths(paths []*api.Path) {
 	addrs := make([]netip.Addr, 0, len(paths))
 	var bad []error // parse errors, by address in badAddrs
 	var badAddrs []netip.Addr
-	pp := pathParser{now: time.Now().UTC()}
+	pp := pathParser{now: clock.Now().UTC()}
 	for _, p := range paths {
 		addr, err := pp.neighbor(p.NeighborIp)
 		if err != nil || p.IsWithdraw && p.Nlri == nil {
@@ -400,7 +402,7 @@ func parsePath(p *api.Path) (ReceivedRoute, error) {
 		return r, fmt.Errorf("prefix %q: %w", nlri.String(), err)
 	}
 	r.Prefix = pfx.Masked()
-	r.Since = time.Now().UTC()
+	r.Since = clock.Now().UTC()
 	if p.IsWithdraw {
 		return r, nil
 	}

@@ -14,6 +14,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Trade is a delivery the route server makes: the seller's prefixes to the
@@ -402,7 +404,7 @@ func (s *Server) apply(ctx context.Context, k pathKey, w *wantPath) error {
 		delete(s.announced, k)
 		return nil
 	case have == nil:
-		a := &announcedPath{want: *w, id: s.newPathID(), since: time.Now()}
+		a := &announcedPath{want: *w, id: s.newPathID(), since: clock.Now()}
 		if err := s.addPath(ctx, a); err != nil {
 			return err
 		}
@@ -422,7 +424,7 @@ func (s *Server) apply(ctx context.Context, k pathKey, w *wantPath) error {
 		// A buyer loses it: GoBGP v3 would not withdraw an implicitly
 		// replaced path from ADD-PATH peers, so make the new path under a
 		// fresh identifier before deleting the old one.
-		a := &announcedPath{want: *w, id: s.newPathID(), since: time.Now()}
+		a := &announcedPath{want: *w, id: s.newPathID(), since: clock.Now()}
 		if err := s.addPath(ctx, a); err != nil {
 			return err
 		}
@@ -514,7 +516,7 @@ func (s *Server) apiPath(w *wantPath, id uint32) (*api.Path, error) {
 		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcTrade, uint32(t)))
 	}
 	attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lcs))
-	return apiutil.NewPath(nlri, false, attrs, time.Now())
+	return apiutil.NewPath(nlri, false, attrs, clock.Now())
 }
 
 // AnnouncedPath is a path the route server originates now.

@@ -13,6 +13,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Session is one member router's BGP session.
@@ -48,7 +50,7 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	for _, n := range s.nbrs {
 		out = append(out, Session{
 			ASN: n.asn, Address: n.addr, State: stateName(n.state, n.admin),
-			Uptime: time.Since(n.since).Truncate(time.Second), Received: len(n.routes), Accepted: n.nAcc,
+			Uptime: clock.Since(n.since).Truncate(time.Second), Received: len(n.routes), Accepted: n.nAcc,
 		})
 	}
 	s.mu.Unlock()
@@ -262,7 +264,7 @@ func FormatAnnounced(w io.Writer, paths []AnnouncedPath) error {
 			trades = append(trades, fmt.Sprint(t))
 		}
 		fmt.Fprintf(tw, "%s\t%s\tAS%d\t%s\t%s\t%s\t%s\n", p.Prefix, p.NextHop, p.SellerASN, asPathString(p.ASPath),
-			formatAge(time.Since(p.Since)), strings.Join(buyers, ","), strings.Join(trades, ","))
+			formatAge(clock.Since(p.Since)), strings.Join(buyers, ","), strings.Join(trades, ","))
 	}
 	return tw.Flush()
 }

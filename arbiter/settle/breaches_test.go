@@ -37,7 +37,7 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 	if _, err := l.db.Exec(`UPDATE orders SET max_latency_us = 20000, max_loss_ppm = 1000 WHERE id = (SELECT buy_order_id FROM trades WHERE id = ?)`, id); err != nil {
 		t.Fatal(err)
 	}
-	m := quality.New(l.db)
+	m := quality.New(l.db, func() time.Time { return l.now })
 	t0 := nov.Start.Add(24 * time.Hour)
 	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 	v4, v6 := "198.51.100.0/24", "2001:db8:100::/48"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Ledger entry kinds (ledger.kind).
@@ -36,7 +37,7 @@ type BreachSource interface {
 // Options configure a Settlement.
 type Options struct {
 	Config   Config
-	Now      func() time.Time // time.Now by default
+	Now      func() time.Time // clock.Now by default
 	Breaches BreachSource     // nil: no trade breached
 }
 
@@ -58,7 +59,7 @@ func NewSettlement(db *store.DB, o Options) (*Settlement, error) {
 		return nil, err
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = clock.Now
 	}
 	return &Settlement{db: db, cfg: o.Config, now: o.Now, breaches: o.Breaches}, nil
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // File names inside a CA directory.
@@ -83,7 +85,7 @@ func InitCA(dir, name string, serverHosts []string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := clock.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: name},
@@ -309,7 +311,7 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub any, validity time.Duration) ([]b
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := clock.Now()
 	tmpl.SerialNumber = serial
 	tmpl.NotBefore = now.Add(-clockSkew)
 	tmpl.NotAfter = now.Add(validity)

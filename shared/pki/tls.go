@@ -3,6 +3,8 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // ServerTLS returns a TLS 1.3 server configuration presenting cert and
@@ -14,6 +16,7 @@ func ServerTLS(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clientCAs,
+		Time:         clock.Now, // certificates are checked by the clock that issued them
 	}
 }
 
@@ -26,5 +29,6 @@ func ClientTLS(b *Bundle, serverName string) *tls.Config {
 		Certificates: []tls.Certificate{b.Certificate},
 		RootCAs:      b.CAs,
 		ServerName:   serverName,
+		Time:         clock.Now,
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -165,7 +166,7 @@ func (s *specFlags) spec(side pb.Side, f *pflag.FlagSet) (*pb.OrderSpec, error) 
 	if !f.Changed("min-block") {
 		out.MinBlockBps = out.CapacityBps
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	now := clock.Now().UTC().Truncate(time.Second)
 	start, err := parseTime("start", s.start, now)
 	if err != nil {
 		return nil, err

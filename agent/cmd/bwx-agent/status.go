@@ -15,6 +15,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -65,7 +66,7 @@ func ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String()
+	return clock.Since(t).Round(time.Second).String()
 }
 
 // printStatus prints the status for a person: sections separated by blank

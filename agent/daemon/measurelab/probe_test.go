@@ -75,7 +75,7 @@ func TestLabProbesRankSellers(t *testing.T) {
 	cfg.Probe.Targets = map[string][]string{p4.String(): {"198.51.100.1"}, p6.String(): {"2001:db8:100::1"}}
 	m := runMeasure(t, cfg, buyerASN, buyer, b, daemon.MeasureOptions{})
 
-	mx := quality.New(x.db())
+	mx := quality.New(x.db(), nil)
 	ctx := context.Background()
 	cell := func(via uint32, p netip.Prefix) *quality.Cell {
 		c, err := mx.PathQuality(ctx, buyerASN, via, []netip.Prefix{p}, time.Now().Add(-time.Hour))

@@ -57,7 +57,7 @@ func TestImportAtlas(t *testing.T) {
 	if rep.Results != 4 || rep.Stored != 2 || rep.Duplicates != 0 || rep.Skipped["destination not in a registered prefix"] != 1 || rep.Skipped["probe's network unknown"] != 1 {
 		t.Fatalf("report %+v", rep)
 	}
-	mx := quality.New(db)
+	mx := quality.New(db, nil)
 	c, err := mx.PathQuality(ctx, 0, 64501, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, time.Now().Add(-2*time.Hour))
 	if err != nil || c == nil || c.LatencyUs != 20_500 || c.Vantage != 0 {
 		t.Fatalf("pooled quality via AS64501: %+v %v", c, err)

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bwxchange/bwx/arbiter/routeserver"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func bgpCmd(g *globals) *cobra.Command {
@@ -36,7 +36,7 @@ func bgpCmd(g *globals) *cobra.Command {
 			var ss []routeserver.Session
 			for _, s := range resp.Sessions {
 				a, _ := netip.ParseAddr(s.Neighbor)
-				ss = append(ss, routeserver.Session{ASN: s.Asn, Address: a, State: s.State, Uptime: time.Since(s.Since.AsTime()),
+				ss = append(ss, routeserver.Session{ASN: s.Asn, Address: a, State: s.State, Uptime: clock.Since(s.Since.AsTime()),
 					Received: int(s.Received), Accepted: int(s.Accepted), Sent: int(s.Sent)})
 			}
 			return routeserver.FormatSessions(os.Stdout, ss)

@@ -24,6 +24,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // importCmd loads IRR dumps and ROA exports straight into the database
@@ -200,7 +201,7 @@ twice. "-" reads standard input.`,
 				return fmt.Errorf("import atlas: %s: %w (nothing was stored)", args[0], err)
 			}
 			rep := atlasReport{Results: imp.Results, Skipped: imp.Skipped}
-			m := quality.New(db)
+			m := quality.New(db, nil)
 			for b := imp.Measurements; len(b) > 0; {
 				n := min(len(b), quality.MaxBatch)
 				acc, dup, err := m.ReportThirdParty(ctx, quality.SourceAtlas, b[:n])
@@ -280,7 +281,7 @@ func openInput(name string, log io.Writer) (io.Reader, func(), error) {
 	if isTerminal(log) {
 		return &barReader{r: f, name: name, size: fi.Size(), w: log}, func() { f.Close() }, nil
 	}
-	return &logReader{r: f, name: name, size: fi.Size(), w: log, start: time.Now()}, func() { f.Close() }, nil
+	return &logReader{r: f, name: name, size: fi.Size(), w: log, start: clock.Now()}, func() { f.Close() }, nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -348,7 +349,7 @@ func (l *logReader) Read(p []byte) (int, error) {
 		}
 	}
 	if err == io.EOF && l.tenth < 10 {
-		fmt.Fprintf(l.w, "%s: read %s in %.1fs\n", l.name, byteSize(l.read), time.Since(l.start).Seconds())
+		fmt.Fprintf(l.w, "%s: read %s in %.1fs\n", l.name, byteSize(l.read), clock.Since(l.start).Seconds())
 		l.tenth = 10
 	}
 	return n, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Input is one file to import.
@@ -67,7 +68,7 @@ const batchRows = 200 // rows per INSERT: 800 parameters, well under sqlite's li
 func Import(ctx context.Context, db *store.DB, in []Input, opt ImportOptions) (Report, error) {
 	now := opt.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
 	}
 	want := strings.ToUpper(strings.TrimSpace(opt.Source))
 	if opt.Source != "" && (want == "" || strings.ContainsAny(want, " \t,")) {

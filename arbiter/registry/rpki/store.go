@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // SetName is the import log's source for ROA imports: one relying party's
@@ -50,7 +51,7 @@ const batchRows = 200
 func Import(ctx context.Context, db *store.DB, name string, r io.Reader, opt ImportOptions) (Report, error) {
 	now := opt.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
 	}
 	rep := Report{Started: now().UTC()}
 	// Parse first, write after: the write transaction holds the database's
