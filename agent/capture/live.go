@@ -324,8 +324,8 @@ func (s *socket) read(stop *atomic.Bool, m *Meter) error {
 		data, ci, err := s.tp.ZeroCopyReadPacketData()
 		switch {
 		case err == nil:
-			if !ci.Timestamp.Before(s.since) {
-				s.shard.Count(data, ci.Timestamp, ci.Length)
+			if at := clock.FromKernel(ci.Timestamp); !at.Before(s.since) {
+				s.shard.Count(data, at, ci.Length)
 			}
 			if n&63 != 0 {
 				continue

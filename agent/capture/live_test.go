@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bwxchange/bwx/agent/capture"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
@@ -163,8 +164,8 @@ func TestLiveCapture(t *testing.T) {
 	var last time.Time
 	rounds := []int{300, 500, 700}
 	for _, n := range rounds {
-		start := time.Now().Truncate(time.Second).Add(time.Second + 150*time.Millisecond)
-		time.Sleep(time.Until(start))
+		start := clock.Now().Truncate(time.Second).Add(time.Second + 150*time.Millisecond)
+		time.Sleep(clock.Until(start))
 		for range n {
 			for i, f := range flows {
 				if _, err := conns[i].Write(make([]byte, f.payload)); err != nil {
@@ -175,7 +176,7 @@ func TestLiveCapture(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		end := time.Now()
+		end := clock.Now()
 		iv := start.Truncate(time.Second).UTC()
 		if !end.Truncate(time.Second).Equal(start.Truncate(time.Second)) {
 			// The machine stalled past the interval's end: only the
@@ -198,7 +199,7 @@ func TestLiveCapture(t *testing.T) {
 	}
 
 	// Wait until both captures emitted the interval of the last round.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := clock.Now().Add(10 * time.Second)
 	for _, r := range runs {
 		for {
 			r.mu.Lock()
@@ -208,7 +209,7 @@ func TestLiveCapture(t *testing.T) {
 			if ok {
 				break
 			}
-			if time.Now().After(deadline) {
+			if clock.Now().After(deadline) {
 				t.Fatalf("1-in-%d: no interval emitted past %v", r.rate, last)
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -458,8 +459,8 @@ func TestLiveCaptureIncoming(t *testing.T) {
 	}
 	const n = 500
 	send(n)
-	last := time.Now()
-	deadline := time.Now().Add(10 * time.Second)
+	last := clock.Now()
+	deadline := clock.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
 		ok := len(ivs) > 0 && !ivs[len(ivs)-1].End.Before(last)
@@ -467,7 +468,7 @@ func TestLiveCaptureIncoming(t *testing.T) {
 		if ok {
 			break
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("no interval emitted past %v", last)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwxchange/bwx/arbiter/routeserver"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 )
 
@@ -51,18 +52,18 @@ func BenchmarkTradeToKernel(b *testing.B) {
 				p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 250)}), 32)
 				id := uint64(10000 + i)
 				t := routeserver.Trade{ID: id, BuyerASN: c.buyer, SellerASN: seller1AS, Prefixes: []netip.Prefix{p}, NextHop4: l.s1.Addr4()}
-				start := time.Now()
+				start := clock.Now()
 				if err := l.rs.AnnounceTrade(context.Background(), t); err != nil {
 					b.Fatal(err)
 				}
 				w.wait(b, p, true)
-				add = append(add, time.Since(start))
-				start = time.Now()
+				add = append(add, clock.Since(start))
+				start = clock.Now()
 				if err := l.rs.WithdrawTrade(context.Background(), id); err != nil {
 					b.Fatal(err)
 				}
 				w.wait(b, p, false)
-				del = append(del, time.Since(start))
+				del = append(del, clock.Since(start))
 			}
 			report(b, "add", add)
 			report(b, "withdraw", del)

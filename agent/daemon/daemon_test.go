@@ -15,6 +15,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -76,9 +77,9 @@ func serve(t *testing.T, ca *pki.CA, addr string, f *fakeArbiter) *grpc.Server {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := clock.Now().Add(10 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/arbiter/routeserver"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -350,7 +351,7 @@ type agentProc struct {
 
 func (l *routeLab) startAgent() {
 	l.t.Helper()
-	logPath := filepath.Join(l.dir, fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
+	logPath := filepath.Join(l.dir, fmt.Sprintf("agent-%d.log", clock.Now().UnixNano()))
 	f, err := os.Create(logPath)
 	if err != nil {
 		l.t.Fatal(err)
@@ -430,13 +431,13 @@ func (l *routeLab) status() daemon.AgentStatus {
 // eventually polls cond (which says what is wrong, or "") until it holds.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := clock.Now().Add(timeout)
 	for {
 		msg := cond()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("after %v: %s: %s", timeout, what, msg)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -642,8 +643,8 @@ func (s *sampler) finish(t testing.TB, what string) {
 
 func TestLabAgentAppliesTradedRoutes(t *testing.T) {
 	l := newRouteLab(t)
-	begin := time.Now()
-	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(begin).Seconds(), what) }
+	begin := clock.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", clock.Since(begin).Seconds(), what) }
 	s1, s2 := l.s1.Addr4().String(), l.s2.Addr4().String()
 	s1v6 := l.s1.Addr6().String()
 
@@ -726,10 +727,10 @@ func TestLabAgentAppliesTradedRoutes(t *testing.T) {
 	// Seller 2 stops answering on the LAN: its routes go within seconds
 	// (before any BGP timer), and come back when it answers again.
 	l.ip(l.s2, "link", "set", "eth0", "arp", "off")
-	start := time.Now()
+	start := clock.Now()
 	l.waitRoutes("seller 2's routes pulled", map[string][]string{p4a.String(): {s1}, p6a.String(): {s1v6}})
-	t.Logf("seller 2 not answering: routes pulled after %v", time.Since(start).Round(time.Millisecond))
-	if d := time.Since(start); d > 12*time.Second {
+	t.Logf("seller 2 not answering: routes pulled after %v", clock.Since(start).Round(time.Millisecond))
+	if d := clock.Since(start); d > 12*time.Second {
 		t.Fatalf("routes pulled only after %v", d)
 	}
 	l.ip(l.s2, "link", "set", "eth0", "arp", "on")
@@ -790,7 +791,7 @@ func TestLabAgentAppliesTradedRoutes(t *testing.T) {
 	// reconnects.
 	smp = l.sample(dst4a, l.s1.Addr4())
 	l.crashRS()
-	crashed := time.Now()
+	crashed := clock.Now()
 	eventually(t, 5*time.Second, "the agent sees the route server restarting", func() string {
 		for _, s := range l.status().Routing.Sessions {
 			if !s.Restarting {
@@ -822,16 +823,16 @@ func TestLabAgentAppliesTradedRoutes(t *testing.T) {
 	})
 	phase("route server back")
 	// Past the graceful restart time since the outage: still there.
-	time.Sleep(time.Until(crashed.Add(grTime + time.Second)))
+	time.Sleep(clock.Until(crashed.Add(grTime + time.Second)))
 	smp.finish(t, "IPv4 lookups during a short route server outage")
 	l.waitRoutes("after a short route server outage", map[string][]string{p4a.String(): {s1}, p6a.String(): {s1v6}})
 
 	phase("short outage checked")
 	// Longer than the graceful restart time: the routes go.
 	l.crashRS()
-	stopped := time.Now()
+	stopped := clock.Now()
 	l.waitRoutes("routes dropped after the graceful restart time", map[string][]string{})
-	if d := time.Since(stopped); d < grTime-500*time.Millisecond {
+	if d := clock.Since(stopped); d < grTime-500*time.Millisecond {
 		t.Fatalf("routes dropped %v after the route server stopped, before the graceful restart time %v", d, grTime)
 	}
 	l.sendVia(dst4a, l.up, l.s1, l.s2)

@@ -16,6 +16,7 @@ import (
 	"github.com/bwxchange/bwx/agent/manager"
 	"github.com/bwxchange/bwx/agent/speaker"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func TestManagerConfigDefaultsAndErrors(t *testing.T) {
@@ -186,8 +187,8 @@ func TestStatusSocketServesDecisions(t *testing.T) {
 	}
 	p := netip.MustParsePrefix("198.18.0.0/24")
 	l.m.Restore([]manager.Decision{
-		{Seq: 1, At: time.Now().UTC(), Kind: manager.KindBuy, Shadow: true, Prefix: p, Seller: 64502, Reason: "a"},
-		{Seq: 2, At: time.Now().UTC(), Kind: manager.KindHold, Shadow: true, Prefix: p, Reason: "b"},
+		{Seq: 1, At: clock.Now().UTC(), Kind: manager.KindBuy, Shadow: true, Prefix: p, Seller: 64502, Reason: "a"},
+		{Seq: 2, At: clock.Now().UTC(), Kind: manager.KindHold, Shadow: true, Prefix: p, Reason: "b"},
 	})
 	a := &Agent{cfg: cfg, log: log, manager: l}
 	sock := filepath.Join(cfg.StateDir, "agent.sock")

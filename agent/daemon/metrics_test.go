@@ -20,6 +20,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	arbiter "github.com/bwxchange/bwx/arbiter/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -139,9 +140,9 @@ func runAgent(t *testing.T, newAgent func() (*daemon.Agent, error)) (*daemon.Age
 
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // the machine is shared: be patient
+	deadline := clock.Now().Add(30 * time.Second) // the machine is shared: be patient
 	for !cond() {
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)

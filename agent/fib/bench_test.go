@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/vishvananda/netlink"
@@ -53,9 +54,9 @@ func BenchmarkRoutes(b *testing.B) {
 		f := newFIB(b, h, Config{Log: slog.New(slog.DiscardHandler)})
 		b.StartTimer()
 		for phase, desired := range [][]Route{install, change, nil} {
-			start := time.Now()
+			start := clock.Now()
 			res, err := f.Sync(desired)
-			fibT[phase] += time.Since(start)
+			fibT[phase] += clock.Since(start)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -65,11 +66,11 @@ func BenchmarkRoutes(b *testing.B) {
 			if phase == 0 {
 				// What Watch's periodic resync costs: a Sync that
 				// finds nothing to do.
-				start := time.Now()
+				start := clock.Now()
 				if res, err := f.Sync(install); err != nil || res.Changes() != 0 {
 					b.Fatalf("no-op Sync: %v, %d changes", err, res.Changes())
 				}
-				noopT += time.Since(start)
+				noopT += clock.Since(start)
 			}
 		}
 		b.StopTimer()
@@ -77,9 +78,9 @@ func BenchmarkRoutes(b *testing.B) {
 
 		h = labtest.AddHost(b, lab, fmt.Sprintf("ip%d", i), hostAddrs(1)...)
 		for phase, name := range []string{"install", "change", "remove"} {
-			start := time.Now()
+			start := clock.Now()
 			ipBatch(b, h, files[name])
-			ipT[phase] += time.Since(start)
+			ipT[phase] += clock.Since(start)
 		}
 
 		h = labtest.AddHost(b, lab, fmt.Sprintf("lib%d", i), hostAddrs(1)...)
@@ -197,11 +198,11 @@ func libInstall(b *testing.B, h *labnet.Host, routes []Route) time.Duration {
 			Table:     DefaultTable,
 		}
 	}
-	start := time.Now()
+	start := clock.Now()
 	for i := range rs {
 		if err := nh.RouteReplace(&rs[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return time.Since(start)
+	return clock.Since(start)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/vishvananda/netlink"
@@ -222,9 +223,9 @@ func r6(pfx string, hops ...byte) Route {
 // eventually polls cond every 20ms for up to 5s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := clock.Now().Add(5 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)

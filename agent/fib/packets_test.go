@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"golang.org/x/sys/unix"
@@ -104,7 +105,7 @@ func (l *tradeLab) arrivesAt(t *testing.T, dst netip.Addr, want *labnet.Host) {
 	rand.Read(tag[:])
 	payload := hex.EncodeToString(tag[:])
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, dstPort))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := clock.Now().Add(5 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -122,7 +123,7 @@ func (l *tradeLab) arrivesAt(t *testing.T, dst netip.Addr, want *labnet.Host) {
 			return
 		case <-tick.C:
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("no datagram to %v arrived at %s", dst, want.Name)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	probing "github.com/prometheus-community/pro-bing"
@@ -103,9 +104,9 @@ func BenchmarkProber(b *testing.B) {
 			defer pr.Close()
 			ts := targets(b.N)
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := clock.Now(), cpuTime()
 			ms, err := pr.Round(context.Background(), ts)
-			wall, cpu := time.Since(start), cpuTime()-cpu0
+			wall, cpu := clock.Since(start), cpuTime()-cpu0
 			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
@@ -137,9 +138,9 @@ func BenchmarkProBing(b *testing.B) {
 			var sent, recv int
 			var firstErr error
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := clock.Now(), cpuTime()
 			for i, t := range ts {
-				time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
+				time.Sleep(clock.Until(start.Add(time.Duration(i) * gap)))
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -159,7 +160,7 @@ func BenchmarkProBing(b *testing.B) {
 				}()
 			}
 			wg.Wait()
-			wall, cpu := time.Since(start), cpuTime()-cpu0
+			wall, cpu := clock.Since(start), cpuTime()-cpu0
 			b.StopTimer()
 			if firstErr != nil {
 				b.Fatal(firstErr)

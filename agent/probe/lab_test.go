@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/vishvananda/netlink"
@@ -96,13 +97,13 @@ func delayLine(t *testing.T, s *labnet.Host, delay time.Duration, loss float64, 
 			if rng.Float64() < loss {
 				continue
 			}
-			q <- pkt{b[:n], time.Now().Add(delay)}
+			q <- pkt{b[:n], clock.Now().Add(delay)}
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		for p := range q {
-			time.Sleep(time.Until(p.due))
+			time.Sleep(clock.Until(p.due))
 			if _, err := f.Write(p.b); err != nil && !errors.Is(err, os.ErrClosed) {
 				return
 			}
@@ -296,9 +297,9 @@ func TestProbeThroughSellers(t *testing.T) {
 	}
 	defer slow.Close()
 	five := slices.Repeat([]Target{l.targets()[2]}, 5)
-	start := time.Now()
+	start := clock.Now()
 	ms, err = slow.Round(ctx, five)
-	if el := time.Since(start); err != nil || el < 400*time.Millisecond || ms[0].Sent != 5 {
+	if el := clock.Since(start); err != nil || el < 400*time.Millisecond || ms[0].Sent != 5 {
 		t.Errorf("5 targets at 600/min: %v after %v (%+v), want >= 400ms", err, el, ms)
 	}
 }

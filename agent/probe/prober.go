@@ -369,7 +369,7 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 	binary.BigEndian.PutUint16(buf[4:], p.id)
 	binary.BigEndian.PutUint16(buf[6:], seq)
 	binary.BigEndian.PutUint64(buf[8:], token)
-	binary.BigEndian.PutUint64(buf[16:], uint64(time.Now().UnixNano())) //bwx:wallclock: compared with the kernel's receive timestamps
+	binary.BigEndian.PutUint64(buf[16:], uint64(clock.Now().UnixNano()))
 	if !v6 {
 		binary.BigEndian.PutUint16(buf[2:], checksum(buf))
 	}
@@ -450,7 +450,7 @@ func (p *Prober) read(c *net.IPConn, v6 bool) {
 		if rerr != nil {
 			continue
 		}
-		rx := time.Now() //bwx:wallclock: compared with the kernel's receive timestamps
+		rx := clock.Now()
 		ttl := -1
 		var src netip.Addr
 		msg := buf[:n]
@@ -475,7 +475,7 @@ func (p *Prober) read(c *net.IPConn, v6 bool) {
 				switch {
 				case cm.Header.Level == unix.SOL_SOCKET && cm.Header.Type == unix.SCM_TIMESTAMPNS && len(cm.Data) >= 16:
 					ts := (*unix.Timespec)(unsafe.Pointer(&cm.Data[0]))
-					rx = time.Unix(ts.Unix())
+					rx = clock.FromKernel(time.Unix(ts.Unix()))
 				case cm.Header.Level == unix.SOL_IPV6 && cm.Header.Type == unix.IPV6_HOPLIMIT && len(cm.Data) >= 4:
 					ttl = int(binary.NativeEndian.Uint32(cm.Data))
 				}

@@ -16,6 +16,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 const (
@@ -56,7 +58,7 @@ func path(t *testing.T, peer netip.Addr, prefix string, id uint32, nh string, wi
 	if len(large) > 0 {
 		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(large))
 	}
-	ap, err := apiutil.NewPath(nlri, withdraw, attrs, time.Now())
+	ap, err := apiutil.NewPath(nlri, withdraw, attrs, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +227,9 @@ func TestGracefulRestartKeepsStaleRoutesForTheRestartTime(t *testing.T) {
 		defer s.mu.Unlock()
 		return len(s.paths)
 	}
-	start := time.Now()
+	start := clock.Now()
 	for show(s.Routes()) != "" || held() != 0 {
-		if time.Since(start) > 5*time.Second {
+		if clock.Since(start) > 5*time.Second {
 			t.Fatalf("stale route still there 5s after a 2s restart time: %q, %d paths held", show(s.Routes()), held())
 		}
 		select {
@@ -235,7 +237,7 @@ func TestGracefulRestartKeepsStaleRoutesForTheRestartTime(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if d := time.Since(start); d < 1500*time.Millisecond {
+	if d := clock.Since(start); d < 1500*time.Millisecond {
 		t.Fatalf("stale route dropped after %v, before the 2s restart time", d)
 	}
 }

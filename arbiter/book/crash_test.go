@@ -19,6 +19,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 const crashEnv = "BWX_BOOK_CRASH_DB"
@@ -63,7 +64,7 @@ func crashChild(path string) {
 		os.Exit(1)
 	}
 	var out sync.Mutex
-	start := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	start := clock.Now().UTC().Truncate(time.Hour).Add(time.Hour)
 	for g := 0; g < 8; g++ {
 		go func(g int) {
 			r := rand.New(rand.NewPCG(uint64(g), 1))

@@ -17,6 +17,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // fastDir is a RAM-backed directory when the machine has one: durability
@@ -51,7 +52,7 @@ type propWorld struct {
 }
 
 func setupWorld(t *rapid.T, dir string) *propWorld {
-	w := &propWorld{t: t, path: filepath.Join(dir, fmt.Sprintf("p%d.db", time.Now().UnixNano())), now: t0.Add(-time.Hour), ports: map[uint32]int64{}}
+	w := &propWorld{t: t, path: filepath.Join(dir, fmt.Sprintf("p%d.db", clock.Now().UnixNano())), now: t0.Add(-time.Hour), ports: map[uint32]int64{}}
 	db, err := store.Open(w.path)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
 )
@@ -63,7 +64,7 @@ func BenchmarkPlaceOrderGRPC(b *testing.B) {
 		}
 		return c
 	}
-	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
+	start := clock.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
 	spec := func(side pb.Side, prefix string, price int64, typ pb.OrderType) *pb.OrderSpec {
 		s := &pb.OrderSpec{Side: side, Destination: &pb.Destination{Kind: &pb.Destination_Prefix{Prefix: prefix}},
 			Protocol: pb.Protocol_PROTOCOL_IPV4, CapacityBps: 1e9, MinBlockBps: 1e8, PriceMicros: price,
@@ -125,12 +126,12 @@ func BenchmarkPlaceOrderGRPC(b *testing.B) {
 				next++
 				mu.Unlock()
 				p := fmt.Sprintf("100.%d.%d.0/24", (i+k)%10, (i*7+k)%100)
-				t0 := time.Now()
+				t0 := clock.Now()
 				if _, err := conns[i].PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: spec(pb.Side_SIDE_BUY, p, 150, pb.OrderType_ORDER_TYPE_IOC)}); err != nil {
 					b.Error(err)
 					return
 				}
-				mine = append(mine, time.Since(t0))
+				mine = append(mine, clock.Since(t0))
 			}
 		}(i)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -31,13 +32,13 @@ const waitBGP = 20 * time.Second
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := clock.Now().Add(timeout)
 	for {
 		msg := cond()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("%s: after %v: %s", what, timeout, msg)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -328,7 +329,7 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 
 	// The short trade ends: its route goes, the other stays.
 	lacks(buyerBIRD, "198.51.100.0/24")
-	if time.Now().Before(short.DeliveryEnd.AsTime()) {
+	if clock.Now().Before(short.DeliveryEnd.AsTime()) {
 		t.Errorf("route withdrawn before the trade's end %v", short.DeliveryEnd.AsTime())
 	}
 	has(buyerBIRD, "2001:db8:100::/48", "via 2001:db8::11")

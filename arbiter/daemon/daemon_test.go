@@ -25,6 +25,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
 )
@@ -122,7 +123,7 @@ func (x *exchange) addPrefix(asn uint32, p string) {
 }
 
 func order(side pb.Side, prefix string, capacity, price int64, days int) *pb.OrderSpec {
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	s := &pb.OrderSpec{Side: side, Destination: &pb.Destination{Kind: &pb.Destination_Prefix{Prefix: prefix}},
 		Protocol: pb.Protocol_PROTOCOL_IPV4, CapacityBps: capacity, MinBlockBps: capacity, PriceMicros: price,
 		TrafficType: pb.TrafficType_TRAFFIC_TYPE_ANY, DeliveryStart: timestamppb.New(now),

@@ -16,6 +16,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -81,7 +82,7 @@ func TestBadReportsRefused(t *testing.T) {
 	if err != nil || len(buy.Trades) != 1 {
 		t.Fatalf("buy: %v %v (sell %v)", buy, err, sell)
 	}
-	now := time.Now().UTC().Truncate(time.Minute)
+	now := clock.Now().UTC().Truncate(time.Minute)
 	sample := func(role pb.ReporterRole) *pb.ReportUsageRequest {
 		return &pb.ReportUsageRequest{Samples: []*pb.UsageSample{{IdempotencyKey: "u1", TradeId: buy.Trades[0].Id, Role: role,
 			IntervalStart: timestamppb.New(now), IntervalEnd: timestamppb.New(now.Add(5 * time.Minute)), BitsPerSecond: 1e6, SampleCount: 100}}}
@@ -146,7 +147,7 @@ func TestRouteAnalysis(t *testing.T) {
 	}
 	err = registry.New(db).UpdateAnnounced(ctx, []registry.AnnouncedRoute{{MemberASN: 64501, Neighbor: netip.MustParseAddr("192.0.2.1"),
 		Prefix: netip.MustParsePrefix("198.51.100.0/24"), NextHop: netip.MustParseAddr("192.0.2.1"), ASPath: []uint32{64501, 64999},
-		OriginASN: 64999, Accepted: true, Since: time.Now()}}, nil)
+		OriginASN: 64999, Accepted: true, Since: clock.Now()}}, nil)
 	db.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -32,7 +33,7 @@ func orderAt(side pb.Side, prefix string, capacity, price int64, start, end time
 func trade(t *testing.T, seller, buyer pb.TradingServiceClient, prefix string, start time.Time) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	end := time.Now().UTC().Add(24 * time.Hour)
+	end := clock.Now().UTC().Add(24 * time.Hour)
 	if _, err := seller.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: orderAt(pb.Side_SIDE_SELL, prefix, 1e9, 100_000, start, end.Add(24*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	ctx := context.Background()
 	op := pb.NewUsageServiceClient(x.operator())
 
-	last := settle.MonthOf(time.Now().UTC()).Start.AddDate(0, -1, 0)
+	last := settle.MonthOf(clock.Now().UTC()).Start.AddDate(0, -1, 0)
 	period := last.Format("2006-01")
 	t1 := trade(t, pb.NewTradingServiceClient(a), pb.NewTradingServiceClient(b), "198.51.100.0/24", last)
 	t2 := trade(t, pb.NewTradingServiceClient(b), pb.NewTradingServiceClient(c), "2001:db8:100::/48", last)
@@ -104,7 +105,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	// Only the operator runs settlement, for a month that is over.
 	_, err = bu.RunSettlement(ctx, &pb.RunSettlementRequest{Period: period})
 	wantCode(t, "member runs settlement", err, codes.PermissionDenied)
-	for _, p := range []string{"", "2026-13", "last month", time.Now().UTC().Format("2006-01")} {
+	for _, p := range []string{"", "2026-13", "last month", clock.Now().UTC().Format("2006-01")} {
 		_, err = op.RunSettlement(ctx, &pb.RunSettlementRequest{Period: p})
 		wantCode(t, "run of period "+p, err, codes.InvalidArgument)
 		if !strings.Contains(status.Convert(err).Message(), "period") {
@@ -114,12 +115,12 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	_, err = op.RunSettlement(ctx, &pb.RunSettlementRequest{Period: period, Policy: "average"})
 	wantCode(t, "bad policy", err, codes.InvalidArgument)
 
-	start := time.Now()
+	start := clock.Now()
 	run, err := op.RunSettlement(ctx, &pb.RunSettlementRequest{Period: period})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("settled %s: %d trades in %v", period, run.Exchange.Trades, time.Since(start))
+	t.Logf("settled %s: %d trades in %v", period, run.Exchange.Trades, clock.Since(start))
 	// Committed 1G x 0.10/Mbps for the whole month = 100 units per trade;
 	// trade 2's overage 0.5G x 0.10 x 1.5 = 75; fees 0.25 % on each side.
 	const c1, c2, f1, f2 = 100_000_000, 175_000_000, 250_000, 437_500
@@ -265,7 +266,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	_, err = cu.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 1e12})
 	wantCode(t, "member raises its own limit", err, codes.PermissionDenied)
 	ct := pb.NewTradingServiceClient(c)
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	buy := &pb.PlaceOrderRequest{Spec: orderAt(pb.Side_SIDE_BUY, "198.51.100.0/24", 1e9, 50_000, now, now.Add(time.Hour))}
 	_, err = ct.PlaceOrder(ctx, buy)
 	wantCode(t, "buy at the credit limit", err, codes.FailedPrecondition)
@@ -286,7 +287,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	if err != nil || cr.State == pb.CreditState_CREDIT_STATE_STOPPED || cr.UnpaidMicros != 0 {
 		t.Fatalf("after payment: %v %v, want no longer stopped", err, cr)
 	}
-	buy.Spec.DeliveryStart = timestamppb.New(time.Now().UTC())
+	buy.Spec.DeliveryStart = timestamppb.New(clock.Now().UTC())
 	if _, err := ct.PlaceOrder(ctx, buy); err != nil {
 		t.Fatalf("buy after the payment: %v", err)
 	}

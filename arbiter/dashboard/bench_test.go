@@ -15,6 +15,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // The benchmark book: 200 sellers with 50 registered routes each (10,000
@@ -33,7 +34,7 @@ func benchStore(b testing.TB, sellers int) *store.DB {
 	}
 	b.Cleanup(func() { db.Close() })
 	r := rand.New(rand.NewPCG(1, 2))
-	now := time.Now()
+	now := clock.Now()
 	start, end := store.Micros(now.Add(-time.Hour)), store.Micros(now.AddDate(0, 3, 0))
 	err = db.Tx(context.Background(), func(tx *sql.Tx) error {
 		mem := func(asn uint32, i int) (int64, error) {
@@ -143,7 +144,7 @@ func BenchmarkBookPage(b *testing.B) {
 	b.Run("page/sql", page(false))
 	b.Run("baseline/sql-aggregation", func(b *testing.B) {
 		for b.Loop() {
-			rows, err := depthRowsSQL(ctx, db, time.Now())
+			rows, err := depthRowsSQL(ctx, db, clock.Now())
 			if err != nil || len(rows) != benchSellers*benchRoutes {
 				b.Fatalf("%d rows, %v", len(rows), err)
 			}
@@ -153,12 +154,12 @@ func BenchmarkBookPage(b *testing.B) {
 	// The part under the book's lock, in inspectChunk pieces: matching
 	// waits for one piece at a time.
 	b.Run("baseline/engine-locked", func(b *testing.B) {
-		ids, err := openIDs(ctx, db, time.Now())
+		ids, err := openIDs(ctx, db, clock.Now())
 		if err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if rows, _ := aggregateEngine(bk, ids, time.Now()); len(rows) != benchSellers*benchRoutes {
+			if rows, _ := aggregateEngine(bk, ids, clock.Now()); len(rows) != benchSellers*benchRoutes {
 				b.Fatalf("%d rows", len(rows))
 			}
 		}
@@ -181,7 +182,7 @@ func BenchmarkBookPage(b *testing.B) {
 	})
 	b.Run("baseline/engine-aggregation", func(b *testing.B) {
 		for b.Loop() {
-			if rows, _, err := depthEngine(ctx, db, bk, time.Now()); err != nil || len(rows) != benchSellers*benchRoutes {
+			if rows, _, err := depthEngine(ctx, db, bk, clock.Now()); err != nil || len(rows) != benchSellers*benchRoutes {
 				b.Fatalf("%d rows, %v", len(rows), err)
 			}
 		}
@@ -232,7 +233,7 @@ func TestEngineDepthMatchesSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bk.Close()
-	now := time.Now()
+	now := clock.Now()
 	er, eo, err := depthEngine(ctx, db, bk, now)
 	if err != nil {
 		t.Fatal(err)

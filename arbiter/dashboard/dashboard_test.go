@@ -21,6 +21,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -68,7 +69,7 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{db: db, now: time.Now().UTC()}
+	f := &fixture{db: db, now: clock.Now().UTC()}
 	if f.bk, err = book.Start(ctx, db, book.Options{ExpireEvery: -1}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -106,13 +107,13 @@ func (f *fakeSource) Trades(context.Context, time.Time) ([]book.Trade, error) {
 
 func eventually(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := clock.Now().Add(5 * time.Second)
 	for {
 		msg := cond()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("%s: %s", what, msg)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -147,7 +148,7 @@ func run(t *testing.T, l *Loop) {
 // Real clock: trades start and end a few hundred milliseconds from now,
 // and the test polls the target.
 func TestLoopFollowsTheClockAndTheBook(t *testing.T) {
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	at := func(d time.Duration) time.Time { return now.Add(d) }
 	src := &fakeSource{trades: []book.Trade{
 		{ID: 1, Start: at(-time.Hour), End: at(time.Hour)},             // active now
@@ -163,7 +164,7 @@ func TestLoopFollowsTheClockAndTheBook(t *testing.T) {
 	wantLast(t, dst, "trade 3 ends by the clock", 1, 2)
 
 	// A new trade from the book's events, active at once.
-	l.Notify([]book.Event{{Type: book.TradeCreated, Trade: &book.Trade{ID: 5, Start: at(-time.Second), End: at(time.Hour), Created: time.Now()}}})
+	l.Notify([]book.Event{{Type: book.TradeCreated, Trade: &book.Trade{ID: 5, Start: at(-time.Second), End: at(time.Hour), Created: clock.Now()}}})
 	wantLast(t, dst, "trade 5 from Notify", 1, 2, 5)
 
 	// A cancellation: the loop reads the Source again.
@@ -191,7 +192,7 @@ func TestLoopFollowsTheClockAndTheBook(t *testing.T) {
 }
 
 func TestLoopRetriesAFailedPush(t *testing.T) {
-	src := &fakeSource{trades: []book.Trade{{ID: 1, Start: time.Now().Add(-time.Hour), End: time.Now().Add(time.Hour)}}}
+	src := &fakeSource{trades: []book.Trade{{ID: 1, Start: clock.Now().Add(-time.Hour), End: clock.Now().Add(time.Hour)}}}
 	dst := &fakeTarget{fail: true}
 	l := New(src, dst, Options{RetryEvery: 20 * time.Millisecond})
 	run(t, l)

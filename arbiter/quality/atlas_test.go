@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Results in the shapes Atlas publishes (firmware 5000 and 1), by hand.
@@ -77,7 +79,7 @@ func TestParseAtlasArray(t *testing.T) {
 		t.Errorf("all lost: %+v", dead)
 	}
 	for i, m := range got.Measurements {
-		if err := m.Validate(i, time.Now()); err != nil {
+		if err := m.Validate(i, clock.Now()); err != nil {
 			t.Errorf("measurement %d does not validate: %v", i, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/vishvananda/netlink"
@@ -105,7 +106,7 @@ func benchTradeToRIB(b *testing.B, sessions, routes int) {
 	startCrowd(b, crowdHost, crowdAddrs, perSeller)
 	startBuyer(b, buyerHost)
 
-	setup := time.Now()
+	setup := clock.Now()
 	eventually(b, 10*time.Minute, "registered routes received", func() string {
 		n := 0
 		for s := range sellers {
@@ -116,7 +117,7 @@ func benchTradeToRIB(b *testing.B, sessions, routes int) {
 		}
 		return ""
 	})
-	b.Logf("%d sessions, %d routes accepted %v after the routers started", sessions, routes, time.Since(setup).Round(time.Millisecond))
+	b.Logf("%d sessions, %d routes accepted %v after the routers started", sessions, routes, clock.Since(setup).Round(time.Millisecond))
 
 	installed := watchRoutes(b, buyerHost)
 	lat := make([]time.Duration, 0, b.N)
@@ -127,15 +128,15 @@ func benchTradeToRIB(b *testing.B, sessions, routes int) {
 		p := perSeller[s][(i/sellers)%len(perSeller[s])]
 		t := Trade{ID: uint64(i + 1), BuyerASN: 64502, SellerASN: sellerASN(s), Prefixes: []netip.Prefix{p},
 			NextHop4: netip.MustParsePrefix(crowdAddrs[s]).Addr()}
-		start := time.Now()
+		start := clock.Now()
 		if err := rs.AnnounceTrade(ctx, t); err != nil {
 			b.Fatal(err)
 		}
-		announce += time.Since(start)
+		announce += clock.Since(start)
 		if err := installed.wait(p, 30*time.Second); err != nil {
 			b.Fatalf("trade %d (%v): %v", t.ID, p, err)
 		}
-		lat = append(lat, time.Since(start))
+		lat = append(lat, clock.Since(start))
 	}
 	b.StopTimer()
 	runtime.GC()
@@ -147,14 +148,14 @@ func benchTradeToRIB(b *testing.B, sessions, routes int) {
 	for i := range b.N {
 		s := i % sellers
 		p := perSeller[s][(i/sellers)%len(perSeller[s])]
-		start := time.Now()
+		start := clock.Now()
 		if err := rs.WithdrawTrade(ctx, uint64(i+1)); err != nil {
 			b.Fatal(err)
 		}
 		if err := installed.waitGone(p, 30*time.Second); err != nil {
 			b.Fatalf("trade %d (%v): %v", i+1, p, err)
 		}
-		end = append(end, time.Since(start))
+		end = append(end, clock.Since(start))
 	}
 	pct := func(l []time.Duration, q float64) float64 {
 		slices.Sort(l)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func TestGracefulRestartConfig(t *testing.T) {
@@ -101,18 +103,18 @@ func TestLabGracefulRestart(t *testing.T) {
 		t.Fatalf("ss -K: %v: %s", err, out)
 	}
 	l.rs.Stop()
-	crashed := time.Now()
+	crashed := clock.Now()
 	eventually(t, 3*time.Second, "BIRD's session down", func() string {
 		if info := b.protocolInfo("rs4"); !strings.Contains(info, "Connect") && !strings.Contains(info, "Active") && !strings.Contains(info, "Idle") {
 			return info
 		}
 		return ""
 	})
-	if got := routesFor(b.routes(), v4); len(got) != 1 || time.Since(crashed) > grTime-time.Second {
-		t.Fatalf("buyer's route %s after the crash (%v): %v", v4, time.Since(crashed), got)
+	if got := routesFor(b.routes(), v4); len(got) != 1 || clock.Since(crashed) > grTime-time.Second {
+		t.Fatalf("buyer's route %s after the crash (%v): %v", v4, clock.Since(crashed), got)
 	}
 	routerHas(t, "buyer", b.routes, v4)
-	if d := time.Since(crashed); d < grTime-time.Second {
+	if d := clock.Since(crashed); d < grTime-time.Second {
 		t.Fatalf("buyer dropped the route %v after the crash, before the restart time %v", d, grTime)
 	}
 }

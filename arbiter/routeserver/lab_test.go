@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
@@ -310,11 +311,11 @@ func TestLabTradeDelivery(t *testing.T) {
 
 	// Seller1's router stops: its paths go within seconds; seller2's
 	// stays. It comes back: so do they.
-	start := time.Now()
+	start := clock.Now()
 	s1.stop()
 	routerHas(t, "buyer1", b1.routes, v4, s2v4)
 	routerHas(t, "buyer1", b1.routes, v6)
-	t.Logf("paths of a stopped seller gone from the buyer in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("paths of a stopped seller gone from the buyer in %v", clock.Since(start).Round(time.Millisecond))
 	s1.start()
 	routerHas(t, "buyer1", b1.routes, v4, s1v4, s2v4)
 	routerHas(t, "buyer1", b1.routes, v6, s1v6)
@@ -399,7 +400,7 @@ func TestLabMD5(t *testing.T) {
 	l.member(64502, bad, Member{Password: "other"})
 	b := newBIRD(t, bad, birdConfig{ASN: 64502, RS4: rs4, Password: "wrong"})
 	// A negative: watch it over several connect attempts (retry 1 s).
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	for end := clock.Now().Add(3 * time.Second); clock.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if info := b.protocolInfo("rs4"); strings.Contains(info, "Established") {
 			t.Fatalf("session with a wrong MD5 password came up:\n%s", info)
 		}

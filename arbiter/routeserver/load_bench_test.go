@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
@@ -216,7 +217,7 @@ func loadOurs(b *testing.B, in *loadInput) loadResult {
 	crowdPid := crowd.pid(b)
 	crowd0 := procCPU(b, crowdPid)
 	rs.call(b, "go")
-	start := time.Now()
+	start := clock.Now()
 	crowd.enable(b)
 	tl := waitLoad(b, start, in, func() (int, error) {
 		r := rs.call(b, "routes")
@@ -373,7 +374,7 @@ func runLoadChild(b *testing.B, cfgJSON string) error {
 		case "ready":
 			// GoBGP takes a moment to move new sessions from Idle to
 			// Active (accepting connections); BIRD listens at once.
-			deadline := time.Now().Add(time.Minute)
+			deadline := clock.Now().Add(time.Minute)
 			for {
 				ss, err := rs.Sessions(ctx)
 				if err != nil {
@@ -383,7 +384,7 @@ func runLoadChild(b *testing.B, cfgJSON string) error {
 				if !idle {
 					break
 				}
-				if time.Now().After(deadline) {
+				if clock.Now().After(deadline) {
 					return fmt.Errorf("sessions not accepting connections after a minute: %v", ss)
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -425,7 +426,7 @@ func loadBIRD(b *testing.B, in *loadInput) loadResult {
 	rss0, cpu0 := vmRSS(b, pid), procCPU(b, pid)
 	crowdPid := crowd.pid(b)
 	crowd0 := procCPU(b, crowdPid)
-	start := time.Now()
+	start := clock.Now()
 	crowd.enable(b)
 	tl := waitLoad(b, start, in, rs.routeCount, crowd.established)
 	r := loadResult{timeline: tl, cpu: procCPU(b, pid) - cpu0, crowdCPU: procCPU(b, crowdPid) - crowd0}
@@ -457,7 +458,7 @@ func waitLoad(b *testing.B, start time.Time, in *loadInput, routes, up func() (i
 	var tl timeline
 	lastLog, lastChange, lastN := start, start, -1
 	for {
-		now := time.Now()
+		now := clock.Now()
 		n, err := routes()
 		if err != nil {
 			b.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"pgregory.net/rapid"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // TestPathParserMatchesParsePath: the fast parser of watch events gives
@@ -154,7 +156,7 @@ func (s attrSet) path(t *rapid.T, pfx netip.Prefix, withdraw bool) *api.Path {
 	if s.lcomm {
 		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities([]*bgp.LargeCommunity{bgp.NewLargeCommunity(65000, 1, 64501)}))
 	}
-	p, err := apiutil.NewPath(nlri, withdraw, attrs, time.Now())
+	p, err := apiutil.NewPath(nlri, withdraw, attrs, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

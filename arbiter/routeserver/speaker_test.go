@@ -24,6 +24,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/bwxchange/bwx/shared/bgplog"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Test helpers: GoBGP speakers playing member routers on loopback
@@ -455,7 +456,7 @@ func speakerPath(cfg speakerConfig, c speakerCmd) (*api.Path, error) {
 		nlri = bgp.NewIPv6AddrPrefix(uint8(pfx.Bits()), pfx.Addr().String())
 		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(nh.String(), []bgp.AddrPrefixInterface{nlri}))
 	}
-	return apiutil.NewPath(nlri, false, attrs, time.Now())
+	return apiutil.NewPath(nlri, false, attrs, clock.Now())
 }
 
 func speakerRIB(b *server.BgpServer, rs netip.Addr) ([]ribRoute, error) {
@@ -525,13 +526,13 @@ func routesFor(rib []ribRoute, p string) []ribRoute {
 // then fails the test with cond's last complaint.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := clock.Now().Add(timeout)
 	for {
 		msg := cond()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("%s: not after %v: %s", what, timeout, msg)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // BenchmarkWritersDuringRun measures what a settlement run costs the
@@ -64,13 +65,13 @@ func BenchmarkWritersDuringRun(b *testing.B) {
 			}
 			*seq++
 			st := nov.End.Add(time.Duration(*seq) * time.Second)
-			t0 := time.Now()
+			t0 := clock.Now()
 			if _, _, err := u.Report(ctx, asA, []settle.Sample{{IdempotencyKey: fmt.Sprint("w", *seq), TradeID: ids[0], Role: settle.BuyerRole,
 				Start: st, End: st.Add(time.Second), Bps: 1, SampleCount: 1}}); err != nil {
 				b.Error(err)
 				return lat
 			}
-			lat = append(lat, time.Since(t0))
+			lat = append(lat, clock.Since(t0))
 		}
 	}
 	report := func(b *testing.B, lat []time.Duration) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func TestOpenIsWALWithForeignKeys(t *testing.T) {
@@ -143,7 +145,7 @@ func TestCheckpointsInBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := clock.Now().Add(10 * time.Second)
 	for {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -152,7 +154,7 @@ func TestCheckpointsInBackground(t *testing.T) {
 		if fi.Size() >= before.Size()+1_500_000 {
 			break
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("database file is %d bytes 10 s after the commit (%d before): not checkpointed", fi.Size(), before.Size())
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
@@ -53,16 +54,16 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	start := clock.Now()
 	debs := map[string][]string{}
 	for _, v := range []string{v1, v2} {
 		debs[v] = buildPackages(t, repo, v)
 	}
-	t.Logf("packages built in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("packages built in %s", clock.Since(start).Round(time.Millisecond))
 
-	start = time.Now()
+	start = clock.Now()
 	root := debianRoot(t)
-	t.Logf("Debian root ready in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("Debian root ready in %s", clock.Since(start).Round(time.Millisecond))
 	r := &chroot{t: t, dir: root}
 
 	// The maintainer scripts take their systemd branch where
@@ -71,15 +72,15 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	r.fakeSystemd()
 
 	// Install.
-	start = time.Now()
+	start = clock.Now()
 	r.install(debs[v1])
 	checkInstalled(t, r, repo, v1)
 	r.checkSystemctl("install", []string{"--system daemon-reload", "--system daemon-reload"})
 
-	t.Logf("installed %s and checked files, user, conffiles: %s", v1, time.Since(start).Round(time.Millisecond))
+	t.Logf("installed %s and checked files, user, conffiles: %s", v1, clock.Since(start).Round(time.Millisecond))
 
 	// Run both daemons as the units would, on a lab LAN.
-	start = time.Now()
+	start = clock.Now()
 	lab := labtest.New(t, "install")
 	arbHost := labtest.AddHost(t, lab, "arbiter", "192.0.2.1/24", "2001:db8::1/64")
 	memHost := labtest.AddHost(t, lab, "member", "192.0.2.10/24", "2001:db8::10/64")
@@ -119,10 +120,10 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	stopClean(t, agent, "bwx-agent")
 	stopClean(t, arb, "bwx-arbiter")
 
-	t.Logf("arbiter healthy, operator socket answers, member added, agent connected, both stopped cleanly: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("arbiter healthy, operator socket answers, member added, agent connected, both stopped cleanly: %s", clock.Since(start).Round(time.Millisecond))
 
 	// Upgrade: a local edit to a conffile and the database survive.
-	start = time.Now()
+	start = clock.Now()
 	const edit = "\n# edited by the install test\n"
 	arbConf := r.path("/etc/bwx/arbiter.yaml")
 	appendFile(t, arbConf, edit)
@@ -154,10 +155,10 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	stopClean(t, agent, "bwx-agent")
 	stopClean(t, arb, "bwx-arbiter")
 
-	t.Logf("upgraded to %s, config edit and database kept, daemons ran again: %s", v2, time.Since(start).Round(time.Millisecond))
+	t.Logf("upgraded to %s, config edit and database kept, daemons ran again: %s", v2, clock.Since(start).Round(time.Millisecond))
 
 	// Remove: programs go; config, state and the user stay.
-	start = time.Now()
+	start = clock.Now()
 	r.run("dpkg", "--remove", "bwx-agent", "bwx-arbiter")
 	r.checkSystemctl("remove", []string{"stop bwx-agent.service", "--system daemon-reload",
 		"stop bwx-arbiter.service", "--system daemon-reload"})
@@ -196,7 +197,7 @@ func TestInstallUpgradeRemove(t *testing.T) {
 		}
 	}
 	checkUser(t, r)
-	t.Logf("removed and purged: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("removed and purged: %s", clock.Since(start).Round(time.Millisecond))
 }
 
 // buildPackages runs scripts/package for amd64 with the given version and
@@ -400,7 +401,7 @@ func waitStreams(t *testing.T, h *labnet.Host, arb, agent *daemon, n int) {
 
 func poll(t *testing.T, d *daemon, what string, f func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := clock.Now().Add(30 * time.Second)
 	var last string
 	for {
 		ok, got := f()
@@ -411,7 +412,7 @@ func poll(t *testing.T, d *daemon, what string, f func() (bool, string)) {
 		if d.proc.Exited() {
 			t.Fatalf("%s exited before %s (last: %s); log:\n%s", d.name, what, last, d.log())
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("no %s after 30s (last: %s); %s log:\n%s", what, last, d.name, d.log())
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -601,9 +602,9 @@ type daemon struct {
 func (d *daemon) waitReady(t *testing.T) {
 	t.Helper()
 	buf := make([]byte, 4096)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := clock.Now().Add(30 * time.Second)
 	for {
-		d.notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		d.notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond)) //bwx:wallclock: a socket deadline
 		n, _, err := d.notify.ReadFrom(buf)
 		if err == nil && strings.Contains("\n"+string(buf[:n])+"\n", "\nREADY=1\n") {
 			return
@@ -611,7 +612,7 @@ func (d *daemon) waitReady(t *testing.T) {
 		if d.proc.Exited() {
 			t.Fatalf("%s exited before READY=1; log:\n%s", d.name, d.log())
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("%s sent no READY=1 in 30s; log:\n%s", d.name, d.log())
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // defaultCache keeps, between runs, the debootstrap tarball (the minbase
@@ -62,9 +64,9 @@ func debianRoot(t *testing.T) string {
 	debs := filepath.Join(cache, fmt.Sprintf("debootstrap-%s-minbase-amd64.tgz", suite))
 	rootTar := filepath.Join(cache, fmt.Sprintf("root-%s-minbase-amd64.tar", suite))
 	if fresh(rootTar, debs) {
-		start := time.Now()
+		start := clock.Now()
 		cmdOK(t, exec.CommandContext(t.Context(), "tar", "-C", root, "--numeric-owner", "-xpf", rootTar))
-		t.Logf("Debian %s root unpacked from %s: %s", suite, rootTar, time.Since(start).Round(time.Millisecond))
+		t.Logf("Debian %s root unpacked from %s: %s", suite, rootTar, clock.Since(start).Round(time.Millisecond))
 		return root
 	}
 	if _, err := os.Stat(debs); err != nil {
@@ -73,16 +75,16 @@ func debianRoot(t *testing.T) string {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(work)
-		start := time.Now()
+		start := clock.Now()
 		cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--make-tarball="+debs+".tmp", suite, work, mirror))
 		if err := os.Rename(debs+".tmp", debs); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("downloaded %s minbase from %s into %s: %s", suite, mirror, debs, time.Since(start).Round(time.Millisecond))
+		t.Logf("downloaded %s minbase from %s into %s: %s", suite, mirror, debs, clock.Since(start).Round(time.Millisecond))
 	}
-	start := time.Now()
+	start := clock.Now()
 	cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--unpack-tarball="+debs, suite, root, mirror))
-	t.Logf("debootstrap %s from %s: %s", suite, debs, time.Since(start).Round(time.Millisecond))
+	t.Logf("debootstrap %s from %s: %s", suite, debs, clock.Since(start).Round(time.Millisecond))
 	cmdOK(t, exec.CommandContext(t.Context(), "tar", "-C", root, "--numeric-owner", "-cf", rootTar+".tmp", "."))
 	if err := os.Rename(rootTar+".tmp", rootTar); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // TestMain doubles as the helper process of TestRemoveStale.
@@ -205,8 +207,8 @@ func TestRemoveStale(t *testing.T) {
 	if _, err := os.Stat(lockPath(prefix)); !os.IsNotExist(err) {
 		t.Errorf("lock file left (%v)", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !pidGone(pid) && time.Now().Before(deadline) {
+	deadline := clock.Now().Add(5 * time.Second)
+	for !pidGone(pid) && clock.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !pidGone(pid) {

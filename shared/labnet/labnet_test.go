@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 )
 
@@ -95,9 +96,9 @@ func hasLine(b []byte, line string) bool {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := clock.Now().Add(10 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -177,7 +178,7 @@ func TestTCPAcrossSwitch(t *testing.T) {
 			t.Fatalf("dial %s from b: %v", ln.Addr(), err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.SetDeadline(time.Now().Add(5 * time.Second)) //bwx:wallclock: a socket deadline
 		if local := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); local != tc.from {
 			t.Errorf("b dialled from %v, want %v", local, tc.from)
 		}
@@ -323,7 +324,7 @@ func TestHostHelpers(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1)
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(5 * time.Second)) //bwx:wallclock: a socket deadline
 	if _, err := c.Read(buf); err != nil || buf[0] != 'x' {
 		t.Errorf("read %q, %v", buf, err)
 	}
@@ -480,11 +481,11 @@ func TestCloseStopsEverything(t *testing.T) {
 		}
 	}
 
-	start := time.Now()
+	start := clock.Now()
 	if err := lab.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	t.Logf("Close took %v", time.Since(start))
+	t.Logf("Close took %v", clock.Since(start))
 	for _, pid := range pids {
 		if !procGone(pid) {
 			t.Errorf("pid %d still running after Close", pid)
@@ -586,11 +587,11 @@ func TestProcStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "ready", func() bool { b, _ := os.ReadFile(log); return hasLine(b, "ready") })
-	start := time.Now()
+	start := clock.Now()
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+	if d := clock.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
 		t.Errorf("Stop took %v, want about the 200ms grace period", d)
 	}
 	if err := p.Stop(); err != nil {
@@ -618,12 +619,12 @@ func TestCommandContextKillsGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	start := clock.Now()
 	out, err := a.Command(ctx, "sh", "-c", "sleep 1000 & echo $! > "+pidFile+"; wait").CombinedOutput()
 	if err == nil {
 		t.Fatalf("command survived its context: %s", out)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	if d := clock.Since(start); d > 5*time.Second {
 		t.Errorf("Run returned after %v", d)
 	}
 	pid := readPid(t, pidFile)

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func newTestCA(t *testing.T) *CA {
@@ -75,7 +77,7 @@ func TestInitLoadCA(t *testing.T) {
 	if !c.IsCA || c.Subject.CommonName != "bwx test CA" {
 		t.Errorf("CA cert IsCA=%v CN=%q", c.IsCA, c.Subject.CommonName)
 	}
-	if d := time.Until(c.NotAfter); d < CAValidity-time.Hour || d > CAValidity+time.Hour {
+	if d := clock.Until(c.NotAfter); d < CAValidity-time.Hour || d > CAValidity+time.Hour {
 		t.Errorf("CA validity %v, want ~%v", d, CAValidity)
 	}
 	if c.SerialNumber.Sign() <= 0 || c.SerialNumber.BitLen() > 128 || c.SerialNumber.BitLen() < 64 {
@@ -212,7 +214,7 @@ func TestRenewServerCertificate(t *testing.T) {
 	if !slices.Contains(got.DNSNames, "new.example.net") || slices.Contains(got.DNSNames, "arbiter.example.net") {
 		t.Errorf("renewed DNS names %v", got.DNSNames)
 	}
-	if d := time.Until(got.NotAfter); d > 25*time.Hour {
+	if d := clock.Until(got.NotAfter); d > 25*time.Hour {
 		t.Errorf("validity %v, want ~24h", d)
 	}
 }
@@ -264,7 +266,7 @@ func TestSignCSR(t *testing.T) {
 			if !keyMatches(c.PublicKey, key) {
 				t.Error("certificate is not for the CSR's key")
 			}
-			if d := time.Until(c.NotAfter); d < LeafValidity-time.Hour || d > LeafValidity+time.Hour {
+			if d := clock.Until(c.NotAfter); d < LeafValidity-time.Hour || d > LeafValidity+time.Hour {
 				t.Errorf("validity %v, want ~%v", d, LeafValidity)
 			}
 			if c.SerialNumber.Sign() <= 0 || c.SerialNumber.BitLen() > 128 {
@@ -297,7 +299,7 @@ func TestSignCSRValidityAndPEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Until(parseCertPEM(t, certPEM).NotAfter); d > time.Hour {
+	if d := clock.Until(parseCertPEM(t, certPEM).NotAfter); d > time.Hour {
 		t.Errorf("validity %v, want <= 1h", d)
 	}
 	// Never outlives the CA.
@@ -461,7 +463,7 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (tls.ConnectionSt
 		if err == nil {
 			// In TLS 1.3 the client learns about a rejected certificate
 			// only when it reads the server's alert.
-			cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+			cli.SetReadDeadline(time.Now().Add(5 * time.Second)) //bwx:wallclock: a socket deadline
 			_, err = cli.Read(make([]byte, 1))
 		}
 		cliErr <- err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/agent/manager"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func sampleDecisions() []manager.Decision {
@@ -140,7 +141,7 @@ func TestDecisionsWithoutAgent(t *testing.T) {
 
 func TestStatusShowsManager(t *testing.T) {
 	st := sampleStatus()
-	st.Manager = &daemon.ManagerStatus{Mode: "shadow", Rounds: 12, LastRound: time.Now().Add(-3 * time.Second), Decisions: 4, Error: "list offers: unavailable"}
+	st.Manager = &daemon.ManagerStatus{Mode: "shadow", Rounds: 12, LastRound: clock.Now().Add(-3 * time.Second), Decisions: 4, Error: "list offers: unavailable"}
 	out, err := runStatus(t, "--socket", serveStatus(t, st))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // parse builds the flag set an order command has, parses args and turns
@@ -81,9 +82,9 @@ func TestSpecErrors(t *testing.T) {
 }
 
 func TestSpecDefaults(t *testing.T) {
-	before := time.Now().UTC().Truncate(time.Second)
+	before := clock.Now().UTC().Truncate(time.Second)
 	s, err := buy(t, base...)
-	after := time.Now().UTC()
+	after := clock.Now().UTC()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/agent/speaker"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func sampleStatus() daemon.AgentStatus {
@@ -24,8 +25,8 @@ func sampleStatus() daemon.AgentStatus {
 	return daemon.AgentStatus{ASN: 64501, Arbiter: "192.0.2.1:7443", Routing: &daemon.Status{
 		ASN: 64501,
 		Sessions: []speaker.Session{
-			{Address: a("192.0.2.1"), State: "established", Since: time.Now().Add(-time.Minute), Traded: 2, Ignored: 1},
-			{Address: a("2001:db8::1"), State: "active", Restarting: true, StaleUntil: time.Now().Add(time.Minute)},
+			{Address: a("192.0.2.1"), State: "established", Since: clock.Now().Add(-time.Minute), Traded: 2, Ignored: 1},
+			{Address: a("2001:db8::1"), State: "active", Restarting: true, StaleUntil: clock.Now().Add(time.Minute)},
 		},
 		Learned: []speaker.Route{
 			{Prefix: p("198.51.100.0/24"), NextHops: []speaker.NextHop{{Addr: a("192.0.2.11"), Trades: []uint64{7}}, {Addr: a("192.0.2.12"), Trades: []uint64{8, 9}}}},
@@ -35,7 +36,7 @@ func sampleStatus() daemon.AgentStatus {
 		Missing:   []daemon.StatusRoute{{Prefix: p("2001:db8:100::/48"), NextHops: []netip.Addr{a("2001:db8::b")}}},
 		Refused:   []daemon.StatusRefusal{{Prefix: p("198.51.100.0/24"), NextHop: a("192.0.2.12"), Reason: "next-hop-down", Detail: "marked down"}},
 		Down:      []daemon.StatusNeighbor{{Addr: a("192.0.2.12"), State: "failed", Down: true}},
-		Synced:    true, LastSync: time.Now(), Table: 254, Iface: "eth1",
+		Synced:    true, LastSync: clock.Now(), Table: 254, Iface: "eth1",
 	}}
 }
 

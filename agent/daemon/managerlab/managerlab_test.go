@@ -17,6 +17,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/agent/manager"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/delayline"
 	"github.com/bwxchange/bwx/shared/labnet/exchange"
@@ -183,14 +184,14 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 
 	// The buyer's manager buys from seller-b (fastest: its policy ranks by
 	// performance though seller-b costs more), and the route is installed.
-	start := time.Now()
+	start := clock.Now()
 	if err := x.WaitRouteVia(ctx, buyer, host4, sb.Host.Addr4(), 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.WaitRouteVia(ctx, buyer, host6, sb.Host.Addr6(), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("bought from seller-b and routed after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("bought from seller-b and routed after %v", clock.Since(start).Round(time.Millisecond))
 	ds := decisions(ctx, t, x, buyer)
 	trades, err := x.Operator(ctx, "trades", "--member", strconv.Itoa(int(buyer.ASN)))
 	for _, p := range []netip.Prefix{dst4, dst6} {
@@ -239,14 +240,14 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 	// seller-b's path degrades far beyond the floor: the manager reports
 	// the breach and moves the destination to seller-a.
 	delay(sb.Host, "dl1", 150*time.Millisecond)
-	start = time.Now()
+	start = clock.Now()
 	if err := x.WaitRouteVia(ctx, buyer, host4, sa.Host.Addr4(), 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.WaitRouteVia(ctx, buyer, host6, sa.Host.Addr6(), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("failed over to seller-a after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("failed over to seller-a after %v", clock.Since(start).Round(time.Millisecond))
 	ds = decisions(ctx, t, x, buyer)
 	for _, p := range []netip.Prefix{dst4, dst6} {
 		if find(ds.Decisions, manager.KindBreach, sb.ASN, p) == nil {
@@ -359,7 +360,7 @@ func decisions(ctx context.Context, t *testing.T, x *exchange.Exchange, m *excha
 
 func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchange.Member) manager.Summary {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := clock.Now().Add(30 * time.Second)
 	for {
 		out, err := x.Agent(ctx, m, "decisions", "--summary", "-o", "json")
 		if err != nil {
@@ -369,7 +370,7 @@ func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchang
 		if err := json.Unmarshal([]byte(out), &s); err != nil {
 			t.Fatalf("decisions --summary -o json: %v\n%s", err, out)
 		}
-		if len(s.Destinations) > 0 || time.Now().After(deadline) {
+		if len(s.Destinations) > 0 || clock.Now().After(deadline) {
 			if tbl, err := x.Agent(ctx, m, "decisions", "--summary"); err == nil {
 				t.Logf("%s summary:\n%s", m.Name, tbl)
 			}

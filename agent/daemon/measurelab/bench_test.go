@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/agent/capture"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
 
@@ -73,7 +74,7 @@ func BenchmarkLiveCapture(b *testing.B) {
 			payload := make([]byte, 18) // 64-byte frames
 			var next atomic.Int64
 			b.ResetTimer()
-			start := time.Now()
+			start := clock.Now()
 			var wg sync.WaitGroup
 			for _, c := range conns {
 				wg.Go(func() {
@@ -83,7 +84,7 @@ func BenchmarkLiveCapture(b *testing.B) {
 				})
 			}
 			wg.Wait()
-			el := time.Since(start)
+			el := clock.Since(start)
 			b.StopTimer()
 			for _, c := range conns {
 				c.Close()

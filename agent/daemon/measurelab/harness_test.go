@@ -23,6 +23,7 @@ import (
 	arbiter "github.com/bwxchange/bwx/arbiter/daemon"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
@@ -147,7 +148,7 @@ func (x *exchange) db() *store.DB {
 func trade(t *testing.T, seller, buyer *grpc.ClientConn, prefix string) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	spec := func(side pb.Side) *pb.OrderSpec {
 		s := &pb.OrderSpec{Side: side, Destination: &pb.Destination{Kind: &pb.Destination_Prefix{Prefix: prefix}},
 			Protocol: pb.Protocol_PROTOCOL_IPV4, CapacityBps: 1e9, MinBlockBps: 1e9, PriceMicros: 100,
@@ -253,13 +254,13 @@ func macOf(t testing.TB, h *labnet.Host) net.HardwareAddr {
 
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := clock.Now().Add(timeout)
 	for {
 		msg := cond()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("after %v: %s: %s", timeout, what, msg)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -286,7 +287,7 @@ func sender(t *testing.T, h *labnet.Host, dst netip.Addr, pps, size int, stop <-
 		defer c.Close()
 		payload := make([]byte, size)
 		to := netip.AddrPortFrom(dst, 9)
-		start := time.Now()
+		start := clock.Now()
 		sent := 0
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()

@@ -11,6 +11,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	arbiter "github.com/bwxchange/bwx/arbiter/daemon"
 	"github.com/bwxchange/bwx/arbiter/quality"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/delayline"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
@@ -78,7 +79,7 @@ func TestLabProbesRankSellers(t *testing.T) {
 	mx := quality.New(x.db(), nil)
 	ctx := context.Background()
 	cell := func(via uint32, p netip.Prefix) *quality.Cell {
-		c, err := mx.PathQuality(ctx, buyerASN, via, []netip.Prefix{p}, time.Now().Add(-time.Hour))
+		c, err := mx.PathQuality(ctx, buyerASN, via, []netip.Prefix{p}, clock.Now().Add(-time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}

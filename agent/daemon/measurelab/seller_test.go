@@ -12,6 +12,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
 
@@ -143,7 +144,7 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 	// send runs the flows for d and returns when they ran.
 	send := func(d time.Duration) (time.Time, time.Time) {
 		stop := make(chan struct{})
-		start := time.Now()
+		start := clock.Now()
 		var sent []<-chan int
 		for _, f := range flows {
 			sent = append(sent, sender(t, b, f.dst, f.pps, f.size, stop))
@@ -153,7 +154,7 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 		for _, c := range sent {
 			<-c
 		}
-		return start, time.Now()
+		return start, clock.Now()
 	}
 	// wait returns each trade's pairs once every whole interval of
 	// [from, to] has both reports at the arbiter.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/capture"
 	"github.com/bwxchange/bwx/agent/daemon"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
 
@@ -87,14 +88,14 @@ func TestLabUsageFromCapturedTraffic(t *testing.T) {
 	})
 
 	stop := make(chan struct{})
-	start := time.Now()
+	start := clock.Now()
 	var sent []<-chan int
 	for _, f := range flows {
 		sent = append(sent, sender(t, b, f.dst, f.pps, f.size, stop))
 	}
 	time.Sleep(4500 * time.Millisecond) // the traffic's duration, not a synchronization
 	close(stop)
-	end := time.Now()
+	end := clock.Now()
 	for i, c := range sent {
 		n := <-c
 		if want := float64(flows[i].pps) * end.Sub(start).Seconds(); math.Abs(float64(n)-want) > 0.02*want+20 {

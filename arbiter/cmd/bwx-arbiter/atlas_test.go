@@ -12,6 +12,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // TestImportAtlas: ping results become third-party measurements of the
@@ -34,7 +35,7 @@ func TestImportAtlas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts := time.Now().Add(-time.Hour).Unix()
+	ts := clock.Now().Add(-time.Hour).Unix()
 	results := filepath.Join(dir, "results.json")
 	writeFile(t, results, fmt.Appendf(nil, `[
  {"af":4,"dst_addr":"198.51.100.7","prb_id":1001,"msm_id":5001,"timestamp":%d,"type":"ping","sent":3,"rcvd":3,"avg":20.5,
@@ -58,11 +59,11 @@ func TestImportAtlas(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	mx := quality.New(db, nil)
-	c, err := mx.PathQuality(ctx, 0, 64501, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, time.Now().Add(-2*time.Hour))
+	c, err := mx.PathQuality(ctx, 0, 64501, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, clock.Now().Add(-2*time.Hour))
 	if err != nil || c == nil || c.LatencyUs != 20_500 || c.Vantage != 0 {
 		t.Fatalf("pooled quality via AS64501: %+v %v", c, err)
 	}
-	if c, _ := mx.PathQuality(ctx, 64502, 64501, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, time.Now().Add(-2*time.Hour)); c == nil || c.Vantage != 0 {
+	if c, _ := mx.PathQuality(ctx, 64502, 64501, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, clock.Now().Add(-2*time.Hour)); c == nil || c.Vantage != 0 {
 		t.Fatalf("a member's view falls back to the pool: %+v", c)
 	}
 	out, _, err = runImport(t, cfg, "import", "atlas", "--via", "64501", results)

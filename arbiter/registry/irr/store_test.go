@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func openDB(t testing.TB) *store.DB {
@@ -226,7 +227,7 @@ func TestImportCancelled(t *testing.T) {
 func BenchmarkParseMillion(b *testing.B) {
 	path := millionFile(b)
 	b.ResetTimer()
-	start := time.Now()
+	start := clock.Now()
 	for range b.N {
 		f, err := os.Open(path)
 		if err != nil {
@@ -261,7 +262,7 @@ func BenchmarkImportMillion(b *testing.B) {
 	}
 	imp() // the first import into an empty table is not the steady state
 	b.ResetTimer()
-	start := time.Now()
+	start := clock.Now()
 	for range b.N {
 		imp()
 	}
@@ -283,7 +284,7 @@ func BenchmarkLoadIndexMillion(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start := clock.Now()
 	for range b.N {
 		ix, err := LoadIndex(ctx, db, Policy{})
 		if err != nil || ix.Len() != million {
@@ -314,7 +315,7 @@ func millionFile(b *testing.B) string {
 }
 
 func report(b *testing.B, start time.Time) {
-	sec := time.Since(start).Seconds() / float64(b.N)
+	sec := clock.Since(start).Seconds() / float64(b.N)
 	b.ReportMetric(million/sec, "objects/s")
 	b.ReportMetric(sec, "s/million")
 }

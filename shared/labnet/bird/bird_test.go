@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 )
 
@@ -63,7 +64,7 @@ func TestPeeringAndRoutes(t *testing.T) {
 
 func waitRoutes(t *testing.T, r *Router, want []Route) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := clock.Now().Add(20 * time.Second)
 	for {
 		got, err := r.Routes("p4", "p6")
 		if err != nil {
@@ -72,7 +73,7 @@ func waitRoutes(t *testing.T, r *Router, want []Route) {
 		if slices.EqualFunc(got, want, func(a, b Route) bool { return a.String() == b.String() }) {
 			return
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("routes %v, want %v\n%s", got, want, Render(r.Config()))
 		}
 		time.Sleep(100 * time.Millisecond)
