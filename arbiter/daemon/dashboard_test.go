@@ -13,6 +13,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
 	"github.com/bwxchange/bwx/shared/pki"
 )
@@ -78,7 +79,7 @@ func TestDashboardAndMatchMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{b.Certificate}, RootCAs: b.CAs, ServerName: "127.0.0.1"}}}
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{b.Certificate}, RootCAs: b.CAs, ServerName: "127.0.0.1", Time: clock.Now}}}
 	body = get(c, "https://"+x.arb.DashboardAddr.String()+"/members")
 	if !strings.Contains(body, `id="viewer">AS64510<`) || !strings.Contains(body, "192.0.2.10") || strings.Contains(body, "192.0.2.1<") || strings.Contains(body, "AS64501") {
 		t.Errorf("member's /members over mTLS shows more or less than its own")

@@ -245,17 +245,20 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 
 	// Credit control: C owes its invoice; a limit below that stops its buys
 	// (not its sells) with a message that says why; a payment reopens them.
-	cr, err := op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 100_000_000})
+	// The limit is above what C's running trade can commit in one month
+	// (100 units, all of it on a month's last day, when the trade's end a
+	// day from now closes the month), so the payment reopens on any date.
+	cr, err := op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 150_000_000})
 	if err != nil || cr.State != pb.CreditState_CREDIT_STATE_STOPPED || cr.UnpaidMicros != c2+f2 {
 		t.Fatalf("limit set: %v %v, want stopped with %d unpaid", err, cr, c2+f2)
 	}
 	isStopped := func(e *pb.TradeEvent) bool {
 		return e.Type == pb.TradeEventType_TRADE_EVENT_TYPE_CREDIT_STOPPED && e.Trade == nil && e.Order == nil &&
-			e.Credit.GetState() == pb.CreditState_CREDIT_STATE_STOPPED && e.Credit.LimitMicros == 100_000_000 && e.Credit.UnpaidMicros == c2+f2
+			e.Credit.GetState() == pb.CreditState_CREDIT_STATE_STOPPED && e.Credit.LimitMicros == 150_000_000 && e.Credit.UnpaidMicros == c2+f2
 	}
 	streamUntil(t, c, isStopped)
 	// The same state again is not news.
-	if _, err := op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 100_000_000}); err != nil {
+	if _, err := op.SetCreditLimit(ctx, &pb.SetCreditLimitRequest{MemberAsn: 64520, LimitMicros: 150_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	if n := countEvents(streamUntil(t, c, nil), func(e *pb.TradeEvent) bool { return e.Credit != nil }); n != 1 {
@@ -270,7 +273,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	buy := &pb.PlaceOrderRequest{Spec: orderAt(pb.Side_SIDE_BUY, "198.51.100.0/24", 1e9, 50_000, now, now.Add(time.Hour))}
 	_, err = ct.PlaceOrder(ctx, buy)
 	wantCode(t, "buy at the credit limit", err, codes.FailedPrecondition)
-	if m := status.Convert(err).Message(); !strings.Contains(m, "credit limit reached") || !strings.Contains(m, "of limit 100.000000") {
+	if m := status.Convert(err).Message(); !strings.Contains(m, "credit limit reached") || !strings.Contains(m, "of limit 150.000000") {
 		t.Errorf("refusal %q does not say why", status.Convert(err).Message())
 	}
 	_, err = ct.TakeOffer(ctx, &pb.TakeOfferRequest{OfferOrderId: 1, Spec: buy.Spec})

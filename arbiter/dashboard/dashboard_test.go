@@ -441,7 +441,7 @@ func TestTLSListener(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	client := func(b *pki.Bundle) *http.Client {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool(), ServerName: "127.0.0.1", Time: clock.Now}
 		if b != nil {
 			cfg.Certificates = []tls.Certificate{b.Certificate}
 		}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -40,7 +41,18 @@ var ErrNeedsRoot = errors.New("labnet: needs root (CAP_SYS_ADMIN) to create netw
 // it must run as root, be allowed to create network namespaces (which a
 // restricted container may forbid even to root), and find the ip(8) command
 // of iproute2, which runs commands inside the namespaces.
-func NeedsRoot() error { return needsRoot() }
+//
+// In a test binary run with -short it says no: the short pass (the suite
+// again with its clock moved, see scripts/test.sh) leaves the namespace
+// tests to the full run.
+func NeedsRoot() error {
+	if testing.Testing() && testing.Short() {
+		return errShort
+	}
+	return needsRoot()
+}
+
+var errShort = errors.New("labnet: network namespace tests do not run with -short")
 
 var needsRoot = sync.OnceValue(func() error {
 	if os.Geteuid() != 0 {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 func TestIssueLoadBundle(t *testing.T) {
@@ -193,5 +195,5 @@ func TestWriteBundleReplacesAtomically(t *testing.T) {
 }
 
 func verifyClient(b *Bundle) x509.VerifyOptions {
-	return x509.VerifyOptions{Roots: b.CAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	return x509.VerifyOptions{CurrentTime: clock.Now(), Roots: b.CAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 }

@@ -107,12 +107,12 @@ func TestInitLoadCA(t *testing.T) {
 		t.Fatal("server certificate has no Leaf")
 	}
 	for _, h := range []string{"arbiter.example.net", "192.0.2.10", "2001:db8::1", "127.0.0.1", "::1", "localhost"} {
-		_, err := srv.Verify(x509.VerifyOptions{DNSName: h, Roots: loaded.Pool()})
+		_, err := srv.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), DNSName: h, Roots: loaded.Pool()})
 		if err != nil {
 			t.Errorf("server cert does not verify for %q: %v", h, err)
 		}
 	}
-	if _, err := srv.Verify(x509.VerifyOptions{DNSName: "other.example.net", Roots: loaded.Pool()}); err == nil {
+	if _, err := srv.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), DNSName: "other.example.net", Roots: loaded.Pool()}); err == nil {
 		t.Error("server cert verifies for an unrelated host name")
 	}
 	if len(srv.IPAddresses) != 4 || len(srv.DNSNames) != 2 {
@@ -130,7 +130,7 @@ func TestInitLoadCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf := parseCertPEM(t, certPEM)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("verify: %v", err)
 	}
 }
@@ -279,11 +279,11 @@ func TestSignCSR(t *testing.T) {
 			if got != tt.id {
 				t.Errorf("IdentityFromCert = %+v, want %+v", got, tt.id)
 			}
-			if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			if _, err := c.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 				t.Errorf("Verify: %v", err)
 			}
 			// A client certificate must not be usable as a server certificate.
-			if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool()}); err == nil {
+			if _, err := c.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), Roots: ca.Pool()}); err == nil {
 				t.Error("client certificate verifies for server auth")
 			}
 		})
@@ -345,7 +345,7 @@ func TestForeignCARejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := parseCertPEM(t, certPEM)
-	_, err = c.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	_, err = c.Verify(x509.VerifyOptions{CurrentTime: clock.Now(), Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Errorf("Verify against other CA pool: err = %v, want UnknownAuthorityError", err)
