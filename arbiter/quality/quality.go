@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -173,6 +174,14 @@ type Cell struct {
 	LossPPM   int32
 	ASHops    int32
 	Samples   int
+	// Probes is how many echo requests the measurements sent (the loss's
+	// sample size); 0 when one of them does not say.
+	Probes int64
+	// LatencyErrUs and JitterErrUs are the standard errors of the means:
+	// the measurements' spread over the square root of their number (one
+	// measurement: its jitter over the square root of its probes).
+	LatencyErrUs int64
+	JitterErrUs  int64
 	// Vantage is the member whose agent measured it, or 0 when the cell
 	// pools every vantage (the exchange's view).
 	Vantage uint32
@@ -216,7 +225,10 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 		args = append(args, p.Masked().String())
 	}
 	q := `SELECT count(*), avg(CASE WHEN loss_ppm < 1000000 THEN latency_us END),
-		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops), min(measured_us) FROM measurements
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops), min(measured_us),
+		sum(probes_sent), min(probes_sent), count(CASE WHEN loss_ppm < 1000000 THEN 1 END),
+		avg(CASE WHEN loss_ppm < 1000000 THEN latency_us * latency_us END),
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us * jitter_us END) FROM measurements
 		WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
 		AND prefix IN (` + strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",") + `)`
 	if vantage != 0 {
@@ -225,13 +237,35 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 	}
 	var c Cell
 	var lat, jit, loss, hops sql.NullFloat64
-	var oldest sql.NullInt64
-	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest); err != nil || c.Samples == 0 {
+	var oldest, probes, minProbes sql.NullInt64
+	var answered int64
+	var lat2, jit2 sql.NullFloat64
+	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest,
+		&probes, &minProbes, &answered, &lat2, &jit2); err != nil || c.Samples == 0 {
 		return nil, 0, err
 	}
 	c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
+	if minProbes.Int64 > 0 {
+		c.Probes = probes.Int64
+	}
+	c.LatencyErrUs, c.JitterErrUs = stdErr(answered, lat.Float64, lat2.Float64), stdErr(answered, jit.Float64, jit2.Float64)
+	if answered == 1 {
+		// One measurement: its jitter is the spread of its probes.
+		c.LatencyErrUs = int64(jit.Float64 / math.Sqrt(float64(max(probes.Int64, 1))))
+		c.JitterErrUs = int64(jit.Float64)
+	}
 	c.Vantage = vantage
 	return &c, oldest.Int64, nil
+}
+
+// stdErr is the standard error of the mean of n values with mean m and
+// mean square m2 (0 for fewer than two).
+func stdErr(n int64, m, m2 float64) int64 {
+	if n < 2 {
+		return 0
+	}
+	v := max(0, m2-m*m) * float64(n) / float64(n-1)
+	return int64(math.Round(math.Sqrt(v / float64(n))))
 }
 
 // Latest returns, per path measured since since, its latest measurement
