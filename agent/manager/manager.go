@@ -557,8 +557,8 @@ func (s *step) failover() {
 			last := roundQuality(rs[len(rs)-1])
 			s.out = append(s.out, m.record(Decision{
 				At: s.now, Kind: KindBreach, Prefix: k.prefix, Seller: t.Seller, TradeID: t.ID,
-				Reason: fmt.Sprintf("%d consecutive probe rounds beyond the trade's limits, significantly (%s; %s over %d probes)",
-					bad, pooled.figures().LatencyString(), pooled.figures().LossString(), pooled.Probes),
+				Reason: fmt.Sprintf("%d consecutive probe rounds beyond the trade's limits, significantly (latency %s, loss %s)",
+					bad, pooled.figures().LatencyString(), pooled.figures().LossString()),
 				Chosen:  &pooled,
 				Intents: []Intent{{Type: ReportBreach, TradeID: t.ID, Seller: t.Seller, Prefix: k.prefix, Limits: lim, Observed: &last}},
 			}))
