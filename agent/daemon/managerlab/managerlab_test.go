@@ -18,9 +18,9 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/agent/manager"
 	"github.com/bwxchange/bwx/shared/labnet"
-	"github.com/bwxchange/bwx/shared/pathscore"
 	"github.com/bwxchange/bwx/shared/labnet/delayline"
 	"github.com/bwxchange/bwx/shared/labnet/exchange"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // The destination both sellers reach: a customer network on the LAN behind
