@@ -492,7 +492,7 @@ func offerFromProto(o *pb.Offer, asked netip.Prefix) manager.Offer {
 		// With its samples: an answer without a probe count cannot
 		// justify a buy (quality.min_probes).
 		mo.Measured = &manager.Quality{LatencyUs: q.LatencyUs, JitterUs: q.JitterUs, LossPPM: q.LossPpm, Probes: q.Probes,
-			Rounds: int(q.Samples), LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs}
+			Rounds: int(q.Samples), LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs, LossDispersion: q.LossDispersion}
 	}
 	return mo
 }

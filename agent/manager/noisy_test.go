@@ -119,10 +119,10 @@ func TestNoisyDayDoesNotFlap(t *testing.T) {
 // Random probe loss on every path (0 to 3 % a round, the same for all) on
 // the noisy day: the stability bounds hold, and no move goes to a path
 // significantly lossier than the one it leaves. (It may make a change or
-// two more than the clean day: loss that varies from round to round is
-// burstier than the binomial model of pathscore assumes, so 8 of 300 lost
-// against none of 300 can come from such noise and counts as a real
-// difference.)
+// two more than the clean day: over a day of comparisons, noise this size
+// now and then gives 8 of 300 lost against none of 300, beyond the 95 %
+// intervals, and that counts as a real difference; hysteresis and the
+// hold-downs bound what such rare false differences can do.)
 func TestNoisyLossAddsNoChanges(t *testing.T) {
 	p := testPolicy()
 	p.Quality.Rounds = 3

@@ -63,7 +63,7 @@ func (ps *paths) smoothed(seller uint32, p netip.Prefix, now time.Time, maxAge t
 }
 
 // pool is the quality of rounds taken together: the loss over every echo
-// request sent; the latency and jitter means of the rounds that had
+// request sent (with its dispersion between rounds); the latency and jitter means of the rounds that had
 // replies, weighted by replies, with their standard errors (between the
 // rounds, plus within them from each round's jitter; one round: its
 // jitter over the square root of its replies).
@@ -78,6 +78,13 @@ func pool(rs []PathSample) Quality {
 	q := Quality{Probes: sent, Rounds: len(rs)}
 	if sent > 0 {
 		q.LossPPM = int32((sent - recv) * 1_000_000 / sent)
+	}
+	ns, ks := make([]int64, len(rs)), make([]int64, len(rs))
+	for i, r := range rs {
+		ns[i], ks[i] = int64(r.Sent), int64(max(0, r.Sent-r.Received))
+	}
+	if d := pathscore.Dispersion(ns, ks); d > 1 {
+		q.LossDispersion = math.Round(d*100) / 100
 	}
 	var replies float64
 	for _, r := range rs {
@@ -128,7 +135,7 @@ func roundQuality(r PathSample) Quality {
 // figures is q as the path score reads it.
 func (q Quality) figures() pathscore.Figures {
 	return pathscore.Figures{LatencyUs: q.LatencyUs, JitterUs: q.JitterUs, LossPPM: q.LossPPM, Probes: q.Probes,
-		LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs}
+		LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs, LossDispersion: q.LossDispersion}
 }
 
 // beyond tells whether q is significantly beyond l: some figure's 95 %

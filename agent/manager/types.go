@@ -50,6 +50,9 @@ type Quality struct {
 	// LatencyErrUs and JitterErrUs are the standard errors of the means.
 	LatencyErrUs int64 `json:"latency_err_us,omitempty"`
 	JitterErrUs  int64 `json:"jitter_err_us,omitempty"`
+	// LossDispersion is how much burstier than independent probes the
+	// loss was between rounds (at least 1; pathscore.Dispersion).
+	LossDispersion float64 `json:"loss_dispersion,omitempty"`
 }
 
 // Limits are quality limits; 0 means no limit (as an unset proto field).

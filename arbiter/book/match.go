@@ -21,6 +21,9 @@ type Measured struct {
 	// (0: unknown, taken as exact).
 	LatencyErrUs int64
 	JitterErrUs  int64
+	// LossDispersion is how much burstier than independent probes the
+	// loss was between measurements (pathscore.Figures.LossDispersion).
+	LossDispersion float64
 }
 
 // Recorded is the part of m a trade records (and the store keeps): the

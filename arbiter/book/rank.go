@@ -43,7 +43,7 @@ func (m *Measured) Figures() *pathscore.Figures {
 		return nil
 	}
 	return &pathscore.Figures{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, Probes: m.Probes,
-		LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs}
+		LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion}
 }
 
 // scores is each candidate's path score among the candidates, by order ID.

@@ -3,6 +3,7 @@ package quality
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 const (
@@ -400,5 +402,29 @@ func TestPathQualityCarriesItsSamples(t *testing.T) {
 	}
 	if c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{p1}, now.Add(-time.Hour)); err != nil || c == nil || c.Probes != 0 {
 		t.Fatalf("cell with an unknown probe count: %+v %v", c, err)
+	}
+}
+
+// The cell's loss dispersion is pathscore.Dispersion over its measurements.
+func TestPathQualityLossDispersion(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p1 := netip.MustParsePrefix("198.51.100.0/24")
+	var ms []Measurement
+	for i, loss := range []int32{0, 0, 500_000} {
+		x := meas(string(rune('a' + i)))
+		x.LossPPM, x.ProbesSent = loss, 20
+		ms = append(ms, x)
+	}
+	if _, _, err := f.mx.Report(ctx, reporter, ms); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{p1}, now.Add(-time.Hour))
+	if err != nil || c == nil {
+		t.Fatalf("%+v %v", c, err)
+	}
+	want := pathscore.Dispersion([]int64{20, 20, 20}, []int64{0, 0, 10})
+	if want <= 1 || math.Abs(c.LossDispersion-want) > 1e-9 {
+		t.Fatalf("dispersion %v, want %v", c.LossDispersion, want)
 	}
 }

@@ -11,7 +11,8 @@
 // when it is significant: when the two 95 % intervals do not overlap. Loss
 // is k lost of n probes, with its Wilson score interval (1 lost of 6 is
 // anywhere from 3 % to 56 %, so it is no worse than 0 of 6; 10 of 200
-// against 0 of 200 is). Latency and jitter are means with a standard
+// against 0 of 200 is); loss that varies between probe rounds more than
+// independent probes would counts as fewer probes (LossDispersion). Latency and jitter are means with a standard
 // error, their interval the mean plus or minus 1.96 standard errors. A
 // measurement without a probe count (Probes 0) could have any loss; one
 // without a standard error is taken as exact.
@@ -52,6 +53,39 @@ type Figures struct {
 	// number); 0 takes the mean as exact.
 	LatencyErrUs int64
 	JitterErrUs  int64
+	// LossDispersion is how much more the loss varied between probe
+	// rounds than independent probes would (the quasi-binomial
+	// dispersion, at least 1; 0 counts as 1): bursty loss is worth fewer
+	// independent probes, Probes/LossDispersion.
+	LossDispersion float64
+}
+
+// Dispersion is the quasi-binomial dispersion of loss over rounds that
+// sent sent[i] probes and lost lost[i]: Pearson's chi-square over its
+// degrees of freedom, at least 1 (1 for fewer than two rounds).
+func Dispersion(sent, lost []int64) float64 {
+	var n, k int64
+	rounds := 0
+	for i := range sent {
+		if sent[i] > 0 {
+			n += sent[i]
+			k += lost[i]
+			rounds++
+		}
+	}
+	if rounds < 2 || k == 0 || k == n {
+		return 1
+	}
+	p := float64(k) / float64(n)
+	var chi2 float64
+	for i := range sent {
+		if sent[i] > 0 {
+			e := float64(sent[i]) * p
+			d := float64(lost[i]) - e
+			chi2 += d * d / (e * (1 - p))
+		}
+	}
+	return max(1, chi2/float64(rounds-1))
 }
 
 // Interval is a 95 % confidence interval.
@@ -67,8 +101,8 @@ func (f Figures) Loss() Interval {
 	if f.Probes <= 0 {
 		return Interval{0, 1}
 	}
-	n := float64(f.Probes)
-	p := min(1, max(0, float64(f.Lost())/n))
+	p := min(1, max(0, float64(f.Lost())/float64(f.Probes)))
+	n := float64(f.Probes) / max(1, f.LossDispersion)
 	z2 := Z * Z
 	centre := (p + z2/(2*n)) / (1 + z2/n)
 	half := Z / (1 + z2/n) * math.Sqrt(p*(1-p)/n+z2/(4*n*n))

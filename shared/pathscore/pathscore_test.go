@@ -97,11 +97,12 @@ func drawFigures(t *rapid.T, label string) *Figures {
 	}
 	n := rapid.SampledFrom([]int64{0, 3, 6, 20, 200, 5000}).Draw(t, label+"_probes")
 	f := &Figures{
-		LatencyUs:    rapid.Int64Range(0, 200).Draw(t, label+"_lat") * 1000,
-		LatencyErrUs: rapid.Int64Range(0, 20).Draw(t, label+"_late") * 500,
-		JitterUs:     rapid.Int64Range(0, 20).Draw(t, label+"_jit") * 1000,
-		JitterErrUs:  rapid.Int64Range(0, 4).Draw(t, label+"_jite") * 500,
-		Probes:       n,
+		LatencyUs:      rapid.Int64Range(0, 200).Draw(t, label+"_lat") * 1000,
+		LatencyErrUs:   rapid.Int64Range(0, 20).Draw(t, label+"_late") * 500,
+		JitterUs:       rapid.Int64Range(0, 20).Draw(t, label+"_jit") * 1000,
+		JitterErrUs:    rapid.Int64Range(0, 4).Draw(t, label+"_jite") * 500,
+		Probes:         n,
+		LossDispersion: rapid.SampledFrom([]float64{0, 1, 3}).Draw(t, label+"_disp"),
 	}
 	if n > 0 {
 		k := rapid.Int64Range(0, n).Draw(t, label+"_lost")
@@ -171,4 +172,31 @@ func TestRankProperties(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Loss that comes in bursts (all in one round of five) is worth fewer
+// independent probes than loss spread evenly: its interval is wider.
+func TestDispersion(t *testing.T) {
+	sent := []int64{100, 100, 100, 100, 100}
+	if d := Dispersion(sent, []int64{1, 1, 1, 1, 1}); d != 1 {
+		t.Fatalf("even loss: dispersion %v, want 1", d)
+	}
+	d := Dispersion(sent, []int64{5, 0, 0, 0, 0})
+	if d < 3 {
+		t.Fatalf("bursty loss: dispersion %v, want well above 1", d)
+	}
+	even := Figures{LossPPM: 10_000, Probes: 500}
+	bursty := even
+	bursty.LossDispersion = d
+	if e, b := even.Loss(), bursty.Loss(); b.Lo >= e.Lo || b.Hi <= e.Hi {
+		t.Fatalf("bursty %+v not wider than even %+v", b, e)
+	}
+	// 10 of 500 in one burst is no longer significantly worse than 0 of 500.
+	clean := Figures{Probes: 500}
+	if !Worse(Loss, Figures{LossPPM: 20_000, Probes: 500}, clean) || Worse(Loss, Figures{LossPPM: 20_000, Probes: 500, LossDispersion: Dispersion(sent, []int64{10, 0, 0, 0, 0})}, clean) {
+		t.Fatal("dispersion does not decide significance")
+	}
+	if Dispersion([]int64{100}, []int64{50}) != 1 || Dispersion(sent, []int64{0, 0, 0, 0, 0}) != 1 {
+		t.Fatal("one round, or no loss: dispersion 1")
+	}
 }

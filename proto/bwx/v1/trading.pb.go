@@ -1519,10 +1519,13 @@ type PathQuality struct {
 	// How many echo requests they sent: the loss's sample size (0: unknown).
 	Probes int64 `protobuf:"varint,6,opt,name=probes,proto3" json:"probes,omitempty"`
 	// The standard errors of the latency and jitter means (0: unknown).
-	LatencyErrUs  int64 `protobuf:"varint,7,opt,name=latency_err_us,json=latencyErrUs,proto3" json:"latency_err_us,omitempty"`
-	JitterErrUs   int64 `protobuf:"varint,8,opt,name=jitter_err_us,json=jitterErrUs,proto3" json:"jitter_err_us,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LatencyErrUs int64 `protobuf:"varint,7,opt,name=latency_err_us,json=latencyErrUs,proto3" json:"latency_err_us,omitempty"`
+	JitterErrUs  int64 `protobuf:"varint,8,opt,name=jitter_err_us,json=jitterErrUs,proto3" json:"jitter_err_us,omitempty"`
+	// How much more the loss varied between measurements than independent
+	// probes would (the quasi-binomial dispersion, at least 1; 0: unknown).
+	LossDispersion float64 `protobuf:"fixed64,9,opt,name=loss_dispersion,json=lossDispersion,proto3" json:"loss_dispersion,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PathQuality) Reset() {
@@ -1607,6 +1610,13 @@ func (x *PathQuality) GetLatencyErrUs() int64 {
 func (x *PathQuality) GetJitterErrUs() int64 {
 	if x != nil {
 		return x.JitterErrUs
+	}
+	return 0
+}
+
+func (x *PathQuality) GetLossDispersion() float64 {
+	if x != nil {
+		return x.LossDispersion
 	}
 	return 0
 }
@@ -1949,7 +1959,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
 	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\x12#\n" +
-	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\xf9\x01\n" +
+	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\xa2\x02\n" +
 	"\vPathQuality\x12\x1d\n" +
 	"\n" +
 	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
@@ -1959,7 +1969,8 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\asamples\x18\x05 \x01(\x03R\asamples\x12\x16\n" +
 	"\x06probes\x18\x06 \x01(\x03R\x06probes\x12$\n" +
 	"\x0elatency_err_us\x18\a \x01(\x03R\flatencyErrUs\x12\"\n" +
-	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\"S\n" +
+	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\x12'\n" +
+	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\"S\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +
