@@ -489,6 +489,12 @@ func offerFromProto(o *pb.Offer, asked netip.Prefix) manager.Offer {
 	if q := o.Measured; q != nil {
 		mo.Measured = &manager.Quality{LatencyUs: q.GetMaxLatencyUs(), JitterUs: q.GetMaxJitterUs(), LossPPM: q.GetMaxLossPpm()}
 	}
+	if q := o.MeasuredPath; q != nil {
+		// With its samples: an answer without a probe count cannot
+		// justify a buy (quality.min_probes).
+		mo.Measured = &manager.Quality{LatencyUs: q.LatencyUs, JitterUs: q.JitterUs, LossPPM: q.LossPpm, Probes: q.Probes,
+			Rounds: int(q.Samples), LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs, LossDispersion: q.LossDispersion}
+	}
 	return mo
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/manager"
 	"github.com/bwxchange/bwx/agent/speaker"
@@ -247,5 +249,22 @@ func BenchmarkRoutePreference(b *testing.B) {
 				r.preferred(routes[i%n])
 			}
 		})
+	}
+}
+
+// An offer's measurement reaches the manager with its samples; one
+// without them (an older arbiter) has no probe count, which justifies no
+// buy.
+func TestOfferMeasurementCarriesSamples(t *testing.T) {
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	o := offerFromProto(&pb.Offer{OrderId: 1, SellerAsn: 64501, Measured: &pb.Quality{},
+		MeasuredPath: &pb.PathQuality{LatencyUs: 20_000, LossPpm: 5000, Samples: 3, Probes: 200, LatencyErrUs: 150, JitterErrUs: 40}}, p)
+	want := manager.Quality{LatencyUs: 20_000, LossPPM: 5000, Probes: 200, Rounds: 3, LatencyErrUs: 150, JitterErrUs: 40}
+	if o.Measured == nil || *o.Measured != want {
+		t.Fatalf("measured %+v, want %+v", o.Measured, want)
+	}
+	old := offerFromProto(&pb.Offer{OrderId: 1, SellerAsn: 64501, Measured: &pb.Quality{MaxLatencyUs: proto.Int64(20_000)}}, p)
+	if old.Measured == nil || old.Measured.Probes != 0 || old.Measured.LatencyUs != 20_000 {
+		t.Fatalf("measured without samples %+v", old.Measured)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // covered tells whether a trade not ended (or a pending buy) covers p
@@ -31,6 +33,13 @@ type candidate struct {
 	q       Quality
 	size    int64
 	monthly int64
+	// score is the path score among the candidates, level its place in
+	// [0, 1] (rank fills them in).
+	score pathscore.Score
+	level float64
+	// pos is the offer's place in the exchange's answer, which lists
+	// offers of equal price in time priority.
+	pos int
 }
 
 // candidates are the offers for dst the policy allows for delivery from
@@ -38,9 +47,9 @@ type candidate struct {
 // why says what was filtered out when none is left.
 func (s *step) candidates(dst Destination, start, end time.Time, exclude ...uint32) (cs []candidate, why string) {
 	b := &s.m.pol.Buy
-	floor := b.Floor.Limits()
+	floor := b.FloorLimits()
 	counts := map[string]int{}
-	for _, o := range s.offers[dst.Prefix] {
+	for pos, o := range s.offers[dst.Prefix] {
 		size := s.sizeFor(dst.P95Bps, o.MinBlockBps)
 		q, ok := s.quality(o.Seller, dst.Prefix)
 		if !ok && o.Measured != nil {
@@ -58,7 +67,9 @@ func (s *step) candidates(dst Destination, start, end time.Time, exclude ...uint
 			reason = "above max price"
 		case !ok:
 			reason = "unmeasured"
-		case !floor.Meets(q):
+		case q.Probes < s.m.pol.Quality.MinProbes:
+			reason = "too few probes yet (probing more)"
+		case floor.beyond(q):
 			reason = "below quality floor"
 		case o.AvailableBps < size:
 			reason = "too little capacity"
@@ -71,7 +82,7 @@ func (s *step) candidates(dst Destination, start, end time.Time, exclude ...uint
 			counts[reason]++
 			continue
 		}
-		cs = append(cs, candidate{offer: o, q: q, size: size, monthly: monthly(o.PriceMicros, size)})
+		cs = append(cs, candidate{offer: o, q: q, size: size, monthly: monthly(o.PriceMicros, size), pos: pos})
 	}
 	s.rank(cs)
 	if len(cs) == 0 {
@@ -93,34 +104,37 @@ func (s *step) candidates(dst Destination, start, end time.Time, exclude ...uint
 }
 
 // rank orders candidates best first by the policy's ranking (as the
-// exchange ranks, claims 24-25): price; performance (latency, loss, jitter);
-// or the weighted mix of price over max price and latency over the slowest
-// candidate's. Seller then offer ID break ties, so the order is total.
+// exchange ranks, claims 24-25): price, then the path score; the path
+// score (shared/pathscore: loss, latency, jitter, each only on a
+// significant difference), then price; or the weighted mix of price over
+// max price and the path score's level among the candidates. The
+// exchange's order (time priority among equal prices), then seller and
+// offer ID break ties, so the order is total.
 func (s *step) rank(cs []candidate) {
 	b := &s.m.pol.Buy
+	fs := make([]*pathscore.Figures, len(cs))
+	for i := range cs {
+		f := cs[i].q.figures()
+		fs[i] = &f
+	}
+	scores := pathscore.Rank(fs)
+	levels := pathscore.Levels(scores)
+	for i := range cs {
+		cs[i].score, cs[i].level = scores[i], levels[i]
+	}
 	tie := func(a, c candidate) int {
-		return cmp.Or(cmp.Compare(a.offer.Seller, c.offer.Seller), cmp.Compare(a.offer.OrderID, c.offer.OrderID))
+		return cmp.Or(cmp.Compare(a.pos, c.pos), cmp.Compare(a.offer.Seller, c.offer.Seller), cmp.Compare(a.offer.OrderID, c.offer.OrderID))
 	}
-	perf := func(a, c candidate) int {
-		return cmp.Or(cmp.Compare(a.q.LatencyUs, c.q.LatencyUs), cmp.Compare(a.q.LossPPM, c.q.LossPPM), cmp.Compare(a.q.JitterUs, c.q.JitterUs))
-	}
+	perf := func(a, c candidate) int { return a.score.Compare(c.score) }
 	price := func(a, c candidate) int { return cmp.Compare(a.offer.PriceMicros, c.offer.PriceMicros) }
 	switch b.Ranking {
 	case ByPerformance:
 		slices.SortFunc(cs, func(a, c candidate) int { return cmp.Or(perf(a, c), price(a, c), tie(a, c)) })
 	case Weighted:
 		w := float64(b.PriceWeight) / 100
-		var slowest int64
-		for _, c := range cs {
-			slowest = max(slowest, c.q.LatencyUs)
-		}
 		score := func(c candidate) float64 {
 			p := float64(c.offer.PriceMicros) / float64(max(int64(b.MaxPrice), 1))
-			l := 0.0
-			if slowest > 0 {
-				l = float64(c.q.LatencyUs) / float64(slowest)
-			}
-			return w*p + (1-w)*l
+			return w*p + (1-w)*c.level
 		}
 		slices.SortFunc(cs, func(a, c candidate) int {
 			return cmp.Or(cmp.Compare(score(a), score(c)), price(a, c), perf(a, c), tie(a, c))
@@ -130,27 +144,38 @@ func (s *step) rank(cs []candidate) {
 	}
 }
 
-// gain is what a path gains over the current one.
+// gain is what a path gains over the current one: each figure's point
+// difference and its 95 % margin, counted toward a threshold only when
+// significant; compared says which comparison decided.
 type gain struct {
-	latencyUs int64
-	lossPPM   int32
-	saving    int64 // per month
+	latencyUs, latencyMarginUs int64
+	lossPPM, lossMarginPPM     int32
+	saving                     int64 // per month
+	compared                   string
 }
 
 // improves tells whether going from cur (nil: unmeasured) at curPrice to q
 // at price for size gains at least one set threshold, scaled by pct
-// percent (hysteresis).
+// percent (hysteresis). A latency or loss gain counts only when it is
+// significant (shared/pathscore); nothing justifies a path whose loss is
+// significantly higher than the current one's, whatever it gains.
 func (s *step) improves(cur *Quality, curPrice int64, q Quality, price, size int64, pct int) (gain, bool) {
 	im := s.m.pol.Buy.MinImprovement
 	var g gain
 	ok := false
 	if cur != nil {
-		g.latencyUs = cur.LatencyUs - q.LatencyUs
-		g.lossPPM = cur.LossPPM - q.LossPPM
-		if im.Latency > 0 && g.latencyUs >= im.Latency.Microseconds()*int64(pct)/100 {
+		c, n := cur.figures(), q.figures()
+		pg := pathscore.GainOf(c, n)
+		g.latencyUs, g.latencyMarginUs, g.lossPPM, g.lossMarginPPM = pg.LatencyUs, pg.LatencyMarginUs, pg.LossPPM, pg.LossMarginPPM
+		g.compared = pathscore.Explain(n, c)
+		if pathscore.Worse(pathscore.Loss, n, c) {
+			g.compared = "never: " + g.compared
+			return g, false
+		}
+		if im.Latency > 0 && pathscore.Worse(pathscore.Latency, c, n) && g.latencyUs >= im.Latency.Microseconds()*int64(pct)/100 {
 			ok = true
 		}
-		if im.Loss > 0 && int64(g.lossPPM) >= int64(im.Loss)*int64(pct)/100 {
+		if im.Loss > 0 && pathscore.Worse(pathscore.Loss, c, n) && int64(g.lossPPM) >= int64(im.Loss)*int64(pct)/100 {
 			ok = true
 		}
 	}
@@ -202,6 +227,9 @@ func (s *step) take(d Decision, c candidate, start, end time.Time) {
 	d.MonthlyMicros = c.monthly
 	d.Budget = int64(m.pol.Buy.Budget)
 	d.Chosen = &c.q
+	if d.Compared == "" && d.Current != nil {
+		d.Compared = pathscore.Explain(c.q.figures(), d.Current.figures())
+	}
 	d.Intents = []Intent{{Type: TakeOffer, ClientOrderID: id, OfferOrderID: c.offer.OrderID, Seller: c.offer.Seller,
 		Prefix: d.Prefix, CapacityBps: c.size, MinBlockBps: c.offer.MinBlockBps, PriceMicros: c.offer.PriceMicros,
 		Limits: lim, Start: start, End: end}}
@@ -293,10 +321,19 @@ func (s *step) renewals() {
 		case !curOK:
 			s.lapse(t, p, "no fresh measurement of the traded path")
 			continue
+		case cur.Probes < m.pol.Quality.MinProbes || defOK && def.Probes < m.pol.Quality.MinProbes:
+			// Not enough to judge either way: probe more, decide later.
+			m.hold(&s.out, subject, Decision{At: s.now, Prefix: p, Seller: t.Seller, TradeID: t.ID,
+				Reason: fmt.Sprintf("renewal waits: too few probes yet (fewer than quality.min_probes %d): probing more", m.pol.Quality.MinProbes)})
+			continue
 		}
 		g, ok := s.improves(qptr(def, defOK), int64(b.DefaultPathPrice), cur, t.PriceMicros, t.CapacityBps, 100-h)
 		if !ok {
-			s.lapse(t, p, fmt.Sprintf("no longer pays off: gains %dus, %dppm, saves %v a month", g.latencyUs, g.lossPPM, Money(g.saving)))
+			why := fmt.Sprintf("no longer pays off: gains %dus, %dppm, saves %v a month", g.latencyUs, g.lossPPM, Money(g.saving))
+			if g.compared != "" {
+				why += " (" + g.compared + ")"
+			}
+			s.lapse(t, p, why)
 			continue
 		}
 		start, end := t.End, t.End.Add(b.Term)
@@ -309,7 +346,8 @@ func (s *step) renewals() {
 			}
 		}
 		d := Decision{At: s.now, Kind: KindRenew, Prefix: p, Seller: t.Seller, TradeID: t.ID, DemandP95Bps: dst.P95Bps,
-			Current: qptr(def, defOK), GainLatencyUs: g.latencyUs, GainLossPPM: g.lossPPM, SavingMicros: g.saving}
+			Current: qptr(def, defOK), GainLatencyUs: g.latencyUs, GainLossPPM: g.lossPPM, SavingMicros: g.saving,
+			GainLatencyMarginUs: g.latencyMarginUs, GainLossMarginPPM: g.lossMarginPPM, Compared: g.compared}
 		if pick == nil {
 			if why == "" {
 				why = fmt.Sprintf("AS%d offers nothing usable", t.Seller)
@@ -384,19 +422,34 @@ func (s *step) buys() {
 			cur, curPrice = qptr(s.quality(DefaultPath, p)), int64(b.DefaultPathPrice)
 		}
 		d.Current = cur
+		if cur != nil && cur.Probes < m.pol.Quality.MinProbes && !failover {
+			// Too few probes of the current path to judge a gain on it.
+			if d.Kind == KindBuy {
+				m.hold(&s.out, subject, withReason(d, fmt.Sprintf("too few probes of the current path yet (fewer than quality.min_probes %d): probing more", m.pol.Quality.MinProbes)))
+			}
+			continue
+		}
 		start, end := s.now, s.now.Add(b.Term)
 		cs, why := s.candidates(dst, start, end, exclude...)
 		var pick *candidate
 		var g gain
+		lossier := 0
 		for i := range cs {
-			if gg, ok := s.improves(cur, curPrice, cs[i].q, cs[i].offer.PriceMicros, cs[i].size, pct); ok {
+			gg, ok := s.improves(cur, curPrice, cs[i].q, cs[i].offer.PriceMicros, cs[i].size, pct)
+			if ok {
 				pick, g = &cs[i], gg
 				break
+			}
+			if cur != nil && pathscore.Worse(pathscore.Loss, cs[i].q.figures(), cur.figures()) {
+				lossier++
 			}
 		}
 		if pick == nil {
 			if why == "" {
 				why = fmt.Sprintf("no offer improves enough on the current path (%d offers)", len(cs))
+				if lossier > 0 {
+					why += fmt.Sprintf("; %d with significantly more loss than it", lossier)
+				}
 				if cur == nil && b.MinImprovement.Savings == 0 {
 					why = "the current path is not measured"
 				}
@@ -407,6 +460,7 @@ func (s *step) buys() {
 			continue
 		}
 		d.GainLatencyUs, d.GainLossPPM, d.SavingMicros = g.latencyUs, g.lossPPM, g.saving
+		d.GainLatencyMarginUs, d.GainLossMarginPPM, d.Compared = g.latencyMarginUs, g.lossMarginPPM, g.compared
 		d.Seller, d.Chosen, d.SizeBps, d.PriceMicros, d.MonthlyMicros = pick.offer.Seller, &pick.q, pick.size, pick.offer.PriceMicros, pick.monthly
 		switch {
 		case d.Kind == KindBuy && !failover && s.now.Before(m.noRebuy[p]):

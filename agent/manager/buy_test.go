@@ -63,7 +63,7 @@ func TestBuyDecisions(t *testing.T) {
 			k.orders = append(k.orders, Order{ID: 7, Side: Sell, Destination: "customer", CapacityBps: gbps, PriceMicros: unit, End: t0.Add(48 * time.Hour)})
 		}, seller: asA},
 		{name: "no offer improves enough", market: func(_ *market, m *Manager) {
-			for i := range 3 {
+			for i := range 5 {
 				probe(m, DefaultPath, pfx4, t0.Add(time.Duration(i+1)*time.Second), 12, 0)
 			}
 		}, hold: "no offer improves enough"},
@@ -76,8 +76,13 @@ func TestBuyDecisions(t *testing.T) {
 		{name: "exchange measurement when own probes are missing", market: func(k *market, m *Manager) {
 			m.paths = newPaths(5)
 			probe(m, DefaultPath, pfx4, t0, 30, 0)
-			k.offers[1].Measured = &Quality{LatencyUs: 10_000}
+			k.offers[1].Measured = &Quality{LatencyUs: 10_000, Probes: 100}
 		}, seller: asB},
+		{name: "exchange measurement with too few probes", market: func(k *market, m *Manager) {
+			m.paths = newPaths(5)
+			probe(m, DefaultPath, pfx4, t0, 30, 0)
+			k.offers[1].Measured = &Quality{LatencyUs: 10_000, Probes: 6}
+		}, hold: "1 too few probes yet (probing more)"},
 		{name: "savings", policy: func(p *Policy) {
 			p.Buy.MinImprovement = Improvement{Savings: 50 * unit}
 			p.Buy.DefaultPathPrice = 4 * unit

@@ -114,6 +114,12 @@ type Decision struct {
 	GainLatencyUs int64    `json:"gain_latency_us,omitempty"`
 	GainLossPPM   int32    `json:"gain_loss_ppm,omitempty"`
 	SavingMicros  int64    `json:"saving_micros,omitempty"`
+	// The gains' 95 % margins: a gain within its margin is noise.
+	GainLatencyMarginUs int64 `json:"gain_latency_margin_us,omitempty"`
+	GainLossMarginPPM   int32 `json:"gain_loss_margin_ppm,omitempty"`
+	// Compared is the comparison of the chosen path with the current one
+	// that decided, each figure with its sample (shared/pathscore).
+	Compared string `json:"compared,omitempty"`
 
 	// Intents are what the daemon must do; none in shadow mode.
 	Intents []Intent `json:"intents,omitempty"`

@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// feed gives pfx4 fresh demand and one probe round per path at now.
+// feed gives pfx4 fresh demand and five probe rounds per path (the
+// rounds the policy pools) just before now.
 func feed(m *Manager, now time.Time, lat map[uint32]int64) {
 	demand(m, pfx4, 40*mbps, 12, now)
 	for s, l := range lat {
-		for i := range 3 {
+		for i := range 5 {
 			probe(m, s, pfx4, now.Add(-time.Duration(i)*time.Second-time.Millisecond), l, 0)
 		}
 	}

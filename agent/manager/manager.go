@@ -71,7 +71,7 @@ func New(p Policy, journalSize int) (*Manager, error) {
 	return &Manager{
 		pol:         p,
 		demand:      NewDemand(p.Demand.Window),
-		paths:       newPaths(max(p.Quality.Rounds, p.Failover.Rounds)),
+		paths:       newPaths(max(p.Quality.Rounds, p.Failover.Rounds, keptRounds)),
 		journal:     NewJournal(journalSize),
 		noRebuy:     map[netip.Prefix]time.Time{},
 		lastBuy:     map[netip.Prefix]time.Time{},
@@ -141,7 +141,7 @@ func (m *Manager) wanted(now time.Time) []Destination {
 func (m *Manager) Quality(now time.Time, seller uint32, p netip.Prefix) (q Quality, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.paths.smoothed(seller, p, now.UTC(), m.pol.Quality.MaxAge)
+	return m.paths.smoothed(seller, p, now.UTC(), m.pol.Quality.MaxAge, m.pol.Quality.Rounds, m.pol.Quality.MinProbes)
 }
 
 // Failed tells the manager that the intent with clientOrderID failed (the
@@ -349,7 +349,8 @@ func (s *step) avoided(seller uint32, p netip.Prefix) bool {
 
 // quality is a path's smoothed quality from the agent's own probes.
 func (s *step) quality(seller uint32, p netip.Prefix) (Quality, bool) {
-	return s.m.paths.smoothed(seller, p, s.now, s.m.pol.Quality.MaxAge)
+	q := &s.m.pol.Quality
+	return s.m.paths.smoothed(seller, p, s.now, q.MaxAge, q.Rounds, q.MinProbes)
 }
 
 func qptr(q Quality, ok bool) *Quality {
@@ -510,7 +511,10 @@ func comparePrefix(a, b netip.Prefix) int {
 
 // failover counts, for each trade with limits, the newest consecutive
 // probe rounds of its seller's path beyond them; Failover.Rounds of them
-// is a breach: reported once, and the path is avoided until the trade ends.
+// is a breach when, pooled, they count at least quality.min_probes echo
+// requests and are significantly beyond the limits (else the manager
+// probes more): reported once, and the path is avoided until the trade
+// ends.
 func (s *step) failover() {
 	m := s.m
 	n := m.pol.Failover.Rounds
@@ -544,13 +548,18 @@ func (s *step) failover() {
 			if bad < n || m.breached[bk] {
 				continue
 			}
+			pooled := pool(rs[len(rs)-bad:])
+			if pooled.Probes < m.pol.Quality.MinProbes || !lim.beyond(pooled) {
+				continue // not enough to tell a breach from noise yet
+			}
 			m.breached[bk] = true
 			m.avoid[pathKey{t.Seller, k.prefix}] = laterOf(m.avoid[pathKey{t.Seller, k.prefix}], t.End)
 			last := roundQuality(rs[len(rs)-1])
 			s.out = append(s.out, m.record(Decision{
 				At: s.now, Kind: KindBreach, Prefix: k.prefix, Seller: t.Seller, TradeID: t.ID,
-				Reason:  fmt.Sprintf("%d consecutive probe rounds beyond the trade's limits", bad),
-				Chosen:  &last,
+				Reason: fmt.Sprintf("%d consecutive probe rounds beyond the trade's limits, significantly (latency %s, loss %s)",
+					bad, pooled.figures().LatencyString(), pooled.figures().LossString()),
+				Chosen:  &pooled,
 				Intents: []Intent{{Type: ReportBreach, TradeID: t.ID, Seller: t.Seller, Prefix: k.prefix, Limits: lim, Observed: &last}},
 			}))
 		}

@@ -66,6 +66,26 @@ type QualityPolicy struct {
 	// MaxAge is how old a path's newest round may be for it to count as
 	// measured.
 	MaxAge time.Duration `yaml:"max_age"`
+	// MinProbes is the fewest echo requests a path's figures must count
+	// to justify a buy, a switch, a renewal or a breach; older rounds
+	// (within MaxAge) are pooled in to reach it, else the manager probes
+	// more before it decides.
+	MinProbes int64 `yaml:"min_probes"`
+}
+
+// DefaultMaxLoss is the loss floor of the paths the manager buys when
+// buy.quality_floor.max_loss is not set: 2 %, where TCP throughput has
+// already fallen to a fraction of a clean path's.
+const DefaultMaxLoss Percent = 20_000
+
+// FloorLimits is the quality floor candidates must meet: the policy's,
+// with DefaultMaxLoss when it sets no loss limit.
+func (b *BuyPolicy) FloorLimits() Limits {
+	l := b.Floor.Limits()
+	if l.MaxLossPPM == 0 {
+		l.MaxLossPPM = int32(DefaultMaxLoss)
+	}
+	return l
 }
 
 // QualityFloor is the worst quality a bought path may have.
@@ -181,7 +201,7 @@ func DefaultPolicy() Policy {
 	return Policy{
 		Mode:    ModeShadow,
 		Demand:  DemandPolicy{Window: 24 * time.Hour, Top: 20, MinSamples: 100, MinIntervals: 3},
-		Quality: QualityPolicy{Rounds: 5, MaxAge: 15 * time.Minute},
+		Quality: QualityPolicy{Rounds: 5, MaxAge: 15 * time.Minute, MinProbes: 20},
 		Buy: BuyPolicy{
 			Ranking:        ByPrice,
 			PriceWeight:    50,
@@ -226,6 +246,9 @@ func (p *Policy) Validate() error {
 	}
 	if p.Quality.Rounds < 1 || p.Quality.Rounds > 1000 {
 		bad("quality.rounds", "want 1 to 1000, got %d", p.Quality.Rounds)
+	}
+	if p.Quality.MinProbes < 1 || p.Quality.MinProbes > 1_000_000 {
+		bad("quality.min_probes", "want 1 to 1000000, got %d", p.Quality.MinProbes)
 	}
 	if p.Quality.MaxAge <= 0 {
 		bad("quality.max_age", "must be positive, got %v", p.Quality.MaxAge)

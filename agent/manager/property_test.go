@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 var (
@@ -136,6 +138,15 @@ func TestPropertiesBuy(t *testing.T) {
 					}
 				}
 				failover := strings.HasPrefix(d.Reason, "failover")
+				if (d.Kind == KindBuy || d.Kind == KindSwitch) && d.Chosen != nil {
+					// No decision on noise, never worse where it matters.
+					if d.Chosen.Probes < p.Quality.MinProbes || d.Current != nil && d.Current.Probes < p.Quality.MinProbes && !failover {
+						t.Fatalf("%s on too few probes: %+v", d.Kind, d)
+					}
+					if d.Current != nil && pathscore.Worse(pathscore.Loss, d.Chosen.figures(), d.Current.figures()) {
+						t.Fatalf("%s to a path with significantly more loss: %s", d.Kind, d)
+					}
+				}
 				switch d.Kind {
 				case KindBuy:
 					if !failover && now.Before(noRebuy[d.Prefix]) {

@@ -221,7 +221,11 @@ func TestShadowSummary(t *testing.T) {
 		s.MonthlyMicros != 300*unit || s.SavingMicros != 0 {
 		t.Fatalf("summary %+v", s)
 	}
-	if str := ds[0].String(); !strings.HasPrefix(str, "[shadow] buy 198.51.100.0/24 AS64501 50Mbps at 2/Mbps/month (100 a month); gains 10.0 ms, 0% loss, saves 50 a month") {
+	if v4.GainLatencyMarginUs == 0 || v4.GainLossMarginPPM == 0 || v4.GainLossMarginPPM > 10_000 {
+		t.Fatalf("summary lacks the gains' margins: %+v", v4)
+	}
+	if str := ds[0].String(); !strings.HasPrefix(str, "[shadow] buy 198.51.100.0/24 AS64501 50Mbps at 2/Mbps/month (100 a month); gains 10.0±0.0 ms, 0%±0.894% loss, saves 50 a month") ||
+		!strings.Contains(str, "latency 20.0±0.0 ms vs 30.0±0.0 ms: significantly lower") {
 		t.Fatalf("String: %s", str)
 	}
 }

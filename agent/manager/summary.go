@@ -33,9 +33,13 @@ func (d Decision) String() string {
 		fmt.Fprintf(&b, " at %v/Mbps/month (%v a month)", Money(d.PriceMicros), Money(d.MonthlyMicros))
 	}
 	if d.GainLatencyUs != 0 || d.GainLossPPM != 0 || d.SavingMicros != 0 {
-		fmt.Fprintf(&b, "; gains %.1f ms, %v loss, saves %v a month", float64(d.GainLatencyUs)/1000, Percent(d.GainLossPPM), Money(d.SavingMicros))
+		fmt.Fprintf(&b, "; gains %.1f±%.1f ms, %v±%v loss, saves %v a month", float64(d.GainLatencyUs)/1000, float64(d.GainLatencyMarginUs)/1000,
+			Percent(d.GainLossPPM), Percent(d.GainLossMarginPPM), Money(d.SavingMicros))
 	}
 	fmt.Fprintf(&b, ": %s", d.Reason)
+	if d.Compared != "" {
+		fmt.Fprintf(&b, " [%s]", d.Compared)
+	}
 	return b.String()
 }
 
@@ -51,6 +55,10 @@ type Value struct {
 	GainLatencyUs int64        `json:"gain_latency_us"`
 	GainLossPPM   int32        `json:"gain_loss_ppm"`
 	SavingMicros  int64        `json:"saving_micros"`
+	// The gains' 95 % margins: the gain is somewhere in gain ± margin,
+	// and a gain within its margin may be none at all.
+	GainLatencyMarginUs int64 `json:"gain_latency_margin_us"`
+	GainLossMarginPPM   int32 `json:"gain_loss_margin_ppm"`
 }
 
 // Summary totals the value of what was (or would have been) bought, for a
@@ -68,11 +76,13 @@ func Summarize(ds []Decision) Summary {
 		switch d.Kind {
 		case KindBuy, KindSwitch, KindRenew:
 			v := Value{Prefix: d.Prefix, Seller: d.Seller, SizeBps: d.SizeBps, PriceMicros: d.PriceMicros, MonthlyMicros: d.MonthlyMicros,
-				GainLatencyUs: d.GainLatencyUs, GainLossPPM: d.GainLossPPM, SavingMicros: d.SavingMicros}
+				GainLatencyUs: d.GainLatencyUs, GainLossPPM: d.GainLossPPM, SavingMicros: d.SavingMicros,
+				GainLatencyMarginUs: d.GainLatencyMarginUs, GainLossMarginPPM: d.GainLossMarginPPM}
 			if d.Kind == KindRenew {
 				// A renewal's gains are the kept path's over the default one.
 				if old, ok := last[d.Prefix]; ok && old.Seller == d.Seller {
 					v.GainLatencyUs, v.GainLossPPM = old.GainLatencyUs, old.GainLossPPM
+					v.GainLatencyMarginUs, v.GainLossMarginPPM = old.GainLatencyMarginUs, old.GainLossMarginPPM
 				}
 			}
 			last[d.Prefix] = v

@@ -35,11 +35,24 @@ type PathSample struct {
 	LossPPM        int32
 }
 
-// Quality is a path's measured (or smoothed) quality.
+// Quality is a path's measured (or smoothed) quality, with the samples
+// behind it: the path score (shared/pathscore) counts a difference only
+// when it is significant.
 type Quality struct {
+	// LatencyUs and JitterUs are means.
 	LatencyUs int64 `json:"latency_us"`
 	JitterUs  int64 `json:"jitter_us"`
 	LossPPM   int32 `json:"loss_ppm"`
+	// Probes is how many echo requests the figures count (the loss's
+	// sample size; 0: unknown), Rounds how many probe rounds.
+	Probes int64 `json:"probes,omitempty"`
+	Rounds int   `json:"rounds,omitempty"`
+	// LatencyErrUs and JitterErrUs are the standard errors of the means.
+	LatencyErrUs int64 `json:"latency_err_us,omitempty"`
+	JitterErrUs  int64 `json:"jitter_err_us,omitempty"`
+	// LossDispersion is how much burstier than independent probes the
+	// loss was between rounds (at least 1; pathscore.Dispersion).
+	LossDispersion float64 `json:"loss_dispersion,omitempty"`
 }
 
 // Limits are quality limits; 0 means no limit (as an unset proto field).

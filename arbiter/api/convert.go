@@ -132,7 +132,8 @@ func pathQualityToProto(m *book.Measured) *pb.PathQuality {
 	if m == nil {
 		return nil
 	}
-	return &pb.PathQuality{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPpm: m.LossPPM, AsHops: m.ASHops, Samples: int64(m.Samples)}
+	return &pb.PathQuality{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPpm: m.LossPPM, AsHops: m.ASHops, Samples: int64(m.Samples),
+		Probes: m.Probes, LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion}
 }
 
 // eventToProto is one entry of a member's event stream; the book's event

@@ -146,3 +146,16 @@ func TestDestToProtoKinds(t *testing.T) {
 		}
 	}
 }
+
+// An offer's measured path carries the samples the agent's path score
+// needs (shared/pathscore): without them its figures justify nothing.
+func TestPathQualityCarriesSamples(t *testing.T) {
+	q := pathQualityToProto(&book.Measured{LatencyUs: 20_000, JitterUs: 300, LossPPM: 5000, ASHops: 2, Samples: 4,
+		Probes: 200, LatencyErrUs: 150, JitterErrUs: 40})
+	if q.GetProbes() != 200 || q.GetLatencyErrUs() != 150 || q.GetJitterErrUs() != 40 || q.GetSamples() != 4 || q.GetLossPpm() != 5000 {
+		t.Fatalf("path quality %v", q)
+	}
+	if pathQualityToProto(nil) != nil {
+		t.Fatal("unmeasured path has a quality")
+	}
+}

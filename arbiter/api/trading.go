@@ -151,7 +151,7 @@ func (s *TradingServer) ListOffers(ctx context.Context, r *pb.ListOffersRequest)
 		out.Offers = append(out.Offers, &pb.Offer{
 			OrderId: uint64(o.Order.ID), SellerAsn: o.Order.MemberASN, Destination: destToProto(o.Order.Spec.Destination),
 			Protocol: pb.Protocol(o.Order.Spec.Protocol), AvailableBps: o.AvailableBps, MinBlockBps: o.Order.Spec.MinBlockBps,
-			PriceMicros: o.Order.Spec.PriceMicros, Measured: measuredToProto(o.Measured),
+			PriceMicros: o.Order.Spec.PriceMicros, Measured: measuredToProto(o.Measured), MeasuredPath: pathQualityToProto(o.Measured),
 			DeliveryStart: ts(o.Order.Spec.Start), DeliveryEnd: ts(o.Order.Spec.End), TrafficType: pb.TrafficType(o.Order.Spec.TrafficType),
 		})
 	}

@@ -469,6 +469,7 @@ func lookup(q QualitySource, ch *Change) {
 		if m == nil || m.Samples == 0 {
 			continue
 		}
+		m = m.Recorded()
 		t.Quality = m
 		for j := range ch.Events {
 			if e := ch.Events[j].Trade; e != nil && e.ID == t.ID {
@@ -875,7 +876,8 @@ func (q matrixQuality) Measured(buyer, seller uint32, prefixes []netip.Prefix, n
 	if err != nil || c == nil {
 		return nil // unmeasured: fails any quality limit, which is the safe side
 	}
-	return &Measured{LatencyUs: c.LatencyUs, JitterUs: c.JitterUs, LossPPM: c.LossPPM, ASHops: c.ASHops, Samples: c.Samples}
+	return &Measured{LatencyUs: c.LatencyUs, JitterUs: c.JitterUs, LossPPM: c.LossPPM, ASHops: c.ASHops, Samples: c.Samples,
+		Probes: c.Probes, LatencyErrUs: c.LatencyErrUs, JitterErrUs: c.JitterErrUs, LossDispersion: c.LossDispersion}
 }
 
 // OpenCount is the number of orders resting in the book.

@@ -620,6 +620,7 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 		if m != nil && m.Samples == 0 {
 			m = nil
 		}
+		m = m.Recorded()
 		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
 			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: f.c.order.Spec.PriceMicros,
 			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}

@@ -13,7 +13,26 @@ type Measured struct {
 	JitterUs  int64
 	LossPPM   int32
 	ASHops    int32
-	Samples   int
+	// Samples is how many measurements the figures average; Probes how
+	// many echo requests they sent (the loss's sample size; 0: unknown).
+	Samples int
+	Probes  int64
+	// LatencyErrUs and JitterErrUs are the standard errors of the means
+	// (0: unknown, taken as exact).
+	LatencyErrUs int64
+	JitterErrUs  int64
+	// LossDispersion is how much burstier than independent probes the
+	// loss was between measurements (pathscore.Figures.LossDispersion).
+	LossDispersion float64
+}
+
+// Recorded is the part of m a trade records (and the store keeps): the
+// figures and their count, without the sample sizes ranking needs.
+func (m *Measured) Recorded() *Measured {
+	if m == nil {
+		return nil
+	}
+	return &Measured{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, ASHops: m.ASHops, Samples: m.Samples}
 }
 
 // Meets reports whether measured quality m (nil: none fresh) satisfies the

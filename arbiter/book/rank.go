@@ -3,14 +3,18 @@ package book
 import (
 	"cmp"
 	"slices"
+
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // rank orders candidates best first. A buy ranks sellers by its ranking:
-// price; performance (latency, then loss, then jitter; unmeasured last);
-// or a weighted mix. A sell meets the best bids first. Time priority
-// breaks every tie.
+// price; performance (the path score of shared/pathscore: loss, then
+// latency, then jitter, each only on a significant difference; unmeasured
+// last), then price; or a weighted mix of price and the same score. A
+// sell meets the best bids first. Time priority breaks every tie.
 func rank(o *Order, cs []candidate) {
 	byPriority := func(a, b candidate) int { return cmp.Compare(a.order.Priority, b.order.Priority) }
+	byPrice := func(a, b candidate) int { return cmp.Compare(a.order.Spec.PriceMicros, b.order.Spec.PriceMicros) }
 	if o.Spec.Side == Sell {
 		slices.SortFunc(cs, func(a, b candidate) int {
 			return cmp.Or(cmp.Compare(b.order.Spec.PriceMicros, a.order.Spec.PriceMicros), byPriority(a, b))
@@ -19,59 +23,63 @@ func rank(o *Order, cs []candidate) {
 	}
 	switch o.Spec.Ranking {
 	case ByPerformance:
-		slices.SortFunc(cs, func(a, b candidate) int { return cmp.Or(comparePerf(a.measured, b.measured), byPriority(a, b)) })
+		score := scores(cs)
+		slices.SortFunc(cs, func(a, b candidate) int {
+			return cmp.Or(score[a.order.ID].Compare(score[b.order.ID]), byPrice(a, b), byPriority(a, b))
+		})
 	case Weighted:
 		score := weightedScores(o, cs)
 		slices.SortFunc(cs, func(a, b candidate) int {
-			return cmp.Or(cmp.Compare(score[a.order.ID], score[b.order.ID]), byPriority(a, b))
+			return cmp.Or(cmp.Compare(score[a.order.ID], score[b.order.ID]), byPrice(a, b), byPriority(a, b))
 		})
 	default:
-		slices.SortFunc(cs, func(a, b candidate) int {
-			return cmp.Or(cmp.Compare(a.order.Spec.PriceMicros, b.order.Spec.PriceMicros), byPriority(a, b))
-		})
+		slices.SortFunc(cs, func(a, b candidate) int { return cmp.Or(byPrice(a, b), byPriority(a, b)) })
 	}
 }
 
-// comparePerf orders measured paths by latency, loss, jitter; a path with
-// no measurement comes after every measured one.
-func comparePerf(a, b *Measured) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return 1
-	case b == nil:
-		return -1
+// Figures is m as the path score reads it (nil: unmeasured).
+func (m *Measured) Figures() *pathscore.Figures {
+	if m == nil || m.Samples == 0 {
+		return nil
 	}
-	return cmp.Or(cmp.Compare(a.LatencyUs, b.LatencyUs), cmp.Compare(a.LossPPM, b.LossPPM), cmp.Compare(a.JitterUs, b.JitterUs))
+	return &pathscore.Figures{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, Probes: m.Probes,
+		LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion}
+}
+
+// scores is each candidate's path score among the candidates, by order ID.
+func scores(cs []candidate) map[int64]pathscore.Score {
+	fs := make([]*pathscore.Figures, len(cs))
+	for i, c := range cs {
+		fs[i] = c.measured.Figures()
+	}
+	out := make(map[int64]pathscore.Score, len(cs))
+	for i, s := range pathscore.Rank(fs) {
+		out[cs[i].order.ID] = s
+	}
+	return out
 }
 
 // weightedScores mixes price and performance as the buyer weighs them
 // (price_weight_percent: 100 is price only, 0 performance only). Each part
 // is scaled to [0, 1] over the candidates: price by the buyer's limit,
-// latency by the slowest measured candidate; an unmeasured path scores the
-// worst performance. Lower is better. (A score, not money: floats are fine.)
+// performance by the path score's level among the candidates' distinct
+// scores (pathscore.Levels: 0 the best, 1 the worst; an unmeasured path is
+// the worst). Lower is better. (A score, not money: floats are fine.)
 func weightedScores(o *Order, cs []candidate) map[int64]float64 {
 	w := float64(o.Spec.PriceWeight) / 100
-	var slowest int64
-	for _, c := range cs {
-		if c.measured != nil {
-			slowest = max(slowest, c.measured.LatencyUs)
-		}
+	ss := scores(cs)
+	list := make([]pathscore.Score, len(cs))
+	for i, c := range cs {
+		list[i] = ss[c.order.ID]
 	}
+	levels := pathscore.Levels(list)
 	out := make(map[int64]float64, len(cs))
-	for _, c := range cs {
+	for i, c := range cs {
 		price := 0.0
 		if o.Spec.PriceMicros > 0 {
 			price = float64(c.order.Spec.PriceMicros) / float64(o.Spec.PriceMicros)
 		}
-		perf := 1.0
-		if c.measured != nil && slowest > 0 {
-			perf = float64(c.measured.LatencyUs) / float64(slowest)
-		} else if c.measured != nil {
-			perf = 0
-		}
-		out[c.order.ID] = w*price + (1-w)*perf
+		out[c.order.ID] = w*price + (1-w)*levels[i]
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -180,6 +181,17 @@ type Cell struct {
 	LossPPM   int32
 	ASHops    int32
 	Samples   int
+	// Probes is how many echo requests the measurements sent (the loss's
+	// sample size); 0 when one of them does not say.
+	Probes int64
+	// LatencyErrUs and JitterErrUs are the standard errors of the means:
+	// the measurements' spread over the square root of their number (one
+	// measurement: its jitter over the square root of its probes).
+	LatencyErrUs int64
+	JitterErrUs  int64
+	// LossDispersion is how much more the loss varied between the
+	// measurements than independent probes would (at least 1).
+	LossDispersion float64
 	// Vantage is the member whose agent measured it, or 0 when the cell
 	// pools every vantage (the exchange's view).
 	Vantage uint32
@@ -223,7 +235,11 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 		args = append(args, p.Masked().String())
 	}
 	q := `SELECT count(*), avg(CASE WHEN loss_ppm < 1000000 THEN latency_us END),
-		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops), min(measured_us) FROM measurements
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us END), avg(loss_ppm), max(as_hops), min(measured_us),
+		sum(probes_sent), min(probes_sent), count(CASE WHEN loss_ppm < 1000000 THEN 1 END),
+		avg(CASE WHEN loss_ppm < 1000000 THEN latency_us * latency_us END),
+		avg(CASE WHEN loss_ppm < 1000000 THEN jitter_us * jitter_us END),
+		sum(loss_ppm * probes_sent), sum(loss_ppm * loss_ppm * probes_sent) FROM measurements
 		WHERE via_id = (SELECT id FROM members WHERE asn = ?) AND measured_us >= ?
 		AND prefix IN (` + strings.TrimSuffix(strings.Repeat("?,", len(prefixes)), ",") + `)`
 	if vantage != 0 {
@@ -232,13 +248,48 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 	}
 	var c Cell
 	var lat, jit, loss, hops sql.NullFloat64
-	var oldest sql.NullInt64
-	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest); err != nil || c.Samples == 0 {
+	var oldest, probes, minProbes sql.NullInt64
+	var answered int64
+	var lat2, jit2, lostPPM, lost2PPM sql.NullFloat64
+	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest,
+		&probes, &minProbes, &answered, &lat2, &jit2, &lostPPM, &lost2PPM); err != nil || c.Samples == 0 {
 		return nil, 0, err
 	}
 	c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
+	if minProbes.Int64 > 0 {
+		c.Probes = probes.Int64
+		c.LossDispersion = dispersion(int64(c.Samples), float64(c.Probes), lostPPM.Float64/1e6, lost2PPM.Float64/1e12)
+	}
+	c.LatencyErrUs, c.JitterErrUs = stdErr(answered, lat.Float64, lat2.Float64), stdErr(answered, jit.Float64, jit2.Float64)
+	if answered == 1 {
+		// One measurement: its jitter is the spread of its probes.
+		c.LatencyErrUs = int64(jit.Float64 / math.Sqrt(float64(max(probes.Int64, 1))))
+		c.JitterErrUs = int64(jit.Float64)
+	}
 	c.Vantage = vantage
 	return &c, oldest.Int64, nil
+}
+
+// dispersion is the quasi-binomial dispersion of the loss over rows
+// measurements that sent n probes and lost k, with s the sum of each
+// one's lost squared over its sent (pathscore.Dispersion from sums:
+// Pearson's chi-square is (s - pk) / (p(1-p)) with p = k/n), at least 1.
+func dispersion(rows int64, n, k, s float64) float64 {
+	if rows < 2 || n <= 0 || k <= 0 || k >= n {
+		return 1
+	}
+	p := k / n
+	return max(1, (s-p*k)/(p*(1-p))/float64(rows-1))
+}
+
+// stdErr is the standard error of the mean of n values with mean m and
+// mean square m2 (0 for fewer than two).
+func stdErr(n int64, m, m2 float64) int64 {
+	if n < 2 {
+		return 0
+	}
+	v := max(0, m2-m*m) * float64(n) / float64(n-1)
+	return int64(math.Round(math.Sqrt(v / float64(n))))
 }
 
 // Latest returns, per path measured since since, its latest measurement

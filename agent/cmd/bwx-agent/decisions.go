@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/agent/manager"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 func decisionsCmd(g *globals) *cobra.Command {
@@ -89,11 +91,18 @@ func asn(a uint32) string {
 
 func ms(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 1, 64) }
 
+// quality is a path's figures with their samples: "2.0±0.1 ms 3.3333% (1/30)".
 func quality(q *manager.Quality) string {
 	if q == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%s ms %v", ms(q.LatencyUs), manager.Percent(q.LossPPM))
+	lost := (int64(q.LossPPM)*q.Probes + 500_000) / 1_000_000
+	return fmt.Sprintf("%s±%s ms %v (%d/%d)", ms(q.LatencyUs), ms(int64(math.Round(pathscore.Z*float64(q.LatencyErrUs)))), manager.Percent(q.LossPPM), lost, q.Probes)
+}
+
+// gainPM is a gain with its 95 % margin.
+func gainPM(g, margin int64) string {
+	return ms(g) + "±" + ms(margin)
 }
 
 func printDecisions(o cli.Output, ds daemon.Decisions) error {
@@ -122,12 +131,17 @@ func printDecisions(o cli.Output, ds daemon.Decisions) error {
 		}
 		gain := ""
 		if d.GainLatencyUs != 0 || d.GainLossPPM != 0 || d.SavingMicros != 0 {
-			gain = fmt.Sprintf("%s ms, %v loss, %v/month", ms(d.GainLatencyUs), manager.Percent(d.GainLossPPM), manager.Money(d.SavingMicros))
+			gain = fmt.Sprintf("%s ms, %v±%v loss, %v/month", gainPM(d.GainLatencyUs, d.GainLatencyMarginUs), manager.Percent(d.GainLossPPM),
+				manager.Percent(d.GainLossMarginPPM), manager.Money(d.SavingMicros))
+		}
+		reason := d.Reason
+		if d.Compared != "" {
+			reason += " [" + d.Compared + "]"
 		}
 		rows = append(rows, []string{strconv.FormatUint(d.Seq, 10), d.At.Format(time.RFC3339), kind, dst, path, size, price, monthly,
-			quality(d.Current), quality(d.Chosen), gain, d.Reason})
+			quality(d.Current), quality(d.Chosen), gain, reason})
 	}
-	return o.Table([]string{"#", "AT", "KIND", "DESTINATION", "PATH", "SIZE", "PRICE/MBPS", "MONTHLY", "CURRENT", "CHOSEN", "GAIN", "REASON"}, rows)
+	return o.Table([]string{"#", "AT", "KIND", "DESTINATION", "PATH", "SIZE", "PRICE/MBPS", "MONTHLY", "CURRENT (LOST/PROBES)", "CHOSEN (LOST/PROBES)", "GAIN", "REASON"}, rows)
 }
 
 func printSummary(o cli.Output, mode string, s manager.Summary) error {
@@ -137,10 +151,12 @@ func printSummary(o cli.Output, mode string, s manager.Summary) error {
 	}
 	fmt.Fprintf(o.W, "the access manager %s: %d destinations, %v a month, saving %v a month against the default path\n",
 		verb, len(s.Destinations), manager.Money(s.MonthlyMicros), manager.Money(s.SavingMicros))
+	fmt.Fprintln(o.W, "gains are point estimates ± their 95 % margin; a gain within its margin may be none")
 	var rows [][]string
 	for _, v := range s.Destinations {
 		rows = append(rows, []string{v.Prefix.String(), asn(v.Seller), manager.Bandwidth(v.SizeBps).String(), manager.Money(v.PriceMicros).String(),
-			manager.Money(v.MonthlyMicros).String(), ms(v.GainLatencyUs), manager.Percent(v.GainLossPPM).String(), manager.Money(v.SavingMicros).String()})
+			manager.Money(v.MonthlyMicros).String(), gainPM(v.GainLatencyUs, v.GainLatencyMarginUs),
+			manager.Percent(v.GainLossPPM).String() + "±" + manager.Percent(v.GainLossMarginPPM).String(), manager.Money(v.SavingMicros).String()})
 	}
 	return o.Table([]string{"DESTINATION", "SELLER", "SIZE", "PRICE/MBPS", "MONTHLY", "LATENCY GAIN MS", "LOSS GAIN", "SAVING/MONTH"}, rows)
 }

@@ -24,7 +24,9 @@ func sampleDecisions() []manager.Decision {
 	p4, p6 := netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:db8:300::/48")
 	return []manager.Decision{
 		{Seq: 1, At: at, Kind: manager.KindBuy, Shadow: true, Prefix: p4, Seller: 64502, SizeBps: 2e6, PriceMicros: 3e6, MonthlyMicros: 6e6,
-			Current: &manager.Quality{LatencyUs: 60800}, Chosen: &manager.Quality{LatencyUs: 1300}, GainLatencyUs: 59500, Reason: "improves on the default path"},
+			Current: &manager.Quality{LatencyUs: 60800, Probes: 30, LatencyErrUs: 100}, Chosen: &manager.Quality{LatencyUs: 1300, LossPPM: 33333, Probes: 30, LatencyErrUs: 50},
+			GainLatencyUs: 59500, GainLatencyMarginUs: 200, GainLossPPM: -33333, GainLossMarginPPM: 90000, Reason: "improves on the default path",
+			Compared: "loss not significantly different; latency significantly lower"},
 		{Seq: 2, At: at.Add(time.Minute), Kind: manager.KindBuy, Shadow: true, Prefix: p6, Seller: 64501, SizeBps: 1e6, PriceMicros: 2e6, MonthlyMicros: 2e6,
 			GainLatencyUs: 20000, SavingMicros: 1e6, Reason: "improves on the default path"},
 		{Seq: 3, At: at.Add(2 * time.Minute), Kind: manager.KindHold, Shadow: true, Prefix: p6, Reason: "change cap"},
@@ -101,7 +103,7 @@ func TestDecisionsTableAndSince(t *testing.T) {
 		t.Fatal(err)
 	}
 	matches(t, out, "mode shadow, 3 decisions",
-		"1 2026-11-26T01:00:00Z buy (shadow) 198.18.0.0/24 AS64502 2Mbps 3 6 60.8 ms 0% 1.3 ms 0% 59.5 ms, 0% loss, 0/month improves on the default path",
+		"1 2026-11-26T01:00:00Z buy (shadow) 198.18.0.0/24 AS64502 2Mbps 3 6 60.8±0.2 ms 0% (0/30) 1.3±0.1 ms 3.3333% (1/30) 59.5±0.2 ms, -3.3333%±9% loss, 0/month improves on the default path [loss not significantly different; latency significantly lower]",
 		"3 2026-11-26T01:02:00Z hold (shadow) 2001:db8:300::/48 default")
 	out, err = runDecisions(t, "--socket", sock, "--since", "2", "-o", "json")
 	if err != nil {
@@ -121,7 +123,8 @@ func TestDecisionsSummary(t *testing.T) {
 	}
 	// --since does not narrow the summary: it rests on every decision.
 	matches(t, out, "would have bought (shadow mode: nothing was traded): 2 destinations, 8 a month, saving 1 a month",
-		"198.18.0.0/24 AS64502 2Mbps 3 6 59.5 0% 0", "2001:db8:300::/48 AS64501 1Mbps 2 2 20.0 0% 1")
+		"gains are point estimates ± their 95 % margin",
+		"198.18.0.0/24 AS64502 2Mbps 3 6 59.5±0.2 -3.3333%±9% 0", "2001:db8:300::/48 AS64501 1Mbps 2 2 20.0±0.0 0%±0% 1")
 	out, err = runDecisions(t, "--socket", sock, "--summary", "-o", "json")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/delayline"
 	"github.com/bwxchange/bwx/shared/labnet/exchange"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // The destination both sellers reach: a customer network on the LAN behind
@@ -202,6 +203,16 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 		if buy.GainLatencyUs < 40_000 {
 			t.Errorf("buy of %v gains %d us over the default path, want about 60 ms", p, buy.GainLatencyUs)
 		}
+		// Chosen by the path score: on enough probes, not significantly
+		// lossier than the default path, and latency decided.
+		if buy.Current == nil || buy.Chosen == nil || buy.Current.Probes < 20 || buy.Chosen.Probes < 20 {
+			t.Errorf("buy of %v decided on too few probes: current %+v, chosen %+v", p, buy.Current, buy.Chosen)
+		} else if pathscore.Worse(pathscore.Loss, figures(*buy.Chosen), figures(*buy.Current)) {
+			t.Errorf("buy of %v moved to a path with significantly more loss: %s", p, buy.Compared)
+		}
+		if !strings.Contains(buy.Compared, "latency") || !strings.Contains(buy.Compared, "significantly lower") {
+			t.Errorf("buy of %v journals no latency comparison: %q", p, buy.Compared)
+		}
 		if err != nil || !strings.Contains(trades, p.String()) {
 			t.Fatalf("operator's trades of the buyer lack %v (%v):\n%s", p, err, trades)
 		}
@@ -211,7 +222,7 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 
 	// Shadow mode, same setup: the same choice, journaled as shadow, and
 	// nothing traded.
-	sum := summary(ctx, t, x, shadow)
+	sum := summary(ctx, t, x, shadow, 2)
 	if len(sum.Destinations) != 2 || sum.Destinations[0].Prefix != dst4 || sum.Destinations[1].Prefix != dst6 ||
 		sum.Destinations[0].Seller != sb.ASN || sum.Destinations[1].Seller != sb.ASN {
 		t.Fatalf("shadow summary %+v, want %v and %v from AS%d", sum, dst4, dst6, sb.ASN)
@@ -219,6 +230,10 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 	for _, v := range sum.Destinations {
 		if v.GainLatencyUs < 40_000 || v.MonthlyMicros <= 0 || v.PriceMicros != 3_000_000 {
 			t.Errorf("shadow summary lacks the gain or the price: %+v", v)
+		}
+		// The gain with its uncertainty: well beyond its margin.
+		if v.GainLatencyMarginUs <= 0 || v.GainLatencyMarginUs > v.GainLatencyUs/2 || v.GainLossMarginPPM <= 0 {
+			t.Errorf("shadow summary's gains lack their margins: %+v", v)
 		}
 	}
 	sds := decisions(ctx, t, x, shadow)
@@ -248,8 +263,21 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("failed over to seller-a after %v", clock.Since(start).Round(time.Millisecond))
-	ds = decisions(ctx, t, x, buyer)
+	// The breach needs quality.min_probes probes beyond the limits
+	// (7 rounds of 3): it may come after the switch.
+	deadline := clock.Now().Add(30 * time.Second)
+	for {
+		ds = decisions(ctx, t, x, buyer)
+		if (find(ds.Decisions, manager.KindBreach, sb.ASN, dst4) != nil && find(ds.Decisions, manager.KindBreach, sb.ASN, dst6) != nil) ||
+			clock.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second) // polling the agent's journal
+	}
 	for _, p := range []netip.Prefix{dst4, dst6} {
+		if br := find(ds.Decisions, manager.KindBreach, sb.ASN, p); br != nil && (br.Chosen == nil || br.Chosen.Probes < 20) {
+			t.Errorf("breach of AS%d toward %v on too few probes: %s", sb.ASN, p, br)
+		}
 		if find(ds.Decisions, manager.KindBreach, sb.ASN, p) == nil {
 			t.Errorf("no breach of AS%d toward %v journaled: %+v", sb.ASN, p, ds.Decisions)
 		}
@@ -358,7 +386,9 @@ func decisions(ctx context.Context, t *testing.T, x *exchange.Exchange, m *excha
 	return ds
 }
 
-func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchange.Member) manager.Summary {
+// summary polls m's shadow summary until it holds want destinations (each
+// decided when its own paths have been probed enough) or 30 s pass.
+func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchange.Member, want int) manager.Summary {
 	t.Helper()
 	deadline := clock.Now().Add(30 * time.Second)
 	for {
@@ -370,7 +400,7 @@ func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchang
 		if err := json.Unmarshal([]byte(out), &s); err != nil {
 			t.Fatalf("decisions --summary -o json: %v\n%s", err, out)
 		}
-		if len(s.Destinations) > 0 || clock.Now().After(deadline) {
+		if len(s.Destinations) >= want || clock.Now().After(deadline) {
 			if tbl, err := x.Agent(ctx, m, "decisions", "--summary"); err == nil {
 				t.Logf("%s summary:\n%s", m.Name, tbl)
 			}
@@ -378,6 +408,11 @@ func summary(ctx context.Context, t *testing.T, x *exchange.Exchange, m *exchang
 		}
 		time.Sleep(500 * time.Millisecond) // polling the agent's journal
 	}
+}
+
+func figures(q manager.Quality) pathscore.Figures {
+	return pathscore.Figures{LatencyUs: q.LatencyUs, JitterUs: q.JitterUs, LossPPM: q.LossPPM, Probes: q.Probes,
+		LatencyErrUs: q.LatencyErrUs, JitterErrUs: q.JitterErrUs}
 }
 
 func find(ds []manager.Decision, k manager.Kind, seller uint32, p netip.Prefix) *manager.Decision {

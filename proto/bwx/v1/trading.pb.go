@@ -1063,6 +1063,9 @@ type Offer struct {
 	DeliveryStart *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=delivery_start,json=deliveryStart,proto3" json:"delivery_start,omitempty"`
 	DeliveryEnd   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=delivery_end,json=deliveryEnd,proto3" json:"delivery_end,omitempty"`
 	TrafficType   TrafficType            `protobuf:"varint,11,opt,name=traffic_type,json=trafficType,proto3,enum=bwx.v1.TrafficType" json:"traffic_type,omitempty"`
+	// The same measurement with the samples behind it (probe count, the
+	// means' standard errors): what the path score compares.
+	MeasuredPath  *PathQuality `protobuf:"bytes,12,opt,name=measured_path,json=measuredPath,proto3" json:"measured_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1172,6 +1175,13 @@ func (x *Offer) GetTrafficType() TrafficType {
 		return x.TrafficType
 	}
 	return TrafficType_TRAFFIC_TYPE_UNSPECIFIED
+}
+
+func (x *Offer) GetMeasuredPath() *PathQuality {
+	if x != nil {
+		return x.MeasuredPath
+	}
+	return nil
 }
 
 type ListOffersRequest struct {
@@ -1505,9 +1515,17 @@ type PathQuality struct {
 	// Network distance in AS hops.
 	AsHops int32 `protobuf:"varint,4,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
 	// How many measurements the figures average.
-	Samples       int64 `protobuf:"varint,5,opt,name=samples,proto3" json:"samples,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Samples int64 `protobuf:"varint,5,opt,name=samples,proto3" json:"samples,omitempty"`
+	// How many echo requests they sent: the loss's sample size (0: unknown).
+	Probes int64 `protobuf:"varint,6,opt,name=probes,proto3" json:"probes,omitempty"`
+	// The standard errors of the latency and jitter means (0: unknown).
+	LatencyErrUs int64 `protobuf:"varint,7,opt,name=latency_err_us,json=latencyErrUs,proto3" json:"latency_err_us,omitempty"`
+	JitterErrUs  int64 `protobuf:"varint,8,opt,name=jitter_err_us,json=jitterErrUs,proto3" json:"jitter_err_us,omitempty"`
+	// How much more the loss varied between measurements than independent
+	// probes would (the quasi-binomial dispersion, at least 1; 0: unknown).
+	LossDispersion float64 `protobuf:"fixed64,9,opt,name=loss_dispersion,json=lossDispersion,proto3" json:"loss_dispersion,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PathQuality) Reset() {
@@ -1571,6 +1589,34 @@ func (x *PathQuality) GetAsHops() int32 {
 func (x *PathQuality) GetSamples() int64 {
 	if x != nil {
 		return x.Samples
+	}
+	return 0
+}
+
+func (x *PathQuality) GetProbes() int64 {
+	if x != nil {
+		return x.Probes
+	}
+	return 0
+}
+
+func (x *PathQuality) GetLatencyErrUs() int64 {
+	if x != nil {
+		return x.LatencyErrUs
+	}
+	return 0
+}
+
+func (x *PathQuality) GetJitterErrUs() int64 {
+	if x != nil {
+		return x.JitterErrUs
+	}
+	return 0
+}
+
+func (x *PathQuality) GetLossDispersion() float64 {
+	if x != nil {
+		return x.LossDispersion
 	}
 	return 0
 }
@@ -1869,7 +1915,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\n" +
 	"member_asn\x18\x02 \x01(\rR\tmemberAsn\";\n" +
 	"\x12ListOrdersResponse\x12%\n" +
-	"\x06orders\x18\x01 \x03(\v2\r.bwx.v1.OrderR\x06orders\"\xf9\x03\n" +
+	"\x06orders\x18\x01 \x03(\v2\r.bwx.v1.OrderR\x06orders\"\xb3\x04\n" +
 	"\x05Offer\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x04R\aorderId\x12\x1d\n" +
 	"\n" +
@@ -1883,7 +1929,8 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x0edelivery_start\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rdeliveryStart\x12=\n" +
 	"\fdelivery_end\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveryEnd\x126\n" +
-	"\ftraffic_type\x18\v \x01(\x0e2\x13.bwx.v1.TrafficTypeR\vtrafficType\":\n" +
+	"\ftraffic_type\x18\v \x01(\x0e2\x13.bwx.v1.TrafficTypeR\vtrafficType\x128\n" +
+	"\rmeasured_path\x18\f \x01(\v2\x13.bwx.v1.PathQualityR\fmeasuredPath\":\n" +
 	"\x11ListOffersRequest\x12%\n" +
 	"\x04spec\x18\x01 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\";\n" +
 	"\x12ListOffersResponse\x12%\n" +
@@ -1912,14 +1959,18 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
 	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\x12#\n" +
-	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\x97\x01\n" +
+	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\xa2\x02\n" +
 	"\vPathQuality\x12\x1d\n" +
 	"\n" +
 	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
 	"\tjitter_us\x18\x02 \x01(\x03R\bjitterUs\x12\x19\n" +
 	"\bloss_ppm\x18\x03 \x01(\x05R\alossPpm\x12\x17\n" +
 	"\aas_hops\x18\x04 \x01(\x05R\x06asHops\x12\x18\n" +
-	"\asamples\x18\x05 \x01(\x03R\asamples\"S\n" +
+	"\asamples\x18\x05 \x01(\x03R\asamples\x12\x16\n" +
+	"\x06probes\x18\x06 \x01(\x03R\x06probes\x12$\n" +
+	"\x0elatency_err_us\x18\a \x01(\x03R\flatencyErrUs\x12\"\n" +
+	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\x12'\n" +
+	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\"S\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +
@@ -2073,45 +2124,46 @@ var file_bwx_v1_trading_proto_depIdxs = []int32{
 	29, // 20: bwx.v1.Offer.delivery_start:type_name -> google.protobuf.Timestamp
 	29, // 21: bwx.v1.Offer.delivery_end:type_name -> google.protobuf.Timestamp
 	3,  // 22: bwx.v1.Offer.traffic_type:type_name -> bwx.v1.TrafficType
-	7,  // 23: bwx.v1.ListOffersRequest.spec:type_name -> bwx.v1.OrderSpec
-	16, // 24: bwx.v1.ListOffersResponse.offers:type_name -> bwx.v1.Offer
-	7,  // 25: bwx.v1.TakeOfferRequest.spec:type_name -> bwx.v1.OrderSpec
-	27, // 26: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
-	29, // 27: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
-	29, // 28: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
-	5,  // 29: bwx.v1.Trade.status:type_name -> bwx.v1.TradeStatus
-	29, // 30: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
-	21, // 31: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
-	20, // 32: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
-	6,  // 33: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
-	29, // 34: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 35: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
-	8,  // 36: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
-	30, // 37: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
-	31, // 38: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
-	9,  // 39: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
-	11, // 40: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
-	12, // 41: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
-	13, // 42: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
-	14, // 43: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
-	17, // 44: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
-	19, // 45: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
-	22, // 46: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
-	24, // 47: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
-	10, // 48: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
-	8,  // 49: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
-	8,  // 50: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
-	8,  // 51: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
-	15, // 52: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
-	18, // 53: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
-	10, // 54: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
-	23, // 55: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
-	25, // 56: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
-	48, // [48:57] is the sub-list for method output_type
-	39, // [39:48] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	21, // 23: bwx.v1.Offer.measured_path:type_name -> bwx.v1.PathQuality
+	7,  // 24: bwx.v1.ListOffersRequest.spec:type_name -> bwx.v1.OrderSpec
+	16, // 25: bwx.v1.ListOffersResponse.offers:type_name -> bwx.v1.Offer
+	7,  // 26: bwx.v1.TakeOfferRequest.spec:type_name -> bwx.v1.OrderSpec
+	27, // 27: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
+	29, // 28: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
+	29, // 29: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
+	5,  // 30: bwx.v1.Trade.status:type_name -> bwx.v1.TradeStatus
+	29, // 31: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
+	21, // 32: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
+	20, // 33: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
+	6,  // 34: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
+	29, // 35: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 36: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
+	8,  // 37: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
+	30, // 38: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
+	31, // 39: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
+	9,  // 40: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
+	11, // 41: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
+	12, // 42: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
+	13, // 43: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
+	14, // 44: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
+	17, // 45: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
+	19, // 46: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
+	22, // 47: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
+	24, // 48: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
+	10, // 49: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
+	8,  // 50: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
+	8,  // 51: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
+	8,  // 52: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
+	15, // 53: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
+	18, // 54: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
+	10, // 55: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
+	23, // 56: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
+	25, // 57: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
+	49, // [49:58] is the sub-list for method output_type
+	40, // [40:49] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_trading_proto_init() }
