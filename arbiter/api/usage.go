@@ -308,6 +308,12 @@ func (s *UsageServer) RunSettlement(ctx context.Context, r *pb.RunSettlementRequ
 	for _, e := range UseWithMembers(res) {
 		out.UseEvents = append(out.UseEvents, useToProto(e))
 	}
+	for _, a := range res.SetAside {
+		out.SetAside = append(out.SetAside, &pb.SetAsideTrade{TradeId: uint64(a.TradeID), Reason: a.Reason})
+		if s.Log != nil {
+			s.Log.Warn("settlement: trade set aside", "period", p.String(), "trade", a.TradeID, "reason", a.Reason)
+		}
+	}
 	return out, nil
 }
 

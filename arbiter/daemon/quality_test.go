@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -95,6 +96,31 @@ func TestBadReportsRefused(t *testing.T) {
 	neg.Samples[0].BitsPerSecond = -1
 	_, err = pb.NewUsageServiceClient(buyer).ReportUsage(ctx, neg)
 	wantField(t, "negative rate", err, codes.InvalidArgument, "samples[0].bits_per_second")
+	// The attacks of a lying member, each refused with its field: a figure
+	// that overflows every bill, a sample count that no port carries (to
+	// narrow or widen an error bar), an interval a day long or in the future.
+	for _, c := range []struct {
+		name, field string
+		edit        func(*pb.UsageSample)
+	}{
+		{"int64 bits/s", "samples[0].bits_per_second", func(s *pb.UsageSample) { s.BitsPerSecond = 9_223_372_036_854_775_000 }},
+		{"more than the 10G ports carry", "samples[0].bits_per_second", func(s *pb.UsageSample) { s.BitsPerSecond = 11e9 }},
+		{"more packets than the line carries", "samples[0].sample_count", func(s *pb.UsageSample) { s.SampleCount = 1 << 40 }},
+		{"a day-long interval", "samples[0].interval_end", func(s *pb.UsageSample) { s.IntervalEnd = timestamppb.New(now.Add(24 * time.Hour)) }},
+		{"in the future", "samples[0].interval_end", func(s *pb.UsageSample) {
+			s.IntervalStart, s.IntervalEnd = timestamppb.New(now.Add(time.Hour)), timestamppb.New(now.Add(time.Hour+5*time.Minute))
+		}},
+	} {
+		for _, who := range []struct {
+			conn *grpc.ClientConn
+			role pb.ReporterRole
+		}{{seller, pb.ReporterRole_REPORTER_ROLE_SELLER}, {buyer, pb.ReporterRole_REPORTER_ROLE_BUYER}} {
+			r := sample(who.role)
+			c.edit(r.Samples[0])
+			_, err = pb.NewUsageServiceClient(who.conn).ReportUsage(ctx, r)
+			wantField(t, c.name+" as "+who.role.String(), err, codes.InvalidArgument, c.field)
+		}
+	}
 	for i, want := range []int32{1, 0} {
 		r, err := pb.NewUsageServiceClient(buyer).ReportUsage(ctx, sample(pb.ReporterRole_REPORTER_ROLE_BUYER))
 		if err != nil || r.Accepted != want {

@@ -230,6 +230,10 @@ func TestDisputed(t *testing.T) {
 		{"equal", f(600*mbps, 10_000), f(600*mbps, 10_000), false},
 		{"zero against plenty", f(0, 0), f(600*mbps, 10_000), true},
 		{"one side missing", f(600*mbps, 10_000), settle.Figure{}, false},
+		// The attack: the buyer claims one sample to widen its own error
+		// bar; the bar is the larger count's, so 200 apart is still far.
+		{"buyer claims 1 sample", f(400*mbps, 1), f(600*mbps, 10_000), true},
+		{"seller claims 1 sample", f(400*mbps, 10_000), f(600*mbps, 1), true},
 	}
 	for _, c := range cases {
 		if got := settle.Disputed(c.a, c.b, 3); got != c.want {

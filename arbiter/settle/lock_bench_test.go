@@ -113,6 +113,7 @@ func BenchmarkWritersDuringRun(b *testing.B) {
 			}
 			s, _ := settle.NewSettlement(db, settle.Options{Config: terms, Now: func() time.Time { return nov.End.Add(time.Hour) }, Breaches: settle.NewQualityBreaches(db)})
 			u := settle.New(db)
+			u.Now = func() time.Time { return nov.End.Add(time.Hour) }
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Add(1)

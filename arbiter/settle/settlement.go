@@ -74,6 +74,16 @@ type Result struct {
 	Exchange Exchange
 	Entries  int        // ledger entries written (for a correction: the differences)
 	Use      []UseEvent // sustained overuse and underuse in the period
+	// SetAside are the trades that could not be billed, with the reason:
+	// one trade never stops a period's settlement for every member. They
+	// have no ledger entries; a correction run bills them once they can be.
+	SetAside []SetAside
+}
+
+// SetAside is a trade left out of a run, and why.
+type SetAside struct {
+	TradeID int64  `json:"trade_id"`
+	Reason  string `json:"reason"`
 }
 
 // Run settles period p for the first time: invoices and ledger entries
@@ -110,7 +120,7 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 	}
 	// Read outside the write transaction: each query sees a snapshot (WAL)
 	// and usage reports are not held up by a long computation.
-	bills, memberIDs, err := s.bill(ctx, biller, p)
+	bills, memberIDs, aside, err := s.bill(ctx, biller, p)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +128,7 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 	if ex.Balance != 0 {
 		return nil, fmt.Errorf("settle %s: exchange does not balance (%d micro-units): refusing to write", p, ex.Balance)
 	}
-	res := &Result{Period: p, Policy: policy, Invoices: invs, Exchange: ex}
+	res := &Result{Period: p, Policy: policy, Invoices: invs, Exchange: ex, SetAside: aside}
 	for _, b := range bills {
 		res.Use = append(res.Use, b.Use...)
 	}
@@ -363,12 +373,12 @@ func latestDocs(ctx context.Context, tx *sql.Tx, p Period) (map[int64]string, er
 // bill reads the trades delivering in p and their samples, one trade at a
 // time, and bills them. Cancelled trades are left out: the store does not
 // yet record when a trade was cancelled.
-func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill, map[uint32]int64, error) {
+func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill, map[uint32]int64, []SetAside, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT t.id, bm.id, bm.asn, sm.id, sm.asn, t.capacity_bps, t.price_micros, t.start_us, t.end_us
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
 		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 ORDER BY t.id`, store.Micros(p.End), store.Micros(p.Start))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ids := map[uint32]int64{}
 	var trades []Trade
@@ -377,7 +387,7 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 		var bid, sid, st, en int64
 		if err := rows.Scan(&t.ID, &bid, &t.BuyerASN, &sid, &t.SellerASN, &t.CapacityBps, &t.PriceMicros, &st, &en); err != nil {
 			rows.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		t.Start, t.End = store.Time(st), store.Time(en)
 		ids[t.BuyerASN], ids[t.SellerASN] = bid, sid
@@ -385,35 +395,37 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stmt, err := s.db.PrepareContext(ctx, `SELECT role, start_us, end_us, bps, sample_count FROM usage_samples
 		WHERE trade_id = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, id`)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer stmt.Close()
 	bills := make([]TradeBill, 0, len(trades))
+	var aside []SetAside
 	var samples []Sample
 	for _, t := range trades {
 		from, to, _ := clip(t.Start.UnixMicro(), t.End.UnixMicro(), p.Start.UnixMicro(), p.End.UnixMicro())
 		samples, err = readSamples(ctx, stmt, t.ID, from, to, samples[:0])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var breaches []Interval
 		if s.breaches != nil {
 			if breaches, err = s.breaches.Breaches(ctx, t.ID, store.Time(from), store.Time(to)); err != nil {
-				return nil, nil, fmt.Errorf("SLA breaches of trade %d: %w", t.ID, err)
+				return nil, nil, nil, fmt.Errorf("SLA breaches of trade %d: %w", t.ID, err)
 			}
 		}
 		bill, err := b.Bill(t, samples, breaches)
 		if err != nil {
-			return nil, nil, err
+			aside = append(aside, SetAside{TradeID: t.ID, Reason: err.Error()})
+			continue
 		}
 		bills = append(bills, bill)
 	}
-	return bills, ids, nil
+	return bills, ids, aside, nil
 }
 
 func readSamples(ctx context.Context, stmt *sql.Stmt, trade, from, to int64, out []Sample) ([]Sample, error) {

@@ -58,6 +58,7 @@ func newLedger(t testing.TB, cfg settle.Config) *ledger {
 
 func openLedger(t testing.TB, db *store.DB, cfg settle.Config, addMembers bool) *ledger {
 	l := &ledger{db: db, usage: settle.New(db), now: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC), ids: map[uint32]int64{}}
+	l.usage.Now = func() time.Time { return l.now }
 	ctx := context.Background()
 	reg := registry.New(db)
 	for i, asn := range []uint32{asA, asB, asC, asD} {
@@ -581,5 +582,39 @@ func TestDisputesStoredForPartiesOnly(t *testing.T) {
 	inv, _ := l.s.Invoice(ctx, asA, nov)
 	if l := inv.Lines[0]; l.DisputedSlots != 10 || l.Figure != "seller" {
 		t.Errorf("A's line: %d disputed, figure %q; want 10, seller", l.DisputedSlots, l.Figure)
+	}
+}
+
+// A trade that cannot be billed (here a sample stored before usage had
+// bounds, big enough to overflow the charges) is set aside with its
+// reason; every other trade settles and the ledger balances.
+func TestUnbillableTradeIsSetAside(t *testing.T) {
+	l := newLedger(t, terms)
+	ctx := context.Background()
+	id1, id2 := l.twoTrades(t)
+	l.report(t, id1, settle.Trade{BuyerASN: asA, SellerASN: asB}, 0, 10, 600*mbps)
+	if _, err := l.db.Exec(`INSERT INTO usage_samples (reporter_id, idempotency_key, trade_id, role, start_us, end_us, bps, sample_count)
+		VALUES (?, 'old', ?, 1, ?, ?, 9223372036854775000, 1)`, l.ids[asC], id2, store.Micros(nov.Start), store.Micros(nov.Start.Add(settle.SlotLength))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.s.Run(ctx, nov, settle.BuyerFigure)
+	if err != nil {
+		t.Fatalf("one trade stopped the run: %v", err)
+	}
+	if len(res.SetAside) != 1 || res.SetAside[0].TradeID != id2 || !strings.Contains(res.SetAside[0].Reason, "overflow") {
+		t.Fatalf("set aside %+v, want trade %d (overflow)", res.SetAside, id2)
+	}
+	if res.Exchange.Trades != 1 {
+		t.Errorf("statement counts %d trades, want the 1 billed", res.Exchange.Trades)
+	}
+	if _, total := l.balances(t); total != 0 {
+		t.Errorf("ledger sums to %d, want 0", total)
+	}
+	var n int
+	if err := l.db.QueryRow("SELECT count(*) FROM ledger WHERE trade_id = ?", id2).Scan(&n); err != nil || n != 0 {
+		t.Errorf("set-aside trade has %d ledger entries (%v), want none", n, err)
+	}
+	if inv, err := l.s.Invoice(ctx, asB, nov); err != nil || len(inv.Lines) != 1 {
+		t.Errorf("the billed trade's seller: %+v, %v", inv, err)
 	}
 }

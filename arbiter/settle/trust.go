@@ -140,24 +140,29 @@ func merge(parts []Sample) Figure {
 // Disputed reports whether a and b differ by more than k combined sampling
 // errors. For 1-in-N packet sampling the relative standard error of a
 // figure built from n samples is about 1/sqrt(n), so its absolute error is
-// bps/sqrt(n); the two errors combine as the root of their squares. A figure
-// from zero samples must be zero and carries no error. Floats are fine here:
-// this is a statistical test, not money.
+// bps/sqrt(n); the two errors combine as the root of their squares. Both
+// errors are taken at the larger of the two sample counts, not each
+// reporter's own: a party that claims fewer samples than it had cannot
+// widen its own error bar until any figure agrees, and no party can claim
+// more than its port carries packets (Usage.Report bounds the count). A
+// figure from zero samples on both sides carries no error. Floats are fine
+// here: this is a statistical test, not money.
 func Disputed(a, b Figure, k float64) bool {
 	if !a.OK || !b.OK {
 		return false
 	}
-	va, vb := variance(a), variance(b)
+	n := max(a.Samples, b.Samples)
+	va, vb := variance(a.Bps, n), variance(b.Bps, n)
 	d := float64(a.Bps) - float64(b.Bps)
 	return d*d > k*k*(va+vb)
 }
 
-func variance(f Figure) float64 {
-	if f.Samples <= 0 {
+func variance(bps, n int64) float64 {
+	if n <= 0 {
 		return 0
 	}
-	b := float64(f.Bps)
-	return b * b / float64(f.Samples)
+	b := float64(bps)
+	return b * b / float64(n)
 }
 
 // Choice is the figure billed for a slot and why.

@@ -18,10 +18,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Role says which side of a trade reported a sample.
@@ -43,10 +45,57 @@ type Sample struct {
 }
 
 // Usage stores samples.
-type Usage struct{ db *store.DB }
+type Usage struct {
+	db *store.DB
+	// Now is the clock that says what is in the future; tests replace it.
+	Now func() time.Time
+}
 
 // New returns usage over db.
-func New(db *store.DB) *Usage { return &Usage{db: db} }
+func New(db *store.DB) *Usage { return &Usage{db: db, Now: clock.Now} }
+
+// What a sample may claim. A member reports for its own trades only, and
+// only what its and its counterparty's switch ports could carry: no figure
+// above the smaller port's capacity plus UsageTolerance, no interval longer
+// than MaxSampleInterval or outside the trade's period (with SampleSkew
+// either side, and never ending past now plus SampleSkew), and no more
+// packet samples than the port could carry packets in the interval at the
+// smallest Ethernet frame (MinFrameBits on the wire). Checked against what
+// the exchange knows, not the reporter's word, so no member can overflow a
+// bill or widen its own error bar past physics.
+const (
+	UsageTolerance    = 5 // percent above the port capacity (counter and interval-edge error)
+	MaxSampleInterval = time.Hour
+	SampleSkew        = 5 * time.Minute
+	MinFrameBits      = (64 + 20) * 8 // 64-byte frame plus preamble and inter-frame gap
+)
+
+// sampleBounds is what a trade's samples may claim.
+type sampleBounds struct {
+	buyer, seller int64 // member ids
+	start, end    time.Time
+	maxBps        int64
+}
+
+func (b sampleBounds) check(i int, s Sample, now time.Time) error {
+	switch {
+	case s.End.Sub(s.Start) > MaxSampleInterval:
+		return bad(i, "interval_end", "interval %v is longer than %v", s.End.Sub(s.Start), MaxSampleInterval)
+	case s.Start.Before(b.start.Add(-SampleSkew)) || s.End.After(b.end.Add(SampleSkew)):
+		return bad(i, "interval_start", "interval %s..%s is outside trade %d's period %s..%s", s.Start.UTC().Format(time.RFC3339),
+			s.End.UTC().Format(time.RFC3339), s.TradeID, b.start.UTC().Format(time.RFC3339), b.end.UTC().Format(time.RFC3339))
+	case s.End.After(now.Add(SampleSkew)):
+		return bad(i, "interval_end", "%s is in the future", s.End.UTC().Format(time.RFC3339))
+	case s.Bps > b.maxBps:
+		return bad(i, "bits_per_second", "%d is more than the trade's ports can carry (%d bits/s, the smaller port plus %d %%)", s.Bps, b.maxBps, UsageTolerance)
+	}
+	// Packets the port could carry in the interval, in float: the product
+	// of a long interval and a fast port overflows int64 nanoseconds.
+	if maxCount := float64(b.maxBps) * s.End.Sub(s.Start).Seconds() / MinFrameBits; float64(s.SampleCount) > maxCount {
+		return bad(i, "sample_count", "%d is more packets than the trade's ports can carry in %v (%.0f)", s.SampleCount, s.End.Sub(s.Start), maxCount)
+	}
+	return nil
+}
 
 // MaxBatch bounds one report.
 const MaxBatch = 10000
@@ -83,15 +132,33 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 		if err != nil {
 			return err
 		}
+		now := u.Now()
+		trades := map[int64]sampleBounds{}
 		for i, s := range ss {
-			var buyer, seller int64
-			err := tx.QueryRowContext(ctx, "SELECT buyer_id, seller_id FROM trades WHERE id = ?", s.TradeID).Scan(&buyer, &seller)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
+			b, ok := trades[s.TradeID]
+			if !ok {
+				var st, en, bport, sport int64
+				err := tx.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.start_us, t.end_us, bp.capacity_bps, sp.capacity_bps
+					FROM trades t JOIN ports bp ON bp.member_id = t.buyer_id JOIN ports sp ON sp.member_id = t.seller_id
+					WHERE t.id = ?`, s.TradeID).Scan(&b.buyer, &b.seller, &st, &en, &bport, &sport)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if err == nil {
+					b.start, b.end = store.Time(st), store.Time(en)
+					port := min(bport, sport)
+					if b.maxBps = port + port/100*UsageTolerance; b.maxBps < port {
+						b.maxBps = math.MaxInt64 // beyond int64: the bound is int64 itself
+					}
+					trades[s.TradeID] = b
+				}
 			}
-			if err != nil || (s.Role == BuyerRole && buyer != r.ID) || (s.Role == SellerRole && seller != r.ID) {
+			if (s.Role == BuyerRole && b.buyer != r.ID) || (s.Role == SellerRole && b.seller != r.ID) {
 				// The same answer for "no such trade" and "not yours".
 				return bad(i, "trade_id", "AS%d is not the %s of a trade %d", reporter, map[Role]string{BuyerRole: "buyer", SellerRole: "seller"}[s.Role], s.TradeID)
+			}
+			if err := b.check(i, s, now); err != nil {
+				return err
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO usage_samples (reporter_id, idempotency_key, trade_id, role, start_us, end_us,
 				bps, sample_count) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,

@@ -77,7 +77,9 @@ func newFixture(t *testing.T) *fixture {
 	if len(trades) != 1 || trades[0].BuyerASN != buyer || trades[0].SellerASN != seller {
 		t.Fatalf("fixture trade: %+v", trades)
 	}
-	return &fixture{db: db, usage: settle.New(db), trade: trades[0]}
+	u := settle.New(db)
+	u.Now = func() time.Time { return t0.Add(31 * 24 * time.Hour) } // the trade is over
+	return &fixture{db: db, usage: u, trade: trades[0]}
 }
 
 func (f *fixture) count(t *testing.T) int {
@@ -188,6 +190,21 @@ func TestReportValidation(t *testing.T) {
 		{"end before start", func(s *settle.Sample) { s.End = s.Start.Add(-time.Second) }, "interval_end"},
 		{"negative bps", func(s *settle.Sample) { s.Bps = -1 }, "bits_per_second"},
 		{"negative count", func(s *settle.Sample) { s.SampleCount = -1 }, "sample_count"},
+		// What the trade's 10G ports can carry: 10.5G with the tolerance,
+		// and 5 minutes of 10.5G at 672 bits a packet.
+		{"port capacity plus tolerance", func(s *settle.Sample) { s.Bps = 10_500_000_000 }, ""},
+		{"above port capacity", func(s *settle.Sample) { s.Bps = 10_500_000_001 }, "bits_per_second"},
+		{"int64 bits/s (overflows a bill)", func(s *settle.Sample) { s.Bps = 9_223_372_036_854_775_000 }, "bits_per_second"},
+		{"packets at line rate", func(s *settle.Sample) { s.SampleCount = 4_687_500_000 }, ""},
+		{"more packets than the line carries", func(s *settle.Sample) { s.SampleCount = 4_687_500_001 }, "sample_count"},
+		{"int64 packets", func(s *settle.Sample) { s.SampleCount = 1 << 62 }, "sample_count"},
+		{"interval of an hour", func(s *settle.Sample) { s.End = s.Start.Add(time.Hour) }, ""},
+		{"interval over an hour", func(s *settle.Sample) { s.End = s.Start.Add(time.Hour + time.Second) }, "interval_end"},
+		{"before the trade, within skew", func(s *settle.Sample) { s.Start = t0.Add(-settle.SampleSkew) }, ""},
+		{"before the trade", func(s *settle.Sample) { s.Start = t0.Add(-settle.SampleSkew - time.Second) }, "interval_start"},
+		{"after the trade", func(s *settle.Sample) {
+			s.Start, s.End = t0.Add(30*24*time.Hour), t0.Add(30*24*time.Hour+settle.SampleSkew+time.Second)
+		}, "interval_start"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

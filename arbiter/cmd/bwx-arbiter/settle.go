@@ -224,6 +224,16 @@ func printRun(o cli.Output, r *pb.RunSettlementResponse) error {
 			return err
 		}
 	}
+	if len(r.SetAside) > 0 {
+		fmt.Fprintf(o.W, "\n%d trades set aside, not billed (the others settled; fix and run settle correct):\n", len(r.SetAside))
+		rows := make([][]string, 0, len(r.SetAside))
+		for _, a := range r.SetAside {
+			rows = append(rows, []string{strconv.FormatUint(a.TradeId, 10), a.Reason})
+		}
+		if err := o.Table([]string{"TRADE", "REASON"}, rows); err != nil {
+			return err
+		}
+	}
 	if len(r.UseEvents) > 0 {
 		fmt.Fprintln(o.W)
 		return useTable(o, r.UseEvents)

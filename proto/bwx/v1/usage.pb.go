@@ -1662,10 +1662,13 @@ type RunSettlementResponse struct {
 	Period string `protobuf:"bytes,3,opt,name=period,proto3" json:"period,omitempty"`
 	Policy string `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Ledger entries written (a correction: the differences).
-	Entries       int32              `protobuf:"varint,5,opt,name=entries,proto3" json:"entries,omitempty"`
-	Invoices      []*Invoice         `protobuf:"bytes,6,rep,name=invoices,proto3" json:"invoices,omitempty"`
-	Exchange      *ExchangeStatement `protobuf:"bytes,7,opt,name=exchange,proto3" json:"exchange,omitempty"`
-	UseEvents     []*UseEvent        `protobuf:"bytes,8,rep,name=use_events,json=useEvents,proto3" json:"use_events,omitempty"`
+	Entries   int32              `protobuf:"varint,5,opt,name=entries,proto3" json:"entries,omitempty"`
+	Invoices  []*Invoice         `protobuf:"bytes,6,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	Exchange  *ExchangeStatement `protobuf:"bytes,7,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	UseEvents []*UseEvent        `protobuf:"bytes,8,rep,name=use_events,json=useEvents,proto3" json:"use_events,omitempty"`
+	// Trades that could not be billed (the others settled): no ledger
+	// entries; a correction run bills them once they can be.
+	SetAside      []*SetAsideTrade `protobuf:"bytes,9,rep,name=set_aside,json=setAside,proto3" json:"set_aside,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1756,6 +1759,65 @@ func (x *RunSettlementResponse) GetUseEvents() []*UseEvent {
 	return nil
 }
 
+func (x *RunSettlementResponse) GetSetAside() []*SetAsideTrade {
+	if x != nil {
+		return x.SetAside
+	}
+	return nil
+}
+
+type SetAsideTrade struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TradeId       uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAsideTrade) Reset() {
+	*x = SetAsideTrade{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAsideTrade) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAsideTrade) ProtoMessage() {}
+
+func (x *SetAsideTrade) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAsideTrade.ProtoReflect.Descriptor instead.
+func (*SetAsideTrade) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetAsideTrade) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *SetAsideTrade) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type SetCreditLimitRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	MemberAsn uint32                 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
@@ -1767,7 +1829,7 @@ type SetCreditLimitRequest struct {
 
 func (x *SetCreditLimitRequest) Reset() {
 	*x = SetCreditLimitRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1841,7 @@ func (x *SetCreditLimitRequest) String() string {
 func (*SetCreditLimitRequest) ProtoMessage() {}
 
 func (x *SetCreditLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1854,7 @@ func (x *SetCreditLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCreditLimitRequest.ProtoReflect.Descriptor instead.
 func (*SetCreditLimitRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{21}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetCreditLimitRequest) GetMemberAsn() uint32 {
@@ -1820,7 +1882,7 @@ type RecordPaymentRequest struct {
 
 func (x *RecordPaymentRequest) Reset() {
 	*x = RecordPaymentRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1894,7 @@ func (x *RecordPaymentRequest) String() string {
 func (*RecordPaymentRequest) ProtoMessage() {}
 
 func (x *RecordPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1907,7 @@ func (x *RecordPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RecordPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{22}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordPaymentRequest) GetMemberAsn() uint32 {
@@ -1878,7 +1940,7 @@ type GetExchangeStatementRequest struct {
 
 func (x *GetExchangeStatementRequest) Reset() {
 	*x = GetExchangeStatementRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	mi := &file_bwx_v1_usage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1952,7 @@ func (x *GetExchangeStatementRequest) String() string {
 func (*GetExchangeStatementRequest) ProtoMessage() {}
 
 func (x *GetExchangeStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	mi := &file_bwx_v1_usage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1965,7 @@ func (x *GetExchangeStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExchangeStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetExchangeStatementRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{23}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetExchangeStatementRequest) GetPeriod() string {
@@ -2046,7 +2108,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\fgross_micros\x18\x04 \x01(\x03R\vgrossMicros\x12*\n" +
 	"\x11fee_income_micros\x18\x05 \x01(\x03R\x0ffeeIncomeMicros\x12*\n" +
 	"\x11member_net_micros\x18\x06 \x01(\x03R\x0fmemberNetMicros\x12%\n" +
-	"\x0ebalance_micros\x18\a \x01(\x03R\rbalanceMicros\"\x9f\x02\n" +
+	"\x0ebalance_micros\x18\a \x01(\x03R\rbalanceMicros\"\xd3\x02\n" +
 	"\x15RunSettlementResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x04R\x05runId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x05R\x03seq\x12\x16\n" +
@@ -2056,7 +2118,11 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\binvoices\x18\x06 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices\x125\n" +
 	"\bexchange\x18\a \x01(\v2\x19.bwx.v1.ExchangeStatementR\bexchange\x12/\n" +
 	"\n" +
-	"use_events\x18\b \x03(\v2\x10.bwx.v1.UseEventR\tuseEvents\"Y\n" +
+	"use_events\x18\b \x03(\v2\x10.bwx.v1.UseEventR\tuseEvents\x122\n" +
+	"\tset_aside\x18\t \x03(\v2\x15.bwx.v1.SetAsideTradeR\bsetAside\"B\n" +
+	"\rSetAsideTrade\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"Y\n" +
 	"\x15SetCreditLimitRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12!\n" +
@@ -2106,7 +2172,7 @@ func file_bwx_v1_usage_proto_rawDescGZIP() []byte {
 }
 
 var file_bwx_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_bwx_v1_usage_proto_goTypes = []any{
 	(ReporterRole)(0),                   // 0: bwx.v1.ReporterRole
 	(UseKind)(0),                        // 1: bwx.v1.UseKind
@@ -2132,59 +2198,61 @@ var file_bwx_v1_usage_proto_goTypes = []any{
 	(*RunSettlementRequest)(nil),        // 21: bwx.v1.RunSettlementRequest
 	(*ExchangeStatement)(nil),           // 22: bwx.v1.ExchangeStatement
 	(*RunSettlementResponse)(nil),       // 23: bwx.v1.RunSettlementResponse
-	(*SetCreditLimitRequest)(nil),       // 24: bwx.v1.SetCreditLimitRequest
-	(*RecordPaymentRequest)(nil),        // 25: bwx.v1.RecordPaymentRequest
-	(*GetExchangeStatementRequest)(nil), // 26: bwx.v1.GetExchangeStatementRequest
-	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
+	(*SetAsideTrade)(nil),               // 24: bwx.v1.SetAsideTrade
+	(*SetCreditLimitRequest)(nil),       // 25: bwx.v1.SetCreditLimitRequest
+	(*RecordPaymentRequest)(nil),        // 26: bwx.v1.RecordPaymentRequest
+	(*GetExchangeStatementRequest)(nil), // 27: bwx.v1.GetExchangeStatementRequest
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
 }
 var file_bwx_v1_usage_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.UsageSample.role:type_name -> bwx.v1.ReporterRole
-	27, // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
-	27, // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
+	28, // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
+	28, // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
 	3,  // 3: bwx.v1.ReportUsageRequest.samples:type_name -> bwx.v1.UsageSample
-	27, // 4: bwx.v1.InvoiceLine.from:type_name -> google.protobuf.Timestamp
-	27, // 5: bwx.v1.InvoiceLine.to:type_name -> google.protobuf.Timestamp
-	27, // 6: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
-	27, // 7: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
+	28, // 4: bwx.v1.InvoiceLine.from:type_name -> google.protobuf.Timestamp
+	28, // 5: bwx.v1.InvoiceLine.to:type_name -> google.protobuf.Timestamp
+	28, // 6: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
+	28, // 7: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
 	7,  // 8: bwx.v1.Invoice.lines:type_name -> bwx.v1.InvoiceLine
 	8,  // 9: bwx.v1.ListInvoicesResponse.invoices:type_name -> bwx.v1.Invoice
 	8,  // 10: bwx.v1.GetInvoiceResponse.invoice:type_name -> bwx.v1.Invoice
-	27, // 11: bwx.v1.Dispute.slot_start:type_name -> google.protobuf.Timestamp
+	28, // 11: bwx.v1.Dispute.slot_start:type_name -> google.protobuf.Timestamp
 	13, // 12: bwx.v1.ListDisputesResponse.disputes:type_name -> bwx.v1.Dispute
 	1,  // 13: bwx.v1.UseEvent.kind:type_name -> bwx.v1.UseKind
-	27, // 14: bwx.v1.UseEvent.start:type_name -> google.protobuf.Timestamp
-	27, // 15: bwx.v1.UseEvent.end:type_name -> google.protobuf.Timestamp
+	28, // 14: bwx.v1.UseEvent.start:type_name -> google.protobuf.Timestamp
+	28, // 15: bwx.v1.UseEvent.end:type_name -> google.protobuf.Timestamp
 	16, // 16: bwx.v1.ListUseEventsResponse.events:type_name -> bwx.v1.UseEvent
 	2,  // 17: bwx.v1.Credit.state:type_name -> bwx.v1.CreditState
 	19, // 18: bwx.v1.GetCreditResponse.credits:type_name -> bwx.v1.Credit
 	8,  // 19: bwx.v1.RunSettlementResponse.invoices:type_name -> bwx.v1.Invoice
 	22, // 20: bwx.v1.RunSettlementResponse.exchange:type_name -> bwx.v1.ExchangeStatement
 	16, // 21: bwx.v1.RunSettlementResponse.use_events:type_name -> bwx.v1.UseEvent
-	4,  // 22: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
-	6,  // 23: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
-	10, // 24: bwx.v1.UsageService.GetInvoice:input_type -> bwx.v1.GetInvoiceRequest
-	12, // 25: bwx.v1.UsageService.ListDisputes:input_type -> bwx.v1.ListDisputesRequest
-	15, // 26: bwx.v1.UsageService.ListUseEvents:input_type -> bwx.v1.ListUseEventsRequest
-	18, // 27: bwx.v1.UsageService.GetCredit:input_type -> bwx.v1.GetCreditRequest
-	21, // 28: bwx.v1.UsageService.RunSettlement:input_type -> bwx.v1.RunSettlementRequest
-	24, // 29: bwx.v1.UsageService.SetCreditLimit:input_type -> bwx.v1.SetCreditLimitRequest
-	25, // 30: bwx.v1.UsageService.RecordPayment:input_type -> bwx.v1.RecordPaymentRequest
-	26, // 31: bwx.v1.UsageService.GetExchangeStatement:input_type -> bwx.v1.GetExchangeStatementRequest
-	5,  // 32: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
-	9,  // 33: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
-	11, // 34: bwx.v1.UsageService.GetInvoice:output_type -> bwx.v1.GetInvoiceResponse
-	14, // 35: bwx.v1.UsageService.ListDisputes:output_type -> bwx.v1.ListDisputesResponse
-	17, // 36: bwx.v1.UsageService.ListUseEvents:output_type -> bwx.v1.ListUseEventsResponse
-	20, // 37: bwx.v1.UsageService.GetCredit:output_type -> bwx.v1.GetCreditResponse
-	23, // 38: bwx.v1.UsageService.RunSettlement:output_type -> bwx.v1.RunSettlementResponse
-	19, // 39: bwx.v1.UsageService.SetCreditLimit:output_type -> bwx.v1.Credit
-	19, // 40: bwx.v1.UsageService.RecordPayment:output_type -> bwx.v1.Credit
-	22, // 41: bwx.v1.UsageService.GetExchangeStatement:output_type -> bwx.v1.ExchangeStatement
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	24, // 22: bwx.v1.RunSettlementResponse.set_aside:type_name -> bwx.v1.SetAsideTrade
+	4,  // 23: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
+	6,  // 24: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
+	10, // 25: bwx.v1.UsageService.GetInvoice:input_type -> bwx.v1.GetInvoiceRequest
+	12, // 26: bwx.v1.UsageService.ListDisputes:input_type -> bwx.v1.ListDisputesRequest
+	15, // 27: bwx.v1.UsageService.ListUseEvents:input_type -> bwx.v1.ListUseEventsRequest
+	18, // 28: bwx.v1.UsageService.GetCredit:input_type -> bwx.v1.GetCreditRequest
+	21, // 29: bwx.v1.UsageService.RunSettlement:input_type -> bwx.v1.RunSettlementRequest
+	25, // 30: bwx.v1.UsageService.SetCreditLimit:input_type -> bwx.v1.SetCreditLimitRequest
+	26, // 31: bwx.v1.UsageService.RecordPayment:input_type -> bwx.v1.RecordPaymentRequest
+	27, // 32: bwx.v1.UsageService.GetExchangeStatement:input_type -> bwx.v1.GetExchangeStatementRequest
+	5,  // 33: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
+	9,  // 34: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
+	11, // 35: bwx.v1.UsageService.GetInvoice:output_type -> bwx.v1.GetInvoiceResponse
+	14, // 36: bwx.v1.UsageService.ListDisputes:output_type -> bwx.v1.ListDisputesResponse
+	17, // 37: bwx.v1.UsageService.ListUseEvents:output_type -> bwx.v1.ListUseEventsResponse
+	20, // 38: bwx.v1.UsageService.GetCredit:output_type -> bwx.v1.GetCreditResponse
+	23, // 39: bwx.v1.UsageService.RunSettlement:output_type -> bwx.v1.RunSettlementResponse
+	19, // 40: bwx.v1.UsageService.SetCreditLimit:output_type -> bwx.v1.Credit
+	19, // 41: bwx.v1.UsageService.RecordPayment:output_type -> bwx.v1.Credit
+	22, // 42: bwx.v1.UsageService.GetExchangeStatement:output_type -> bwx.v1.ExchangeStatement
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_usage_proto_init() }
@@ -2198,7 +2266,7 @@ func file_bwx_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_usage_proto_rawDesc), len(file_bwx_v1_usage_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
