@@ -2,6 +2,7 @@ package labnet
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -46,7 +47,7 @@ var ErrNeedsRoot = errors.New("labnet: needs root (CAP_SYS_ADMIN) to create netw
 // again with its clock moved, see scripts/test.sh) leaves the namespace
 // tests to the full run.
 func NeedsRoot() error {
-	if testing.Testing() && testing.Short() {
+	if testing.Testing() && flag.Parsed() && testing.Short() { // a TestMain helper runs before Parse
 		return errShort
 	}
 	return needsRoot()
