@@ -181,7 +181,7 @@ var sessionStates = []string{"idle", "connect", "active", "opensent", "openconfi
 
 // refusalReasons are fib's reasons, all exported for the same reason.
 var refusalReasons = []fib.Reason{fib.ReasonOffLink, fib.ReasonInterfaceDown, fib.ReasonOwnAddress,
-	fib.ReasonNeighborFailed, fib.ReasonDown, fib.ReasonNoNextHop, fib.ReasonConflict}
+	fib.ReasonNeighborFailed, fib.ReasonDown, fib.ReasonNoNextHop, fib.ReasonConflict, fib.ReasonInvalid}
 
 type collector struct{ a *Agent }
 
