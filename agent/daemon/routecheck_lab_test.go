@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -71,6 +72,18 @@ func TestLabAgentRefusesRoutesItDidNotBuy(t *testing.T) {
 	}
 	if out := l.ip(l.buyer, "-6", "route", "show", "default"); !strings.Contains(out, "via 2001:db8::14") || strings.Contains(out, "239") {
 		t.Fatalf("IPv6 default route changed: %q", out)
+	}
+
+	// Nor does the member's own router get a default route from the agent
+	// (the re-announce over iBGP); it has the bought trade.
+	for _, d := range []string{"0.0.0.0/0", "::/0"} {
+		out, _ := exec.Command("birdc", "-s", l.memberSock, "show", "route", d, "all").CombinedOutput()
+		if strings.Contains(string(out), "[agent") {
+			t.Errorf("the member router got %s from the agent:\n%s", d, out)
+		}
+	}
+	if out := l.memberRoutes(p4a); !strings.Contains(out, "via 192.0.2.11") {
+		t.Errorf("the member router lacks the bought %v:\n%s", p4a, out)
 	}
 
 	// Counted once each, by reason.

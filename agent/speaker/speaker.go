@@ -93,8 +93,8 @@ type Config struct {
 	// MemberRouters, optional, are the member's own routers: the speaker
 	// re-announces the traded routes to each over iBGP (our ASN, IPv4 and
 	// IPv6 on every session), unchanged: next hop the seller's router,
-	// NO_EXPORT and the large communities kept. Nothing else is sent, and
-	// nothing is taken from them.
+	// NO_EXPORT and the large communities kept. Nothing else is sent (never
+	// a default route), and nothing is taken from them.
 	MemberRouters []netip.Addr
 	// MemberRouterPort is their BGP port (default 179).
 	MemberRouterPort uint16
@@ -414,6 +414,8 @@ const (
 	policyImport  = "bwx-import"
 	setRouters    = "bwx-member-routers"
 	setOurTrades  = "bwx-our-trades"
+	setDefault4   = "bwx-default-route-ipv4"
+	setDefault6   = "bwx-default-route-ipv6"
 	globalRIBName = "global"
 )
 
@@ -436,6 +438,22 @@ func (s *Speaker) installPolicy(ctx context.Context) error {
 			if err := s.bgp.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: d}); err != nil {
 				return fmt.Errorf("speaker: defined set %s: %w", d.Name, err)
 			}
+		}
+		// A default route is never handed on, whatever the route server
+		// says (the agent's route check refuses it for the kernel too).
+		for _, d := range []struct{ set, pfx string }{{setDefault4, "0.0.0.0/0"}, {setDefault6, "::/0"}} {
+			err := s.bgp.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+				DefinedType: api.DefinedType_PREFIX, Name: d.set,
+				Prefixes: []*api.Prefix{{IpPrefix: d.pfx, MaskLengthMin: 0, MaskLengthMax: 0}},
+			}})
+			if err != nil {
+				return fmt.Errorf("speaker: defined set %s: %w", d.set, err)
+			}
+			stmts = append(stmts, &api.Statement{
+				Name:       policyExport + "-" + d.set,
+				Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: d.set}},
+				Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+			})
 		}
 		stmts = append(stmts, &api.Statement{
 			Name: policyExport + "-trades",
