@@ -52,6 +52,12 @@ func BenchmarkTradeToKernel(b *testing.B) {
 				p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 250)}), 32)
 				id := uint64(10000 + i)
 				t := routeserver.Trade{ID: id, BuyerASN: c.buyer, SellerASN: seller1AS, Prefixes: []netip.Prefix{p}, NextHop4: l.s1.Addr4()}
+				if c.buyer == buyerASN {
+					// The agent installs only what its arbiter says it
+					// bought: the trade event goes first, as the arbiter
+					// commits it before the route server announces it.
+					l.arb.bought(id, l.s1, seller1AS, p)
+				}
 				start := clock.Now()
 				if err := l.rs.AnnounceTrade(context.Background(), t); err != nil {
 					b.Fatal(err)

@@ -46,6 +46,10 @@ import (
 // DefaultGrace is Config.Grace's default.
 const DefaultGrace = 30 * time.Second
 
+// maxLogged bounds the refusal lines one Check logs: a route server that
+// sends a full table of bad paths must not flood the log.
+const maxLogged = 100
+
 // keepEnded is how long a trade is remembered after its end (plus Grace),
 // so a path that outlives its trade is refused as such.
 const keepEnded = time.Hour
@@ -219,15 +223,24 @@ func (c *Checker) SetTrades(ts []Trade) {
 }
 
 // AddTrade records one trade (a trade event), replacing one with its ID.
-// It reports whether the trade is the member's (others' are ignored).
+// It reports whether the last Check's verdicts may change: false for a
+// trade of another member, and for a new trade while no path was pending
+// or refused (a trade added can only justify more paths; its own paths,
+// arriving later, are checked then).
 func (c *Checker) AddTrade(t Trade) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	old := c.trades[t.ID]
 	if !c.addLocked(t) {
 		return false
 	}
 	c.reindexLocked()
-	return true
+	return c.pending > 0 || len(c.refused) > 0 || (old != nil && !sameTrade(old, c.trades[t.ID]))
+}
+
+func sameTrade(a, b *Trade) bool {
+	return a.Start.Equal(b.Start) && a.End.Equal(b.End) && a.Cancelled == b.Cancelled &&
+		slices.Equal(a.Prefixes, b.Prefixes) && slices.Equal(a.NextHops, b.NextHops)
 }
 
 // EndTrade ends a known trade at the given time (an ended or cancelled
@@ -295,6 +308,7 @@ func (c *Checker) Check(paths []Path) Report {
 	present := make(map[pathKey]bool, len(paths))
 	refused := make(map[pathKey]Reason)
 	c.pending = 0
+	logged := 0 // refusals logged by this Check
 	later := func(t time.Time) {
 		if t.After(now) && (rep.Recheck.IsZero() || t.Before(rep.Recheck)) {
 			rep.Recheck = t
@@ -332,10 +346,16 @@ func (c *Checker) Check(paths []Path) Report {
 				} else {
 					c.counts[v.Reason]++
 				}
-				c.cfg.Log.Warn("route from the route server refused: not installed", args...)
+				if logged < maxLogged {
+					c.cfg.Log.Warn("route from the route server refused: not installed", args...)
+				}
+				logged++
 			}
 		}
 		rep.Verdicts[i] = v
+	}
+	if logged > maxLogged {
+		c.cfg.Log.Warn("more routes from the route server refused: not installed (bwx-agent status lists them)", "not_logged", logged-maxLogged)
 	}
 	for k := range c.seen {
 		if !present[k] {

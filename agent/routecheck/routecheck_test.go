@@ -294,4 +294,40 @@ func TestTradeChangesOverTime(t *testing.T) {
 	if ck.AddTrade(trades()[5]) {
 		t.Fatal("another member's trade was taken")
 	}
+	// Nothing pending or refused: a new trade changes no verdict, the
+	// same trade again neither; a changed one may.
+	ck.Check([]Path{{Prefix: pfx("203.0.113.0/24"), NextHop: addr("192.0.2.12")}})
+	next := later
+	next.ID = 8
+	if ck.AddTrade(next) || ck.AddTrade(next) {
+		t.Fatal("a new trade with nothing pending or refused reported a change")
+	}
+	next.NextHops = []netip.Addr{addr("192.0.2.13")}
+	if !ck.AddTrade(next) {
+		t.Fatal("a changed trade reported no change")
+	}
+	ck.Check([]Path{{Prefix: pfx("198.18.0.0/15"), NextHop: addr("192.0.2.12")}})
+	next.ID = 9
+	if !ck.AddTrade(next) {
+		t.Fatal("a new trade with a path pending reported no change")
+	}
+}
+
+func TestLogIsBounded(t *testing.T) {
+	ck, _, logs := newChecker(t, -1)
+	ck.SetTrades(trades())
+	var paths []Path
+	for i := range 300 {
+		paths = append(paths, Path{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32), NextHop: addr("192.0.2.12")})
+	}
+	ck.Check(paths)
+	if n := strings.Count(logs.String(), "refused: not installed\""); n != maxLogged {
+		t.Fatalf("%d refusal lines for 300 refused paths, want %d", n, maxLogged)
+	}
+	if !strings.Contains(logs.String(), "not_logged=200") {
+		t.Fatalf("no summary of the lines left out:\n%s", logs.String()[len(logs.String())-300:])
+	}
+	if c := ck.Counts(); c[ReasonNotTraded] != 300 {
+		t.Fatalf("counted %d, want 300", c[ReasonNotTraded])
+	}
 }
