@@ -74,16 +74,27 @@ func TestLabAgentRefusesRoutesItDidNotBuy(t *testing.T) {
 		t.Fatalf("IPv6 default route changed: %q", out)
 	}
 
-	// Nor does the member's own router get a default route from the agent
-	// (the re-announce over iBGP); it has the bought trade.
-	for _, d := range []string{"0.0.0.0/0", "::/0"} {
-		out, _ := exec.Command("birdc", "-s", l.memberSock, "show", "route", d, "all").CombinedOutput()
-		if strings.Contains(string(out), "[agent") {
-			t.Errorf("the member router got %s from the agent:\n%s", d, out)
-		}
+	// Nor does the member's own router get any of them from the agent
+	// (the re-announce over iBGP): it has the bought trade alone.
+	memberHas := func(p string) string {
+		out, _ := exec.Command("birdc", "-s", l.memberSock, "show", "route", p, "all").CombinedOutput()
+		return string(out)
 	}
-	if out := l.memberRoutes(p4a); !strings.Contains(out, "via 192.0.2.11") {
-		t.Errorf("the member router lacks the bought %v:\n%s", p4a, out)
+	eventually(t, 10*time.Second, "the member router has the bought trade", func() string {
+		for _, c := range []struct{ p, via string }{{p4a.String(), "via 192.0.2.11"}, {p6a.String(), "via 2001:db8::b"}} {
+			if out := memberHas(c.p); !strings.Contains(out, c.via) {
+				return c.p + ":\n" + out
+			}
+		}
+		return ""
+	})
+	for _, c := range []struct{ p, bad string }{
+		{"0.0.0.0/0", "[agent"}, {"::/0", "[agent"}, {p4b.String(), "[agent"}, {p6b.String(), "[agent"},
+		{p4a.String(), "via 192.0.2.12"}, {p6a.String(), "via 2001:db8::c"},
+	} {
+		if out := memberHas(c.p); strings.Contains(out, c.bad) {
+			t.Errorf("the member router got %s (%s) from the agent:\n%s", c.p, c.bad, out)
+		}
 	}
 
 	// Counted once each, by reason.
@@ -140,8 +151,17 @@ func TestLabAgentRefusesRoutesItDidNotBuy(t *testing.T) {
 	if got := l.kernelRoutes(); len(got) != 2 {
 		t.Fatalf("held paths installed: %v", got)
 	}
+	if out := memberHas(p4c.String()) + memberHas(p6c.String()); strings.Contains(out, "[agent") {
+		t.Fatalf("held paths re-announced to the member router:\n%s", out)
+	}
 	l.arb.bought(4, l.s1, seller1AS, p4c, p6c)
 	l.waitRoutes("the late trade installed", map[string][]string{p4a.String(): {s1}, p6a.String(): {s1v6}, p4c.String(): {s1}, p6c.String(): {s1v6}})
+	eventually(t, 10*time.Second, "the member router has the late trade", func() string {
+		if out := memberHas(p4c.String()) + memberHas(p6c.String()); strings.Count(out, "[agent") != 2 {
+			return out
+		}
+		return ""
+	})
 	m = scrapeWith(t, c, "http://127.0.0.1:9480")
 	if got := m[`bwx_agent_routes_rejected_total{reason="prefix-not-traded"}`]; got != 2 {
 		t.Errorf("prefix-not-traded counted %v after the race, want still 2", got)

@@ -367,6 +367,21 @@ func (r *Routing) checked(routes []speaker.Route) ([]speaker.Route, []routecheck
 func (r *Routing) sync() time.Time {
 	learned := r.sp.Routes()
 	routes, rejected, recheck := r.checked(learned)
+	if len(r.cfg.BGP.MemberRouter.Addresses) > 0 {
+		// The member's own routers get the checked paths too (every
+		// seller, whatever the manager prefers for the kernel).
+		allowed := map[netip.Addr][]netip.Prefix{}
+		for _, rt := range routes {
+			for _, nh := range rt.NextHops {
+				allowed[nh.Addr] = append(allowed[nh.Addr], rt.Prefix)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := r.sp.SetReannounced(ctx, allowed); err != nil {
+			r.log.Error("cannot update what the member's routers get", "error", err)
+		}
+		cancel()
+	}
 	want := make([]fib.Route, 0, len(routes))
 	inUse := map[netip.Addr]bool{}
 	for _, rt := range routes {

@@ -299,7 +299,9 @@ func TestTradeChangesOverTime(t *testing.T) {
 	ck.Check([]Path{{Prefix: pfx("203.0.113.0/24"), NextHop: addr("192.0.2.12")}})
 	next := later
 	next.ID = 8
-	if ck.AddTrade(next) || ck.AddTrade(next) {
+	first := ck.AddTrade(next)
+	again := ck.AddTrade(next)
+	if first || again {
 		t.Fatal("a new trade with nothing pending or refused reported a change")
 	}
 	next.NextHops = []netip.Addr{addr("192.0.2.13")}
