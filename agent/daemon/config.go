@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bwxchange/bwx/agent/routecheck"
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
 )
@@ -79,6 +80,11 @@ type BGPConfig struct {
 	GracefulRestartTime time.Duration `yaml:"graceful_restart_time"`
 	// ConnectRetry is the delay between connection attempts.
 	ConnectRetry time.Duration `yaml:"connect_retry"`
+	// TradeGrace is how long a learned path that no known trade of ours
+	// justifies is held (not installed, not refused yet) while the trade
+	// event may still be on its way, and the clock skew allowed at a
+	// trade's start and end (agent/routecheck). 0: none.
+	TradeGrace time.Duration `yaml:"trade_grace"`
 	// MemberRouter, optional: the member's own routers, which get the
 	// traded routes over iBGP (claim 15), so a BIRD, FRR or hardware
 	// router can use them without the kernel part.
@@ -244,6 +250,9 @@ func (c *Config) validateRouting() error {
 	if b.ConnectRetry < time.Second || b.ConnectRetry%time.Second != 0 {
 		return config.Errorf("bgp.connect_retry", "want whole seconds, at least 1s, got %v", b.ConnectRetry)
 	}
+	if b.TradeGrace < 0 || b.TradeGrace > 10*time.Minute {
+		return config.Errorf("bgp.trade_grace", "want 0 to 10m, got %v", b.TradeGrace)
+	}
 	if f.Interface == "" {
 		return config.Required("fib.interface")
 	}
@@ -267,6 +276,7 @@ func DefaultConfig() Config {
 	c.BGP.HoldTime = 90 * time.Second
 	c.BGP.GracefulRestartTime = 120 * time.Second
 	c.BGP.ConnectRetry = 5 * time.Second
+	c.BGP.TradeGrace = routecheck.DefaultGrace
 	c.BGP.MemberRouter.Port = 179
 	c.FIB.Table = "main"
 	c.FIB.NeighborProbeInterval = time.Second

@@ -224,6 +224,17 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 	if err != nil {
 		return err
 	}
+	if a.routing != nil {
+		// The stream resumes after the last event seen: the trades made
+		// before it come from the list, for the route check. Any order
+		// works: the stream replays every event after the cursor.
+		ts, err := pb.NewTradingServiceClient(a.conn).ListTrades(ctx, &pb.ListTradesRequest{})
+		if err != nil {
+			return fmt.Errorf("list trades: %w", err)
+		}
+		a.routing.SetTrades(ts.Trades)
+		a.log.Info("trades listed for the route check", "trades", len(ts.Trades))
+	}
 	a.metrics.streamUp.Store(true)
 	defer a.metrics.streamUp.Store(false)
 	for {
@@ -257,6 +268,9 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 			a.log.Warn("credit notice: new buy orders are refused at the limit", "sequence", ev.Sequence,
 				"type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"), "limit_micros", c.LimitMicros,
 				"exposure_micros", c.ExposureMicros, "unpaid_micros", c.UnpaidMicros, "accrued_micros", c.AccruedMicros)
+		}
+		if a.routing != nil {
+			a.routing.TradeEvent(ev)
 		}
 		if a.OnEvent != nil {
 			a.OnEvent(ev)

@@ -31,9 +31,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/arbiter/routeserver"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
@@ -92,16 +97,113 @@ var (
 	dst4b = netip.MustParseAddr("203.0.113.7")
 )
 
+// labTradeGrace is the agent's bgp.trade_grace in the lab.
+const labTradeGrace = 3 * time.Second
+
 type routeLab struct {
 	t                        testing.TB
 	lab                      *labnet.Lab
 	rsH, buyer, s1, s2, up   *labnet.Host
 	rs                       *routeserver.Server
+	arb                      *labArbiter
 	members                  []routeserver.Member
 	trades                   map[uint64]routeserver.Trade
 	dir, cfgPath, socketPath string
 	memberSock               string
 	agent                    *agentProc
+}
+
+// labArbiter is the arbiter's trading service as the agent sees it: the
+// trades it bought, in ListTrades and in the event stream. Served on the
+// route server's host (192.0.2.1:7443), so the agent reaches it over the
+// LAN from its own namespace.
+type labArbiter struct {
+	pb.UnimplementedTradingServiceServer
+	mu     sync.Mutex
+	trades []*pb.Trade
+	events []*pb.TradeEvent
+	wake   chan struct{} // closed at each new event
+}
+
+func (f *labArbiter) ListTrades(context.Context, *pb.ListTradesRequest) (*pb.ListTradesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &pb.ListTradesResponse{Trades: slices.Clone(f.trades)}, nil
+}
+
+func (f *labArbiter) StreamTradeEvents(r *pb.StreamTradeEventsRequest, s pb.TradingService_StreamTradeEventsServer) error {
+	after := r.AfterSequence
+	for {
+		f.mu.Lock()
+		var evs []*pb.TradeEvent
+		for _, e := range f.events {
+			if e.Sequence > after {
+				evs = append(evs, e)
+			}
+		}
+		wake := f.wake
+		f.mu.Unlock()
+		for _, e := range evs {
+			if err := s.Send(e); err != nil {
+				return err
+			}
+			after = e.Sequence
+		}
+		select {
+		case <-wake:
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (f *labArbiter) event(typ pb.TradeEventType, t *pb.Trade) {
+	f.events = append(f.events, &pb.TradeEvent{Sequence: uint64(len(f.events) + 1), Type: typ, Trade: t, Time: timestamppb.New(clock.Now())})
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+// bought records a trade of the buyer's, delivering from a day ago to a
+// day ahead, and sends its event.
+func (f *labArbiter) bought(id uint64, seller *labnet.Host, asn uint32, prefixes ...netip.Prefix) {
+	t := &pb.Trade{Id: id, BuyerAsn: buyerASN, SellerAsn: asn, Status: pb.TradeStatus_TRADE_STATUS_ACTIVE,
+		SellerNextHops: []string{seller.Addr4().String(), seller.Addr6().String()},
+		DeliveryStart:  timestamppb.New(clock.Now().Add(-24 * time.Hour)), DeliveryEnd: timestamppb.New(clock.Now().Add(24 * time.Hour))}
+	for _, p := range prefixes {
+		t.Prefixes = append(t.Prefixes, p.String())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trades = append(f.trades, t)
+	f.event(pb.TradeEventType_TRADE_EVENT_TYPE_CREATED, t)
+}
+
+// ended ends a trade now and sends its event.
+func (f *labArbiter) ended(id uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, t := range f.trades {
+		if t.Id == id {
+			t = proto.Clone(t).(*pb.Trade)
+			t.DeliveryEnd, t.Status = timestamppb.New(clock.Now()), pb.TradeStatus_TRADE_STATUS_ENDED
+			f.trades[i] = t
+			f.event(pb.TradeEventType_TRADE_EVENT_TYPE_ENDED, t)
+		}
+	}
+}
+
+// serveArbiter serves the lab arbiter on the route server's host.
+func (l *routeLab) serveArbiter(ca *pki.CA) {
+	l.t.Helper()
+	l.arb = &labArbiter{wake: make(chan struct{})}
+	lis, err := l.rsH.Listen("tcp", "192.0.2.1:7443")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
+	pb.RegisterTradingServiceServer(srv, l.arb)
+	go srv.Serve(lis)
+	l.t.Cleanup(srv.Stop)
 }
 
 func needTools(t testing.TB) {
@@ -131,10 +233,11 @@ func newRouteLab(t testing.TB) *routeLab {
 	l.ip(l.s2, "neigh", "replace", "192.0.2.1", "lladdr", l.rsH.MAC.String(), "dev", "eth0", "nud", "permanent")
 
 	l.dir = t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(l.dir, "ca"), "test", nil)
+	ca, err := pki.InitCA(filepath.Join(l.dir, "ca"), "test", []string{"192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.serveArbiter(ca)
 	bundle := filepath.Join(l.dir, "agent.pem")
 	if err := pki.IssueBundle(ca, pki.MemberIdentity(buyerASN), bundle); err != nil {
 		t.Fatal(err)
@@ -142,7 +245,7 @@ func newRouteLab(t testing.TB) *routeLab {
 	l.socketPath = filepath.Join(l.dir, "agent.sock")
 	l.cfgPath = filepath.Join(l.dir, "agent.yaml")
 	cfg := fmt.Sprintf(`arbiter:
-  address: "127.0.0.1:1"
+  address: "192.0.2.1:7443"
 bundle: %s
 state_dir: %s
 bgp:
@@ -152,6 +255,7 @@ bgp:
   hold_time: 9s
   graceful_restart_time: %s
   connect_retry: 1s
+  trade_grace: %s
   member_router:
     addresses: ["127.0.0.2"]
     local_address: "127.0.0.1"
@@ -162,7 +266,7 @@ fib:
   neighbor_probe_interval: 500ms
 status:
   socket: %s
-`, bundle, filepath.Join(l.dir, "state"), rsASN, grTime, l.socketPath)
+`, bundle, filepath.Join(l.dir, "state"), rsASN, grTime, labTradeGrace, l.socketPath)
 	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -172,8 +276,11 @@ status:
 		{ASN: seller1AS, Addresses: []netip.Addr{l.s1.Addr4(), l.s1.Addr6()}},
 		{ASN: seller2AS, Addresses: []netip.Addr{l.s2.Addr4(), l.s2.Addr6()}},
 	}
-	l.bird(l.s1, seller1AS, "198.51.100.0/24", "2001:db8:100::/48")
-	l.bird(l.s2, seller2AS, "198.51.100.0/24", "203.0.113.0/24")
+	// Beyond what the trades use, prefixes for the route check's test:
+	// default routes, prefixes the buyer never buys, a seller of
+	// 2001:db8:100::/48 it does not buy from.
+	l.bird(l.s1, seller1AS, "198.51.100.0/24", "2001:db8:100::/48", "0.0.0.0/0", "::/0", "198.18.0.0/15", "2001:db8:300::/48")
+	l.bird(l.s2, seller2AS, "198.51.100.0/24", "203.0.113.0/24", "2001:db8:100::/48", "2001:db8:200::/48")
 	l.startRS()
 	l.memberRouter()
 	return l
@@ -325,7 +432,17 @@ func killSessions(t testing.TB, h *labnet.Host, peers ...*labnet.Host) {
 	}
 }
 
+// trade is a trade the buyer bought: the arbiter tells the agent, and the
+// route server delivers it.
 func (l *routeLab) trade(id uint64, seller *labnet.Host, asn uint32, prefixes ...netip.Prefix) {
+	l.t.Helper()
+	l.arb.bought(id, seller, asn, prefixes...)
+	l.deliver(id, seller, asn, prefixes...)
+}
+
+// deliver makes the route server send the buyer a trade, whether or not
+// the buyer bought it.
+func (l *routeLab) deliver(id uint64, seller *labnet.Host, asn uint32, prefixes ...netip.Prefix) {
 	l.t.Helper()
 	t := routeserver.Trade{ID: id, BuyerASN: buyerASN, SellerASN: asn, Prefixes: prefixes, NextHop4: seller.Addr4(), NextHop6: seller.Addr6()}
 	if err := l.rs.AnnounceTrade(context.Background(), t); err != nil {
@@ -336,6 +453,7 @@ func (l *routeLab) trade(id uint64, seller *labnet.Host, asn uint32, prefixes ..
 
 func (l *routeLab) endTrade(id uint64) {
 	l.t.Helper()
+	l.arb.ended(id)
 	if err := l.rs.WithdrawTrade(context.Background(), id); err != nil {
 		l.t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/probe"
+	"github.com/bwxchange/bwx/agent/routecheck"
 	"github.com/bwxchange/bwx/agent/speaker"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
@@ -122,7 +123,14 @@ var (
 		"Announcements that were not this member's traded routes (ignored).", nil, nil)
 
 	descLearned = prometheus.NewDesc("bwx_agent_routes_learned",
-		"Traded routes (prefixes) the route server sent: the desired routes.", nil, nil)
+		"Traded routes (prefixes) the route server sent, before the check against the member's trades.", nil, nil)
+	descRejected = prometheus.NewDesc("bwx_agent_routes_rejected_total",
+		"Paths from the route server refused because no active trade of this member justifies them, by reason "+
+			"(default-route, malformed, prefix-not-traded, next-hop-not-in-trade, trade-not-active); each counted when first refused.", []string{"reason"}, nil)
+	descPending = prometheus.NewDesc("bwx_agent_routes_pending",
+		"Paths from the route server held, not installed, while the trade that would justify them may still be on its way (bgp.trade_grace).", nil, nil)
+	descTradesKnown = prometheus.NewDesc("bwx_agent_routes_trades_known",
+		"This member's trades (bought) the route check knows from the arbiter's event stream and trade list.", nil, nil)
 	descInstalled = prometheus.NewDesc("bwx_agent_routes_installed",
 		"The agent's routes in the kernel table.", nil, nil)
 	descOutOfSync = prometheus.NewDesc("bwx_agent_routes_out_of_sync",
@@ -181,13 +189,13 @@ var sessionStates = []string{"idle", "connect", "active", "opensent", "openconfi
 
 // refusalReasons are fib's reasons, all exported for the same reason.
 var refusalReasons = []fib.Reason{fib.ReasonOffLink, fib.ReasonInterfaceDown, fib.ReasonOwnAddress,
-	fib.ReasonNeighborFailed, fib.ReasonDown, fib.ReasonNoNextHop, fib.ReasonConflict}
+	fib.ReasonNeighborFailed, fib.ReasonDown, fib.ReasonNoNextHop, fib.ReasonConflict, fib.ReasonInvalid}
 
 type collector struct{ a *Agent }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descArbiterConn, descStreamUp, descSessions, descUpdates, descIgnored,
-		descLearned, descInstalled, descOutOfSync, descRefused, descNextHops, descFIBReadable, descSynced, descSyncFailing,
+		descLearned, descRejected, descPending, descTradesKnown, descInstalled, descOutOfSync, descRefused, descNextHops, descFIBReadable, descSynced, descSyncFailing,
 		descLastSync, descFIBErrors, descFIBChanges, descFIBRepairs, descSpoolPending, descSpoolAge, descSpoolParked,
 		descSpooled, descSent, descTrades, descLastInterval, descProbeRounds, descProbeTargets, descProbeTasks,
 		descProbeLoss, descProbeLatency, descProbeAt} {
@@ -240,6 +248,12 @@ func (c collector) collectRouting(ch chan<- prometheus.Metric) {
 	counter(ch, descUpdates, float64(st.BGP.Updates))
 	counter(ch, descIgnored, float64(st.BGP.Ignored))
 	gauge(ch, descLearned, float64(len(st.Learned)))
+	counts := c.a.routing.check.Counts()
+	for _, r := range routecheck.Reasons {
+		counter(ch, descRejected, float64(counts[r]), string(r))
+	}
+	gauge(ch, descPending, float64(st.Checks.Pending))
+	gauge(ch, descTradesKnown, float64(st.Checks.Trades))
 	gauge(ch, descFIBReadable, b2f(err == nil))
 	if err == nil {
 		gauge(ch, descInstalled, float64(len(st.Installed)))

@@ -414,7 +414,10 @@ func TestLabMetricsRouting(t *testing.T) {
 		"installed":                         eq(0, "bwx_agent_routes_installed"),
 		"synced":                            eq(1, "bwx_agent_fib_synced"),
 		"readable":                          eq(1, "bwx_agent_fib_readable"),
-		"no event stream (no arbiter)":      eq(0, "bwx_agent_event_stream_up"),
+		"event stream (the lab's arbiter)":  eq(1, "bwx_agent_event_stream_up"),
+		"nothing rejected":                  eq(0, "bwx_agent_routes_rejected_total"),
+		"nothing pending":                   eq(0, "bwx_agent_routes_pending"),
+		"no trades known":                   eq(0, "bwx_agent_routes_trades_known"),
 	})
 	if code, body := getWith(t, c, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)
@@ -435,6 +438,8 @@ func TestLabMetricsRouting(t *testing.T) {
 		},
 		"next hops": eq(3, "bwx_agent_seller_next_hops", `state="up"`),
 		"updates":   func(m map[string]float64) bool { return series(m, "bwx_agent_bgp_updates_total") >= 3 },
+		"trades":    eq(2, "bwx_agent_routes_trades_known"),
+		"rejected":  eq(0, "bwx_agent_routes_rejected_total"),
 	})
 	// The hand route goes: the agent's repair installs the third. (The
 	// refusal stays in routes_refused until the next BGP update: Routing's

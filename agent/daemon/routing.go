@@ -11,24 +11,30 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/agent/fib"
+	"github.com/bwxchange/bwx/agent/routecheck"
 	"github.com/bwxchange/bwx/agent/speaker"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // Routing applies the routes the member bought: the speaker learns them
-// from the route server, the FIB installs them, and the neighbor watch
+// from the route server, the checker keeps only the paths of the member's
+// own active trades (routecheck: the trades come from the arbiter's event
+// stream and trade list), the FIB installs them, and the neighbor watch
 // pulls a route whose seller's router stops answering on the LAN.
 type Routing struct {
-	cfg Config
-	log *slog.Logger
-	asn uint32
-	sp  *speaker.Speaker
-	fib *fib.FIB
+	cfg   Config
+	log   *slog.Logger
+	asn   uint32
+	sp    *speaker.Speaker
+	fib   *fib.FIB
+	check *routecheck.Checker
 
 	mu       sync.Mutex
 	desired  []speaker.Route
-	synced   bool      // the first Sync was made
-	lastSync time.Time // of the last successful Sync
+	rejected []routecheck.Verdict // the learned paths not installed (pending or refused)
+	synced   bool                 // the first Sync was made
+	lastSync time.Time            // of the last successful Sync
 	result   fib.Result
 	syncErr  error
 	refused  map[string]bool     // refusals already logged
@@ -97,8 +103,13 @@ func NewRouting(cfg Config, asn uint32, log *slog.Logger) (*Routing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fib: %w", err)
 	}
+	grace := cfg.BGP.TradeGrace
+	if grace == 0 {
+		grace = -1 // none
+	}
+	check := routecheck.New(routecheck.Config{ASN: asn, Grace: grace, Log: log.With("component", "routecheck")})
 	return &Routing{
-		cfg: cfg, log: log, asn: asn, sp: sp, fib: f,
+		cfg: cfg, log: log, asn: asn, sp: sp, fib: f, check: check,
 		refused:  map[string]bool{},
 		inUse:    map[netip.Addr]bool{},
 		nbrState: map[netip.Addr]string{},
@@ -142,9 +153,27 @@ func (r *Routing) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The first Sync waits for the route server's End-of-RIB and for the
+	// arbiter's trade list (without it every learned path is pending), or
+	// for the graceful restart time.
 	initial := time.NewTimer(r.cfg.BGP.GracefulRestartTime)
 	defer initial.Stop()
+	recheck := time.NewTimer(time.Hour)
+	recheck.Stop()
+	defer recheck.Stop()
 	ready := r.sp.Ready()
+	eor := false
+	sync := func() {
+		recheck.Stop()
+		if at := r.sync(); !at.IsZero() {
+			recheck.Reset(max(clock.Until(at), 0) + 10*time.Millisecond)
+		}
+	}
+	first := func() {
+		if !r.isSynced() && eor && r.check.Loaded() {
+			sync()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,21 +183,28 @@ func (r *Routing) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-ready:
-			ready = nil
+			ready, eor = nil, true
 			r.log.Info("route server sent all its routes (End-of-RIB)")
-			r.sync()
+			first()
 		case <-initial.C:
 			if !r.isSynced() {
-				r.log.Warn("no End-of-RIB from the route server within the graceful restart time; applying what was learned")
-				r.sync()
+				r.log.Warn("applying what was learned before the route server's End-of-RIB and the arbiter's trade list came",
+					"graceful_restart_time", r.cfg.BGP.GracefulRestartTime.String(), "end_of_rib", eor, "trade_list", r.check.Loaded())
+				sync()
 			}
 		case <-r.sp.Updates():
-			if ready == nil || r.isSynced() {
-				r.sync()
+			if r.isSynced() {
+				sync()
 			}
 		case <-r.resync:
 			if r.isSynced() {
-				r.sync()
+				sync()
+			} else {
+				first()
+			}
+		case <-recheck.C:
+			if r.isSynced() {
+				sync()
 			}
 		}
 	}
@@ -234,9 +270,118 @@ func (r *Routing) preferred(rt speaker.Route) (fib.Route, bool) {
 	return fr, true
 }
 
-// sync hands the speaker's routes to the FIB, as the manager prefers them.
-func (r *Routing) sync() {
-	routes := r.sp.Routes()
+// SetTrades gives the checker the arbiter's full list of the member's
+// trades (at each connection of the event stream: the stream resumes after
+// the last event seen, so trades made before that come from the list).
+func (r *Routing) SetTrades(ts []*pb.Trade) {
+	out := make([]routecheck.Trade, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, r.tradeFromProto(t))
+	}
+	r.check.SetTrades(out)
+	r.kick()
+}
+
+// TradeEvent gives the checker a trade event: a trade made (or started),
+// ended or cancelled.
+func (r *Routing) TradeEvent(ev *pb.TradeEvent) {
+	t := ev.GetTrade()
+	if t == nil || ev.Use != nil {
+		return
+	}
+	switch ev.Type {
+	case pb.TradeEventType_TRADE_EVENT_TYPE_CREATED, pb.TradeEventType_TRADE_EVENT_TYPE_STARTED:
+		if !r.check.AddTrade(r.tradeFromProto(t)) {
+			return
+		}
+	case pb.TradeEventType_TRADE_EVENT_TYPE_ENDED, pb.TradeEventType_TRADE_EVENT_TYPE_CANCELLED:
+		at := clock.Now()
+		if ev.Time != nil {
+			at = ev.Time.AsTime()
+		}
+		r.check.EndTrade(t.Id, at)
+	default:
+		return
+	}
+	r.kick()
+}
+
+// tradeFromProto reads a trade as the checker needs it; unreadable
+// prefixes and addresses are left out (and logged): they justify nothing.
+func (r *Routing) tradeFromProto(t *pb.Trade) routecheck.Trade {
+	out := routecheck.Trade{ID: t.GetId(), BuyerASN: t.GetBuyerAsn(),
+		Start: t.GetDeliveryStart().AsTime(), End: t.GetDeliveryEnd().AsTime(),
+		Cancelled: t.GetStatus() == pb.TradeStatus_TRADE_STATUS_CANCELLED}
+	for _, s := range t.GetPrefixes() {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			r.log.Warn("trade with an unreadable prefix: it justifies no route", "trade", t.GetId(), "prefix", s)
+			continue
+		}
+		out.Prefixes = append(out.Prefixes, p)
+	}
+	for _, s := range t.GetSellerNextHops() {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			r.log.Warn("trade with an unreadable seller next hop: it justifies no route", "trade", t.GetId(), "next_hop", s)
+			continue
+		}
+		out.NextHops = append(out.NextHops, a)
+	}
+	return out
+}
+
+// checked keeps the learned paths the checker accepts; the others are
+// returned (pending or refused).
+func (r *Routing) checked(routes []speaker.Route) ([]speaker.Route, []routecheck.Verdict, time.Time) {
+	var paths []routecheck.Path
+	for _, rt := range routes {
+		for _, nh := range rt.NextHops {
+			paths = append(paths, routecheck.Path{Prefix: rt.Prefix, NextHop: nh.Addr, Trades: nh.Trades})
+		}
+	}
+	rep := r.check.Check(paths)
+	out := make([]speaker.Route, 0, len(routes))
+	var rejected []routecheck.Verdict
+	i := 0
+	for _, rt := range routes {
+		kept := speaker.Route{Prefix: rt.Prefix}
+		for _, nh := range rt.NextHops {
+			if v := rep.Verdicts[i]; v.State == routecheck.Accepted {
+				kept.NextHops = append(kept.NextHops, nh)
+			} else {
+				rejected = append(rejected, v)
+			}
+			i++
+		}
+		if len(kept.NextHops) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out, rejected, rep.Recheck
+}
+
+// sync hands the speaker's routes that the checker accepts to the FIB, as
+// the manager prefers them. It returns when the checker's verdicts may
+// change by themselves (zero: not before new input).
+func (r *Routing) sync() time.Time {
+	learned := r.sp.Routes()
+	routes, rejected, recheck := r.checked(learned)
+	if len(r.cfg.BGP.MemberRouter.Addresses) > 0 {
+		// The member's own routers get the checked paths too (every
+		// seller, whatever the manager prefers for the kernel).
+		allowed := map[netip.Addr][]netip.Prefix{}
+		for _, rt := range routes {
+			for _, nh := range rt.NextHops {
+				allowed[nh.Addr] = append(allowed[nh.Addr], rt.Prefix)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := r.sp.SetReannounced(ctx, allowed); err != nil {
+			r.log.Error("cannot update what the member's routers get", "error", err)
+		}
+		cancel()
+	}
 	want := make([]fib.Route, 0, len(routes))
 	inUse := map[netip.Addr]bool{}
 	for _, rt := range routes {
@@ -252,6 +397,7 @@ func (r *Routing) sync() {
 	res, err := r.fib.Sync(want)
 	r.mu.Lock()
 	r.desired, r.synced, r.result, r.syncErr = routes, true, res, err
+	r.rejected = rejected
 	r.inUse = inUse
 	if err == nil {
 		r.lastSync = clock.Now().UTC()
@@ -277,6 +423,7 @@ func (r *Routing) sync() {
 		r.log.Info("traded routes applied", "added", len(res.Added), "changed", len(res.Changed), "removed", len(res.Removed), "routes", len(want))
 	}
 	r.ensureNeighbors(inUse)
+	return recheck
 }
 
 func (r *Routing) kick() {
@@ -293,8 +440,13 @@ type Status struct {
 	// Routers are the sessions to the member's own routers (re-announce).
 	Routers []speaker.Session `json:"member_routers"`
 	BGP     speaker.Stats     `json:"bgp"`
-	// Learned are the traded routes the route server sent (desired).
-	Learned []speaker.Route `json:"learned"`
+	// Learned are the traded routes the route server sent, as it sent
+	// them; Rejected the paths among them that are not installed because
+	// no active trade of ours justifies them (pending: within the grace
+	// period or before the trade list came; refused: counted and logged).
+	Learned  []speaker.Route   `json:"learned"`
+	Rejected []StatusRejection `json:"rejected"`
+	Checks   routecheck.Stats  `json:"checks"`
 	// Installed are our routes in the kernel table.
 	Installed []StatusRoute `json:"installed"`
 	// Missing and Extra are the difference between desired and actual:
@@ -320,6 +472,17 @@ type Status struct {
 type StatusPreference struct {
 	Prefix netip.Prefix `json:"prefix"`
 	Seller uint32       `json:"seller"`
+}
+
+// StatusRejection is a learned path that is not installed.
+type StatusRejection struct {
+	Prefix  netip.Prefix `json:"prefix"`
+	NextHop netip.Addr   `json:"next_hop,omitzero"`
+	State   string       `json:"state"` // pending, refused
+	Reason  string       `json:"reason"`
+	Detail  string       `json:"detail"`
+	// Trades are the trade IDs the route server named for the path.
+	Trades []uint64 `json:"trades,omitempty"`
 }
 
 // StatusRoute is a kernel route of ours.
@@ -354,7 +517,8 @@ func statusRoutes(rs []fib.Route) []StatusRoute {
 // Status reports sessions, learned and installed routes and their
 // difference.
 func (r *Routing) Status() (Status, error) {
-	st := Status{ASN: r.asn, Sessions: r.sp.Sessions(), Routers: r.sp.RouterSessions(), BGP: r.sp.Stats(), Learned: r.sp.Routes(), FIB: r.fib.Stats(), Iface: r.cfg.FIB.Interface}
+	st := Status{ASN: r.asn, Sessions: r.sp.Sessions(), Routers: r.sp.RouterSessions(), BGP: r.sp.Stats(), Learned: r.sp.Routes(),
+		Checks: r.check.Stats(), FIB: r.fib.Stats(), Iface: r.cfg.FIB.Interface}
 	st.Table, _ = r.cfg.FIB.TableID()
 	actual, missing, extra, err := r.fib.State()
 	if err != nil {
@@ -366,6 +530,11 @@ func (r *Routing) Status() (Status, error) {
 	st.Synced, st.LastSync = r.synced, r.lastSync
 	if r.syncErr != nil {
 		st.SyncErr = r.syncErr.Error()
+	}
+	st.Rejected = []StatusRejection{}
+	for _, v := range r.rejected {
+		st.Rejected = append(st.Rejected, StatusRejection{Prefix: v.Prefix, NextHop: v.NextHop, State: v.State.String(),
+			Reason: string(v.Reason), Detail: v.Detail, Trades: v.Trades})
 	}
 	st.Refused = []StatusRefusal{}
 	for _, f := range r.result.Refused {

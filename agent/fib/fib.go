@@ -126,7 +126,8 @@ type FIB struct {
 
 	mu          sync.Mutex
 	closed      bool
-	desired     []dest // nil until the first Sync
+	desired     []dest    // nil until the first Sync
+	invalid     []Refusal // the bad routes of the last Sync's input
 	down        map[netip.Addr]bool
 	lastRefused map[refusalKey]bool
 
@@ -294,21 +295,20 @@ func (f *FIB) release() {
 
 // Sync makes our routes in the table equal desired: it adds missing
 // routes, replaces changed ones in place and deletes ours that are not
-// desired. desired is the whole state, not a change. Bad input (an invalid
-// or unmasked prefix, a next hop of the other family, a prefix listed
-// twice...) fails the call and changes nothing. Refused next hops and
-// routes are in the Result, not errors; the error joins kernel failures.
+// desired. desired is the whole state, not a change. A bad route (an
+// invalid or unmasked prefix, a next hop of the other family, a prefix
+// listed twice...) is refused on its own (ReasonInvalid) and treated as
+// not desired; the others are applied, and removals go ahead. Refused next
+// hops and routes are in the Result, not errors; the error joins kernel
+// failures.
 func (f *FIB) Sync(desired []Route) (Result, error) {
-	want, err := validate(desired, f.cfg.Interface)
-	if err != nil {
-		return Result{}, err
-	}
+	want, invalid := validate(desired, f.cfg.Interface)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return Result{}, ErrClosed
 	}
-	f.desired = want
+	f.desired, f.invalid = want, invalid
 	return f.syncLocked("sync")
 }
 
@@ -505,7 +505,7 @@ func (f *FIB) syncLocked(why string) (Result, error) {
 // kernel refused, with the objects in use.
 func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	notInstalled := make(map[netip.Prefix]bool)
-	res.Refused = p.refused
+	res.Refused = append(slices.Clone(f.invalid), p.refused...)
 
 	// A job installs or changes one route with one or more requests.
 	type job struct {

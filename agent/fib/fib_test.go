@@ -658,3 +658,69 @@ func TestWatchSurvivesEventFlood(t *testing.T) {
 		t.Errorf("after the flood and one repair: %+v", st)
 	}
 }
+
+// One bad route in the desired set (what a misbehaving route server could
+// make the agent ask for) is refused alone: the good routes are installed,
+// changed and removed as usual, IPv4 and IPv6, and nothing fails.
+func TestBadRouteDoesNotBlockTheSync(t *testing.T) {
+	t.Parallel()
+	h := member(t)
+	f := newFIB(t, h, Config{})
+	before := []Route{
+		r4("198.51.100.0/24", 2),
+		r4("203.0.113.0/24", 2),
+		r6("2001:db8:100::/48", 2),
+		r6("2001:db8:200::/48", 2),
+		r4("192.0.2.128/25", 3),
+	}
+	mustSync(t, f, before...)
+
+	a6 := lanAddr6(3)
+	desired := []Route{
+		r4("198.51.100.0/24", 2, 3), // changed
+		// 203.0.113.0/24 and 2001:db8:200::/48 withdrawn
+		r6("2001:db8:100::/48", 3), // changed
+		r4("100.64.0.0/16", 3),     // new
+		r6("2001:db8:300::/48", 2), // new
+		// Bad: an IPv6 prefix with an IPv4 next hop (an IPv4-mapped next
+		// hop unmapped), host bits, an IPv4 prefix with an IPv6 next hop,
+		// a loopback next hop, and 192.0.2.128/25 (installed) listed twice.
+		{Prefix: netip.MustParsePrefix("2001:db8:400::/48"), NextHops: []netip.Addr{lanAddr4(3)}},
+		{Prefix: netip.MustParsePrefix("198.18.0.1/15"), NextHops: []netip.Addr{lanAddr4(3)}},
+		{Prefix: netip.MustParsePrefix("198.18.0.0/15"), NextHops: []netip.Addr{a6}},
+		{Prefix: netip.MustParsePrefix("2001:db8:500::/48"), NextHops: []netip.Addr{netip.IPv6Loopback()}},
+		r4("192.0.2.128/25", 3),
+		r4("192.0.2.128/25", 2),
+	}
+	res, err := f.Sync(desired)
+	if err != nil {
+		t.Fatalf("Sync failed over bad routes: %v", err)
+	}
+	good := []Route{desired[0], desired[1], desired[2], desired[3]}
+	equalLines(t, "added", routeLines(res.Added), routeLines([]Route{desired[2], desired[3]}))
+	if len(res.Changed) != 2 {
+		t.Errorf("changed %+v, want 2", res.Changed)
+	}
+	equalLines(t, "removed", routeLines(res.Removed), routeLines([]Route{before[1], before[3], before[4]}))
+	var invalid []string
+	for _, r := range res.Refused {
+		if r.Reason != ReasonInvalid {
+			t.Errorf("refused %v, want only invalid routes", r)
+		}
+		invalid = append(invalid, r.Detail[:strings.Index(r.Detail, " ")+2])
+	}
+	slices.Sort(invalid)
+	equalLines(t, "refused routes", invalid, []string{"route 4", "route 5", "route 6", "route 7", "route 8", "route 9"})
+	equalLines(t, "kernel", ourRoutesShown(t, h, unix.RT_TABLE_MAIN), routeLines(good))
+
+	// The same input again: nothing to do, the refusals stay.
+	res = mustSync(t, f, desired...)
+	if res.Changes() != 0 || len(res.Refused) != 6 {
+		t.Errorf("second Sync: %+v", res)
+	}
+	// The bad routes go from the input: nothing refused.
+	res = mustSync(t, f, good...)
+	if res.Changes() != 0 || len(res.Refused) != 0 {
+		t.Errorf("Sync without the bad routes: %+v", res)
+	}
+}

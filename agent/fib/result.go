@@ -55,6 +55,10 @@ const (
 	// ReasonConflict: a route of another protocol holds the same prefix
 	// and metric in our table. It is never replaced.
 	ReasonConflict Reason = "conflict"
+	// ReasonInvalid: the desired route itself is bad (an invalid or
+	// unmasked prefix, a next hop of the other family or not unicast, a
+	// prefix listed twice). It alone is refused; Detail names it.
+	ReasonInvalid Reason = "invalid"
 )
 
 // Refusal is a next hop (or, with NextHop unset, a whole route) that was

@@ -3,7 +3,6 @@ package fib
 import (
 	"cmp"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -31,9 +30,6 @@ func (r Route) String() string {
 	return b.String()
 }
 
-// maxInputErrors bounds how many bad routes one error names.
-const maxInputErrors = 20
-
 // dest is a validated desired route.
 type dest struct {
 	prefix netip.Prefix
@@ -41,18 +37,18 @@ type dest struct {
 	idx    int          // index in the caller's slice, for errors
 }
 
-// validate checks the desired routes and returns them sorted by prefix.
-// Any bad route fails the whole call: a caller that sends nonsense gets it
-// back rather than a partly applied table.
-func validate(desired []Route, ifname string) ([]dest, error) {
+// validate checks the desired routes and returns the good ones sorted by
+// prefix. A bad route (an invalid or unmasked prefix, a bad next hop, a
+// prefix listed twice) is refused on its own (ReasonInvalid, naming its
+// index): it is not installed, a route of ours for its prefix is removed,
+// and the other routes are applied as usual, so one bad route never blocks
+// the others or the removals.
+func validate(desired []Route, ifname string) ([]dest, []Refusal) {
 	out := make([]dest, 0, len(desired))
-	var errs []error
+	var refused []Refusal
 	bad := func(i int, r Route, format string, args ...any) {
-		if len(errs) < maxInputErrors {
-			errs = append(errs, fmt.Errorf("fib: route %d (%v): %s", i, r, fmt.Sprintf(format, args...)))
-		} else if len(errs) == maxInputErrors {
-			errs = append(errs, errors.New("fib: more bad routes not shown"))
-		}
+		refused = append(refused, Refusal{Prefix: r.Prefix, Reason: ReasonInvalid,
+			Detail: fmt.Sprintf("route %d (%v): %s", i, r, fmt.Sprintf(format, args...))})
 	}
 	for i, r := range desired {
 		p := r.Prefix
@@ -109,15 +105,34 @@ func validate(desired []Route, ifname string) ([]dest, error) {
 	// 600k prefixes costs ~300 ns per operation (cache misses), a sort of
 	// an already sorted slice next to nothing.
 	slices.SortFunc(out, func(a, b dest) int { return comparePrefix(a.prefix, b.prefix) })
+	// A prefix listed twice: which route is meant is unknown, so every
+	// copy is refused.
+	dup := false
 	for k := 1; k < len(out); k++ {
 		if out[k].prefix == out[k-1].prefix {
-			bad(out[k].idx, desired[out[k].idx], "prefix listed twice (also route %d)", out[k-1].idx)
+			dup = true
+			break
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if dup {
+		kept := out[:0]
+		for k := 0; k < len(out); {
+			n := k + 1
+			for n < len(out) && out[n].prefix == out[k].prefix {
+				n++
+			}
+			if n-k == 1 {
+				kept = append(kept, out[k])
+			} else {
+				for _, d := range out[k:n] {
+					bad(d.idx, desired[d.idx], "prefix listed %d times", n-k)
+				}
+			}
+			k = n
+		}
+		out = kept
 	}
-	return out, nil
+	return out, refused
 }
 
 // kroute is a route as it is (or is to be) in the kernel: our protocol and

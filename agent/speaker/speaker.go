@@ -27,7 +27,8 @@
 // with their trade IDs) and Updates signals each change. Installing them is
 // the FIB's job. Optionally it re-announces the traded paths, unchanged
 // (next hop, NO_EXPORT, communities), to the member's own routers over iBGP
-// (Config.MemberRouters).
+// (Config.MemberRouters): those the caller lets through (SetReannounced,
+// the agent's route check), never a default route.
 //
 // GoBGP v3 keeps route selection options in package variables every
 // BgpServer writes on start: run one speaker (or other GoBGP) per process.
@@ -93,8 +94,9 @@ type Config struct {
 	// MemberRouters, optional, are the member's own routers: the speaker
 	// re-announces the traded routes to each over iBGP (our ASN, IPv4 and
 	// IPv6 on every session), unchanged: next hop the seller's router,
-	// NO_EXPORT and the large communities kept. Nothing else is sent, and
-	// nothing is taken from them.
+	// NO_EXPORT and the large communities kept; only the paths
+	// SetReannounced lets through (the agent's checked ones), never a
+	// default route. Nothing else is sent, and nothing is taken from them.
 	MemberRouters []netip.Addr
 	// MemberRouterPort is their BGP port (default 179).
 	MemberRouterPort uint16
@@ -252,6 +254,11 @@ type Speaker struct {
 	stopped  bool
 	timers   []*time.Timer
 
+	// reMu serializes SetReannounced; reannounced is what it let
+	// through: next hop -> prefixes, sorted.
+	reMu        sync.Mutex
+	reannounced map[netip.Addr][]netip.Prefix
+
 	updates     chan struct{}
 	ready       chan struct{} // closed when every session sent End-of-RIB
 	watchCancel context.CancelFunc
@@ -286,7 +293,9 @@ func New(cfg Config) (*Speaker, error) {
 		sessions: map[netip.Addr]*session{},
 		routers:  map[netip.Addr]*session{},
 		updates:  make(chan struct{}, 1),
-		ready:    make(chan struct{}),
+
+		reannounced: map[netip.Addr][]netip.Prefix{},
+		ready:       make(chan struct{}),
 	}
 	for _, a := range cfg.RouteServers {
 		s.sessions[a] = &session{addr: a, state: api.PeerState_IDLE, since: clock.Now().UTC()}
@@ -414,6 +423,8 @@ const (
 	policyImport  = "bwx-import"
 	setRouters    = "bwx-member-routers"
 	setOurTrades  = "bwx-our-trades"
+	setDefault4   = "bwx-default-route-ipv4"
+	setDefault6   = "bwx-default-route-ipv6"
 	globalRIBName = "global"
 )
 
@@ -437,14 +448,24 @@ func (s *Speaker) installPolicy(ctx context.Context) error {
 				return fmt.Errorf("speaker: defined set %s: %w", d.Name, err)
 			}
 		}
-		stmts = append(stmts, &api.Statement{
-			Name: policyExport + "-trades",
-			Conditions: &api.Conditions{
-				NeighborSet:       &api.MatchSet{Type: api.MatchSet_ANY, Name: setRouters},
-				LargeCommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: setOurTrades},
-			},
-			Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT},
-		})
+		// A default route is never handed on, whatever the route server
+		// says (the agent's route check refuses it for the kernel too).
+		for _, d := range []struct{ set, pfx string }{{setDefault4, "0.0.0.0/0"}, {setDefault6, "::/0"}} {
+			err := s.bgp.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+				DefinedType: api.DefinedType_PREFIX, Name: d.set,
+				Prefixes: []*api.Prefix{{IpPrefix: d.pfx, MaskLengthMin: 0, MaskLengthMax: 0}},
+			}})
+			if err != nil {
+				return fmt.Errorf("speaker: defined set %s: %w", d.set, err)
+			}
+			stmts = append(stmts, &api.Statement{
+				Name:       policyExport + "-" + d.set,
+				Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: d.set}},
+				Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+			})
+		}
+		// The paths let through are added by SetReannounced: a statement
+		// per seller's router.
 		err := s.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: policyImport, Statements: []*api.Statement{{
 			Name:       policyImport + "-routers",
 			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: setRouters}},
@@ -474,6 +495,122 @@ func (s *Speaker) installPolicy(ctx context.Context) error {
 		return fmt.Errorf("speaker: export policy: %w", err)
 	}
 	return nil
+}
+
+// nhStatement lets through to the member's routers the traded paths via
+// next hop nh for the prefixes in its set.
+func nhStatement(nh netip.Addr) *api.Statement {
+	return &api.Statement{
+		Name: policyExport + "-via-" + nh.String(),
+		Conditions: &api.Conditions{
+			NeighborSet:       &api.MatchSet{Type: api.MatchSet_ANY, Name: setRouters},
+			LargeCommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: setOurTrades},
+			PrefixSet:         &api.MatchSet{Type: api.MatchSet_ANY, Name: nhSetName(nh)},
+			NextHopInList:     []string{netip.PrefixFrom(nh, nh.BitLen()).String()},
+		},
+		Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}
+}
+
+func nhSetName(nh netip.Addr) string { return "bwx-via-" + nh.String() }
+
+func prefixSet(name string, ps []netip.Prefix) *api.DefinedSet {
+	d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name}
+	for _, p := range ps {
+		d.Prefixes = append(d.Prefixes, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())})
+	}
+	return d
+}
+
+// SetReannounced sets which traded paths go on to the member's routers:
+// next hop -> prefixes, the paths the agent's route check accepted. Before
+// the first call none do, and a default route never does. The export
+// policy changes, and the routers' sessions are re-evaluated (a soft reset
+// out), only when the set changed.
+func (s *Speaker) SetReannounced(ctx context.Context, allowed map[netip.Addr][]netip.Prefix) error {
+	if len(s.cfg.MemberRouters) == 0 {
+		return nil
+	}
+	s.reMu.Lock()
+	defer s.reMu.Unlock()
+	want := make(map[netip.Addr][]netip.Prefix, len(allowed))
+	for nh, ps := range allowed {
+		var c []netip.Prefix
+		for _, p := range ps {
+			// A set holds one family; a default route never goes.
+			if p.IsValid() && p.Bits() > 0 && p.Addr().Is4() == nh.Is4() {
+				c = append(c, p.Masked())
+			}
+		}
+		if len(c) == 0 || !nh.IsValid() {
+			continue
+		}
+		slices.SortFunc(c, comparePrefix)
+		want[nh] = slices.Compact(c)
+	}
+	changed := false
+	for nh, ps := range want {
+		old, ok := s.reannounced[nh]
+		if ok && slices.Equal(old, ps) {
+			continue
+		}
+		// The set is changed in place (the statement holds it): new
+		// prefixes first, then the old ones go, so it is never empty.
+		var add, del []netip.Prefix
+		for _, p := range ps {
+			if _, found := slices.BinarySearchFunc(old, p, comparePrefix); !found {
+				add = append(add, p)
+			}
+		}
+		for _, p := range old {
+			if _, found := slices.BinarySearchFunc(ps, p, comparePrefix); !found {
+				del = append(del, p)
+			}
+		}
+		if len(add) > 0 {
+			if err := s.bgp.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: prefixSet(nhSetName(nh), add)}); err != nil {
+				return fmt.Errorf("speaker: re-announce set for %v: %w", nh, err)
+			}
+		}
+		if len(del) > 0 {
+			if err := s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: prefixSet(nhSetName(nh), del)}); err != nil {
+				return fmt.Errorf("speaker: re-announce set for %v: %w", nh, err)
+			}
+		}
+		if !ok {
+			err := s.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: policyExport, Statements: []*api.Statement{nhStatement(nh)}}})
+			if err != nil {
+				return fmt.Errorf("speaker: re-announce via %v: %w", nh, err)
+			}
+		}
+		s.reannounced[nh] = ps
+		changed = true
+	}
+	for nh, old := range s.reannounced {
+		if _, ok := want[nh]; ok {
+			continue
+		}
+		err := s.bgp.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: policyExport, Statements: []*api.Statement{nhStatement(nh)}}})
+		if err != nil {
+			return fmt.Errorf("speaker: stop re-announcing via %v: %w", nh, err)
+		}
+		if err := s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: prefixSet(nhSetName(nh), old), All: true}); err != nil {
+			return fmt.Errorf("speaker: re-announce set for %v: %w", nh, err)
+		}
+		delete(s.reannounced, nh)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	var errs []error
+	for _, a := range s.cfg.MemberRouters {
+		err := s.bgp.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Soft: true, Direction: api.ResetPeerRequest_OUT})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("speaker: re-evaluate what member router %v gets: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // routerConfig is an iBGP session to one of the member's routers.

@@ -132,6 +132,25 @@ func printStatus(o cli.Output, st daemon.AgentStatus) error {
 		return err
 	}
 	fmt.Fprintln(w)
+	if len(r.Rejected) > 0 {
+		fmt.Fprintf(w, "learned but not installed, no active trade of ours justifies them (%d trades known): %d\n", r.Checks.Trades, len(r.Rejected))
+		rows = nil
+		for _, x := range r.Rejected {
+			nh := ""
+			if x.NextHop.IsValid() {
+				nh = x.NextHop.String()
+			}
+			rows = append(rows, []string{x.State, x.Prefix.String(), nh, x.Reason + ": " + x.Detail})
+		}
+		if err := o.Table([]string{"", "PREFIX", "NEXT HOP", "WHY"}, rows); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	if !r.Checks.Loaded {
+		fmt.Fprintln(w, "no trade list from the arbiter yet: learned routes wait (pending)")
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "installed (ip route show proto bwx table %d): %d\n", r.Table, len(r.Installed))
 	rows = nil
 	for _, rt := range r.Installed {

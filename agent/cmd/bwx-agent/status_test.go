@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/agent/daemon"
+	"github.com/bwxchange/bwx/agent/routecheck"
 	"github.com/bwxchange/bwx/agent/speaker"
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/clock"
@@ -35,8 +36,11 @@ func sampleStatus() daemon.AgentStatus {
 		Installed: []daemon.StatusRoute{{Prefix: p("198.51.100.0/24"), NextHops: []netip.Addr{a("192.0.2.11")}}},
 		Missing:   []daemon.StatusRoute{{Prefix: p("2001:db8:100::/48"), NextHops: []netip.Addr{a("2001:db8::b")}}},
 		Refused:   []daemon.StatusRefusal{{Prefix: p("198.51.100.0/24"), NextHop: a("192.0.2.12"), Reason: "next-hop-down", Detail: "marked down"}},
-		Down:      []daemon.StatusNeighbor{{Addr: a("192.0.2.12"), State: "failed", Down: true}},
-		Synced:    true, LastSync: clock.Now(), Table: 254, Iface: "eth1",
+		Rejected: []daemon.StatusRejection{{Prefix: p("0.0.0.0/0"), NextHop: a("192.0.2.13"), State: "refused", Reason: "default-route",
+			Detail: "0.0.0.0/0 is a default route: never installed from the route server", Trades: []uint64{5}}},
+		Checks: routecheck.Stats{Trades: 3, Loaded: true, Refused: 1},
+		Down:   []daemon.StatusNeighbor{{Addr: a("192.0.2.12"), State: "failed", Down: true}},
+		Synced: true, LastSync: clock.Now(), Table: 254, Iface: "eth1",
 	}}
 }
 
@@ -96,6 +100,8 @@ func TestStatusTable(t *testing.T) {
 		"traded routes learned: 2",
 		"198.51.100.0/24    192.0.2.12   8,9",
 		"2001:db8::b  7       stale",
+		"not installed, no active trade of ours justifies them (3 trades known): 1",
+		"refused  0.0.0.0/0  192.0.2.13  default-route: 0.0.0.0/0 is a default route",
 		"installed (ip route show proto bwx table 254): 1",
 		"missing  2001:db8:100::/48",
 		"refused  198.51.100.0/24    192.0.2.12   next-hop-down: marked down",
