@@ -617,7 +617,8 @@ func TestCommandContextKillsGroup(t *testing.T) {
 	lab := newLab(t)
 	a := addHost(t, lab, "a")
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	// Long enough for the shell to start its child on a loaded machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	start := clock.Now()
 	out, err := a.Command(ctx, "sh", "-c", "sleep 1000 & echo $! > "+pidFile+"; wait").CombinedOutput()
