@@ -173,7 +173,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			rss.RS = a.bgp.rs
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
-		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk})
 		pb.RegisterUsageServiceServer(s, usage)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)
