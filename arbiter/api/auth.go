@@ -82,6 +82,13 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
+	serial := pki.Serial(ti.State.PeerCertificates[0])
+	switch revoked, err := a.Registry.Revoked(ctx, serial); {
+	case err != nil:
+		return nil, status.Errorf(codes.Internal, "looking up certificate: %v", err)
+	case revoked:
+		return nil, status.Errorf(codes.Unauthenticated, "client certificate %s (%s) was revoked", serial, id)
+	}
 	if id.IsMember() {
 		// A certificate outlives nothing: the member must be registered.
 		m, err := a.Registry.MemberID(ctx, id.ASN)

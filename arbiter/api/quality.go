@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
@@ -30,6 +31,11 @@ type QualityServer struct {
 	Stopping <-chan struct{}
 	// Log receives breach reports (nil: slog.Default()).
 	Log *slog.Logger
+	// Trades finds a member's trades, to check that a breach is reported
+	// by the trade's buyer, about its seller and prefixes.
+	Trades interface {
+		Trades(ctx context.Context, asn uint32, activeOnly bool) ([]book.Trade, error)
+	}
 	now func() time.Time
 }
 
@@ -211,6 +217,12 @@ func (s *QualityServer) ReportBreach(ctx context.Context, r *pb.ReportBreachRequ
 	if err != nil {
 		return nil, err
 	}
+	if at.After(s.clock().Add(quality.MaxSkew)) {
+		return nil, invalidArg("observed_at", "%s is in the future", at.UTC().Format(time.RFC3339))
+	}
+	if err := s.breachParty(ctx, asn, r.TradeId, r.SellerAsn, p); err != nil {
+		return nil, err
+	}
 	log := s.Log
 	if log == nil {
 		log = slog.Default()
@@ -220,4 +232,32 @@ func (s *QualityServer) ReportBreach(ctx context.Context, r *pb.ReportBreachRequ
 		"observed_at", at.UTC().Format(time.RFC3339), "latency_us", r.LatencyUs, "jitter_us", r.JitterUs, "loss_ppm", r.LossPpm,
 		"max_latency_us", lim.GetMaxLatencyUs(), "max_jitter_us", lim.GetMaxJitterUs(), "max_loss_ppm", lim.GetMaxLossPpm())
 	return &pb.ReportBreachResponse{}, nil
+}
+
+// breachParty checks that asn bought trade id from seller, toward p: a
+// member reports breaches of its own purchases only.
+func (s *QualityServer) breachParty(ctx context.Context, asn uint32, id uint64, seller uint32, p netip.Prefix) error {
+	if s.Trades == nil {
+		return nil
+	}
+	ts, err := s.Trades.Trades(ctx, asn, false)
+	if err != nil {
+		return toStatus(err)
+	}
+	for _, t := range ts {
+		if uint64(t.ID) != id || t.BuyerASN != asn {
+			continue
+		}
+		if t.SellerASN != seller {
+			return invalidArg("seller_asn", "trade %d's seller is AS%d, not AS%d", id, t.SellerASN, seller)
+		}
+		for _, tp := range t.Prefixes {
+			if tp.Overlaps(p) && tp.Bits() <= p.Bits() {
+				return nil
+			}
+		}
+		return invalidArg("destination_prefix", "%s is not within trade %d's prefixes", p.Masked(), id)
+	}
+	// The same answer for "no such trade" and "not yours".
+	return invalidArg("trade_id", "AS%d is not the buyer of a trade %d", asn, id)
 }

@@ -3,8 +3,11 @@ package api
 import (
 	"context"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -19,6 +22,8 @@ type RegistryServer struct {
 	// Changed is told after members or prefixes change, so matching sees
 	// the new registry at once.
 	Changed func(context.Context) error
+	// Log receives revocations (nil: not logged).
+	Log *slog.Logger
 }
 
 func (s *RegistryServer) changed(ctx context.Context) {
@@ -40,7 +45,7 @@ func (s *RegistryServer) sign(csr []byte, asn uint32) (certPEM []byte, rec regis
 	if err != nil {
 		return nil, rec, err
 	}
-	return certPEM, registry.Certificate{Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Identity: id.URI().String(), NotAfter: c.NotAfter}, nil
+	return certPEM, registry.Certificate{Serial: pki.Serial(c), Identity: id.URI().String(), NotAfter: c.NotAfter}, nil
 }
 
 func (s *RegistryServer) AddMember(ctx context.Context, r *pb.AddMemberRequest) (*pb.AddMemberResponse, error) {
@@ -185,4 +190,44 @@ func (s *RegistryServer) ListPrefixes(ctx context.Context, r *pb.ListPrefixesReq
 		out.Prefixes = append(out.Prefixes, prefixToProto(p))
 	}
 	return out, nil
+}
+
+func (s *RegistryServer) ListCertificates(ctx context.Context, r *pb.ListCertificatesRequest) (*pb.ListCertificatesResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	cs, err := s.Registry.Certificates(ctx, r.MemberAsn)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListCertificatesResponse{}
+	for _, c := range cs {
+		out.Certificates = append(out.Certificates, certToProto(c))
+	}
+	return out, nil
+}
+
+func (s *RegistryServer) RevokeCertificate(ctx context.Context, r *pb.RevokeCertificateRequest) (*pb.CertificateInfo, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	c, err := s.Registry.RevokeCertificate(ctx, strings.ToLower(r.Serial))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if s.Log != nil {
+		s.Log.Warn("certificate revoked", "serial", c.Serial, "identity", c.Identity, "member", c.MemberASN, "by", callerFrom(ctx).String())
+	}
+	return certToProto(c), nil
+}
+
+func certToProto(c registry.Certificate) *pb.CertificateInfo {
+	out := &pb.CertificateInfo{Serial: c.Serial, Identity: c.Identity, MemberAsn: c.MemberASN, Created: timestamppb.New(c.Created)}
+	if !c.NotAfter.IsZero() {
+		out.NotAfter = timestamppb.New(c.NotAfter)
+	}
+	if !c.Revoked.IsZero() {
+		out.Revoked = timestamppb.New(c.Revoked)
+	}
+	return out
 }

@@ -166,14 +166,14 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	matrix := quality.New(a.db, nil)
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
-		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes)})
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes), Log: log})
 		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
 			rss.RS = a.bgp.rs
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
-		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk})
 		pb.RegisterUsageServiceServer(s, usage)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)

@@ -157,6 +157,7 @@ func LocalOperator(*http.Request) (Viewer, error) {
 // MemberLookup is what CertAuth asks of the registry.
 type MemberLookup interface {
 	Member(ctx context.Context, asn uint32) (registry.Member, error)
+	Revoked(ctx context.Context, serial string) (bool, error)
 }
 
 // CertAuth identifies the viewer by the verified client certificate, as
@@ -167,6 +168,13 @@ func CertAuth(members MemberLookup) Authenticate {
 		id, err := pki.PeerIdentity(r.TLS)
 		if err != nil {
 			return Viewer{}, errUnauthenticated{fmt.Errorf("client certificate: %w", err)}
+		}
+		serial := pki.Serial(r.TLS.PeerCertificates[0])
+		switch revoked, err := members.Revoked(r.Context(), serial); {
+		case err != nil:
+			return Viewer{}, err
+		case revoked:
+			return Viewer{}, errUnauthenticated{fmt.Errorf("client certificate %s (%s) was revoked", serial, id)}
 		}
 		switch {
 		case id.IsOperator():

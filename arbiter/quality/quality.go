@@ -61,6 +61,10 @@ func New(db *store.DB, now func() time.Time) *Matrix {
 // MaxBatch bounds one report.
 const MaxBatch = 10000
 
+// MaxSkew is how far ahead of the arbiter's clock a reporter's clock may
+// be: a time later than now plus MaxSkew is in the future.
+const MaxSkew = 5 * time.Minute
+
 // Validate checks one measurement; i is its index in the batch.
 func (m Measurement) Validate(i int, now time.Time) error {
 	f := func(name string) string { return fmt.Sprintf("measurements[%d].%s", i, name) }
@@ -73,7 +77,7 @@ func (m Measurement) Validate(i int, now time.Time) error {
 		return &registry.InvalidError{Field: f("destination_prefix"), Msg: "is not a CIDR prefix (IPv4 in dotted form)"}
 	case !m.Target.IsValid() || !m.Prefix.Contains(m.Target):
 		return &registry.InvalidError{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
-	case m.At.IsZero() || m.At.After(now.Add(5*time.Minute)):
+	case m.At.IsZero() || m.At.After(now.Add(MaxSkew)):
 		return &registry.InvalidError{Field: f("measured_at"), Msg: "missing or in the future"}
 	case m.LatencyUs < 0 || m.JitterUs < 0 || m.ASHops < 0 || m.IPHops < 0 || m.ProbesSent < 0:
 		return &registry.InvalidError{Field: f("latency_us"), Msg: "latency, jitter, hops and probe counts must not be negative"}

@@ -272,11 +272,15 @@ func (r *Registry) AddMember(ctx context.Context, m Member, issue func() (Certif
 	return m, nil
 }
 
-// Certificate is what the registry records of a certificate it had signed.
+// Certificate is what the registry records of a certificate it had signed
+// (or revoked without having signed it: Identity is then empty).
 type Certificate struct {
-	Serial   string
-	Identity string
-	NotAfter time.Time
+	Serial    string // hex of the serial number, as pki.Serial writes it
+	Identity  string
+	NotAfter  time.Time
+	MemberASN uint32 // 0: an operator's
+	Created   time.Time
+	Revoked   time.Time // zero: valid
 }
 
 // RecordCertificate notes a certificate issued to an existing member.

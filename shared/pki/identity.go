@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -205,3 +206,7 @@ func PeerIdentity(cs *tls.ConnectionState) (Identity, error) {
 	}
 	return IdentityFromCert(cs.VerifiedChains[0][0])
 }
+
+// Serial is how the exchange names a certificate: the hex of its serial
+// number, as the registry records it and `bwx-arbiter member certs` shows it.
+func Serial(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }

@@ -168,7 +168,12 @@ func memberCmd(g *globals) *cobra.Command {
 			if err := pki.WriteBundle(bundle, resp.CertificatePem, keyPEM, resp.CaPem); err != nil {
 				return err
 			}
-			fmt.Printf("certificate bundle for AS%d written to %s\n", a, bundle)
+			b, err := pki.LoadBundle(bundle)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("certificate bundle for AS%d written to %s: serial %s, valid until %s\n", a, bundle,
+				pki.Serial(b.Certificate.Leaf), b.Certificate.Leaf.NotAfter.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -185,23 +190,103 @@ func memberCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			resp, err := pb.NewRegistryServiceClient(conn).ListMembers(cx, &pb.ListMembersRequest{})
+			rc := pb.NewRegistryServiceClient(conn)
+			resp, err := rc.ListMembers(cx, &pb.ListMembersRequest{})
 			if err != nil {
 				return err
 			}
 			if g.out.JSON() {
 				return cli.Protos(g.out, resp.Members)
 			}
+			certs, err := rc.ListCertificates(cx, &pb.ListCertificatesRequest{})
+			if err != nil {
+				return err
+			}
+			valid := map[uint32][]string{}
+			for _, c := range certs.Certificates {
+				if c.MemberAsn != 0 && c.Revoked == nil {
+					valid[c.MemberAsn] = append(valid[c.MemberAsn], c.Serial+" until "+c.NotAfter.AsTime().UTC().Format("2006-01-02"))
+				}
+			}
 			var rows [][]string
 			for _, m := range resp.Members {
 				rows = append(rows, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, m.Port.GetName(),
-					units.Bandwidth(m.Port.GetCapacityBps()).String(), strings.Join(m.RouterAddresses, ",")})
+					units.Bandwidth(m.Port.GetCapacityBps()).String(), strings.Join(m.RouterAddresses, ","), strings.Join(valid[m.Asn], ", ")})
 			}
-			return g.out.Table([]string{"ASN", "NAME", "PORT", "CAPACITY", "ROUTERS"}, rows)
+			return g.out.Table([]string{"ASN", "NAME", "PORT", "CAPACITY", "ROUTERS", "VALID CERTIFICATES"}, rows)
 		},
 	}
-	c.AddCommand(add, cert, list)
+	certs := &cobra.Command{
+		Use:   "certs [ASN]",
+		Short: "list the certificates the registry signed or revoked: serial, identity, expiry, revocation",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var a uint32
+			if len(args) == 1 {
+				var err error
+				if a, err = parseASN(args[0]); err != nil {
+					return err
+				}
+			}
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := pb.NewRegistryServiceClient(conn).ListCertificates(cx, &pb.ListCertificatesRequest{MemberAsn: a})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Certificates)
+			}
+			rows := [][]string{}
+			for _, c := range resp.Certificates {
+				rows = append(rows, certRow(c))
+			}
+			return g.out.Table([]string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}, rows)
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke SERIAL",
+		Short: "revoke a member's or operator's certificate: refused from now on, no restart",
+		Long: `Revoke a certificate by its serial (hex, as "member certs" shows it and
+"member cert" prints when it writes a bundle). The API and the dashboard
+refuse it from the moment the command returns. A serial the registry did not
+sign (an operator bundle made from the CA's files) is recorded as revoked.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			c, err := pb.NewRegistryServiceClient(conn).RevokeCertificate(cx, &pb.RevokeCertificateRequest{Serial: args[0]})
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return g.out.Proto(c)
+			}
+			return g.out.Table([]string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}, [][]string{certRow(c)})
+		},
+	}
+	c.AddCommand(add, cert, list, certs, revoke)
 	return c
+}
+
+func certRow(c *pb.CertificateInfo) []string {
+	member, notAfter, state := "-", "-", "valid"
+	if c.MemberAsn != 0 {
+		member = fmt.Sprintf("AS%d", c.MemberAsn)
+	}
+	if c.NotAfter != nil {
+		notAfter = c.NotAfter.AsTime().UTC().Format(time.RFC3339)
+	}
+	if c.Revoked != nil {
+		state = "revoked " + c.Revoked.AsTime().UTC().Format(time.RFC3339)
+	}
+	return []string{c.Serial, c.Identity, member, notAfter, state}
 }
 
 func parseASN(s string) (uint32, error) {

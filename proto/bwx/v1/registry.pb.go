@@ -518,6 +518,227 @@ func (x *IssueCertificateResponse) GetCaPem() []byte {
 	return nil
 }
 
+type ListCertificatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0: every certificate, operators' too.
+	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesRequest) Reset() {
+	*x = ListCertificatesRequest{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesRequest) ProtoMessage() {}
+
+func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListCertificatesRequest) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+type ListCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*CertificateInfo     `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesResponse) Reset() {
+	*x = ListCertificatesResponse{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesResponse) ProtoMessage() {}
+
+func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListCertificatesResponse) GetCertificates() []*CertificateInfo {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+type RevokeCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serial number in hex, as `bwx-arbiter member certs` shows it.
+	Serial        string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RevokeCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+type CertificateInfo struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// The identity URI; empty for a serial revoked without having been
+	// signed by the registry.
+	Identity  string                 `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	MemberAsn uint32                 `protobuf:"varint,3,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Created   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	// Unset while the certificate is valid.
+	Revoked       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateInfo) Reset() {
+	*x = CertificateInfo{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateInfo) ProtoMessage() {}
+
+func (x *CertificateInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateInfo.ProtoReflect.Descriptor instead.
+func (*CertificateInfo) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CertificateInfo) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *CertificateInfo) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *CertificateInfo) GetMemberAsn() uint32 {
+	if x != nil {
+		return x.MemberAsn
+	}
+	return 0
+}
+
+func (x *CertificateInfo) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *CertificateInfo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *CertificateInfo) GetRevoked() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 type Prefix struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Prefix    string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -538,7 +759,7 @@ type Prefix struct {
 
 func (x *Prefix) Reset() {
 	*x = Prefix{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	mi := &file_bwx_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +771,7 @@ func (x *Prefix) String() string {
 func (*Prefix) ProtoMessage() {}
 
 func (x *Prefix) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	mi := &file_bwx_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +784,7 @@ func (x *Prefix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prefix.ProtoReflect.Descriptor instead.
 func (*Prefix) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Prefix) GetPrefix() string {
@@ -624,7 +845,7 @@ type AddPrefixRequest struct {
 
 func (x *AddPrefixRequest) Reset() {
 	*x = AddPrefixRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	mi := &file_bwx_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +857,7 @@ func (x *AddPrefixRequest) String() string {
 func (*AddPrefixRequest) ProtoMessage() {}
 
 func (x *AddPrefixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	mi := &file_bwx_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +870,7 @@ func (x *AddPrefixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPrefixRequest.ProtoReflect.Descriptor instead.
 func (*AddPrefixRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AddPrefixRequest) GetPrefix() *Prefix {
@@ -669,7 +890,7 @@ type RemovePrefixRequest struct {
 
 func (x *RemovePrefixRequest) Reset() {
 	*x = RemovePrefixRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	mi := &file_bwx_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +902,7 @@ func (x *RemovePrefixRequest) String() string {
 func (*RemovePrefixRequest) ProtoMessage() {}
 
 func (x *RemovePrefixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	mi := &file_bwx_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +915,7 @@ func (x *RemovePrefixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePrefixRequest.ProtoReflect.Descriptor instead.
 func (*RemovePrefixRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemovePrefixRequest) GetMemberAsn() uint32 {
@@ -719,7 +940,7 @@ type RemovePrefixResponse struct {
 
 func (x *RemovePrefixResponse) Reset() {
 	*x = RemovePrefixResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	mi := &file_bwx_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +952,7 @@ func (x *RemovePrefixResponse) String() string {
 func (*RemovePrefixResponse) ProtoMessage() {}
 
 func (x *RemovePrefixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	mi := &file_bwx_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +965,7 @@ func (x *RemovePrefixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePrefixResponse.ProtoReflect.Descriptor instead.
 func (*RemovePrefixResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 type ListPrefixesRequest struct {
@@ -757,7 +978,7 @@ type ListPrefixesRequest struct {
 
 func (x *ListPrefixesRequest) Reset() {
 	*x = ListPrefixesRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[13]
+	mi := &file_bwx_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +990,7 @@ func (x *ListPrefixesRequest) String() string {
 func (*ListPrefixesRequest) ProtoMessage() {}
 
 func (x *ListPrefixesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[13]
+	mi := &file_bwx_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1003,7 @@ func (x *ListPrefixesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrefixesRequest.ProtoReflect.Descriptor instead.
 func (*ListPrefixesRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPrefixesRequest) GetMemberAsn() uint32 {
@@ -801,7 +1022,7 @@ type ListPrefixesResponse struct {
 
 func (x *ListPrefixesResponse) Reset() {
 	*x = ListPrefixesResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[14]
+	mi := &file_bwx_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1034,7 @@ func (x *ListPrefixesResponse) String() string {
 func (*ListPrefixesResponse) ProtoMessage() {}
 
 func (x *ListPrefixesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[14]
+	mi := &file_bwx_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1047,7 @@ func (x *ListPrefixesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrefixesResponse.ProtoReflect.Descriptor instead.
 func (*ListPrefixesResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPrefixesResponse) GetPrefixes() []*Prefix {
@@ -871,7 +1092,22 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"Z\n" +
 	"\x18IssueCertificateResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xf6\x01\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"8\n" +
+	"\x17ListCertificatesRequest\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"W\n" +
+	"\x18ListCertificatesResponse\x12;\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x17.bwx.v1.CertificateInfoR\fcertificates\"2\n" +
+	"\x18RevokeCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\"\x89\x02\n" +
+	"\x0fCertificateInfo\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x1d\n" +
+	"\n" +
+	"member_asn\x18\x03 \x01(\rR\tmemberAsn\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\arevoked\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\"\xf6\x01\n" +
 	"\x06Prefix\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
@@ -894,12 +1130,14 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"B\n" +
 	"\x14ListPrefixesResponse\x12*\n" +
-	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes2\xf6\x03\n" +
+	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes2\x9d\x05\n" +
 	"\x0fRegistryService\x12@\n" +
 	"\tAddMember\x12\x18.bwx.v1.AddMemberRequest\x1a\x19.bwx.v1.AddMemberResponse\x125\n" +
 	"\tGetMember\x12\x18.bwx.v1.GetMemberRequest\x1a\x0e.bwx.v1.Member\x12F\n" +
 	"\vListMembers\x12\x1a.bwx.v1.ListMembersRequest\x1a\x1b.bwx.v1.ListMembersResponse\x12U\n" +
-	"\x10IssueCertificate\x12\x1f.bwx.v1.IssueCertificateRequest\x1a .bwx.v1.IssueCertificateResponse\x125\n" +
+	"\x10IssueCertificate\x12\x1f.bwx.v1.IssueCertificateRequest\x1a .bwx.v1.IssueCertificateResponse\x12U\n" +
+	"\x10ListCertificates\x12\x1f.bwx.v1.ListCertificatesRequest\x1a .bwx.v1.ListCertificatesResponse\x12N\n" +
+	"\x11RevokeCertificate\x12 .bwx.v1.RevokeCertificateRequest\x1a\x17.bwx.v1.CertificateInfo\x125\n" +
 	"\tAddPrefix\x12\x18.bwx.v1.AddPrefixRequest\x1a\x0e.bwx.v1.Prefix\x12I\n" +
 	"\fRemovePrefix\x12\x1b.bwx.v1.RemovePrefixRequest\x1a\x1c.bwx.v1.RemovePrefixResponse\x12I\n" +
 	"\fListPrefixes\x12\x1b.bwx.v1.ListPrefixesRequest\x1a\x1c.bwx.v1.ListPrefixesResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
@@ -916,7 +1154,7 @@ func file_bwx_v1_registry_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_registry_proto_rawDescData
 }
 
-var file_bwx_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_bwx_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_bwx_v1_registry_proto_goTypes = []any{
 	(*Port)(nil),                     // 0: bwx.v1.Port
 	(*Member)(nil),                   // 1: bwx.v1.Member
@@ -927,43 +1165,55 @@ var file_bwx_v1_registry_proto_goTypes = []any{
 	(*ListMembersResponse)(nil),      // 6: bwx.v1.ListMembersResponse
 	(*IssueCertificateRequest)(nil),  // 7: bwx.v1.IssueCertificateRequest
 	(*IssueCertificateResponse)(nil), // 8: bwx.v1.IssueCertificateResponse
-	(*Prefix)(nil),                   // 9: bwx.v1.Prefix
-	(*AddPrefixRequest)(nil),         // 10: bwx.v1.AddPrefixRequest
-	(*RemovePrefixRequest)(nil),      // 11: bwx.v1.RemovePrefixRequest
-	(*RemovePrefixResponse)(nil),     // 12: bwx.v1.RemovePrefixResponse
-	(*ListPrefixesRequest)(nil),      // 13: bwx.v1.ListPrefixesRequest
-	(*ListPrefixesResponse)(nil),     // 14: bwx.v1.ListPrefixesResponse
-	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
-	(RouteType)(0),                   // 16: bwx.v1.RouteType
+	(*ListCertificatesRequest)(nil),  // 9: bwx.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 10: bwx.v1.ListCertificatesResponse
+	(*RevokeCertificateRequest)(nil), // 11: bwx.v1.RevokeCertificateRequest
+	(*CertificateInfo)(nil),          // 12: bwx.v1.CertificateInfo
+	(*Prefix)(nil),                   // 13: bwx.v1.Prefix
+	(*AddPrefixRequest)(nil),         // 14: bwx.v1.AddPrefixRequest
+	(*RemovePrefixRequest)(nil),      // 15: bwx.v1.RemovePrefixRequest
+	(*RemovePrefixResponse)(nil),     // 16: bwx.v1.RemovePrefixResponse
+	(*ListPrefixesRequest)(nil),      // 17: bwx.v1.ListPrefixesRequest
+	(*ListPrefixesResponse)(nil),     // 18: bwx.v1.ListPrefixesResponse
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(RouteType)(0),                   // 20: bwx.v1.RouteType
 }
 var file_bwx_v1_registry_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.Member.port:type_name -> bwx.v1.Port
-	15, // 1: bwx.v1.Member.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: bwx.v1.Member.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: bwx.v1.AddMemberRequest.port:type_name -> bwx.v1.Port
 	1,  // 3: bwx.v1.AddMemberResponse.member:type_name -> bwx.v1.Member
 	1,  // 4: bwx.v1.ListMembersResponse.members:type_name -> bwx.v1.Member
-	16, // 5: bwx.v1.Prefix.route_type:type_name -> bwx.v1.RouteType
-	9,  // 6: bwx.v1.AddPrefixRequest.prefix:type_name -> bwx.v1.Prefix
-	9,  // 7: bwx.v1.ListPrefixesResponse.prefixes:type_name -> bwx.v1.Prefix
-	2,  // 8: bwx.v1.RegistryService.AddMember:input_type -> bwx.v1.AddMemberRequest
-	4,  // 9: bwx.v1.RegistryService.GetMember:input_type -> bwx.v1.GetMemberRequest
-	5,  // 10: bwx.v1.RegistryService.ListMembers:input_type -> bwx.v1.ListMembersRequest
-	7,  // 11: bwx.v1.RegistryService.IssueCertificate:input_type -> bwx.v1.IssueCertificateRequest
-	10, // 12: bwx.v1.RegistryService.AddPrefix:input_type -> bwx.v1.AddPrefixRequest
-	11, // 13: bwx.v1.RegistryService.RemovePrefix:input_type -> bwx.v1.RemovePrefixRequest
-	13, // 14: bwx.v1.RegistryService.ListPrefixes:input_type -> bwx.v1.ListPrefixesRequest
-	3,  // 15: bwx.v1.RegistryService.AddMember:output_type -> bwx.v1.AddMemberResponse
-	1,  // 16: bwx.v1.RegistryService.GetMember:output_type -> bwx.v1.Member
-	6,  // 17: bwx.v1.RegistryService.ListMembers:output_type -> bwx.v1.ListMembersResponse
-	8,  // 18: bwx.v1.RegistryService.IssueCertificate:output_type -> bwx.v1.IssueCertificateResponse
-	9,  // 19: bwx.v1.RegistryService.AddPrefix:output_type -> bwx.v1.Prefix
-	12, // 20: bwx.v1.RegistryService.RemovePrefix:output_type -> bwx.v1.RemovePrefixResponse
-	14, // 21: bwx.v1.RegistryService.ListPrefixes:output_type -> bwx.v1.ListPrefixesResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 5: bwx.v1.ListCertificatesResponse.certificates:type_name -> bwx.v1.CertificateInfo
+	19, // 6: bwx.v1.CertificateInfo.not_after:type_name -> google.protobuf.Timestamp
+	19, // 7: bwx.v1.CertificateInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 8: bwx.v1.CertificateInfo.revoked:type_name -> google.protobuf.Timestamp
+	20, // 9: bwx.v1.Prefix.route_type:type_name -> bwx.v1.RouteType
+	13, // 10: bwx.v1.AddPrefixRequest.prefix:type_name -> bwx.v1.Prefix
+	13, // 11: bwx.v1.ListPrefixesResponse.prefixes:type_name -> bwx.v1.Prefix
+	2,  // 12: bwx.v1.RegistryService.AddMember:input_type -> bwx.v1.AddMemberRequest
+	4,  // 13: bwx.v1.RegistryService.GetMember:input_type -> bwx.v1.GetMemberRequest
+	5,  // 14: bwx.v1.RegistryService.ListMembers:input_type -> bwx.v1.ListMembersRequest
+	7,  // 15: bwx.v1.RegistryService.IssueCertificate:input_type -> bwx.v1.IssueCertificateRequest
+	9,  // 16: bwx.v1.RegistryService.ListCertificates:input_type -> bwx.v1.ListCertificatesRequest
+	11, // 17: bwx.v1.RegistryService.RevokeCertificate:input_type -> bwx.v1.RevokeCertificateRequest
+	14, // 18: bwx.v1.RegistryService.AddPrefix:input_type -> bwx.v1.AddPrefixRequest
+	15, // 19: bwx.v1.RegistryService.RemovePrefix:input_type -> bwx.v1.RemovePrefixRequest
+	17, // 20: bwx.v1.RegistryService.ListPrefixes:input_type -> bwx.v1.ListPrefixesRequest
+	3,  // 21: bwx.v1.RegistryService.AddMember:output_type -> bwx.v1.AddMemberResponse
+	1,  // 22: bwx.v1.RegistryService.GetMember:output_type -> bwx.v1.Member
+	6,  // 23: bwx.v1.RegistryService.ListMembers:output_type -> bwx.v1.ListMembersResponse
+	8,  // 24: bwx.v1.RegistryService.IssueCertificate:output_type -> bwx.v1.IssueCertificateResponse
+	10, // 25: bwx.v1.RegistryService.ListCertificates:output_type -> bwx.v1.ListCertificatesResponse
+	12, // 26: bwx.v1.RegistryService.RevokeCertificate:output_type -> bwx.v1.CertificateInfo
+	13, // 27: bwx.v1.RegistryService.AddPrefix:output_type -> bwx.v1.Prefix
+	16, // 28: bwx.v1.RegistryService.RemovePrefix:output_type -> bwx.v1.RemovePrefixResponse
+	18, // 29: bwx.v1.RegistryService.ListPrefixes:output_type -> bwx.v1.ListPrefixesResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_registry_proto_init() }
@@ -978,7 +1228,7 @@ func file_bwx_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_registry_proto_rawDesc), len(file_bwx_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

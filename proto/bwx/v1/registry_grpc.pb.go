@@ -19,13 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistryService_AddMember_FullMethodName        = "/bwx.v1.RegistryService/AddMember"
-	RegistryService_GetMember_FullMethodName        = "/bwx.v1.RegistryService/GetMember"
-	RegistryService_ListMembers_FullMethodName      = "/bwx.v1.RegistryService/ListMembers"
-	RegistryService_IssueCertificate_FullMethodName = "/bwx.v1.RegistryService/IssueCertificate"
-	RegistryService_AddPrefix_FullMethodName        = "/bwx.v1.RegistryService/AddPrefix"
-	RegistryService_RemovePrefix_FullMethodName     = "/bwx.v1.RegistryService/RemovePrefix"
-	RegistryService_ListPrefixes_FullMethodName     = "/bwx.v1.RegistryService/ListPrefixes"
+	RegistryService_AddMember_FullMethodName         = "/bwx.v1.RegistryService/AddMember"
+	RegistryService_GetMember_FullMethodName         = "/bwx.v1.RegistryService/GetMember"
+	RegistryService_ListMembers_FullMethodName       = "/bwx.v1.RegistryService/ListMembers"
+	RegistryService_IssueCertificate_FullMethodName  = "/bwx.v1.RegistryService/IssueCertificate"
+	RegistryService_ListCertificates_FullMethodName  = "/bwx.v1.RegistryService/ListCertificates"
+	RegistryService_RevokeCertificate_FullMethodName = "/bwx.v1.RegistryService/RevokeCertificate"
+	RegistryService_AddPrefix_FullMethodName         = "/bwx.v1.RegistryService/AddPrefix"
+	RegistryService_RemovePrefix_FullMethodName      = "/bwx.v1.RegistryService/RemovePrefix"
+	RegistryService_ListPrefixes_FullMethodName      = "/bwx.v1.RegistryService/ListPrefixes"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -41,6 +43,12 @@ type RegistryServiceClient interface {
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	// IssueCertificate signs a CSR for an existing member (re-issue, rotation).
 	IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error)
+	// ListCertificates lists the certificates the registry signed or revoked
+	// (operator only).
+	ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error)
+	// RevokeCertificate refuses a certificate from now on, at the API and
+	// the dashboard, without a restart (operator only).
+	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*CertificateInfo, error)
 	AddPrefix(ctx context.Context, in *AddPrefixRequest, opts ...grpc.CallOption) (*Prefix, error)
 	RemovePrefix(ctx context.Context, in *RemovePrefixRequest, opts ...grpc.CallOption) (*RemovePrefixResponse, error)
 	ListPrefixes(ctx context.Context, in *ListPrefixesRequest, opts ...grpc.CallOption) (*ListPrefixesResponse, error)
@@ -94,6 +102,26 @@ func (c *registryServiceClient) IssueCertificate(ctx context.Context, in *IssueC
 	return out, nil
 }
 
+func (c *registryServiceClient) ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertificatesResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*CertificateInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertificateInfo)
+	err := c.cc.Invoke(ctx, RegistryService_RevokeCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *registryServiceClient) AddPrefix(ctx context.Context, in *AddPrefixRequest, opts ...grpc.CallOption) (*Prefix, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Prefix)
@@ -137,6 +165,12 @@ type RegistryServiceServer interface {
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	// IssueCertificate signs a CSR for an existing member (re-issue, rotation).
 	IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error)
+	// ListCertificates lists the certificates the registry signed or revoked
+	// (operator only).
+	ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error)
+	// RevokeCertificate refuses a certificate from now on, at the API and
+	// the dashboard, without a restart (operator only).
+	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*CertificateInfo, error)
 	AddPrefix(context.Context, *AddPrefixRequest) (*Prefix, error)
 	RemovePrefix(context.Context, *RemovePrefixRequest) (*RemovePrefixResponse, error)
 	ListPrefixes(context.Context, *ListPrefixesRequest) (*ListPrefixesResponse, error)
@@ -161,6 +195,12 @@ func (UnimplementedRegistryServiceServer) ListMembers(context.Context, *ListMemb
 }
 func (UnimplementedRegistryServiceServer) IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCertificates not implemented")
+}
+func (UnimplementedRegistryServiceServer) RevokeCertificate(context.Context, *RevokeCertificateRequest) (*CertificateInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCertificate not implemented")
 }
 func (UnimplementedRegistryServiceServer) AddPrefix(context.Context, *AddPrefixRequest) (*Prefix, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddPrefix not implemented")
@@ -264,6 +304,42 @@ func _RegistryService_IssueCertificate_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ListCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListCertificates(ctx, req.(*ListCertificatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_RevokeCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RevokeCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RevokeCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RevokeCertificate(ctx, req.(*RevokeCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RegistryService_AddPrefix_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AddPrefixRequest)
 	if err := dec(in); err != nil {
@@ -340,6 +416,14 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueCertificate",
 			Handler:    _RegistryService_IssueCertificate_Handler,
+		},
+		{
+			MethodName: "ListCertificates",
+			Handler:    _RegistryService_ListCertificates_Handler,
+		},
+		{
+			MethodName: "RevokeCertificate",
+			Handler:    _RegistryService_RevokeCertificate_Handler,
 		},
 		{
 			MethodName: "AddPrefix",

@@ -1,0 +1,88 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// Revoked reports whether the certificate with serial was revoked. It is
+// read on every authenticated call (one primary-key read), so a revocation
+// holds from the moment it commits, in every process on the database.
+func (r *Registry) Revoked(ctx context.Context, serial string) (bool, error) {
+	var at sql.NullInt64
+	err := r.db.QueryRowContext(ctx, "SELECT revoked_us FROM certificates WHERE serial = ?", serial).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return at.Valid, err
+}
+
+// RevokeCertificate revokes the certificate with serial from now on and
+// returns what is recorded of it. A serial the registry did not sign (an
+// operator bundle made from the CA's files) is recorded as revoked. Revoking
+// twice keeps the first time.
+func (r *Registry) RevokeCertificate(ctx context.Context, serial string) (Certificate, error) {
+	if b, err := hex.DecodeString(serial); err != nil || len(b) == 0 || len(b) > 20 {
+		return Certificate{}, &InvalidError{Field: "serial", Msg: fmt.Sprintf("%q is not a certificate serial (hex, at most 20 bytes)", serial)}
+	}
+	var c Certificate
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		now := store.Micros(r.now())
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial, member_id, identity, not_after_us, created_us, revoked_us)
+			VALUES (?, NULL, '', 0, ?, ?) ON CONFLICT (serial) DO UPDATE SET revoked_us = coalesce(revoked_us, excluded.revoked_us)`,
+			serial, now, now); err != nil {
+			return err
+		}
+		cs, err := certificates(ctx, tx, "WHERE c.serial = ?", serial)
+		if err != nil {
+			return err
+		}
+		c = cs[0]
+		return nil
+	})
+	return c, err
+}
+
+// Certificates lists the certificates recorded for member asn (0: all,
+// operators' too), newest first.
+func (r *Registry) Certificates(ctx context.Context, asn uint32) ([]Certificate, error) {
+	if asn == 0 {
+		return certificates(ctx, r.db, "")
+	}
+	if _, err := getMember(ctx, r.db, asn); err != nil {
+		return nil, err
+	}
+	return certificates(ctx, r.db, "WHERE m.asn = ?", asn)
+}
+
+func certificates(ctx context.Context, q Querier, where string, args ...any) ([]Certificate, error) {
+	rows, err := q.QueryContext(ctx, `SELECT c.serial, c.identity, c.not_after_us, coalesce(m.asn, 0), c.created_us, c.revoked_us
+		FROM certificates c LEFT JOIN members m ON m.id = c.member_id `+where+` ORDER BY c.created_us DESC, c.serial`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Certificate
+	for rows.Next() {
+		var c Certificate
+		var notAfter, created int64
+		var revoked sql.NullInt64
+		if err := rows.Scan(&c.Serial, &c.Identity, &notAfter, &c.MemberASN, &created, &revoked); err != nil {
+			return nil, err
+		}
+		if notAfter != 0 {
+			c.NotAfter = store.Time(notAfter)
+		}
+		c.Created = store.Time(created)
+		if revoked.Valid {
+			c.Revoked = store.Time(revoked.Int64)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
