@@ -10,7 +10,12 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
+
+// MinBreachProbes is the fewest probes a measurement needs for its loss
+// to count as a breach (the access manager's quality.min_probes default).
+const MinBreachProbes = 20
 
 // DefaultMeasurementGap is how long one breaching measurement counts for
 // when no later measurement of the path says otherwise: a few probe rounds.
@@ -19,7 +24,7 @@ const DefaultMeasurementGap = 5 * time.Minute
 // QualityBreaches is the BreachSource over the quality matrix: a trade
 // breaches while the buyer's own measurements of the path (via the seller,
 // toward the trade's prefixes) exceed the quality limits of its buy order
-// (claims 6, 18). Each breaching measurement counts from its time until the
+// (claims 6, 18); loss only when significantly so. Each breaching measurement counts from its time until the
 // path's next measurement, at most Gap; the intervals of all the trade's
 // prefixes are merged, so a breach toward any of them is the trade's.
 // Other members' and third-party measurements do not count: the credit is
@@ -51,15 +56,21 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	if !lat.Valid && !jit.Valid && !loss.Valid && !hops.Valid {
 		return nil, nil
 	}
-	exceeds := func(l, j, p, h int64) bool {
-		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || (loss.Valid && p > loss.Int64) || (hops.Valid && h > hops.Int64)
+	// Loss breaches only on a measurement of at least MinBreachProbes
+	// probes whose loss is significantly above the limit: the lower end of
+	// its 95 % interval (shared/pathscore) is above it. One lost probe of
+	// six proves nothing, nor does a loss without a probe count.
+	exceeds := func(l, j, p, h, probes int64) bool {
+		lossBad := loss.Valid && probes >= MinBreachProbes &&
+			pathscore.Figures{LossPPM: int32(p), Probes: probes}.Loss().Lo*1e6 > float64(loss.Int64)
+		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || lossBad || (hops.Valid && h > hops.Int64)
 	}
 	ps := strings.Split(prefixes, ",")
 	args := []any{buyer, seller, store.Micros(from.Add(-q.gap())), store.Micros(to)}
 	for _, p := range ps {
 		args = append(args, strings.TrimSpace(p))
 	}
-	rows, err := q.db.QueryContext(ctx, `SELECT prefix, measured_us, latency_us, jitter_us, loss_ppm, as_hops FROM measurements
+	rows, err := q.db.QueryContext(ctx, `SELECT prefix, measured_us, latency_us, jitter_us, loss_ppm, as_hops, probes_sent FROM measurements
 		WHERE reporter_id = ? AND via_id = ? AND measured_us >= ? AND measured_us < ?
 		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ps)), ",")+`) ORDER BY prefix, measured_us, id`, args...)
 	if err != nil {
@@ -74,11 +85,11 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	var ms []m
 	for rows.Next() {
 		var x m
-		var l, j, p, h int64
-		if err := rows.Scan(&x.prefix, &x.at, &l, &j, &p, &h); err != nil {
+		var l, j, p, h, n int64
+		if err := rows.Scan(&x.prefix, &x.at, &l, &j, &p, &h, &n); err != nil {
 			return nil, err
 		}
-		x.bad = exceeds(l, j, p, h)
+		x.bad = exceeds(l, j, p, h, n)
 		ms = append(ms, x)
 	}
 	if err := rows.Err(); err != nil {

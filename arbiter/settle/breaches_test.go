@@ -16,9 +16,15 @@ import (
 // through the real quality matrix.
 func measure(t *testing.T, m *quality.Matrix, reporter, via uint32, prefix string, at time.Time, latencyMs int64, lossPPM int32) {
 	t.Helper()
+	measureN(t, m, reporter, via, prefix, at, latencyMs, lossPPM, 200)
+}
+
+// measureN is measure with the number of probes the measurement sent.
+func measureN(t *testing.T, m *quality.Matrix, reporter, via uint32, prefix string, at time.Time, latencyMs int64, lossPPM int32, probes int32) {
+	t.Helper()
 	p := netip.MustParsePrefix(prefix)
 	_, _, err := m.Report(context.Background(), reporter, []quality.Measurement{{IdempotencyKey: fmt.Sprintf("%d-%s-%d", via, prefix, at.UnixMicro()),
-		ViaASN: via, Prefix: p, Target: p.Addr().Next(), At: at, LatencyUs: latencyMs * 1000, LossPPM: lossPPM, ASHops: 1, IPHops: 3, ProbesSent: 5}})
+		ViaASN: via, Prefix: p, Target: p.Addr().Next(), At: at, LatencyUs: latencyMs * 1000, LossPPM: lossPPM, ASHops: 1, IPHops: 3, ProbesSent: probes}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +52,10 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 	measure(t, m, asA, asB, v4, at(10), 31, 0)
 	measure(t, m, asA, asB, v4, at(15), 12, 0)
 	measure(t, m, asA, asB, v6, at(12), 40, 0)               // nothing after: counts for the 5-minute gap, to 17
-	measure(t, m, asA, asB, v4, at(60), 10, 50_000)          // 5 % loss, then nothing: 60..65
+	measure(t, m, asA, asB, v4, at(60), 10, 50_000)          // 5 % loss of 200 probes, then nothing: 60..65
+	measureN(t, m, asA, asB, v6, at(80), 10, 166_667, 6)     // 1 lost of 6: too few probes to prove a breach
+	measureN(t, m, asA, asB, v6, at(90), 10, 500_000, 0)     // loss without a probe count proves nothing
+	measureN(t, m, asA, asB, v6, at(100), 10, 2_000, 1000)   // 0.2 % of 1000: within the error of 0.1 %
 	measure(t, m, asC, asB, v4, at(30), 90, 0)               // another member's vantage: not the buyer's traffic
 	measure(t, m, asA, asD, v4, at(40), 90, 0)               // another seller
 	measure(t, m, asA, asB, "203.0.113.0/24", at(50), 90, 0) // not a traded prefix
