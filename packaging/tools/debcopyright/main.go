@@ -311,15 +311,11 @@ func copyrights(text string) []string {
 }
 
 // moduleCopyrights looks for a module's copyright notices in its licence
-// and NOTICE files, then in the header comments of the Go files at its
-// top, then in those of the first Go file below with a notice.
+// and NOTICE files, else in the header comments of its Go files (tests,
+// testdata and vendor left out), one line per holder with the span of years
+// the headers give.
 func moduleCopyrights(dir, licenceText, notice string) []string {
 	if c := copyrights(licenceText + "\n" + notice); len(c) > 0 {
-		return c
-	}
-	top, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-	sort.Strings(top)
-	if c := headerCopyrights(top); len(c) > 0 {
 		return c
 	}
 	var found []string
@@ -327,35 +323,75 @@ func moduleCopyrights(dir, licenceText, notice string) []string {
 		if err != nil || d.IsDir() && (d.Name() == "testdata" || d.Name() == "vendor") {
 			return filepath.SkipDir
 		}
-		if !d.IsDir() && strings.HasSuffix(path, ".go") && filepath.Dir(path) != dir {
-			if found = headerCopyrights([]string{path}); len(found) > 0 {
-				return filepath.SkipAll
-			}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			found = append(found, headerCopyrights(path)...)
 		}
 		return nil
 	})
-	return found
+	return mergeYears(found)
 }
 
-// headerCopyrights collects the notices in the comments before the package
-// clause of the given Go files.
-func headerCopyrights(files []string) []string {
-	var out []string
+// headerCopyrights returns the notices in the comments before the package
+// clause of a Go file.
+func headerCopyrights(file string) []string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	head, _, _ := strings.Cut(string(b), "\npackage ")
+	return copyrights(strings.ReplaceAll(head, "//", ""))
+}
+
+var (
+	yearsThenHolder = regexp.MustCompile(`^([0-9][0-9 ,\-–]*[0-9])[\s,]+(.*\S)$`)
+	year            = regexp.MustCompile(`(?:19|20)[0-9]{2}`)
+)
+
+// mergeYears folds notices of one holder into one: "2014 NTT." and "2016
+// NTT" give "2014-2016 NTT". Holders keep their first spelling and come out
+// sorted; notices without years are kept as they are.
+func mergeYears(notices []string) []string {
+	type span struct {
+		holder   string
+		min, max string
+	}
+	spans := map[string]*span{}
+	var other []string
 	seen := map[string]bool{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
+	for _, n := range notices {
+		m := yearsThenHolder.FindStringSubmatch(n)
+		if m == nil {
+			if !seen[n] {
+				seen[n] = true
+				other = append(other, n)
+			}
 			continue
 		}
-		head, _, _ := strings.Cut(string(b), "\npackage ")
-		for _, c := range copyrights(strings.ReplaceAll(head, "//", "")) {
-			if !seen[c] {
-				seen[c] = true
-				out = append(out, c)
+		key := strings.ToLower(strings.TrimRight(m[2], ". "))
+		sp := spans[key]
+		if sp == nil {
+			sp = &span{holder: m[2]}
+			spans[key] = sp
+		}
+		for _, y := range year.FindAllString(m[1], -1) {
+			if sp.min == "" || y < sp.min {
+				sp.min = y
+			}
+			if y > sp.max {
+				sp.max = y
 			}
 		}
 	}
-	return out
+	var out []string
+	for _, sp := range spans {
+		years := sp.min
+		if sp.max != sp.min {
+			years += "-" + sp.max
+		}
+		out = append(out, years+" "+sp.holder)
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.SplitN(out[i], " ", 2)[1] < strings.SplitN(out[j], " ", 2)[1] })
+	return append(out, other...)
 }
 
 // paragraph is one Files paragraph: modules with the same licence text and

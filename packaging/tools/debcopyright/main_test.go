@@ -107,8 +107,23 @@ func TestModuleCopyrightsFromSources(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sub, "x.go"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := moduleCopyrights(dir, "no notice here", ""); !reflect.DeepEqual(got, []string{"2014 Example Corporation."}) {
+	// Another file, another year; a test file does not count.
+	if err := os.WriteFile(filepath.Join(dir, "y.go"), []byte("// Copyright 2016-2017 Example Corporation\npackage y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "y_test.go"), []byte("// Copyright 2030 Example Corporation\npackage y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleCopyrights(dir, "no notice here", ""); !reflect.DeepEqual(got, []string{"2014-2017 Example Corporation."}) {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestMergeYears(t *testing.T) {
+	got := mergeYears([]string{"2014 NTT.", "2016 NTT", "2009, 2012 B Corp", "The Authors", "2011-2013 B Corp", "The Authors"})
+	want := []string{"2009-2013 B Corp", "2014-2016 NTT.", "The Authors"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
