@@ -60,6 +60,9 @@ func TestInstallUpgradeRemove(t *testing.T) {
 		debs[v] = buildPackages(t, repo, v)
 	}
 	t.Logf("packages built in %s", clock.Since(start).Round(time.Millisecond))
+	// lintian reads the packages while the rest of the test runs; its
+	// verdict is the lintian subtest at the end.
+	lint := startLintian(t, debs[v2])
 
 	start = clock.Now()
 	root := debianRoot(t)
@@ -75,6 +78,7 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	start = clock.Now()
 	r.install(debs[v1])
 	checkInstalled(t, r, repo, v1)
+	checkDocs(t, r)
 	r.checkSystemctl("install", []string{"--system daemon-reload", "--system daemon-reload"})
 
 	t.Logf("installed %s and checked files, user, conffiles: %s", v1, clock.Since(start).Round(time.Millisecond))
@@ -129,7 +133,19 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	appendFile(t, arbConf, edit)
 	before := readFile(t, arbConf)
 	dbBefore := statOf(t, r.path("/var/lib/bwx-arbiter/bwx.db"))
+	// The admin enables the agent (the link `systemctl enable` makes); the
+	// upgrade keeps it enabled and still enables nothing else.
+	agentLink := "/etc/systemd/system/multi-user.target.wants/bwx-agent.service"
+	if err := os.MkdirAll(filepath.Dir(r.path(agentLink)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/lib/systemd/system/bwx-agent.service", r.path(agentLink)); err != nil {
+		t.Fatal(err)
+	}
 	r.install(debs[v2])
+	if m, _ := filepath.Glob(r.path("/etc/systemd/system/*/bwx-*")); len(m) != 1 || m[0] != r.path(agentLink) {
+		t.Errorf("after upgrade the enabled units are %v, want only the admin's %s", m, agentLink)
+	}
 	if got := r.out("dpkg-query", "-W", "-f=${Version}", "bwx-arbiter"); got != v2 {
 		t.Fatalf("after upgrade bwx-arbiter is %q, want %s", got, v2)
 	}
@@ -184,7 +200,12 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	// Purge: the conffiles go; the databases, the admin's bundle and the user
 	// stay (postrm says so).
 	r.run("dpkg", "--purge", "bwx-agent", "bwx-arbiter")
-	r.checkSystemctl("purge", nil)
+	// deb-systemd-helper purge reloads systemd after removing the agent's
+	// links (the arbiter had none).
+	r.checkSystemctl("purge", []string{"daemon-reload"})
+	// deb-systemd-helper purge removes the links and its state.
+	checkGone(t, r, agentLink)
+	checkGone(t, r, "/var/lib/systemd/deb-systemd-helper-enabled/bwx-agent.service.dsh-also")
 	for _, p := range []string{"/etc/bwx/arbiter.yaml", "/etc/bwx/agent.yaml", "/etc/iproute2/rt_protos.d/bwx.conf"} {
 		checkGone(t, r, p)
 	}
@@ -198,6 +219,8 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	}
 	checkUser(t, r)
 	t.Logf("removed and purged: %s", clock.Since(start).Round(time.Millisecond))
+
+	t.Run("lintian", lint)
 }
 
 // buildPackages runs scripts/package for amd64 with the given version and
@@ -206,8 +229,9 @@ func buildPackages(t *testing.T, repo, version string) []string {
 	t.Helper()
 	out := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), filepath.Join(repo, "scripts/package"), "--arch", "amd64", "--out", out)
-	// Uncompressed: xz takes most of the build time and proves nothing here.
-	cmd.Env = append(os.Environ(), "VERSION="+version, "DEB_COMPRESSION=none")
+	// gzip: xz takes most of the build time and proves nothing here, and
+	// lintian refuses an uncompressed data.tar.
+	cmd.Env = append(os.Environ(), "VERSION="+version, "DEB_COMPRESSION=gzip")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/package: %v\n%s", err, b)
 	}
@@ -254,6 +278,23 @@ func checkInstalled(t *testing.T, r *chroot, repo, version string) {
 		{path: "/var/lib/bwx-agent", mode: os.ModeDir | 0o750, owner: "bwx", grp: "bwx"},
 		{path: "/usr/share/doc/bwx-agent/README.md", mode: 0o644, owner: "root", grp: "root"},
 		{path: "/usr/share/doc/bwx-arbiter/README.md", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/usr/share/doc/bwx-agent/copyright", mode: 0o644, owner: "root", grp: "root", mustContain: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"},
+		{path: "/usr/share/doc/bwx-arbiter/copyright", mode: 0o644, owner: "root", grp: "root", mustContain: "\nFiles: github.com/osrg/gobgp/v3/*\n"},
+		{path: "/usr/share/doc/bwx-agent/changelog.gz", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/usr/share/doc/bwx-arbiter/changelog.gz", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/usr/share/man/man1/bwx-agent.1.gz", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/usr/share/man/man1/bwx-arbiter-member-add.1.gz", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/usr/share/bash-completion/completions/bwx-agent", mode: 0o644, owner: "root", grp: "root", mustContain: "__start_bwx-agent"},
+		{path: "/usr/share/bash-completion/completions/bwx-arbiter", mode: 0o644, owner: "root", grp: "root", mustContain: "__start_bwx-arbiter"},
+		{path: "/usr/share/zsh/vendor-completions/_bwx-agent", mode: 0o644, owner: "root", grp: "root", mustContain: "#compdef bwx-agent"},
+		{path: "/usr/share/zsh/vendor-completions/_bwx-arbiter", mode: 0o644, owner: "root", grp: "root", mustContain: "#compdef bwx-arbiter"},
+		{path: "/usr/share/fish/vendor_completions.d/bwx-agent.fish", mode: 0o644, owner: "root", grp: "root", mustContain: "complete -c bwx-agent"},
+		{path: "/usr/share/fish/vendor_completions.d/bwx-arbiter.fish", mode: 0o644, owner: "root", grp: "root", mustContain: "complete -c bwx-arbiter"},
+		{path: "/usr/share/lintian/overrides/bwx-agent", mode: 0o644, owner: "root", grp: "root", sameAs: "packaging/lintian/bwx-agent"},
+		{path: "/usr/share/lintian/overrides/bwx-arbiter", mode: 0o644, owner: "root", grp: "root", sameAs: "packaging/lintian/bwx-arbiter"},
+		// deb-systemd-helper update-state: what a purge will clean up.
+		{path: "/var/lib/systemd/deb-systemd-helper-enabled/bwx-agent.service.dsh-also", mode: 0o644, owner: "root", grp: "root"},
+		{path: "/var/lib/systemd/deb-systemd-helper-enabled/bwx-arbiter.service.dsh-also", mode: 0o644, owner: "root", grp: "root"},
 	} {
 		checkMode(t, r, f.path, f.mode, f.owner, f.grp)
 		if f.sameAs != "" {

@@ -1,6 +1,9 @@
 package installtest
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMirrorIn(t *testing.T) {
 	deb822 := `Types: deb
@@ -40,5 +43,29 @@ deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm contrib 
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/tmp/a\040b/proc`); got != "/tmp/a b/proc" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestLintianProblems(t *testing.T) {
+	out := `I: bwx-agent: binary-has-unneeded-section .comment [usr/bin/bwx-agent]
+N: /etc/bwx holds keys.
+O: bwx-agent: non-standard-dir-perm 0750 != 0755 [etc/bwx/]
+O: bwx-agent: non-standard-file-perm 0640 != 0644 [etc/bwx/agent.yaml]
+W: bwx-arbiter: hardening-no-pie [usr/bin/bwx-arbiter]
+I: bwx-arbiter: unused-override no-manual-page
+E: bwx-arbiter: no-copyright-file
+`
+	got := lintianProblems(out)
+	want := []string{
+		"lintian: override without a comment saying why: O: bwx-agent: non-standard-file-perm 0640 != 0644 [etc/bwx/agent.yaml]",
+		"lintian: W: bwx-arbiter: hardening-no-pie [usr/bin/bwx-arbiter]",
+		"lintian: an override matches nothing: I: bwx-arbiter: unused-override no-manual-page",
+		"lintian: E: bwx-arbiter: no-copyright-file",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if p := lintianProblems("N: reason\nO: a: b\nI: a: c\n"); len(p) != 0 {
+		t.Errorf("clean output: %v", p)
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // defaultCache keeps, between runs, the debootstrap tarball (the minbase
-// .debs, ~45 MB) and a tar of the root debootstrap made from it (~210 MB),
+// .debs and man-db's, ~50 MB) and a tar of the root debootstrap made from it (~210 MB),
 // which unpacks in seconds instead of the half minute debootstrap takes;
 // BWX_TEST_CACHE overrides it.
 const defaultCache = "/var/cache/bwx-test"
@@ -61,8 +61,9 @@ func debianRoot(t *testing.T) string {
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 
-	debs := filepath.Join(cache, fmt.Sprintf("debootstrap-%s-minbase-amd64.tgz", suite))
-	rootTar := filepath.Join(cache, fmt.Sprintf("root-%s-minbase-amd64.tar", suite))
+	// minbase plus man-db, to read the packages' manual pages with man.
+	debs := filepath.Join(cache, fmt.Sprintf("debootstrap-%s-minbase-man-db-amd64.tgz", suite))
+	rootTar := filepath.Join(cache, fmt.Sprintf("root-%s-minbase-man-db-amd64.tar", suite))
 	if fresh(rootTar, debs) {
 		start := clock.Now()
 		cmdOK(t, exec.CommandContext(t.Context(), "tar", "-C", root, "--numeric-owner", "-xpf", rootTar))
@@ -76,14 +77,14 @@ func debianRoot(t *testing.T) string {
 		}
 		defer os.RemoveAll(work)
 		start := clock.Now()
-		cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--make-tarball="+debs+".tmp", suite, work, mirror))
+		cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--include=man-db", "--make-tarball="+debs+".tmp", suite, work, mirror))
 		if err := os.Rename(debs+".tmp", debs); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("downloaded %s minbase from %s into %s: %s", suite, mirror, debs, clock.Since(start).Round(time.Millisecond))
 	}
 	start := clock.Now()
-	cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--unpack-tarball="+debs, suite, root, mirror))
+	cmdOK(t, exec.CommandContext(t.Context(), "debootstrap", "--variant=minbase", "--include=man-db", "--unpack-tarball="+debs, suite, root, mirror))
 	t.Logf("debootstrap %s from %s: %s", suite, debs, clock.Since(start).Round(time.Millisecond))
 	cmdOK(t, exec.CommandContext(t.Context(), "tar", "-C", root, "--numeric-owner", "-cf", rootTar+".tmp", "."))
 	if err := os.Rename(rootTar+".tmp", rootTar); err != nil {

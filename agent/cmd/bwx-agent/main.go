@@ -15,6 +15,7 @@ import (
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/cli/clidoc"
 	"github.com/bwxchange/bwx/shared/logging"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
@@ -28,6 +29,15 @@ type globals struct {
 }
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "bwx-agent:", cli.Explain(err))
+		os.Exit(1)
+	}
+}
+
+// newRoot is the command tree: the program, and what its manual pages and
+// completions describe (the hidden gendocs command writes them).
+func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "bwx-agent",
@@ -41,10 +51,8 @@ func main() {
 	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
 	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
 	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), creditCmd(g))
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "bwx-agent:", cli.Explain(err))
-		os.Exit(1)
-	}
+	root.AddCommand(clidoc.Command(root))
+	return root
 }
 
 // config reads the config file, lets flags override it, and validates.

@@ -9,9 +9,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/cli/clidoc"
 )
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "bwx-arbiter:", cli.Explain(err))
+		os.Exit(1)
+	}
+}
+
+// newRoot is the command tree: the program, and what its manual pages and
+// completions describe (the hidden gendocs command writes them).
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "bwx-arbiter",
 		Short:         "bwx exchange arbiter: registry, order book, route server, settlement",
@@ -25,8 +35,6 @@ func main() {
 	root.PersistentFlags().StringVar(&g.bundle, "bundle", "", "operator certificate bundle, with --arbiter")
 	root.PersistentFlags().StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
 	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g))
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "bwx-arbiter:", cli.Explain(err))
-		os.Exit(1)
-	}
+	root.AddCommand(clidoc.Command(root))
+	return root
 }
