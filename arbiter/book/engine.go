@@ -702,17 +702,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		ch.touched(*r, r.Status == Open)
 	}
 	if sweep {
-		// o rested and stays as it was unless it traded.
+		// o rested (and stays in the index: it is never its own
+		// candidate) and stays as it was unless it traded.
 		if len(trades) > 0 {
 			o.Updated = now
 			if o.Remaining() == 0 {
 				o.Status = Filled
+				e.remove(o)
 				e.event(ch, o.MemberASN, OrderFilled, now, nil, o)
 			}
 			ch.touched(*o, o.Status == Open)
-		}
-		if o.Status == Open {
-			e.add(o)
 		}
 		return trades
 	}

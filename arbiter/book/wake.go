@@ -111,7 +111,6 @@ func (e *Engine) Wake(now time.Time) *Change {
 		if o.Spec.Side == Buy && e.MayBuy != nil && e.MayBuy(o.MemberASN) != nil {
 			continue
 		}
-		e.remove(o)
 		e.match(o, now, 0, ch, true)
 	}
 	return ch
