@@ -441,13 +441,18 @@ func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
 		}
 	}
 	b.eng.DeferQuality = true
+	// What time made tradable is matched first, as its own change: the
+	// operation then sees a book that is not crossed.
+	woke := b.wake()
 	ch, err := op(b.eng)
 	if err != nil || ch == nil || ch.empty() {
 		b.mu.Unlock()
+		b.settle(woke)
 		return ch, err
 	}
 	p := b.enqueue(ch)
 	b.mu.Unlock()
+	b.settle(woke)
 	// The quality of the path each trade takes is recorded with it (claim
 	// 18); looked up here, outside the lock, callers' lookups overlap one
 	// another and the matching.
@@ -458,6 +463,32 @@ func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
 	}
 	b.opt.Notify(ch.Events)
 	return ch, nil
+}
+
+// wake runs the engine's Wake (the caller holds b.mu) and queues its
+// change, if any, for commit.
+func (b *Book) wake() *pending {
+	b.eng.MayBuy = b.creditCheck(context.Background(), nil)
+	ch := b.eng.Wake(b.opt.Now())
+	b.eng.MayBuy = nil
+	if ch.empty() {
+		return nil
+	}
+	return b.enqueue(ch)
+}
+
+// settle waits until a wake's change is durable and tells its members. A
+// failed commit has rebuilt the engine from the store (recover), which
+// wakes again at the next operation.
+func (b *Book) settle(p *pending) {
+	if p == nil {
+		return
+	}
+	p.fill()
+	<-p.done
+	if p.err == nil {
+		b.opt.Notify(p.ch.Events)
+	}
 }
 
 // lookup fills in the quality of ch's trades listed in ch.lookups, in the
@@ -596,8 +627,10 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 	return o, trades, err
 }
 
-// Expire expires the orders whose delivery period is over.
+// Expire expires the orders whose delivery period is over, after matching
+// what time made tradable (Engine.Wake).
 func (b *Book) Expire(ctx context.Context) error {
+	b.refreshQuality(ctx)
 	_, err := b.apply(func(e *Engine) (*Change, error) { return e.Expire(b.opt.Now()), nil })
 	return err
 }
@@ -610,10 +643,9 @@ func (b *Book) expireLoop(every time.Duration) {
 		case <-b.done:
 			return
 		case <-t.C:
+			// Expire reads the new measurements first, which also keeps an
+			// order after a quiet spell from waiting for a long backlog.
 			b.Expire(context.Background())
-			// Keeps the measurements read between orders, so an order after
-			// a quiet spell does not wait for a long backlog.
-			b.refreshQuality(context.Background())
 		}
 	}
 }

@@ -342,6 +342,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"spec.protocol", func(s *book.Spec) { s.Protocol = book.IPv6 }},
 		{"spec.delivery_end", func(s *book.Spec) { s.End = s.Start }},
 		{"spec.delivery_end", func(s *book.Spec) { s.Start, s.End = now.Add(-2*time.Hour), now.Add(-time.Hour) }},
+		{"spec.delivery_start", func(s *book.Spec) { s.Start = now.AddDate(0, -1, 0) }},
+		{"spec.delivery_start", func(s *book.Spec) { s.Start = now.Add(-book.StartSkew - time.Second) }},
 		{"spec.destination", func(s *book.Spec) { s.Destination.OriginASN = 1 }},
 		{"spec.destination.prefix", func(s *book.Spec) { s.Destination.Prefix = netip.MustParsePrefix("198.51.100.1/24") }},
 		{"spec.order_type", func(s *book.Spec) { s.Type = 9 }},
@@ -360,6 +362,12 @@ func TestValidateNamesField(t *testing.T) {
 	}
 	if err := spec(book.Buy, "198.51.100.0/24", Gbps, 1).Validate(now); err != nil {
 		t.Errorf("valid spec refused: %v", err)
+	}
+	// A start a little in the past (clock skew) is accepted.
+	s := spec(book.Buy, "198.51.100.0/24", Gbps, 1)
+	s.Start = now.Add(-book.StartSkew)
+	if err := s.Validate(now); err != nil {
+		t.Errorf("start within the skew allowance refused: %v", err)
 	}
 }
 

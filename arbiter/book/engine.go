@@ -91,6 +91,20 @@ type Change struct {
 
 func (c *Change) empty() bool { return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
 
+// touched records o's new state; fill says the change was a fill that left
+// it open. An order recorded again in the same change (a sweep fills one
+// resting order from several) is a fill only if every change to it was.
+func (c *Change) touched(o Order, fill bool) {
+	c.Orders = append(c.Orders, o)
+	if fill {
+		if !slices.Contains(c.fills, o.ID) && !slices.ContainsFunc(c.Orders[:len(c.Orders)-1], func(x Order) bool { return x.ID == o.ID }) {
+			c.fills = append(c.fills, o.ID)
+		}
+	} else {
+		c.fills = without(c.fills, func(id int64) bool { return id == o.ID })
+	}
+}
+
 // ErrOfferGone means the offer taken is no longer in the book.
 var ErrOfferGone = errors.New("offer is gone")
 
@@ -147,12 +161,26 @@ type Engine struct {
 	// seen is scratch space reused by every match.
 	seen map[int64]bool
 
+	// wakes are the instants at which time alone may make resting orders
+	// tradable with each other: a resting sell's start (before it, it
+	// cannot cover a buy that starts earlier) and the end of a port
+	// reservation (the capacity it held is free from then on). Wake
+	// re-matches the orders concerned. sweepAll, set when the book is
+	// rebuilt or the registry changes, re-matches every resting sell once.
+	wakes    wakeHeap
+	queued   map[wake]bool
+	sweepAll bool
+	// lastNow is the time of the latest operation: a sell added with a
+	// later start needs a wake.
+	lastNow time.Time
+
 	lastOrder, lastTrade, lastSeq, lastPriority int64
 }
 
 // NewEngine returns an empty book.
 func NewEngine() *Engine {
-	e := &Engine{Quality: NoQuality{}, members: map[uint32]*MemberInfo{}, clients: map[clientKey]int64{}, ports: map[int64]*curve{}, seen: map[int64]bool{}}
+	e := &Engine{Quality: NoQuality{}, members: map[uint32]*MemberInfo{}, clients: map[clientKey]int64{}, ports: map[int64]*curve{}, seen: map[int64]bool{},
+		queued: map[wake]bool{}}
 	e.resetIndex()
 	return e
 }
@@ -193,8 +221,13 @@ func (e *Engine) Restore(s Snapshot) {
 		}
 	}
 	e.ports = map[int64]*curve{}
+	// What time did while the book was not in memory is not known: every
+	// resting sell is matched again at the first Wake, and wakes are kept
+	// from here on.
+	e.wakes, e.queued, e.sweepAll, e.lastNow = nil, map[wake]bool{}, true, time.Time{}
 	for _, r := range s.Reservations {
 		e.port(r.PortID).add(r.Start.UnixMicro(), r.End.UnixMicro(), r.CapacityBps)
+		e.wakeAt(wake{at: r.End.UnixMicro(), port: r.PortID})
 	}
 	e.lastOrder, e.lastTrade, e.lastSeq, e.lastPriority = s.LastOrder, s.LastTrade, s.LastSeq, s.LastPriority
 	e.resetIndex()
@@ -205,9 +238,12 @@ func (e *Engine) Restore(s Snapshot) {
 }
 
 // SetMembers replaces the registry view (after members or routes change)
-// and re-resolves every open sell against the new routes.
+// and re-resolves every open sell against the new routes; a new route may
+// let a resting sell serve a resting buy, so the next Wake matches every
+// resting sell again.
 func (e *Engine) SetMembers(m map[uint32]*MemberInfo) {
 	e.members = m
+	e.sweepAll = true
 	open := e.open
 	e.resetIndex()
 	for _, o := range open {
@@ -256,6 +292,9 @@ func (e *Engine) routesOf(o *Order) []registry.Prefix {
 func (e *Engine) add(o *Order) {
 	e.open[o.ID] = o
 	if o.Spec.Side == Sell {
+		if o.Spec.Start.After(e.lastNow) {
+			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+		}
 		for _, r := range e.routesOf(o) {
 			sr := sellRoute{o, r}
 			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
@@ -363,6 +402,7 @@ func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *
 // order (taking an offer).
 func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
+	e.lastNow = later(e.lastNow, now)
 	if len(clientID) > 128 {
 		return Order{}, nil, nil, invalid("client_order_id", "longer than 128 characters")
 	}
@@ -374,6 +414,8 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	if err := e.check(asn, spec, now); err != nil {
 		return Order{}, nil, nil, err
 	}
+	// A start within StartSkew before now is taken as now.
+	spec.Start = spec.EffectiveStart(now)
 	if spec.Side == Buy && e.MayBuy != nil {
 		if err := e.MayBuy(asn); err != nil {
 			return Order{}, nil, nil, err
@@ -391,7 +433,7 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 		}
 	}
 	ch := &Change{}
-	trades := e.match(o, now, only, ch)
+	trades := e.match(o, now, only, ch, false)
 	if only != 0 && o.Remaining() > 0 {
 		// checkOffer saw enough capacity, so this is a race the lock
 		// prevents; fail loudly rather than store a half-taken offer.
@@ -419,14 +461,14 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 		return fmt.Errorf("offer %d now asks %s per Mbps, above your limit %s: %w", id,
 			units.Money(sell.Spec.PriceMicros), units.Money(buy.Spec.PriceMicros), ErrOfferChanged)
 	}
-	if why := mismatch(buy.Spec, sell.Spec); why != "" {
+	if why := mismatch(buy.Spec, sell.Spec, now); why != "" {
 		return fmt.Errorf("offer %d no longer fits your order: %s: %w", id, why, ErrOfferChanged)
 	}
 	cs := e.candidates(buy, now, id)
 	if len(cs) == 0 {
 		return fmt.Errorf("offer %d does not serve %v with the quality you ask: %w", id, buy.Spec.Destination, ErrOfferChanged)
 	}
-	if avail := e.available(buy, cs[0]); avail < buy.Remaining() {
+	if avail := e.available(buy, cs[0], now); avail < buy.Remaining() {
 		return fmt.Errorf("offer %d has %s available for your period and ports, you asked %s: %w", id,
 			units.Bandwidth(avail), units.Bandwidth(buy.Remaining()), ErrOfferChanged)
 	}
@@ -476,7 +518,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		if o.Spec.Side == Sell {
 			buy, sell = r, o
 		}
-		if !Compatible(buy.Spec, sell.Spec) || !creditOK(buy.MemberASN) {
+		if !Compatible(buy.Spec, sell.Spec, now) || !creditOK(buy.MemberASN) {
 			return
 		}
 		sm := e.members[sell.MemberASN]
@@ -485,7 +527,10 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		prefixes := via
 		if prefixes == nil {
-			prefixes = TradedPrefixes(buy.Spec, sell.Spec, sm.Routes)
+			// The sell's own resolution: a sell for a prefix inside a
+			// registered route sells that prefix (the route as registered
+			// would not be inside the sell's destination).
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, e.routesOf(sell))
 		}
 		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
 			return
@@ -537,8 +582,9 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 }
 
 // available is what a candidate can trade with o now: its remaining
-// capacity and both ports' free capacity over the buy's period.
-func (e *Engine) available(o *Order, c candidate) int64 {
+// capacity and both ports' free capacity over the buy's period from its
+// effective start.
+func (e *Engine) available(o *Order, c candidate, now time.Time) int64 {
 	buy, sell := o, c.order
 	if o.Spec.Side == Sell {
 		buy, sell = c.order, o
@@ -547,7 +593,7 @@ func (e *Engine) available(o *Order, c candidate) int64 {
 	if bm == nil || sm == nil {
 		return 0
 	}
-	s, t := buy.Spec.Start.UnixMicro(), buy.Spec.End.UnixMicro()
+	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
 	free := min(bm.Capacity-e.port(bm.PortID).peak(s, t), sm.Capacity-e.port(sm.PortID).peak(s, t))
 	return min(c.order.Remaining(), o.Remaining(), free)
 }
@@ -560,7 +606,9 @@ type fill struct {
 
 // match fills o against the book, applies the fills (trades, port loads,
 // resting orders) and records them in ch. An IOC or FOK never rests.
-func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade {
+// sweep says o was resting too (Wake): it is recorded in ch only if it
+// traded, and each trade takes the price of whichever order rested first.
+func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bool) []Trade {
 	var fills []fill
 	remaining := o.Remaining()
 	for _, c := range e.candidates(o, now, only) {
@@ -581,12 +629,12 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 		if len(hops) == 0 {
 			continue // no router of this family to be the next hop
 		}
-		avail := min(e.available(o, c), remaining)
+		avail := min(e.available(o, c, now), remaining)
 		bps := FillSize(remaining, avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps)
 		if bps == 0 || (buy.Spec.SingleSeller && bps != buy.Remaining()) {
 			continue
 		}
-		e.reserve(buy, sell, bps)
+		e.reserve(buy, sell, bps, now)
 		fills = append(fills, fill{c, bps, hops})
 		remaining -= bps
 	}
@@ -596,7 +644,7 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 			if o.Spec.Side == Sell {
 				buy, sell = f.c.order, o
 			}
-			e.reserve(buy, sell, -f.bps)
+			e.reserve(buy, sell, -f.bps, now)
 		}
 		fills = nil
 	}
@@ -621,9 +669,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 			m = nil
 		}
 		m = m.Recorded()
+		// The trade price is the resting order's; in a sweep both rested,
+		// and the one that rested first sets it.
+		price := f.c.order.Spec.PriceMicros
+		if sweep && o.Priority < f.c.order.Priority {
+			price = o.Spec.PriceMicros
+		}
+		// A trade starts when it is made at the earliest, never before.
 		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
-			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: f.c.order.Spec.PriceMicros,
-			Start: buy.Spec.Start, End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
+			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: price,
+			Start: buy.Spec.EffectiveStart(now), End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
 		if bm := e.members[buy.MemberASN]; bm != nil {
 			for _, a := range bm.Routers {
 				if buy.Spec.Protocol.Fits(a) {
@@ -644,10 +699,21 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 			e.remove(r)
 			e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
 		}
-		ch.Orders = append(ch.Orders, *r)
-		if r.Status == Open {
-			ch.fills = append(ch.fills, r.ID)
+		ch.touched(*r, r.Status == Open)
+	}
+	if sweep {
+		// o rested (and stays in the index: it is never its own
+		// candidate) and stays as it was unless it traded.
+		if len(trades) > 0 {
+			o.Updated = now
+			if o.Remaining() == 0 {
+				o.Status = Filled
+				e.remove(o)
+				e.event(ch, o.MemberASN, OrderFilled, now, nil, o)
+			}
+			ch.touched(*o, o.Status == Open)
 		}
+		return trades
 	}
 	o.Updated = now
 	switch {
@@ -668,10 +734,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change) []Trade 
 	return trades
 }
 
-func (e *Engine) reserve(buy, sell *Order, bps int64) {
-	s, t := buy.Spec.Start.UnixMicro(), buy.Spec.End.UnixMicro()
-	e.port(e.members[buy.MemberASN].PortID).add(s, t, bps)
-	e.port(e.members[sell.MemberASN].PortID).add(s, t, bps)
+// reserve holds bps on both ports over the trade's period: from the buy's
+// effective start at now to its end (bps < 0 undoes it).
+func (e *Engine) reserve(buy, sell *Order, bps int64, now time.Time) {
+	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
+	for _, id := range []int64{e.members[buy.MemberASN].PortID, e.members[sell.MemberASN].PortID} {
+		e.port(id).add(s, t, bps)
+		if bps > 0 {
+			e.wakeAt(wake{at: t, port: id})
+		}
+	}
 }
 
 // ownOpen finds an open order asn may change; the operator (0) may change any.
@@ -685,6 +757,7 @@ func (e *Engine) ownOpen(asn uint32, id int64) (*Order, error) {
 
 // Cancel takes an open order out of the book. Trades it made stand.
 func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, error) {
+	e.lastNow = later(e.lastNow, now.UTC())
 	o, err := e.ownOpen(asn, id)
 	if err != nil {
 		return Order{}, nil, err
@@ -701,6 +774,7 @@ func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, er
 // lowering the capacity keeps it (the usual exchange convention).
 func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
+	e.lastNow = later(e.lastNow, now)
 	if capacity == nil && price == nil {
 		return Order{}, nil, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
 	}
@@ -742,7 +816,7 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 		o.Priority = e.lastPriority
 	}
 	ch := &Change{}
-	trades := e.match(o, now, 0, ch)
+	trades := e.match(o, now, 0, ch, false)
 	ch.Orders = append([]Order{*o}, ch.Orders...)
 	e.event(ch, o.MemberASN, OrderModified, now, nil, o)
 	return *o, trades, ch, nil
@@ -797,6 +871,7 @@ func (e *Engine) Notify(now time.Time, evs []Event) (*Change, error) {
 // Expire takes out every open order whose delivery period is over.
 func (e *Engine) Expire(now time.Time) *Change {
 	now = now.UTC()
+	e.lastNow = later(e.lastNow, now)
 	ch := &Change{}
 	for _, o := range e.open {
 		if !o.Spec.End.After(now) {
@@ -826,7 +901,7 @@ func (e *Engine) Offers(now time.Time, asn uint32, spec Spec) ([]Offer, error) {
 	o := &Order{MemberASN: asn, Spec: spec}
 	var out []Offer
 	for _, c := range e.candidates(o, now, 0) {
-		avail := e.available(o, c)
+		avail := e.available(o, c, now)
 		avail = FillSize(avail, avail, c.order.Spec.MinBlockBps, spec.MinBlockBps)
 		if avail == 0 {
 			continue

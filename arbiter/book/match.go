@@ -3,6 +3,7 @@ package book
 import (
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 )
@@ -54,17 +55,19 @@ func (q Quality) Meets(m *Measured) bool {
 }
 
 // Compatible reports whether a sell can serve a buy on the order terms alone:
-// protocol, traffic type, delivery period and price.
-func Compatible(buy, sell Spec) bool { return mismatch(buy, sell) == "" }
+// protocol, traffic type, delivery period and price, as seen at now (each
+// period taken from its effective start: a start that has passed is now).
+func Compatible(buy, sell Spec, now time.Time) bool { return mismatch(buy, sell, now) == "" }
 
-// mismatch names the first order term on which a sell cannot serve a buy.
-func mismatch(buy, sell Spec) string {
+// mismatch names the first order term on which a sell cannot serve a buy at
+// now.
+func mismatch(buy, sell Spec, now time.Time) string {
 	switch {
 	case buy.Protocol != sell.Protocol:
 		return "protocol differs"
 	case !(buy.TrafficType == AnyTraffic || sell.TrafficType == AnyTraffic || buy.TrafficType == sell.TrafficType):
 		return "traffic type differs"
-	case sell.Start.After(buy.Start) || sell.End.Before(buy.End):
+	case sell.EffectiveStart(now).After(buy.EffectiveStart(now)) || sell.End.Before(buy.End):
 		return "its delivery period does not cover yours"
 	case sell.PriceMicros > buy.PriceMicros:
 		return "its price is above your limit"

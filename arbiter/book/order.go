@@ -226,6 +226,22 @@ func invalid(field, format string, args ...any) error {
 // MaxPeriod bounds a delivery period; longer contracts are a typo.
 const MaxPeriod = 10 * 366 * 24 * time.Hour
 
+// StartSkew is how far in the past a delivery start may be and still be
+// accepted, for clocks of members and exchange that differ a little (the
+// allowance Kerberos uses): such a start is taken as the moment the order
+// is placed. An earlier start is refused.
+const StartSkew = 5 * time.Minute
+
+// EffectiveStart is when the spec's delivery can begin as seen at now: the
+// later of its start and now. Matching compares periods from here, and a
+// trade starts here (never before it was made).
+func (s Spec) EffectiveStart(now time.Time) time.Time {
+	if s.Start.Before(now) {
+		return now
+	}
+	return s.Start
+}
+
 // Validate checks a spec on its own (the registry checks come later).
 func (s Spec) Validate(now time.Time) error {
 	if s.Side != Buy && s.Side != Sell {
@@ -296,6 +312,10 @@ func (s Spec) Validate(now time.Time) error {
 	}
 	if !s.End.After(now) {
 		return invalid("spec.delivery_end", "%s is in the past", s.End.UTC().Format(time.RFC3339))
+	}
+	if s.Start.Before(now.Add(-StartSkew)) {
+		return invalid("spec.delivery_start", "%s is in the past (now is %s); give a start from now on (up to %v earlier is taken as now)",
+			s.Start.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), StartSkew)
 	}
 	if s.End.Sub(s.Start) > MaxPeriod {
 		return invalid("spec.delivery_end", "delivery period longer than 10 years")

@@ -2,6 +2,7 @@ package book_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -49,6 +50,7 @@ type propWorld struct {
 	book  *book.Book
 	now   time.Time
 	ports map[uint32]int64 // capacity by member
+	ticks int              // measurements rounds written
 }
 
 func setupWorld(t *rapid.T, dir string) *propWorld {
@@ -75,22 +77,28 @@ func setupWorld(t *rapid.T, dir string) *propWorld {
 			}
 		}
 	}
-	// Measurements through 64501 and 64502 toward every destination.
+	w.db = db
+	w.measure()
+	w.open()
+	return w
+}
+
+// measure writes a fresh round of measurements through 64501 and 64502
+// toward every destination, so that they stay fresh as the clock moves.
+func (w *propWorld) measure() {
+	w.ticks++
 	for via, lat := range propLatency {
 		for i, d := range propDests {
 			p := netip.MustParsePrefix(d)
-			_, err := db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
+			_, err := w.db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
 				latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent)
 				VALUES ((SELECT id FROM members WHERE asn = 64510), ?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?, 0, 0, 2, 3, 10)`,
-				fmt.Sprintf("k%d-%d", via, i), via, d, p.Addr().Next().String(), store.Micros(w.now.Add(-time.Minute)), lat)
+				fmt.Sprintf("k%d-%d-%d", via, i, w.ticks), via, d, p.Addr().Next().String(), store.Micros(w.now.Add(-time.Minute)), lat)
 			if err != nil {
-				t.Fatal(err)
+				w.t.Fatal(err)
 			}
 		}
 	}
-	w.db = db
-	w.open()
-	return w
 }
 
 func (w *propWorld) open() {
@@ -106,7 +114,9 @@ func (w *propWorld) close() {
 	w.db.Close()
 }
 
-func drawSpec(t *rapid.T, side book.Side) book.Spec {
+// drawSpec draws an order; its start may have passed at now (refused
+// unless drawn as "start now").
+func drawSpec(t *rapid.T, side book.Side, now time.Time) book.Spec {
 	d := netip.MustParsePrefix(rapid.SampledFrom(propDests).Draw(t, "dest"))
 	win := rapid.SampledFrom(propWindows).Draw(t, "window")
 	block := int64(rapid.SampledFrom([]int{1, 2, 5}).Draw(t, "block")) * Gbps / 10
@@ -116,6 +126,9 @@ func drawSpec(t *rapid.T, side book.Side) book.Spec {
 		PriceMicros: int64(rapid.IntRange(1, 10).Draw(t, "price")), TrafficType: book.AnyTraffic,
 		Start: t0.Add(time.Duration(win[0]) * 24 * time.Hour), End: t0.Add(time.Duration(win[1]) * 24 * time.Hour),
 		Type: rapid.SampledFrom([]book.OrderType{book.Limit, book.Limit, book.IOC, book.FOK}).Draw(t, "type"),
+	}
+	if rapid.Bool().Draw(t, "start now") && s.Start.Before(now) {
+		s.Start = now
 	}
 	if d.Addr().Is6() {
 		s.Protocol = book.IPv6
@@ -163,6 +176,9 @@ func (w *propWorld) checkTrades(incoming book.Order, trades []book.Trade) {
 		}
 		if !buy.Spec.Quality.Meets(m) {
 			w.t.Fatalf("trade %d: seller AS%d breaks the buyer's quality limits", tr.ID, tr.SellerASN)
+		}
+		if !tr.Start.Equal(later(buy.Spec.Start, w.now)) || !tr.Created.Equal(w.now) {
+			w.t.Fatalf("trade %d made at %v starts at %v; want the later of the buy's start %v and the match", tr.ID, tr.Created, tr.Start, buy.Spec.Start)
 		}
 		if buy.Spec.SingleSeller && tr.CapacityBps != buy.Spec.CapacityBps {
 			w.t.Fatalf("trade %d: single-seller buy split (%d of %d)", tr.ID, tr.CapacityBps, buy.Spec.CapacityBps)
@@ -225,7 +241,103 @@ func (w *propWorld) checkBook() {
 	}
 }
 
-func engineState(b *book.Book) (open []book.Order, peaks []int64) {
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// place places an order drawn at the world's time and checks the answer:
+// refused naming the field when its start has passed beyond the skew
+// allowance or its end has, accepted otherwise.
+func (w *propWorld) place(t *rapid.T, asn uint32, s book.Spec) {
+	o, trades, err := w.book.Place(context.Background(), asn, s, "")
+	var want string
+	switch {
+	case !s.End.After(w.now):
+		want = "spec.delivery_end"
+	case s.Start.Before(w.now.Add(-book.StartSkew)):
+		want = "spec.delivery_start"
+	}
+	if want != "" {
+		var inv *book.InvalidError
+		if !errors.As(err, &inv) || inv.Field != want {
+			t.Fatalf("placing %+v at %v: want a refusal naming %s, got %v", s, w.now, want, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.checkTrades(o, trades)
+}
+
+// checkUncrossed checks that no resting buy could trade with any resting
+// sell now: the book is never left crossed where a trade is possible. Two
+// orders could trade when the order terms fit from their effective starts
+// (Compatible), the sell's prefix covers the buy's, the buyer's quality
+// limits are met, and both ports have a whole block free over the buy's
+// period from its effective start (all of the buy's remaining capacity for
+// a single-seller buy).
+func (w *propWorld) checkUncrossed() {
+	type port struct{ id, capacity int64 }
+	var open []book.Order
+	ports := map[uint32]port{}
+	peak := map[[3]int64]int64{}
+	w.book.Inspect(func(e *book.Engine) {
+		open = e.OpenOrders()
+		for asn, m := range e.Members() {
+			ports[asn] = port{m.PortID, m.Capacity}
+		}
+		for _, b := range open {
+			if b.Spec.Side != book.Buy {
+				continue
+			}
+			s, end := later(b.Spec.Start, w.now), b.Spec.End
+			for _, p := range ports {
+				peak[[3]int64{p.id, s.UnixMicro(), end.UnixMicro()}] = e.PortPeak(p.id, s, end)
+			}
+		}
+	})
+	free := func(asn uint32, b book.Order) int64 {
+		p := ports[asn]
+		return p.capacity - peak[[3]int64{p.id, later(b.Spec.Start, w.now).UnixMicro(), b.Spec.End.UnixMicro()}]
+	}
+	for _, b := range open {
+		if b.Spec.Side != book.Buy || !b.Spec.End.After(w.now) {
+			continue
+		}
+		for _, s := range open {
+			if s.Spec.Side != book.Sell || s.MemberASN == b.MemberASN || !s.Spec.End.After(w.now) {
+				continue
+			}
+			sp, bp := s.Spec.Destination.Prefix, b.Spec.Destination.Prefix
+			if !book.Compatible(b.Spec, s.Spec, w.now) || sp.Bits() > bp.Bits() || !sp.Contains(bp.Addr()) {
+				continue
+			}
+			var m *book.Measured
+			if lat, ok := propLatency[s.MemberASN]; ok {
+				m = &book.Measured{LatencyUs: lat, Samples: 1}
+			}
+			if !b.Spec.Quality.Meets(m) {
+				continue
+			}
+			avail := min(b.Remaining(), s.Remaining(), free(b.MemberASN, b), free(s.MemberASN, b))
+			bps := book.FillSize(b.Remaining(), avail, b.Spec.MinBlockBps, s.Spec.MinBlockBps)
+			if bps == 0 || (b.Spec.SingleSeller && bps != b.Remaining()) {
+				continue
+			}
+			w.t.Fatalf("book crossed at %v: buy %d (AS%d %v %v from %v, price %d, %d left) could trade %d bit/s with sell %d (AS%d %v from %v, price %d, %d left)",
+				w.now, b.ID, b.MemberASN, bp, b.Spec.Type, b.Spec.Start, b.Spec.PriceMicros, b.Remaining(), bps,
+				s.ID, s.MemberASN, sp, s.Spec.Start, s.Spec.PriceMicros, s.Remaining())
+		}
+	}
+}
+
+// engineState is what a restart must rebuild: the open orders and the port
+// loads from now on (what is past is pruned, and not reloaded).
+func engineState(b *book.Book, now time.Time) (open []book.Order, peaks []int64) {
 	b.Inspect(func(e *book.Engine) {
 		open = e.OpenOrders()
 		var ports []int64
@@ -235,7 +347,10 @@ func engineState(b *book.Book) (open []book.Order, peaks []int64) {
 		sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 		for _, p := range ports {
 			for _, win := range propWindows {
-				peaks = append(peaks, e.PortPeak(p, t0.Add(time.Duration(win[0])*24*time.Hour), t0.Add(time.Duration(win[1])*24*time.Hour)))
+				from, to := later(t0.Add(time.Duration(win[0])*24*time.Hour), now), t0.Add(time.Duration(win[1])*24*time.Hour)
+				if to.After(from) {
+					peaks = append(peaks, e.PortPeak(p, from, to))
+				}
 			}
 		}
 	})
@@ -254,18 +369,18 @@ func TestBookProperties(t *testing.T) {
 		ctx := context.Background()
 		t.Repeat(map[string]func(*rapid.T){
 			"sell": func(t *rapid.T) {
-				o, trades, err := w.book.Place(ctx, rapid.SampledFrom(propSellers).Draw(t, "seller"), drawSpec(t, book.Sell), "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				w.checkTrades(o, trades)
+				w.place(t, rapid.SampledFrom(propSellers).Draw(t, "seller"), drawSpec(t, book.Sell, w.now))
 			},
 			"buy": func(t *rapid.T) {
-				o, trades, err := w.book.Place(ctx, rapid.SampledFrom(propBuyers).Draw(t, "buyer"), drawSpec(t, book.Buy), "")
-				if err != nil {
+				w.place(t, rapid.SampledFrom(propBuyers).Draw(t, "buyer"), drawSpec(t, book.Buy, w.now))
+			},
+			// Time passes: starts arrive, trades end and free their ports.
+			"tick": func(t *rapid.T) {
+				w.now = w.now.Add(rapid.SampledFrom([]time.Duration{7 * time.Minute, time.Hour, 24 * time.Hour, 6 * 24 * time.Hour}).Draw(t, "tick"))
+				w.measure()
+				if err := w.book.Expire(ctx); err != nil {
 					t.Fatal(err)
 				}
-				w.checkTrades(o, trades)
 			},
 			"modify": func(t *rapid.T) {
 				open, _ := w.book.Orders(ctx, book.Operator, true)
@@ -293,7 +408,7 @@ func TestBookProperties(t *testing.T) {
 			},
 			"take": func(t *rapid.T) {
 				buyer := rapid.SampledFrom(propBuyers).Draw(t, "buyer")
-				s := drawSpec(t, book.Buy)
+				s := drawSpec(t, book.Buy, w.now)
 				offers, err := w.book.Offers(ctx, buyer, s)
 				if err != nil || len(offers) == 0 {
 					t.Skip("no offers")
@@ -313,13 +428,13 @@ func TestBookProperties(t *testing.T) {
 				}
 				w.checkTrades(o, trades)
 			},
-			"": func(t *rapid.T) { w.checkBook() },
+			"": func(t *rapid.T) { w.checkBook(); w.checkUncrossed() },
 		})
 		// Rebuilding from the store gives the same book.
-		open, peaks := engineState(w.book)
+		open, peaks := engineState(w.book, w.now)
 		w.book.Close()
 		w.open()
-		open2, peaks2 := engineState(w.book)
+		open2, peaks2 := engineState(w.book, w.now)
 		if !reflect.DeepEqual(open, open2) {
 			t.Fatalf("open orders differ after a restart:\nlive   %+v\nstored %+v", open, open2)
 		}

@@ -6,54 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/gaissmai/bart"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
-	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/routeserver"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
-
-// Reasons a received route is rejected, as operators and members see them.
-const (
-	ReasonNotRegistered = "not registered"
-	ReasonOriginDiffers = "origin AS differs from the registration"
-	ReasonRPKIInvalid   = "RPKI invalid"
-	ReasonNoIRR         = "no IRR route object"
-)
-
-// importPolicy turns the registry's facts into the route server's verdict:
-// registered by the member with the registered origin, not RPKI invalid,
-// and (if required) backed by an IRR route object.
-type importPolicy struct {
-	c          registry.Checker
-	requireIRR bool
-}
-
-func (p importPolicy) Check(member uint32, prefix netip.Prefix, origin uint32) (bool, string) {
-	v := p.c.Check(member, prefix, origin)
-	switch {
-	case !v.Registered:
-		return false, ReasonNotRegistered
-	case !v.OriginMatches:
-		return false, ReasonOriginDiffers
-	case v.RPKI == rpki.Invalid:
-		return false, ReasonRPKIInvalid
-	case p.requireIRR && !v.IRR.Valid:
-		return false, ReasonNoIRR
-	}
-	return true, "RPKI " + v.RPKI.String()
-}
 
 // bgpSide is the route server wired to the registry and the book.
 type bgpSide struct {
@@ -72,7 +38,7 @@ type bgpSide struct {
 
 	mu       sync.Mutex
 	members  map[uint32]routeserver.Member // as given to the route server
-	policies map[uint32]*bart.Table[registry.Prefix]
+	policies routeserver.Policies
 	skipped  map[int64]string  // trades not delivered, and why (logged once)
 	refused  map[uint32]string // members the route server refused, and why (logged once)
 	active   int
@@ -96,7 +62,7 @@ func newBGPSide(cfg BGPConfig, log *slog.Logger, db *store.DB, reg *registry.Reg
 	rid, _ := netip.ParseAddr(cfg.RouterID)
 	b.rs, err = routeserver.New(routeserver.Config{
 		ASN: cfg.ASN, RouterID: rid, ListenAddrs: cfg.Listen, ListenPort: int32(cfg.Port),
-		Log: b.log, Checker: importPolicy{c: b.checker, requireIRR: cfg.RequireIRR},
+		Log: b.log, Checker: routeserver.ImportPolicy{Registry: b.checker, RequireIRR: cfg.RequireIRR},
 		HoldTime: cfg.HoldTime, GracefulRestartTime: cfg.GracefulRestartTime, Passive: cfg.Passive, RunIn: runIn,
 	})
 	if err != nil {
@@ -276,15 +242,7 @@ func (b *bgpSide) loadPolicies(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bgp: load prefix policies: %w", err)
 	}
-	pol := map[uint32]*bart.Table[registry.Prefix]{}
-	for _, p := range ps {
-		t := pol[p.MemberASN]
-		if t == nil {
-			t = new(bart.Table[registry.Prefix])
-			pol[p.MemberASN] = t
-		}
-		t.Insert(p.Prefix, p)
-	}
+	pol := routeserver.NewPolicies(ps)
 	b.mu.Lock()
 	b.policies = pol
 	b.mu.Unlock()
@@ -292,15 +250,14 @@ func (b *bgpSide) loadPolicies(ctx context.Context) error {
 }
 
 // SetActive implements delivery.Target: the book's active trades become
-// route server trades. A trade that cannot be delivered as booked (a party
-// no longer a member, no seller router for a family, a buyer the seller's
-// policy excludes) is delivered in part or not at all, and logged once.
+// route server trades (routeserver.FromBook); one delivered in part or not
+// at all is logged once.
 func (b *bgpSide) SetActive(ctx context.Context, trades []book.Trade) error {
 	b.mu.Lock()
 	out := make([]routeserver.Trade, 0, len(trades))
 	skipped := map[int64]string{}
 	for _, t := range trades {
-		rt, why := b.convert(t)
+		rt, why := routeserver.FromBook(t, b.members, b.policies)
 		if why != "" {
 			skipped[t.ID] = why
 		}
@@ -317,75 +274,6 @@ func (b *bgpSide) SetActive(ctx context.Context, trades []book.Trade) error {
 	b.active = len(out)
 	b.mu.Unlock()
 	return b.rs.SetActive(ctx, out)
-}
-
-// convert maps a book trade; b.mu is held.
-func (b *bgpSide) convert(t book.Trade) (*routeserver.Trade, string) {
-	if t.ID <= 0 || t.ID > math.MaxUint32 {
-		return nil, fmt.Sprintf("trade ID %d does not fit the 32-bit BGP community", t.ID)
-	}
-	seller, ok := b.members[t.SellerASN]
-	if !ok {
-		return nil, fmt.Sprintf("seller AS%d is not on the route server", t.SellerASN)
-	}
-	if _, ok := b.members[t.BuyerASN]; !ok {
-		return nil, fmt.Sprintf("buyer AS%d is not on the route server", t.BuyerASN)
-	}
-	rt := &routeserver.Trade{ID: uint64(t.ID), BuyerASN: t.BuyerASN, SellerASN: t.SellerASN}
-	for _, a := range t.SellerNextHops {
-		if !slices.Contains(seller.Addresses, a) {
-			continue
-		}
-		if a.Is4() && !rt.NextHop4.IsValid() {
-			rt.NextHop4 = a
-		}
-		if a.Is6() && !rt.NextHop6.IsValid() {
-			rt.NextHop6 = a
-		}
-	}
-	var why []string
-	pol := b.policies[t.SellerASN]
-	for _, p := range t.Prefixes {
-		nh := rt.NextHop4
-		if p.Addr().Is6() {
-			nh = rt.NextHop6
-		}
-		if !nh.IsValid() {
-			why = append(why, fmt.Sprintf("%v: seller has no router of that family on the route server", p))
-			continue
-		}
-		prepends, export := 0, false
-		if pol != nil {
-			if _, reg, ok := pol.LookupPrefixLPM(p); ok {
-				if !reg.MayBuy(t.BuyerASN) {
-					why = append(why, fmt.Sprintf("%v: AS%d is not on the seller's allow list", p, t.BuyerASN))
-					continue
-				}
-				prepends, export = reg.Prepends, reg.AllowExport
-			}
-		}
-		rt.Prefixes = append(rt.Prefixes, p)
-		if export {
-			if rt.Exportable == nil {
-				rt.Exportable = map[netip.Prefix]bool{}
-			}
-			rt.Exportable[p] = true
-		}
-		if prepends > 0 {
-			if rt.Prepends == nil {
-				rt.Prepends = map[netip.Prefix]int{}
-			}
-			rt.Prepends[p] = prepends
-		}
-	}
-	w := ""
-	if len(why) > 0 {
-		w = fmt.Sprint(why)
-	}
-	if len(rt.Prefixes) == 0 {
-		return nil, w
-	}
-	return rt, w
 }
 
 // onRoute records what members announce (claim 22) without waiting for the

@@ -20,6 +20,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
+	"github.com/bwxchange/bwx/arbiter/routeserver"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
@@ -207,9 +208,9 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 	rsc := pb.NewRouteServerServiceClient(x.operator())
 	want := map[string]string{
 		"198.51.100.0/24":   "",
-		"198.51.101.0/24":   daemon.ReasonRPKIInvalid,
-		"198.51.102.0/24":   daemon.ReasonNoIRR,
-		"203.0.113.0/24":    daemon.ReasonNotRegistered,
+		"198.51.101.0/24":   routeserver.ReasonRPKIInvalid,
+		"198.51.102.0/24":   routeserver.ReasonNoIRR,
+		"203.0.113.0/24":    routeserver.ReasonNotRegistered,
 		"2001:db8:100::/48": "",
 	}
 	eventually(t, waitBGP, "the seller's routes recorded with their verdicts", func() string {
@@ -234,14 +235,14 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 		RouteType: pb.RouteType_ROUTE_TYPE_CUSTOMER}}); err != nil {
 		t.Fatal(err)
 	}
-	want["203.0.113.0/24"] = daemon.ReasonNoIRR
+	want["203.0.113.0/24"] = routeserver.ReasonNoIRR
 	eventually(t, waitBGP, "re-checked after the registry changed", func() string {
 		resp, err := rsc.ListReceivedRoutes(ctx, &pb.ListReceivedRoutesRequest{MemberAsn: 64501})
 		if err != nil {
 			return err.Error()
 		}
 		for _, r := range resp.Routes {
-			if r.Prefix == "203.0.113.0/24" && r.Reason != daemon.ReasonNoIRR {
+			if r.Prefix == "203.0.113.0/24" && r.Reason != routeserver.ReasonNoIRR {
 				return fmt.Sprint(r)
 			}
 		}

@@ -65,6 +65,14 @@ type Option func(*options)
 
 type options struct {
 	bgpRunIn func(func() error) error
+	bookNow  func() time.Time
+}
+
+// WithBookClock runs the order book on the clock now instead of the wall
+// clock (tests that need trades made in the past: a start in the past is
+// refused, so the book's clock stands there while they are placed).
+func WithBookClock(now func() time.Time) Option {
+	return func(o *options) { o.bookNow = now }
 }
 
 // WithBGPRunIn runs the route server's event loop through runIn (see
@@ -145,7 +153,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			loop.Notify(evs)
 		}
 	}
-	if a.book, err = book.Start(context.Background(), a.db, book.Options{Notify: notify, Freshness: cfg.Quality.Freshness, MayBuy: bookCredit(settlement)}); err != nil {
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Now: o.bookNow, Notify: notify, Freshness: cfg.Quality.Freshness, MayBuy: bookCredit(settlement)}); err != nil {
 		return nil, err
 	}
 	bk := a.book

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,11 @@ type exchange struct {
 
 func startExchange(t *testing.T) *exchange {
 	t.Helper()
+	return startExchangeOpts(t)
+}
+
+func startExchangeOpts(t *testing.T, opts ...daemon.Option) *exchange {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := daemon.DefaultConfig()
 	cfg.StateDir = filepath.Join(dir, "state")
@@ -50,7 +56,7 @@ func startExchange(t *testing.T) *exchange {
 	if _, err := pki.InitCA(cfg.CADir(), "test CA", []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
-	x := &exchange{t: t, cfg: cfg, dir: dir}
+	x := &exchange{t: t, cfg: cfg, dir: dir, opts: opts}
 	x.start()
 	t.Cleanup(func() { x.arb.Close() })
 	return x
@@ -258,6 +264,9 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		"spec.delivery_end":       func(s *pb.OrderSpec) { s.DeliveryEnd = s.DeliveryStart },
 		"spec.destination":        func(s *pb.OrderSpec) { s.Destination.Kind = &pb.Destination_Prefix{Prefix: "203.0.113.0/24"} },
 		"spec.ranking":            func(s *pb.OrderSpec) { s.Ranking = pb.Ranking_RANKING_PRICE },
+		"spec.delivery_start": func(s *pb.OrderSpec) {
+			s.DeliveryStart = timestamppb.New(s.DeliveryStart.AsTime().AddDate(0, -1, 0))
+		},
 	}
 	for field, mod := range cases {
 		s := order(pb.Side_SIDE_SELL, "198.51.100.0/24", 1e9, 100, 60)
@@ -507,4 +516,68 @@ func TestOperatorCertificate(t *testing.T) {
 	}
 	_, err = pb.NewTradingServiceClient(x.dialBundle(ghost)).ListOrders(ctx, &pb.ListOrdersRequest{})
 	wantCode(t, "unregistered member's certificate", err, codes.PermissionDenied)
+}
+
+// TestTimeInTheBookThroughTheDaemon: through the API, on the book's clock,
+// a trade made from a buy that rested an hour starts at the match; a sell
+// whose start arrives while a buy that started earlier rests trades with it
+// by itself (the book is not left crossed), and both members hear of it.
+func TestTimeInTheBookThroughTheDaemon(t *testing.T) {
+	t0 := clock.Now().UTC().Truncate(time.Second)
+	var at atomic.Pointer[time.Time]
+	set := func(d time.Duration) { v := t0.Add(d); at.Store(&v) }
+	set(0)
+	x := startExchangeOpts(t, daemon.WithBookClock(func() time.Time { return *at.Load() }))
+	seller := pb.NewTradingServiceClient(x.member(64501, "192.0.2.1"))
+	buyer := pb.NewTradingServiceClient(x.member(64510, "192.0.2.10"))
+	x.addPrefix(64501, "198.51.100.0/24")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := buyer.StreamTradeEvents(ctx, &pb.StreamTradeEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at0 := func(side pb.Side, price int64, start time.Duration) *pb.OrderSpec {
+		s := order(side, "198.51.100.0/24", 1e9, price, 10)
+		s.DeliveryStart = timestamppb.New(t0.Add(start))
+		s.DeliveryEnd = timestamppb.New(t0.Add(10 * 24 * time.Hour))
+		return s
+	}
+	if _, err := buyer.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: at0(pb.Side_SIDE_BUY, 500_000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	set(time.Hour)
+	r, err := seller.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: at0(pb.Side_SIDE_SELL, 400_000, time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Trades) != 1 {
+		t.Fatalf("a sell starting now did not meet the buy resting since an hour: %v", r.Trades)
+	}
+	tr := r.Trades[0]
+	if !tr.DeliveryStart.AsTime().Equal(t0.Add(time.Hour)) || !tr.CreatedAt.AsTime().Equal(tr.DeliveryStart.AsTime()) {
+		t.Fatalf("trade made at %v starts at %v; want it to start at the match", tr.CreatedAt.AsTime(), tr.DeliveryStart.AsTime())
+	}
+	if ev := nextTradeEvent(t, "buyer", events); ev.Trade.Id != tr.Id {
+		t.Fatalf("buyer heard of trade %d, want %d", ev.Trade.Id, tr.Id)
+	}
+
+	// A sell that starts in two hours does not cover a buy starting now;
+	// when its start arrives they trade without anyone placing an order.
+	if _, err := buyer.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: at0(pb.Side_SIDE_BUY, 500_000, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = seller.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: at0(pb.Side_SIDE_SELL, 400_000, 3*time.Hour)})
+	if err != nil || len(r.Trades) != 0 {
+		t.Fatalf("a later sell traded with an earlier buy: %v %v", r.GetTrades(), err)
+	}
+	set(3 * time.Hour)
+	ev := nextTradeEvent(t, "buyer", events) // the book's expiry loop wakes it within a second
+	if !ev.Trade.DeliveryStart.AsTime().Equal(t0.Add(3*time.Hour)) || ev.Trade.PriceMicros != 500_000 {
+		t.Fatalf("woken trade %v; want it to start when the sell's start arrived, at the buy's price (it rested first)", ev.Trade)
+	}
+	open, err := buyer.ListOrders(ctx, &pb.ListOrdersRequest{OpenOnly: true})
+	if err != nil || len(open.Orders) != 0 {
+		t.Fatalf("orders left open: %v %v", open.GetOrders(), err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,7 +64,17 @@ func samples(trade uint64, role pb.ReporterRole, start time.Time, n int, bps, co
 // month, usage reported by both sides through the Usage API, a run on the
 // operator socket, and each member fetching only its own invoice over mTLS.
 func TestSettlementThroughTheDaemon(t *testing.T) {
-	x := startExchange(t)
+	// The trades are made last month: the book's clock stands there while
+	// they are placed (a start in the past is refused), then runs on.
+	last := settle.MonthOf(clock.Now().UTC()).Start.AddDate(0, -1, 0)
+	var bookAt atomic.Pointer[time.Time]
+	bookAt.Store(&last)
+	x := startExchangeOpts(t, daemon.WithBookClock(func() time.Time {
+		if at := bookAt.Load(); at != nil {
+			return *at
+		}
+		return clock.Now()
+	}))
 	a := x.member(64501, "192.0.2.1", "2001:db8:ffff::1")   // sells IPv4 to B
 	b := x.member(64510, "192.0.2.10", "2001:db8:ffff::10") // buys from A, sells IPv6 to C
 	c := x.member(64520, "192.0.2.20", "2001:db8:ffff::20") // buys from B
@@ -72,10 +83,10 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 	ctx := context.Background()
 	op := pb.NewUsageServiceClient(x.operator())
 
-	last := settle.MonthOf(clock.Now().UTC()).Start.AddDate(0, -1, 0)
 	period := last.Format("2006-01")
 	t1 := trade(t, pb.NewTradingServiceClient(a), pb.NewTradingServiceClient(b), "198.51.100.0/24", last)
 	t2 := trade(t, pb.NewTradingServiceClient(b), pb.NewTradingServiceClient(c), "2001:db8:100::/48", last)
+	bookAt.Store(nil)
 
 	// Trade 1: B sends 500M, A agrees except in one slot it sees 900M, far
 	// outside the sampling error: disputed, billed at the buyer's figure.

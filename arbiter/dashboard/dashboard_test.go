@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,13 +71,17 @@ func newFixture(t testing.TB) *fixture {
 		}
 	}
 	f := &fixture{db: db, now: clock.Now().UTC()}
-	if f.bk, err = book.Start(ctx, db, book.Options{ExpireEvery: -1}); err != nil {
+	// Delivery began last month, so last month can be settled: the book's
+	// clock stands at its start while the orders are placed (a start in
+	// the past is refused), then at now.
+	f.period = settle.MonthOf(settle.MonthOf(f.now).Start.Add(-time.Hour))
+	start, end := f.period.Start, f.now.AddDate(0, 1, 0)
+	var bookNow atomic.Pointer[time.Time]
+	bookNow.Store(&start)
+	if f.bk, err = book.Start(ctx, db, book.Options{ExpireEvery: -1, Now: func() time.Time { return *bookNow.Load() }}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.bk.Close)
-	// Delivery began last month, so last month can be settled.
-	f.period = settle.MonthOf(settle.MonthOf(f.now).Start.Add(-time.Hour))
-	start, end := f.period.Start, f.now.AddDate(0, 1, 0)
 	spec := func(side book.Side, p netip.Prefix, capacity, price int64) book.Spec {
 		proto := book.IPv4
 		if p.Addr().Is6() {
@@ -109,6 +114,7 @@ func newFixture(t testing.TB) *fixture {
 	// Resting bids nobody sells.
 	place(asA, spec(book.Buy, bid4, 500e6, 200_000))
 	place(asB, spec(book.Buy, bid4, 700e6, 220_000))
+	bookNow.Store(&f.now)
 
 	// Usage: each buyer reports its trade over the last hour; the seller too.
 	u := settle.New(db)

@@ -1,5 +1,5 @@
 // Command bwx-agent is the member's access manager: the daemon (`run`) and
-// the commands a person uses to trade by hand (order, offers, trades).
+// the commands a person uses to trade by hand (order, offers, take, trades).
 package main
 
 import (
@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port (default: arbiter.address from the config)")
 	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
 	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), creditCmd(g))
+	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), takeCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), creditCmd(g))
 	root.AddCommand(clidoc.Command(root))
 	return root
 }

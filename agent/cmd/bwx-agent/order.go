@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -370,4 +372,112 @@ func offersCmd(g *globals) *cobra.Command {
 	}
 	sf.register(c.Flags(), true)
 	return c
+}
+
+// lookupCapacity stands for "as much as the offer has" when `take` asks
+// the arbiter what an offer has available for a buy: more than any port.
+const lookupCapacity = 1_000_000_000_000_000 // 1 Pbit/s
+
+func takeCmd(g *globals) *cobra.Command {
+	sf := &specFlags{}
+	c := &cobra.Command{
+		Use:   "take OFFER-ID",
+		Short: "take one offer listed by `offers` (request for quotes): buy from it only, all or nothing",
+		Long: `take buys from one sell offer only, all or nothing: give the offer's id as
+"bwx-agent offers" listed it and the same destination, period and limits.
+Without --capacity it takes all the offer has available for the period;
+without --price, the price limit is the offer's ask. The arbiter's refusals
+(offer gone, changed, your own, a bad field) are shown as it gives them.`,
+		Example: "  bwx-agent take 42 --prefix 198.51.100.0/24 --duration 30d\n  bwx-agent take 42 --prefix 198.51.100.0/24 --duration 30d --capacity 500M --price 0.40",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return fmt.Errorf("%q is not an offer id (the OFFER column of bwx-agent offers)", args[0])
+			}
+			spec, fillCapacity, fillPrice, err := sf.takeSpec(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := takeOffer(cx, pb.NewTradingServiceClient(conn), id, spec, fillCapacity, fillPrice, sf.clientOrderID)
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return g.out.Proto(resp)
+			}
+			if err := cli.OrderTable(g.out, []*pb.Order{resp.Order}); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.out.W)
+			return cli.TradeTable(g.out, resp.Trades)
+		},
+	}
+	sf.register(c.Flags(), true)
+	return c
+}
+
+// takeSpec is the buy that takes an offer: the flags as for an order, all
+// or nothing (FOK). fillCapacity and fillPrice say that --capacity or
+// --price was not given, for the offer to fill in.
+func (s *specFlags) takeSpec(f *pflag.FlagSet) (spec *pb.OrderSpec, fillCapacity, fillPrice bool, err error) {
+	fillCapacity, fillPrice = !f.Changed("capacity"), !f.Changed("price")
+	// spec wants both: stand-ins until the offer is known.
+	if fillCapacity {
+		s.capacity = lookupCapacity
+		f.Lookup("capacity").Changed = true
+	}
+	if fillPrice {
+		s.price = 0
+		f.Lookup("price").Changed = true
+	}
+	if spec, err = s.spec(pb.Side_SIDE_BUY, f); err != nil {
+		return nil, false, false, err
+	}
+	if fillCapacity && !f.Changed("min-block") {
+		spec.MinBlockBps = 1 // the offer's block applies
+	}
+	spec.OrderType = pb.OrderType_ORDER_TYPE_FOK
+	return spec, fillCapacity, fillPrice, nil
+}
+
+// takeOffer takes offer id with the buy spec. When the capacity or the
+// price was not given (fillCapacity, fillPrice), it first asks ListOffers
+// with the same spec for the offer and takes what it has available at its
+// ask; an offer that is not listed is refused here, saying why it may be.
+// Every other refusal is the arbiter's own.
+func takeOffer(ctx context.Context, tc pb.TradingServiceClient, id uint64, spec *pb.OrderSpec, fillCapacity, fillPrice bool, clientID string) (*pb.PlaceOrderResponse, error) {
+	if fillCapacity || fillPrice {
+		q := proto.Clone(spec).(*pb.OrderSpec)
+		if fillPrice {
+			// The highest limit that the capacity asked keeps within the
+			// money type: every offer's ask is below it.
+			q.PriceMicros = math.MaxInt64 / max(q.CapacityBps/int64(units.Mbps), 1)
+		}
+		resp, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: q})
+		if err != nil {
+			return nil, err
+		}
+		var offer *pb.Offer
+		for _, o := range resp.Offers {
+			if o.OrderId == id {
+				offer = o
+			}
+		}
+		if offer == nil {
+			return nil, fmt.Errorf("offer %d is not available for this buy: it was filled, cancelled or expired, or it does not serve the destination, period, price or quality limits given (bwx-agent offers with the same flags lists what is)", id)
+		}
+		if fillCapacity {
+			spec.CapacityBps, spec.MinBlockBps = offer.AvailableBps, max(spec.MinBlockBps, offer.MinBlockBps)
+		}
+		if fillPrice {
+			spec.PriceMicros = offer.PriceMicros
+		}
+	}
+	return tc.TakeOffer(ctx, &pb.TakeOfferRequest{OfferOrderId: id, Spec: spec, ClientOrderId: clientID})
 }

@@ -1,4 +1,4 @@
-package daemon
+package routeserver
 
 import (
 	"net/netip"
@@ -12,7 +12,6 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
-	"github.com/bwxchange/bwx/arbiter/routeserver"
 )
 
 type verdictFunc func(uint32, netip.Prefix, uint32) registry.Verdict
@@ -39,7 +38,7 @@ func TestImportPolicy(t *testing.T) {
 	} {
 		v := good
 		tc.change(&v)
-		p := importPolicy{c: verdictFunc(func(uint32, netip.Prefix, uint32) registry.Verdict { return v }), requireIRR: tc.requireIRR}
+		p := ImportPolicy{Registry: verdictFunc(func(uint32, netip.Prefix, uint32) registry.Verdict { return v }), RequireIRR: tc.requireIRR}
 		ok, reason := p.Check(64501, netip.MustParsePrefix("198.51.100.0/24"), 64501)
 		if ok != tc.ok || reason != tc.reason {
 			t.Errorf("%s: got %v %q, want %v %q", tc.name, ok, reason, tc.ok, tc.reason)
@@ -47,35 +46,36 @@ func TestImportPolicy(t *testing.T) {
 	}
 }
 
-func TestConvertTrade(t *testing.T) {
+func TestFromBook(t *testing.T) {
 	a := netip.MustParseAddr
 	pf := netip.MustParsePrefix
-	b := &bgpSide{members: map[uint32]routeserver.Member{
+	members := map[uint32]Member{
 		64501: {ASN: 64501, Addresses: []netip.Addr{a("192.0.2.11"), a("2001:db8::11")}},
 		64502: {ASN: 64502, Addresses: []netip.Addr{a("192.0.2.12")}},
 		64503: {ASN: 64503, Addresses: []netip.Addr{a("192.0.2.13")}},
-	}, policies: map[uint32]*bart.Table[registry.Prefix]{}}
+	}
+	policies := Policies{}
 	pol := new(bart.Table[registry.Prefix])
 	pol.Insert(pf("198.51.100.0/22"), registry.Prefix{Prefix: pf("198.51.100.0/22"), Prepends: 2, AllowedBuyers: []uint32{64502}})
 	pol.Insert(pf("2001:db8:100::/48"), registry.Prefix{Prefix: pf("2001:db8:100::/48"), AllowExport: true})
-	b.policies[64501] = pol
+	policies[64501] = pol
 
 	tr := book.Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes:       []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
 		SellerNextHops: []netip.Addr{a("192.0.2.99"), a("192.0.2.11"), a("2001:db8::11")}}
-	got, why := b.convert(tr)
-	want := &routeserver.Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
+	got, why := FromBook(tr, members, policies)
+	want := &Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes: []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
 		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
 		Exportable: map[netip.Prefix]bool{pf("2001:db8:100::/48"): true}}
 	if !reflect.DeepEqual(got, want) || why != "" {
-		t.Fatalf("convert = %+v %q\nwant %+v", got, why, want)
+		t.Fatalf("FromBook = %+v %q\nwant %+v", got, why, want)
 	}
 
 	// The allow list excludes this buyer from the IPv4 prefix; a seller
 	// without an IPv6 next hop in the trade loses the IPv6 prefix.
 	tr.BuyerASN, tr.SellerNextHops = 64503, []netip.Addr{a("192.0.2.11")}
-	got, why = b.convert(tr)
+	got, why = FromBook(tr, members, policies)
 	if got == nil || !reflect.DeepEqual(got.Prefixes, []netip.Prefix{pf("203.0.113.0/24")}) ||
 		!strings.Contains(why, "not on the seller's allow list") || !strings.Contains(why, "no router of that family") {
 		t.Fatalf("partial: %+v %q", got, why)
@@ -89,8 +89,8 @@ func TestConvertTrade(t *testing.T) {
 		{book.Trade{ID: 1, BuyerASN: 64502, SellerASN: 64999}, "seller AS64999"},
 		{book.Trade{ID: 1, BuyerASN: 64999, SellerASN: 64501}, "buyer AS64999"},
 	} {
-		if got, why := b.convert(tc.tr); got != nil || !strings.Contains(why, tc.want) {
-			t.Errorf("convert(%+v) = %+v %q, want nil and %q", tc.tr, got, why, tc.want)
+		if got, why := FromBook(tc.tr, members, policies); got != nil || !strings.Contains(why, tc.want) {
+			t.Errorf("FromBook(%+v) = %+v %q, want nil and %q", tc.tr, got, why, tc.want)
 		}
 	}
 }
