@@ -13,9 +13,14 @@ import (
 	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
-// MinBreachProbes is the fewest probes a measurement needs for its loss
-// to count as a breach (the access manager's quality.min_probes default).
-const MinBreachProbes = 20
+// MinBreachProbes is the fewest probes a loss must count to be a breach
+// (the access manager's quality.min_probes default); BreachPoolWindow is
+// how far back a measurement with fewer pools the path's earlier ones (its
+// quality.max_age default).
+const (
+	MinBreachProbes  = 20
+	BreachPoolWindow = 15 * time.Minute
+)
 
 // DefaultMeasurementGap is how long one breaching measurement counts for
 // when no later measurement of the path says otherwise: a few probe rounds.
@@ -56,17 +61,17 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	if !lat.Valid && !jit.Valid && !loss.Valid && !hops.Valid {
 		return nil, nil
 	}
-	// Loss breaches only on a measurement of at least MinBreachProbes
-	// probes whose loss is significantly above the limit: the lower end of
-	// its 95 % interval (shared/pathscore) is above it. One lost probe of
-	// six proves nothing, nor does a loss without a probe count.
-	exceeds := func(l, j, p, h, probes int64) bool {
-		lossBad := loss.Valid && probes >= MinBreachProbes &&
-			pathscore.Figures{LossPPM: int32(p), Probes: probes}.Loss().Lo*1e6 > float64(loss.Int64)
-		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || lossBad || (hops.Valid && h > hops.Int64)
+	// Loss breaches only when significantly above the limit: the lower end
+	// of its 95 % interval (shared/pathscore) over at least MinBreachProbes
+	// probes is above it. A measurement with fewer pools the path's
+	// earlier ones, back to BreachPoolWindow, as the access manager pools
+	// its rounds; one lost probe of six proves nothing, nor does a loss
+	// without a probe count.
+	pointBad := func(l, j, h int64) bool {
+		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || (hops.Valid && h > hops.Int64)
 	}
 	ps := strings.Split(prefixes, ",")
-	args := []any{buyer, seller, store.Micros(from.Add(-q.gap())), store.Micros(to)}
+	args := []any{buyer, seller, store.Micros(from.Add(-q.gap() - BreachPoolWindow)), store.Micros(to)}
 	for _, p := range ps {
 		args = append(args, strings.TrimSpace(p))
 	}
@@ -78,22 +83,37 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	}
 	defer rows.Close()
 	type m struct {
-		prefix string
-		at     int64
-		bad    bool
+		prefix       string
+		at           int64
+		bad          bool
+		lost, probes int64
 	}
 	var ms []m
 	for rows.Next() {
 		var x m
-		var l, j, p, h, n int64
-		if err := rows.Scan(&x.prefix, &x.at, &l, &j, &p, &h, &n); err != nil {
+		var l, j, p, h int64
+		if err := rows.Scan(&x.prefix, &x.at, &l, &j, &p, &h, &x.probes); err != nil {
 			return nil, err
 		}
-		x.bad = exceeds(l, j, p, h, n)
+		x.bad = pointBad(l, j, h)
+		x.lost = pathscore.Figures{LossPPM: int32(p), Probes: x.probes}.Lost()
 		ms = append(ms, x)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	if loss.Valid {
+		window := BreachPoolWindow.Microseconds()
+		for i := range ms {
+			var lost, probes int64
+			for k := i; k >= 0 && ms[k].prefix == ms[i].prefix && ms[i].at-ms[k].at <= window && probes < MinBreachProbes; k-- {
+				lost, probes = lost+ms[k].lost, probes+ms[k].probes
+			}
+			pooled := pathscore.Figures{LossPPM: int32(lost * 1_000_000 / max(probes, 1)), Probes: probes}
+			if probes >= MinBreachProbes && pooled.Loss().Lo*1e6 > float64(loss.Int64) {
+				ms[i].bad = true
+			}
+		}
 	}
 	lo, hi, gap := store.Micros(from), store.Micros(to), q.gap().Microseconds()
 	var out []Interval

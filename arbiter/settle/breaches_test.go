@@ -51,11 +51,20 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 	measure(t, m, asA, asB, v4, at(5), 30, 0) // too slow until the good one at 15
 	measure(t, m, asA, asB, v4, at(10), 31, 0)
 	measure(t, m, asA, asB, v4, at(15), 12, 0)
-	measure(t, m, asA, asB, v6, at(12), 40, 0)               // nothing after: counts for the 5-minute gap, to 17
-	measure(t, m, asA, asB, v4, at(60), 10, 50_000)          // 5 % loss of 200 probes, then nothing: 60..65
-	measureN(t, m, asA, asB, v6, at(80), 10, 166_667, 6)     // 1 lost of 6: too few probes to prove a breach
-	measureN(t, m, asA, asB, v6, at(90), 10, 500_000, 0)     // loss without a probe count proves nothing
-	measureN(t, m, asA, asB, v6, at(100), 10, 2_000, 1000)   // 0.2 % of 1000: within the error of 0.1 %
+	measure(t, m, asA, asB, v6, at(12), 40, 0)             // nothing after: counts for the 5-minute gap, to 17
+	measure(t, m, asA, asB, v4, at(60), 10, 50_000)        // 5 % loss of 200 probes, then nothing: 60..65
+	measureN(t, m, asA, asB, v6, at(80), 10, 166_667, 6)   // 1 lost of 6: too few probes to prove a breach
+	measureN(t, m, asA, asB, v6, at(90), 10, 500_000, 0)   // loss without a probe count proves nothing
+	measureN(t, m, asA, asB, v6, at(100), 10, 2_000, 1000) // 0.2 % of 1000: within the error of 0.1 %
+	// Rounds of 5 probes, 2 lost each, pool with the path's earlier ones:
+	// the fourth round makes 20 probes (8 lost), a breach from then on.
+	for i := range 5 {
+		measureN(t, m, asA, asB, v6, at(200+i), 10, 400_000, 5)
+	}
+	// Rounds 20 minutes apart never pool: no breach, however lossy.
+	for i := range 4 {
+		measureN(t, m, asA, asB, v6, at(300+20*i), 10, 400_000, 5)
+	}
 	measure(t, m, asC, asB, v4, at(30), 90, 0)               // another member's vantage: not the buyer's traffic
 	measure(t, m, asA, asD, v4, at(40), 90, 0)               // another seller
 	measure(t, m, asA, asB, "203.0.113.0/24", at(50), 90, 0) // not a traded prefix
@@ -66,7 +75,7 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []settle.Interval{{Start: at(5), End: at(17)}, {Start: at(60), End: at(65)}}
+	want := []settle.Interval{{Start: at(5), End: at(17)}, {Start: at(60), End: at(65)}, {Start: at(203), End: at(209)}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("breaches = %v, want %v", got, want)
 	}
@@ -84,7 +93,7 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 		t.Error("an unknown trade gave no error")
 	}
 
-	// Settlement credits the breached 17 minutes on the trade's invoice line.
+	// Settlement credits the breached 23 minutes on the trade's invoice line.
 	s, err := settle.NewSettlement(l.db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return l.now }, Breaches: bs})
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +112,12 @@ func TestQualityBreachesFromTheBuyersMeasurements(t *testing.T) {
 			line = &inv.Lines[i]
 		}
 	}
-	if line == nil || line.BreachedSeconds != 17*60 || line.Credit <= 0 {
-		t.Fatalf("buyer's line = %+v, want 1020 breached seconds and a credit", line)
+	if line == nil || line.BreachedSeconds != 23*60 || line.Credit <= 0 {
+		t.Fatalf("buyer's line = %+v, want 1380 breached seconds and a credit", line)
 	}
-	// credit = C x R x B / (1e6 x P): 1 Gbps at 2.00 for 17 minutes of November.
-	if want := int64(1000 * 2_000_000 * 17 * 60 / (30 * 24 * 3600)); line.Credit != want {
+	// credit = C x R x B / (1e6 x P): 1 Gbps at 2.00 for 23 minutes of
+	// November, rounded to the nearest micro-unit.
+	if want := int64((1000*2_000_000*23*60 + 30*24*3600/2) / (30 * 24 * 3600)); line.Credit != want {
 		t.Errorf("SLA credit = %d, want %d", line.Credit, want)
 	}
 	if res.Exchange.Balance != 0 {
