@@ -527,7 +527,10 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		prefixes := via
 		if prefixes == nil {
-			prefixes = TradedPrefixes(buy.Spec, sell.Spec, sm.Routes)
+			// The sell's own resolution: a sell for a prefix inside a
+			// registered route sells that prefix (the route as registered
+			// would not be inside the sell's destination).
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, e.routesOf(sell))
 		}
 		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
 			return

@@ -471,3 +471,17 @@ func TestQualityMeets(t *testing.T) {
 		}
 	}
 }
+
+// A sell for a prefix inside the seller's registered route meets a resting
+// buy for that prefix as the buy would meet the resting sell (it did not:
+// the book stayed crossed).
+func TestSellInsideRouteMeetsRestingBuy(t *testing.T) {
+	for _, dest := range []string{"198.51.100.128/26", "198.51.100.128/25"} {
+		e := engine(t)
+		place(t, e, 64510, spec(book.Buy, "198.51.100.128/26", Gbps, 5))
+		_, tr := place(t, e, 64501, spec(book.Sell, dest, Gbps, 5))
+		if len(tr) != 1 || tr[0].Prefixes[0].String() != "198.51.100.128/26" {
+			t.Fatalf("sell %s against a resting buy for 198.51.100.128/26: %+v", dest, tr)
+		}
+	}
+}

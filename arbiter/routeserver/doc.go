@@ -35,7 +35,8 @@
 // exported); the route server reads the pre-policy Adj-RIB-In through
 // GoBGP's ADJIN watch instead, checks every route with the [Checker]
 // (registry, IRR, RPKI) and with its own sanity checks (first AS is the
-// member's, no AS_SET), keeps the verdict with its reason
+// member's, no AS_SET, next hop one of the member's own registered
+// routers: [ReasonNextHop]), keeps the verdict with its reason
 // ([Server.Received], [Server.Stats]) and reports each change through
 // [Server.OnRoute]. Only accepted routes make a trade deliverable.
 // [Server.Recheck] re-runs the Checker when registry data change; no

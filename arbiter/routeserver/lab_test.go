@@ -127,6 +127,11 @@ func TestLabImportChecksAndMaxPrefix(t *testing.T) {
 	l.checker.register(64506, "203.0.113.0/24", "203.0.113.64/26", "203.0.113.128/26")
 	l.member(64501, s1h, Member{MaxPrefixes: 100})
 	l.member(64506, gh, Member{MaxPrefixes: 2})
+	// A member announcing its own registered prefixes with the seller's
+	// router as next hop.
+	th := l.host("thief", 17)
+	l.checker.register(64507, "198.51.110.0/24", "2001:db8:110::/48")
+	l.member(64507, th, Member{})
 	l.startRS(nil)
 	var mu sync.Mutex
 	announced := map[string]bool{}
@@ -137,6 +142,8 @@ func TestLabImportChecksAndMaxPrefix(t *testing.T) {
 	})
 	l.bird(s1h, 64501, false, "198.51.100.0/24", "198.51.101.0/24", "203.0.113.0/24", "2001:db8:100::/48", "2001:db8:999::/48")
 	greedy := l.bird(gh, 64506, false, "203.0.113.0/24", "203.0.113.64/26", "203.0.113.128/26")
+	newBIRD(t, th, birdConfig{ASN: 64507, RS4: rs4, RS6: rs6, Static: []string{"198.51.110.0/24", "2001:db8:110::/48"},
+		NextHop4: s1h.Addr4(), NextHop6: s1h.Addr6()})
 
 	eventually(t, waitBGP, "seller's five routes checked", func() string {
 		if st := l.rs.Stats(64501); st.Received != 5 {
@@ -164,6 +171,21 @@ func TestLabImportChecksAndMaxPrefix(t *testing.T) {
 	st := l.rs.Stats(64501)
 	if st.Accepted != 2 || st.Reasons[reasonNotRegistered] != 2 || st.Reasons[reasonRPKIInvalid] != 1 {
 		t.Errorf("stats %+v", st)
+	}
+	eventually(t, waitBGP, "the foreign next hops rejected", func() string {
+		if st := l.rs.Stats(64507); st.Received != 2 || st.Reasons[ReasonNextHop] != 2 {
+			return fmt.Sprintf("%+v %+v", st, l.rs.Received(64507))
+		}
+		return ""
+	})
+	for _, r := range l.rs.Received(64507) {
+		nh := s1h.Addr4()
+		if r.Prefix.Addr().Is6() {
+			nh = s1h.Addr6()
+		}
+		if r.Accepted || r.Reason != ReasonNextHop || r.NextHop != nh {
+			t.Errorf("received %+v, want rejected (%s) with next hop %v", r, ReasonNextHop, nh)
+		}
 	}
 	mu.Lock()
 	for _, k := range []string{"AS64501 198.51.100.0/24 true", "AS64501 2001:db8:100::/48 true", "AS64501 198.51.101.0/24 false", "AS64501 203.0.113.0/24 false"} {

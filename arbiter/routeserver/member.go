@@ -52,6 +52,9 @@ type neighbor struct {
 	nAcc     int
 	// tradePfx holds the prefixes of trade paths with this next hop.
 	tradePfx *bart.Table[bool]
+	// routers are the member's addresses (its routes' next hops must be
+	// one of them); a change of them re-adds the member.
+	routers []netip.Addr
 	// gone, if set, is closed when the session is no longer established
 	// (Stop waits for it).
 	gone chan struct{}
@@ -140,6 +143,7 @@ func (s *Server) AddMember(ctx context.Context, m Member) error {
 			routes:   map[netip.Prefix]*ReceivedRoute{},
 			accepted: new(bart.Table[*ReceivedRoute]),
 			tradePfx: new(bart.Table[bool]),
+			routers:  m.Addresses,
 		}
 		for k := range s.keys {
 			if k.NextHop == a {

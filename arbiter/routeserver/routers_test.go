@@ -58,6 +58,9 @@ type birdConfig struct {
 	Static    []string   // prefixes it announces (unreachable static routes)
 	AddPathRx bool
 	Password  string
+	// NextHop4 and NextHop6, if set, are the next hops it announces its
+	// routes with (set by the export filter) instead of its own address.
+	NextHop4, NextHop6 netip.Addr
 }
 
 func newBIRD(t *testing.T, h *labnet.Host, cfg birdConfig) *birdRouter {
@@ -102,10 +105,10 @@ func (b *birdRouter) writeConfig() {
 	}
 	fmt.Fprintf(&w, "}\n")
 	for _, s := range []struct {
-		name      string
-		local, rs netip.Addr
-		ch        string
-	}{{"rs4", b.host.Addr4(), c.RS4, "ipv4"}, {"rs6", b.host.Addr6(), c.RS6, "ipv6"}} {
+		name          string
+		local, rs, nh netip.Addr
+		ch            string
+	}{{"rs4", b.host.Addr4(), c.RS4, c.NextHop4, "ipv4"}, {"rs6", b.host.Addr6(), c.RS6, c.NextHop6, "ipv6"}} {
 		if !s.rs.IsValid() {
 			continue
 		}
@@ -114,7 +117,11 @@ func (b *birdRouter) writeConfig() {
 		if c.Password != "" {
 			fmt.Fprintf(&w, "  password %q;\n", c.Password)
 		}
-		fmt.Fprintf(&w, "  %s { import all; export where source = RTS_STATIC;", s.ch)
+		export := "export where source = RTS_STATIC;"
+		if s.nh.IsValid() {
+			export = fmt.Sprintf("export filter { if source = RTS_STATIC then { bgp_next_hop = %s; accept; } reject; };", s.nh)
+		}
+		fmt.Fprintf(&w, "  %s { import all; %s", s.ch, export)
 		if c.AddPathRx {
 			fmt.Fprintf(&w, " add paths rx;")
 		}

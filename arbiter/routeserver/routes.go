@@ -33,6 +33,9 @@ type ReceivedRoute struct {
 	Since    time.Time    // when this version was received (UTC)
 
 	asSet bool // an AS_SET anywhere in the AS_PATH
+	// routers are the member's registered router addresses (Member.Addresses)
+	// when the route was received: a next hop must be one of them.
+	routers []netip.Addr
 }
 
 // RouteEvent reports a change of what a member announces: a route
@@ -58,6 +61,11 @@ const (
 	ReasonFirstAS = "first AS is not the member's"
 	ReasonASSet   = "AS_SET in AS_PATH"
 	ReasonNoPath  = "empty AS_PATH"
+	// ReasonNextHop: the next hop is not one of the announcing member's
+	// registered router addresses (another member's router, or none on
+	// the exchange LAN): traffic would go where that member cannot answer
+	// for it.
+	ReasonNextHop = "next hop is not the member's router"
 )
 
 // onEvent is GoBGP's watch callback (its own goroutine, events in order).
@@ -159,7 +167,7 @@ func (s *Server) onPaths(paths []*api.Path) {
 			continue
 		}
 		x.n = n
-		x.route.ASN, x.route.Neighbor = n.asn, n.addr
+		x.route.ASN, x.route.Neighbor, x.route.routers = n.asn, n.addr, n.routers
 		kept = append(kept, x)
 	}
 	in = kept
@@ -215,6 +223,8 @@ func (s *Server) judge(r *ReceivedRoute) {
 		r.Reason = ReasonFirstAS
 	case r.asSet:
 		r.Reason = ReasonASSet
+	case !slices.Contains(r.routers, r.NextHop):
+		r.Reason = ReasonNextHop
 	default:
 		r.Accepted, r.Reason = s.cfg.Checker.Check(r.ASN, r.Prefix, r.OriginAS)
 		if !r.Accepted && r.Reason == "" {

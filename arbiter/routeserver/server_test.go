@@ -106,15 +106,32 @@ func TestReceivedRoutesAreCheckedAndRecorded(t *testing.T) {
 		events = append(events, e)
 		mu.Unlock()
 	})
-	l.checker.register(64501, "198.51.100.0/24", "198.51.101.0/24")
+	l.checker.register(64501, "198.51.100.0/24", "198.51.101.0/24", "198.51.102.0/24")
 	l.checker.invalid[netip.MustParsePrefix("198.51.101.0/24")] = true
 	seller := l.member(64501, "127.0.0.2", Member{})
+	l.member(64502, "127.0.0.3", Member{}) // another member's router
 	waitEstablished(t, l.rs, waitBGP)
 
 	seller.announce("198.51.100.0/24", netip.Addr{}, 64510)
 	seller.announce("198.51.101.0/24", netip.Addr{})
 	seller.announce("203.0.113.0/24", netip.Addr{})
-	eventually(t, waitBGP, "three routes received", func() string {
+	// Its own registered prefix, with the other member's router as next hop.
+	seller.announce("198.51.102.0/24", addr("127.0.0.3"))
+	eventually(t, waitBGP, "four routes received", func() string {
+		if n := len(l.rs.Received(64501)); n != 4 {
+			return fmt.Sprintf("%d received", n)
+		}
+		return ""
+	})
+	foreign := l.rs.Received(64501)[2]
+	if foreign.Prefix.String() != "198.51.102.0/24" || foreign.Accepted || foreign.Reason != ReasonNextHop || foreign.NextHop != addr("127.0.0.3") {
+		t.Errorf("route with another member's next hop: %+v, want rejected: %s", foreign, ReasonNextHop)
+	}
+	if st := l.rs.Stats(64501); st.Reasons[ReasonNextHop] != 1 {
+		t.Errorf("stats %+v: want one %q", st, ReasonNextHop)
+	}
+	seller.withdraw("198.51.102.0/24")
+	eventually(t, waitBGP, "foreign next hop withdrawn", func() string {
 		if n := len(l.rs.Received(64501)); n != 3 {
 			return fmt.Sprintf("%d received", n)
 		}
@@ -166,11 +183,13 @@ func TestReceivedRoutesAreCheckedAndRecorded(t *testing.T) {
 	for _, e := range events {
 		lines = append(lines, fmt.Sprintf("%v accepted=%v withdrawn=%v %s", e.Prefix, e.Accepted, e.Withdrawn, e.Reason))
 	}
-	slices.Sort(lines[:3]) // one UPDATE each, but keep the test independent of batching
+	slices.Sort(lines[:4]) // one UPDATE each, but keep the test independent of batching
 	wantLines := []string{
 		"198.51.100.0/24 accepted=true withdrawn=false ",
 		"198.51.101.0/24 accepted=false withdrawn=false " + reasonRPKIInvalid,
+		"198.51.102.0/24 accepted=false withdrawn=false " + ReasonNextHop,
 		"203.0.113.0/24 accepted=false withdrawn=false " + reasonNotRegistered,
+		"198.51.102.0/24 accepted=false withdrawn=true " + ReasonNextHop,
 		"203.0.113.0/24 accepted=true withdrawn=false ",
 		"198.51.100.0/24 accepted=true withdrawn=true ",
 	}
@@ -197,25 +216,36 @@ func TestBuiltInChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := netip.MustParsePrefix("198.51.100.0/24")
+	p6 := netip.MustParsePrefix("2001:db8:100::/48")
+	c.register(64501, p6.String())
+	// The member's routers; 192.0.2.9 and 2001:db8::9 are another member's.
+	own := []netip.Addr{addr("192.0.2.2"), addr("2001:db8::2"), addr("192.0.2.3")}
 	for _, tc := range []struct {
 		r    ReceivedRoute
 		ok   bool
 		want string
 	}{
-		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510}, OriginAS: 64510}, true, ""},
-		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64999, 64501}}, false, ReasonFirstAS},
-		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510, 64511}, asSet: true}, false, ReasonASSet},
-		{ReceivedRoute{ASN: 64501, Prefix: p}, false, ReasonNoPath},
-		{ReceivedRoute{ASN: 64502, Prefix: p, ASPath: []uint32{64502}}, false, reasonNotRegistered},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510}, OriginAS: 64510, NextHop: addr("192.0.2.2")}, true, ""},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("192.0.2.3")}, true, ""},
+		{ReceivedRoute{ASN: 64501, Prefix: p6, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("2001:db8::2")}, true, ""},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64999, 64501}, NextHop: addr("192.0.2.2")}, false, ReasonFirstAS},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510, 64511}, asSet: true, NextHop: addr("192.0.2.2")}, false, ReasonASSet},
+		{ReceivedRoute{ASN: 64501, Prefix: p, NextHop: addr("192.0.2.2")}, false, ReasonNoPath},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("192.0.2.9")}, false, ReasonNextHop},
+		{ReceivedRoute{ASN: 64501, Prefix: p6, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("2001:db8::9")}, false, ReasonNextHop},
+		{ReceivedRoute{ASN: 64501, Prefix: p6, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("fe80::2")}, false, ReasonNextHop},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501}, OriginAS: 64501}, false, ReasonNextHop},
+		{ReceivedRoute{ASN: 64502, Prefix: p, ASPath: []uint32{64502}, NextHop: addr("192.0.2.2")}, false, reasonNotRegistered},
 	} {
 		r := tc.r
+		r.routers = own
 		rs.judge(&r)
 		if r.Accepted != tc.ok || r.Reason != tc.want {
 			t.Errorf("%v: accepted=%v reason=%q, want %v %q", tc.r.ASPath, r.Accepted, r.Reason, tc.ok, tc.want)
 		}
 	}
-	if c.calls != 2 {
-		t.Errorf("Checker called %d times, want 2 (only for routes passing the built-in checks)", c.calls)
+	if c.calls != 4 {
+		t.Errorf("Checker called %d times, want 4 (only for routes passing the built-in checks)", c.calls)
 	}
 }
 
