@@ -52,8 +52,3 @@ func Until(t time.Time) time.Duration { return t.Sub(Now()) }
 // FromKernel moves a time the kernel stamped (a packet's receive time)
 // onto this clock, so that it compares with Now.
 func FromKernel(t time.Time) time.Time { return t.Add(offset) }
-
-// Shifted reports whether BWX_TEST_NOW moved the clock; tests that must
-// see the real calendar (certificates checked by another process, a
-// router's log timestamps) skip with that reason.
-func Shifted() bool { return offset != 0 }
