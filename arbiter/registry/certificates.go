@@ -4,22 +4,58 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
-// Revoked reports whether the certificate with serial was revoked. It is
-// read on every authenticated call (one primary-key read), so a revocation
-// holds from the moment it commits, in every process on the database.
+// revocations is the set of revoked serials, read from the store once and
+// then kept by RevokeCertificate: authentication asks on every call, and a
+// call must cost no store read. Revocations are made only through this
+// registry (the API's operator call), so the set is complete in the
+// arbiter that holds it.
+type revocations struct {
+	mu      sync.RWMutex
+	loaded  bool
+	serials map[string]bool
+}
+
+// Revoked reports whether the certificate with serial was revoked; it holds
+// from the moment RevokeCertificate commits.
 func (r *Registry) Revoked(ctx context.Context, serial string) (bool, error) {
-	var at sql.NullInt64
-	err := r.db.QueryRowContext(ctx, "SELECT revoked_us FROM certificates WHERE serial = ?", serial).Scan(&at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+	rv := &r.revoked
+	rv.mu.RLock()
+	loaded, revoked := rv.loaded, rv.serials[serial]
+	rv.mu.RUnlock()
+	if loaded {
+		return revoked, nil
 	}
-	return at.Valid, err
+	rows, err := r.db.QueryContext(ctx, "SELECT serial FROM certificates WHERE revoked_us IS NOT NULL")
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	serials := map[string]bool{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return false, err
+		}
+		serials[s] = true
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	if !rv.loaded { // a revocation that committed meanwhile is in the store and in rv.serials
+		for s := range rv.serials {
+			serials[s] = true
+		}
+		rv.serials, rv.loaded = serials, true
+	}
+	return rv.serials[serial], nil
 }
 
 // RevokeCertificate revokes the certificate with serial from now on and
@@ -45,7 +81,16 @@ func (r *Registry) RevokeCertificate(ctx context.Context, serial string) (Certif
 		c = cs[0]
 		return nil
 	})
-	return c, err
+	if err != nil {
+		return Certificate{}, err
+	}
+	r.revoked.mu.Lock()
+	if r.revoked.serials == nil {
+		r.revoked.serials = map[string]bool{}
+	}
+	r.revoked.serials[serial] = true
+	r.revoked.mu.Unlock()
+	return c, nil
 }
 
 // Certificates lists the certificates recorded for member asn (0: all,

@@ -212,9 +212,10 @@ func ParsePrefix(field, s string) (netip.Prefix, error) {
 
 // Registry reads and writes the registry tables.
 type Registry struct {
-	db  *store.DB
-	now func() time.Time
-	ids *IDs
+	db      *store.DB
+	now     func() time.Time
+	ids     *IDs
+	revoked revocations
 }
 
 // New returns a registry over db.
