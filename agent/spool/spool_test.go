@@ -249,6 +249,7 @@ func killHelper(path string) {
 func TestPutSurvivesKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 	cmd.Env = append(os.Environ(), killEnv+"="+path)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

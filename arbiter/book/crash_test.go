@@ -113,6 +113,7 @@ func TestCrashKeepsEveryAcknowledgedOrder(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		path := filepath.Join(t.TempDir(), "crash.db")
 		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 		cmd.Env = append(os.Environ(), crashEnv+"="+path)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +149,7 @@ func newSpeaker(t testing.TB, asn uint32, addr, rs netip.Addr, rsPort int, addPa
 	t.Helper()
 	cfg, _ := json.Marshal(speakerConfig{ASN: asn, Addr: addr, RS: rs, RSPort: rsPort, AddPath: addPath})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 	cmd.Env = append(os.Environ(), speakerEnv+"="+string(cfg))
 	cmd.Stderr = tWriter{t}
 	stdin, err := cmd.StdinPipe()
@@ -258,6 +260,7 @@ func spawn(name string) chan childResult {
 	ch := make(chan childResult, 1)
 	go func() {
 		cmd := exec.Command(os.Args[0], args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 		cmd.Env = append(os.Environ(), isolateEnv+"="+name)
 		out, err := cmd.CombinedOutput()
 		ch <- childResult{out, err}

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -372,6 +373,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	l.db.Close()
 
 	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,7 @@ func TestRemoveStale(t *testing.T) {
 	defer live.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 	cmd.Env = append(os.Environ(), "LABNET_STALE_HELPER=1", "LABNET_STALE_LOG="+filepath.Join(t.TempDir(), "log"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()

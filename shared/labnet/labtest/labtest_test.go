@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bwxchange/bwx/shared/labnet"
@@ -70,6 +71,7 @@ func TestCleanupWhenTestFails(t *testing.T) {
 		t.Skip(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFailingTest$", "-test.v")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
 	cmd.Env = append(os.Environ(), "LABTEST_FAILING_HELPER="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "induced failure") {
