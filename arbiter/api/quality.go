@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -31,10 +32,10 @@ type QualityServer struct {
 	Stopping <-chan struct{}
 	// Log receives breach reports (nil: slog.Default()).
 	Log *slog.Logger
-	// Trades finds a member's trades, to check that a breach is reported
+	// Trades finds a trade of a member, to check that a breach is reported
 	// by the trade's buyer, about its seller and prefixes.
 	Trades interface {
-		Trades(ctx context.Context, asn uint32, activeOnly bool) ([]book.Trade, error)
+		Trade(ctx context.Context, asn uint32, id int64) (book.Trade, error)
 	}
 	now func() time.Time
 }
@@ -240,14 +241,11 @@ func (s *QualityServer) breachParty(ctx context.Context, asn uint32, id uint64, 
 	if s.Trades == nil {
 		return nil
 	}
-	ts, err := s.Trades.Trades(ctx, asn, false)
-	if err != nil {
+	t, err := s.Trades.Trade(ctx, asn, int64(id))
+	if err != nil && !errors.Is(err, book.ErrNotFound) {
 		return toStatus(err)
 	}
-	for _, t := range ts {
-		if uint64(t.ID) != id || t.BuyerASN != asn {
-			continue
-		}
+	if err == nil && t.BuyerASN == asn {
 		if t.SellerASN != seller {
 			return invalidArg("seller_asn", "trade %d's seller is AS%d, not AS%d", id, t.SellerASN, seller)
 		}

@@ -84,12 +84,11 @@ func TestReportBreach(t *testing.T) {
 
 type fakeTrades []book.Trade
 
-func (f fakeTrades) Trades(_ context.Context, asn uint32, _ bool) ([]book.Trade, error) {
-	var out []book.Trade
+func (f fakeTrades) Trade(_ context.Context, asn uint32, id int64) (book.Trade, error) {
 	for _, t := range f {
-		if t.BuyerASN == asn || t.SellerASN == asn {
-			out = append(out, t)
+		if t.ID == id && (t.BuyerASN == asn || t.SellerASN == asn) {
+			return t, nil
 		}
 	}
-	return out, nil
+	return book.Trade{}, book.ErrNotFound
 }

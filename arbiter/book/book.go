@@ -703,6 +703,19 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 	return queryTrades(ctx, b.db, q+" ORDER BY t.id", args...)
 }
 
+// Trade returns trade id if asn is a party to it (the operator, 0: any);
+// ErrNotFound otherwise, the same for "no such trade" and "not yours".
+func (b *Book) Trade(ctx context.Context, asn uint32, id int64) (Trade, error) {
+	ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)", id, asn, asn, asn)
+	if err != nil {
+		return Trade{}, err
+	}
+	if len(ts) == 0 {
+		return Trade{}, ErrNotFound
+	}
+	return ts[0], nil
+}
+
 // Unended returns every trade not cancelled whose delivery ends after now:
 // the running and the scheduled ones (what the route server must know of),
 // without reading the whole trade history.

@@ -394,3 +394,29 @@ func TestOrdersExpireAtDeliveryEnd(t *testing.T) {
 		t.Fatalf("cancel of an expired order: %v", err)
 	}
 }
+
+// Trade finds one trade for its parties and the operator, and for nobody
+// else: the same ErrNotFound as an unknown id.
+func TestTradeForItsParties(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5_000_000), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, trades, err := f.book.Place(ctx, buyer, spec(book.Buy, "198.51.100.0/24", Gbps, 7_000_000), "")
+	if err != nil || len(trades) != 1 {
+		t.Fatalf("trade: %v %v", trades, err)
+	}
+	id := trades[0].ID
+	for _, asn := range []uint32{buyer, seller, 0} {
+		if tr, err := f.book.Trade(ctx, asn, id); err != nil || tr.ID != id || tr.BuyerASN != buyer {
+			t.Errorf("AS%d: %+v, %v", asn, tr, err)
+		}
+	}
+	if _, err := f.book.Trade(ctx, 64999, id); !errors.Is(err, book.ErrNotFound) {
+		t.Errorf("a stranger: %v, want ErrNotFound", err)
+	}
+	if _, err := f.book.Trade(ctx, buyer, id+1); !errors.Is(err, book.ErrNotFound) {
+		t.Errorf("unknown trade: %v, want ErrNotFound", err)
+	}
+}
