@@ -105,6 +105,21 @@ func (x *exchange) member(asn uint32, routers ...string) *grpc.ClientConn {
 	return x.dialBundle(path)
 }
 
+// caBundle writes a certificate bundle for id made from the CA's files
+// (as an operator bundle is), to file name.pem, and returns its path.
+func (x *exchange) caBundle(id pki.Identity, name string) string {
+	x.t.Helper()
+	ca, err := pki.LoadCA(x.cfg.CADir())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	path := filepath.Join(x.dir, name+".pem")
+	if err := pki.IssueBundle(ca, id, path); err != nil {
+		x.t.Fatal(err)
+	}
+	return path
+}
+
 func (x *exchange) dialBundle(path string) *grpc.ClientConn {
 	x.t.Helper()
 	b, err := pki.LoadBundle(path)
@@ -491,14 +506,7 @@ func TestReflectionListsServices(t *testing.T) {
 func TestOperatorCertificate(t *testing.T) {
 	x := startExchange(t)
 	member := x.member(64501, "192.0.2.1")
-	ca, err := pki.LoadCA(x.cfg.CADir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := filepath.Join(x.dir, "alice.pem")
-	if err := pki.IssueBundle(ca, pki.OperatorIdentity("alice"), op); err != nil {
-		t.Fatal(err)
-	}
+	op := x.caBundle(pki.OperatorIdentity("alice"), "alice")
 	ctx := context.Background()
 	ms, err := pb.NewRegistryServiceClient(x.dialBundle(op)).ListMembers(ctx, &pb.ListMembersRequest{})
 	if err != nil || len(ms.Members) != 1 {
@@ -510,10 +518,7 @@ func TestOperatorCertificate(t *testing.T) {
 	_, err = pb.NewTradingServiceClient(x.dialBundle(op)).PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: order(pb.Side_SIDE_BUY, "198.51.100.0/24", 1e9, 1, 1)})
 	wantCode(t, "operator places an order", err, codes.PermissionDenied)
 	// A certificate for a member that is not registered is refused.
-	ghost := filepath.Join(x.dir, "ghost.pem")
-	if err := pki.IssueBundle(ca, pki.MemberIdentity(65000), ghost); err != nil {
-		t.Fatal(err)
-	}
+	ghost := x.caBundle(pki.MemberIdentity(65000), "ghost")
 	_, err = pb.NewTradingServiceClient(x.dialBundle(ghost)).ListOrders(ctx, &pb.ListOrdersRequest{})
 	wantCode(t, "unregistered member's certificate", err, codes.PermissionDenied)
 }

@@ -85,14 +85,7 @@ func TestRevokedCertificateRefusedAtOnce(t *testing.T) {
 	}
 
 	// An operator bundle made from the CA's files can be revoked too.
-	ca, err := pki.LoadCA(x.cfg.CADir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPath := filepath.Join(x.dir, "operator.pem")
-	if err := pki.IssueBundle(ca, pki.OperatorIdentity("alice"), opPath); err != nil {
-		t.Fatal(err)
-	}
+	opPath := x.caBundle(pki.OperatorIdentity("alice"), "alice")
 	remote := pb.NewRegistryServiceClient(x.dialBundle(opPath))
 	if _, err := remote.ListMembers(ctx, &pb.ListMembersRequest{}); err != nil {
 		t.Fatalf("operator bundle: %v", err)

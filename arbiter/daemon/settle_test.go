@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,14 +214,7 @@ func TestSettlementThroughTheDaemon(t *testing.T) {
 		t.Errorf("members' net %d + fee income %d != 0", sum, ex.FeeIncomeMicros)
 	}
 	// An operator certificate over TLS is the operator too.
-	ca, err := pki.LoadCA(x.cfg.CADir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPath := filepath.Join(x.dir, "operator.pem")
-	if err := pki.IssueBundle(ca, pki.OperatorIdentity("alice"), opPath); err != nil {
-		t.Fatal(err)
-	}
+	opPath := x.caBundle(pki.OperatorIdentity("alice"), "alice")
 	remote := pb.NewUsageServiceClient(x.dialBundle(opPath))
 	if r, err := remote.ListInvoices(ctx, &pb.ListInvoicesRequest{MemberAsn: 64501}); err != nil || len(r.Invoices) != 1 || r.Invoices[0].MemberAsn != 64501 {
 		t.Errorf("operator certificate lists AS64501's invoices: %v %v", err, r)
