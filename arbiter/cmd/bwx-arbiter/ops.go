@@ -244,7 +244,7 @@ func memberCmd(g *globals) *cobra.Command {
 			for _, c := range resp.Certificates {
 				rows = append(rows, certRow(c))
 			}
-			return g.out.Table([]string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}, rows)
+			return g.out.Table(certHeader, rows)
 		},
 	}
 	revoke := &cobra.Command{
@@ -268,13 +268,16 @@ sign (an operator bundle made from the CA's files) is recorded as revoked.`,
 			if g.out.JSON() {
 				return g.out.Proto(c)
 			}
-			return g.out.Table([]string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}, [][]string{certRow(c)})
+			return g.out.Table(certHeader, [][]string{certRow(c)})
 		},
 	}
 	c.AddCommand(add, cert, list, certs, revoke)
 	return c
 }
 
+var certHeader = []string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}
+
+// certRow is a certificate under certHeader.
 func certRow(c *pb.CertificateInfo) []string {
 	member, notAfter, state := "-", "-", "valid"
 	if c.MemberAsn != 0 {
