@@ -61,12 +61,6 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	if !lat.Valid && !jit.Valid && !loss.Valid && !hops.Valid {
 		return nil, nil
 	}
-	// Loss breaches only when significantly above the limit: the lower end
-	// of its 95 % interval (shared/pathscore) over at least MinBreachProbes
-	// probes is above it. A measurement with fewer pools the path's
-	// earlier ones, back to BreachPoolWindow, as the access manager pools
-	// its rounds; one lost probe of six proves nothing, nor does a loss
-	// without a probe count.
 	pointBad := func(l, j, h int64) bool {
 		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || (hops.Valid && h > hops.Int64)
 	}
@@ -102,6 +96,12 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// Loss breaches only when significantly above the limit: the lower end
+	// of its 95 % interval (shared/pathscore) over at least MinBreachProbes
+	// probes is above it. A measurement with fewer pools the path's
+	// earlier ones, back to BreachPoolWindow, as the access manager pools
+	// its rounds; one lost probe of six proves nothing, nor does a loss
+	// without a probe count.
 	if loss.Valid {
 		window := BreachPoolWindow.Microseconds()
 		for i := range ms {
