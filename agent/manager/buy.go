@@ -227,9 +227,6 @@ func (s *step) take(d Decision, c candidate, start, end time.Time) {
 	d.MonthlyMicros = c.monthly
 	d.Budget = int64(m.pol.Buy.Budget)
 	d.Chosen = &c.q
-	if d.Compared == "" && d.Current != nil {
-		d.Compared = pathscore.Explain(c.q.figures(), d.Current.figures())
-	}
 	d.Intents = []Intent{{Type: TakeOffer, ClientOrderID: id, OfferOrderID: c.offer.OrderID, Seller: c.offer.Seller,
 		Prefix: d.Prefix, CapacityBps: c.size, MinBlockBps: c.offer.MinBlockBps, PriceMicros: c.offer.PriceMicros,
 		Limits: lim, Start: start, End: end}}
