@@ -146,12 +146,14 @@ func (s *step) rank(cs []candidate) {
 
 // gain is what a path gains over the current one: each figure's point
 // difference and its 95 % margin, counted toward a threshold only when
-// significant; compared says which comparison decided.
+// significant; compared says which comparison decided, lossier whether
+// the path's loss is significantly higher than the current one's.
 type gain struct {
 	latencyUs, latencyMarginUs int64
 	lossPPM, lossMarginPPM     int32
 	saving                     int64 // per month
 	compared                   string
+	lossier                    bool
 }
 
 // improves tells whether going from cur (nil: unmeasured) at curPrice to q
@@ -168,7 +170,7 @@ func (s *step) improves(cur *Quality, curPrice int64, q Quality, price, size int
 		pg := pathscore.GainOf(c, n)
 		g.latencyUs, g.latencyMarginUs, g.lossPPM, g.lossMarginPPM = pg.LatencyUs, pg.LatencyMarginUs, pg.LossPPM, pg.LossMarginPPM
 		g.compared = pathscore.Explain(n, c)
-		if pathscore.Worse(pathscore.Loss, n, c) {
+		if g.lossier = pathscore.Worse(pathscore.Loss, n, c); g.lossier {
 			g.compared = "never: " + g.compared
 			return g, false
 		}
@@ -227,9 +229,6 @@ func (s *step) take(d Decision, c candidate, start, end time.Time) {
 	d.MonthlyMicros = c.monthly
 	d.Budget = int64(m.pol.Buy.Budget)
 	d.Chosen = &c.q
-	if d.Compared == "" && d.Current != nil {
-		d.Compared = pathscore.Explain(c.q.figures(), d.Current.figures())
-	}
 	d.Intents = []Intent{{Type: TakeOffer, ClientOrderID: id, OfferOrderID: c.offer.OrderID, Seller: c.offer.Seller,
 		Prefix: d.Prefix, CapacityBps: c.size, MinBlockBps: c.offer.MinBlockBps, PriceMicros: c.offer.PriceMicros,
 		Limits: lim, Start: start, End: end}}
@@ -440,7 +439,7 @@ func (s *step) buys() {
 				pick, g = &cs[i], gg
 				break
 			}
-			if cur != nil && pathscore.Worse(pathscore.Loss, cs[i].q.figures(), cur.figures()) {
+			if gg.lossier {
 				lossier++
 			}
 		}

@@ -79,13 +79,31 @@ func maxPerHour(ts []time.Time) int {
 	return most
 }
 
-func TestNoisyDayDoesNotFlap(t *testing.T) {
+// noisyPolicy buys by performance for 2-hour terms, with 50 % hysteresis,
+// 6-hour hold-downs and at most 2 changes an hour.
+func noisyPolicy() Policy {
 	p := testPolicy()
 	p.Quality.Rounds = 3
 	p.Buy.Ranking = ByPerformance
 	p.Buy.Term = 2 * time.Hour
 	p.Buy.RenewBefore = 30 * time.Minute
 	p.Stability = StabilityPolicy{Hysteresis: 50, RebuyHoldDown: 6 * time.Hour, SwitchHoldDown: 6 * time.Hour, MaxChangesPerHour: 2}
+	return p
+}
+
+// checkBounds checks a noisy day's changes against the stability bounds.
+// Per destination: the first buy, a switch at most every 6 h, a rebuy at
+// most every 6 h after a lapse; at most perHour an hour.
+func checkBounds(t *testing.T, seed uint64, changes []time.Time, perHour int) {
+	t.Helper()
+	limit := 2 * (1 + 24/6)
+	if len(changes) > limit || maxPerHour(changes) > perHour {
+		t.Errorf("seed %d: %d changes (at most %d), %d in one hour (cap %d)", seed, len(changes), limit, maxPerHour(changes), perHour)
+	}
+}
+
+func TestNoisyDayDoesNotFlap(t *testing.T) {
+	p := noisyPolicy()
 	// Without hysteresis, hold-downs and a real cap the same noise makes
 	// the manager flap: the test could fail.
 	loose := p
@@ -99,12 +117,7 @@ func TestNoisyDayDoesNotFlap(t *testing.T) {
 		if len(changes) > before[seed] {
 			t.Errorf("seed %d: %d changes, %d before the path score", seed, len(changes), before[seed])
 		}
-		// Per destination: the first buy, a switch at most every 6 h, a
-		// rebuy at most every 6 h after a lapse; at most 2 an hour.
-		limit := 2 * (1 + 24/6)
-		if len(changes) > limit || maxPerHour(changes) > p.Stability.MaxChangesPerHour {
-			t.Errorf("seed %d: %d changes (at most %d), %d in one hour (cap %d)", seed, len(changes), limit, maxPerHour(changes), p.Stability.MaxChangesPerHour)
-		}
+		checkBounds(t, seed, changes, p.Stability.MaxChangesPerHour)
 		if len(changes) == 0 || renewals == 0 {
 			t.Errorf("seed %d: %d changes, %d renewals: the simulation bought nothing", seed, len(changes), renewals)
 		}
@@ -124,18 +137,11 @@ func TestNoisyDayDoesNotFlap(t *testing.T) {
 // intervals, and that counts as a real difference; hysteresis and the
 // hold-downs bound what such rare false differences can do.)
 func TestNoisyLossAddsNoChanges(t *testing.T) {
-	p := testPolicy()
-	p.Quality.Rounds = 3
-	p.Buy.Ranking = ByPerformance
-	p.Buy.Term = 2 * time.Hour
-	p.Buy.RenewBefore = 30 * time.Minute
-	p.Stability = StabilityPolicy{Hysteresis: 50, RebuyHoldDown: 6 * time.Hour, SwitchHoldDown: 6 * time.Hour, MaxChangesPerHour: 2}
+	p := noisyPolicy()
 	for seed := range uint64(5) {
 		clean, _ := day(t, p, seed)
 		changes, renewals, moves := lossyDay(t, p, seed, true)
-		if limit := 2 * (1 + 24/6); len(changes) > limit || maxPerHour(changes) > p.Stability.MaxChangesPerHour {
-			t.Errorf("seed %d: %d changes (at most %d), %d in one hour (cap %d)", seed, len(changes), limit, maxPerHour(changes), p.Stability.MaxChangesPerHour)
-		}
+		checkBounds(t, seed, changes, p.Stability.MaxChangesPerHour)
 		for _, d := range moves {
 			if d.Current != nil && pathscore.Worse(pathscore.Loss, d.Chosen.figures(), d.Current.figures()) {
 				t.Errorf("seed %d: moved to a significantly lossier path: %s", seed, d)

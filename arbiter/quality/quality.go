@@ -14,6 +14,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // Measurement is one reported probe result.
@@ -262,7 +263,7 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 	c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
 	if minProbes.Int64 > 0 {
 		c.Probes = probes.Int64
-		c.LossDispersion = dispersion(int64(c.Samples), float64(c.Probes), lostPPM.Float64/1e6, lost2PPM.Float64/1e12)
+		c.LossDispersion = pathscore.DispersionOfSums(int64(c.Samples), float64(c.Probes), lostPPM.Float64/1e6, lost2PPM.Float64/1e12)
 	}
 	c.LatencyErrUs, c.JitterErrUs = stdErr(answered, lat.Float64, lat2.Float64), stdErr(answered, jit.Float64, jit2.Float64)
 	if answered == 1 {
@@ -272,18 +273,6 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 	}
 	c.Vantage = vantage
 	return &c, oldest.Int64, nil
-}
-
-// dispersion is the quasi-binomial dispersion of the loss over rows
-// measurements that sent n probes and lost k, with s the sum of each
-// one's lost squared over its sent (pathscore.Dispersion from sums:
-// Pearson's chi-square is (s - pk) / (p(1-p)) with p = k/n), at least 1.
-func dispersion(rows int64, n, k, s float64) float64 {
-	if rows < 2 || n <= 0 || k <= 0 || k >= n {
-		return 1
-	}
-	p := k / n
-	return max(1, (s-p*k)/(p*(1-p))/float64(rows-1))
 }
 
 // stdErr is the standard error of the mean of n values with mean m and

@@ -368,25 +368,32 @@ func TestPathQualityPrefersTheVantage(t *testing.T) {
 	}
 }
 
+// reportCell reports ms from the reporter and returns the reporter's cell
+// of via toward 198.51.100.0/24 over the last hour.
+func (f *fixture) reportCell(t *testing.T, ms ...Measurement) *Cell {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := f.mx.Report(ctx, reporter, ms); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, now.Add(-time.Hour))
+	if err != nil || c == nil {
+		t.Fatalf("%+v %v", c, err)
+	}
+	return c
+}
+
 // A cell carries what the path score needs: the probes its loss counts
 // and the standard errors of its means.
 func TestPathQualityCarriesItsSamples(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	p1 := netip.MustParsePrefix("198.51.100.0/24")
 	var ms []Measurement
 	for i, lat := range []int64{10_000, 12_000, 14_000} {
 		x := meas(string(rune('a' + i)))
 		x.LatencyUs, x.JitterUs, x.ProbesSent = lat, 500*int64(i+1), 20
 		ms = append(ms, x)
 	}
-	if _, _, err := f.mx.Report(ctx, reporter, ms); err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{p1}, now.Add(-time.Hour))
-	if err != nil || c == nil {
-		t.Fatalf("%+v %v", c, err)
-	}
+	c := f.reportCell(t, ms...)
 	// Latency 10, 12, 14 ms: standard deviation 2 ms, standard error
 	// 2/sqrt(3) = 1.155 ms; jitter 0.5, 1, 1.5 ms: 0.289 ms.
 	if c.Samples != 3 || c.Probes != 60 || c.LatencyUs != 12_000 || c.LatencyErrUs != 1155 || c.JitterErrUs != 289 {
@@ -396,32 +403,21 @@ func TestPathQualityCarriesItsSamples(t *testing.T) {
 	// loss's sample size unknown.
 	x := meas("z")
 	x.ProbesSent = 0
-	if _, _, err := f.mx.Report(ctx, reporter, []Measurement{x}); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{p1}, now.Add(-time.Hour)); err != nil || c == nil || c.Probes != 0 {
-		t.Fatalf("cell with an unknown probe count: %+v %v", c, err)
+	if c := f.reportCell(t, x); c.Probes != 0 {
+		t.Fatalf("cell with an unknown probe count: %+v", c)
 	}
 }
 
 // The cell's loss dispersion is pathscore.Dispersion over its measurements.
 func TestPathQualityLossDispersion(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	p1 := netip.MustParsePrefix("198.51.100.0/24")
 	var ms []Measurement
 	for i, loss := range []int32{0, 0, 500_000} {
 		x := meas(string(rune('a' + i)))
 		x.LossPPM, x.ProbesSent = loss, 20
 		ms = append(ms, x)
 	}
-	if _, _, err := f.mx.Report(ctx, reporter, ms); err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.mx.PathQuality(ctx, reporter, via, []netip.Prefix{p1}, now.Add(-time.Hour))
-	if err != nil || c == nil {
-		t.Fatalf("%+v %v", c, err)
-	}
+	c := f.reportCell(t, ms...)
 	want := pathscore.Dispersion([]int64{20, 20, 20}, []int64{0, 0, 10})
 	if want <= 1 || math.Abs(c.LossDispersion-want) > 1e-9 {
 		t.Fatalf("dispersion %v, want %v", c.LossDispersion, want)

@@ -64,28 +64,30 @@ type Figures struct {
 // sent sent[i] probes and lost lost[i]: Pearson's chi-square over its
 // degrees of freedom, at least 1 (1 for fewer than two rounds).
 func Dispersion(sent, lost []int64) float64 {
-	var n, k int64
-	rounds := 0
+	var rounds int64
+	var n, k, s float64
 	for i := range sent {
 		if sent[i] > 0 {
-			n += sent[i]
-			k += lost[i]
 			rounds++
+			n += float64(sent[i])
+			k += float64(lost[i])
+			s += float64(lost[i]) * float64(lost[i]) / float64(sent[i])
 		}
 	}
-	if rounds < 2 || k == 0 || k == n {
+	return DispersionOfSums(rounds, n, k, s)
+}
+
+// DispersionOfSums is Dispersion from sums over the rounds (what a store
+// can aggregate): rounds rounds sent n probes and lost k, and s is the
+// sum of each round's lost squared over its sent. Pearson's chi-square is
+// (s - pk) / (p(1-p)) with p = k/n; 1 for fewer than two rounds, no loss
+// or total loss.
+func DispersionOfSums(rounds int64, n, k, s float64) float64 {
+	if rounds < 2 || n <= 0 || k <= 0 || k >= n {
 		return 1
 	}
-	p := float64(k) / float64(n)
-	var chi2 float64
-	for i := range sent {
-		if sent[i] > 0 {
-			e := float64(sent[i]) * p
-			d := float64(lost[i]) - e
-			chi2 += d * d / (e * (1 - p))
-		}
-	}
-	return max(1, chi2/float64(rounds-1))
+	p := k / n
+	return max(1, (s-p*k)/(p*(1-p))/float64(rounds-1))
 }
 
 // Interval is a 95 % confidence interval.
