@@ -244,13 +244,18 @@ func sameTrade(a, b *Trade) bool {
 }
 
 // EndTrade ends a known trade at the given time (an ended or cancelled
-// event), if it ends later.
-func (c *Checker) EndTrade(id uint64, at time.Time) {
+// event), if it ends later. It reports whether it did: otherwise no
+// verdict changes (a trade of another member or unknown, or one that ends
+// by then anyway, whose end the Report's Recheck already covers).
+func (c *Checker) EndTrade(id uint64, at time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t := c.trades[id]; t != nil && at.Before(t.End) {
-		t.End = at
+	t := c.trades[id]
+	if t == nil || !at.Before(t.End) {
+		return false
 	}
+	t.End = at
+	return true
 }
 
 // Loaded tells whether a full trade list was set.
