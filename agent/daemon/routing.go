@@ -299,7 +299,9 @@ func (r *Routing) TradeEvent(ev *pb.TradeEvent) {
 		if ev.Time != nil {
 			at = ev.Time.AsTime()
 		}
-		r.check.EndTrade(t.Id, at)
+		if !r.check.EndTrade(t.Id, at) {
+			return
+		}
 	default:
 		return
 	}

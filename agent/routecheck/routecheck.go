@@ -244,13 +244,18 @@ func sameTrade(a, b *Trade) bool {
 }
 
 // EndTrade ends a known trade at the given time (an ended or cancelled
-// event), if it ends later.
-func (c *Checker) EndTrade(id uint64, at time.Time) {
+// event), if it ends later. It reports whether it did: otherwise no
+// verdict changes (a trade of another member or unknown, or one that ends
+// by then anyway, whose end the Report's Recheck already covers).
+func (c *Checker) EndTrade(id uint64, at time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t := c.trades[id]; t != nil && at.Before(t.End) {
-		t.End = at
+	t := c.trades[id]
+	if t == nil || !at.Before(t.End) {
+		return false
 	}
+	t.End = at
+	return true
 }
 
 // Loaded tells whether a full trade list was set.
@@ -305,7 +310,9 @@ func (c *Checker) Check(paths []Path) Report {
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
 	rep := Report{Verdicts: make([]Verdict, len(paths))}
-	present := make(map[pathKey]bool, len(paths))
+	// seen is rebuilt from the paths given: a path missing from them is
+	// forgotten.
+	seen := make(map[pathKey]time.Time, len(paths))
 	refused := make(map[pathKey]Reason)
 	c.pending = 0
 	logged := 0 // refusals logged by this Check
@@ -316,12 +323,11 @@ func (c *Checker) Check(paths []Path) Report {
 	}
 	for i, p := range paths {
 		k := pathKey{p.Prefix, p.NextHop}
-		present[k] = true
 		first, ok := c.seen[k]
 		if !ok {
 			first = now
-			c.seen[k] = now
 		}
+		seen[k] = first
 		v := c.judgeLocked(p, now)
 		if v.State == Pending {
 			// Held for the grace period, or until a trade list is known.
@@ -357,21 +363,16 @@ func (c *Checker) Check(paths []Path) Report {
 	if logged > maxLogged {
 		c.cfg.Log.Warn("more routes from the route server refused: not installed (bwx-agent status lists them)", "not_logged", logged-maxLogged)
 	}
-	for k := range c.seen {
-		if !present[k] {
-			delete(c.seen, k)
-		}
-	}
 	for k, was := range c.refused {
 		if _, still := refused[k]; !still {
 			how := "withdrawn"
-			if present[k] {
+			if _, present := seen[k]; present {
 				how = "now justified by a trade"
 			}
 			c.cfg.Log.Info("route from the route server no longer refused", "prefix", k.prefix, "next_hop", k.nextHop, "was", string(was), "how", how)
 		}
 	}
-	c.refused = refused
+	c.seen, c.refused = seen, refused
 	// Trades starting or ending change verdicts by themselves.
 	for _, t := range c.trades {
 		later(t.Start.Add(-c.cfg.Grace))

@@ -278,8 +278,14 @@ func TestTradeChangesOverTime(t *testing.T) {
 	if rep.Verdicts[0].State != Accepted || !rep.Recheck.Equal(t0.Add(2*time.Minute+grace)) {
 		t.Fatalf("at the start: %+v, recheck %v", rep.Verdicts[0], rep.Recheck)
 	}
-	// An ended event ends it early.
-	ck.EndTrade(1, clk.Now().Add(-time.Hour))
+	// An ended event ends it early; one for a trade unknown, or at or
+	// after its end, changes nothing.
+	if ck.EndTrade(6, clk.Now()) || ck.EndTrade(1, t0.Add(time.Hour)) {
+		t.Fatal("an ended event that ends nothing earlier reported a change")
+	}
+	if !ck.EndTrade(1, clk.Now().Add(-time.Hour)) {
+		t.Fatal("an ended event that ends the trade early reported no change")
+	}
 	if v := ck.Check([]Path{p}).Verdicts[0]; v.State != Refused || v.Reason != ReasonInactive {
 		t.Fatalf("after an ended event: %+v", v)
 	}
