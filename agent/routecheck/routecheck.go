@@ -235,7 +235,10 @@ func (c *Checker) AddTrade(t Trade) bool {
 		return false
 	}
 	c.reindexLocked()
-	return c.pending > 0 || len(c.refused) > 0 || (old != nil && !sameTrade(old, c.trades[t.ID]))
+	// The new version may be pruned at once (it ended long ago): a known
+	// trade that is gone changes verdicts too.
+	cur := c.trades[t.ID]
+	return c.pending > 0 || len(c.refused) > 0 || (old != nil && (cur == nil || !sameTrade(old, cur)))
 }
 
 func sameTrade(a, b *Trade) bool {

@@ -339,3 +339,15 @@ func TestLogIsBounded(t *testing.T) {
 		t.Fatalf("counted %d, want 300", c[ReasonNotTraded])
 	}
 }
+
+// A trade event that moves a known trade's end so far back that it is
+// forgotten at once is a change, not a crash.
+func TestAddTradeThatEndedLongAgo(t *testing.T) {
+	ck, _, _ := newChecker(t, time.Minute)
+	tr := trades()[0]
+	ck.AddTrade(tr)
+	tr.Start, tr.End = t0.Add(-10*time.Hour), t0.Add(-5*time.Hour)
+	if !ck.AddTrade(tr) {
+		t.Fatal("a known trade forgotten by its new end reported no change")
+	}
+}
