@@ -3,6 +3,7 @@ package installtest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"errors"
@@ -256,47 +257,9 @@ func checkInstalled(t *testing.T, r *chroot, repo, version string) {
 		}
 	}
 	checkUser(t, r)
-	for _, f := range []struct {
-		path        string
-		mode        os.FileMode
-		owner, grp  string
-		sameAs      string // repository file with the same content
-		mustContain string
-	}{
-		{path: "/usr/bin/bwx-arbiter", mode: 0o755, owner: "root", grp: "root"},
-		{path: "/usr/bin/bwx-agent", mode: 0o755, owner: "root", grp: "root"},
-		{path: "/lib/systemd/system/bwx-arbiter.service", mode: 0o644, owner: "root", grp: "root", sameAs: "systemd/bwx-arbiter.service"},
-		{path: "/lib/systemd/system/bwx-agent.service", mode: 0o644, owner: "root", grp: "root", sameAs: "systemd/bwx-agent.service"},
-		{path: "/usr/lib/sysusers.d/bwx-arbiter.conf", mode: 0o644, owner: "root", grp: "root", sameAs: "systemd/bwx.sysusers"},
-		{path: "/usr/lib/sysusers.d/bwx-agent.conf", mode: 0o644, owner: "root", grp: "root", sameAs: "systemd/bwx.sysusers"},
-		{path: "/etc/bwx", mode: os.ModeDir | 0o750, owner: "root", grp: "bwx"},
-		// Their content is checked against dpkg's conffile checksums below.
-		{path: "/etc/bwx/arbiter.yaml", mode: 0o640, owner: "root", grp: "bwx"},
-		{path: "/etc/bwx/agent.yaml", mode: 0o640, owner: "root", grp: "bwx"},
-		{path: "/etc/iproute2/rt_protos.d/bwx.conf", mode: 0o644, owner: "root", grp: "root", mustContain: "239\tbwx"},
-		{path: "/var/lib/bwx-arbiter", mode: os.ModeDir | 0o750, owner: "bwx", grp: "bwx"},
-		{path: "/var/lib/bwx-agent", mode: os.ModeDir | 0o750, owner: "bwx", grp: "bwx"},
-		{path: "/usr/share/doc/bwx-agent/README.md", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/doc/bwx-arbiter/README.md", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/doc/bwx-agent/copyright", mode: 0o644, owner: "root", grp: "root", mustContain: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"},
-		{path: "/usr/share/doc/bwx-arbiter/copyright", mode: 0o644, owner: "root", grp: "root", mustContain: "\nFiles: github.com/osrg/gobgp/v3/*\n"},
-		{path: "/usr/share/doc/bwx-agent/changelog.gz", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/doc/bwx-arbiter/changelog.gz", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/man/man1/bwx-agent.1.gz", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/man/man1/bwx-arbiter-member-add.1.gz", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/usr/share/bash-completion/completions/bwx-agent", mode: 0o644, owner: "root", grp: "root", mustContain: "__start_bwx-agent"},
-		{path: "/usr/share/bash-completion/completions/bwx-arbiter", mode: 0o644, owner: "root", grp: "root", mustContain: "__start_bwx-arbiter"},
-		{path: "/usr/share/zsh/vendor-completions/_bwx-agent", mode: 0o644, owner: "root", grp: "root", mustContain: "#compdef bwx-agent"},
-		{path: "/usr/share/zsh/vendor-completions/_bwx-arbiter", mode: 0o644, owner: "root", grp: "root", mustContain: "#compdef bwx-arbiter"},
-		{path: "/usr/share/fish/vendor_completions.d/bwx-agent.fish", mode: 0o644, owner: "root", grp: "root", mustContain: "complete -c bwx-agent"},
-		{path: "/usr/share/fish/vendor_completions.d/bwx-arbiter.fish", mode: 0o644, owner: "root", grp: "root", mustContain: "complete -c bwx-arbiter"},
-		{path: "/usr/share/lintian/overrides/bwx-agent", mode: 0o644, owner: "root", grp: "root", sameAs: "packaging/lintian/bwx-agent"},
-		{path: "/usr/share/lintian/overrides/bwx-arbiter", mode: 0o644, owner: "root", grp: "root", sameAs: "packaging/lintian/bwx-arbiter"},
-		// deb-systemd-helper update-state: what a purge will clean up.
-		{path: "/var/lib/systemd/deb-systemd-helper-enabled/bwx-agent.service.dsh-also", mode: 0o644, owner: "root", grp: "root"},
-		{path: "/var/lib/systemd/deb-systemd-helper-enabled/bwx-arbiter.service.dsh-also", mode: 0o644, owner: "root", grp: "root"},
-	} {
-		checkMode(t, r, f.path, f.mode, f.owner, f.grp)
+	for _, f := range shippedFiles() {
+		owner, grp := cmp.Or(f.owner, "root"), cmp.Or(f.grp, "root")
+		checkMode(t, r, f.path, f.mode, owner, grp)
 		if f.sameAs != "" {
 			if !bytes.Equal(readFile(t, r.path(f.path)), readFile(t, filepath.Join(repo, f.sameAs))) {
 				t.Errorf("%s differs from %s", f.path, f.sameAs)
@@ -327,6 +290,48 @@ func checkInstalled(t *testing.T, r *chroot, repo, version string) {
 	if m, _ := filepath.Glob(r.path("/etc/systemd/system/*/bwx-*")); len(m) > 0 {
 		t.Errorf("install enabled units: %v", m)
 	}
+}
+
+// shipped is a path the packages install: its mode, owner and group (root
+// unless given) and, optionally, what it holds.
+type shipped struct {
+	path        string
+	mode        os.FileMode
+	owner, grp  string
+	sameAs      string // repository file with the same content
+	mustContain string
+}
+
+// shippedFiles is what checkInstalled checks after the first install: what
+// both packages ship, each under its own name, and the rest.
+func shippedFiles() []shipped {
+	files := []shipped{
+		{path: "/etc/bwx", mode: os.ModeDir | 0o750, grp: "bwx"},
+		{path: "/etc/iproute2/rt_protos.d/bwx.conf", mode: 0o644, mustContain: "239\tbwx"},
+		{path: "/usr/share/doc/bwx-agent/copyright", mode: 0o644, mustContain: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"},
+		{path: "/usr/share/doc/bwx-arbiter/copyright", mode: 0o644, mustContain: "\nFiles: github.com/osrg/gobgp/v3/*\n"},
+		{path: "/usr/share/man/man1/bwx-agent.1.gz", mode: 0o644},
+		{path: "/usr/share/man/man1/bwx-arbiter-member-add.1.gz", mode: 0o644},
+	}
+	for _, pkg := range []string{"bwx-arbiter", "bwx-agent"} {
+		files = append(files,
+			shipped{path: "/usr/bin/" + pkg, mode: 0o755},
+			shipped{path: "/lib/systemd/system/" + pkg + ".service", mode: 0o644, sameAs: "systemd/" + pkg + ".service"},
+			shipped{path: "/usr/lib/sysusers.d/" + pkg + ".conf", mode: 0o644, sameAs: "systemd/bwx.sysusers"},
+			// Its content is checked against dpkg's conffile checksums below.
+			shipped{path: "/etc/bwx/" + strings.TrimPrefix(pkg, "bwx-") + ".yaml", mode: 0o640, grp: "bwx"},
+			shipped{path: "/var/lib/" + pkg, mode: os.ModeDir | 0o750, owner: "bwx", grp: "bwx"},
+			shipped{path: "/usr/share/doc/" + pkg + "/README.md", mode: 0o644},
+			shipped{path: "/usr/share/doc/" + pkg + "/changelog.gz", mode: 0o644},
+			shipped{path: "/usr/share/bash-completion/completions/" + pkg, mode: 0o644, mustContain: "__start_" + pkg},
+			shipped{path: "/usr/share/zsh/vendor-completions/_" + pkg, mode: 0o644, mustContain: "#compdef " + pkg},
+			shipped{path: "/usr/share/fish/vendor_completions.d/" + pkg + ".fish", mode: 0o644, mustContain: "complete -c " + pkg},
+			shipped{path: "/usr/share/lintian/overrides/" + pkg, mode: 0o644, sameAs: "packaging/lintian/" + pkg},
+			// deb-systemd-helper update-state: what a purge will clean up.
+			shipped{path: "/var/lib/systemd/deb-systemd-helper-enabled/" + pkg + ".service.dsh-also", mode: 0o644},
+		)
+	}
+	return files
 }
 
 type conffile struct{ path, md5 string }
