@@ -50,6 +50,12 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
+// wakeDue reports whether Wake at now has anything to re-match: a sweep
+// of every resting sell, or a wake instant that has arrived.
+func (e *Engine) wakeDue(now time.Time) bool {
+	return e.sweepAll || len(e.wakes) > 0 && e.wakes[0].at <= now.UnixMicro()
+}
+
 // Wake re-matches the resting orders that time may have made tradable
 // since the last operation (see wake), oldest first, each against the
 // orders on the other side as if it arrived now; a trade between two
