@@ -170,9 +170,6 @@ type Engine struct {
 	wakes    wakeHeap
 	queued   map[wake]bool
 	sweepAll bool
-	// lastNow is the time of the latest operation: a sell added with a
-	// later start needs a wake.
-	lastNow time.Time
 
 	lastOrder, lastTrade, lastSeq, lastPriority int64
 }
@@ -224,7 +221,7 @@ func (e *Engine) Restore(s Snapshot) {
 	// What time did while the book was not in memory is not known: every
 	// resting sell is matched again at the first Wake, and wakes are kept
 	// from here on.
-	e.wakes, e.queued, e.sweepAll, e.lastNow = nil, map[wake]bool{}, true, time.Time{}
+	e.wakes, e.queued, e.sweepAll = nil, map[wake]bool{}, true
 	for _, r := range s.Reservations {
 		e.port(r.PortID).add(r.Start.UnixMicro(), r.End.UnixMicro(), r.CapacityBps)
 		e.wakeAt(wake{at: r.End.UnixMicro(), port: r.PortID})
@@ -234,6 +231,9 @@ func (e *Engine) Restore(s Snapshot) {
 	for i := range s.Open {
 		o := s.Open[i]
 		e.add(&o)
+		if o.Spec.Side == Sell { // for a start still ahead
+			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+		}
 	}
 }
 
@@ -292,9 +292,6 @@ func (e *Engine) routesOf(o *Order) []registry.Prefix {
 func (e *Engine) add(o *Order) {
 	e.open[o.ID] = o
 	if o.Spec.Side == Sell {
-		if o.Spec.Start.After(e.lastNow) {
-			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
-		}
 		for _, r := range e.routesOf(o) {
 			sr := sellRoute{o, r}
 			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
@@ -402,7 +399,6 @@ func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *
 // order (taking an offer).
 func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	if len(clientID) > 128 {
 		return Order{}, nil, nil, invalid("client_order_id", "longer than 128 characters")
 	}
@@ -727,6 +723,11 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 	if o.Status == Open {
 		if _, ok := e.open[o.ID]; !ok {
 			e.add(o)
+			if o.Spec.Side == Sell && o.Spec.Start.After(now) {
+				// Before its start it cannot cover a buy that starts
+				// earlier: Wake matches it again then.
+				e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+			}
 		}
 	} else if _, ok := e.open[o.ID]; ok {
 		e.remove(o)
@@ -757,7 +758,6 @@ func (e *Engine) ownOpen(asn uint32, id int64) (*Order, error) {
 
 // Cancel takes an open order out of the book. Trades it made stand.
 func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, error) {
-	e.lastNow = later(e.lastNow, now.UTC())
 	o, err := e.ownOpen(asn, id)
 	if err != nil {
 		return Order{}, nil, err
@@ -774,7 +774,6 @@ func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, er
 // lowering the capacity keeps it (the usual exchange convention).
 func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	if capacity == nil && price == nil {
 		return Order{}, nil, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
 	}
@@ -871,7 +870,6 @@ func (e *Engine) Notify(now time.Time, evs []Event) (*Change, error) {
 // Expire takes out every open order whose delivery period is over.
 func (e *Engine) Expire(now time.Time) *Change {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	ch := &Change{}
 	for _, o := range e.open {
 		if !o.Spec.End.After(now) {
