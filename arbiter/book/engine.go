@@ -686,28 +686,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		ch.Trades = append(ch.Trades, t)
 		r := f.c.order
 		r.FilledBps += f.bps
-		r.Updated = now
 		o.FilledBps += f.bps
 		e.event(ch, t.BuyerASN, TradeCreated, now, &t, nil)
 		e.event(ch, t.SellerASN, TradeCreated, now, &t, nil)
-		if r.Remaining() == 0 {
-			r.Status = Filled
-			e.remove(r)
-			e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
-		}
-		ch.touched(*r, r.Status == Open)
+		e.filledResting(r, now, ch)
 	}
 	if sweep {
 		// o rested (and stays in the index: it is never its own
 		// candidate) and stays as it was unless it traded.
 		if len(trades) > 0 {
-			o.Updated = now
-			if o.Remaining() == 0 {
-				o.Status = Filled
-				e.remove(o)
-				e.event(ch, o.MemberASN, OrderFilled, now, nil, o)
-			}
-			ch.touched(*o, o.Status == Open)
+			e.filledResting(o, now, ch)
 		}
 		return trades
 	}
@@ -733,6 +721,18 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		e.remove(o)
 	}
 	return trades
+}
+
+// filledResting records a fill of resting order r in ch: r leaves the
+// book when nothing of it remains.
+func (e *Engine) filledResting(r *Order, now time.Time, ch *Change) {
+	r.Updated = now
+	if r.Remaining() == 0 {
+		r.Status = Filled
+		e.remove(r)
+		e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
+	}
+	ch.touched(*r, r.Status == Open)
 }
 
 // reserve holds bps on both ports over the trade's period: from the buy's
