@@ -500,6 +500,12 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		return !r
 	}
+	// An incoming sell's resolution, found once: its candidates are looked
+	// up by it and each one trades from it.
+	var own []registry.Prefix
+	if o.Spec.Side == Sell {
+		own = e.routesOf(o)
+	}
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
@@ -526,7 +532,11 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 			// The sell's own resolution: a sell for a prefix inside a
 			// registered route sells that prefix (the route as registered
 			// would not be inside the sell's destination).
-			prefixes = TradedPrefixes(buy.Spec, sell.Spec, e.routesOf(sell))
+			routes := own
+			if sell != o {
+				routes = e.routesOf(sell)
+			}
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, routes)
 		}
 		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
 			return
@@ -559,7 +569,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 			}
 		}
 	} else {
-		for _, r := range e.routesOf(o) {
+		for _, r := range own {
 			for _, v := range e.buysByPrefix.Subnets(r.Prefix) {
 				for _, b := range v {
 					consider(b, nil)
