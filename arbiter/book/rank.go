@@ -23,7 +23,10 @@ func rank(o *Order, cs []candidate) {
 	}
 	switch o.Spec.Ranking {
 	case ByPerformance:
-		score := scores(cs)
+		score := make(map[int64]pathscore.Score, len(cs))
+		for i, sc := range scores(cs) {
+			score[cs[i].order.ID] = sc
+		}
 		slices.SortFunc(cs, func(a, b candidate) int {
 			return cmp.Or(score[a.order.ID].Compare(score[b.order.ID]), byPrice(a, b), byPriority(a, b))
 		})
@@ -46,17 +49,14 @@ func (m *Measured) Figures() *pathscore.Figures {
 		LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion}
 }
 
-// scores is each candidate's path score among the candidates, by order ID.
-func scores(cs []candidate) map[int64]pathscore.Score {
+// scores is each candidate's path score among the candidates, in the
+// order of cs.
+func scores(cs []candidate) []pathscore.Score {
 	fs := make([]*pathscore.Figures, len(cs))
 	for i, c := range cs {
 		fs[i] = c.measured.Figures()
 	}
-	out := make(map[int64]pathscore.Score, len(cs))
-	for i, s := range pathscore.Rank(fs) {
-		out[cs[i].order.ID] = s
-	}
-	return out
+	return pathscore.Rank(fs)
 }
 
 // weightedScores mixes price and performance as the buyer weighs them
@@ -67,12 +67,7 @@ func scores(cs []candidate) map[int64]pathscore.Score {
 // the worst). Lower is better. (A score, not money: floats are fine.)
 func weightedScores(o *Order, cs []candidate) map[int64]float64 {
 	w := float64(o.Spec.PriceWeight) / 100
-	ss := scores(cs)
-	list := make([]pathscore.Score, len(cs))
-	for i, c := range cs {
-		list[i] = ss[c.order.ID]
-	}
-	levels := pathscore.Levels(list)
+	levels := pathscore.Levels(scores(cs))
 	out := make(map[int64]float64, len(cs))
 	for i, c := range cs {
 		price := 0.0
