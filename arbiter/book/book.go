@@ -466,10 +466,15 @@ func (b *Book) apply(op func(e *Engine) (*Change, error)) (*Change, error) {
 }
 
 // wake runs the engine's Wake (the caller holds b.mu) and queues its
-// change, if any, for commit.
+// change, if any, for commit. It runs before every operation: when time
+// has nothing to match, it costs one comparison.
 func (b *Book) wake() *pending {
+	now := b.opt.Now()
+	if !b.eng.wakeDue(now) {
+		return nil
+	}
 	b.eng.MayBuy = b.creditCheck(context.Background(), nil)
-	ch := b.eng.Wake(b.opt.Now())
+	ch := b.eng.Wake(now)
 	b.eng.MayBuy = nil
 	if ch.empty() {
 		return nil

@@ -170,9 +170,6 @@ type Engine struct {
 	wakes    wakeHeap
 	queued   map[wake]bool
 	sweepAll bool
-	// lastNow is the time of the latest operation: a sell added with a
-	// later start needs a wake.
-	lastNow time.Time
 
 	lastOrder, lastTrade, lastSeq, lastPriority int64
 }
@@ -224,7 +221,7 @@ func (e *Engine) Restore(s Snapshot) {
 	// What time did while the book was not in memory is not known: every
 	// resting sell is matched again at the first Wake, and wakes are kept
 	// from here on.
-	e.wakes, e.queued, e.sweepAll, e.lastNow = nil, map[wake]bool{}, true, time.Time{}
+	e.wakes, e.queued, e.sweepAll = nil, map[wake]bool{}, true
 	for _, r := range s.Reservations {
 		e.port(r.PortID).add(r.Start.UnixMicro(), r.End.UnixMicro(), r.CapacityBps)
 		e.wakeAt(wake{at: r.End.UnixMicro(), port: r.PortID})
@@ -234,6 +231,9 @@ func (e *Engine) Restore(s Snapshot) {
 	for i := range s.Open {
 		o := s.Open[i]
 		e.add(&o)
+		if o.Spec.Side == Sell { // for a start still ahead
+			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+		}
 	}
 }
 
@@ -292,9 +292,6 @@ func (e *Engine) routesOf(o *Order) []registry.Prefix {
 func (e *Engine) add(o *Order) {
 	e.open[o.ID] = o
 	if o.Spec.Side == Sell {
-		if o.Spec.Start.After(e.lastNow) {
-			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
-		}
 		for _, r := range e.routesOf(o) {
 			sr := sellRoute{o, r}
 			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
@@ -402,7 +399,6 @@ func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *
 // order (taking an offer).
 func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	if len(clientID) > 128 {
 		return Order{}, nil, nil, invalid("client_order_id", "longer than 128 characters")
 	}
@@ -504,6 +500,12 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		return !r
 	}
+	// An incoming sell's resolution, found once: its candidates are looked
+	// up by it and each one trades from it.
+	var own []registry.Prefix
+	if o.Spec.Side == Sell {
+		own = e.routesOf(o)
+	}
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
@@ -530,7 +532,11 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 			// The sell's own resolution: a sell for a prefix inside a
 			// registered route sells that prefix (the route as registered
 			// would not be inside the sell's destination).
-			prefixes = TradedPrefixes(buy.Spec, sell.Spec, e.routesOf(sell))
+			routes := own
+			if sell != o {
+				routes = e.routesOf(sell)
+			}
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, routes)
 		}
 		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
 			return
@@ -563,7 +569,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 			}
 		}
 	} else {
-		for _, r := range e.routesOf(o) {
+		for _, r := range own {
 			for _, v := range e.buysByPrefix.Subnets(r.Prefix) {
 				for _, b := range v {
 					consider(b, nil)
@@ -690,28 +696,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		ch.Trades = append(ch.Trades, t)
 		r := f.c.order
 		r.FilledBps += f.bps
-		r.Updated = now
 		o.FilledBps += f.bps
 		e.event(ch, t.BuyerASN, TradeCreated, now, &t, nil)
 		e.event(ch, t.SellerASN, TradeCreated, now, &t, nil)
-		if r.Remaining() == 0 {
-			r.Status = Filled
-			e.remove(r)
-			e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
-		}
-		ch.touched(*r, r.Status == Open)
+		e.filledResting(r, now, ch)
 	}
 	if sweep {
 		// o rested (and stays in the index: it is never its own
 		// candidate) and stays as it was unless it traded.
 		if len(trades) > 0 {
-			o.Updated = now
-			if o.Remaining() == 0 {
-				o.Status = Filled
-				e.remove(o)
-				e.event(ch, o.MemberASN, OrderFilled, now, nil, o)
-			}
-			ch.touched(*o, o.Status == Open)
+			e.filledResting(o, now, ch)
 		}
 		return trades
 	}
@@ -727,11 +721,28 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 	if o.Status == Open {
 		if _, ok := e.open[o.ID]; !ok {
 			e.add(o)
+			if o.Spec.Side == Sell && o.Spec.Start.After(now) {
+				// Before its start it cannot cover a buy that starts
+				// earlier: Wake matches it again then.
+				e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+			}
 		}
 	} else if _, ok := e.open[o.ID]; ok {
 		e.remove(o)
 	}
 	return trades
+}
+
+// filledResting records a fill of resting order r in ch: r leaves the
+// book when nothing of it remains.
+func (e *Engine) filledResting(r *Order, now time.Time, ch *Change) {
+	r.Updated = now
+	if r.Remaining() == 0 {
+		r.Status = Filled
+		e.remove(r)
+		e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
+	}
+	ch.touched(*r, r.Status == Open)
 }
 
 // reserve holds bps on both ports over the trade's period: from the buy's
@@ -757,7 +768,6 @@ func (e *Engine) ownOpen(asn uint32, id int64) (*Order, error) {
 
 // Cancel takes an open order out of the book. Trades it made stand.
 func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, error) {
-	e.lastNow = later(e.lastNow, now.UTC())
 	o, err := e.ownOpen(asn, id)
 	if err != nil {
 		return Order{}, nil, err
@@ -774,7 +784,6 @@ func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, er
 // lowering the capacity keeps it (the usual exchange convention).
 func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	if capacity == nil && price == nil {
 		return Order{}, nil, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
 	}
@@ -871,7 +880,6 @@ func (e *Engine) Notify(now time.Time, evs []Event) (*Change, error) {
 // Expire takes out every open order whose delivery period is over.
 func (e *Engine) Expire(now time.Time) *Change {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	ch := &Change{}
 	for _, o := range e.open {
 		if !o.Spec.End.After(now) {

@@ -81,6 +81,20 @@ func sellers(trades []book.Trade) []uint32 {
 	return out
 }
 
+// offered lists the sellers of the offers AS64510's buy b sees, best first.
+func offered(t *testing.T, e *book.Engine, b book.Spec) []uint32 {
+	t.Helper()
+	offers, err := e.Offers(now, 64510, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint32
+	for _, o := range offers {
+		out = append(out, o.Order.MemberASN)
+	}
+	return out
+}
+
 func equal[T comparable](a, b []T) bool {
 	if len(a) != len(b) {
 		return false
@@ -124,14 +138,7 @@ func TestRankingByBuyerChoice(t *testing.T) {
 			b := spec(book.Buy, "198.51.100.0/24", 3*Gbps, 10_000)
 			b.MinBlockBps = Gbps
 			b.Ranking, b.PriceWeight = c.ranking, c.weight
-			offers, err := e.Offers(now, 64510, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []uint32
-			for _, o := range offers {
-				got = append(got, o.Order.MemberASN)
-			}
+			got := offered(t, e, b)
 			if !equal(got, c.want) {
 				t.Fatalf("offers ranked %v, want %v", got, c.want)
 			}

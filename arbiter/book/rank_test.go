@@ -30,15 +30,7 @@ func offersRanked(t *testing.T, q quality, prices [3]int64, r book.Ranking, weig
 	b := spec(book.Buy, "198.51.100.0/24", 3*Gbps, 10_000)
 	b.MinBlockBps = Gbps
 	b.Ranking, b.PriceWeight = r, weight
-	offers, err := e.Offers(now, 64510, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []uint32
-	for _, o := range offers {
-		got = append(got, o.Order.MemberASN)
-	}
-	return got
+	return offered(t, e, b)
 }
 
 // The rules of the performance ranking (shared/pathscore), as a buyer

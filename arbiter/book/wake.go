@@ -43,11 +43,10 @@ func (e *Engine) wakeAt(w wake) {
 	heap.Push(&e.wakes, w)
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+// wakeDue reports whether Wake at now has anything to re-match: a sweep
+// of every resting sell, or a wake instant that has arrived.
+func (e *Engine) wakeDue(now time.Time) bool {
+	return e.sweepAll || len(e.wakes) > 0 && e.wakes[0].at <= now.UnixMicro()
 }
 
 // Wake re-matches the resting orders that time may have made tradable
@@ -58,7 +57,6 @@ func later(a, b time.Time) time.Time {
 // (empty when nothing traded).
 func (e *Engine) Wake(now time.Time) *Change {
 	now = now.UTC()
-	e.lastNow = later(e.lastNow, now)
 	at := now.UnixMicro()
 	due := map[int64]*Order{}
 	if e.sweepAll {

@@ -33,9 +33,6 @@ type ReceivedRoute struct {
 	Since    time.Time    // when this version was received (UTC)
 
 	asSet bool // an AS_SET anywhere in the AS_PATH
-	// routers are the member's registered router addresses (Member.Addresses)
-	// when the route was received: a next hop must be one of them.
-	routers []netip.Addr
 }
 
 // RouteEvent reports a change of what a member announces: a route
@@ -167,7 +164,7 @@ func (s *Server) onPaths(paths []*api.Path) {
 			continue
 		}
 		x.n = n
-		x.route.ASN, x.route.Neighbor, x.route.routers = n.asn, n.addr, n.routers
+		x.route.ASN, x.route.Neighbor = n.asn, n.addr
 		kept = append(kept, x)
 	}
 	in = kept
@@ -178,7 +175,7 @@ func (s *Server) onPaths(paths []*api.Path) {
 	// The Checker may be slow (database, RPKI): no lock held.
 	for i := range in {
 		if !in[i].withdrawn {
-			s.judge(&in[i].route)
+			s.judge(&in[i].route, in[i].n.routers)
 		}
 	}
 	var events []RouteEvent
@@ -213,8 +210,9 @@ func (s *Server) onPaths(paths []*api.Path) {
 	}
 }
 
-// judge fills in r's verdict.
-func (s *Server) judge(r *ReceivedRoute) {
+// judge fills in r's verdict; routers are the announcing member's
+// registered router addresses (a next hop must be one of them).
+func (s *Server) judge(r *ReceivedRoute, routers []netip.Addr) {
 	r.Accepted, r.Reason = false, ""
 	switch {
 	case len(r.ASPath) == 0:
@@ -223,7 +221,7 @@ func (s *Server) judge(r *ReceivedRoute) {
 		r.Reason = ReasonFirstAS
 	case r.asSet:
 		r.Reason = ReasonASSet
-	case !slices.Contains(r.routers, r.NextHop):
+	case !slices.Contains(routers, r.NextHop):
 		r.Reason = ReasonNextHop
 	default:
 		r.Accepted, r.Reason = s.cfg.Checker.Check(r.ASN, r.Prefix, r.OriginAS)
@@ -314,7 +312,7 @@ func (s *Server) Recheck(ctx context.Context, asn uint32) error {
 	fresh := make([]ReceivedRoute, len(items))
 	for i, it := range items {
 		fresh[i] = *it.r
-		s.judge(&fresh[i])
+		s.judge(&fresh[i], it.n.routers)
 	}
 	var events []RouteEvent
 	s.mu.Lock()

@@ -238,8 +238,7 @@ func TestBuiltInChecks(t *testing.T) {
 		{ReceivedRoute{ASN: 64502, Prefix: p, ASPath: []uint32{64502}, NextHop: addr("192.0.2.2")}, false, reasonNotRegistered},
 	} {
 		r := tc.r
-		r.routers = own
-		rs.judge(&r)
+		rs.judge(&r, own)
 		if r.Accepted != tc.ok || r.Reason != tc.want {
 			t.Errorf("%v: accepted=%v reason=%q, want %v %q", tc.r.ASPath, r.Accepted, r.Reason, tc.ok, tc.want)
 		}

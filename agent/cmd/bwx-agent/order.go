@@ -248,17 +248,7 @@ func orderCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if g.out.JSON() {
-					return g.out.Proto(resp)
-				}
-				if err := cli.OrderTable(g.out, []*pb.Order{resp.Order}); err != nil {
-					return err
-				}
-				if len(resp.Trades) > 0 {
-					fmt.Fprintln(g.out.W)
-					return cli.TradeTable(g.out, resp.Trades)
-				}
-				return nil
+				return placed(g.out, resp)
 			},
 		}
 		sf.register(cmd.Flags(), side == pb.Side_SIDE_BUY)
@@ -408,18 +398,27 @@ without --price, the price limit is the offer's ask. The arbiter's refusals
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return g.out.Proto(resp)
-			}
-			if err := cli.OrderTable(g.out, []*pb.Order{resp.Order}); err != nil {
-				return err
-			}
-			fmt.Fprintln(g.out.W)
-			return cli.TradeTable(g.out, resp.Trades)
+			return placed(g.out, resp)
 		},
 	}
 	sf.register(c.Flags(), true)
 	return c
+}
+
+// placed prints a placed order (an order or a taken offer) and the trades
+// it made, if any.
+func placed(out cli.Output, resp *pb.PlaceOrderResponse) error {
+	if out.JSON() {
+		return out.Proto(resp)
+	}
+	if err := cli.OrderTable(out, []*pb.Order{resp.Order}); err != nil {
+		return err
+	}
+	if len(resp.Trades) > 0 {
+		fmt.Fprintln(out.W)
+		return cli.TradeTable(out, resp.Trades)
+	}
+	return nil
 }
 
 // takeSpec is the buy that takes an offer: the flags as for an order, all
