@@ -144,20 +144,6 @@ func TestLabManagerBuysBetterSellerAndFailsOver(t *testing.T) {
 	delay(x.Upstream, "dl0", 60*time.Millisecond)
 	delay(sa.Host, "dl0", 20*time.Millisecond)
 	delay(sb.Host, "dl0", time.Millisecond)
-	for _, m := range []*exchange.Member{buyer, shadow} {
-		if err := m.Host.SetSysctl("net.ipv4.conf.eth0.accept_redirects", "0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Host.SetSysctl("net.ipv4.conf.all.accept_redirects", "0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Host.SetSysctl("net.ipv6.conf.all.accept_redirects", "0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Host.SetSysctl("net.ipv6.conf.eth0.accept_redirects", "0"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := x.WaitRoutes(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -137,6 +137,11 @@ func Up(ctx context.Context, dir string, bin Binaries, members []*Member) (x *Ex
 			return x, err
 		}
 	}
+	for _, h := range append([]*labnet.Host{x.Upstream}, x.memberHosts()...) {
+		if err = noRedirects(h); err != nil {
+			return x, err
+		}
+	}
 	state := filepath.Join(dir, "arbiter")
 	x.ArbiterConfig = filepath.Join(dir, "arbiter.yaml")
 	x.ArbiterLog = filepath.Join(dir, "arbiter.log")
@@ -187,6 +192,32 @@ log:
 		}
 	}
 	return x, nil
+}
+
+// noRedirects turns ICMP redirects off on a peering LAN host, both ways,
+// before anything runs there, as IXPs require of members' routers. A
+// redirect accepted once (a seller forwarding a probe back out to the
+// upstream before its own path is set up) pins a destination to another
+// gateway for minutes, and probes through a seller would measure the
+// upstream instead.
+func noRedirects(h *labnet.Host) error {
+	for _, scope := range []string{"all", "default", h.Iface} {
+		for _, kv := range [][2]string{{"net.ipv4.conf." + scope + ".accept_redirects", "0"},
+			{"net.ipv4.conf." + scope + ".send_redirects", "0"}, {"net.ipv6.conf." + scope + ".accept_redirects", "0"}} {
+			if err := h.SetSysctl(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (x *Exchange) memberHosts() []*labnet.Host {
+	hs := make([]*labnet.Host, len(x.Members))
+	for i, m := range x.Members {
+		hs[i] = m.Host
+	}
+	return hs
 }
 
 // importIRR registers a route/route6 object for every member prefix, as the
@@ -510,8 +541,10 @@ func (x *Exchange) WaitRouteVia(ctx context.Context, m *Member, dst, gw netip.Ad
 			return nil
 		}
 		if time.Now().After(deadline) {
-			table, _ := run(m.Host.Command(ctx, "ip", "route", "show", "proto", "bwx"))
-			return fmt.Errorf("%s: route to %v goes via %v, not %v, after %v (%v)\nproto bwx routes:\n%s", m.Name, dst, via, gw, timeout, err, table)
+			// By number: the name bwx needs the agent package's rt_protos.d file.
+			table, _ := run(m.Host.Command(ctx, "ip", "route", "show", "proto", "239"))
+			table6, _ := run(m.Host.Command(ctx, "ip", "-6", "route", "show", "proto", "239"))
+			return fmt.Errorf("%s: route to %v goes via %v, not %v, after %v (%v)\nbwx routes (proto 239):\n%s%s", m.Name, dst, via, gw, timeout, err, table, table6)
 		}
 		select {
 		case <-ctx.Done():

@@ -138,7 +138,7 @@ The lab is running. Try, in another shell:
   ip netns exec %[1]s %[2]s --config %[3]s order buy --prefix 203.0.113.0/24 --capacity 1G --price 0.5 --duration 30d
   %[4]s --config %[5]s orders
   %[4]s --config %[5]s bgp received %[8]d
-  ip netns exec %[1]s ip route show proto bwx
+  ip netns exec %[1]s ip route show proto 239    # 239 is bwx (named once the bwx-agent package is installed)
   ip netns exec %[6]s curl -s localhost:9470/metrics | grep ^bwx_
 Logs are in %[7]s. Press Ctrl-C to tear everything down.
 `, buyer.Host.Netns, bin.Agent, buyer.Config, bin.Arbiter, x.ArbiterConfig, x.Arbiter.Netns, dir, seller.ASN)
