@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // Mode says whether the manager trades.
@@ -201,7 +202,7 @@ func DefaultPolicy() Policy {
 	return Policy{
 		Mode:    ModeShadow,
 		Demand:  DemandPolicy{Window: 24 * time.Hour, Top: 20, MinSamples: 100, MinIntervals: 3},
-		Quality: QualityPolicy{Rounds: 5, MaxAge: 15 * time.Minute, MinProbes: 20},
+		Quality: QualityPolicy{Rounds: 5, MaxAge: 15 * time.Minute, MinProbes: pathscore.MinProbes},
 		Buy: BuyPolicy{
 			Ranking:        ByPrice,
 			PriceWeight:    50,

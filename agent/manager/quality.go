@@ -142,8 +142,5 @@ func (q Quality) figures() pathscore.Figures {
 // interval lies wholly above its limit. A figure merely above its limit
 // by less than its uncertainty is not (no decision on noise).
 func (l Limits) beyond(q Quality) bool {
-	f := q.figures()
-	return (l.MaxLatencyUs > 0 && f.Latency().Lo > float64(l.MaxLatencyUs)) ||
-		(l.MaxJitterUs > 0 && f.Jitter().Lo > float64(l.MaxJitterUs)) ||
-		(l.MaxLossPPM > 0 && f.Loss().Lo > float64(l.MaxLossPPM)/1e6)
+	return q.figures().Beyond(l.MaxLatencyUs, l.MaxJitterUs, l.MaxLossPPM)
 }

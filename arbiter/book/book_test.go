@@ -265,23 +265,56 @@ func TestQualityLimitNeedsMeasurement(t *testing.T) {
 	b.Quality.AllowUnverified = false
 	// A measurement from another member's agent (10 ms) counts when the
 	// buyer has none of its own; the buyer's own (30 ms) wins over it.
-	measure := func(reporter uint32, key string, latUs int64) {
+	measure := func(reporter uint32, key string, latUs, probes int64) {
 		t.Helper()
 		_, err := f.db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
 			latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent)
-			VALUES ((SELECT id FROM members WHERE asn = ?), ?, (SELECT id FROM members WHERE asn = ?), '198.51.100.0/24', '198.51.100.1', ?, ?, 0, 0, 2, 3, 10)`,
-			reporter, key, seller, store.Micros(f.clock().Add(-time.Minute)), latUs)
+			VALUES ((SELECT id FROM members WHERE asn = ?), ?, (SELECT id FROM members WHERE asn = ?), '198.51.100.0/24', '198.51.100.1', ?, ?, 0, 0, 2, 3, ?)`,
+			reporter, key, seller, store.Micros(f.clock().Add(-time.Minute)), latUs, probes)
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	measure(seller2, "other", 10_000)
+	measure(seller2, "other", 10_000, 20)
 	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 1 {
 		t.Fatalf("the exchange's view (10 ms) did not trade under a 20 ms limit: %v %v", trades, err)
 	}
-	measure(buyer, "own", 30_000)
+	measure(buyer, "own", 30_000, 20)
 	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 0 {
 		t.Fatalf("the buyer's own 30 ms did not stop a 20 ms limit: %v %v", trades, err)
+	}
+}
+
+// One round of 3 probes verifies nothing, either way: it meets no limit,
+// and it does not hide the seller from a buyer that allows unverified paths
+// (a buyer that is not offered a path never probes it again). This is the
+// first round an agent measures, often before the path is set up.
+func TestFewProbesVerifyNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, _, err := f.book.Place(ctx, seller, spec(book.Sell, "198.51.100.0/24", 3*Gbps, 1), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
+		latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent)
+		VALUES ((SELECT id FROM members WHERE asn = ?), 'first', (SELECT id FROM members WHERE asn = ?), '198.51.100.0/24', '198.51.100.1', ?, 52000, 0, 666666, 2, 3, 3)`,
+		buyer, seller, store.Micros(f.clock().Add(-time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := spec(book.Buy, "198.51.100.0/24", Gbps, 10)
+	lat, loss := int64(45_000), int32(20_000)
+	b.Quality.MaxLatencyUs, b.Quality.MaxLossPPM = &lat, &loss
+	offers, err := f.book.Offers(ctx, buyer, b)
+	if err != nil || len(offers) != 0 {
+		t.Fatalf("3 probes met a 45 ms, 2%% limit: %+v %v", offers, err)
+	}
+	b.Quality.AllowUnverified = true
+	if offers, err = f.book.Offers(ctx, buyer, b); err != nil || len(offers) != 1 {
+		t.Fatalf("3 probes at 52 ms, 2 lost, hid the seller from a buyer allowing unverified paths: %+v %v", offers, err)
+	}
+	if _, trades, err := f.book.Place(ctx, buyer, b, ""); err != nil || len(trades) != 1 {
+		t.Fatalf("3 probes at 52 ms, 2 lost, refused a buyer allowing unverified paths: %v %v", trades, err)
 	}
 }
 

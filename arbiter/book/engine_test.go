@@ -444,16 +444,18 @@ func TestAllowListLimitsBuyers(t *testing.T) {
 	}
 }
 
-// Quality limits, each from its rule: a measured value at or under the
-// limit meets it; no measurement meets none unless unverified is allowed;
-// an AS-hop limit needs a measured distance (a path through a seller is at
-// least one AS, so 0 is "not measured").
+// Quality limits, each from its rule: a limit fails only on significant
+// evidence over at least pathscore.MinProbes probes, the bar an SLA breach
+// is judged by; fewer probes, or no measurement, meet no limit unless
+// unverified is allowed; an AS-hop limit needs a measured distance (a path
+// through a seller is at least one AS, so 0 is "not measured").
 func TestQualityMeets(t *testing.T) {
 	i64 := func(v int64) *int64 { return &v }
 	i32 := func(v int32) *int32 { return &v }
 	m := func(lat int64, loss, hops int32) *book.Measured {
-		return &book.Measured{LatencyUs: lat, LossPPM: loss, ASHops: hops, Samples: 5}
+		return &book.Measured{LatencyUs: lat, LossPPM: loss, ASHops: hops, Samples: 5, Probes: 1000}
 	}
+	few := &book.Measured{LatencyUs: 51_000, LossPPM: 666_666, ASHops: 2, Samples: 1, Probes: 3}
 	for _, c := range []struct {
 		name string
 		q    book.Quality
@@ -464,7 +466,15 @@ func TestQualityMeets(t *testing.T) {
 		{"latency under", book.Quality{MaxLatencyUs: i64(20_000)}, m(19_000, 0, 2), true},
 		{"latency at", book.Quality{MaxLatencyUs: i64(20_000)}, m(20_000, 0, 2), true},
 		{"latency over", book.Quality{MaxLatencyUs: i64(20_000)}, m(20_001, 0, 2), false},
-		{"loss over", book.Quality{MaxLossPPM: i32(1000)}, m(1, 1001, 2), false},
+		{"latency over within its error", book.Quality{MaxLatencyUs: i64(20_000)},
+			&book.Measured{LatencyUs: 21_000, LatencyErrUs: 1000, Samples: 5, Probes: 100, ASHops: 2}, true},
+		{"latency over beyond its error", book.Quality{MaxLatencyUs: i64(20_000)},
+			&book.Measured{LatencyUs: 23_000, LatencyErrUs: 1000, Samples: 5, Probes: 100, ASHops: 2}, false},
+		{"loss over, significantly", book.Quality{MaxLossPPM: i32(1000)}, m(1, 50_000, 2), false},
+		{"loss over, not significantly", book.Quality{MaxLossPPM: i32(15_000)}, m(1, 20_000, 2), true},
+		{"too few probes", book.Quality{MaxLatencyUs: i64(45_000), MaxLossPPM: i32(20_000)}, few, false},
+		{"too few probes, unverified allowed", book.Quality{MaxLatencyUs: i64(45_000), AllowUnverified: true}, few, true},
+		{"probe count unknown", book.Quality{MaxLatencyUs: i64(20_000)}, &book.Measured{LatencyUs: 1, Samples: 5, ASHops: 2}, false},
 		{"unmeasured", book.Quality{MaxLatencyUs: i64(20_000)}, nil, false},
 		{"unmeasured allowed", book.Quality{MaxLatencyUs: i64(20_000), AllowUnverified: true}, nil, true},
 		{"no samples", book.Quality{MaxLatencyUs: i64(20_000)}, &book.Measured{}, false},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // Measured is the quality the matrix holds for a path (seller, destination).
@@ -37,21 +38,30 @@ func (m *Measured) Recorded() *Measured {
 }
 
 // Meets reports whether measured quality m (nil: none fresh) satisfies the
-// limits q. A seller with no fresh measurement fails any limit unless the
-// buyer allows unverified paths.
+// limits q, by the bar an SLA breach is judged by (shared/pathscore): a
+// limit fails only when the figure is significantly beyond it, over at
+// least pathscore.MinProbes probes. Fewer probes, or none fresh, verify
+// nothing either way: such a path meets the limits only when the buyer
+// allows unverified paths. So one bad early round cannot hide a seller
+// from a buyer, who would then never probe it again.
 func (q Quality) Meets(m *Measured) bool {
 	if !q.Limited() {
 		return true
 	}
-	if m == nil || m.Samples == 0 {
+	if m == nil || m.Samples == 0 || m.Probes < pathscore.MinProbes {
 		return q.AllowUnverified
 	}
-	return (q.MaxLatencyUs == nil || m.LatencyUs <= *q.MaxLatencyUs) &&
-		(q.MaxJitterUs == nil || m.JitterUs <= *q.MaxJitterUs) &&
-		(q.MaxLossPPM == nil || m.LossPPM <= *q.MaxLossPPM) &&
+	return !m.Figures().Beyond(deref(q.MaxLatencyUs), deref(q.MaxJitterUs), deref(q.MaxLossPPM)) &&
 		// A path through a seller is at least one AS long: 0 means the
 		// distance was not measured, which meets no limit on it.
 		(q.MaxASHops == nil || (m.ASHops > 0 && m.ASHops <= *q.MaxASHops) || (m.ASHops == 0 && q.AllowUnverified))
+}
+
+func deref[T int32 | int64](p *T) T {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // Compatible reports whether a sell can serve a buy on the order terms alone:

@@ -19,6 +19,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
 // fastDir is a RAM-backed directory when the machine has one: durability
@@ -84,7 +85,8 @@ func setupWorld(t *rapid.T, dir string) *propWorld {
 }
 
 // measure writes a fresh round of measurements through 64501 and 64502
-// toward every destination, so that they stay fresh as the clock moves.
+// toward every destination, so that they stay fresh as the clock moves;
+// each counts enough probes (pathscore.MinProbes) to verify a limit.
 func (w *propWorld) measure() {
 	w.ticks++
 	for via, lat := range propLatency {
@@ -92,7 +94,7 @@ func (w *propWorld) measure() {
 			p := netip.MustParsePrefix(d)
 			_, err := w.db.Exec(`INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target, measured_us,
 				latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent)
-				VALUES ((SELECT id FROM members WHERE asn = 64510), ?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?, 0, 0, 2, 3, 10)`,
+				VALUES ((SELECT id FROM members WHERE asn = 64510), ?, (SELECT id FROM members WHERE asn = ?), ?, ?, ?, ?, 0, 0, 2, 3, 20)`,
 				fmt.Sprintf("k%d-%d-%d", via, i, w.ticks), via, d, p.Addr().Next().String(), store.Micros(w.now.Add(-time.Minute)), lat)
 			if err != nil {
 				w.t.Fatal(err)
@@ -172,7 +174,7 @@ func (w *propWorld) checkTrades(incoming book.Order, trades []book.Trade) {
 		}
 		var m *book.Measured
 		if lat, ok := propLatency[tr.SellerASN]; ok {
-			m = &book.Measured{LatencyUs: lat, Samples: 1}
+			m = &book.Measured{LatencyUs: lat, Samples: 1, Probes: pathscore.MinProbes}
 		}
 		if !buy.Spec.Quality.Meets(m) {
 			w.t.Fatalf("trade %d: seller AS%d breaks the buyer's quality limits", tr.ID, tr.SellerASN)
@@ -318,7 +320,7 @@ func (w *propWorld) checkUncrossed() {
 			}
 			var m *book.Measured
 			if lat, ok := propLatency[s.MemberASN]; ok {
-				m = &book.Measured{LatencyUs: lat, Samples: 1}
+				m = &book.Measured{LatencyUs: lat, Samples: 1, Probes: pathscore.MinProbes}
 			}
 			if !b.Spec.Quality.Meets(m) {
 				continue

@@ -18,7 +18,7 @@ import (
 // how far back a measurement with fewer pools the path's earlier ones (its
 // quality.max_age default).
 const (
-	MinBreachProbes  = 20
+	MinBreachProbes  = pathscore.MinProbes
 	BreachPoolWindow = 15 * time.Minute
 )
 

@@ -122,6 +122,22 @@ func meanInterval(mean, se int64) Interval {
 	return Interval{float64(mean) - h, float64(mean) + h}
 }
 
+// MinProbes is the fewest probes a measurement must count to show a path
+// beyond a limit: fewer say almost nothing (1 lost of 6 is anywhere from
+// 3 % to 56 %). The exchange's matching, its SLA breaches and the access
+// manager's default all hold paths to it.
+const MinProbes = 20
+
+// Beyond tells whether f is significantly beyond the limits (0: none): a
+// figure's 95 % interval lies wholly above its limit. A figure above its
+// limit by less than its uncertainty is not beyond it (no decision on
+// noise); nor is a loss whose probe count is unknown.
+func (f Figures) Beyond(maxLatencyUs, maxJitterUs int64, maxLossPPM int32) bool {
+	return (maxLatencyUs > 0 && f.Latency().Lo > float64(maxLatencyUs)) ||
+		(maxJitterUs > 0 && f.Jitter().Lo > float64(maxJitterUs)) ||
+		(maxLossPPM > 0 && f.Loss().Lo > float64(maxLossPPM)/1e6)
+}
+
 // Figure names one of the compared figures.
 type Figure string
 

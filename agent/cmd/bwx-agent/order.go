@@ -66,7 +66,7 @@ func (s *specFlags) register(f *pflag.FlagSet, buy bool) {
 		f.DurationVar(&s.maxJitter, "max-jitter", 0, "quality limit: jitter, e.g. 5ms")
 		f.StringVar(&s.maxLoss, "max-loss", "", "quality limit: packet loss in percent, e.g. 0.1")
 		f.Int32Var(&s.maxASHops, "max-as-hops", 0, "quality limit: network distance in AS hops")
-		f.BoolVar(&s.unverified, "allow-unverified", false, "accept sellers with no fresh measurement")
+		f.BoolVar(&s.unverified, "allow-unverified", false, "accept sellers with no fresh measurement of at least 20 probes")
 	}
 }
 
