@@ -16,11 +16,11 @@
 //     all` or a filter; FRR: `no bgp ebgp-requires-policy` or a route-map);
 //   - accept a third-party next hop on the LAN (BIRD's default `gateway
 //     direct`; FRR accepts it);
-//   - negotiate ADD-PATH receive when it buys one prefix from several
-//     sellers (BIRD: `add paths rx`; FRR: nothing to do, it always
-//     advertises receive), and the route server must be told so
-//     (Member.AddPathReceive). Without it a router gets only the best path
-//     per prefix: a second seller's path for that prefix does not reach it.
+//   - negotiate ADD-PATH receive to get every seller's path when it buys
+//     one prefix from several sellers (BIRD: `add paths rx`; FRR: nothing
+//     to do, it always advertises receive), and the route server must be
+//     told so (Member.AddPathReceive). Without it a router gets one path
+//     per prefix: its oldest trade's.
 //
 // Max-prefix (Member.MaxPrefixes) counts each address family of each
 // session on its own; above it the session is closed with CEASE
@@ -46,7 +46,8 @@
 //
 // A trade is delivered as paths the route server originates (GoBGP
 // AddPath) and removed with DeletePath by UUID; policy is never edited to
-// start or end a trade. There is one path per (prefix, seller router):
+// start or end a trade. There is one path per (buyer, prefix, seller
+// router), and it carries only that buyer's and its trades' communities:
 //
 //	NLRI      the traded prefix
 //	NEXT_HOP  the seller's router on the LAN (Trade.NextHop4 / NextHop6)
@@ -54,30 +55,37 @@
 //	          the most specific accepted route covering the prefix, so the
 //	          origin AS is the real one and RPKI validation at the buyer works
 //	ORIGIN    as the seller announced it
-//	COMMUNITY NO_EXPORT (65535:65281), unless the seller lets buyers pass
-//	          the prefix on (Trade.Exportable)
-//	LARGE_COMMUNITY, one per buyer and one per trade:
+//	COMMUNITY NO_EXPORT (65535:65281), unless the buyer's trades let it
+//	          pass the prefix on (Trade.Exportable)
+//	LARGE_COMMUNITY, the buyer's and one per trade the path serves:
 //	          <route server ASN>:1:<buyer ASN>   deliver to this buyer
 //	          <route server ASN>:2:<trade ID>    the trade(s) the path serves
 //
-// Several buyers of one seller's prefix share the path (one :1: community
-// each). Several sellers of one prefix give several paths with distinct
-// ADD-PATH identifiers; a buyer that negotiated ADD-PATH receive gets
-// every one meant for it.
-//
-// One global export policy has a statement per member: a path leaves
-// towards a neighbor only if it is locally originated, carries
+// Where a buyer's paths live decides what it is sent. GoBGP v3 sends a
+// peer without ADD-PATH only the best path per prefix and does not fall
+// back to the next one when the export policy rejects it, so such a buyer
+// has a VRF of its own (bwx-vrf-<ASN>, route distinguisher and target
+// <ASN as an IPv4 address>:1) to which its sessions are bound: it is sent
+// the best of its own paths, and nothing from anyone else's table. Of
+// several of its paths for one prefix the oldest trade's (lowest ID) wins,
+// through LOCAL_PREF, which eBGP never sends. A buyer with ADD-PATH
+// receive stays in the global table, where each path has its own ADD-PATH
+// identifier and the export policy passes it only to its buyer: GoBGP v3
+// syncs a VRF-bound ADD-PATH session with the best path alone when it
+// comes up, so VRFs would lose that buyer's other sellers. One global
+// export policy has a statement per member: a path leaves towards a
+// neighbor only if it is locally originated, carries
 // <route server ASN>:1:<that member's ASN>, and the neighbor is one of
-// that member's addresses. Everything else is rejected.
+// that member's addresses. Everything else is rejected. So a member that
+// bought nothing is sent no UPDATE, announce or withdraw.
 //
 // A path is announced only while the seller's router at the trade's next
 // hop has an established session and announces an accepted route
 // covering the prefix: when the session drops or the route is withdrawn
 // (or rejected on a recheck), the path is withdrawn at once, and it comes
-// back when the route does. A change that drops a buyer from a path is
-// made "make before break" (the new path under a fresh identifier first,
-// then the old one deleted), which works around GoBGP v3 sending no
-// withdraw to ADD-PATH peers on an implicit replace.
+// back when the route does. A path never changes buyer, so a change to it
+// (another trade of the same buyer on it, a new AS_PATH) replaces it in
+// place under the same identifier.
 //
 // A buyer's router can match the scheme, for example to prefer or tag
 // bought routes. BIRD 2:

@@ -11,6 +11,9 @@ import (
 
 	"github.com/gaissmai/bart"
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -122,6 +125,15 @@ func (s *Server) AddMember(ctx context.Context, m Member) error {
 		}
 	}
 
+	if err := s.addMember(ctx, m); err != nil {
+		return err
+	}
+	// Its table gets its trades as a buyer, made while it was not on the
+	// route server (a no-op before Start, which reconciles everything).
+	return s.reconcile(ctx)
+}
+
+func (s *Server) addMember(ctx context.Context, m Member) error {
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.state == lifeStopped {
@@ -145,13 +157,14 @@ func (s *Server) AddMember(ctx context.Context, m Member) error {
 			tradePfx: new(bart.Table[bool]),
 			routers:  m.Addresses,
 		}
-		for k := range s.keys {
-			if k.NextHop == a {
-				n.tradePfx.Insert(k.Prefix, true)
+		for r := range s.buyersOf {
+			if r.NextHop == a {
+				n.tradePfx.Insert(r.Prefix, true)
 			}
 		}
 		s.nbrs[a] = n
 	}
+	s.dirtyBuyer(m.ASN)
 	s.mu.Unlock()
 	if s.state != lifeStarted {
 		return nil
@@ -173,6 +186,37 @@ func (s *Server) AddMember(ctx context.Context, m Member) error {
 // Policy object names of a member.
 func memberNames(asn uint32) (policy, nbrSet, lcSet string) {
 	return fmt.Sprintf("bwx-member-%d", asn), fmt.Sprintf("bwx-routers-%d", asn), fmt.Sprintf("bwx-buyer-%d", asn)
+}
+
+// vrfName is the member's own table, which holds the paths of its trades
+// as a buyer, and nothing else.
+func vrfName(asn uint32) string { return fmt.Sprintf("bwx-vrf-%d", asn) }
+
+// vrfIDs are the member's table's route distinguisher and route target:
+// type 1, the ASN written as an IPv4 address (any 32-bit ASN fits), 1.
+func vrfIDs(asn uint32) (bgp.RouteDistinguisherInterface, bgp.ExtendedCommunityInterface) {
+	a := netip.AddrFrom4([4]byte{byte(asn >> 24), byte(asn >> 16), byte(asn >> 8), byte(asn)}).String()
+	return bgp.NewRouteDistinguisherIPAddressAS(a, 1), bgp.NewIPv4AddressSpecificExtended(bgp.EC_SUBTYPE_ROUTE_TARGET, a, 1, true)
+}
+
+// addVRF makes the member's table, which its sessions are bound to: a
+// session is sent the best of its own table's paths per prefix (or all of
+// them with ADD-PATH), whatever other buyers of the prefix bought.
+func (s *Server) addVRF(ctx context.Context, asn uint32) error {
+	rd, rt := vrfIDs(asn)
+	ard, err := apiutil.MarshalRD(rd)
+	if err != nil {
+		return err
+	}
+	art, err := apiutil.MarshalRT(rt)
+	if err != nil {
+		return err
+	}
+	err = s.bgp.AddVrf(ctx, &api.AddVrfRequest{Vrf: &api.Vrf{Name: vrfName(asn), Rd: ard, ImportRt: []*anypb.Any{art}, ExportRt: []*anypb.Any{art}}})
+	if err != nil {
+		return fmt.Errorf("routeserver: member AS%d: table %s: %w", asn, vrfName(asn), err)
+	}
+	return nil
 }
 
 // addMemberBGP adds the member's export statement and then its
@@ -216,6 +260,11 @@ func (s *Server) addMemberBGP(ctx context.Context, m *member) error {
 	if err != nil {
 		return fmt.Errorf("routeserver: member AS%d: assign export policy: %w", m.ASN, err)
 	}
+	if !m.AddPathReceive {
+		if err := s.addVRF(ctx, m.ASN); err != nil {
+			return err
+		}
+	}
 	for _, a := range m.Addresses {
 		if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peerConfig(m, a)}); err != nil {
 			return fmt.Errorf("routeserver: member AS%d: session %v: %w", m.ASN, a, err)
@@ -242,12 +291,17 @@ func (s *Server) peerConfig(m *member, a netip.Addr) *api.Peer {
 		afi.AddPaths = &api.AddPaths{Config: &api.AddPathsConfig{SendMax: addPathSendMax}}
 	}
 	hold := uint64(s.cfg.HoldTime / time.Second)
+	vrf := vrfName(m.ASN)
+	if m.AddPathReceive {
+		vrf = "" // every path for it, from the global table (see doc.go)
+	}
 	return &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: a.String(),
 			PeerAsn:         m.ASN,
 			AuthPassword:    m.Password,
 			Description:     fmt.Sprintf("AS%d", m.ASN),
+			Vrf:             vrf,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:          hold,
@@ -288,12 +342,10 @@ const addPathSendMax = 255
 // statement. Its trades stay registered (WithdrawTrade them) but nothing
 // is delivered through or to it any more.
 func (s *Server) RemoveMember(ctx context.Context, asn uint32) error {
-	s.life.RLock()
 	s.mu.Lock()
 	m, ok := s.members[asn]
 	if !ok {
 		s.mu.Unlock()
-		s.life.RUnlock()
 		return fmt.Errorf("routeserver: AS%d is not a member", asn)
 	}
 	delete(s.members, asn)
@@ -305,16 +357,20 @@ func (s *Server) RemoveMember(ctx context.Context, asn uint32) error {
 			s.dirtyNeighbor(n)
 		}
 	}
+	s.dirtyBuyer(asn)
 	s.mu.Unlock()
-	var err error
-	if s.state == lifeStarted {
-		err = s.removeMemberBGP(ctx, m)
-	}
-	s.life.RUnlock()
 	for _, n := range gone {
 		s.dropRoutes(n)
 	}
-	return errors.Join(err, s.reconcile(ctx))
+	// Its paths as a buyer and as a seller go first, then its sessions
+	// and its table.
+	err := s.reconcile(ctx)
+	s.life.RLock()
+	if s.state == lifeStarted {
+		err = errors.Join(err, s.removeMemberBGP(ctx, m))
+	}
+	s.life.RUnlock()
+	return err
 }
 
 // removeMemberBGP deletes the member's neighbors and then its export
@@ -334,6 +390,15 @@ func (s *Server) removeMemberBGP(ctx context.Context, m *member) error {
 	s.bgp.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: policy}, All: true})
 	s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: nbrSet}, All: true})
 	s.bgp.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_LARGE_COMMUNITY, Name: lcSet}, All: true})
+	// Its table goes with whatever paths are left in it (the member's
+	// trades as a buyer, which RemoveMember has withdrawn already).
+	if m.AddPathReceive {
+		return errors.Join(errs...)
+	}
+	err := s.bgp.DeleteVrf(ctx, &api.DeleteVrfRequest{Name: vrfName(m.ASN)})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("routeserver: member AS%d: delete table: %w", m.ASN, err))
+	}
 	return errors.Join(errs...)
 }
 

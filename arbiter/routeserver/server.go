@@ -97,19 +97,19 @@ type Server struct {
 	serveDone   chan struct{}
 	watchCancel context.CancelFunc
 
-	mu      sync.Mutex // everything below up to syncMu
-	members map[uint32]*member
-	nbrs    map[netip.Addr]*neighbor
-	trades  map[uint64]Trade
-	keys    map[pathKey]map[uint64]bool // trade IDs per path key
-	dirty   map[pathKey]bool
-	onRoute func(RouteEvent)
+	mu       sync.Mutex // everything below up to syncMu
+	members  map[uint32]*member
+	nbrs     map[netip.Addr]*neighbor
+	trades   map[uint64]Trade
+	keys     map[pathKey]map[uint64]bool // trade IDs per path key
+	buyersOf map[route]map[uint32]bool   // buyers with a path key per route
+	dirty    map[pathKey]bool
+	onRoute  func(RouteEvent)
 
 	hookMu sync.Mutex // serialises onRoute calls
 
 	syncMu    sync.Mutex // serialises reconcile; owns the fields below
 	announced map[pathKey]*announcedPath
-	orphans   []*announcedPath // replaced paths whose deletion failed
 	lastID    uint32
 }
 
@@ -137,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 		nbrs:      map[netip.Addr]*neighbor{},
 		trades:    map[uint64]Trade{},
 		keys:      map[pathKey]map[uint64]bool{},
+		buyersOf:  map[route]map[uint32]bool{},
 		dirty:     map[pathKey]bool{},
 		announced: map[pathKey]*announcedPath{},
 	}

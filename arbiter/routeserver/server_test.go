@@ -332,9 +332,14 @@ func TestTradeDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	hasOnly(t, third, "198.51.100.0/24", "127.0.0.2")
+	// Each buyer's path names only that buyer and its trade.
 	got = hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.2")[0]
-	if !slices.Equal(got.Large, []string{"65000:1:64502", "65000:1:64503", "65000:2:1", "65000:2:3"}) {
-		t.Errorf("shared path: %v", got)
+	if !slices.Equal(got.Large, []string{"65000:1:64502", "65000:2:1"}) {
+		t.Errorf("first buyer's path: %v", got)
+	}
+	got = hasOnly(t, third, "198.51.100.0/24", "127.0.0.2")[0]
+	if !slices.Equal(got.Large, []string{"65000:1:64503", "65000:2:3"}) {
+		t.Errorf("second buyer's path: %v", got)
 	}
 	flaps := third.watchWithdrawals()
 	if err := l.rs.WithdrawTrade(ctx, 1); err != nil {
@@ -399,6 +404,80 @@ func TestTradeDelivery(t *testing.T) {
 	// The seller comes back (and announces again): so does its path.
 	seller.up()
 	hasOnly(t, third, "198.51.100.0/24", "127.0.0.2", "127.0.0.5")
+}
+
+// Two sellers of one prefix, buyers without ADD-PATH: each buyer gets
+// exactly its own seller's path, with only its own communities, whatever
+// the other buyer bought; a seller's session flap takes only its own
+// buyer's route, and gives it back. A member that bought nothing is sent
+// no UPDATE at all.
+func TestPerBuyerDeliveryWithoutAddPath(t *testing.T) {
+	if !isolate(t) {
+		return
+	}
+	l := newLoopLab(t)
+	l.checker.register(64501, "198.51.100.0/24")
+	l.checker.register(64504, "198.51.100.0/24")
+	s1 := l.member(64501, "127.0.0.2", Member{})
+	b1 := l.member(64502, "127.0.0.3", Member{})
+	b2 := l.member(64503, "127.0.0.4", Member{})
+	s2 := l.member(64504, "127.0.0.5", Member{})
+	b3 := l.member(64505, "127.0.0.6", Member{})
+	idle := l.member(64506, "127.0.0.7", Member{})
+	waitEstablished(t, l.rs, waitBGP)
+	ctx := context.Background()
+	s1.announce("198.51.100.0/24", netip.Addr{})
+	s2.announce("198.51.100.0/24", netip.Addr{})
+	l.waitAccepted(64501, 1)
+	l.waitAccepted(64504, 1)
+	quiet := idle.updates()
+
+	nh1, nh2 := addr("127.0.0.2"), addr("127.0.0.5")
+	for _, tr := range []Trade{
+		{ID: 1, BuyerASN: 64502, SellerASN: 64501, Prefixes: pfxs("198.51.100.0/24"), NextHop4: nh1},
+		{ID: 2, BuyerASN: 64503, SellerASN: 64504, Prefixes: pfxs("198.51.100.0/24"), NextHop4: nh2},
+		{ID: 3, BuyerASN: 64505, SellerASN: 64501, Prefixes: pfxs("198.51.100.0/24"), NextHop4: nh1},
+		{ID: 4, BuyerASN: 64505, SellerASN: 64504, Prefixes: pfxs("198.51.100.0/24"), NextHop4: nh2},
+	} {
+		if err := l.rs.AnnounceTrade(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := hasOnly(t, b1, "198.51.100.0/24", "127.0.0.2")[0]
+	if !slices.Equal(got.Large, []string{"65000:1:64502", "65000:2:1"}) {
+		t.Errorf("B1's path carries %v, want only its own buyer and trade communities", got.Large)
+	}
+	got = hasOnly(t, b2, "198.51.100.0/24", "127.0.0.5")[0]
+	if !slices.Equal(got.Large, []string{"65000:1:64503", "65000:2:2"}) {
+		t.Errorf("B2's path carries %v, want only its own buyer and trade communities", got.Large)
+	}
+	// B3 bought from both and has no ADD-PATH: one of its own sellers'.
+	got = hasOnly(t, b3, "198.51.100.0/24", "127.0.0.2")[0]
+	if !slices.Contains(got.Large, "65000:1:64505") || slices.Contains(got.Large, "65000:1:64502") {
+		t.Errorf("B3's path carries %v", got.Large)
+	}
+
+	// S1's session drops: B1 loses the route, B2 keeps its own, B3 falls
+	// back to S2. S1 comes back: so do the paths.
+	s1.down()
+	hasOnly(t, b1, "198.51.100.0/24")
+	hasOnly(t, b3, "198.51.100.0/24", "127.0.0.5")
+	hasOnly(t, b2, "198.51.100.0/24", "127.0.0.5")
+	s1.up()
+	s1.announce("198.51.100.0/24", netip.Addr{})
+	hasOnly(t, b1, "198.51.100.0/24", "127.0.0.2")
+	hasOnly(t, b3, "198.51.100.0/24", "127.0.0.2")
+	for _, id := range []uint64{1, 2, 3, 4} {
+		if err := l.rs.WithdrawTrade(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasOnly(t, b1, "198.51.100.0/24")
+	hasOnly(t, b2, "198.51.100.0/24")
+	hasOnly(t, b3, "198.51.100.0/24")
+	if n := idle.updates(); n != quiet {
+		t.Errorf("a member that bought nothing was sent %d UPDATEs while others' trades came and went", n-quiet)
+	}
 }
 
 func TestMaxPrefix(t *testing.T) {

@@ -140,9 +140,10 @@ type speakerCmd struct {
 }
 
 type speakerReply struct {
-	Err   string
-	RIB   []ribRoute
-	Flaps int
+	Err     string
+	RIB     []ribRoute
+	Flaps   int
+	Updates uint64
 }
 
 func newSpeaker(t testing.TB, asn uint32, addr, rs netip.Addr, rsPort int, addPath bool) *speaker {
@@ -227,6 +228,13 @@ func (s *speaker) watchWithdrawals() func() int {
 	return func() int { return s.call(speakerCmd{Op: "flaps"}).Flaps }
 }
 
+// updates is how many UPDATE messages the speaker has received from the
+// route server (announcements and withdrawals alike).
+func (s *speaker) updates() uint64 {
+	s.t.Helper()
+	return s.call(speakerCmd{Op: "updates"}).Updates
+}
+
 // isolateEnv names the test a child process runs (see isolate).
 const isolateEnv = "ROUTESERVER_TEST_ISOLATED"
 
@@ -236,6 +244,7 @@ const isolateEnv = "ROUTESERVER_TEST_ISOLATED"
 var isolatedTests = []string{
 	"TestReceivedRoutesAreCheckedAndRecorded",
 	"TestTradeDelivery",
+	"TestPerBuyerDeliveryWithoutAddPath",
 	"TestMaxPrefix",
 	"TestRestartReannouncesActiveTrades",
 	"TestLabImportChecksAndMaxPrefix",
@@ -418,6 +427,12 @@ func runSpeaker(cfgJSON string, stdin io.Reader, stdout io.Writer) error {
 			flapMu.Lock()
 			flaps = 0
 			flapMu.Unlock()
+		case "updates":
+			// Every UPDATE message the session received, announce or
+			// withdraw, even one that changed nothing in the RIB.
+			err = b.ListPeer(ctx, &api.ListPeerRequest{Address: cfg.RS.String()}, func(p *api.Peer) {
+				r.Updates = p.GetState().GetMessages().GetReceived().GetUpdate()
+			})
 		case "flaps":
 			// The count must include events already queued: a no-op
 			// management call orders after them is not guaranteed, so

@@ -1,6 +1,7 @@
 package routeserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,11 +127,17 @@ func (s *Server) validateTrade(t *Trade) error {
 	return nil
 }
 
-// pathKey names one path the route server originates: a prefix through
-// one seller router.
-type pathKey struct {
+// route is a prefix through one seller router.
+type route struct {
 	Prefix  netip.Prefix
 	NextHop netip.Addr
+}
+
+// pathKey names one path the route server originates: a route, in one
+// buyer's table.
+type pathKey struct {
+	Buyer uint32
+	route
 }
 
 // AnnounceTrade starts delivering a trade (or changes one with the same
@@ -236,14 +243,20 @@ func (s *Server) Trades() []Trade {
 // indexTrade adds t's path keys; s.mu is held.
 func (s *Server) indexTrade(t *Trade) {
 	for _, p := range t.Prefixes {
-		k := pathKey{p, t.nextHop(p)}
+		k := pathKey{t.BuyerASN, route{p, t.nextHop(p)}}
 		ids := s.keys[k]
 		if ids == nil {
 			ids = map[uint64]bool{}
 			s.keys[k] = ids
-			if n := s.nbrs[k.NextHop]; n != nil {
-				n.tradePfx.Insert(p, true)
+			bs := s.buyersOf[k.route]
+			if bs == nil {
+				bs = map[uint32]bool{}
+				s.buyersOf[k.route] = bs
+				if n := s.nbrs[k.NextHop]; n != nil {
+					n.tradePfx.Insert(p, true)
+				}
 			}
+			bs[k.Buyer] = true
 		}
 		ids[t.ID] = true
 		s.dirty[k] = true
@@ -253,48 +266,74 @@ func (s *Server) indexTrade(t *Trade) {
 // unindexTrade removes t's path keys; s.mu is held.
 func (s *Server) unindexTrade(t *Trade) {
 	for _, p := range t.Prefixes {
-		k := pathKey{p, t.nextHop(p)}
+		k := pathKey{t.BuyerASN, route{p, t.nextHop(p)}}
 		ids := s.keys[k]
 		delete(ids, t.ID)
 		if len(ids) == 0 {
 			delete(s.keys, k)
-			if n := s.nbrs[k.NextHop]; n != nil {
-				n.tradePfx.Delete(p)
+			bs := s.buyersOf[k.route]
+			delete(bs, k.Buyer)
+			if len(bs) == 0 {
+				delete(s.buyersOf, k.route)
+				if n := s.nbrs[k.NextHop]; n != nil {
+					n.tradePfx.Delete(p)
+				}
 			}
 		}
 		s.dirty[k] = true
 	}
 }
 
+// dirtyRoute marks every buyer's path of r; s.mu is held.
+func (s *Server) dirtyRoute(r route) {
+	for b := range s.buyersOf[r] {
+		s.dirty[pathKey{b, r}] = true
+	}
+}
+
 // dirtyCovered marks the trade paths through n within q; s.mu is held.
 func (s *Server) dirtyCovered(n *neighbor, q netip.Prefix) {
 	for p := range n.tradePfx.Subnets(q) {
-		s.dirty[pathKey{p, n.addr}] = true
+		s.dirtyRoute(route{p, n.addr})
 	}
 }
 
 // dirtyNeighbor marks every trade path through n; s.mu is held.
 func (s *Server) dirtyNeighbor(n *neighbor) {
 	for p := range n.tradePfx.All() {
-		s.dirty[pathKey{p, n.addr}] = true
+		s.dirtyRoute(route{p, n.addr})
+	}
+}
+
+// dirtyBuyer marks every path in buyer's table; s.mu is held.
+func (s *Server) dirtyBuyer(buyer uint32) {
+	for k := range s.keys {
+		if k.Buyer == buyer {
+			s.dirty[k] = true
+		}
 	}
 }
 
 // wantPath is a path as it should be announced.
 type wantPath struct {
 	key    pathKey
+	vrf    string // the buyer's table; "" for the global one (ADD-PATH buyers)
 	seller uint32
 	asPath []uint32 // as the seller announced it, prepends added
 	origin string
-	buyers []uint32 // sorted
 	trades []uint64 // sorted
 	export bool     // no NO_EXPORT: every trade on the path allows it
 }
 
 func (w *wantPath) equal(o *wantPath) bool {
-	return w.key == o.key && w.seller == o.seller && w.origin == o.origin && w.export == o.export &&
-		slices.Equal(w.asPath, o.asPath) && slices.Equal(w.buyers, o.buyers) && slices.Equal(w.trades, o.trades)
+	return w.key == o.key && w.vrf == o.vrf && w.seller == o.seller && w.origin == o.origin && w.export == o.export &&
+		slices.Equal(w.asPath, o.asPath) && slices.Equal(w.trades, o.trades)
 }
+
+// localPref ranks a buyer's paths of one prefix: its oldest trade's
+// (lowest ID) is best, and a buyer without ADD-PATH gets that one. It
+// never leaves the route server (eBGP strips LOCAL_PREF).
+func (w *wantPath) localPref() uint32 { return math.MaxUint32 - uint32(w.trades[0]) }
 
 // announcedPath is a path in GoBGP's RIB.
 type announcedPath struct {
@@ -308,7 +347,8 @@ type announcedPath struct {
 // s.mu is held.
 func (s *Server) desired(k pathKey) *wantPath {
 	ids := s.keys[k]
-	if len(ids) == 0 {
+	buyer := s.members[k.Buyer]
+	if len(ids) == 0 || buyer == nil {
 		return nil
 	}
 	n := s.nbrs[k.NextHop]
@@ -320,18 +360,17 @@ func (s *Server) desired(k pathKey) *wantPath {
 		return nil
 	}
 	w := &wantPath{key: k, seller: n.asn, origin: r.Origin, export: true}
+	if !buyer.AddPathReceive {
+		w.vrf = vrfName(k.Buyer)
+	}
 	prepend := 0
 	for id := range ids {
 		t := s.trades[id]
 		prepend = max(prepend, t.Prepends[k.Prefix])
 		w.export = w.export && t.Exportable[k.Prefix]
 		w.trades = append(w.trades, id)
-		if !slices.Contains(w.buyers, t.BuyerASN) {
-			w.buyers = append(w.buyers, t.BuyerASN)
-		}
 	}
 	slices.Sort(w.trades)
-	slices.Sort(w.buyers)
 	w.asPath = make([]uint32, 0, prepend+len(r.ASPath))
 	for range prepend {
 		w.asPath = append(w.asPath, n.asn)
@@ -368,17 +407,9 @@ func (s *Server) reconcile(ctx context.Context) error {
 		if c := comparePrefix(a.k.Prefix, b.k.Prefix); c != 0 {
 			return c
 		}
-		return a.k.NextHop.Compare(b.k.NextHop)
+		return cmp.Or(a.k.NextHop.Compare(b.k.NextHop), cmpU32(a.k.Buyer, b.k.Buyer))
 	})
 	var errs []error
-	orphans := s.orphans
-	s.orphans = nil
-	for _, o := range orphans {
-		if err := s.deletePath(ctx, o); err != nil {
-			errs = append(errs, err)
-			s.orphans = append(s.orphans, o)
-		}
-	}
 	for _, j := range jobs {
 		if err := s.apply(ctx, j.k, j.w); err != nil {
 			errs = append(errs, err)
@@ -391,7 +422,8 @@ func (s *Server) reconcile(ctx context.Context) error {
 }
 
 // apply makes GoBGP announce w for k (nil: nothing). s.syncMu and life
-// are held.
+// are held. A path never changes buyer (its key holds the buyer), so a
+// change replaces it in place under the same identifier.
 func (s *Server) apply(ctx context.Context, k pathKey, w *wantPath) error {
 	have := s.announced[k]
 	switch {
@@ -403,48 +435,25 @@ func (s *Server) apply(ctx context.Context, k pathKey, w *wantPath) error {
 		}
 		delete(s.announced, k)
 		return nil
-	case have == nil:
-		a := &announcedPath{want: *w, id: s.newPathID(), since: clock.Now()}
-		if err := s.addPath(ctx, a); err != nil {
-			return err
-		}
-		s.announced[k] = a
+	case have != nil && w.equal(&have.want):
 		return nil
-	case w.equal(&have.want):
-		return nil
-	case isSubset(have.want.buyers, w.buyers):
-		// Nobody loses the path: replace it in place.
-		a := &announcedPath{want: *w, id: have.id, since: have.since}
-		if err := s.addPath(ctx, a); err != nil {
-			return err
-		}
-		s.announced[k] = a
-		return nil
-	default:
-		// A buyer loses it: GoBGP v3 would not withdraw an implicitly
-		// replaced path from ADD-PATH peers, so make the new path under a
-		// fresh identifier before deleting the old one.
-		a := &announcedPath{want: *w, id: s.newPathID(), since: clock.Now()}
-		if err := s.addPath(ctx, a); err != nil {
-			return err
-		}
-		s.announced[k] = a
+	case have != nil && have.want.vrf != w.vrf:
+		// The buyer moved tables (ADD-PATH turned on or off).
 		if err := s.deletePath(ctx, have); err != nil {
-			// Retried on every reconcile until it goes.
-			s.orphans = append(s.orphans, have)
-			return fmt.Errorf("%w (the path for the remaining buyers is announced; will retry)", err)
+			return err
 		}
-		return nil
+		delete(s.announced, k)
+		have = nil
 	}
-}
-
-func isSubset(a, b []uint32) bool {
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
+	a := &announcedPath{want: *w, id: s.newPathID(), since: clock.Now()}
+	if have != nil {
+		a.id, a.since = have.id, have.since
 	}
-	return true
+	if err := s.addPath(ctx, a); err != nil {
+		return err
+	}
+	s.announced[k] = a
+	return nil
 }
 
 func (s *Server) newPathID() uint32 {
@@ -460,7 +469,7 @@ func (s *Server) addPath(ctx context.Context, a *announcedPath) error {
 	if err != nil {
 		return fmt.Errorf("routeserver: path %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
 	}
-	rsp, err := s.bgp.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p})
+	rsp, err := s.bgp.AddPath(ctx, &api.AddPathRequest{TableType: tableOf(a.want.vrf), VrfId: a.want.vrf, Path: p})
 	if err != nil {
 		return fmt.Errorf("routeserver: announce %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
 	}
@@ -473,11 +482,18 @@ func (s *Server) deletePath(ctx context.Context, a *announcedPath) error {
 		// Never call DeletePath without a UUID: that deletes every path.
 		return fmt.Errorf("routeserver: withdraw %v via %v: no UUID recorded", a.want.key.Prefix, a.want.key.NextHop)
 	}
-	err := s.bgp.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: a.uuid})
+	err := s.bgp.DeletePath(ctx, &api.DeletePathRequest{TableType: tableOf(a.want.vrf), VrfId: a.want.vrf, Uuid: a.uuid})
 	if err != nil && !strings.Contains(err.Error(), "can't find") {
 		return fmt.Errorf("routeserver: withdraw %v via %v: %w", a.want.key.Prefix, a.want.key.NextHop, err)
 	}
 	return nil
+}
+
+func tableOf(vrf string) api.TableType {
+	if vrf == "" {
+		return api.TableType_GLOBAL
+	}
+	return api.TableType_VRF
 }
 
 // apiPath builds the GoBGP path for w (see the package documentation).
@@ -508,10 +524,9 @@ func (s *Server) apiPath(w *wantPath, id uint32) (*api.Path, error) {
 	if !w.export {
 		attrs = append(attrs, bgp.NewPathAttributeCommunities([]uint32{uint32(bgp.COMMUNITY_NO_EXPORT)}))
 	}
-	lcs := make([]*bgp.LargeCommunity, 0, len(w.buyers)+len(w.trades))
-	for _, b := range w.buyers {
-		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcDeliverTo, b))
-	}
+	attrs = append(attrs, bgp.NewPathAttributeLocalPref(w.localPref()))
+	lcs := make([]*bgp.LargeCommunity, 0, 1+len(w.trades))
+	lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcDeliverTo, w.key.Buyer))
 	for _, t := range w.trades {
 		lcs = append(lcs, bgp.NewLargeCommunity(s.cfg.ASN, lcTrade, uint32(t)))
 	}
@@ -526,7 +541,7 @@ type AnnouncedPath struct {
 	SellerASN uint32
 	ASPath    []uint32 // before the route server's ASN is prepended (with the seller's prepends)
 	Origin    string
-	Buyers    []uint32
+	Buyer     uint32
 	Trades    []uint64
 	PathID    uint32 // identifier in the route server's RIB
 	Since     time.Time
@@ -541,7 +556,7 @@ func (s *Server) Announced() []AnnouncedPath {
 		out = append(out, AnnouncedPath{
 			Prefix: a.want.key.Prefix, NextHop: a.want.key.NextHop, SellerASN: a.want.seller,
 			ASPath: slices.Clone(a.want.asPath), Origin: a.want.origin,
-			Buyers: slices.Clone(a.want.buyers), Trades: slices.Clone(a.want.trades),
+			Buyer: a.want.key.Buyer, Trades: slices.Clone(a.want.trades),
 			PathID: a.id, Since: a.since.UTC(),
 		})
 	}
@@ -549,7 +564,7 @@ func (s *Server) Announced() []AnnouncedPath {
 		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
 			return c
 		}
-		return a.NextHop.Compare(b.NextHop)
+		return cmp.Or(a.NextHop.Compare(b.NextHop), cmpU32(a.Buyer, b.Buyer))
 	})
 	return out
 }

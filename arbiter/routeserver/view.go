@@ -2,6 +2,7 @@ package routeserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -28,7 +29,7 @@ type Session struct {
 	// Uptime is how long the session has been in its state.
 	Uptime time.Duration
 	// Received and Accepted count the routes the router announces now;
-	// Sent the paths the route server sends it (trades it buys).
+	// Sent the paths in its Adj-RIB-Out (its trades as a buyer).
 	Received, Accepted, Sent int
 }
 
@@ -60,34 +61,21 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 		}
 		return a.Address.Compare(b.Address)
 	})
-	// Sent follows the export policy: a buyer's session of the path's
-	// family gets it; without ADD-PATH only one path per prefix. (GoBGP's
-	// own Advertised counter counts before the policy.)
-	paths := map[uint32]map[netip.Prefix]int{}
-	for _, p := range s.Announced() {
-		for _, b := range p.Buyers {
-			if paths[b] == nil {
-				paths[b] = map[netip.Prefix]int{}
-			}
-			paths[b][p.Prefix]++
-		}
-	}
+	// Sent is what the session's Adj-RIB-Out holds: its table's best path
+	// per prefix (every path with ADD-PATH) after the export policy.
+	// (GoBGP's own Advertised counter counts before the policy.)
+	var errs []error
 	for i := range out {
 		if !out[i].Established() {
 			continue
 		}
-		for p, n := range paths[out[i].ASN] {
-			if p.Addr().Is4() != out[i].Address.Is4() {
-				continue
-			}
-			if addPath[out[i].ASN] {
-				out[i].Sent += n
-			} else {
-				out[i].Sent++
-			}
+		rs, err := s.sentTo(ctx, out[i].Address)
+		if err != nil {
+			errs = append(errs, err)
 		}
+		out[i].Sent = len(rs)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func stateName(st api.PeerState_SessionState, admin api.PeerState_AdminState) string {
@@ -143,33 +131,12 @@ func (s *Server) Sent(ctx context.Context, asn uint32) ([]SentRoute, error) {
 		}
 	}
 	s.mu.Unlock()
-	if err := s.begin(); err != nil {
-		return nil, err
-	}
-	defer s.end()
 	var out []SentRoute
 	for _, a := range addrs {
-		fam := family4
-		if a.Is6() {
-			fam = family6
-		}
-		var perr error
-		err := s.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: a.String(), Family: fam},
-			func(d *api.Destination) {
-				for _, p := range d.Paths {
-					r, err := sentRoute(a, p)
-					if err != nil {
-						perr = err
-						continue
-					}
-					out = append(out, r)
-				}
-			})
+		rs, err := s.sentTo(ctx, a)
+		out = append(out, rs...)
 		if err != nil {
-			return out, fmt.Errorf("routeserver: routes sent to %v: %w", a, err)
-		}
-		if perr != nil {
-			return out, fmt.Errorf("routeserver: routes sent to %v: %w", a, perr)
+			return out, err
 		}
 	}
 	slices.SortFunc(out, func(a, b SentRoute) int {
@@ -181,6 +148,38 @@ func (s *Server) Sent(ctx context.Context, asn uint32) ([]SentRoute, error) {
 		}
 		return a.NextHop.Compare(b.NextHop)
 	})
+	return out, nil
+}
+
+// sentTo lists the session's Adj-RIB-Out.
+func (s *Server) sentTo(ctx context.Context, a netip.Addr) ([]SentRoute, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	fam := family4
+	if a.Is6() {
+		fam = family6
+	}
+	var out []SentRoute
+	var perr error
+	err := s.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: a.String(), Family: fam},
+		func(d *api.Destination) {
+			for _, p := range d.Paths {
+				r, err := sentRoute(a, p)
+				if err != nil {
+					perr = err
+					continue
+				}
+				out = append(out, r)
+			}
+		})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return out, fmt.Errorf("routeserver: routes sent to %v: %w", a, err)
+	}
 	return out, nil
 }
 
@@ -251,20 +250,17 @@ func FormatSent(w io.Writer, routes []SentRoute) error {
 }
 
 // FormatAnnounced writes the route server's own paths in the manner of
-// `gobgp global rib`, with the buyers and trades each one serves.
+// `gobgp global rib`, with the buyer and trades each one serves.
 func FormatAnnounced(w io.Writer, paths []AnnouncedPath) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Network\tNext Hop\tSeller\tAS Path\tAge\tBuyers\tTrades")
+	fmt.Fprintln(tw, "Network\tNext Hop\tSeller\tAS Path\tAge\tBuyer\tTrades")
 	for _, p := range paths {
-		var buyers, trades []string
-		for _, b := range p.Buyers {
-			buyers = append(buyers, fmt.Sprintf("AS%d", b))
-		}
+		var trades []string
 		for _, t := range p.Trades {
 			trades = append(trades, fmt.Sprint(t))
 		}
 		fmt.Fprintf(tw, "%s\t%s\tAS%d\t%s\t%s\t%s\t%s\n", p.Prefix, p.NextHop, p.SellerASN, asPathString(p.ASPath),
-			formatAge(clock.Since(p.Since)), strings.Join(buyers, ","), strings.Join(trades, ","))
+			formatAge(clock.Since(p.Since)), fmt.Sprintf("AS%d", p.Buyer), strings.Join(trades, ","))
 	}
 	return tw.Flush()
 }
