@@ -356,6 +356,119 @@ func TestLabTradeDelivery(t *testing.T) {
 	}
 }
 
+// ADD-PATH off on every buyer (the shipped default): two sellers of one
+// prefix, each buyer gets exactly its own seller's path, with only its own
+// communities, in its RIB and its kernel; a buyer of both gets its oldest
+// trade's. A seller's session drops: only its buyers lose it (or fall back
+// to their other seller). A member that bought nothing receives no UPDATE.
+func TestLabPerBuyerDelivery(t *testing.T) {
+	if !isolate(t) {
+		return
+	}
+	needBIRD(t)
+	needFRR(t)
+	l := newRSLab(t)
+	s1h, s2h, b1h, b2h, b3h, idh := l.host("seller1", 11), l.host("seller2", 14), l.host("buyer1", 12),
+		l.host("buyer2", 13), l.host("buyer3", 15), l.host("idle", 16)
+	v4, v6 := "198.51.100.0/24", "2001:db8:100::/48"
+	l.checker.register(64501, v4, v6)
+	l.checker.register(64504, v4, v6)
+	for asn, h := range map[uint32]*labnet.Host{64501: s1h, 64504: s2h, 64502: b1h, 64503: b2h, 64505: b3h, 64506: idh} {
+		l.member(asn, h, Member{})
+	}
+	l.startRS(nil)
+	s1 := l.bird(s1h, 64501, false, v4, v6)
+	l.bird(s2h, 64504, false, v4, v6)
+	b1 := newFRR(t, b1h, 64502, rs4, rs6)
+	b2 := newBIRD(t, b2h, birdConfig{ASN: 64503, RS4: rs4, RS6: rs6, Kernel: true})
+	b3 := newBIRD(t, b3h, birdConfig{ASN: 64505, RS4: rs4, RS6: rs6, Kernel: true})
+	idle := newBIRD(t, idh, birdConfig{ASN: 64506, RS4: rs4, RS6: rs6})
+	waitEstablished(t, l.rs, waitBGP)
+	eventually(t, waitBGP, "sellers' routes accepted", func() string {
+		if a, b := l.rs.Stats(64501).Accepted, l.rs.Stats(64504).Accepted; a != 2 || b != 2 {
+			return fmt.Sprintf("accepted %d and %d", a, b)
+		}
+		return ""
+	})
+	ctx := context.Background()
+	s1v4, s1v6, s2v4, s2v6 := s1h.Addr4(), s1h.Addr6(), s2h.Addr4(), s2h.Addr6()
+	for _, tr := range []Trade{
+		{ID: 1, BuyerASN: 64502, SellerASN: 64501, Prefixes: pfxs(v4, v6), NextHop4: s1v4, NextHop6: s1v6},
+		{ID: 2, BuyerASN: 64503, SellerASN: 64504, Prefixes: pfxs(v4, v6), NextHop4: s2v4, NextHop6: s2v6},
+		{ID: 3, BuyerASN: 64505, SellerASN: 64501, Prefixes: pfxs(v4, v6), NextHop4: s1v4, NextHop6: s1v6},
+		{ID: 4, BuyerASN: 64505, SellerASN: 64504, Prefixes: pfxs(v4, v6), NextHop4: s2v4, NextHop6: s2v6},
+	} {
+		if err := l.rs.AnnounceTrade(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type view struct {
+		name   string
+		h      *labnet.Host
+		routes func() []ribRoute
+	}
+	// has checks a buyer's RIB (only these next hops, only these large
+	// communities) and its kernel.
+	has := func(b view, gw4, gw6 netip.Addr, large ...string) {
+		t.Helper()
+		for _, c := range []struct {
+			p  string
+			gw netip.Addr
+		}{{v4, gw4}, {v6, gw6}} {
+			var rs []ribRoute
+			if c.gw.IsValid() {
+				rs = routerHas(t, b.name, b.routes, c.p, c.gw)
+			} else {
+				rs = routerHas(t, b.name, b.routes, c.p)
+			}
+			for _, r := range rs {
+				if !slices.Equal(r.Large, large) {
+					t.Errorf("%s: %v carries %v, want %v", b.name, c.p, r.Large, large)
+				}
+			}
+			eventually(t, waitBGP, b.name+"'s kernel route for "+c.p, func() string {
+				if g := kernelRoute(t, b.h, c.p); g != c.gw {
+					return fmt.Sprintf("gateway %v, want %v", g, c.gw)
+				}
+				return ""
+			})
+		}
+	}
+	vb1, vb2, vb3 := view{"buyer1 (FRR)", b1h, b1.routes}, view{"buyer2 (BIRD)", b2h, b2.routes}, view{"buyer3 (BIRD)", b3h, b3.routes}
+	has(vb1, s1v4, s1v6, "65000:1:64502", "65000:2:1")
+	has(vb2, s2v4, s2v6, "65000:1:64503", "65000:2:2")
+	has(vb3, s1v4, s1v6, "65000:1:64505", "65000:2:3")
+	if got := idle.routes(); len(got) != 0 {
+		t.Errorf("idle member has %v", got)
+	}
+
+	// Seller1's router stops: buyer1 loses the prefixes, buyer2 keeps its
+	// own, buyer3 falls back to seller2. It comes back: so do they.
+	s1.stop()
+	has(vb1, netip.Addr{}, netip.Addr{})
+	has(vb3, s2v4, s2v6, "65000:1:64505", "65000:2:4")
+	has(vb2, s2v4, s2v6, "65000:1:64503", "65000:2:2")
+	s1.start()
+	has(vb1, s1v4, s1v6, "65000:1:64502", "65000:2:1")
+	has(vb3, s1v4, s1v6, "65000:1:64505", "65000:2:3")
+	for _, id := range []uint64{1, 2, 3, 4} {
+		if err := l.rs.WithdrawTrade(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has(vb2, netip.Addr{}, netip.Addr{})
+	// Its own router's count: not one announcement or withdrawal (where a
+	// buyer's counts some).
+	if u, w := importCounts(b2.protocolInfo("rs4")); u == 0 || w == 0 {
+		t.Errorf("buyer2's BIRD counted %d announcements and %d withdrawals, want some of each", u, w)
+	}
+	if info := idle.protocolInfo("rs4") + idle.protocolInfo("rs6"); !strings.Contains(info, "Import updates:") {
+		t.Errorf("no route change stats from BIRD:\n%s", info)
+	} else if u, w := importCounts(info); u != 0 || w != 0 {
+		t.Errorf("the member that bought nothing received %d announcements and %d withdrawals:\n%s", u, w, info)
+	}
+}
+
 func TestLabRestart(t *testing.T) {
 	if !isolate(t) {
 		return

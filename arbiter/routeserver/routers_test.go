@@ -61,6 +61,8 @@ type birdConfig struct {
 	// NextHop4 and NextHop6, if set, are the next hops it announces its
 	// routes with (set by the export filter) instead of its own address.
 	NextHop4, NextHop6 netip.Addr
+	// Kernel installs its best routes into the host's kernel table.
+	Kernel bool
 }
 
 func newBIRD(t *testing.T, h *labnet.Host, cfg birdConfig) *birdRouter {
@@ -104,6 +106,9 @@ func (b *birdRouter) writeConfig() {
 		fmt.Fprintf(&w, "  route %s unreachable;\n", p)
 	}
 	fmt.Fprintf(&w, "}\n")
+	if c.Kernel {
+		fmt.Fprintf(&w, "protocol kernel k4 { ipv4 { export where source = RTS_BGP; }; }\nprotocol kernel k6 { ipv6 { export where source = RTS_BGP; }; }\n")
+	}
 	for _, s := range []struct {
 		name          string
 		local, rs, nh netip.Addr
@@ -206,6 +211,28 @@ func parseBIRDRoutes(out string, protos ...string) ([]ribRoute, error) {
 func (b *birdRouter) protocolInfo(name string) string {
 	out, _ := b.birdc("show", "protocols", "all", name)
 	return out
+}
+
+// importCounts sums, over a BIRD protocol's channels (`show protocols
+// all`), the UPDATEs' announcements and withdrawals it received.
+func importCounts(info string) (updates, withdraws int) {
+	for _, l := range strings.Split(info, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[0] != "Import" {
+			continue
+		}
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			continue
+		}
+		switch f[1] {
+		case "updates:":
+			updates += n
+		case "withdraws:":
+			withdraws += n
+		}
+	}
+	return updates, withdraws
 }
 
 // frrRouter is FRR (zebra and bgpd, as user frr) on a lab host with one

@@ -249,6 +249,7 @@ var isolatedTests = []string{
 	"TestRestartReannouncesActiveTrades",
 	"TestLabImportChecksAndMaxPrefix",
 	"TestLabTradeDelivery",
+	"TestLabPerBuyerDelivery",
 	"TestLabRestart",
 	"TestLabMD5",
 }
