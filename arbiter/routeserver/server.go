@@ -110,7 +110,11 @@ type Server struct {
 
 	syncMu    sync.Mutex // serialises reconcile; owns the fields below
 	announced map[pathKey]*announcedPath
+	delivery  map[deliveryKey]Delivery // as last reported
 	lastID    uint32
+
+	deliveryMu sync.Mutex // serialises onDelivery calls, in order
+	onDelivery func([]DeliveryChange)
 }
 
 const (
@@ -138,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		trades:    map[uint64]Trade{},
 		keys:      map[pathKey]map[uint64]bool{},
 		buyersOf:  map[route]map[uint32]bool{},
+		delivery:  map[deliveryKey]Delivery{},
 		dirty:     map[pathKey]bool{},
 		announced: map[pathKey]*announcedPath{},
 	}

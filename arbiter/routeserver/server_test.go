@@ -480,6 +480,112 @@ func TestPerBuyerDeliveryWithoutAddPath(t *testing.T) {
 	}
 }
 
+// A trade's delivery on its buyer's session, with the reason and whom a
+// gap falls on, follows what really reaches the buyer: the seller's route
+// withdrawn, rejected, its session down, the buyer's own session down.
+func TestDeliveryStateFollowsThePath(t *testing.T) {
+	if !isolate(t) {
+		return
+	}
+	l := newLoopLab(t)
+	var mu sync.Mutex
+	var changes []DeliveryChange
+	l.rs.OnDelivery(func(cs []DeliveryChange) {
+		mu.Lock()
+		changes = append(changes, cs...)
+		mu.Unlock()
+	})
+	l.checker.register(64501, "198.51.100.0/24")
+	seller := l.member(64501, "127.0.0.2", Member{})
+	buyer := l.member(64502, "127.0.0.3", Member{})
+	waitEstablished(t, l.rs, waitBGP)
+	ctx := context.Background()
+	seller.announce("198.51.100.0/24", netip.Addr{})
+	l.waitAccepted(64501, 1)
+	if err := l.rs.AnnounceTrade(ctx, Trade{ID: 1, BuyerASN: 64502, SellerASN: 64501, Prefixes: pfxs("198.51.100.0/24"), NextHop4: addr("127.0.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+	state := func(want Delivery) {
+		t.Helper()
+		want.TradeID, want.BuyerASN, want.Session = 1, 64502, addr("127.0.0.3")
+		eventually(t, waitBGP, fmt.Sprintf("delivery %+v", want), func() string {
+			if ds := l.rs.Deliveries(); len(ds) != 1 || ds[0] != want {
+				return fmt.Sprintf("%+v", ds)
+			}
+			return ""
+		})
+	}
+	state(Delivery{Delivered: true})
+	hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.2")
+
+	seller.withdraw("198.51.100.0/24")
+	state(Delivery{Reason: ReasonUnannounced, Cause: CauseSeller})
+	seller.announce("198.51.100.0/24", netip.Addr{})
+	state(Delivery{Delivered: true})
+	l.checker.unregister(64501, "198.51.100.0/24")
+	if err := l.rs.Recheck(ctx, 64501); err != nil {
+		t.Fatal(err)
+	}
+	state(Delivery{Reason: ReasonRejected + ": " + reasonNotRegistered, Cause: CauseSeller})
+	l.checker.register(64501, "198.51.100.0/24")
+	if err := l.rs.Recheck(ctx, 64501); err != nil {
+		t.Fatal(err)
+	}
+	state(Delivery{Delivered: true})
+	seller.down()
+	state(Delivery{Reason: ReasonSellerDown, Cause: CauseSeller})
+	// The buyer's own session down decides, whatever the seller's state.
+	buyer.down()
+	state(Delivery{Reason: ReasonBuyerDown, Cause: CauseBuyer})
+	seller.up()
+	seller.announce("198.51.100.0/24", netip.Addr{})
+	buyer.up()
+	state(Delivery{Delivered: true})
+	hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.2")
+	if err := l.rs.WithdrawTrade(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitBGP, "no delivery left", func() string {
+		if ds := l.rs.Deliveries(); len(ds) != 0 {
+			return fmt.Sprintf("%+v", ds)
+		}
+		return ""
+	})
+
+	// Reported in order, each change once, the last one the end.
+	mu.Lock()
+	defer mu.Unlock()
+	var seen []string
+	for i, c := range changes {
+		if i > 0 && c.At.Before(changes[i-1].At) {
+			t.Errorf("change %d at %v before the one before it (%v)", i, c.At, changes[i-1].At)
+		}
+		s := "delivered"
+		switch {
+		case c.Ended:
+			s = "ended"
+		case !c.Delivered:
+			s = c.Reason
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+	}
+	want := []string{"delivered", ReasonUnannounced, "delivered", ReasonRejected + ": " + reasonNotRegistered, "delivered",
+		ReasonSellerDown, ReasonBuyerDown, "delivered", "ended"}
+	// Between the states the test waited for, transient ones may show up
+	// (the route being announced again, the seller up before the buyer).
+	i := 0
+	for _, s := range seen {
+		if i < len(want) && s == want[i] {
+			i++
+		}
+	}
+	if i != len(want) {
+		t.Errorf("reported %q, want in it, in order, %q", seen, want)
+	}
+}
+
 func TestMaxPrefix(t *testing.T) {
 	if !isolate(t) {
 		return

@@ -245,6 +245,7 @@ var isolatedTests = []string{
 	"TestReceivedRoutesAreCheckedAndRecorded",
 	"TestTradeDelivery",
 	"TestPerBuyerDeliveryWithoutAddPath",
+	"TestDeliveryStateFollowsThePath",
 	"TestMaxPrefix",
 	"TestRestartReannouncesActiveTrades",
 	"TestLabImportChecksAndMaxPrefix",

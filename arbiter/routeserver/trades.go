@@ -379,18 +379,34 @@ func (s *Server) desired(k pathKey) *wantPath {
 	return w
 }
 
-// reconcile brings GoBGP's RIB in line with the dirty path keys. Before
-// Start it does nothing (Start reconciles everything).
+// reconcile brings GoBGP's RIB in line with the dirty path keys, then
+// reports the changes of delivery this made (or a session change did).
+// Before Start it does nothing (Start reconciles everything).
 func (s *Server) reconcile(ctx context.Context) error {
 	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
 	if err := s.begin(); err != nil {
+		s.syncMu.Unlock()
 		if errors.Is(err, ErrNotStarted) {
 			return nil
 		}
 		return err
 	}
-	defer s.end()
+	err := s.reconcilePaths(ctx)
+	s.end()
+	changes := s.deliveryChanges()
+	// Reported in the order they were made: deliveryMu is taken before
+	// the next reconcile can run.
+	s.deliveryMu.Lock()
+	s.syncMu.Unlock()
+	if fn := s.onDelivery; fn != nil && len(changes) > 0 {
+		fn(changes)
+	}
+	s.deliveryMu.Unlock()
+	return err
+}
+
+// reconcilePaths applies the dirty path keys; s.syncMu and life are held.
+func (s *Server) reconcilePaths(ctx context.Context) error {
 
 	type job struct {
 		k pathKey
