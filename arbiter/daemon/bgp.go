@@ -31,6 +31,7 @@ type bgpSide struct {
 	routes  *registry.AnnouncedSync
 	loop    *delivery.Loop
 	book    *book.Book
+	record  *delivery.Record
 
 	wake   chan struct{}
 	cancel context.CancelFunc
@@ -49,7 +50,7 @@ type bgpSide struct {
 // b.loop.Notify with its events (see newBGPSide).
 func newBGPSide(cfg BGPConfig, log *slog.Logger, db *store.DB, reg *registry.Registry, runIn func(func() error) error) (*bgpSide, error) {
 	ctx := context.Background()
-	b := &bgpSide{cfg: cfg, log: log.With("component", "routeserver"), reg: reg, wake: make(chan struct{}, 1),
+	b := &bgpSide{cfg: cfg, log: log.With("component", "routeserver"), reg: reg, wake: make(chan struct{}, 1), record: delivery.NewRecord(db),
 		members: map[uint32]routeserver.Member{}, skipped: map[int64]string{}, refused: map[uint32]string{}}
 	var err error
 	if b.checker, err = registry.NewPrefixChecker(ctx, db, irr.Policy{MaxLen4: cfg.IRRMaxLength4, MaxLen6: cfg.IRRMaxLength6}); err != nil {
@@ -70,6 +71,7 @@ func newBGPSide(cfg BGPConfig, log *slog.Logger, db *store.DB, reg *registry.Reg
 	}
 	b.routes = registry.NewAnnouncedSync(reg, b.log, 0)
 	b.rs.OnRoute(b.onRoute)
+	b.rs.OnDelivery(b.onDelivery)
 	if err := b.syncMembers(ctx); err != nil {
 		b.routes.Close()
 		return nil, err
@@ -113,9 +115,13 @@ func (b *bgpSide) stop(graceful bool) {
 		b.done.Wait()
 	}
 	if graceful {
+		// What members were delivered goes on while the arbiter is away
+		// (they keep the routes): the open intervals stay open.
 		b.rs.OnRoute(nil)
+		b.rs.OnDelivery(nil)
 	} else {
 		b.rs.Stop()
+		b.rs.OnDelivery(nil)
 	}
 	b.routes.Close()
 }
@@ -286,6 +292,31 @@ func (b *bgpSide) onRoute(e routeserver.RouteEvent) {
 	}
 	b.routes.Put(registry.AnnouncedRoute{MemberASN: e.ASN, Neighbor: e.Neighbor, Prefix: e.Prefix, NextHop: e.NextHop,
 		ASPath: e.ASPath, OriginASN: e.OriginAS, Accepted: e.Accepted, Reason: e.Reason, Since: e.Since})
+}
+
+// onDelivery writes the route server's delivery changes to the delivery
+// record, which billing follows.
+func (b *bgpSide) onDelivery(cs []routeserver.DeliveryChange) {
+	out := make([]delivery.Change, len(cs))
+	for i, c := range cs {
+		cause := delivery.CauseSeller
+		if c.Cause == routeserver.CauseBuyer {
+			cause = delivery.CauseBuyer
+		}
+		if c.Delivered || c.Ended {
+			cause = ""
+		}
+		out[i] = delivery.Change{TradeID: int64(c.TradeID), Session: c.Session, At: c.At, Delivered: c.Delivered,
+			Reason: c.Reason, Cause: cause, Ended: c.Ended}
+		if !c.Delivered && !c.Ended {
+			b.log.Info("trade not delivered", "trade", c.TradeID, "buyer", c.BuyerASN, "session", c.Session, "reason", c.Reason, "cause", c.Cause)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.record.Apply(ctx, out); err != nil {
+		b.log.Error("cannot write the delivery record", "changes", len(out), "error", err)
+	}
 }
 
 // tradeSource lists the trades that may still need delivering.

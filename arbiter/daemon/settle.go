@@ -11,6 +11,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -29,13 +30,27 @@ func (c *Config) validateSettle() error {
 	return err
 }
 
+// deliveryGaps gives settlement the delivery record's gaps the seller
+// caused: billing follows delivery.
+type deliveryGaps struct{ r *delivery.Record }
+
+func (g deliveryGaps) Gaps(ctx context.Context, tradeID int64, from, to time.Time) ([]settle.Interval, error) {
+	spans, err := g.r.SellerGaps(ctx, tradeID, from, to)
+	out := make([]settle.Interval, len(spans))
+	for i, s := range spans {
+		out[i] = settle.Interval{Start: s.Start, End: s.End}
+	}
+	return out, err
+}
+
 // newUsageServer builds settlement over db, with SLA breaches from the
-// quality matrix, and the one UsageServer both listeners share (so runs
+// quality matrix and undelivered time from the delivery record, and the one UsageServer both listeners share (so runs
 // are serialized across them). Its notifications reach the members' event
 // streams once the book is attached (notices.attach); it watches the
 // running month's use until stop closes.
 func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.Logger, stop <-chan struct{}) (*api.UsageServer, *settle.Settlement, *settleNotices, error) {
-	st, err := settle.NewSettlement(db, settle.Options{Config: cfg.Settle, Breaches: settle.NewQualityBreaches(db)})
+	st, err := settle.NewSettlement(db, settle.Options{Config: cfg.Settle, Breaches: settle.NewQualityBreaches(db),
+		Gaps: deliveryGaps{delivery.NewRecord(db)}})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -114,7 +114,7 @@ func BenchmarkSettleMonth(b *testing.B) {
 				bills := make([]settle.TradeBill, 0, n)
 				for i := range n {
 					buf = monthSamples(buf, int64(i+1))
-					bill, err := biller.Bill(trade(i), buf, nil)
+					bill, err := biller.Bill(trade(i), buf, nil, nil)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -43,8 +43,11 @@ type TradeBill struct {
 	// 95th percentile and OverageBps how far it is above the capacity.
 	Slots, DisputedSlots, FallbackSlots int
 	P95Bps, OverageBps                  int64
-	// BreachedMicros is the delivered time the trade broke its quality limits.
-	BreachedMicros int64
+	// UndeliveredMicros is the time the route server did not deliver the
+	// trade through no fault of the buyer (the delivery record's seller
+	// gaps): not charged. BreachedMicros is the delivered time the trade
+	// broke its quality limits.
+	UndeliveredMicros, BreachedMicros int64
 
 	Committed, Overage, Credit, Gross int64
 	BuyerFee, SellerFee               int64
@@ -81,7 +84,9 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 }
 
 // Bill computes a trade's charges for the period. Let P be the period and D
-// the delivered time, both in microseconds (the store's resolution, so a
+// the delivered time (the trade's part of the period less the undelivered
+// gaps, time the route server did not deliver it through no fault of the
+// buyer), both in microseconds (the store's resolution, so a
 // trade's own boundaries are never rounded; pro rata by days would bill a
 // trade that starts at noon for the whole day), C the capacity in bits/s and
 // R the price per Mbps per month. Each amount is one exact fraction rounded
@@ -89,14 +94,14 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 //
 //	committed = C * R * D / (1e6 * P)
 //	overage   = (p95 - C) * R * multiplier * D / (1e6 * P * 10000), p95 > C
-//	credit    = C * R * B * factor / (1e6 * P * 10000), B = breached time,
-//	            at most committed + overage
+//	credit    = C * R * B * factor / (1e6 * P * 10000), B = breached time
+//	            outside the gaps, at most committed + overage
 //	gross     = committed + overage - credit
 //	fee       = gross * fee_bp / 10000, charged to the buyer and to the seller
 //
 // Samples outside the delivered time are not billed. Slots with no figure
 // from either party are left out of the percentile.
-func (b *Biller) Bill(t Trade, samples []Sample, breaches []Interval) (TradeBill, error) {
+func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (TradeBill, error) {
 	if err := t.validate(); err != nil {
 		return TradeBill{}, err
 	}
@@ -106,7 +111,8 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches []Interval) (TradeBill
 		return bill, nil
 	}
 	bill.From, bill.To = time.UnixMicro(from).UTC(), time.UnixMicro(to).UTC()
-	d, p := to-from, b.period.Micros()
+	bill.UndeliveredMicros = breached(gaps, from, to)
+	d, p := to-from-bill.UndeliveredMicros, b.period.Micros()
 	const mbps = 1_000_000
 
 	b.slots, b.scratch = slotsInto(b.slots, b.scratch, samples, bill.From, bill.To)
@@ -131,7 +137,9 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches []Interval) (TradeBill
 	bill.Use = b.cfg.Use.Events(t.ID, t.CapacityBps, b.points)
 	bill.P95Bps = P95(b.vals)
 	bill.OverageBps = max(0, bill.P95Bps-t.CapacityBps)
-	bill.BreachedMicros = breached(breaches, from, to)
+	// |breaches \ gaps| = |breaches ∪ gaps| - |gaps|: a gap is already
+	// not charged, and earns no credit on top.
+	bill.BreachedMicros = breached(append(slices.Clip(breaches), gaps...), from, to) - bill.UndeliveredMicros
 
 	overflow := false
 	frac := func(nums, dens []int64) int64 {

@@ -51,7 +51,7 @@ func bill(t *testing.T, cfg settle.Config, policy settle.Policy, tr settle.Trade
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := b.Bill(tr, ss, br)
+	tb, err := b.Bill(tr, ss, br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,12 +289,12 @@ func TestBadInput(t *testing.T) {
 	}
 	b, _ := settle.NewBiller(terms, nov, settle.BuyerFigure)
 	tr := monthTrade(1, asA, asA)
-	if _, err := b.Bill(tr, nil, nil); err == nil {
+	if _, err := b.Bill(tr, nil, nil, nil); err == nil {
 		t.Error("trade with itself billed")
 	}
 	tr = monthTrade(1, asA, asB)
 	tr.CapacityBps = 0
-	if _, err := b.Bill(tr, nil, nil); !errors.As(err, &ie) {
+	if _, err := b.Bill(tr, nil, nil, nil); !errors.As(err, &ie) {
 		t.Errorf("zero capacity: %v", err)
 	}
 }
@@ -367,5 +367,44 @@ func TestConfigFromYAML(t *testing.T) {
 	var ie *registry.InvalidError
 	if err := cfg.Validate(); !errors.As(err, &ie) || ie.Field != "use.min_duration" {
 		t.Errorf("1 minute runs: %v", err)
+	}
+}
+
+// Billing follows delivery: a gap the seller caused is not charged, by
+// exactly its share of the month, and a breach inside it earns no credit
+// on top; a breach outside it still does.
+func TestUndeliveredTimeIsNotCharged(t *testing.T) {
+	cfg := settle.DefaultConfig()
+	tr := monthTrade(1, 64502, 64501)
+	b, err := settle.NewBiller(cfg, nov, settle.BuyerFigure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := b.Bill(tr, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gapStart := nov.Start.Add(10 * 24 * time.Hour)
+	gap := settle.Interval{Start: gapStart, End: gapStart.Add(3 * time.Hour)}
+	// One breach half inside the gap, half after it.
+	br := settle.Interval{Start: gapStart.Add(2 * time.Hour), End: gapStart.Add(4 * time.Hour)}
+	got, err := b.Bill(tr, nil, []settle.Interval{br}, []settle.Interval{gap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1000 Mbps at 2 per Mbps-month, the whole month: 2000; less 3 h of
+	// November's 720: 1991.666667, rounded once.
+	if full.Committed != 2_000_000_000 || got.Committed != 1_991_666_667 {
+		t.Errorf("committed %d without the gap, %d with it; want 2000000000 and 1991666667", full.Committed, got.Committed)
+	}
+	if got.UndeliveredMicros != (3*time.Hour).Microseconds() || got.BreachedMicros != time.Hour.Microseconds() {
+		t.Errorf("undelivered %d µs, breached %d µs; want 3 h and the 1 h of breach outside the gap", got.UndeliveredMicros, got.BreachedMicros)
+	}
+	withBreachOnly, err := b.Bill(tr, nil, []settle.Interval{{Start: gapStart.Add(3 * time.Hour), End: gapStart.Add(4 * time.Hour)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Credit != withBreachOnly.Credit {
+		t.Errorf("credit %d, want %d (the breach's hour outside the gap only)", got.Credit, withBreachOnly.Credit)
 	}
 }

@@ -57,13 +57,13 @@ func TestReplayChangesNothing(t *testing.T) {
 		ss := drawSamples(t, 1, "")
 		policy := settle.Policy(rapid.IntRange(0, 3).Draw(t, "policy"))
 		b, _ := settle.NewBiller(terms, nov, policy)
-		once, err := b.Bill(tr, ss, nil)
+		once, err := b.Bill(tr, ss, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The same reports again, after the first ones and in another order.
 		twice := append(append([]settle.Sample(nil), ss...), rapid.Permutation(ss).Draw(t, "replay")...)
-		again, err := b.Bill(tr, twice, nil)
+		again, err := b.Bill(tr, twice, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,9 +99,23 @@ func TestTotalsConserved(t *testing.T) {
 				bs := nov.Start.Add(time.Duration(rapid.Int64Range(-1e5, 3e6).Draw(t, "bstart")) * time.Second)
 				br = append(br, settle.Interval{Start: bs, End: bs.Add(time.Duration(rapid.Int64Range(1, 1e6).Draw(t, "blen")) * time.Second)})
 			}
-			bill, err := b.Bill(tr, drawSamples(t, id, fmt.Sprint(id)), br)
+			var gaps []settle.Interval
+			for range rapid.IntRange(0, 2).Draw(t, "gaps") {
+				gs := nov.Start.Add(time.Duration(rapid.Int64Range(-1e5, 3e6).Draw(t, "gstart")) * time.Second)
+				gaps = append(gaps, settle.Interval{Start: gs, End: gs.Add(time.Duration(rapid.Int64Range(1, 1e6).Draw(t, "glen")) * time.Second)})
+			}
+			ss := drawSamples(t, id, fmt.Sprint(id))
+			bill, err := b.Bill(tr, ss, br, gaps)
 			if err != nil {
 				t.Fatal(err)
+			}
+			whole, err := b.Bill(tr, ss, br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bill.Committed > whole.Committed || bill.BreachedMicros > whole.BreachedMicros {
+				t.Fatalf("trade %d: gaps raised the committed charge (%d > %d) or the breached time (%d > %d)",
+					id, bill.Committed, whole.Committed, bill.BreachedMicros, whole.BreachedMicros)
 			}
 			if bill.Credit < 0 || bill.Gross < 0 {
 				t.Fatalf("trade %d: credit %d, gross %d", id, bill.Credit, bill.Gross)

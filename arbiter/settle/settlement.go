@@ -34,11 +34,18 @@ type BreachSource interface {
 	Breaches(ctx context.Context, tradeID int64, from, to time.Time) ([]Interval, error)
 }
 
+// GapSource gives the time a trade was not delivered through no fault of
+// the buyer, inside [from, to) (arbiter/delivery's record): not charged.
+type GapSource interface {
+	Gaps(ctx context.Context, tradeID int64, from, to time.Time) ([]Interval, error)
+}
+
 // Options configure a Settlement.
 type Options struct {
 	Config   Config
 	Now      func() time.Time // clock.Now by default
 	Breaches BreachSource     // nil: no trade breached
+	Gaps     GapSource        // nil: every trade delivered all its time
 }
 
 // Settlement settles periods into invoices and the ledger, and keeps credit.
@@ -47,6 +54,7 @@ type Settlement struct {
 	cfg      Config
 	now      func() time.Time
 	breaches BreachSource
+	gaps     GapSource
 	credit   creditCache // MayBuyWith's per-member exposure (credit.go)
 	// beforeCommit runs inside the run's transaction after every write;
 	// tests make it fail to prove a run is all or nothing.
@@ -61,7 +69,7 @@ func NewSettlement(db *store.DB, o Options) (*Settlement, error) {
 	if o.Now == nil {
 		o.Now = clock.Now
 	}
-	return &Settlement{db: db, cfg: o.Config, now: o.Now, breaches: o.Breaches}, nil
+	return &Settlement{db: db, cfg: o.Config, now: o.Now, breaches: o.Breaches, gaps: o.Gaps}, nil
 }
 
 // Result is what a run wrote.
@@ -418,7 +426,13 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 				return nil, nil, nil, fmt.Errorf("SLA breaches of trade %d: %w", t.ID, err)
 			}
 		}
-		bill, err := b.Bill(t, samples, breaches)
+		var gaps []Interval
+		if s.gaps != nil {
+			if gaps, err = s.gaps.Gaps(ctx, t.ID, store.Time(from), store.Time(to)); err != nil {
+				return nil, nil, nil, fmt.Errorf("delivery gaps of trade %d: %w", t.ID, err)
+			}
+		}
+		bill, err := b.Bill(t, samples, breaches, gaps)
 		if err != nil {
 			aside = append(aside, SetAside{TradeID: t.ID, Reason: err.Error()})
 			continue

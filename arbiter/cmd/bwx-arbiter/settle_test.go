@@ -46,7 +46,7 @@ func protoInvoice(inv settle.Invoice) *pb.Invoice {
 	for _, l := range inv.Lines {
 		out.Lines = append(out.Lines, &pb.InvoiceLine{TradeId: uint64(l.TradeID), AmountMicros: l.Net, Side: l.Side, CounterpartyAsn: l.CounterpartyASN,
 			CapacityBps: l.CapacityBps, PriceMicros: l.PriceMicros, Slots: int32(l.Slots), P95Bps: l.P95Bps, OverageBps: l.OverageBps,
-			BreachedSeconds: l.BreachedSeconds, Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), CommittedMicros: l.Committed,
+			UndeliveredSeconds: l.UndeliveredSeconds, BreachedSeconds: l.BreachedSeconds, Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), CommittedMicros: l.Committed,
 			OverageMicros: l.Overage, SlaCreditMicros: l.Credit, FeeMicros: l.Fee})
 	}
 	return out

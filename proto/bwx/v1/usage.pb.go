@@ -449,8 +449,12 @@ type InvoiceLine struct {
 	OverageMicros   int64 `protobuf:"varint,18,opt,name=overage_micros,json=overageMicros,proto3" json:"overage_micros,omitempty"`
 	SlaCreditMicros int64 `protobuf:"varint,19,opt,name=sla_credit_micros,json=slaCreditMicros,proto3" json:"sla_credit_micros,omitempty"`
 	FeeMicros       int64 `protobuf:"varint,20,opt,name=fee_micros,json=feeMicros,proto3" json:"fee_micros,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The time the route server did not deliver the trade through no fault
+	// of the buyer (seller session down, route withdrawn or rejected): not
+	// charged. The buyer's own session being down is charged.
+	UndeliveredSeconds float64 `protobuf:"fixed64,21,opt,name=undelivered_seconds,json=undeliveredSeconds,proto3" json:"undelivered_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *InvoiceLine) Reset() {
@@ -619,6 +623,13 @@ func (x *InvoiceLine) GetSlaCreditMicros() int64 {
 func (x *InvoiceLine) GetFeeMicros() int64 {
 	if x != nil {
 		return x.FeeMicros
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetUndeliveredSeconds() float64 {
+	if x != nil {
+		return x.UndeliveredSeconds
 	}
 	return 0
 }
@@ -1998,7 +2009,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x13ListInvoicesRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
-	"\x06period\x18\x02 \x01(\tR\x06period\"\xce\x05\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\xff\x05\n" +
 	"\vInvoiceLine\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
@@ -2022,7 +2033,8 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x0eoverage_micros\x18\x12 \x01(\x03R\roverageMicros\x12*\n" +
 	"\x11sla_credit_micros\x18\x13 \x01(\x03R\x0fslaCreditMicros\x12\x1d\n" +
 	"\n" +
-	"fee_micros\x18\x14 \x01(\x03R\tfeeMicros\"\x83\x03\n" +
+	"fee_micros\x18\x14 \x01(\x03R\tfeeMicros\x12/\n" +
+	"\x13undelivered_seconds\x18\x15 \x01(\x01R\x12undeliveredSeconds\"\x83\x03\n" +
 	"\aInvoice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +

@@ -1,0 +1,199 @@
+package delivery
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// Who a gap in delivery falls on.
+const (
+	CauseBuyer  = "buyer"  // its own session was down: still charged
+	CauseSeller = "seller" // the seller's session, route or path: not charged
+)
+
+// Change is a change of a trade's delivery on one of the buyer's sessions
+// at At: its new state, or Ended when the trade (or the session) left the
+// route server.
+type Change struct {
+	TradeID   int64
+	Session   netip.Addr
+	At        time.Time
+	Delivered bool
+	Reason    string
+	Cause     string
+	Ended     bool
+}
+
+// Interval is one state of a trade's delivery on a session, from From to
+// To (zero: still so).
+type Interval struct {
+	TradeID   int64
+	Session   netip.Addr
+	From, To  time.Time
+	Delivered bool
+	Reason    string
+	Cause     string
+}
+
+// Record keeps the delivery record: what the route server really
+// delivered, per trade and buyer session, as intervals.
+type Record struct{ db *store.DB }
+
+// NewRecord is the record in db.
+func NewRecord(db *store.DB) *Record { return &Record{db: db} }
+
+// Apply records changes, in order, in one transaction: each closes the
+// session's open interval at its time and, unless Ended, opens the next.
+// A change that repeats the open state changes nothing (a restarted
+// arbiter reports every state afresh).
+func (r *Record) Apply(ctx context.Context, cs []Change) error {
+	for _, c := range cs {
+		if c.TradeID <= 0 || !c.Session.IsValid() || c.At.IsZero() {
+			return fmt.Errorf("delivery record: change %+v: needs a trade, a session and a time", c)
+		}
+		if !c.Ended && !c.Delivered && c.Cause != CauseBuyer && c.Cause != CauseSeller {
+			return fmt.Errorf("delivery record: trade %d on %v: cause %q is neither %q nor %q", c.TradeID, c.Session, c.Cause, CauseBuyer, CauseSeller)
+		}
+	}
+	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range cs {
+			if err := apply(ctx, tx, c); err != nil {
+				return fmt.Errorf("delivery record: trade %d on %v: %w", c.TradeID, c.Session, err)
+			}
+		}
+		return nil
+	})
+}
+
+func apply(ctx context.Context, tx *sql.Tx, c Change) error {
+	at, session := store.Micros(c.At), c.Session.String()
+	var id, from int64
+	var delivered bool
+	var reason, cause string
+	err := tx.QueryRowContext(ctx, `SELECT id, from_us, delivered, reason, cause FROM deliveries
+		WHERE trade_id = ? AND session = ? AND to_us IS NULL`, c.TradeID, session).Scan(&id, &from, &delivered, &reason, &cause)
+	switch {
+	case err == sql.ErrNoRows:
+		id = 0
+	case err != nil:
+		return err
+	case !c.Ended && delivered == c.Delivered && reason == c.Reason && cause == c.Cause:
+		return nil // the same state goes on
+	}
+	if id != 0 {
+		// A clock that stepped back never makes an interval end before it
+		// began.
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET to_us = ? WHERE id = ?`, max(at, from), id); err != nil {
+			return err
+		}
+		at = max(at, from)
+	}
+	if c.Ended {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (trade_id, session, from_us, delivered, reason, cause) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.TradeID, session, at, c.Delivered, c.Reason, c.Cause)
+	return err
+}
+
+// Intervals returns the trade's record, by session and time.
+func (r *Record) Intervals(ctx context.Context, tradeID int64) ([]Interval, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT session, from_us, to_us, delivered, reason, cause FROM deliveries
+		WHERE trade_id = ? ORDER BY from_us, id`, tradeID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Interval
+	for rows.Next() {
+		var session string
+		var from int64
+		var to sql.NullInt64
+		iv := Interval{TradeID: tradeID}
+		if err := rows.Scan(&session, &from, &to, &iv.Delivered, &iv.Reason, &iv.Cause); err != nil {
+			return nil, err
+		}
+		if iv.Session, err = netip.ParseAddr(session); err != nil {
+			return nil, fmt.Errorf("delivery record: trade %d: stored session %q: %w", tradeID, session, err)
+		}
+		iv.From = store.Time(from)
+		if to.Valid {
+			iv.To = store.Time(to.Int64)
+		}
+		out = append(out, iv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b Interval) int { return a.Session.Compare(b.Session) })
+	return out, nil
+}
+
+// SellerGaps returns the parts of [from, to) in which the trade was not
+// delivered through no fault of the buyer, from its record (an open
+// interval lasting to to): the times when, for one of the families
+// (IPv4, IPv6) the trade has sessions of, no session of that family
+// delivered it and at least one did not because of the seller. A buyer
+// whose own session was down is charged for that time; time with no
+// record (before the route server first judged the trade, or with BGP
+// off) is taken as delivered.
+func (r *Record) SellerGaps(ctx context.Context, tradeID int64, from, to time.Time) ([]Span, error) {
+	ivs, err := r.Intervals(ctx, tradeID)
+	if err != nil {
+		return nil, err
+	}
+	return SellerGaps(ivs, from, to), nil
+}
+
+// Span is a stretch of time [Start, End).
+type Span struct{ Start, End time.Time }
+
+// SellerGaps is Record.SellerGaps over a trade's intervals.
+func SellerGaps(ivs []Interval, from, to time.Time) []Span {
+	// The elementary stretches between every boundary inside [from, to).
+	cuts := []time.Time{from, to}
+	for _, iv := range ivs {
+		for _, t := range []time.Time{iv.From, iv.To} {
+			if t.After(from) && t.Before(to) {
+				cuts = append(cuts, t)
+			}
+		}
+	}
+	slices.SortFunc(cuts, time.Time.Compare)
+	cuts = slices.Compact(cuts)
+	var out []Span
+	for i := 0; i+1 < len(cuts); i++ {
+		a, b := cuts[i], cuts[i+1]
+		type fam struct{ delivered, seller bool }
+		var v4, v6 fam
+		for _, iv := range ivs {
+			end := iv.To
+			if end.IsZero() {
+				end = to
+			}
+			if iv.From.After(a) || !end.After(a) {
+				continue // not in [a, b): boundaries are cuts
+			}
+			f := &v6
+			if iv.Session.Is4() {
+				f = &v4
+			}
+			f.delivered = f.delivered || iv.Delivered
+			f.seller = f.seller || (!iv.Delivered && iv.Cause == CauseSeller)
+		}
+		if (v4.seller && !v4.delivered) || (v6.seller && !v6.delivered) {
+			if n := len(out); n > 0 && out[n-1].End.Equal(a) {
+				out[n-1].End = b
+			} else {
+				out = append(out, Span{a, b})
+			}
+		}
+	}
+	return out
+}
