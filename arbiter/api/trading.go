@@ -6,8 +6,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/delivery"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -18,6 +20,8 @@ type TradingServer struct {
 	Book    *book.Book
 	Broker  *Broker
 	Metrics *Metrics
+	// Delivery is the delivery record (nil: none kept, BGP off).
+	Delivery *delivery.Record
 	// Now is the clock for trade status; tests replace it.
 	Now func() time.Time
 	// Stopping ends open event streams when the arbiter shuts down, so a
@@ -167,7 +171,23 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.ListTradesResponse{Trades: tradesToProto(ts, s.now())}, nil
+	out := tradesToProto(ts, s.now())
+	if r.WithDelivery && s.Delivery != nil {
+		for _, t := range out {
+			ivs, err := s.Delivery.Intervals(ctx, int64(t.Id))
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			for _, iv := range ivs {
+				d := &pb.DeliveryInterval{Session: iv.Session.String(), From: timestamppb.New(iv.From), Delivered: iv.Delivered, Reason: iv.Reason, Cause: iv.Cause}
+				if !iv.To.IsZero() {
+					d.To = timestamppb.New(iv.To)
+				}
+				t.Delivery = append(t.Delivery, d)
+			}
+		}
+	}
+	return &pb.ListTradesResponse{Trades: out}, nil
 }
 
 // StreamTradeEvents subscribes before reading the log, so an event committed

@@ -175,7 +175,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
 		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes), Log: log})
-		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop})
+		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop, Delivery: delivery.NewRecord(a.db)})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
 			rss.RS = a.bgp.rs

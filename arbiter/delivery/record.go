@@ -51,7 +51,8 @@ func NewRecord(db *store.DB) *Record { return &Record{db: db} }
 // Apply records changes, in order, in one transaction: each closes the
 // session's open interval at its time and, unless Ended, opens the next.
 // A change that repeats the open state changes nothing (a restarted
-// arbiter reports every state afresh).
+// arbiter reports every state afresh); a state that lasted no time leaves
+// no interval.
 func (r *Record) Apply(ctx context.Context, cs []Change) error {
 	for _, c := range cs {
 		if c.TradeID <= 0 || !c.Session.IsValid() || c.At.IsZero() {
@@ -89,10 +90,28 @@ func apply(ctx context.Context, tx *sql.Tx, c Change) error {
 	if id != 0 {
 		// A clock that stepped back never makes an interval end before it
 		// began.
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET to_us = ? WHERE id = ?`, max(at, from), id); err != nil {
+		at = max(at, from)
+		if at == from {
+			// A state that lasted no time (the instant between a
+			// session coming up and its route arriving) is no record.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE id = ?`, id); err != nil {
+				return err
+			}
+			if c.Ended {
+				return nil
+			}
+			// The state before it goes on if it is the new one.
+			res, err := tx.ExecContext(ctx, `UPDATE deliveries SET to_us = NULL WHERE trade_id = ? AND session = ? AND to_us = ?
+				AND delivered = ? AND reason = ? AND cause = ?`, c.TradeID, session, at, c.Delivered, c.Reason, c.Cause)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				return nil
+			}
+		} else if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET to_us = ? WHERE id = ?`, at, id); err != nil {
 			return err
 		}
-		at = max(at, from)
 	}
 	if c.Ended {
 		return nil

@@ -78,7 +78,11 @@ func TestRecord(t *testing.T) {
 	apply(Change{TradeID: id, Session: b4, At: at(0), Delivered: true}, Change{TradeID: id, Session: b6, At: at(0), Delivered: true})
 	apply(Change{TradeID: id, Session: b4, At: at(10), Reason: "seller session down", Cause: CauseSeller})
 	apply(Change{TradeID: id, Session: b4, At: at(12), Reason: "seller session down", Cause: CauseSeller}) // again, after a restart
+	// A state that lasts no time leaves nothing, and the one before goes
+	// on.
 	apply(Change{TradeID: id, Session: b4, At: at(25), Delivered: true})
+	apply(Change{TradeID: id, Session: b4, At: at(30), Reason: "seller does not announce the prefix", Cause: CauseSeller})
+	apply(Change{TradeID: id, Session: b4, At: at(30), Delivered: true})
 	apply(Change{TradeID: id, Session: b4, At: at(40), Ended: true}, Change{TradeID: id, Session: b6, At: at(40), Ended: true})
 	got, err := r.Intervals(ctx, id)
 	if err != nil {

@@ -72,10 +72,31 @@ func Orders(o Output, orders []*pb.Order) error {
 	return OrderTable(o, orders)
 }
 
-// Trades prints trades as JSON for scripts or a table for people.
+// Trades prints trades as JSON for scripts or a table for people, and
+// their delivery records when they carry them.
 func Trades(o Output, trades []*pb.Trade) error {
 	if o.JSON() {
 		return Protos(o, trades)
 	}
-	return TradeTable(o, trades)
+	if err := TradeTable(o, trades); err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, t := range trades {
+		for _, d := range t.Delivery {
+			to, state := "now", "delivered"
+			if d.To != nil {
+				to = d.To.AsTime().UTC().Format(time.RFC3339)
+			}
+			if !d.Delivered {
+				state = "not delivered (" + d.Cause + "): " + d.Reason
+			}
+			rows = append(rows, []string{fmt.Sprint(t.Id), d.Session, d.From.AsTime().UTC().Format(time.RFC3339), to, state})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(o.W, "\ndelivery (what the route server really announced to the buyer's sessions):")
+	return o.Table([]string{"TRADE", "SESSION", "FROM", "TO", "STATE"}, rows)
 }

@@ -302,10 +302,10 @@ func orderCmd(g *globals) *cobra.Command {
 }
 
 func tradesCmd(g *globals) *cobra.Command {
-	var active bool
+	var active, withDelivery bool
 	c := &cobra.Command{
 		Use:   "trades",
-		Short: "list this member's trades",
+		Short: "list this member's trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, cx, done, err := g.connect()
@@ -313,7 +313,7 @@ func tradesCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{ActiveOnly: active})
+			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{ActiveOnly: active, WithDelivery: withDelivery})
 			if err != nil {
 				return err
 			}
@@ -321,6 +321,7 @@ func tradesCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")
+	c.Flags().BoolVar(&withDelivery, "delivery", false, "add each trade's delivery record: per buyer session, when its routes were announced, and why not otherwise")
 	return c
 }
 

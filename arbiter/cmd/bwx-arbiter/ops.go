@@ -454,10 +454,10 @@ func ordersCmd(g *globals) *cobra.Command {
 
 func tradesCmd(g *globals) *cobra.Command {
 	var member uint32
-	var active bool
+	var active, withDelivery bool
 	c := &cobra.Command{
 		Use:   "trades",
-		Short: "list trades",
+		Short: "list trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, cx, done, err := g.connect()
@@ -465,7 +465,7 @@ func tradesCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active})
+			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active, WithDelivery: withDelivery})
 			if err != nil {
 				return err
 			}
@@ -474,5 +474,6 @@ func tradesCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
 	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")
+	c.Flags().BoolVar(&withDelivery, "delivery", false, "add each trade's delivery record: per buyer session, when its routes were announced, and why not otherwise")
 	return c
 }

@@ -1359,7 +1359,10 @@ type Trade struct {
 	Quality *PathQuality `protobuf:"bytes,15,opt,name=quality,proto3" json:"quality,omitempty"`
 	// The buyer's routers on the exchange LAN: where the seller sees the
 	// trade's traffic come from.
-	BuyerRouters  []string `protobuf:"bytes,16,rep,name=buyer_routers,json=buyerRouters,proto3" json:"buyer_routers,omitempty"`
+	BuyerRouters []string `protobuf:"bytes,16,rep,name=buyer_routers,json=buyerRouters,proto3" json:"buyer_routers,omitempty"`
+	// What the route server really delivered, per buyer session, oldest
+	// first (only when ListTradesRequest.with_delivery asks for it).
+	Delivery      []*DeliveryInterval `protobuf:"bytes,17,rep,name=delivery,proto3" json:"delivery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1506,6 +1509,105 @@ func (x *Trade) GetBuyerRouters() []string {
 	return nil
 }
 
+func (x *Trade) GetDelivery() []*DeliveryInterval {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+// DeliveryInterval is one state of a trade's delivery on one of the
+// buyer's sessions.
+type DeliveryInterval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The buyer's router (the session).
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	From    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// Unset: still so.
+	To        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	Delivered bool                   `protobuf:"varint,4,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// Why not delivered: "buyer session down", "seller session down", "seller
+	// does not announce the prefix", "seller route not accepted: <reason>",
+	// "seller's AS path holds the buyer's ASN".
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Whom a gap falls on: "buyer" (charged) or "seller" (not charged).
+	Cause         string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryInterval) Reset() {
+	*x = DeliveryInterval{}
+	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryInterval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryInterval) ProtoMessage() {}
+
+func (x *DeliveryInterval) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryInterval.ProtoReflect.Descriptor instead.
+func (*DeliveryInterval) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeliveryInterval) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *DeliveryInterval) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *DeliveryInterval) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *DeliveryInterval) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *DeliveryInterval) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeliveryInterval) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 // PathQuality is measured quality (the quality matrix), not a limit.
 type PathQuality struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1530,7 +1632,7 @@ type PathQuality struct {
 
 func (x *PathQuality) Reset() {
 	*x = PathQuality{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	mi := &file_bwx_v1_trading_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1644,7 @@ func (x *PathQuality) String() string {
 func (*PathQuality) ProtoMessage() {}
 
 func (x *PathQuality) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[14]
+	mi := &file_bwx_v1_trading_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1657,7 @@ func (x *PathQuality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathQuality.ProtoReflect.Descriptor instead.
 func (*PathQuality) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{14}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PathQuality) GetLatencyUs() int64 {
@@ -1625,14 +1727,16 @@ type ListTradesRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ActiveOnly bool                   `protobuf:"varint,1,opt,name=active_only,json=activeOnly,proto3" json:"active_only,omitempty"`
 	// Operator only: filter by member.
-	MemberAsn     uint32 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// Add each trade's delivery record.
+	WithDelivery  bool `protobuf:"varint,3,opt,name=with_delivery,json=withDelivery,proto3" json:"with_delivery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTradesRequest) Reset() {
 	*x = ListTradesRequest{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[15]
+	mi := &file_bwx_v1_trading_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1748,7 @@ func (x *ListTradesRequest) String() string {
 func (*ListTradesRequest) ProtoMessage() {}
 
 func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[15]
+	mi := &file_bwx_v1_trading_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1761,7 @@ func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesRequest.ProtoReflect.Descriptor instead.
 func (*ListTradesRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{15}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTradesRequest) GetActiveOnly() bool {
@@ -1674,6 +1778,13 @@ func (x *ListTradesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListTradesRequest) GetWithDelivery() bool {
+	if x != nil {
+		return x.WithDelivery
+	}
+	return false
+}
+
 type ListTradesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Trades        []*Trade               `protobuf:"bytes,1,rep,name=trades,proto3" json:"trades,omitempty"`
@@ -1683,7 +1794,7 @@ type ListTradesResponse struct {
 
 func (x *ListTradesResponse) Reset() {
 	*x = ListTradesResponse{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[16]
+	mi := &file_bwx_v1_trading_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1806,7 @@ func (x *ListTradesResponse) String() string {
 func (*ListTradesResponse) ProtoMessage() {}
 
 func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[16]
+	mi := &file_bwx_v1_trading_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1819,7 @@ func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesResponse.ProtoReflect.Descriptor instead.
 func (*ListTradesResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{16}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTradesResponse) GetTrades() []*Trade {
@@ -1727,7 +1838,7 @@ type StreamTradeEventsRequest struct {
 
 func (x *StreamTradeEventsRequest) Reset() {
 	*x = StreamTradeEventsRequest{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[17]
+	mi := &file_bwx_v1_trading_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1850,7 @@ func (x *StreamTradeEventsRequest) String() string {
 func (*StreamTradeEventsRequest) ProtoMessage() {}
 
 func (x *StreamTradeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[17]
+	mi := &file_bwx_v1_trading_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1863,7 @@ func (x *StreamTradeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTradeEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamTradeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{17}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamTradeEventsRequest) GetAfterSequence() uint64 {
@@ -1782,7 +1893,7 @@ type TradeEvent struct {
 
 func (x *TradeEvent) Reset() {
 	*x = TradeEvent{}
-	mi := &file_bwx_v1_trading_proto_msgTypes[18]
+	mi := &file_bwx_v1_trading_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1905,7 @@ func (x *TradeEvent) String() string {
 func (*TradeEvent) ProtoMessage() {}
 
 func (x *TradeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_trading_proto_msgTypes[18]
+	mi := &file_bwx_v1_trading_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1918,7 @@ func (x *TradeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradeEvent.ProtoReflect.Descriptor instead.
 func (*TradeEvent) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{18}
+	return file_bwx_v1_trading_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TradeEvent) GetSequence() uint64 {
@@ -1938,7 +2049,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x10TakeOfferRequest\x12$\n" +
 	"\x0eoffer_order_id\x18\x01 \x01(\x04R\fofferOrderId\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12&\n" +
-	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\x91\x05\n" +
+	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xc7\x05\n" +
 	"\x05Trade\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\fbuy_order_id\x18\x02 \x01(\x04R\n" +
@@ -1959,7 +2070,15 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
 	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\x12#\n" +
-	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\"\xa2\x02\n" +
+	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\x124\n" +
+	"\bdelivery\x18\x11 \x03(\v2\x18.bwx.v1.DeliveryIntervalR\bdelivery\"\xd4\x01\n" +
+	"\x10DeliveryInterval\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
+	"\tdelivered\x18\x04 \x01(\bR\tdelivered\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\"\xa2\x02\n" +
 	"\vPathQuality\x12\x1d\n" +
 	"\n" +
 	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
@@ -1970,12 +2089,13 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x06probes\x18\x06 \x01(\x03R\x06probes\x12$\n" +
 	"\x0elatency_err_us\x18\a \x01(\x03R\flatencyErrUs\x12\"\n" +
 	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\x12'\n" +
-	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\"S\n" +
+	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\"x\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x02 \x01(\rR\tmemberAsn\";\n" +
+	"member_asn\x18\x02 \x01(\rR\tmemberAsn\x12#\n" +
+	"\rwith_delivery\x18\x03 \x01(\bR\fwithDelivery\";\n" +
 	"\x12ListTradesResponse\x12%\n" +
 	"\x06trades\x18\x01 \x03(\v2\r.bwx.v1.TradeR\x06trades\"A\n" +
 	"\x18StreamTradeEventsRequest\x12%\n" +
@@ -2065,7 +2185,7 @@ func file_bwx_v1_trading_proto_rawDescGZIP() []byte {
 }
 
 var file_bwx_v1_trading_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_bwx_v1_trading_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_bwx_v1_trading_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_bwx_v1_trading_proto_goTypes = []any{
 	(Side)(0),                        // 0: bwx.v1.Side
 	(OrderType)(0),                   // 1: bwx.v1.OrderType
@@ -2088,82 +2208,86 @@ var file_bwx_v1_trading_proto_goTypes = []any{
 	(*ListOffersResponse)(nil),       // 18: bwx.v1.ListOffersResponse
 	(*TakeOfferRequest)(nil),         // 19: bwx.v1.TakeOfferRequest
 	(*Trade)(nil),                    // 20: bwx.v1.Trade
-	(*PathQuality)(nil),              // 21: bwx.v1.PathQuality
-	(*ListTradesRequest)(nil),        // 22: bwx.v1.ListTradesRequest
-	(*ListTradesResponse)(nil),       // 23: bwx.v1.ListTradesResponse
-	(*StreamTradeEventsRequest)(nil), // 24: bwx.v1.StreamTradeEventsRequest
-	(*TradeEvent)(nil),               // 25: bwx.v1.TradeEvent
-	(*Destination)(nil),              // 26: bwx.v1.Destination
-	(Protocol)(0),                    // 27: bwx.v1.Protocol
-	(*Quality)(nil),                  // 28: bwx.v1.Quality
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*UseEvent)(nil),                 // 30: bwx.v1.UseEvent
-	(*Credit)(nil),                   // 31: bwx.v1.Credit
+	(*DeliveryInterval)(nil),         // 21: bwx.v1.DeliveryInterval
+	(*PathQuality)(nil),              // 22: bwx.v1.PathQuality
+	(*ListTradesRequest)(nil),        // 23: bwx.v1.ListTradesRequest
+	(*ListTradesResponse)(nil),       // 24: bwx.v1.ListTradesResponse
+	(*StreamTradeEventsRequest)(nil), // 25: bwx.v1.StreamTradeEventsRequest
+	(*TradeEvent)(nil),               // 26: bwx.v1.TradeEvent
+	(*Destination)(nil),              // 27: bwx.v1.Destination
+	(Protocol)(0),                    // 28: bwx.v1.Protocol
+	(*Quality)(nil),                  // 29: bwx.v1.Quality
+	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(*UseEvent)(nil),                 // 31: bwx.v1.UseEvent
+	(*Credit)(nil),                   // 32: bwx.v1.Credit
 }
 var file_bwx_v1_trading_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.OrderSpec.side:type_name -> bwx.v1.Side
-	26, // 1: bwx.v1.OrderSpec.destination:type_name -> bwx.v1.Destination
-	27, // 2: bwx.v1.OrderSpec.protocol:type_name -> bwx.v1.Protocol
-	28, // 3: bwx.v1.OrderSpec.quality:type_name -> bwx.v1.Quality
+	27, // 1: bwx.v1.OrderSpec.destination:type_name -> bwx.v1.Destination
+	28, // 2: bwx.v1.OrderSpec.protocol:type_name -> bwx.v1.Protocol
+	29, // 3: bwx.v1.OrderSpec.quality:type_name -> bwx.v1.Quality
 	3,  // 4: bwx.v1.OrderSpec.traffic_type:type_name -> bwx.v1.TrafficType
-	29, // 5: bwx.v1.OrderSpec.delivery_start:type_name -> google.protobuf.Timestamp
-	29, // 6: bwx.v1.OrderSpec.delivery_end:type_name -> google.protobuf.Timestamp
+	30, // 5: bwx.v1.OrderSpec.delivery_start:type_name -> google.protobuf.Timestamp
+	30, // 6: bwx.v1.OrderSpec.delivery_end:type_name -> google.protobuf.Timestamp
 	1,  // 7: bwx.v1.OrderSpec.order_type:type_name -> bwx.v1.OrderType
 	2,  // 8: bwx.v1.OrderSpec.ranking:type_name -> bwx.v1.Ranking
 	7,  // 9: bwx.v1.Order.spec:type_name -> bwx.v1.OrderSpec
 	4,  // 10: bwx.v1.Order.status:type_name -> bwx.v1.OrderStatus
-	29, // 11: bwx.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	29, // 12: bwx.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 11: bwx.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	30, // 12: bwx.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 13: bwx.v1.PlaceOrderRequest.spec:type_name -> bwx.v1.OrderSpec
 	8,  // 14: bwx.v1.PlaceOrderResponse.order:type_name -> bwx.v1.Order
 	20, // 15: bwx.v1.PlaceOrderResponse.trades:type_name -> bwx.v1.Trade
 	8,  // 16: bwx.v1.ListOrdersResponse.orders:type_name -> bwx.v1.Order
-	26, // 17: bwx.v1.Offer.destination:type_name -> bwx.v1.Destination
-	27, // 18: bwx.v1.Offer.protocol:type_name -> bwx.v1.Protocol
-	28, // 19: bwx.v1.Offer.measured:type_name -> bwx.v1.Quality
-	29, // 20: bwx.v1.Offer.delivery_start:type_name -> google.protobuf.Timestamp
-	29, // 21: bwx.v1.Offer.delivery_end:type_name -> google.protobuf.Timestamp
+	27, // 17: bwx.v1.Offer.destination:type_name -> bwx.v1.Destination
+	28, // 18: bwx.v1.Offer.protocol:type_name -> bwx.v1.Protocol
+	29, // 19: bwx.v1.Offer.measured:type_name -> bwx.v1.Quality
+	30, // 20: bwx.v1.Offer.delivery_start:type_name -> google.protobuf.Timestamp
+	30, // 21: bwx.v1.Offer.delivery_end:type_name -> google.protobuf.Timestamp
 	3,  // 22: bwx.v1.Offer.traffic_type:type_name -> bwx.v1.TrafficType
-	21, // 23: bwx.v1.Offer.measured_path:type_name -> bwx.v1.PathQuality
+	22, // 23: bwx.v1.Offer.measured_path:type_name -> bwx.v1.PathQuality
 	7,  // 24: bwx.v1.ListOffersRequest.spec:type_name -> bwx.v1.OrderSpec
 	16, // 25: bwx.v1.ListOffersResponse.offers:type_name -> bwx.v1.Offer
 	7,  // 26: bwx.v1.TakeOfferRequest.spec:type_name -> bwx.v1.OrderSpec
-	27, // 27: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
-	29, // 28: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
-	29, // 29: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
+	28, // 27: bwx.v1.Trade.protocol:type_name -> bwx.v1.Protocol
+	30, // 28: bwx.v1.Trade.delivery_start:type_name -> google.protobuf.Timestamp
+	30, // 29: bwx.v1.Trade.delivery_end:type_name -> google.protobuf.Timestamp
 	5,  // 30: bwx.v1.Trade.status:type_name -> bwx.v1.TradeStatus
-	29, // 31: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
-	21, // 32: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
-	20, // 33: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
-	6,  // 34: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
-	29, // 35: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 36: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
-	8,  // 37: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
-	30, // 38: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
-	31, // 39: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
-	9,  // 40: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
-	11, // 41: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
-	12, // 42: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
-	13, // 43: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
-	14, // 44: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
-	17, // 45: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
-	19, // 46: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
-	22, // 47: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
-	24, // 48: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
-	10, // 49: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
-	8,  // 50: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
-	8,  // 51: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
-	8,  // 52: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
-	15, // 53: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
-	18, // 54: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
-	10, // 55: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
-	23, // 56: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
-	25, // 57: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
-	49, // [49:58] is the sub-list for method output_type
-	40, // [40:49] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	30, // 31: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
+	22, // 32: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
+	21, // 33: bwx.v1.Trade.delivery:type_name -> bwx.v1.DeliveryInterval
+	30, // 34: bwx.v1.DeliveryInterval.from:type_name -> google.protobuf.Timestamp
+	30, // 35: bwx.v1.DeliveryInterval.to:type_name -> google.protobuf.Timestamp
+	20, // 36: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
+	6,  // 37: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
+	30, // 38: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 39: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
+	8,  // 40: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
+	31, // 41: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
+	32, // 42: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
+	9,  // 43: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
+	11, // 44: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
+	12, // 45: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
+	13, // 46: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
+	14, // 47: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
+	17, // 48: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
+	19, // 49: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
+	23, // 50: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
+	25, // 51: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
+	10, // 52: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
+	8,  // 53: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
+	8,  // 54: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
+	8,  // 55: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
+	15, // 56: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
+	18, // 57: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
+	10, // 58: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
+	24, // 59: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
+	26, // 60: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
+	52, // [52:61] is the sub-list for method output_type
+	43, // [43:52] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_trading_proto_init() }
@@ -2180,7 +2304,7 @@ func file_bwx_v1_trading_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_trading_proto_rawDesc), len(file_bwx_v1_trading_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/shared/labnet"
+	"github.com/bwxchange/bwx/shared/labnet/bird"
 	"github.com/bwxchange/bwx/shared/labnet/exchange"
 )
 
@@ -118,6 +119,47 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 	}
 	if _, err := x.DemoTrade(ctx, x.Member("seller-b"), buyer, "203.0.113.0/24"); err != nil {
 		t.Fatalf("trade after an arbiter restart did not reach the agents: %v", err)
+	}
+
+	// Seller-a's router stops: the route server withdraws its trades from
+	// the buyer, whose traffic goes back to the upstream, and the delivery
+	// record shows the gap, whose cause is the seller, to the operator and
+	// to the buyer. The router comes back: so do the trades.
+	if err := seller.Router.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.WaitRouteVia(ctx, buyer, dst, x.Upstream.Addr4(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, view := range []func() (string, error){
+		func() (string, error) { return x.Operator(ctx, "trades", "--member", "64510", "--delivery") },
+		func() (string, error) { return x.Agent(ctx, buyer, "trades", "--delivery") },
+	} {
+		if out, err := view(); err != nil || !strings.Contains(out, "not delivered (seller): seller session down") {
+			t.Errorf("delivery record lacks the seller's gap: %v\n%s", err, out)
+		}
+	}
+	if seller.Router, err = bird.Start(ctx, seller.Host, seller.Router.Dir, seller.Router.Config()); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.WaitRouteVia(ctx, buyer, dst, seller.Host.Addr4(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, err = x.Operator(ctx, "trades", "--member", "64510", "--delivery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("delivery after seller-a's router came back:\n%s", out)
+	var gapThenBack bool
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		// TRADE SESSION FROM TO STATE: the open interval after the gap.
+		if len(f) >= 5 && f[0] == "1" && f[1] == buyer.Host.Addr4().String() && f[3] == "now" && f[4] == "delivered" {
+			gapThenBack = true
+		}
+	}
+	if !gapThenBack || !strings.Contains(out, "seller session down") {
+		t.Errorf("delivery record does not show the gap and the return:\n%s", out)
 	}
 
 	// The buyer's own view, as a script would read it.
