@@ -153,7 +153,7 @@ func (s *Server) deliveryOn(t *Trade, a netip.Addr) (Delivery, bool) {
 // pathProblem says why t's path for p is not announced to its buyer ("":
 // it is). s.mu and s.syncMu are held.
 func (s *Server) pathProblem(t *Trade, p netip.Prefix) string {
-	k := pathKey{t.BuyerASN, route{p, t.nextHop(p)}}
+	k := pathKey{t.BuyerASN, route{p, s.chosen(t, p)}}
 	n := s.nbrs[k.NextHop]
 	if n == nil || !n.established() {
 		return ReasonSellerDown

@@ -83,7 +83,19 @@
 // hop has an established session and announces an accepted route
 // covering the prefix: when the session drops or the route is withdrawn
 // (or rejected on a recheck), the path is withdrawn at once, and it comes
-// back when the route does. A path never changes buyer, so a change to it
+// back when the route does. A seller with several routers of a family
+// keeps the trade delivered while any can: the path goes through the
+// first of the trade's routers (Trade.NextHop4 or NextHop6, then
+// Trade.Standby) that can deliver it, and moves back when a preferred one
+// can again.
+//
+// # Delivery record
+//
+// After every change the route server judges each trade on each of its
+// buyer's sessions ([Server.Deliveries]) and reports what changed through
+// [Server.OnDelivery]: delivered, or why not and whom it falls on (the
+// buyer's session down: the buyer; the seller's session, route or AS path:
+// the seller). The arbiter keeps it (arbiter/delivery) and bills by it. A path never changes buyer, so a change to it
 // (another trade of the same buyer on it, a new AS_PATH) replaces it in
 // place under the same identifier.
 //

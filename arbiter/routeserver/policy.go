@@ -72,7 +72,8 @@ func NewPolicies(ps []registry.Prefix) Policies {
 // FromBook maps a booked trade to what the route server announces, given
 // the route server's members (as given to AddMember) and the sellers'
 // policies. The next hop of each family is the first of the trade's
-// seller next hops that is still one of the seller's routers; each prefix
+// seller next hops that is still one of the seller's routers, the others
+// standing by in their order; each prefix
 // takes the policy of the most specific registered prefix covering it. A
 // trade that cannot be delivered as booked (a party no longer a member, no
 // seller router for a family, a buyer the seller's allow list excludes) is
@@ -90,14 +91,14 @@ func FromBook(t book.Trade, members map[uint32]Member, policies Policies) (tr *T
 	}
 	rt := &Trade{ID: uint64(t.ID), BuyerASN: t.BuyerASN, SellerASN: t.SellerASN}
 	for _, a := range t.SellerNextHops {
-		if !slices.Contains(seller.Addresses, a) {
-			continue
-		}
-		if a.Is4() && !rt.NextHop4.IsValid() {
+		switch {
+		case !slices.Contains(seller.Addresses, a):
+		case a.Is4() && !rt.NextHop4.IsValid():
 			rt.NextHop4 = a
-		}
-		if a.Is6() && !rt.NextHop6.IsValid() {
+		case a.Is6() && !rt.NextHop6.IsValid():
 			rt.NextHop6 = a
+		default:
+			rt.Standby = append(rt.Standby, a) // takes over when the first cannot deliver
 		}
 	}
 	var whys []string

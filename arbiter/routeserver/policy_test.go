@@ -50,7 +50,7 @@ func TestFromBook(t *testing.T) {
 	a := netip.MustParseAddr
 	pf := netip.MustParsePrefix
 	members := map[uint32]Member{
-		64501: {ASN: 64501, Addresses: []netip.Addr{a("192.0.2.11"), a("2001:db8::11")}},
+		64501: {ASN: 64501, Addresses: []netip.Addr{a("192.0.2.11"), a("2001:db8::11"), a("192.0.2.21")}},
 		64502: {ASN: 64502, Addresses: []netip.Addr{a("192.0.2.12")}},
 		64503: {ASN: 64503, Addresses: []netip.Addr{a("192.0.2.13")}},
 	}
@@ -62,11 +62,12 @@ func TestFromBook(t *testing.T) {
 
 	tr := book.Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes:       []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
-		SellerNextHops: []netip.Addr{a("192.0.2.99"), a("192.0.2.11"), a("2001:db8::11")}}
+		SellerNextHops: []netip.Addr{a("192.0.2.99"), a("192.0.2.11"), a("2001:db8::11"), a("192.0.2.21")}}
 	got, why := FromBook(tr, members, policies)
 	want := &Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes: []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
-		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
+		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Standby: []netip.Addr{a("192.0.2.21")},
+		Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
 		Exportable: map[netip.Prefix]bool{pf("2001:db8:100::/48"): true}}
 	if !reflect.DeepEqual(got, want) || why != "" {
 		t.Fatalf("FromBook = %+v %q\nwant %+v", got, why, want)

@@ -586,6 +586,67 @@ func TestDeliveryStateFollowsThePath(t *testing.T) {
 	}
 }
 
+// A seller with two routers keeps a trade delivered while either is up and
+// announcing: the path moves to the standby router when the preferred one
+// goes, and back when it returns; the delivery record sees no gap.
+func TestSellerRouterFailover(t *testing.T) {
+	if !isolate(t) {
+		return
+	}
+	l := newLoopLab(t)
+	l.checker.register(64501, "198.51.100.0/24")
+	r1, r2 := addr("127.0.0.2"), addr("127.0.0.8")
+	if err := l.rs.AddMember(context.Background(), Member{ASN: 64501, Addresses: []netip.Addr{r1, r2}}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := newSpeaker(t, 64501, r1, addr("127.0.0.1"), l.port, false)
+	s2 := newSpeaker(t, 64501, r2, addr("127.0.0.1"), l.port, false)
+	buyer := l.member(64502, "127.0.0.3", Member{})
+	waitEstablished(t, l.rs, waitBGP)
+	ctx := context.Background()
+	s1.announce("198.51.100.0/24", netip.Addr{})
+	s2.announce("198.51.100.0/24", netip.Addr{})
+	l.waitAccepted(64501, 2)
+	var mu sync.Mutex
+	var gaps []DeliveryChange
+	l.rs.OnDelivery(func(cs []DeliveryChange) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cs {
+			if !c.Delivered && !c.Ended {
+				gaps = append(gaps, c)
+			}
+		}
+	})
+	if err := l.rs.AnnounceTrade(ctx, Trade{ID: 1, BuyerASN: 64502, SellerASN: 64501, Prefixes: pfxs("198.51.100.0/24"),
+		NextHop4: r1, Standby: []netip.Addr{r2}}); err != nil {
+		t.Fatal(err)
+	}
+	hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.2")
+	s1.down()
+	hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.8")
+	s1.up()
+	s1.announce("198.51.100.0/24", netip.Addr{})
+	hasOnly(t, buyer, "198.51.100.0/24", "127.0.0.2")
+	if ds := l.rs.Deliveries(); len(ds) != 1 || !ds[0].Delivered {
+		t.Errorf("deliveries %+v", ds)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(gaps) != 0 {
+		t.Errorf("the delivery record saw gaps while a seller router could deliver: %+v", gaps)
+	}
+	// Both down: a gap, the seller's.
+	s1.down()
+	s2.down()
+	eventually(t, waitBGP, "a seller gap once both routers are down", func() string {
+		if ds := l.rs.Deliveries(); len(ds) != 1 || ds[0].Delivered || ds[0].Reason != ReasonSellerDown {
+			return fmt.Sprintf("%+v", ds)
+		}
+		return ""
+	})
+}
+
 func TestMaxPrefix(t *testing.T) {
 	if !isolate(t) {
 		return

@@ -246,6 +246,7 @@ var isolatedTests = []string{
 	"TestTradeDelivery",
 	"TestPerBuyerDeliveryWithoutAddPath",
 	"TestDeliveryStateFollowsThePath",
+	"TestSellerRouterFailover",
 	"TestMaxPrefix",
 	"TestRestartReannouncesActiveTrades",
 	"TestLabImportChecksAndMaxPrefix",

@@ -34,6 +34,12 @@ type Trade struct {
 	// Member.Addresses. The path is announced only while that router's
 	// session is up and it announces an accepted route covering the prefix.
 	NextHop4, NextHop6 netip.Addr
+	// Standby are the seller's other routers, in order of preference,
+	// each one of its Member.Addresses: a prefix is delivered through the
+	// first of its family's next hops (NextHop4 or NextHop6, then these)
+	// whose session is up and that announces an accepted route covering
+	// it, so the trade stays delivered while any of them can.
+	Standby []netip.Addr
 	// Prepends says, per prefix, how many times the seller's ASN is
 	// prepended to the delivered AS_PATH (the seller's routing policy);
 	// absent means none. Trades sharing a path use the largest.
@@ -54,11 +60,19 @@ const (
 	lcTrade     = 2 // <ASN>:2:<trade ID>
 )
 
-func (t *Trade) nextHop(p netip.Prefix) netip.Addr {
+// nextHops are the seller routers that may deliver p, preferred first.
+func (t *Trade) nextHops(p netip.Prefix) []netip.Addr {
+	first := t.NextHop6
 	if p.Addr().Is4() {
-		return t.NextHop4
+		first = t.NextHop4
 	}
-	return t.NextHop6
+	out := []netip.Addr{first}
+	for _, a := range t.Standby {
+		if a.Is4() == p.Addr().Is4() && a != first {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // validate checks t against the members; s.mu is held.
@@ -111,6 +125,11 @@ func (s *Server) validateTrade(t *Trade) error {
 			return bad("%s %v is not a router address of seller AS%d", field, nh, t.SellerASN)
 		}
 	}
+	for _, a := range t.Standby {
+		if !slices.Contains(seller.Addresses, a) {
+			return bad("standby %v is not a router address of seller AS%d", a, t.SellerASN)
+		}
+	}
 	for p := range t.Exportable {
 		if !seen[p] {
 			return bad("exportable %v, which is not one of its prefixes", p)
@@ -144,7 +163,7 @@ type pathKey struct {
 // ID). It returns once the paths that can be delivered now are in the
 // route server's RIB; the others follow when the seller's route appears.
 func (s *Server) AnnounceTrade(ctx context.Context, t Trade) error {
-	t.Prefixes = slices.Clone(t.Prefixes)
+	t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
 	t.Prepends = maps.Clone(t.Prepends)
 	t.Exportable = maps.Clone(t.Exportable)
 	s.mu.Lock()
@@ -182,7 +201,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 	s.mu.Lock()
 	next := make(map[uint64]Trade, len(trades))
 	for _, t := range trades {
-		t.Prefixes = slices.Clone(t.Prefixes)
+		t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
 		t.Prepends = maps.Clone(t.Prepends)
 		t.Exportable = maps.Clone(t.Exportable)
 		if err := s.validateTrade(&t); err != nil {
@@ -213,7 +232,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 
 func sameTrade(a, b *Trade) bool {
 	return a.ID == b.ID && a.BuyerASN == b.BuyerASN && a.SellerASN == b.SellerASN &&
-		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Prefixes, b.Prefixes) &&
+		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Standby, b.Standby) && slices.Equal(a.Prefixes, b.Prefixes) &&
 		maps.Equal(a.Prepends, b.Prepends) && maps.Equal(a.Exportable, b.Exportable)
 }
 
@@ -223,7 +242,7 @@ func (s *Server) Trades() []Trade {
 	defer s.mu.Unlock()
 	out := make([]Trade, 0, len(s.trades))
 	for _, t := range s.trades {
-		t.Prefixes = slices.Clone(t.Prefixes)
+		t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
 		t.Prepends = maps.Clone(t.Prepends)
 		t.Exportable = maps.Clone(t.Exportable)
 		out = append(out, t)
@@ -240,55 +259,95 @@ func (s *Server) Trades() []Trade {
 	return out
 }
 
-// indexTrade adds t's path keys; s.mu is held.
+// indexTrade adds t's path keys, one per prefix and seller router that
+// may deliver it; s.mu is held.
 func (s *Server) indexTrade(t *Trade) {
 	for _, p := range t.Prefixes {
-		k := pathKey{t.BuyerASN, route{p, t.nextHop(p)}}
-		ids := s.keys[k]
-		if ids == nil {
-			ids = map[uint64]bool{}
-			s.keys[k] = ids
-			bs := s.buyersOf[k.route]
-			if bs == nil {
-				bs = map[uint32]bool{}
-				s.buyersOf[k.route] = bs
-				if n := s.nbrs[k.NextHop]; n != nil {
-					n.tradePfx.Insert(p, true)
+		for _, nh := range t.nextHops(p) {
+			k := pathKey{t.BuyerASN, route{p, nh}}
+			ids := s.keys[k]
+			if ids == nil {
+				ids = map[uint64]bool{}
+				s.keys[k] = ids
+				bs := s.buyersOf[k.route]
+				if bs == nil {
+					bs = map[uint32]bool{}
+					s.buyersOf[k.route] = bs
+					if n := s.nbrs[k.NextHop]; n != nil {
+						n.tradePfx.Insert(p, true)
+					}
 				}
+				bs[k.Buyer] = true
 			}
-			bs[k.Buyer] = true
+			ids[t.ID] = true
+			s.dirty[k] = true
 		}
-		ids[t.ID] = true
-		s.dirty[k] = true
 	}
 }
 
 // unindexTrade removes t's path keys; s.mu is held.
 func (s *Server) unindexTrade(t *Trade) {
 	for _, p := range t.Prefixes {
-		k := pathKey{t.BuyerASN, route{p, t.nextHop(p)}}
-		ids := s.keys[k]
-		delete(ids, t.ID)
-		if len(ids) == 0 {
-			delete(s.keys, k)
-			bs := s.buyersOf[k.route]
-			delete(bs, k.Buyer)
-			if len(bs) == 0 {
-				delete(s.buyersOf, k.route)
-				if n := s.nbrs[k.NextHop]; n != nil {
-					n.tradePfx.Delete(p)
+		for _, nh := range t.nextHops(p) {
+			k := pathKey{t.BuyerASN, route{p, nh}}
+			ids := s.keys[k]
+			delete(ids, t.ID)
+			if len(ids) == 0 {
+				delete(s.keys, k)
+				bs := s.buyersOf[k.route]
+				delete(bs, k.Buyer)
+				if len(bs) == 0 {
+					delete(s.buyersOf, k.route)
+					if n := s.nbrs[k.NextHop]; n != nil {
+						n.tradePfx.Delete(p)
+					}
 				}
 			}
+			s.dirty[k] = true
 		}
-		s.dirty[k] = true
 	}
 }
 
-// dirtyRoute marks every buyer's path of r; s.mu is held.
+// dirtyRoute marks every buyer's path of r, and the paths through the
+// other routers its trades may fail over to; s.mu is held.
 func (s *Server) dirtyRoute(r route) {
 	for b := range s.buyersOf[r] {
-		s.dirty[pathKey{b, r}] = true
+		k := pathKey{b, r}
+		s.dirty[k] = true
+		for id := range s.keys[k] {
+			t := s.trades[id]
+			for _, nh := range t.nextHops(r.Prefix) {
+				s.dirty[pathKey{b, route{r.Prefix, nh}}] = true
+			}
+		}
 	}
+}
+
+// usable tells whether the seller router at nh can deliver p now: its
+// session is up and it announces an accepted route covering p, which it
+// returns; s.mu is held.
+func (s *Server) usable(nh netip.Addr, p netip.Prefix) (*neighbor, *ReceivedRoute) {
+	n := s.nbrs[nh]
+	if n == nil || !n.established() {
+		return nil, nil
+	}
+	_, r, ok := n.accepted.LookupPrefixLPM(p)
+	if !ok {
+		return nil, nil
+	}
+	return n, r
+}
+
+// chosen is the router t delivers p through now: the first usable one of
+// its next hops (the preferred one when none is); s.mu is held.
+func (s *Server) chosen(t *Trade, p netip.Prefix) netip.Addr {
+	nhs := t.nextHops(p)
+	for _, nh := range nhs {
+		if n, _ := s.usable(nh, p); n != nil {
+			return nh
+		}
+	}
+	return nhs[0]
 }
 
 // dirtyCovered marks the trade paths through n within q; s.mu is held.
@@ -351,12 +410,8 @@ func (s *Server) desired(k pathKey) *wantPath {
 	if len(ids) == 0 || buyer == nil {
 		return nil
 	}
-	n := s.nbrs[k.NextHop]
-	if n == nil || !n.established() {
-		return nil
-	}
-	_, r, ok := n.accepted.LookupPrefixLPM(k.Prefix)
-	if !ok {
+	n, r := s.usable(k.NextHop, k.Prefix)
+	if n == nil {
 		return nil
 	}
 	w := &wantPath{key: k, seller: n.asn, origin: r.Origin, export: true}
@@ -366,9 +421,15 @@ func (s *Server) desired(k pathKey) *wantPath {
 	prepend := 0
 	for id := range ids {
 		t := s.trades[id]
+		if s.chosen(&t, k.Prefix) != k.NextHop {
+			continue // delivered through a router it prefers
+		}
 		prepend = max(prepend, t.Prepends[k.Prefix])
 		w.export = w.export && t.Exportable[k.Prefix]
 		w.trades = append(w.trades, id)
+	}
+	if len(w.trades) == 0 {
+		return nil
 	}
 	slices.Sort(w.trades)
 	w.asPath = make([]uint32, 0, prepend+len(r.ASPath))
