@@ -67,7 +67,7 @@ func TestFromBook(t *testing.T) {
 	want := &Trade{ID: 7, BuyerASN: 64502, SellerASN: 64501,
 		Prefixes: []netip.Prefix{pf("198.51.100.0/24"), pf("2001:db8:100::/48"), pf("203.0.113.0/24")},
 		NextHop4: a("192.0.2.11"), NextHop6: a("2001:db8::11"), Standby: []netip.Addr{a("192.0.2.21")},
-		Prepends: map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
+		Prepends:   map[netip.Prefix]int{pf("198.51.100.0/24"): 2},
 		Exportable: map[netip.Prefix]bool{pf("2001:db8:100::/48"): true}}
 	if !reflect.DeepEqual(got, want) || why != "" {
 		t.Fatalf("FromBook = %+v %q\nwant %+v", got, why, want)
