@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
@@ -233,6 +234,26 @@ func TestOperatorSeesEverything(t *testing.T) {
 
 // A member sees its own records only: nothing on its pages names Bravo,
 // its router, its trade or its invoice.
+// The trades page shows what the route server delivers now, from the
+// delivery record.
+func TestTradesShowDelivery(t *testing.T) {
+	f := newFixture(t)
+	err := delivery.NewRecord(f.db).Apply(context.Background(), []delivery.Change{
+		{TradeID: f.tradeA, Session: netip.MustParseAddr("192.0.2.10"), At: f.now.Add(-time.Hour), Delivered: true},
+		{TradeID: f.tradeA, Session: netip.MustParseAddr("192.0.2.10"), At: f.now.Add(-time.Minute), Reason: "seller session down", Cause: delivery.CauseSeller},
+		{TradeID: f.tradeB, Session: netip.MustParseAddr("2001:db8:ffff::11"), At: f.now.Add(-time.Hour), Delivered: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := mustGet(t, f.server(t, false).Handler(LocalOperator), "/trades")
+	for _, want := range []string{"<td>not delivered (seller): seller session down</td>", "<td>delivered</td>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("operator's /trades lacks %q", want)
+		}
+	}
+}
+
 func TestMemberSeesOnlyItsOwn(t *testing.T) {
 	f := newFixture(t)
 	h := f.server(t, false).Handler(as(Viewer{ASN: asA}))

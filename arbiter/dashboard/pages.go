@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/delivery"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -183,6 +184,10 @@ type tradeRow struct {
 	PriceMicros           int64
 	Start, End, Created   time.Time
 	Status                string
+	// Delivery is what the route server delivers now: "delivered", "not
+	// delivered (<cause>): <reason>", or "" (no record: BGP off, or not
+	// judged yet).
+	Delivery string
 }
 
 // trades lists the viewer's trades (every trade for the operator), newest
@@ -232,7 +237,34 @@ func (s *Server) trades(ctx context.Context, v Viewer, id int64, limit int) ([]t
 		}
 		out = append(out, t)
 	}
-	return out, rs.Err()
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	return out, s.delivery(ctx, out)
+}
+
+// delivery fills each running trade's Delivery from the delivery record.
+func (s *Server) delivery(ctx context.Context, ts []tradeRow) error {
+	var ids []int64
+	for _, t := range ts {
+		if t.Status == "active" {
+			ids = append(ids, t.ID)
+		}
+	}
+	now, err := delivery.NewRecord(s.o.DB).Now(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range ts {
+		for _, iv := range now[ts[i].ID] {
+			if !iv.Delivered {
+				ts[i].Delivery = "not delivered (" + iv.Cause + "): " + iv.Reason
+				break
+			}
+			ts[i].Delivery = "delivered"
+		}
+	}
+	return nil
 }
 
 func (s *Server) tradesPage(ctx context.Context, v Viewer, _ *http.Request) (any, error) {

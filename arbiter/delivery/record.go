@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -152,6 +153,39 @@ func (r *Record) Intervals(ctx context.Context, tradeID int64) ([]Interval, erro
 	}
 	slices.SortStableFunc(out, func(a, b Interval) int { return a.Session.Compare(b.Session) })
 	return out, nil
+}
+
+// Now returns the open interval of each session of the trades: what is
+// delivered now, by trade.
+func (r *Record) Now(ctx context.Context, tradeIDs []int64) (map[int64][]Interval, error) {
+	out := map[int64][]Interval{}
+	if len(tradeIDs) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(tradeIDs))
+	for i, id := range tradeIDs {
+		args[i] = id
+	}
+	rows, err := r.db.QueryContext(ctx, `SELECT trade_id, session, from_us, delivered, reason, cause FROM deliveries
+		WHERE to_us IS NULL AND trade_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+`) ORDER BY trade_id, session`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var iv Interval
+		var session string
+		var from int64
+		if err := rows.Scan(&iv.TradeID, &session, &from, &iv.Delivered, &iv.Reason, &iv.Cause); err != nil {
+			return nil, err
+		}
+		if iv.Session, err = netip.ParseAddr(session); err != nil {
+			return nil, fmt.Errorf("delivery record: trade %d: stored session %q: %w", iv.TradeID, session, err)
+		}
+		iv.From = store.Time(from)
+		out[iv.TradeID] = append(out[iv.TradeID], iv)
+	}
+	return out, rows.Err()
 }
 
 // SellerGaps returns the parts of [from, to) in which the trade was not
