@@ -1,6 +1,7 @@
 package routeserver
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -32,6 +33,9 @@ const (
 	// accepted: RPKI invalid".
 	ReasonRejected = "seller route not accepted"
 	ReasonLoop     = "seller's AS path holds the buyer's ASN"
+	// ReasonWithheld is followed by why: "withheld: AS64503 is not on the
+	// seller's allow list".
+	ReasonWithheld = "withheld"
 	ReasonPending  = "being announced"
 )
 
@@ -140,6 +144,15 @@ func (s *Server) deliveryOn(t *Trade, a netip.Addr) (Delivery, bool) {
 		any = true
 		if why := s.pathProblem(t, p); why != "" && d.Delivered {
 			d.Delivered, d.Reason, d.Cause = false, why, CauseSeller
+		}
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(t.Withheld), comparePrefix) {
+		if p.Addr().Is4() != a.Is4() {
+			continue
+		}
+		any = true
+		if d.Delivered {
+			d.Delivered, d.Reason, d.Cause = false, ReasonWithheld+": "+t.Withheld[p], CauseSeller
 		}
 	}
 	if n := s.nbrs[a]; any && (n == nil || !n.established()) {

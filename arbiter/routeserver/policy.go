@@ -77,7 +77,9 @@ func NewPolicies(ps []registry.Prefix) Policies {
 // takes the policy of the most specific registered prefix covering it. A
 // trade that cannot be delivered as booked (a party no longer a member, no
 // seller router for a family, a buyer the seller's allow list excludes) is
-// delivered in part or not at all (nil): why says what was left out.
+// delivered in part or not at all: the prefixes left out are Withheld, and
+// why says what was left out. Nil only for a trade the route server cannot
+// hold at all (an ID too large, a party not on it).
 func FromBook(t book.Trade, members map[uint32]Member, policies Policies) (tr *Trade, why string) {
 	if t.ID <= 0 || t.ID > math.MaxUint32 {
 		return nil, fmt.Sprintf("trade ID %d does not fit the 32-bit BGP community", t.ID)
@@ -108,15 +110,22 @@ func FromBook(t book.Trade, members map[uint32]Member, policies Policies) (tr *T
 		if p.Addr().Is6() {
 			nh = rt.NextHop6
 		}
+		withhold := func(why string) {
+			whys = append(whys, fmt.Sprintf("%v: %s", p, why))
+			if rt.Withheld == nil {
+				rt.Withheld = map[netip.Prefix]string{}
+			}
+			rt.Withheld[p] = why
+		}
 		if !nh.IsValid() {
-			whys = append(whys, fmt.Sprintf("%v: seller has no router of that family on the route server", p))
+			withhold("seller has no router of that family on the route server")
 			continue
 		}
 		prepends, export := 0, false
 		if pol != nil {
 			if _, reg, ok := pol.LookupPrefixLPM(p); ok {
 				if !reg.MayBuy(t.BuyerASN) {
-					whys = append(whys, fmt.Sprintf("%v: AS%d is not on the seller's allow list", p, t.BuyerASN))
+					withhold(fmt.Sprintf("AS%d is not on the seller's allow list", t.BuyerASN))
 					continue
 				}
 				prepends, export = reg.Prepends, reg.AllowExport
@@ -138,9 +147,6 @@ func FromBook(t book.Trade, members map[uint32]Member, policies Policies) (tr *T
 	}
 	if len(whys) > 0 {
 		why = fmt.Sprint(whys)
-	}
-	if len(rt.Prefixes) == 0 {
-		return nil, why
 	}
 	return rt, why
 }

@@ -81,6 +81,12 @@ func TestFromBook(t *testing.T) {
 		!strings.Contains(why, "not on the seller's allow list") || !strings.Contains(why, "no router of that family") {
 		t.Fatalf("partial: %+v %q", got, why)
 	}
+	// What is left out stays in the trade, withheld with its reason, so
+	// the delivery record shows it.
+	if w := got.Withheld; len(w) != 2 || w[pf("198.51.100.0/24")] != "AS64503 is not on the seller's allow list" ||
+		w[pf("2001:db8:100::/48")] != "seller has no router of that family on the route server" {
+		t.Errorf("withheld %v", w)
+	}
 
 	for _, tc := range []struct {
 		tr   book.Trade

@@ -44,6 +44,11 @@ type Trade struct {
 	// prepended to the delivered AS_PATH (the seller's routing policy);
 	// absent means none. Trades sharing a path use the largest.
 	Prepends map[netip.Prefix]int
+	// Withheld are prefixes of the booked trade the route server must not
+	// deliver (the seller's allow list no longer lets this buyer have
+	// them, the seller has no router of their family), with why: they show
+	// as not delivered in the delivery record, the seller's doing.
+	Withheld map[netip.Prefix]string
 	// Exportable lists the prefixes the seller lets the buyer pass on
 	// (its routing policy): their path carries no NO_EXPORT. Every other
 	// prefix is delivered with NO_EXPORT. A path shared by several trades
@@ -87,7 +92,7 @@ func (s *Server) validateTrade(t *Trade) error {
 		return bad("ID does not fit the 32-bit field of the large community")
 	case t.BuyerASN == t.SellerASN:
 		return bad("buyer and seller are both AS%d", t.BuyerASN)
-	case len(t.Prefixes) == 0:
+	case len(t.Prefixes) == 0 && len(t.Withheld) == 0:
 		return bad("no prefixes")
 	}
 	if _, ok := s.members[t.BuyerASN]; !ok {
@@ -123,6 +128,11 @@ func (s *Server) validateTrade(t *Trade) error {
 			return bad("%s %v is not an %s address", field, nh, fam)
 		case !slices.Contains(seller.Addresses, nh):
 			return bad("%s %v is not a router address of seller AS%d", field, nh, t.SellerASN)
+		}
+	}
+	for p := range t.Withheld {
+		if seen[p] || !p.IsValid() {
+			return bad("withheld %v, which it also delivers", p)
 		}
 	}
 	for _, a := range t.Standby {
@@ -163,7 +173,7 @@ type pathKey struct {
 // ID). It returns once the paths that can be delivered now are in the
 // route server's RIB; the others follow when the seller's route appears.
 func (s *Server) AnnounceTrade(ctx context.Context, t Trade) error {
-	t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
+	t.Prefixes, t.Standby, t.Withheld = slices.Clone(t.Prefixes), slices.Clone(t.Standby), maps.Clone(t.Withheld)
 	t.Prepends = maps.Clone(t.Prepends)
 	t.Exportable = maps.Clone(t.Exportable)
 	s.mu.Lock()
@@ -201,7 +211,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 	s.mu.Lock()
 	next := make(map[uint64]Trade, len(trades))
 	for _, t := range trades {
-		t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
+		t.Prefixes, t.Standby, t.Withheld = slices.Clone(t.Prefixes), slices.Clone(t.Standby), maps.Clone(t.Withheld)
 		t.Prepends = maps.Clone(t.Prepends)
 		t.Exportable = maps.Clone(t.Exportable)
 		if err := s.validateTrade(&t); err != nil {
@@ -233,6 +243,7 @@ func (s *Server) SetActive(ctx context.Context, trades []Trade) error {
 func sameTrade(a, b *Trade) bool {
 	return a.ID == b.ID && a.BuyerASN == b.BuyerASN && a.SellerASN == b.SellerASN &&
 		a.NextHop4 == b.NextHop4 && a.NextHop6 == b.NextHop6 && slices.Equal(a.Standby, b.Standby) && slices.Equal(a.Prefixes, b.Prefixes) &&
+		maps.Equal(a.Withheld, b.Withheld) &&
 		maps.Equal(a.Prepends, b.Prepends) && maps.Equal(a.Exportable, b.Exportable)
 }
 
@@ -242,7 +253,7 @@ func (s *Server) Trades() []Trade {
 	defer s.mu.Unlock()
 	out := make([]Trade, 0, len(s.trades))
 	for _, t := range s.trades {
-		t.Prefixes, t.Standby = slices.Clone(t.Prefixes), slices.Clone(t.Standby)
+		t.Prefixes, t.Standby, t.Withheld = slices.Clone(t.Prefixes), slices.Clone(t.Standby), maps.Clone(t.Withheld)
 		t.Prepends = maps.Clone(t.Prepends)
 		t.Exportable = maps.Clone(t.Exportable)
 		out = append(out, t)

@@ -1528,7 +1528,7 @@ type DeliveryInterval struct {
 	Delivered bool                   `protobuf:"varint,4,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	// Why not delivered: "buyer session down", "seller session down", "seller
 	// does not announce the prefix", "seller route not accepted: <reason>",
-	// "seller's AS path holds the buyer's ASN".
+	// "seller's AS path holds the buyer's ASN", "withheld: <why>".
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Whom a gap falls on: "buyer" (charged) or "seller" (not charged).
 	Cause         string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
