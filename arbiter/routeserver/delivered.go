@@ -54,11 +54,6 @@ type DeliveryChange struct {
 	Ended bool
 }
 
-type deliveryKey struct {
-	trade   uint64
-	session netip.Addr
-}
-
 // OnDelivery sets the function called with each batch of delivery changes,
 // in order, one call at a time, after the paths behind them changed. It
 // must not block for long (it delays the next change of routes).
@@ -72,63 +67,75 @@ func (s *Server) OnDelivery(fn func([]DeliveryChange)) {
 // sessions now, by trade and session.
 func (s *Server) Deliveries() []Delivery {
 	s.syncMu.Lock()
-	out := make([]Delivery, 0, len(s.delivery))
-	for _, d := range s.delivery {
-		out = append(out, d)
+	var out []Delivery
+	for _, ds := range s.delivery {
+		for _, d := range ds {
+			out = append(out, d)
+		}
 	}
 	s.syncMu.Unlock()
-	slices.SortFunc(out, func(a, b Delivery) int {
-		switch {
-		case a.TradeID < b.TradeID:
-			return -1
-		case a.TradeID > b.TradeID:
-			return 1
-		}
-		return a.Session.Compare(b.Session)
-	})
+	slices.SortFunc(out, compareDelivery)
 	return out
 }
 
-// deliveryChanges recomputes every trade's delivery and returns what
-// changed since the last time. s.syncMu is held (announced is current).
+func compareDelivery(a, b Delivery) int {
+	switch {
+	case a.TradeID < b.TradeID:
+		return -1
+	case a.TradeID > b.TradeID:
+		return 1
+	}
+	return a.Session.Compare(b.Session)
+}
+
+// judgeBuyer marks the buyer's trades for judging (its session changed);
+// s.mu is held.
+func (s *Server) judgeBuyer(buyer uint32) {
+	for id, t := range s.trades {
+		if t.BuyerASN == buyer {
+			s.rejudge[id] = true
+		}
+	}
+}
+
+// deliveryChanges judges again the trades whose paths or buyer sessions
+// changed (s.rejudge) and returns what changed since the last time.
+// s.syncMu is held (announced is current).
 func (s *Server) deliveryChanges() []DeliveryChange {
 	now := clock.Now().UTC()
+	var out []DeliveryChange
 	s.mu.Lock()
-	next := make(map[deliveryKey]Delivery, len(s.delivery))
-	for id, t := range s.trades {
-		m := s.members[t.BuyerASN]
-		if m == nil {
-			continue // no session to deliver on
-		}
-		for _, a := range m.Addresses {
-			d, ok := s.deliveryOn(&t, a)
-			if ok {
-				next[deliveryKey{id, a}] = d
+	for id := range s.rejudge {
+		next := map[netip.Addr]Delivery{}
+		if t, ok := s.trades[id]; ok {
+			if m := s.members[t.BuyerASN]; m != nil {
+				for _, a := range m.Addresses {
+					if d, ok := s.deliveryOn(&t, a); ok {
+						next[a] = d
+					}
+				}
 			}
 		}
+		old := s.delivery[id]
+		for a, d := range next {
+			if o, ok := old[a]; !ok || o != d {
+				out = append(out, DeliveryChange{Delivery: d, At: now})
+			}
+		}
+		for a, d := range old {
+			if _, ok := next[a]; !ok {
+				out = append(out, DeliveryChange{Delivery: d, At: now, Ended: true})
+			}
+		}
+		if len(next) == 0 {
+			delete(s.delivery, id)
+		} else {
+			s.delivery[id] = next
+		}
 	}
+	clear(s.rejudge)
 	s.mu.Unlock()
-	var out []DeliveryChange
-	for k, d := range next {
-		if old, ok := s.delivery[k]; !ok || old != d {
-			out = append(out, DeliveryChange{Delivery: d, At: now})
-		}
-	}
-	for k, d := range s.delivery {
-		if _, ok := next[k]; !ok {
-			out = append(out, DeliveryChange{Delivery: d, At: now, Ended: true})
-		}
-	}
-	s.delivery = next
-	slices.SortFunc(out, func(a, b DeliveryChange) int {
-		switch {
-		case a.TradeID < b.TradeID:
-			return -1
-		case a.TradeID > b.TradeID:
-			return 1
-		}
-		return a.Session.Compare(b.Session)
-	})
+	slices.SortFunc(out, func(a, b DeliveryChange) int { return compareDelivery(a.Delivery, b.Delivery) })
 	return out
 }
 

@@ -165,6 +165,7 @@ func (s *Server) addMember(ctx context.Context, m Member) error {
 		s.nbrs[a] = n
 	}
 	s.dirtyBuyer(m.ASN)
+	s.judgeBuyer(m.ASN)
 	s.mu.Unlock()
 	if s.state != lifeStarted {
 		return nil
@@ -358,6 +359,7 @@ func (s *Server) RemoveMember(ctx context.Context, asn uint32) error {
 		}
 	}
 	s.dirtyBuyer(asn)
+	s.judgeBuyer(asn)
 	s.mu.Unlock()
 	for _, n := range gone {
 		s.dropRoutes(n)

@@ -102,6 +102,7 @@ func (s *Server) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	down := was && !now
 	if now != was {
 		s.dirtyNeighbor(n)
+		s.judgeBuyer(n.asn) // its trades as a buyer reach it, or not
 	}
 	if !now && n.gone != nil {
 		close(n.gone)

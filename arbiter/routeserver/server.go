@@ -103,6 +103,7 @@ type Server struct {
 	trades   map[uint64]Trade
 	keys     map[pathKey]map[uint64]bool // trade IDs per path key
 	buyersOf map[route]map[uint32]bool   // buyers with a path key per route
+	rejudge  map[uint64]bool             // trades whose delivery may have changed
 	dirty    map[pathKey]bool
 	onRoute  func(RouteEvent)
 
@@ -110,7 +111,7 @@ type Server struct {
 
 	syncMu    sync.Mutex // serialises reconcile; owns the fields below
 	announced map[pathKey]*announcedPath
-	delivery  map[deliveryKey]Delivery // as last reported
+	delivery  map[uint64]map[netip.Addr]Delivery // by trade and buyer session, as last reported
 	lastID    uint32
 
 	deliveryMu sync.Mutex // serialises onDelivery calls, in order
@@ -142,7 +143,8 @@ func New(cfg Config) (*Server, error) {
 		trades:    map[uint64]Trade{},
 		keys:      map[pathKey]map[uint64]bool{},
 		buyersOf:  map[route]map[uint32]bool{},
-		delivery:  map[deliveryKey]Delivery{},
+		delivery:  map[uint64]map[netip.Addr]Delivery{},
+		rejudge:   map[uint64]bool{},
 		dirty:     map[pathKey]bool{},
 		announced: map[pathKey]*announcedPath{},
 	}

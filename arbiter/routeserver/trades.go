@@ -273,6 +273,7 @@ func (s *Server) Trades() []Trade {
 // indexTrade adds t's path keys, one per prefix and seller router that
 // may deliver it; s.mu is held.
 func (s *Server) indexTrade(t *Trade) {
+	s.rejudge[t.ID] = true
 	for _, p := range t.Prefixes {
 		for _, nh := range t.nextHops(p) {
 			k := pathKey{t.BuyerASN, route{p, nh}}
@@ -298,6 +299,7 @@ func (s *Server) indexTrade(t *Trade) {
 
 // unindexTrade removes t's path keys; s.mu is held.
 func (s *Server) unindexTrade(t *Trade) {
+	s.rejudge[t.ID] = true
 	for _, p := range t.Prefixes {
 		for _, nh := range t.nextHops(p) {
 			k := pathKey{t.BuyerASN, route{p, nh}}
@@ -488,6 +490,9 @@ func (s *Server) reconcilePaths(ctx context.Context) error {
 	jobs := make([]job, 0, len(s.dirty))
 	for k := range s.dirty {
 		jobs = append(jobs, job{k, s.desired(k)})
+		for id := range s.keys[k] {
+			s.rejudge[id] = true
+		}
 	}
 	clear(s.dirty)
 	s.mu.Unlock()
