@@ -464,9 +464,14 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 	if len(cs) == 0 {
 		return fmt.Errorf("offer %d does not serve %v with the quality you ask: %w", id, buy.Spec.Destination, ErrOfferChanged)
 	}
-	if avail := e.available(buy, cs[0], now); avail < buy.Remaining() {
+	avail := e.available(buy, cs[0], now)
+	if avail < buy.Remaining() {
 		return fmt.Errorf("offer %d has %s available for your period and ports, you asked %s: %w", id,
 			units.Bandwidth(avail), units.Bandwidth(buy.Remaining()), ErrOfferChanged)
+	}
+	if block := max(buy.Spec.MinBlockBps, sell.Spec.MinBlockBps); FillSize(buy.Remaining(), avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps) != buy.Remaining() {
+		return invalid("capacity_bps", "%s is not a whole number of blocks of %s (the larger of your min_block_bps and offer %d's)",
+			units.Bandwidth(buy.Remaining()), units.Bandwidth(block), id)
 	}
 	return nil
 }
@@ -791,6 +796,11 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	if err != nil {
 		return Order{}, nil, nil, err
 	}
+	if !o.Spec.End.After(now) {
+		// Its period is over (the expiry sweep has not run yet): it could
+		// only make a trade that ends before it starts.
+		return Order{}, nil, nil, fmt.Errorf("order %d: its delivery period ended at %s: %w", id, o.Spec.End.Format(time.RFC3339), ErrNotOpen)
+	}
 	spec := o.Spec
 	if capacity != nil {
 		if *capacity <= o.FilledBps {
@@ -798,6 +808,11 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 		}
 		if *capacity < spec.MinBlockBps {
 			return Order{}, nil, nil, invalid("capacity_bps", "%d is below min_block_bps %d", *capacity, spec.MinBlockBps)
+		}
+		if left := *capacity - o.FilledBps; left < spec.MinBlockBps {
+			// A remainder below one block can never trade.
+			return Order{}, nil, nil, invalid("capacity_bps", "%d leaves %d bit/s after the %d already traded, below min_block_bps %d",
+				*capacity, left, o.FilledBps, spec.MinBlockBps)
 		}
 		spec.CapacityBps = *capacity
 	}

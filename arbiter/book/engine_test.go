@@ -323,6 +323,38 @@ func TestBadInputNamesField(t *testing.T) {
 	}
 }
 
+// Modify refuses what could never trade, or could only trade wrongly: a
+// remainder below one block, and an order whose period has just ended
+// (before the expiry sweep).
+func TestModifyRefusesWhatCannotTrade(t *testing.T) {
+	e := engine(t)
+	s := spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5)
+	s.MinBlockBps = Gbps
+	sell, _ := place(t, e, 64501, s)
+	b := spec(book.Buy, "198.51.100.0/24", Gbps, 5)
+	b.MinBlockBps = Gbps
+	if _, tr := place(t, e, 64510, b); total(tr) != Gbps {
+		t.Fatalf("buy traded %d", total(tr))
+	}
+	c := int64(Gbps + Gbps/2) // 1G traded: leaves 0.5G, half a block
+	_, _, _, err := e.Modify(now, 64501, sell.ID, &c, nil)
+	var ie *book.InvalidError
+	if !errors.As(err, &ie) || ie.Field != "capacity_bps" {
+		t.Errorf("a remainder of half a block: %v, want InvalidArgument on capacity_bps", err)
+	}
+	short := spec(book.Sell, "198.51.100.0/24", Gbps, 5)
+	short.Start, short.End = now, now.Add(time.Minute)
+	o, _ := place(t, e, 64502, short)
+	price := int64(1)
+	// A resting buy it would cross at the new price, placed before it ended.
+	rest := spec(book.Buy, "198.51.100.0/24", Gbps, 2)
+	rest.Start, rest.End = now, now.Add(time.Minute)
+	place(t, e, 64511, rest)
+	if _, trades, _, err := e.Modify(now.Add(time.Minute+time.Second), 64502, o.ID, nil, &price); !errors.Is(err, book.ErrNotOpen) || len(trades) != 0 {
+		t.Errorf("modifying an order whose period ended a second ago: %v, %d trades; want ErrNotOpen", err, len(trades))
+	}
+}
+
 func TestTakeOfferErrors(t *testing.T) {
 	e := engine(t)
 	sell, _ := place(t, e, 64501, spec(book.Sell, "198.51.100.0/24", Gbps, 5))
@@ -336,6 +368,18 @@ func TestTakeOfferErrors(t *testing.T) {
 	}
 	if err := take(spec(book.Buy, "198.51.100.0/24", Gbps, 4)); !errors.Is(err, book.ErrOfferChanged) {
 		t.Errorf("taking below the ask: %v", err)
+	}
+	// 1.5G of an offer in 1G blocks: the real cause, not "offer changed".
+	blocky, _ := place(t, e, 64502, func() book.Spec { s := spec(book.Sell, "198.51.100.0/24", 2*Gbps, 5); s.MinBlockBps = Gbps; return s }())
+	odd := spec(book.Buy, "198.51.100.0/24", Gbps+Gbps/2, 10)
+	odd.Type, odd.MinBlockBps = book.FOK, Gbps/2
+	_, _, _, err := e.Place(now, 64510, odd, "", blocky.ID)
+	var ie *book.InvalidError
+	if !errors.As(err, &ie) || ie.Field != "capacity_bps" || errors.Is(err, book.ErrOfferChanged) {
+		t.Errorf("taking 1.5G in 1G blocks: %v, want InvalidArgument on capacity_bps", err)
+	}
+	if _, _, err := e.Cancel(now, 64502, blocky.ID); err != nil {
+		t.Fatal(err)
 	}
 	if e.OpenCount() != 1 {
 		t.Fatalf("failed takes left orders: %d open", e.OpenCount())

@@ -586,3 +586,37 @@ func TestTimeInTheBookThroughTheDaemon(t *testing.T) {
 		t.Fatalf("orders left open: %v %v", open.GetOrders(), err)
 	}
 }
+
+// The smaller attacks on the book, as a member would try them over gRPC:
+// shrinking an order to a remainder below one block, and taking an offer
+// in a capacity its blocks cannot make; each gets InvalidArgument naming
+// capacity_bps.
+func TestOrderEdgeCasesOverGRPC(t *testing.T) {
+	x := startExchange(t)
+	seller := pb.NewTradingServiceClient(x.member(64501, "192.0.2.1"))
+	buyer := pb.NewTradingServiceClient(x.member(64510, "192.0.2.10"))
+	x.addPrefix(64501, "198.51.100.0/24")
+	ctx := context.Background()
+	s := order(pb.Side_SIDE_SELL, "198.51.100.0/24", 4e9, 100, 60)
+	s.MinBlockBps = 1e9
+	sell, err := seller.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := order(pb.Side_SIDE_BUY, "198.51.100.0/24", 1e9, 200, 30)
+	if r, err := buyer.PlaceOrder(ctx, &pb.PlaceOrderRequest{Spec: b}); err != nil || len(r.Trades) != 1 {
+		t.Fatalf("buy: %v %v", r, err)
+	}
+	_, err = seller.ModifyOrder(ctx, &pb.ModifyOrderRequest{OrderId: sell.Order.Id, CapacityBps: ptr(int64(1.5e9))})
+	wantCode(t, "a remainder of half a block", err, codes.InvalidArgument)
+	if !strings.Contains(status.Convert(err).Message(), "capacity_bps") {
+		t.Errorf("the refusal does not name capacity_bps: %v", err)
+	}
+	take := order(pb.Side_SIDE_BUY, "198.51.100.0/24", 1.5e9, 200, 30)
+	take.MinBlockBps = 5e8
+	_, err = buyer.TakeOffer(ctx, &pb.TakeOfferRequest{OfferOrderId: sell.Order.Id, Spec: take})
+	wantCode(t, "taking 1.5G of an offer in 1G blocks", err, codes.InvalidArgument)
+	if !strings.Contains(status.Convert(err).Message(), "whole number of blocks") {
+		t.Errorf("the refusal does not say why: %v", err)
+	}
+}
