@@ -314,7 +314,7 @@ func (l *ManagerLoop) Round(ctx context.Context) error {
 // measured yet is acceptable.
 func (l *ManagerLoop) buySpec(p netip.Prefix, capacity, block int64, start, end time.Time) *pb.OrderSpec {
 	pol := l.cfg.Manager.Policy.Buy
-	lim := pol.Floor.Limits()
+	lim := pol.FloorLimits()
 	q := limitsToProto(lim)
 	q.AllowUnverified = true
 	// The arbiter wants both; ListOffers only needs the destination.

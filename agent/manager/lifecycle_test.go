@@ -307,3 +307,48 @@ func TestShadowFailover(t *testing.T) {
 		t.Fatalf("want a shadow breach and a shadow buy from B, got %+v", ds)
 	}
 }
+
+// A trade bought without limits, under a policy whose floor sets no loss
+// limit, is still held to the default 2 % loss floor: a path that loses
+// 10 % for failover.rounds rounds is reported and left; and the offers
+// the manager takes carry that floor as the trade's limits.
+func TestDefaultLossFloorGuardsTrades(t *testing.T) {
+	p := testPolicy()
+	p.Buy.Floor = QualityFloor{MaxLatency: 50 * time.Millisecond}
+	m, k := baseline(t, p)
+	tr := handTrade(t0.Add(20 * 24 * time.Hour))
+	tr.Limits = Limits{}
+	k.trades = []Trade{tr}
+	feed(m, t0, map[uint32]int64{DefaultPath: 30, asA: 20, asB: 18, asC: 28})
+	ds := m.Step(k.inputs(t0))
+	k.apply(ds)
+	taken := 0
+	for i := 1; i <= 3; i++ {
+		now := t0.Add(time.Duration(i) * time.Minute)
+		feed(m, now, map[uint32]int64{DefaultPath: 30, asB: 18, asC: 28})
+		probe(m, asA, pfx4, now, 20, 100_000)
+		ds = m.Step(k.inputs(now))
+		k.apply(ds)
+		for _, d := range ds {
+			for _, in := range d.Intents {
+				if in.Type != TakeOffer {
+					continue
+				}
+				taken++
+				if in.Limits.MaxLossPPM != int32(DefaultMaxLoss) || in.Limits.MaxLatencyUs != 50000 {
+					t.Errorf("an offer taken with limits %+v, want the floor's latency and max loss %d", in.Limits, DefaultMaxLoss)
+				}
+			}
+		}
+	}
+	if taken == 0 {
+		t.Errorf("no offer taken to move off the lossy path")
+	}
+	br := find(ds, KindBreach)
+	if br == nil || br.TradeID != 5 {
+		t.Fatalf("10 %% loss on a trade without limits: no breach report (%v)", kinds(ds))
+	}
+	if k.routes[pfx4] == asA {
+		t.Errorf("the route stayed on the lossy path: %v", k.routes)
+	}
+}

@@ -524,7 +524,7 @@ func (s *step) failover() {
 		}
 		lim := t.Limits
 		if lim == (Limits{}) {
-			lim = m.pol.Buy.Floor.Limits() // a trade bought without limits: the policy's floor
+			lim = m.pol.Buy.FloorLimits() // a trade bought without limits: the policy's floor (2 % loss by default)
 		}
 		if lim == (Limits{}) {
 			continue
