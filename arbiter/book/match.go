@@ -29,12 +29,14 @@ type Measured struct {
 }
 
 // Recorded is the part of m a trade records (and the store keeps): the
-// figures and their count, without the sample sizes ranking needs.
+// figures with the sample behind them (the probes the loss counts, the
+// means' standard errors), without the dispersion only ranking needs.
 func (m *Measured) Recorded() *Measured {
 	if m == nil {
 		return nil
 	}
-	return &Measured{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, ASHops: m.ASHops, Samples: m.Samples}
+	return &Measured{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, ASHops: m.ASHops, Samples: m.Samples,
+		Probes: m.Probes, LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs}
 }
 
 // Meets reports whether measured quality m (nil: none fresh) satisfies the

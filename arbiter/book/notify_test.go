@@ -52,7 +52,9 @@ func TestTradeRecordsQualityAtMatch(t *testing.T) {
 	if err != nil || len(trades) != 1 {
 		t.Fatalf("buy: %v %v", trades, err)
 	}
-	want4 := book.Measured{LatencyUs: 13_000, JitterUs: 1000, LossPPM: 1000, ASHops: 2, Samples: 2}
+	// With the sample behind the figures: 2 x 10 probes, and the spread
+	// of the two measurements' means.
+	want4 := book.Measured{LatencyUs: 13_000, JitterUs: 1000, LossPPM: 1000, ASHops: 2, Samples: 2, Probes: 20, LatencyErrUs: 1000, JitterErrUs: 200}
 	if q := trades[0].Quality; q == nil || *q != want4 {
 		t.Fatalf("IPv4 trade quality %+v, want %+v", q, want4)
 	}
@@ -80,7 +82,8 @@ func TestTradeRecordsQualityAtMatch(t *testing.T) {
 	if err != nil || len(trades) != 1 {
 		t.Fatalf("IPv6 buy: %v %v", trades, err)
 	}
-	want6 := book.Measured{LatencyUs: 30_000, JitterUs: 100, LossPPM: 0, ASHops: 2, Samples: 1}
+	// One measurement: its jitter over the square root of its 10 probes.
+	want6 := book.Measured{LatencyUs: 30_000, JitterUs: 100, LossPPM: 0, ASHops: 2, Samples: 1, Probes: 10, LatencyErrUs: 31, JitterErrUs: 100}
 	if q := trades[0].Quality; q == nil || *q != want6 {
 		t.Fatalf("IPv6 trade quality %+v, want %+v", q, want6)
 	}

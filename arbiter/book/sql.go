@@ -110,7 +110,7 @@ const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.as
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.buyer_id),
-	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples
+	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples, t.quality_probes, t.latency_err_us, t.jitter_err_us
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
 func queryTrades(ctx context.Context, q registry.Querier, query string, args ...any) ([]Trade, error) {
@@ -125,13 +125,15 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 		var start, end, created int64
 		var prefixes string
 		var hops, buyerRouters sql.NullString
-		var lat, jit, loss, asHops, samples sql.NullInt64
+		var lat, jit, loss, asHops, samples, probes, latErr, jitErr sql.NullInt64
 		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
-			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples); err != nil {
+			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples,
+			&probes, &latErr, &jitErr); err != nil {
 			return nil, err
 		}
 		if samples.Valid {
-			t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64)}
+			t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64),
+				Probes: probes.Int64, LatencyErrUs: latErr.Int64, JitterErrUs: jitErr.Int64}
 		}
 		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
 		for _, s := range splitList(prefixes) {
@@ -288,8 +290,9 @@ const (
 	fillUpdate = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
 		WHERE orders.id = v.column1`
 	tradeCols = `id, buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
-		start_us, end_us, created_us, latency_us, jitter_us, loss_ppm, as_hops, quality_samples`
-	tradeRow  = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		start_us, end_us, created_us, latency_us, jitter_us, loss_ppm, as_hops, quality_samples,
+		quality_probes, latency_err_us, jitter_err_us`
+	tradeRow  = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	eventCols = "seq, member_id, type, trade_id, order_id, created_us, detail, dedup"
 	eventRow  = "(?,?,?,?,?,?,?,?)"
 	// A notification sent again (same member and dedup key) is dropped.
@@ -308,7 +311,7 @@ var (
 	kindFill  = &rowKind{3, 128, func(n int) string {
 		return fmt.Sprintf(fillUpdate, strings.TrimSuffix(strings.Repeat(fillRow+",", n), ","))
 	}}
-	kindTrade = &rowKind{17, 64, func(n int) string { return store.InsertRows("trades", tradeCols, tradeRow, n) }}
+	kindTrade = &rowKind{20, 64, func(n int) string { return store.InsertRows("trades", tradeCols, tradeRow, n) }}
 	kindEvent = &rowKind{8, 128, func(n int) string { return store.InsertRows("events", eventCols, eventRow, n) + eventConflict }}
 )
 
@@ -552,9 +555,9 @@ func appendTrade(a []any, buyer, seller int64, t Trade) []any {
 	a = append(a, t.ID, t.BuyOrderID, t.SellOrderID, buyer, seller, strings.Join(ps, ","),
 		t.Protocol, t.CapacityBps, t.PriceMicros, store.Micros(t.Start), store.Micros(t.End), store.Micros(t.Created))
 	if m := t.Quality; m != nil {
-		return append(a, m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.Samples)
+		return append(a, m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.Samples, m.Probes, m.LatencyErrUs, m.JitterErrUs)
 	}
-	return append(a, nil, nil, nil, nil, nil)
+	return append(a, nil, nil, nil, nil, nil, nil, nil, nil)
 }
 
 // eventDetail is what an event carries beyond its trade or order, as the

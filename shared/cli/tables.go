@@ -56,12 +56,18 @@ func TradeTable(o Output, trades []*pb.Trade) error {
 }
 
 // PathQuality renders measured quality as latency/loss, e.g.
-// "12.345ms/0.0500%"; "-" when nothing was measured.
+// "12.345ms/0.0500%", with the lost and sent probes behind the loss when
+// known ("12.345ms/0.0500% (1/2000)"); "-" when nothing was measured.
 func PathQuality(q *pb.PathQuality) string {
 	if q == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%d.%03dms/%d.%04d%%", q.LatencyUs/1000, q.LatencyUs%1000, q.LossPpm/10000, q.LossPpm%10000)
+	s := fmt.Sprintf("%d.%03dms/%d.%04d%%", q.LatencyUs/1000, q.LatencyUs%1000, q.LossPpm/10000, q.LossPpm%10000)
+	if q.Probes > 0 {
+		lost := (int64(q.LossPpm)*q.Probes + 500_000) / 1_000_000
+		s += fmt.Sprintf(" (%d/%d)", lost, q.Probes)
+	}
+	return s
 }
 
 // Orders prints orders as JSON for scripts or a table for people.

@@ -19,6 +19,7 @@ func TestPathQuality(t *testing.T) {
 		{nil, "-"},
 		{&pb.PathQuality{LatencyUs: 12_345, LossPpm: 500, Samples: 3}, "12.345ms/0.0500%"},
 		{&pb.PathQuality{LatencyUs: 7, LossPpm: 1_000_000, Samples: 1}, "0.007ms/100.0000%"},
+		{&pb.PathQuality{LatencyUs: 12_345, LossPpm: 500, Samples: 3, Probes: 2000}, "12.345ms/0.0500% (1/2000)"},
 	} {
 		if got := PathQuality(c.q); got != c.want {
 			t.Errorf("PathQuality(%v) = %q, want %q", c.q, got, c.want)
