@@ -128,23 +128,37 @@ func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 
 func (a *Authenticator) observe(ctx context.Context, method string, start time.Time, err error) {
 	code := status.Code(err)
+	who := "unauthenticated"
+	if ctx != nil {
+		if c := callerFrom(ctx); c.Kind != 0 {
+			who = c.String()
+		}
+	}
 	if a.Metrics != nil {
 		a.Metrics.Requests.WithLabelValues(method, code.String()).Inc()
 		a.Metrics.Latency.WithLabelValues(method).Observe(clock.Since(start).Seconds())
+		if refusal(code) {
+			a.Metrics.Refusals.WithLabelValues(who, code.String()).Inc()
+		}
 	}
 	if err != nil && code != codes.Canceled {
-		who := "unauthenticated"
-		if ctx != nil {
-			if c := callerFrom(ctx); c.Kind != 0 {
-				who = c.String()
-			}
-		}
 		lvl := slog.LevelInfo
 		if code == codes.Internal || code == codes.Unknown {
 			lvl = slog.LevelError
 		}
 		a.Log.Log(context.Background(), lvl, "call failed", "method", method, "caller", who, "code", code.String(), "error", status.Convert(err).Message())
 	}
+}
+
+// refusal tells the codes that refuse what a call asked or who asked,
+// as opposed to the arbiter failing or the caller giving up.
+func refusal(c codes.Code) bool {
+	switch c {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.NotFound, codes.FailedPrecondition,
+		codes.OutOfRange, codes.Unauthenticated, codes.AlreadyExists, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 type wrappedStream struct {
@@ -156,7 +170,11 @@ func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 // Metrics are the API's Prometheus series.
 type Metrics struct {
-	Requests    *prometheus.CounterVec
+	Requests *prometheus.CounterVec
+	// Refusals counts, per caller (a member, the operator or
+	// "unauthenticated"), the calls refused for what they asked or who
+	// asked: a member probing or lying shows here by name.
+	Refusals    *prometheus.CounterVec
 	Latency     *prometheus.HistogramVec
 	Subscribers prometheus.Gauge
 	book        bookMetrics // metrics.go
@@ -168,6 +186,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bwx_arbiter_grpc_requests_total", Help: "gRPC calls by method and status code.",
 		}, []string{"method", "code"}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bwx_arbiter_grpc_refusals_total", Help: "gRPC calls refused (invalid argument, permission, not found, precondition, authentication), by caller and code.",
+		}, []string{"caller", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "bwx_arbiter_grpc_request_duration_seconds", Help: "gRPC call latency by method.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
@@ -176,7 +197,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "bwx_arbiter_event_streams", Help: "Open trade event streams.",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.Subscribers)
+	reg.MustRegister(m.Requests, m.Refusals, m.Latency, m.Subscribers)
 	m.book = newBookMetrics(reg)
 	return m
 }

@@ -619,4 +619,17 @@ func TestOrderEdgeCasesOverGRPC(t *testing.T) {
 	if !strings.Contains(status.Convert(err).Message(), "whole number of blocks") {
 		t.Errorf("the refusal does not say why: %v", err)
 	}
+	// Each refusal is counted with the member that asked.
+	r, err := http.Get("http://" + x.arb.MetricsAddr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	body, _ := io.ReadAll(r.Body)
+	for _, want := range []string{`bwx_arbiter_grpc_refusals_total{caller="member AS64501",code="InvalidArgument"} 1`,
+		`bwx_arbiter_grpc_refusals_total{caller="member AS64510",code="InvalidArgument"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
