@@ -287,9 +287,18 @@ func DefaultConfig() Config {
 }
 
 // LoadConfig reads path over the defaults, strictly.
-func LoadConfig(path string) (Config, error) {
+func LoadConfig(path string) (Config, error) { return LoadConfigThen(path, nil) }
+
+// LoadConfigThen is LoadConfig with override applied before validation
+// (command-line flags that replace a key); with an override, a missing
+// file is fine if the flags and defaults give every required key.
+func LoadConfigThen(path string, override func(*Config)) (Config, error) {
 	c := DefaultConfig()
-	return c, config.Load(path, &c)
+	var then func()
+	if override != nil {
+		then = func() { override(&c) }
+	}
+	return c, config.LoadThen(path, &c, then)
 }
 
 // Validate names the key of the first bad value.

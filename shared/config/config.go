@@ -33,12 +33,26 @@ import (
 //
 // A file that cannot be read gives the *fs.PathError from os.ReadFile, which
 // names the file.
-func Load(path string, out any) error {
+func Load(path string, out any) error { return LoadThen(path, out, nil) }
+
+// LoadThen is Load with then run after decoding and before validation:
+// command-line flags that replace a key go there, so the file need not
+// hold a key a flag gives, and validation judges the values in use. A
+// missing file is an error only if validation then fails (every key from
+// flags and defaults).
+func LoadThen(path string, out any, then func()) error {
 	data, err := os.ReadFile(path)
-	if err != nil {
+	missing := os.IsNotExist(err) && then != nil
+	if err != nil && !missing {
 		return err
 	}
-	return Decode(path, data, out)
+	if err := decode(path, data, out, then); err != nil {
+		if missing {
+			return fmt.Errorf("%s does not exist, and the flags do not give every required key: %w", path, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // Decode decodes the YAML document data into out, which must be a non-nil
@@ -51,7 +65,9 @@ func Load(path string, out any) error {
 //
 // Errors are *Error, or several *Error joined with errors.Join. On error out
 // may have been partly written.
-func Decode(name string, data []byte, out any) error {
+func Decode(name string, data []byte, out any) error { return decode(name, data, out, nil) }
+
+func decode(name string, data []byte, out any, then func()) error {
 	rv := reflect.ValueOf(out)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("config: decoding %s: need a non-nil pointer, got %T", name, out)
@@ -67,6 +83,9 @@ func Decode(name string, data []byte, out any) error {
 		if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
 			return decodeErrors(name, idx, err)
 		}
+	}
+	if then != nil {
+		then()
 	}
 	if v, ok := out.(Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -39,7 +39,7 @@ saved against the default path.`,
 				return err
 			}
 			if socket == "" {
-				cfg, err := daemon.LoadConfig(g.configPath)
+				cfg, err := g.config()
 				if err != nil {
 					return err
 				}

@@ -57,17 +57,14 @@ func newRoot() *cobra.Command {
 
 // config reads the config file, lets flags override it, and validates.
 func (g *globals) config() (daemon.Config, error) {
-	cfg, err := daemon.LoadConfig(g.configPath)
-	if err != nil && !(os.IsNotExist(err) && g.arbiter != "") {
-		return cfg, err
-	}
-	if g.arbiter != "" {
-		cfg.Arbiter.Address = g.arbiter
-	}
-	if g.bundle != "" {
-		cfg.Bundle = g.bundle
-	}
-	return cfg, cfg.Validate()
+	return daemon.LoadConfigThen(g.configPath, func(cfg *daemon.Config) {
+		if g.arbiter != "" {
+			cfg.Arbiter.Address = g.arbiter
+		}
+		if g.bundle != "" {
+			cfg.Bundle = g.bundle
+		}
+	})
 }
 
 // dial connects as the member for a one-off command.
@@ -122,10 +119,7 @@ func runCmd(g *globals) *cobra.Command {
 			signal.Notify(hup, syscall.SIGHUP)
 			go func() {
 				for range hup {
-					next, err := daemon.LoadConfig(g.configPath)
-					if err == nil {
-						err = next.Validate()
-					}
+					next, err := g.config() // the flags still replace their keys
 					if err != nil {
 						log.Error("reload refused, keeping the running config", "error", err)
 						continue

@@ -30,7 +30,7 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if socket == "" {
-				cfg, err := daemon.LoadConfig(g.configPath)
+				cfg, err := g.config()
 				if err != nil {
 					return err
 				}
