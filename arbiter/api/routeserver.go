@@ -29,6 +29,9 @@ type RouteServerServer struct {
 	RS       RouteServer
 	Registry *registry.Registry
 	Now      func() time.Time
+	// Reread has the route server read the registry data again and
+	// re-check received routes (asynchronously).
+	Reread func()
 }
 
 func (s *RouteServerServer) enabled() error {
@@ -114,6 +117,21 @@ func (s *RouteServerServer) ListSentRoutes(ctx context.Context, r *pb.ListSentRo
 			AsPath: x.ASPath, Origin: x.Origin, Communities: x.Communities, LargeCommunities: x.LargeCommunities, PathId: x.PathID})
 	}
 	return out, nil
+}
+
+// Recheck asks the route server to read the registry, IRR and RPKI data
+// again now (operator only).
+func (s *RouteServerServer) Recheck(ctx context.Context, _ *pb.RecheckRequest) (*pb.RecheckResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	if s.Reread != nil {
+		s.Reread()
+	}
+	return &pb.RecheckResponse{}, nil
 }
 
 func (s *RouteServerServer) ResetSessions(ctx context.Context, r *pb.ResetSessionsRequest) (*pb.ResetSessionsResponse, error) {

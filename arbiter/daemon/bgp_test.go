@@ -168,6 +168,7 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 	cfg.BGP.Listen = []string{"192.0.2.1", "2001:db8::1"}
 	cfg.BGP.HoldTime = 9 * time.Second
 	cfg.BGP.MaxPrefixes = 100
+	cfg.BGP.RecheckInterval = time.Hour // every re-check below is asked for
 	if _, err := pki.InitCA(cfg.CADir(), "test CA", []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +249,39 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 		}
 		return ""
 	})
+
+	// An IRR import by another process (`bwx-arbiter import irr`, which
+	// then asks the running arbiter to re-check) is read at once, not at
+	// the next recheck_interval.
+	db, err := store.Open(cfg.StorePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpsl := "route: 198.51.100.0/24\norigin: AS64501\nsource: TEST\n\nroute: 198.51.101.0/24\norigin: AS64501\nsource: TEST\n\n" +
+		"route6: 2001:db8:100::/48\norigin: AS64501\nsource: TEST\n\nroute: 203.0.113.0/24\norigin: AS64501\nsource: TEST\n"
+	_, err = irr.Import(ctx, db, []irr.Input{{Name: "test.db", R: strings.NewReader(rpsl)}}, irr.ImportOptions{})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rsc.Recheck(ctx, &pb.RecheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pb.NewRouteServerServiceClient(seller).Recheck(ctx, &pb.RecheckRequest{})
+	wantCode(t, "a member asks for a re-check", err, codes.PermissionDenied)
+	eventually(t, 10*time.Second, "the import read at once", func() string {
+		resp, err := rsc.ListReceivedRoutes(ctx, &pb.ListReceivedRoutesRequest{MemberAsn: 64501})
+		if err != nil {
+			return err.Error()
+		}
+		for _, r := range resp.Routes {
+			if r.Prefix == "203.0.113.0/24" && !r.Accepted {
+				return fmt.Sprint(r)
+			}
+		}
+		return ""
+	})
+	want["203.0.113.0/24"] = ""
 
 	// A member sees its own records only.
 	_, err = pb.NewRouteServerServiceClient(buyer).ListReceivedRoutes(ctx, &pb.ListReceivedRoutesRequest{MemberAsn: 64501})

@@ -178,7 +178,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop, Delivery: delivery.NewRecord(a.db)})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
-			rss.RS = a.bgp.rs
+			rss.RS, rss.Reread = a.bgp.rs, a.bgp.RegistryChanged
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
 		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk})

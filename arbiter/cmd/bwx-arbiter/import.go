@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -76,6 +80,7 @@ fatal; a failed import changes nothing. "-" reads standard input.`,
 				}
 				return fmt.Errorf("import irr: %w (the stored route objects are unchanged)", err)
 			}
+			g.recheck(cmd)
 			if g.out.JSON() {
 				return writeJSON(cmd.OutOrStdout(), rep)
 			}
@@ -116,6 +121,7 @@ import changes nothing. "-" reads standard input.`,
 				}
 				return fmt.Errorf("import roas: %w (the stored ROAs are unchanged)", err)
 			}
+			g.recheck(cmd)
 			if g.out.JSON() {
 				return writeJSON(cmd.OutOrStdout(), rep)
 			}
@@ -235,8 +241,12 @@ type atlasReport struct {
 	Skipped    map[string]int `json:"skipped"`
 }
 
-// openStore opens the database named by the config; it must exist, so an
-// import never creates a stray database the daemon does not use.
+// openStore opens the database named by the config. On a fresh install
+// (the state directory is there, the database not yet) it creates it where
+// the daemon will look, owned as the state directory is, so the daemon
+// (user bwx under the package) can write it; without the directory it
+// refuses, so an import never makes a stray database the daemon does not
+// use.
 func (g *globals) openStore(cmd *cobra.Command) (*store.DB, context.Context, func(), error) {
 	g.out.W = cmd.OutOrStdout()
 	if err := g.out.Check(); err != nil {
@@ -247,16 +257,65 @@ func (g *globals) openStore(cmd *cobra.Command) (*store.DB, context.Context, fun
 		return nil, nil, nil, err
 	}
 	path := cfg.StorePath()
+	fresh := false
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil, fmt.Errorf("database %s does not exist: start bwx-arbiter once to create it, or check state_dir and store.path in %s", path, g.configPath)
+		if _, err := os.Stat(filepath.Dir(path)); err != nil {
+			return nil, nil, nil, fmt.Errorf("database %s does not exist, nor its directory (%v): check state_dir and store.path in %s", path, err, g.configPath)
+		}
+		fresh = true
 	}
 	db, err := store.Open(path)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if fresh {
+		if err := ownLikeDir(path); err != nil {
+			db.Close()
+			return nil, nil, nil, err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "created the database %s (a fresh install)\n", path)
+	}
 	// Ctrl-C rolls the import back instead of leaving it half done.
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	return db, ctx, func() { stop(); db.Close() }, nil
+}
+
+// recheck tells a running arbiter to read an import at once (its route
+// server re-checks received routes); without one, the import waits for
+// the next start, which reads it.
+func (g *globals) recheck(cmd *cobra.Command) {
+	conn, ctx, done, err := g.connect()
+	if err == nil {
+		defer done()
+		_, err = pb.NewRouteServerServiceClient(conn).Recheck(ctx, &pb.RecheckRequest{})
+	}
+	switch {
+	case err == nil:
+		fmt.Fprintln(cmd.ErrOrStderr(), "the running arbiter re-checks the routes members announce now")
+	case status.Code(err) == codes.FailedPrecondition:
+		// No route server on it: nothing to re-check.
+	default:
+		fmt.Fprintf(cmd.ErrOrStderr(), "no running arbiter told (%v): it reads the import when it starts, or within bgp.recheck_interval\n", status.Convert(err).Message())
+	}
+}
+
+// ownLikeDir gives the database and its sqlite side files the owner of
+// their directory, when that differs and we may (root).
+func ownLikeDir(path string) error {
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return nil
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chown(p, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("give %s to the state directory's owner: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // openInput opens a file ("-" is standard input) behind a progress display

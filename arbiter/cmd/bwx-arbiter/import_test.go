@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -218,15 +219,63 @@ func TestImportCommandErrors(t *testing.T) {
 	if _, _, err := runImport(t, cfg, "import", "roas"); err == nil {
 		t.Error("roas without a file")
 	}
+	// No state directory: not an install here; nothing is created.
 	empty := t.TempDir()
 	cfg2 := filepath.Join(empty, "arbiter.yaml")
-	os.WriteFile(cfg2, fmt.Appendf(nil, "state_dir: %s\n", empty), 0o600)
+	os.WriteFile(cfg2, fmt.Appendf(nil, "state_dir: %s\n", filepath.Join(empty, "state")), 0o600)
 	f := filepath.Join(empty, "x.db")
 	writeFile(t, f, genRoutes(2, "RIPE"), false)
-	if _, _, err := runImport(t, cfg2, "import", "irr", f); err == nil || !strings.Contains(err.Error(), "bwx.db does not exist") {
-		t.Errorf("missing database: %v", err)
+	if _, _, err := runImport(t, cfg2, "import", "irr", f); err == nil || !strings.Contains(err.Error(), "nor its directory") {
+		t.Errorf("missing state directory: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(empty, "bwx.db")); err == nil {
-		t.Error("the import created a database")
+	if _, err := os.Stat(filepath.Join(empty, "state")); err == nil {
+		t.Error("the import created a state directory")
+	}
+}
+
+// On a fresh install (the state directory is there, the daemon has not run
+// yet) an import creates the database where the daemon will look, owned
+// as the directory is, and the daemon then finds the import in it.
+func TestImportOnAFreshInstall(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	root := os.Geteuid() == 0
+	if root {
+		// As the package leaves it: the state directory is the daemon's user's.
+		if err := os.Chown(state, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "arbiter.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "state_dir: %s\n", state), 0o600)
+	f := filepath.Join(dir, "x.db")
+	writeFile(t, f, genRoutes(4, "RIPE"), false)
+	_, stderr, err := runImport(t, cfg, "import", "irr", f)
+	if err != nil {
+		t.Fatalf("import on a fresh install: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "created the database") {
+		t.Errorf("the import did not say it created the database: %s", stderr)
+	}
+	path := filepath.Join(state, "bwx.db")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); root && (st.Uid != nobody || st.Gid != nobody) {
+		t.Errorf("database owned by %d:%d, want the state directory's %d:%d", st.Uid, st.Gid, nobody, nobody)
+	}
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM irr_routes").Scan(&n); err != nil || n != 4 {
+		t.Errorf("the daemon's database holds %d route objects (%v), want 4", n, err)
 	}
 }

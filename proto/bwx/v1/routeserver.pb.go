@@ -677,6 +677,78 @@ func (*ResetSessionsResponse) Descriptor() ([]byte, []int) {
 	return file_bwx_v1_routeserver_proto_rawDescGZIP(), []int{10}
 }
 
+type RecheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecheckRequest) Reset() {
+	*x = RecheckRequest{}
+	mi := &file_bwx_v1_routeserver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecheckRequest) ProtoMessage() {}
+
+func (x *RecheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_routeserver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecheckRequest.ProtoReflect.Descriptor instead.
+func (*RecheckRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_routeserver_proto_rawDescGZIP(), []int{11}
+}
+
+type RecheckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecheckResponse) Reset() {
+	*x = RecheckResponse{}
+	mi := &file_bwx_v1_routeserver_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecheckResponse) ProtoMessage() {}
+
+func (x *RecheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_routeserver_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecheckResponse.ProtoReflect.Descriptor instead.
+func (*RecheckResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_routeserver_proto_rawDescGZIP(), []int{12}
+}
+
 var File_bwx_v1_routeserver_proto protoreflect.FileDescriptor
 
 const file_bwx_v1_routeserver_proto_rawDesc = "" +
@@ -730,12 +802,15 @@ const file_bwx_v1_routeserver_proto_rawDesc = "" +
 	"\x14ResetSessionsRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\x17\n" +
-	"\x15ResetSessionsResponse2\xdb\x02\n" +
+	"\x15ResetSessionsResponse\"\x10\n" +
+	"\x0eRecheckRequest\"\x11\n" +
+	"\x0fRecheckResponse2\x97\x03\n" +
 	"\x12RouteServerService\x12I\n" +
 	"\fListSessions\x12\x1b.bwx.v1.ListSessionsRequest\x1a\x1c.bwx.v1.ListSessionsResponse\x12[\n" +
 	"\x12ListReceivedRoutes\x12!.bwx.v1.ListReceivedRoutesRequest\x1a\".bwx.v1.ListReceivedRoutesResponse\x12O\n" +
 	"\x0eListSentRoutes\x12\x1d.bwx.v1.ListSentRoutesRequest\x1a\x1e.bwx.v1.ListSentRoutesResponse\x12L\n" +
-	"\rResetSessions\x12\x1c.bwx.v1.ResetSessionsRequest\x1a\x1d.bwx.v1.ResetSessionsResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
+	"\rResetSessions\x12\x1c.bwx.v1.ResetSessionsRequest\x1a\x1d.bwx.v1.ResetSessionsResponse\x12:\n" +
+	"\aRecheck\x12\x16.bwx.v1.RecheckRequest\x1a\x17.bwx.v1.RecheckResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
 
 var (
 	file_bwx_v1_routeserver_proto_rawDescOnce sync.Once
@@ -749,7 +824,7 @@ func file_bwx_v1_routeserver_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_routeserver_proto_rawDescData
 }
 
-var file_bwx_v1_routeserver_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_bwx_v1_routeserver_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_bwx_v1_routeserver_proto_goTypes = []any{
 	(*BgpSession)(nil),                 // 0: bwx.v1.BgpSession
 	(*ListSessionsRequest)(nil),        // 1: bwx.v1.ListSessionsRequest
@@ -762,24 +837,28 @@ var file_bwx_v1_routeserver_proto_goTypes = []any{
 	(*ListSentRoutesResponse)(nil),     // 8: bwx.v1.ListSentRoutesResponse
 	(*ResetSessionsRequest)(nil),       // 9: bwx.v1.ResetSessionsRequest
 	(*ResetSessionsResponse)(nil),      // 10: bwx.v1.ResetSessionsResponse
-	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
+	(*RecheckRequest)(nil),             // 11: bwx.v1.RecheckRequest
+	(*RecheckResponse)(nil),            // 12: bwx.v1.RecheckResponse
+	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
 }
 var file_bwx_v1_routeserver_proto_depIdxs = []int32{
-	11, // 0: bwx.v1.BgpSession.since:type_name -> google.protobuf.Timestamp
+	13, // 0: bwx.v1.BgpSession.since:type_name -> google.protobuf.Timestamp
 	0,  // 1: bwx.v1.ListSessionsResponse.sessions:type_name -> bwx.v1.BgpSession
-	11, // 2: bwx.v1.ReceivedRoute.since:type_name -> google.protobuf.Timestamp
+	13, // 2: bwx.v1.ReceivedRoute.since:type_name -> google.protobuf.Timestamp
 	3,  // 3: bwx.v1.ListReceivedRoutesResponse.routes:type_name -> bwx.v1.ReceivedRoute
 	6,  // 4: bwx.v1.ListSentRoutesResponse.routes:type_name -> bwx.v1.SentRoute
 	1,  // 5: bwx.v1.RouteServerService.ListSessions:input_type -> bwx.v1.ListSessionsRequest
 	4,  // 6: bwx.v1.RouteServerService.ListReceivedRoutes:input_type -> bwx.v1.ListReceivedRoutesRequest
 	7,  // 7: bwx.v1.RouteServerService.ListSentRoutes:input_type -> bwx.v1.ListSentRoutesRequest
 	9,  // 8: bwx.v1.RouteServerService.ResetSessions:input_type -> bwx.v1.ResetSessionsRequest
-	2,  // 9: bwx.v1.RouteServerService.ListSessions:output_type -> bwx.v1.ListSessionsResponse
-	5,  // 10: bwx.v1.RouteServerService.ListReceivedRoutes:output_type -> bwx.v1.ListReceivedRoutesResponse
-	8,  // 11: bwx.v1.RouteServerService.ListSentRoutes:output_type -> bwx.v1.ListSentRoutesResponse
-	10, // 12: bwx.v1.RouteServerService.ResetSessions:output_type -> bwx.v1.ResetSessionsResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
+	11, // 9: bwx.v1.RouteServerService.Recheck:input_type -> bwx.v1.RecheckRequest
+	2,  // 10: bwx.v1.RouteServerService.ListSessions:output_type -> bwx.v1.ListSessionsResponse
+	5,  // 11: bwx.v1.RouteServerService.ListReceivedRoutes:output_type -> bwx.v1.ListReceivedRoutesResponse
+	8,  // 12: bwx.v1.RouteServerService.ListSentRoutes:output_type -> bwx.v1.ListSentRoutesResponse
+	10, // 13: bwx.v1.RouteServerService.ResetSessions:output_type -> bwx.v1.ResetSessionsResponse
+	12, // 14: bwx.v1.RouteServerService.Recheck:output_type -> bwx.v1.RecheckResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -796,7 +875,7 @@ func file_bwx_v1_routeserver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_routeserver_proto_rawDesc), len(file_bwx_v1_routeserver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

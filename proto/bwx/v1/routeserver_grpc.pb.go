@@ -23,6 +23,7 @@ const (
 	RouteServerService_ListReceivedRoutes_FullMethodName = "/bwx.v1.RouteServerService/ListReceivedRoutes"
 	RouteServerService_ListSentRoutes_FullMethodName     = "/bwx.v1.RouteServerService/ListSentRoutes"
 	RouteServerService_ResetSessions_FullMethodName      = "/bwx.v1.RouteServerService/ResetSessions"
+	RouteServerService_Recheck_FullMethodName            = "/bwx.v1.RouteServerService/Recheck"
 )
 
 // RouteServerServiceClient is the client API for RouteServerService service.
@@ -43,6 +44,10 @@ type RouteServerServiceClient interface {
 	// Operator only: re-enable a member's sessions after a max-prefix
 	// shutdown, or reset them.
 	ResetSessions(ctx context.Context, in *ResetSessionsRequest, opts ...grpc.CallOption) (*ResetSessionsResponse, error)
+	// Operator only: read the registry, IRR and RPKI data again now and
+	// re-check the routes members announce (after `bwx-arbiter import`),
+	// instead of at the next bgp.recheck_interval.
+	Recheck(ctx context.Context, in *RecheckRequest, opts ...grpc.CallOption) (*RecheckResponse, error)
 }
 
 type routeServerServiceClient struct {
@@ -93,6 +98,16 @@ func (c *routeServerServiceClient) ResetSessions(ctx context.Context, in *ResetS
 	return out, nil
 }
 
+func (c *routeServerServiceClient) Recheck(ctx context.Context, in *RecheckRequest, opts ...grpc.CallOption) (*RecheckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecheckResponse)
+	err := c.cc.Invoke(ctx, RouteServerService_Recheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RouteServerServiceServer is the server API for RouteServerService service.
 // All implementations must embed UnimplementedRouteServerServiceServer
 // for forward compatibility.
@@ -111,6 +126,10 @@ type RouteServerServiceServer interface {
 	// Operator only: re-enable a member's sessions after a max-prefix
 	// shutdown, or reset them.
 	ResetSessions(context.Context, *ResetSessionsRequest) (*ResetSessionsResponse, error)
+	// Operator only: read the registry, IRR and RPKI data again now and
+	// re-check the routes members announce (after `bwx-arbiter import`),
+	// instead of at the next bgp.recheck_interval.
+	Recheck(context.Context, *RecheckRequest) (*RecheckResponse, error)
 	mustEmbedUnimplementedRouteServerServiceServer()
 }
 
@@ -132,6 +151,9 @@ func (UnimplementedRouteServerServiceServer) ListSentRoutes(context.Context, *Li
 }
 func (UnimplementedRouteServerServiceServer) ResetSessions(context.Context, *ResetSessionsRequest) (*ResetSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetSessions not implemented")
+}
+func (UnimplementedRouteServerServiceServer) Recheck(context.Context, *RecheckRequest) (*RecheckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Recheck not implemented")
 }
 func (UnimplementedRouteServerServiceServer) mustEmbedUnimplementedRouteServerServiceServer() {}
 func (UnimplementedRouteServerServiceServer) testEmbeddedByValue()                            {}
@@ -226,6 +248,24 @@ func _RouteServerService_ResetSessions_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RouteServerService_Recheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouteServerServiceServer).Recheck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouteServerService_Recheck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouteServerServiceServer).Recheck(ctx, req.(*RecheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RouteServerService_ServiceDesc is the grpc.ServiceDesc for RouteServerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -248,6 +288,10 @@ var RouteServerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetSessions",
 			Handler:    _RouteServerService_ResetSessions_Handler,
+		},
+		{
+			MethodName: "Recheck",
+			Handler:    _RouteServerService_Recheck_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
