@@ -42,7 +42,7 @@ type Trade struct {
 	Standby []netip.Addr
 	// Prepends says, per prefix, how many times the seller's ASN is
 	// prepended to the delivered AS_PATH (the seller's routing policy);
-	// absent means none. Trades sharing a path use the largest.
+	// absent means none. Trades of one buyer sharing a path use the largest.
 	Prepends map[netip.Prefix]int
 	// Withheld are prefixes of the booked trade the route server must not
 	// deliver (the seller's allow list no longer lets this buyer have
@@ -52,7 +52,7 @@ type Trade struct {
 	// Exportable lists the prefixes the seller lets the buyer pass on
 	// (its routing policy): their path carries no NO_EXPORT. Every other
 	// prefix is delivered with NO_EXPORT. A path shared by several trades
-	// drops NO_EXPORT only if all of them allow it.
+	// of one buyer drops NO_EXPORT only if all of them allow it.
 	Exportable map[netip.Prefix]bool
 }
 
