@@ -284,7 +284,11 @@ func (l *ManagerLoop) Round(ctx context.Context) error {
 	for _, d := range wanted {
 		// Asked for as much as the own port takes, an offer's available
 		// capacity is what could be bought from it at all.
-		r, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term))})
+		// Every offer, whatever the exchange measured: the manager judges
+		// sellers from its own recent probe rounds, and a seller it is not
+		// shown it never probes again (one bad round an hour ago would
+		// hide it for the hour the exchange keeps measurements).
+		r, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term), manager.Limits{})})
 		if err != nil {
 			return fmt.Errorf("list offers for %v: %w", d.Prefix, err)
 		}
@@ -309,12 +313,12 @@ func (l *ManagerLoop) Round(ctx context.Context) error {
 	return nil
 }
 
-// buySpec is the buy behind ListOffers and TakeOffer. The manager chose the
+// buySpec is the buy behind ListOffers and TakeOffer, with lim as its
+// quality limits (for a take, the trade's SLA). The manager chose the
 // seller from its own probe rounds, so an offer the exchange has not
 // measured yet is acceptable.
-func (l *ManagerLoop) buySpec(p netip.Prefix, capacity, block int64, start, end time.Time) *pb.OrderSpec {
+func (l *ManagerLoop) buySpec(p netip.Prefix, capacity, block int64, start, end time.Time, lim manager.Limits) *pb.OrderSpec {
 	pol := l.cfg.Manager.Policy.Buy
-	lim := pol.FloorLimits()
 	q := limitsToProto(lim)
 	q.AllowUnverified = true
 	// The arbiter wants both; ListOffers only needs the destination.
@@ -361,10 +365,8 @@ func (l *ManagerLoop) carryOut(ctx context.Context, it manager.Intent, now time.
 	tc := pb.NewTradingServiceClient(l.conn)
 	switch it.Type {
 	case manager.TakeOffer:
-		spec := l.buySpec(it.Prefix, it.CapacityBps, it.MinBlockBps, it.Start, it.End)
+		spec := l.buySpec(it.Prefix, it.CapacityBps, it.MinBlockBps, it.Start, it.End, it.Limits)
 		spec.PriceMicros = it.PriceMicros
-		spec.Quality = limitsToProto(it.Limits)
-		spec.Quality.AllowUnverified = true
 		r, err := tc.TakeOffer(ctx, &pb.TakeOfferRequest{OfferOrderId: it.OfferOrderID, Spec: spec, ClientOrderId: it.ClientOrderID})
 		if err != nil {
 			return err

@@ -222,7 +222,9 @@ func (s *step) peakTrades(extra budgetItem) int64 {
 func (s *step) take(d Decision, c candidate, start, end time.Time) {
 	m := s.m
 	id := m.clientID(s.now)
-	lim := m.pol.Buy.FloorLimits() // the trade's limits: the floor, 2 % loss by default
+	// The trade's limits at the exchange (its SLA) are the floor as
+	// configured; failover holds it to FloorLimits when that sets none.
+	lim := m.pol.Buy.Floor.Limits()
 	d.Seller = c.offer.Seller
 	d.SizeBps = c.size
 	d.PriceMicros = c.offer.PriceMicros

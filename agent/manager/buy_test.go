@@ -129,7 +129,7 @@ func TestBuyDecisions(t *testing.T) {
 			in := buy.Intents[0]
 			// 40 Mbps + 25 % headroom = 50 Mbps: 5 blocks of 10.
 			if in.Type != TakeOffer || in.CapacityBps != 50*mbps || in.Prefix != pfx4 || in.Seller != tc.seller ||
-				!in.Start.Equal(t0) || !in.End.Equal(t0.Add(p.Buy.Term)) || in.Limits != p.Buy.FloorLimits() ||
+				!in.Start.Equal(t0) || !in.End.Equal(t0.Add(p.Buy.Term)) || in.Limits != p.Buy.Floor.Limits() ||
 				!strings.HasPrefix(in.ClientOrderID, ClientOrderPrefix) {
 				t.Fatalf("intent %+v", in)
 			}

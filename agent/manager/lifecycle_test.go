@@ -310,8 +310,8 @@ func TestShadowFailover(t *testing.T) {
 
 // A trade bought without limits, under a policy whose floor sets no loss
 // limit, is still held to the default 2 % loss floor: a path that loses
-// 10 % for failover.rounds rounds is reported and left; and the offers
-// the manager takes carry that floor as the trade's limits.
+// 10 % for failover.rounds rounds is reported and left. The offers the
+// manager takes carry the floor as configured (the trade's SLA).
 func TestDefaultLossFloorGuardsTrades(t *testing.T) {
 	p := testPolicy()
 	p.Buy.Floor = QualityFloor{MaxLatency: 50 * time.Millisecond}
@@ -335,8 +335,8 @@ func TestDefaultLossFloorGuardsTrades(t *testing.T) {
 					continue
 				}
 				taken++
-				if in.Limits.MaxLossPPM != int32(DefaultMaxLoss) || in.Limits.MaxLatencyUs != 50000 {
-					t.Errorf("an offer taken with limits %+v, want the floor's latency and max loss %d", in.Limits, DefaultMaxLoss)
+				if in.Limits != p.Buy.Floor.Limits() {
+					t.Errorf("an offer taken with limits %+v, want the floor as configured %+v", in.Limits, p.Buy.Floor.Limits())
 				}
 			}
 		}

@@ -79,9 +79,9 @@ type QualityPolicy struct {
 // already fallen to a fraction of a clean path's.
 const DefaultMaxLoss Percent = 20_000
 
-// FloorLimits is the quality floor candidates must meet and the limits
-// of the trades the manager buys (its SLA, and what failover watches): the
-// policy's, with DefaultMaxLoss when it sets no loss limit.
+// FloorLimits is the quality floor candidates must meet and what failover
+// holds the manager's trades to: the policy's, with DefaultMaxLoss when it
+// sets no loss limit.
 func (b *BuyPolicy) FloorLimits() Limits {
 	l := b.Floor.Limits()
 	if l.MaxLossPPM == 0 {

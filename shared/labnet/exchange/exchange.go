@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -153,6 +155,8 @@ operator:
   socket: %s
 metrics:
   listen: "[::]:9470"
+dashboard:
+  local: "127.0.0.1:8480"
 bgp:
   enabled: true
   asn: %d
@@ -218,6 +222,59 @@ func (x *Exchange) memberHosts() []*labnet.Host {
 		hs[i] = m.Host
 	}
 	return hs
+}
+
+// DashboardPort is where the arbiter serves its local (operator) dashboard
+// inside its namespace; ServeDashboard brings it to the host.
+const DashboardPort = 8480
+
+// ServeDashboard makes the arbiter's local dashboard reachable from the
+// machine running the lab, on listen (e.g. "127.0.0.1:8480"; port 0
+// picks one): each connection is passed into the arbiter's namespace. The
+// dashboard there is the operator's view without a certificate, so listen
+// must be a loopback address. It returns the dashboard's URL; the proxy
+// stops with ctx.
+func (x *Exchange) ServeDashboard(ctx context.Context, listen string) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return "", fmt.Errorf("dashboard: %q is not a loopback address: whoever reaches it is the operator", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	inside := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), DashboardPort).String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				a, err := x.Arbiter.DialContext(ctx, "tcp", inside)
+				if err != nil {
+					return
+				}
+				defer a.Close()
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(a, c); done <- struct{}{} }()
+				go func() { io.Copy(c, a); done <- struct{}{} }()
+				select {
+				case <-done:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/", nil
 }
 
 // importIRR registers a route/route6 object for every member prefix, as the

@@ -3,6 +3,8 @@ package exchange_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -160,6 +162,25 @@ func TestLabTradeReachesBothAgents(t *testing.T) {
 	}
 	if !gapThenBack || !strings.Contains(out, "seller session down") {
 		t.Errorf("delivery record does not show the gap and the return:\n%s", out)
+	}
+
+	// The arbiter's dashboard reaches the machine running the lab, with
+	// the exchange's figures on it.
+	url, err := x.ServeDashboard(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(url + "trades")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "AS64510") || !strings.Contains(string(page), "198.51.100.0/24") {
+		t.Errorf("dashboard %strades: %s\n%.500s", url, resp.Status, page)
+	}
+	if _, err := x.ServeDashboard(ctx, "0.0.0.0:0"); err == nil {
+		t.Error("the unauthenticated dashboard was offered beyond loopback")
 	}
 
 	// The buyer's own view, as a script would read it.

@@ -132,12 +132,23 @@ func run(once, keep bool) (err error) {
 	if once {
 		return nil
 	}
+	// The operator's dashboard, from this machine's browser. Port 8480 if
+	// free, any other if not.
+	url, err := x.ServeDashboard(ctx, "127.0.0.1:8480")
+	if err != nil {
+		url, err = x.ServeDashboard(ctx, "127.0.0.1:0")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nThe dashboard (the operator's view): %s\n", url)
 	fmt.Printf(`
 The lab is running. Try, in another shell:
   ip netns exec %[1]s %[2]s --config %[3]s trades
   ip netns exec %[1]s %[2]s --config %[3]s order buy --prefix 203.0.113.0/24 --capacity 1G --price 0.5 --duration 30d
   %[4]s --config %[5]s orders
   %[4]s --config %[5]s bgp received %[8]d
+  %[4]s --config %[5]s trades --delivery
   ip netns exec %[1]s ip route show proto 239    # 239 is bwx (named once the bwx-agent package is installed)
   ip netns exec %[6]s curl -s localhost:9470/metrics | grep ^bwx_
 Logs are in %[7]s. Press Ctrl-C to tear everything down.
