@@ -56,7 +56,8 @@ type DeliveryChange struct {
 
 // OnDelivery sets the function called with each batch of delivery changes,
 // in order, one call at a time, after the paths behind them changed. It
-// must not block for long (it delays the next change of routes).
+// must not block for long (it delays the next change of routes) nor call
+// back into the Server.
 func (s *Server) OnDelivery(fn func([]DeliveryChange)) {
 	s.deliveryMu.Lock()
 	s.onDelivery = fn
