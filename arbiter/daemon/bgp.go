@@ -344,17 +344,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ss, _ := c.b.rs.Sessions(ctx)
-	up := 0
-	for _, s := range ss {
-		if s.Established() {
-			up++
-		}
-	}
+	up, down := c.b.rs.SessionCounts()
 	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(up), "established")
-	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(len(ss)-up), "down")
+	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(down), "down")
 	accepted, reasons := 0, map[string]int{}
 	for _, m := range c.b.rs.Members() {
 		st := c.b.rs.Stats(m.ASN)

@@ -36,6 +36,22 @@ type Session struct {
 // Established reports whether the session is up.
 func (s *Session) Established() bool { return s.State == "Established" }
 
+// SessionCounts is how many member sessions are established and how many
+// are not: what a metrics scrape needs, without Sessions' Adj-RIB-Out
+// listings.
+func (s *Server) SessionCounts() (up, down int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.nbrs {
+		if n.established() {
+			up++
+		} else {
+			down++
+		}
+	}
+	return up, down
+}
+
 // Sessions lists every member session, by ASN and address.
 func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	if err := s.begin(); err != nil {
