@@ -173,12 +173,16 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 	}
 	out := tradesToProto(ts, s.now())
 	if r.WithDelivery && s.Delivery != nil {
+		ids := make([]int64, len(out))
+		for i, t := range out {
+			ids[i] = int64(t.Id)
+		}
+		record, err := s.Delivery.Of(ctx, ids)
+		if err != nil {
+			return nil, toStatus(err)
+		}
 		for _, t := range out {
-			ivs, err := s.Delivery.Intervals(ctx, int64(t.Id))
-			if err != nil {
-				return nil, toStatus(err)
-			}
-			for _, iv := range ivs {
+			for _, iv := range record[int64(t.Id)] {
 				d := &pb.DeliveryInterval{Session: iv.Session.String(), From: timestamppb.New(iv.From), Delivered: iv.Delivered, Reason: iv.Reason, Cause: iv.Cause}
 				if !iv.To.IsZero() {
 					d.To = timestamppb.New(iv.To)

@@ -124,68 +124,71 @@ func apply(ctx context.Context, tx *sql.Tx, c Change) error {
 
 // Intervals returns the trade's record, by session and time.
 func (r *Record) Intervals(ctx context.Context, tradeID int64) ([]Interval, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT session, from_us, to_us, delivered, reason, cause FROM deliveries
-		WHERE trade_id = ? ORDER BY from_us, id`, tradeID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Interval
-	for rows.Next() {
-		var session string
-		var from int64
-		var to sql.NullInt64
-		iv := Interval{TradeID: tradeID}
-		if err := rows.Scan(&session, &from, &to, &iv.Delivered, &iv.Reason, &iv.Cause); err != nil {
-			return nil, err
-		}
-		if iv.Session, err = netip.ParseAddr(session); err != nil {
-			return nil, fmt.Errorf("delivery record: trade %d: stored session %q: %w", tradeID, session, err)
-		}
-		iv.From = store.Time(from)
-		if to.Valid {
-			iv.To = store.Time(to.Int64)
-		}
-		out = append(out, iv)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(out, func(a, b Interval) int { return a.Session.Compare(b.Session) })
-	return out, nil
+	m, err := r.read(ctx, []int64{tradeID}, false)
+	return m[tradeID], err
+}
+
+// Of returns the records of the trades, by trade, each by session and
+// time: one read for a list of trades.
+func (r *Record) Of(ctx context.Context, tradeIDs []int64) (map[int64][]Interval, error) {
+	return r.read(ctx, tradeIDs, false)
 }
 
 // Now returns the open interval of each session of the trades: what is
 // delivered now, by trade.
 func (r *Record) Now(ctx context.Context, tradeIDs []int64) (map[int64][]Interval, error) {
+	return r.read(ctx, tradeIDs, true)
+}
+
+// read reads the trades' intervals (only the open ones with open), each
+// trade's by session and time.
+func (r *Record) read(ctx context.Context, tradeIDs []int64, open bool) (map[int64][]Interval, error) {
 	out := map[int64][]Interval{}
-	if len(tradeIDs) == 0 {
-		return out, nil
+	// In chunks, well under sqlite's limit on a statement's variables.
+	for ids := range slices.Chunk(tradeIDs, 500) {
+		if err := r.readInto(ctx, out, ids, open); err != nil {
+			return nil, err
+		}
 	}
+	for _, ivs := range out {
+		slices.SortStableFunc(ivs, func(a, b Interval) int { return a.Session.Compare(b.Session) })
+	}
+	return out, nil
+}
+
+func (r *Record) readInto(ctx context.Context, out map[int64][]Interval, tradeIDs []int64, open bool) error {
 	args := make([]any, len(tradeIDs))
 	for i, id := range tradeIDs {
 		args[i] = id
 	}
-	rows, err := r.db.QueryContext(ctx, `SELECT trade_id, session, from_us, delivered, reason, cause FROM deliveries
-		WHERE to_us IS NULL AND trade_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+`) ORDER BY trade_id, session`, args...)
+	q := `SELECT trade_id, session, from_us, to_us, delivered, reason, cause FROM deliveries
+		WHERE trade_id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(args)), ",") + `)`
+	if open {
+		q += ` AND to_us IS NULL`
+	}
+	rows, err := r.db.QueryContext(ctx, q+` ORDER BY trade_id, from_us, id`, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var iv Interval
 		var session string
 		var from int64
-		if err := rows.Scan(&iv.TradeID, &session, &from, &iv.Delivered, &iv.Reason, &iv.Cause); err != nil {
-			return nil, err
+		var to sql.NullInt64
+		if err := rows.Scan(&iv.TradeID, &session, &from, &to, &iv.Delivered, &iv.Reason, &iv.Cause); err != nil {
+			return err
 		}
 		if iv.Session, err = netip.ParseAddr(session); err != nil {
-			return nil, fmt.Errorf("delivery record: trade %d: stored session %q: %w", iv.TradeID, session, err)
+			return fmt.Errorf("delivery record: trade %d: stored session %q: %w", iv.TradeID, session, err)
 		}
 		iv.From = store.Time(from)
+		if to.Valid {
+			iv.To = store.Time(to.Int64)
+		}
 		out[iv.TradeID] = append(out[iv.TradeID], iv)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // SellerGaps returns the parts of [from, to) in which the trade was not
