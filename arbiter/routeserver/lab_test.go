@@ -250,12 +250,8 @@ func TestLabTradeDelivery(t *testing.T) {
 	t3 := l.bird(t3h, 64505, true)
 	b2 := newFRR(t, b2h, 64503, rs4, rs6)
 	waitEstablished(t, l.rs, waitBGP)
-	eventually(t, waitBGP, "sellers' routes accepted", func() string {
-		if a, b := l.rs.Stats(64501).Accepted, l.rs.Stats(64504).Accepted; a != 2 || b != 1 {
-			return fmt.Sprintf("accepted %d and %d", a, b)
-		}
-		return ""
-	})
+	waitAccepted(t, l.rs, 64501, 2)
+	waitAccepted(t, l.rs, 64504, 1)
 	ctx := context.Background()
 	v4, v6 := "198.51.100.0/24", "2001:db8:100::/48"
 	s1v4, s1v6, s2v4 := s1h.Addr4(), s1h.Addr6(), s2h.Addr4()
@@ -384,12 +380,8 @@ func TestLabPerBuyerDelivery(t *testing.T) {
 	b3 := newBIRD(t, b3h, birdConfig{ASN: 64505, RS4: rs4, RS6: rs6, Kernel: true})
 	idle := newBIRD(t, idh, birdConfig{ASN: 64506, RS4: rs4, RS6: rs6})
 	waitEstablished(t, l.rs, waitBGP)
-	eventually(t, waitBGP, "sellers' routes accepted", func() string {
-		if a, b := l.rs.Stats(64501).Accepted, l.rs.Stats(64504).Accepted; a != 2 || b != 2 {
-			return fmt.Sprintf("accepted %d and %d", a, b)
-		}
-		return ""
-	})
+	waitAccepted(t, l.rs, 64501, 2)
+	waitAccepted(t, l.rs, 64504, 2)
 	ctx := context.Background()
 	s1v4, s1v6, s2v4, s2v6 := s1h.Addr4(), s1h.Addr6(), s2h.Addr4(), s2h.Addr6()
 	for _, tr := range []Trade{

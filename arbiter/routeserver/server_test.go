@@ -66,8 +66,14 @@ func (l *loopLab) member(asn uint32, host string, m Member) *speaker {
 
 func (l *loopLab) waitAccepted(asn uint32, n int) {
 	l.t.Helper()
-	eventually(l.t, waitBGP, fmt.Sprintf("AS%d routes checked", asn), func() string {
-		if st := l.rs.Stats(asn); st.Accepted != n {
+	waitAccepted(l.t, l.rs, asn, n)
+}
+
+// waitAccepted waits until rs has accepted n routes from asn.
+func waitAccepted(t *testing.T, rs *Server, asn uint32, n int) {
+	t.Helper()
+	eventually(t, waitBGP, fmt.Sprintf("AS%d routes checked", asn), func() string {
+		if st := rs.Stats(asn); st.Accepted != n {
 			return fmt.Sprintf("stats %+v, want %d accepted", st, n)
 		}
 		return ""
