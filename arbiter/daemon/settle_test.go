@@ -348,6 +348,8 @@ func TestSettleConfigErrorsNameKeyAndLine(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{"state_dir: /var/lib/x\nsettle:\n  fee_bp: 20000\n", ":3: settle.fee_bp: must be 0..10000"},
 		{"settle:\n  dispute_k: 0\n", ":2: settle.dispute_k: must be a positive number"},
+		{"settle:\n  sampling_rate: 0\n", ":2: settle.sampling_rate: want 1 (every packet)"},
+		{"settle:\n  max_frame_bytes: 20\n", ":2: settle.max_frame_bytes: want 64 to 65535"},
 		{"settle:\n  use:\n    min_duration: 1m\n", ":3: settle.use.min_duration: must be at least 5m0s"},
 		{"settle:\n  fees: 1\n", ":2: settle.fees: unknown key"},
 		{"settle:\n  credit_warn_percent: lots\n", ":2: settle.credit_warn_percent"},

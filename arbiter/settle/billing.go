@@ -61,6 +61,7 @@ type TradeBill struct {
 // concurrent use.
 type Biller struct {
 	cfg     Config
+	errors  Errors
 	policy  Policy
 	period  Period
 	slots   []Slot
@@ -80,7 +81,7 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 	if policy < BuyerFigure || policy > MaxFigure {
 		return nil, invalid("policy", "unknown policy %d", int(policy))
 	}
-	return &Biller{cfg: cfg, policy: policy, period: p}, nil
+	return &Biller{cfg: cfg, errors: cfg.Errors(), policy: policy, period: p}, nil
 }
 
 // Bill computes a trade's charges for the period. Let P be the period and D
@@ -118,7 +119,7 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 	b.slots, b.scratch = slotsInto(b.slots, b.scratch, samples, bill.From, bill.To)
 	b.vals, b.points = b.vals[:0], b.points[:0]
 	for _, s := range b.slots {
-		c, ok := Choose(s, b.policy, b.cfg.DisputeK)
+		c, ok := Choose(s, b.policy, b.errors)
 		if !ok {
 			continue
 		}

@@ -2,6 +2,7 @@ package settle_test
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -216,29 +217,60 @@ func TestGoldenDisputePolicy(t *testing.T) {
 	}
 }
 
+// errs is the default error model: 1 in 100 sampling, 1518-byte frames.
+var errs = settle.DefaultConfig().Errors()
+
 func TestDisputed(t *testing.T) {
-	f := func(bps, n int64) settle.Figure { return settle.Figure{Bps: bps, Samples: n, OK: true} }
+	slot, second := int64(300e6), int64(1e6)
+	f := func(bps, count, micros int64) settle.Figure {
+		return settle.Figure{Bps: bps, Samples: count, Micros: micros, OK: true}
+	}
 	cases := []struct {
 		name string
+		e    settle.Errors
 		a, b settle.Figure
 		want bool
 	}{
-		// 100 samples: errors 60 and 40 Mbps, combined 72.1; 3x = 216 > 200 apart.
-		{"within error", f(600*mbps, 100), f(400*mbps, 100), false},
-		// 10000 samples: combined 7.2 Mbps; 200 apart is far outside.
-		{"outside error", f(600*mbps, 10_000), f(400*mbps, 10_000), true},
-		{"equal", f(600*mbps, 10_000), f(600*mbps, 10_000), false},
-		{"zero against plenty", f(0, 0), f(600*mbps, 10_000), true},
-		{"one side missing", f(600*mbps, 10_000), settle.Figure{}, false},
-		// The attack: the buyer claims one sample to widen its own error
-		// bar; the bar is the larger count's, so 200 apart is still far.
-		{"buyer claims 1 sample", f(400*mbps, 1), f(600*mbps, 10_000), true},
-		{"seller claims 1 sample", f(400*mbps, 10_000), f(600*mbps, 1), true},
+		// Over a second 600 Mbit/s is at least 494 samples: an error of
+		// 4.5 %, and 3 combined errors are 114 Mbit/s.
+		{"within error", errs, f(600*mbps, 0, second), f(500*mbps, 0, second), false},
+		// Over a slot, at least 148,221 samples: 3 combined errors are 6.6 Mbit/s.
+		{"outside error", errs, f(600*mbps, 0, slot), f(580*mbps, 0, slot), true},
+		{"equal", errs, f(600*mbps, 0, slot), f(600*mbps, 0, slot), false},
+		{"zero against traffic", errs, f(0, 0, slot), f(600*mbps, 0, slot), true},
+		{"no traffic on both sides", errs, f(0, 0, slot), f(0, 0, slot), false},
+		{"one side missing", errs, f(600*mbps, 0, slot), settle.Figure{}, false},
+		// The attack: a party claims one sample to widen the error bar.
+		// The bar rests on the facts, not on the claim.
+		{"buyer claims 1 sample", errs, f(580*mbps, 1, slot), f(600*mbps, 150_000, slot), true},
+		{"both claim 1 sample", errs, f(580*mbps, 1, slot), f(600*mbps, 1, slot), true},
+		{"claims of many samples do not narrow the bar", errs, f(600*mbps, 1e9, second), f(500*mbps, 1e9, second), false},
+		// Sparser sampling at the exchange widens every bar.
+		{"1 in a million", settle.Errors{K: 3, SamplingRate: 1 << 20, MaxFrameBits: 1518 * 8}, f(600*mbps, 0, slot), f(580*mbps, 0, slot), false},
 	}
 	for _, c := range cases {
-		if got := settle.Disputed(c.a, c.b, 3); got != c.want {
+		if got := c.e.Disputed(c.a, c.b); got != c.want {
 			t.Errorf("%s: Disputed = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+func TestUpperIsTheEdgeOfAgreement(t *testing.T) {
+	for _, bps := range []int64{0, 1, 1000, 50 * mbps, 600 * mbps, 400_000 * mbps} {
+		for _, micros := range []int64{1, 1e6, 300e6} {
+			f := settle.Figure{Bps: bps, Micros: micros, OK: true}
+			u := errs.Upper(f)
+			if u < bps || errs.Disputed(settle.Figure{Bps: u, Micros: micros, OK: true}, f) {
+				t.Errorf("Upper(%d bit/s over %d us) = %d: below the figure or disputed", bps, micros, u)
+			}
+			if u < math.MaxInt64 && !errs.Disputed(settle.Figure{Bps: u + 1, Micros: micros, OK: true}, f) {
+				t.Errorf("Upper(%d bit/s over %d us) = %d: %d agrees too", bps, micros, u, u+1)
+			}
+		}
+	}
+	// 600 Mbit/s over a slot: 3 combined errors above it, about 1.1 %.
+	if u := errs.Upper(settle.Figure{Bps: 600 * mbps, Micros: 300e6, OK: true}); u < 604*mbps || u > 608*mbps {
+		t.Errorf("Upper(600 Mbit/s over a slot) = %d", u)
 	}
 }
 
@@ -254,12 +286,19 @@ func TestSlotsMergeAndFallback(t *testing.T) {
 		{Role: settle.SellerRole, Start: st.Add(300 * time.Second), End: st.Add(600 * time.Second), Bps: 50 * mbps, SampleCount: 5},
 	}
 	sl := settle.Slots(ss, nov.Start, nov.End)
-	if len(sl) != 2 || sl[0].Buyer != (settle.Figure{Bps: 200 * mbps, Samples: 40, OK: true}) || sl[0].Seller.OK || sl[1].Buyer.OK || sl[1].Seller.Bps != 50*mbps {
+	if len(sl) != 2 || sl[0].Buyer != (settle.Figure{Bps: 200 * mbps, Samples: 40, Micros: 300e6, OK: true}) || sl[0].Seller.OK || sl[1].Buyer.OK || sl[1].Seller.Bps != 50*mbps {
 		t.Fatalf("slots %+v", sl)
 	}
-	c, ok := settle.Choose(sl[1], settle.BuyerFigure, 3)
-	if !ok || !c.Fallback || c.Bps != 50*mbps {
-		t.Errorf("seller-only slot: %+v %v; want the seller's figure as a fallback", c, ok)
+	// Only the seller reported: billed at the most a buyer's figure could
+	// have been and agreed, flagged.
+	c, ok := settle.Choose(sl[1], settle.BuyerFigure, errs)
+	if want := errs.Upper(sl[1].Seller); !ok || !c.Fallback || c.Bps != want || want <= 50*mbps {
+		t.Errorf("seller-only slot: %+v %v; want %d bit/s (the seller's 50 Mbit/s and its error bar) as a fallback", c, ok, want)
+	}
+	// Only the buyer reported: its figure, flagged.
+	c, ok = settle.Choose(sl[0], settle.SellerFigure, errs)
+	if !ok || !c.Fallback || c.Bps != 200*mbps {
+		t.Errorf("buyer-only slot: %+v %v; want the buyer's figure as a fallback", c, ok)
 	}
 }
 

@@ -29,6 +29,13 @@ type Config struct {
 	// DisputeK is how many combined standard errors apart the buyer's and
 	// the seller's figures may be before an interval is disputed.
 	DisputeK float64 `yaml:"dispute_k"`
+	// SamplingRate is the 1-in-N packet sampling members' agents are held
+	// to (their capture.sample_rate must be N or smaller) and
+	// MaxFrameBytes the largest frame the switch carries (MTU plus the
+	// Ethernet header and a VLAN tag): together the facts a figure's error
+	// bar rests on (Errors).
+	SamplingRate  int64 `yaml:"sampling_rate"`
+	MaxFrameBytes int64 `yaml:"max_frame_bytes"`
 	// DefaultCreditLimitMicros is the credit limit of a member the operator
 	// gave none; 0 means such members have no limit.
 	DefaultCreditLimitMicros int64 `yaml:"default_credit_limit_micros"`
@@ -45,6 +52,8 @@ func DefaultConfig() Config {
 		SLACreditFactorBP:   BasisPoints,
 		FeeBP:               25,
 		DisputeK:            3,
+		SamplingRate:        100,
+		MaxFrameBytes:       1518,
 		CreditWarnPercent:   80,
 		Use:                 UseRule{OverPercent: 100, UnderPercent: 20, MinDuration: time.Hour},
 	}
@@ -52,6 +61,11 @@ func DefaultConfig() Config {
 
 func invalid(field, format string, args ...any) error {
 	return &registry.InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Errors is the error model disputes are judged by.
+func (c Config) Errors() Errors {
+	return Errors{K: c.DisputeK, SamplingRate: c.SamplingRate, MaxFrameBits: 8 * c.MaxFrameBytes}
 }
 
 // Validate names the first bad field.
@@ -65,6 +79,10 @@ func (c Config) Validate() error {
 		return invalid("fee_bp", "must be 0..%d (100 %%), got %d", BasisPoints, c.FeeBP)
 	case !(c.DisputeK > 0) || math.IsInf(c.DisputeK, 0):
 		return invalid("dispute_k", "must be a positive number, got %v", c.DisputeK)
+	case c.SamplingRate < 1 || c.SamplingRate > 1<<20:
+		return invalid("sampling_rate", "want 1 (every packet) to %d, got %d", 1<<20, c.SamplingRate)
+	case c.MaxFrameBytes < 64 || c.MaxFrameBytes > 65535:
+		return invalid("max_frame_bytes", "want 64 to 65535, got %d", c.MaxFrameBytes)
 	case c.DefaultCreditLimitMicros < 0:
 		return invalid("default_credit_limit_micros", "must not be negative")
 	case c.CreditWarnPercent < 1 || c.CreditWarnPercent > 100:

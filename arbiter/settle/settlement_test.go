@@ -47,6 +47,13 @@ type ledger struct {
 
 const asD = 64504
 
+// fataler is what the ledger's helpers need of a test: a testing.TB or a
+// rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
 func newLedger(t testing.TB, cfg settle.Config) *ledger {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
@@ -84,7 +91,7 @@ func openLedger(t testing.TB, db *store.DB, cfg settle.Config, addMembers bool) 
 }
 
 // addTrade stores a trade the way the book leaves one: two orders and the trade row.
-func (l *ledger) addTrade(t testing.TB, tr settle.Trade) int64 {
+func (l *ledger) addTrade(t fataler, tr settle.Trade) int64 {
 	t.Helper()
 	var ids [2]int64
 	for i, m := range []uint32{tr.BuyerASN, tr.SellerASN} {
@@ -135,7 +142,7 @@ func (l *ledger) count(t testing.TB, table string) int {
 }
 
 // balances is each member's ledger sum (0 key: the exchange) and the total.
-func (l *ledger) balances(t testing.TB) (map[int64]int64, int64) {
+func (l *ledger) balances(t fataler) (map[int64]int64, int64) {
 	t.Helper()
 	rows, err := l.db.Query("SELECT coalesce(member_id, 0), sum(amount_micros) FROM ledger WHERE kind <> ? GROUP BY 1", settle.EntryPayment)
 	if err != nil {

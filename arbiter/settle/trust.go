@@ -3,6 +3,7 @@ package settle
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"time"
@@ -36,11 +37,13 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, invalid("policy", "%q: want buyer, seller, min or max", s)
 }
 
-// Figure is one party's bits/s for a slot and the packet samples behind it.
+// Figure is one party's bits/s for a slot, the packet samples it says are
+// behind it, and how long its samples cover.
 type Figure struct {
 	Bps     int64
-	Samples int64
-	OK      bool // reported at all
+	Samples int64 // as reported: shown in disputes, never trusted
+	Micros  int64 // the samples' total length
+	OK      bool  // reported at all
 }
 
 // Slot is one 5-minute interval of a trade with both parties' figures.
@@ -122,7 +125,7 @@ func slotsInto(out []Slot, scratch []slotSample, samples []Sample, from, to time
 // times microseconds overflows int64.
 func merge(parts []Sample) Figure {
 	if len(parts) == 1 {
-		return Figure{Bps: parts[0].Bps, Samples: parts[0].SampleCount, OK: true}
+		return Figure{Bps: parts[0].Bps, Samples: parts[0].SampleCount, Micros: parts[0].End.UnixMicro() - parts[0].Start.UnixMicro(), OK: true}
 	}
 	var num, den, x big.Int
 	var n int64
@@ -134,57 +137,96 @@ func merge(parts []Sample) Figure {
 		den.Add(&den, big.NewInt(d))
 		n += p.SampleCount
 	}
-	return Figure{Bps: divRound(&num, &den), Samples: n, OK: true}
+	return Figure{Bps: divRound(&num, &den), Samples: n, Micros: den.Int64(), OK: true}
 }
 
-// Disputed reports whether a and b differ by more than k combined sampling
-// errors. For 1-in-N packet sampling the relative standard error of a
-// figure built from n samples is about 1/sqrt(n), so its absolute error is
-// bps/sqrt(n); the two errors combine as the root of their squares. Both
-// errors are taken at the larger of the two sample counts, not each
-// reporter's own: a party that claims fewer samples than it had cannot
-// widen its own error bar until any figure agrees, and no party can claim
-// more than its port carries packets (Usage.Report bounds the count). A
-// figure from zero samples on both sides carries no error. Floats are fine
-// here: this is a statistical test, not money.
-func Disputed(a, b Figure, k float64) bool {
+// Errors is the sampling error model disputes are judged by. It rests on
+// what the exchange knows, never on a reporter's word: the sampling rate
+// its members' agents are configured to (1 in SamplingRate packets at most)
+// and the largest frame its switch carries. A figure of r bits/s over t
+// seconds is at least r*t/MaxFrameBits packets, so at least
+// r*t/(MaxFrameBits*SamplingRate) samples; for 1-in-N sampling the relative
+// standard error of a figure from n samples is about 1/sqrt(n). Taking the
+// fewest samples a figure can rest on gives the widest error bar the facts
+// allow: more honest traffic is never called disputed, and a reporter that
+// claims fewer samples than it had cannot widen its bar until any figure
+// agrees (claim 7's "agreement within sampling error").
+type Errors struct {
+	K            float64 // how many combined standard errors apart is a dispute
+	SamplingRate int64
+	MaxFrameBits int64
+}
+
+// samples is the fewest packet samples f can rest on.
+func (e Errors) samples(f Figure) float64 {
+	return float64(f.Bps) * float64(f.Micros) / 1e6 / float64(e.MaxFrameBits) / float64(e.SamplingRate)
+}
+
+// Disputed reports whether a and b differ by more than K combined sampling
+// errors. Both errors are taken at the larger of the two figures' sample
+// counts: a party reporting a low figure does not widen the bar of the
+// comparison. The two errors combine as the root of their squares. Two
+// figures of no traffic carry no error. Floats are fine here: this is a
+// statistical test, not money.
+func (e Errors) Disputed(a, b Figure) bool {
 	if !a.OK || !b.OK {
 		return false
 	}
-	n := max(a.Samples, b.Samples)
-	va, vb := variance(a.Bps, n), variance(b.Bps, n)
+	n := max(e.samples(a), e.samples(b))
 	d := float64(a.Bps) - float64(b.Bps)
-	return d*d > k*k*(va+vb)
+	if n <= 0 {
+		return d != 0
+	}
+	va, vb := variance(a.Bps, n), variance(b.Bps, n)
+	return d*d > e.K*e.K*(va+vb)
 }
 
-func variance(bps, n int64) float64 {
-	if n <= 0 {
-		return 0
-	}
+func variance(bps int64, n float64) float64 {
 	b := float64(bps)
-	return b * b / float64(n)
+	return b * b / n
+}
+
+// Upper is the highest figure that would agree with f over the same time:
+// what the other party could have reported without a dispute.
+func (e Errors) Upper(f Figure) int64 {
+	lo, hi := f.Bps, int64(math.MaxInt64)
+	for lo < hi { // the largest b with !Disputed(b, f); disputes grow with b above f
+		mid := lo + (hi-lo)/2 + 1
+		if e.Disputed(Figure{Bps: mid, Micros: f.Micros, OK: true}, f) {
+			hi = mid - 1
+		} else {
+			lo = mid
+		}
+	}
+	return lo
 }
 
 // Choice is the figure billed for a slot and why.
 type Choice struct {
 	Bps      int64
 	Disputed bool
-	Fallback bool // the preferred figure was missing; the other party's was used
+	Fallback bool // only one party reported
 }
 
-// Choose picks the billed figure of a slot: the buyer's when the figures
-// agree within their error (claim 7), policy's when they are disputed, and
-// the only one there is when one party did not report.
-func Choose(s Slot, policy Policy, k float64) (Choice, bool) {
+// Choose picks the billed figure of a slot:
+//   - both reported and agree within sampling error: the buyer's (claim 7);
+//   - both reported and disputed: the policy's;
+//   - only the buyer reported: the buyer's, which is what agreement bills,
+//     so a seller gains nothing by going silent;
+//   - only the seller reported: the highest figure that would have agreed
+//     with the seller's (Errors.Upper), so a buyer never pays less by going
+//     silent than by reporting a figure that agrees; the seller's word
+//     alone is all there is, and the slot is flagged.
+func Choose(s Slot, policy Policy, e Errors) (Choice, bool) {
 	switch {
 	case !s.Buyer.OK && !s.Seller.OK:
 		return Choice{}, false
 	case !s.Buyer.OK:
-		return Choice{Bps: s.Seller.Bps, Fallback: true}, true
+		return Choice{Bps: e.Upper(s.Seller), Fallback: true}, true
 	case !s.Seller.OK:
-		return Choice{Bps: s.Buyer.Bps, Fallback: policy == SellerFigure}, true
+		return Choice{Bps: s.Buyer.Bps, Fallback: true}, true
 	}
-	if !Disputed(s.Buyer, s.Seller, k) {
+	if !e.Disputed(s.Buyer, s.Seller) {
 		return Choice{Bps: s.Buyer.Bps}, true
 	}
 	c := Choice{Disputed: true}

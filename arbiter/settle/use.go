@@ -51,10 +51,10 @@ type Point struct {
 
 // UseOverTime is a trade's billed use per 5-minute slot in [from, to),
 // chosen as billing chooses it.
-func UseOverTime(samples []Sample, from, to time.Time, policy Policy, k float64) []Point {
+func UseOverTime(samples []Sample, from, to time.Time, policy Policy, e Errors) []Point {
 	var ps []Point
 	for _, s := range Slots(samples, from, to) {
-		if c, ok := Choose(s, policy, k); ok {
+		if c, ok := Choose(s, policy, e); ok {
 			ps = append(ps, Point{Start: s.Start, Bps: c.Bps, Disputed: c.Disputed})
 		}
 	}

@@ -51,7 +51,7 @@ func pairs(t *testing.T, db *store.DB, trade uint64, from, to time.Time) []pair 
 			byStart[st] = p
 			out = append(out, p)
 		}
-		f := settle.Figure{Bps: bps, Samples: n, OK: true}
+		f := settle.Figure{Bps: bps, Samples: n, Micros: en - st, OK: true}
 		if settle.Role(role) == settle.BuyerRole {
 			p.buyer, p.buyerKey = f, key
 		} else {
@@ -192,7 +192,10 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 		}
 		return settle.Slots(ss, time.UnixMicro(ps[0].start), time.UnixMicro(ps[len(ps)-1].end))
 	}
-	k := settle.DefaultConfig().DisputeK
+	// The exchange's error model with the lab's 1-in-2 sampling.
+	cfg := settle.DefaultConfig()
+	cfg.SamplingRate = 2
+	errs := cfg.Errors()
 
 	// Phase 1: the seller receives everything the buyer sent.
 	from, to := send(4500 * time.Millisecond)
@@ -212,9 +215,10 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 				t.Errorf("trade %d at %d: %d and %d samples, want at least 100 each", f.trade, p.start, p.buyer.Samples, p.seller.Samples)
 			}
 			// Both sample 1 in 2 independently: each figure's true relative
-			// variance is (1-1/2)/n, half what Disputed assumes, so k=3 of its
-			// errors is 4.2 true ones (a false alarm about once in 40,000).
-			if settle.Disputed(p.buyer, p.seller, k) {
+			// variance is (1-1/2)/n, half what Disputed assumes, and n is at
+			// least what Errors assumes (1518-byte frames), so k=3 of its
+			// errors is at least 4.2 true ones.
+			if errs.Disputed(p.buyer, p.seller) {
 				t.Errorf("trade %d at %v: buyer %+v and seller %+v disputed, though the seller got every frame", f.trade, time.UnixMicro(p.start), p.buyer, p.seller)
 			}
 			// And both are near the truth.
@@ -223,7 +227,7 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 			}
 		}
 		for _, s := range slots(f.trade, ps) {
-			if !s.Buyer.OK || !s.Seller.OK || settle.Disputed(s.Buyer, s.Seller, k) {
+			if !s.Buyer.OK || !s.Seller.OK || errs.Disputed(s.Buyer, s.Seller) {
 				t.Errorf("trade %d: settlement slot %v is disputed or incomplete: buyer %+v, seller %+v", f.trade, s.Start, s.Buyer, s.Seller)
 			}
 		}
@@ -246,13 +250,13 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 		for _, p := range ps {
 			t.Logf("trade %d (%v) at %v, most dropped before the seller: buyer %d bit/s (%d samples), seller %d bit/s (%d samples)",
 				f.trade, f.prefix, time.UnixMicro(p.start).UTC().Format("15:04:05"), p.buyer.Bps, p.buyer.Samples, p.seller.Bps, p.seller.Samples)
-			if !settle.Disputed(p.buyer, p.seller, k) {
+			if !errs.Disputed(p.buyer, p.seller) {
 				t.Errorf("trade %d at %v: buyer %+v and seller %+v not disputed, though most frames never reached the seller",
 					f.trade, time.UnixMicro(p.start), p.buyer, p.seller)
 			}
 		}
 		for _, s := range slots(f.trade, ps) {
-			if !settle.Disputed(s.Buyer, s.Seller, k) {
+			if !errs.Disputed(s.Buyer, s.Seller) {
 				t.Errorf("trade %d: settlement slot %v is not disputed: buyer %+v, seller %+v", f.trade, s.Start, s.Buyer, s.Seller)
 			}
 		}
