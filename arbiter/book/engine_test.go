@@ -546,3 +546,28 @@ func TestSellInsideRouteMeetsRestingBuy(t *testing.T) {
 		}
 	}
 }
+
+// A sell for a prefix inside the seller's registered route meets buys by
+// the route's origin AS and route type, in both orders, trading only the
+// part the seller offers.
+func TestSellInsideRouteMeetsBuysByOriginAndType(t *testing.T) {
+	for _, dest := range []book.Destination{{OriginASN: 64501}, {RouteType: registry.Customer}} {
+		for _, sellFirst := range []bool{true, false} {
+			e := engine(t)
+			sell := spec(book.Sell, "198.51.100.128/25", Gbps, 5)
+			buy := spec(book.Buy, "198.51.100.0/24", Gbps, 5)
+			buy.Destination = dest
+			var tr []book.Trade
+			if sellFirst {
+				place(t, e, 64501, sell)
+				_, tr = place(t, e, 64510, buy)
+			} else {
+				place(t, e, 64510, buy)
+				_, tr = place(t, e, 64501, sell)
+			}
+			if len(tr) != 1 || len(tr[0].Prefixes) != 1 || tr[0].Prefixes[0].String() != "198.51.100.128/25" {
+				t.Errorf("buy of %v, sell first %v, against a sell of 198.51.100.128/25: %+v", dest, sellFirst, tr)
+			}
+		}
+	}
+}
