@@ -87,11 +87,11 @@ func settleStatus(err error) error {
 
 func parsePeriod(field, s string) (settle.Period, error) {
 	if s == "" {
-		return settle.Period{}, invalidArg(field, "is required (a month, YYYY-MM)")
+		return settle.Period{}, invalidArg(field, "is required (a month, YYYY-MM, or START/END in RFC 3339)")
 	}
 	p, err := settle.ParsePeriod(s)
 	if err != nil {
-		return p, invalidArg(field, "%q: want a month written YYYY-MM, e.g. 2026-11", s)
+		return p, invalidArg(field, "%q: want a month written YYYY-MM, e.g. 2026-11, or START/END in RFC 3339 (%v)", s, err)
 	}
 	return p, nil
 }

@@ -1,6 +1,7 @@
 package settle
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -75,7 +76,7 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := p.Validate(); err != nil {
+	if err := errors.Join(p.Validate(), p.fits(cfg.Slot)); err != nil {
 		return nil, err
 	}
 	if policy < BuyerFigure || policy > MaxFigure {
@@ -116,7 +117,7 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 	d, p := to-from-bill.UndeliveredMicros, b.period.Micros()
 	const mbps = 1_000_000
 
-	b.slots, b.scratch = slotsInto(b.slots, b.scratch, samples, bill.From, bill.To)
+	b.slots, b.scratch = slotsInto(b.slots, b.scratch, samples, b.cfg.Slot, bill.From, bill.To)
 	b.vals, b.points = b.vals[:0], b.points[:0]
 	for _, s := range b.slots {
 		c, ok := Choose(s, b.policy, b.errors)
@@ -124,7 +125,7 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 			continue
 		}
 		b.vals = append(b.vals, c.Bps)
-		b.points = append(b.points, Point{Start: s.Start, Bps: c.Bps, Disputed: c.Disputed})
+		b.points = append(b.points, Point{Start: s.Start, End: s.Start.Add(b.cfg.Slot), Bps: c.Bps, Disputed: c.Disputed})
 		if c.Fallback {
 			bill.FallbackSlots++
 		}

@@ -3,6 +3,7 @@ package settle_test
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -285,7 +286,7 @@ func TestSlotsMergeAndFallback(t *testing.T) {
 		// next slot only the seller reported
 		{Role: settle.SellerRole, Start: st.Add(300 * time.Second), End: st.Add(600 * time.Second), Bps: 50 * mbps, SampleCount: 5},
 	}
-	sl := settle.Slots(ss, nov.Start, nov.End)
+	sl := settle.Slots(ss, settle.SlotLength, nov.Start, nov.End)
 	if len(sl) != 2 || sl[0].Buyer != (settle.Figure{Bps: 200 * mbps, Samples: 40, Micros: 300e6, OK: true}) || sl[0].Seller.OK || sl[1].Buyer.OK || sl[1].Seller.Bps != 50*mbps {
 		t.Fatalf("slots %+v", sl)
 	}
@@ -323,6 +324,31 @@ func TestBadInput(t *testing.T) {
 	if p, err := settle.ParsePeriod("2026-11"); err != nil || p != nov || p.String() != "2026-11" {
 		t.Errorf("ParsePeriod = %v, %v", p, err)
 	}
+	// Any span, for a lab's few minutes; it bills in whole slots.
+	span := "2026-11-01T10:00:00Z/2026-11-01T10:30:00Z"
+	if p, err := settle.ParsePeriod(span); err != nil || p.Start != nov.Start.Add(10*time.Hour) || p.Micros() != 30*60e6 || p.String() != span {
+		t.Errorf("ParsePeriod(%s) = %v, %v", span, p, err)
+	}
+	for _, bad := range []string{"2026-11-01T10:30:00Z/2026-11-01T10:00:00Z", "2026-11-01/2026-11-02", "2026-11-01T10:00:00Z/"} {
+		if _, err := settle.ParsePeriod(bad); err == nil {
+			t.Errorf("ParsePeriod(%s) accepted", bad)
+		}
+	}
+	odd, _ := settle.ParsePeriod("2026-11-01T10:00:10Z/2026-11-01T10:30:00Z")
+	if _, err := settle.NewBiller(terms, odd, settle.BuyerFigure); err == nil || !strings.Contains(err.Error(), "5m0s boundaries") {
+		t.Errorf("a period off the 5-minute slots: %v", err)
+	}
+	short := terms
+	short.Slot, short.Use.MinDuration = 10*time.Second, time.Minute
+	if _, err := settle.NewBiller(short, odd, settle.BuyerFigure); err != nil {
+		t.Errorf("a period on 10 s slots with settle.slot 10s: %v", err)
+	}
+	for _, slot := range []time.Duration{0, 1500 * time.Millisecond, 7 * time.Second, 2 * time.Hour} {
+		short.Slot = slot
+		if _, err := settle.NewBiller(short, nov, settle.BuyerFigure); !errors.As(err, &ie) || ie.Field != "slot" {
+			t.Errorf("slot %v: %v", slot, err)
+		}
+	}
 	if _, err := settle.ParsePolicy("median"); !errors.As(err, &ie) || ie.Field != "policy" {
 		t.Errorf("policy median: %v", err)
 	}
@@ -343,7 +369,8 @@ func TestUseEvents(t *testing.T) {
 	pts := func(bps ...int64) []settle.Point {
 		var ps []settle.Point
 		for i, b := range bps {
-			ps = append(ps, settle.Point{Start: nov.Start.Add(time.Duration(i) * settle.SlotLength), Bps: b})
+			st := nov.Start.Add(time.Duration(i) * settle.SlotLength)
+			ps = append(ps, settle.Point{Start: st, End: st.Add(settle.SlotLength), Bps: b})
 		}
 		return ps
 	}
@@ -373,7 +400,7 @@ func TestUseEvents(t *testing.T) {
 	// A missing slot (a gap in time) breaks a run.
 	ps := pts(rep(1100*mbps, 12)...)
 	for i := 6; i < 12; i++ {
-		ps[i].Start = ps[i].Start.Add(settle.SlotLength)
+		ps[i].Start, ps[i].End = ps[i].Start.Add(settle.SlotLength), ps[i].End.Add(settle.SlotLength)
 	}
 	if ev := rule.Events(7, capBps, ps); len(ev) != 0 {
 		t.Errorf("gap: %+v", ev)

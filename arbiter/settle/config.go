@@ -8,8 +8,8 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 )
 
-// SlotLength is the usage interval billing works on: 5-minute samples, as
-// the 95th percentile is defined by carriers.
+// SlotLength is the default usage interval billing works on: 5-minute
+// samples, as carriers define the 95th percentile.
 const SlotLength = 5 * time.Minute
 
 // BasisPoints is the unit of ratios in Config: 10000 = 1x = 100 %.
@@ -41,6 +41,9 @@ type Config struct {
 	DefaultCreditLimitMicros int64 `yaml:"default_credit_limit_micros"`
 	// CreditWarnPercent of the limit is where a member is warned.
 	CreditWarnPercent int64 `yaml:"credit_warn_percent"`
+	// Slot is the interval usage is billed in: 5 minutes, as carriers
+	// bill; shorter only where minutes matter more than custom (a lab).
+	Slot time.Duration `yaml:"slot"`
 	// Use is the rule for sustained overuse and underuse (claim 16).
 	Use UseRule `yaml:"use"`
 }
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		SamplingRate:        100,
 		MaxFrameBytes:       1518,
 		CreditWarnPercent:   80,
+		Slot:                SlotLength,
 		Use:                 UseRule{OverPercent: 100, UnderPercent: 20, MinDuration: time.Hour},
 	}
 }
@@ -87,6 +91,8 @@ func (c Config) Validate() error {
 		return invalid("default_credit_limit_micros", "must not be negative")
 	case c.CreditWarnPercent < 1 || c.CreditWarnPercent > 100:
 		return invalid("credit_warn_percent", "must be 1..100, got %d", c.CreditWarnPercent)
+	case c.Slot < time.Second || c.Slot > time.Hour || c.Slot%time.Second != 0 || (24*time.Hour)%c.Slot != 0:
+		return invalid("slot", "must be whole seconds from 1s to 1h that divide a day, got %s", c.Slot)
 	}
-	return c.Use.Validate()
+	return c.Use.Validate(c.Slot)
 }

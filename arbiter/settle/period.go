@@ -1,7 +1,9 @@
 package settle
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -20,11 +22,22 @@ func MonthOf(t time.Time) Period {
 	return Month(t.Year(), t.Month())
 }
 
-// ParsePeriod parses a calendar month written YYYY-MM, e.g. "2026-11".
+// ParsePeriod parses a calendar month written YYYY-MM, e.g. "2026-11", or
+// any span as START/END in RFC 3339, e.g.
+// "2026-11-01T10:00:00Z/2026-11-01T10:30:00Z" (a lab's few minutes).
 func ParsePeriod(s string) (Period, error) {
+	if a, b, ok := strings.Cut(s, "/"); ok {
+		st, err1 := time.Parse(time.RFC3339, a)
+		en, err2 := time.Parse(time.RFC3339, b)
+		if err := errors.Join(err1, err2); err != nil {
+			return Period{}, fmt.Errorf("period %q: want START/END in RFC 3339, e.g. 2026-11-01T10:00:00Z/2026-11-01T10:30:00Z", s)
+		}
+		p := Period{Start: st.UTC(), End: en.UTC()}
+		return p, p.Validate()
+	}
 	t, err := time.Parse("2006-01", s)
 	if err != nil {
-		return Period{}, fmt.Errorf("period %q: want a calendar month as YYYY-MM, e.g. 2026-11", s)
+		return Period{}, fmt.Errorf("period %q: want a calendar month as YYYY-MM, e.g. 2026-11, or START/END in RFC 3339", s)
 	}
 	return Month(t.Year(), t.Month()), nil
 }
@@ -36,8 +49,16 @@ func (p Period) Validate() error {
 		return fmt.Errorf("period: start and end are required")
 	case !p.End.After(p.Start):
 		return fmt.Errorf("period: end %s is not after start %s", p.End.UTC().Format(time.RFC3339), p.Start.UTC().Format(time.RFC3339))
-	case p.Start.UnixMicro()%int64(SlotLength/time.Microsecond) != 0 || p.End.UnixMicro()%int64(SlotLength/time.Microsecond) != 0:
-		return fmt.Errorf("period: start and end must fall on %s boundaries", SlotLength)
+	}
+	return nil
+}
+
+// fits says whether p starts and ends on slot boundaries, so that every
+// slot of usage is wholly in or out of it.
+func (p Period) fits(slot time.Duration) error {
+	us := int64(slot / time.Microsecond)
+	if p.Start.UnixMicro()%us != 0 || p.End.UnixMicro()%us != 0 {
+		return fmt.Errorf("period: start and end must fall on %s boundaries (settle.slot)", slot)
 	}
 	return nil
 }

@@ -46,19 +46,20 @@ type Figure struct {
 	OK      bool  // reported at all
 }
 
-// Slot is one 5-minute interval of a trade with both parties' figures.
+// Slot is one slot (settle.slot, 5 minutes by default) of a trade with
+// both parties' figures.
 type Slot struct {
 	Start         time.Time
 	Buyer, Seller Figure
 }
 
-// Slots groups samples into the 5-minute slots (aligned to the Unix epoch,
+// Slots groups samples into slots of the given length (aligned to the Unix epoch,
 // by each sample's start) that lie in [from, to), sorted by time. A sample
 // repeated for the same role and interval counts once, so replaying usage
 // changes nothing; different samples in one slot merge into their
 // time-weighted mean with their sample counts added.
-func Slots(samples []Sample, from, to time.Time) []Slot {
-	out, _ := slotsInto(nil, nil, samples, from, to)
+func Slots(samples []Sample, slot time.Duration, from, to time.Time) []Slot {
+	out, _ := slotsInto(nil, nil, samples, slot, from, to)
 	return out
 }
 
@@ -69,8 +70,8 @@ type slotSample struct {
 }
 
 // slotsInto is Slots reusing out and scratch, for settling many trades.
-func slotsInto(out []Slot, scratch []slotSample, samples []Sample, from, to time.Time) ([]Slot, []slotSample) {
-	slotUs := int64(SlotLength / time.Microsecond)
+func slotsInto(out []Slot, scratch []slotSample, samples []Sample, slot time.Duration, from, to time.Time) ([]Slot, []slotSample) {
+	slotUs := int64(slot / time.Microsecond)
 	f, t := from.UnixMicro(), to.UnixMicro()
 	xs := scratch[:0]
 	for i := range samples {

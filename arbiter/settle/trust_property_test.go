@@ -86,7 +86,7 @@ func TestNoPartyGainsBySilenceOrSampleCounts(t *testing.T) {
 		}
 		// Slots as billing sees them, to pick where each party goes silent.
 		slots := map[time.Time]settle.Slot{}
-		for _, sl := range settle.Slots(ss, nov.Start, nov.End) {
+		for _, sl := range settle.Slots(ss, settle.SlotLength, nov.Start, nov.End) {
 			slots[sl.Start] = sl
 		}
 		pick := rapid.Uint64().Draw(t, "pick")
@@ -125,10 +125,10 @@ func TestNoPartyGainsBySilenceOrSampleCounts(t *testing.T) {
 // favour: the bill's percentile follows from these.
 func slotByslot(t *rapid.T, who string, policy settle.Policy, present, silent []settle.Sample, gains func(present, silent int64) bool) {
 	before := map[time.Time]int64{}
-	for _, p := range settle.UseOverTime(present, nov.Start, nov.End, policy, terms.Errors()) {
+	for _, p := range settle.UseOverTime(present, nov.Start, nov.End, policy, terms) {
 		before[p.Start] = p.Bps
 	}
-	for _, p := range settle.UseOverTime(silent, nov.Start, nov.End, policy, terms.Errors()) {
+	for _, p := range settle.UseOverTime(silent, nov.Start, nov.End, policy, terms) {
 		if gains(before[p.Start], p.Bps) {
 			t.Fatalf("%s gains by going silent in the slot at %v: billed %d bit/s, not %d", who, p.Start, p.Bps, before[p.Start])
 		}

@@ -6,7 +6,7 @@ import (
 
 // UseRule defines sustained overuse and underuse of a trade (claim 16):
 // use above OverPercent of the capacity, or below UnderPercent, for at
-// least MinDuration of consecutive 5-minute slots. A slot with no figure
+// least MinDuration of consecutive slots. A slot with no figure
 // breaks a run.
 type UseRule struct {
 	OverPercent  int64         `yaml:"over_percent"`
@@ -14,15 +14,15 @@ type UseRule struct {
 	MinDuration  time.Duration `yaml:"min_duration"`
 }
 
-// Validate names the first bad field.
-func (r UseRule) Validate() error {
+// Validate names the first bad field; slot is the settlement's.
+func (r UseRule) Validate(slot time.Duration) error {
 	switch {
 	case r.OverPercent < 1 || r.OverPercent > 1000:
 		return invalid("use.over_percent", "must be 1..1000, got %d", r.OverPercent)
 	case r.UnderPercent < 0 || r.UnderPercent >= r.OverPercent:
 		return invalid("use.under_percent", "must be 0..over_percent-1, got %d", r.UnderPercent)
-	case r.MinDuration < SlotLength:
-		return invalid("use.min_duration", "must be at least %s, got %s", SlotLength, r.MinDuration)
+	case r.MinDuration < slot:
+		return invalid("use.min_duration", "must be at least %s (settle.slot), got %s", slot, r.MinDuration)
 	}
 	return nil
 }
@@ -45,17 +45,19 @@ func (k UseKind) String() string {
 // Point is the billed figure of one slot: use against capacity over time.
 type Point struct {
 	Start    time.Time
+	End      time.Time
 	Bps      int64
 	Disputed bool
 }
 
-// UseOverTime is a trade's billed use per 5-minute slot in [from, to),
-// chosen as billing chooses it.
-func UseOverTime(samples []Sample, from, to time.Time, policy Policy, e Errors) []Point {
+// UseOverTime is a trade's billed use per slot in [from, to), chosen as
+// billing under cfg chooses it.
+func UseOverTime(samples []Sample, from, to time.Time, policy Policy, cfg Config) []Point {
 	var ps []Point
-	for _, s := range Slots(samples, from, to) {
+	e := cfg.Errors()
+	for _, s := range Slots(samples, cfg.Slot, from, to) {
 		if c, ok := Choose(s, policy, e); ok {
-			ps = append(ps, Point{Start: s.Start, Bps: c.Bps, Disputed: c.Disputed})
+			ps = append(ps, Point{Start: s.Start, End: s.Start.Add(cfg.Slot), Bps: c.Bps, Disputed: c.Disputed})
 		}
 	}
 	return ps
@@ -106,7 +108,7 @@ func (r UseRule) Events(tradeID, capacityBps int64, points []Point) []UseEvent {
 		if cur == nil {
 			cur = &UseEvent{TradeID: tradeID, Kind: k, Start: p.Start, CapacityBps: capacityBps, PeakBps: p.Bps, MinBps: p.Bps}
 		}
-		cur.End = p.Start.Add(SlotLength)
+		cur.End = p.End
 		cur.PeakBps, cur.MinBps = max(cur.PeakBps, p.Bps), min(cur.MinBps, p.Bps)
 	}
 	flush()

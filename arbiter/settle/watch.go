@@ -60,7 +60,7 @@ func (s *Settlement) UseEvents(ctx context.Context, asn uint32, from, to time.Ti
 		if samples, err = readSamples(ctx, stmt, t.id, lo, hi, samples[:0]); err != nil {
 			return nil, err
 		}
-		points := UseOverTime(samples, store.Time(lo), store.Time(hi), BuyerFigure, s.cfg.Errors())
+		points := UseOverTime(samples, store.Time(lo), store.Time(hi), BuyerFigure, s.cfg)
 		for _, e := range s.cfg.Use.Events(t.id, t.capBps, points) {
 			out = append(out, TradeUse{UseEvent: e, BuyerASN: t.buyer, SellerASN: t.seller})
 		}

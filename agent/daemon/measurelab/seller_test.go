@@ -190,7 +190,7 @@ func TestLabSellerUsageCrossCheck(t *testing.T) {
 					Bps: r.f.Bps, SampleCount: r.f.Samples})
 			}
 		}
-		return settle.Slots(ss, time.UnixMicro(ps[0].start), time.UnixMicro(ps[len(ps)-1].end))
+		return settle.Slots(ss, settle.SlotLength, time.UnixMicro(ps[0].start), time.UnixMicro(ps[len(ps)-1].end))
 	}
 	// The exchange's error model with the lab's 1-in-2 sampling.
 	cfg := settle.DefaultConfig()

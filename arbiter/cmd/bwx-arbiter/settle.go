@@ -59,7 +59,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 			return printRun(g.out, resp)
 		},
 	}
-	run.Flags().StringVar(&period, "period", "", "the month to settle, YYYY-MM")
+	run.Flags().StringVar(&period, "period", "", "the month to settle, YYYY-MM, or any span as START/END in RFC 3339 on settle.slot boundaries")
 	run.Flags().StringVar(&policy, "policy", "buyer", "whose figure disputed slots are billed at: buyer, seller, min or max")
 	run.Flags().BoolVar(&correct, "correct", false, "settle a settled period again, writing only the differences")
 	run.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the run")
@@ -109,7 +109,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 		},
 	}
 	invoices.Flags().Uint32Var(&member, "member", 0, "only this member's invoice (with its lines)")
-	invoices.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	invoices.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (or a span settled as START/END)")
 	invoices.MarkFlagRequired("period")
 
 	statement := &cobra.Command{
@@ -138,7 +138,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 			return statementTable(g.out, ex)
 		},
 	}
-	statement.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	statement.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (or a span settled as START/END)")
 	statement.MarkFlagRequired("period")
 
 	disputes := &cobra.Command{
@@ -162,7 +162,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 		},
 	}
 	disputes.Flags().Uint32Var(&member, "member", 0, "the member")
-	disputes.Flags().StringVar(&period, "period", "", "the month, YYYY-MM")
+	disputes.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (or a span settled as START/END)")
 	disputes.MarkFlagRequired("member")
 	disputes.MarkFlagRequired("period")
 
