@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -571,6 +573,52 @@ type MeasureStatus struct {
 	PendingTasks     int       `json:"pending_probe_tasks"`
 	Sellers          int       `json:"probe_sellers"`
 	Error            string    `json:"error,omitempty"`
+	// Top are the busiest destination prefixes of the last interval's
+	// outgoing traffic (the demand the access manager sees).
+	Top []TopDestination `json:"top_destinations,omitempty"`
+}
+
+// TopDestination is one destination prefix's outgoing traffic in an
+// interval, over all next hops ("unmatched" is the zero Prefix).
+type TopDestination struct {
+	Prefix        netip.Prefix `json:"prefix"`
+	BitsPerSecond int64        `json:"bits_per_second"`
+	Samples       int64        `json:"samples"`
+	NextHops      []string     `json:"next_hops"` // the routers' MAC addresses
+}
+
+// MaxTopDestinations bounds MeasureStatus.Top.
+const MaxTopDestinations = 10
+
+// topDestinations sums an interval's outgoing figures per prefix, busiest
+// first.
+func topDestinations(iv capture.Interval) []TopDestination {
+	by := map[netip.Prefix]*TopDestination{}
+	var out []*TopDestination
+	for _, f := range iv.Figures {
+		if f.Direction != capture.Outgoing {
+			continue
+		}
+		d := by[f.Prefix]
+		if d == nil {
+			d = &TopDestination{Prefix: f.Prefix}
+			by[f.Prefix] = d
+			out = append(out, d)
+		}
+		d.BitsPerSecond += f.BitsPerSecond
+		d.Samples += f.Samples
+		if hw := f.NextHop.String(); hw != "" && !slices.Contains(d.NextHops, hw) {
+			d.NextHops = append(d.NextHops, hw)
+		}
+	}
+	slices.SortFunc(out, func(a, b *TopDestination) int {
+		return cmp.Or(cmp.Compare(b.BitsPerSecond, a.BitsPerSecond), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+	})
+	top := make([]TopDestination, 0, min(len(out), MaxTopDestinations))
+	for _, d := range out[:min(len(out), MaxTopDestinations)] {
+		top = append(top, *d)
+	}
+	return top
 }
 
 // Status reports what Measure is doing.
@@ -578,7 +626,7 @@ func (m *Measure) Status() MeasureStatus {
 	m.mu.Lock()
 	st := MeasureStatus{Capturing: len(m.cfg.Capture.Interfaces) > 0, Probing: m.cfg.Probe.Enabled, TradesBought: len(m.trades),
 		TradesSold: len(m.sold), CapturingIncoming: m.cap != nil && !m.inSince.IsZero(),
-		LastInterval: m.last.Start, PendingTasks: len(m.tasks), Sellers: len(m.sellers), Error: m.lastErr}
+		LastInterval: m.last.Start, PendingTasks: len(m.tasks), Sellers: len(m.sellers), Error: m.lastErr, Top: topDestinations(m.last)}
 	if m.table != nil {
 		st.Destinations = m.table.Len()
 	}

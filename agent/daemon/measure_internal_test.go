@@ -62,3 +62,28 @@ func TestUsageRecordKey(t *testing.T) {
 		t.Error("buyer and seller share a key")
 	}
 }
+
+// The status's top destinations sum a prefix's next hops, leave incoming
+// frames out, and put the busiest first, at most MaxTopDestinations.
+func TestTopDestinations(t *testing.T) {
+	hwA, hwB := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	p4, p6 := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/48")
+	iv := capture.Interval{Figures: []capture.Figure{
+		{Prefix: p4, NextHop: hwA, BitsPerSecond: 300, Samples: 3},
+		{Prefix: p4, NextHop: hwB, BitsPerSecond: 500, Samples: 5},
+		{Prefix: p6, NextHop: hwA, BitsPerSecond: 900, Samples: 9},
+		{Direction: capture.Incoming, Prefix: p4, NextHop: hwB, BitsPerSecond: 10_000, Samples: 100},
+		{BitsPerSecond: 50, Samples: 1}, // unmatched
+	}}
+	for i := range 20 {
+		iv.Figures = append(iv.Figures, capture.Figure{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i), 0, 0}), 16), BitsPerSecond: 1})
+	}
+	top := topDestinations(iv)
+	if len(top) != MaxTopDestinations {
+		t.Fatalf("%d destinations, want %d", len(top), MaxTopDestinations)
+	}
+	if top[0].Prefix != p6 || top[0].BitsPerSecond != 900 || top[1].Prefix != p4 || top[1].BitsPerSecond != 800 || top[1].Samples != 8 ||
+		len(top[1].NextHops) != 2 || top[2].Prefix.IsValid() || top[2].BitsPerSecond != 50 {
+		t.Errorf("top %+v", top[:3])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"strconv"
 	"strings"
 )
 
@@ -162,4 +163,28 @@ func scaleDecimal(intPart, frac string, exp int) (uint64, error) {
 		v = sum
 	}
 	return v, nil
+}
+
+// Approx formats b to three significant digits in the largest unit it
+// reaches, e.g. "812kbps", "1.23Gbps", "7bps": for reading, not parsing.
+func (b Bandwidth) Approx() string {
+	v, prefix := float64(b), ""
+	for _, u := range []struct {
+		p string
+		v float64
+	}{{"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
+		if math.Abs(v) >= u.v {
+			v, prefix = v/u.v, u.p
+			break
+		}
+	}
+	if prefix == "" {
+		return fmt.Sprintf("%dbps", int64(b))
+	}
+	digits := int(math.Floor(math.Log10(math.Abs(v))))
+	out := strconv.FormatFloat(v, 'f', max(0, 2-digits), 64)
+	if r, _ := strconv.ParseFloat(out, 64); math.Abs(r) >= math.Pow10(digits+1) { // rounded up a digit: 99.95 -> 100
+		out = strconv.FormatFloat(v, 'f', max(0, 1-digits), 64)
+	}
+	return out + prefix + "bps"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/bwxchange/bwx/agent/daemon"
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/units"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -74,7 +75,9 @@ func ago(t time.Time) string {
 func printStatus(o cli.Output, st daemon.AgentStatus) error {
 	w := o.W
 	fmt.Fprintf(w, "member AS%d, arbiter %s\n", st.ASN, st.Arbiter)
-	printMeasure(w, st.Measure)
+	if err := printMeasure(o, st.Measure); err != nil {
+		return err
+	}
 	if m := st.Manager; m != nil {
 		fmt.Fprintf(w, "access manager: mode %s, %d rounds, last %s ago, %d decisions (bwx-agent decisions)\n", m.Mode, m.Rounds, ago(m.LastRound), m.Decisions)
 		if m.Error != "" {
@@ -205,11 +208,13 @@ func printDiff(w io.Writer, o cli.Output, r *daemon.Status) error {
 	return nil
 }
 
-// printMeasure prints the measuring side in two lines.
-func printMeasure(w io.Writer, m *daemon.MeasureStatus) {
+// printMeasure prints the measuring side in two lines, then the busiest
+// destinations of the last interval.
+func printMeasure(o cli.Output, m *daemon.MeasureStatus) error {
+	w := o.W
 	if m == nil {
 		fmt.Fprintln(w, "measuring: not configured (no capture.interfaces, probe.enabled false): no usage or quality reports")
-		return
+		return nil
 	}
 	fmt.Fprintf(w, "capture: %v, %d destination prefixes, %d trades bought, last interval %s ago, kernel drops %d\n",
 		m.Capturing, m.Destinations, m.TradesBought, ago(m.LastInterval), m.KernelDrops)
@@ -218,4 +223,18 @@ func printMeasure(w io.Writer, m *daemon.MeasureStatus) {
 	if m.Error != "" {
 		fmt.Fprintf(w, "measuring error: %s\n", m.Error)
 	}
+	if len(m.Top) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "top destinations, outgoing, last interval:")
+	rows := make([][]string, 0, len(m.Top))
+	for _, d := range m.Top {
+		p := "unmatched"
+		if d.Prefix.IsValid() {
+			p = d.Prefix.String()
+		}
+		rows = append(rows, []string{p, units.Bandwidth(d.BitsPerSecond).Approx(), strconv.FormatInt(d.Samples, 10), strings.Join(d.NextHops, ",")})
+	}
+	return o.Table([]string{"DESTINATION", "BITS/S", "SAMPLES", "NEXT HOP (MAC)"}, rows)
 }
