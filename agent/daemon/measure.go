@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,6 +69,11 @@ type Measure struct {
 	sp   *spool.Spool
 	h    *netlink.Handle
 	ownH bool
+	// neigh is a handle of its own for neighbor lookups: the probe paths
+	// turn strict checking on for h (and off around rule dumps, from
+	// other goroutines), and the kernel refuses neighbor dumps on a
+	// strict-checking socket (EINVAL), which left usage at zero.
+	neigh *netlink.Handle
 
 	cap    *capture.Capture
 	prober *probe.Prober
@@ -135,6 +141,12 @@ func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger,
 		m.ownH = true
 	}
 	if len(cfg.Capture.Interfaces) > 0 {
+		if err = opt.Do(func() (err error) {
+			m.neigh, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("netlink: %w", err)
+		}
 		err = opt.Do(func() (err error) {
 			m.cap, err = capture.Open(capture.Config{Interfaces: cfg.Capture.Interfaces, Interval: cfg.Capture.Interval,
 				SampleRate: cfg.Capture.SampleRate, SnapLen: cfg.Capture.SnapLen, TopAddresses: cfg.Capture.TopAddresses,
@@ -183,6 +195,10 @@ func (m *Measure) Close() {
 	if m.ownH && m.h != nil {
 		m.h.Close()
 		m.h = nil
+	}
+	if m.neigh != nil {
+		m.neigh.Close()
+		m.neigh = nil
 	}
 }
 
@@ -356,21 +372,23 @@ func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
 		want[a] = true
 	}
 	for _, name := range m.cfg.Capture.Interfaces {
-		l, err := m.h.LinkByName(name)
-		if err != nil {
-			continue
-		}
-		ns, err := m.h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
-		if err != nil {
-			continue
-		}
-		for _, n := range ns {
-			a, ok := netip.AddrFromSlice(n.IP)
-			if !ok || !want[a.Unmap()] || len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+		l, err := m.neigh.LinkByName(name)
+		if err == nil {
+			var ns []netlink.Neigh
+			if ns, err = m.neigh.NeighList(l.Attrs().Index, netlink.FAMILY_ALL); err == nil {
+				for _, n := range ns {
+					a, ok := netip.AddrFromSlice(n.IP)
+					if !ok || !want[a.Unmap()] || len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+						continue
+					}
+					out[[6]byte(n.HardwareAddr)] = true
+				}
 				continue
 			}
-			out[[6]byte(n.HardwareAddr)] = true
 		}
+		// Without the routers' MACs every figure would read zero: say so.
+		m.setErr(fmt.Errorf("neighbors of %s: %w", name, err))
+		m.log.Warn("cannot read the neighbor table: usage reports read zero", "interface", name, "error", err)
 	}
 	return out
 }
