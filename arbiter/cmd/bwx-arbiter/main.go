@@ -34,7 +34,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.arbiter, "arbiter", "", "reach a remote arbiter at host:port with --bundle instead of the local socket")
 	root.PersistentFlags().StringVar(&g.bundle, "bundle", "", "operator certificate bundle, with --arbiter")
 	root.PersistentFlags().StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g))
+	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g), qualityCmd(g))
 	root.AddCommand(clidoc.Command(root))
 	return root
 }

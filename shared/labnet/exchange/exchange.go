@@ -48,6 +48,7 @@ type Member struct {
 	// probe and manager sections).
 	AgentConfig string
 	agent       *labnet.Proc
+	baseConfig  string // the lab's part of the agent config
 }
 
 // announced are the routes the member registers and announces.
@@ -117,6 +118,18 @@ func DefaultMembers() []*Member {
 // members registered with their certificates and prefixes, and an agent
 // per member. On error everything made so far is torn down.
 func Up(ctx context.Context, dir string, bin Binaries, members []*Member) (x *Exchange, err error) {
+	return UpWith(ctx, dir, bin, members, Options{})
+}
+
+// Options change the lab exchange.
+type Options struct {
+	// ArbiterConfig is appended to the arbiter's YAML (e.g. a settle
+	// section).
+	ArbiterConfig string
+}
+
+// UpWith is Up with options.
+func UpWith(ctx context.Context, dir string, bin Binaries, members []*Member, opt Options) (x *Exchange, err error) {
 	lab, err := labnet.New("exchange")
 	if err != nil {
 		return nil, err
@@ -166,7 +179,7 @@ bgp:
   recheck_interval: 1s
 log:
   format: json
-`, state, filepath.Join(dir, "operator.sock"), RouteServerASN, x.Arbiter.Addr4())
+`, state, filepath.Join(dir, "operator.sock"), RouteServerASN, x.Arbiter.Addr4()) + opt.ArbiterConfig
 	if err = os.WriteFile(x.ArbiterConfig, []byte(cfg), 0o600); err != nil {
 		return x, err
 	}
@@ -418,13 +431,29 @@ fib:
   interface: eth0
 `, x.Arbiter.Addr4(), x.Arbiter.Addr6(), RouteServerASN, m.Host.Addr4(), m.Host.Addr6())
 	}
-	cfg += m.AgentConfig
-	if err := os.WriteFile(m.Config, []byte(cfg), 0o600); err != nil {
+	m.baseConfig = cfg
+	return x.startAgent(m)
+}
+
+// startAgent writes m's agent config (the lab's part and m.AgentConfig)
+// and starts the agent.
+func (x *Exchange) startAgent(m *Member) error {
+	if err := os.WriteFile(m.Config, []byte(m.baseConfig+m.AgentConfig), 0o600); err != nil {
 		return err
 	}
 	var err error
 	m.agent, err = m.Host.Start(context.Background(), m.Log, x.Bin.Agent, "run", "--config", m.Config)
 	return err
+}
+
+// RestartAgent stops m's agent gracefully and starts it again with
+// m.AgentConfig as it is now, as editing agent.yaml and running systemctl
+// restart bwx-agent would.
+func (x *Exchange) RestartAgent(m *Member) error {
+	if err := m.agent.Stop(); err != nil && !m.agent.Exited() {
+		return err
+	}
+	return x.startAgent(m)
 }
 
 // RestartArbiter stops the arbiter gracefully and starts it again on the

@@ -1,10 +1,12 @@
-// Command bwx-lab brings up a local bwx exchange in network namespaces: a
-// trading switch, an arbiter with its route server, two sellers whose BIRD
-// announce their customer routes, a buyer, and an upstream that is everyone's
-// default path; each member runs its agent. It shows trades made by
-// hand-placed orders and the buyer's traffic moving from the upstream to the
-// seller, then keeps the lab running for you to explore until Ctrl-C (or
-// stops at once with --once). Run it through scripts/lab, as root.
+// Command bwx-lab brings up a local bwx exchange in network namespaces and
+// tells its story with no order placed by hand: a trading switch, an arbiter
+// with its route server, two sellers whose BIRD announce their routes and a
+// buyer, each with its agent; the buyer's traffic is measured, the paths
+// through both sellers probed, the access manager decides in shadow mode and
+// then buys, the traffic moves, a degraded seller is failed over, both sides
+// report usage, and the lab's period is settled into an invoice. Then it
+// keeps the lab running for you to explore until Ctrl-C (or stops at once
+// with --once). Run it through scripts/lab, as root.
 package main
 
 import (
@@ -12,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -21,10 +22,11 @@ import (
 
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/exchange"
+	"github.com/bwxchange/bwx/shared/labnet/story"
 )
 
 func main() {
-	once := flag.Bool("once", false, "tear the lab down as soon as the trade has reached both agents")
+	once := flag.Bool("once", false, "tear the lab down as soon as the buyer's invoice is shown")
 	keep := flag.Bool("keep-dir", false, "keep the lab directory (configs, logs, database) after teardown")
 	flag.Parse()
 	if err := labnet.NeedsRoot(); err != nil {
@@ -59,7 +61,7 @@ func run(once, keep bool) (err error) {
 		return err
 	}
 	step("building the exchange: switch, arbiter and members in network namespaces")
-	x, err := exchange.Up(ctx, dir, bin, exchange.DefaultMembers())
+	x, err := exchange.UpWith(ctx, dir, bin, story.Members(), exchange.Options{ArbiterConfig: story.ArbiterConfig})
 	if err != nil {
 		return err
 	}
@@ -83,52 +85,12 @@ func run(once, keep bool) (err error) {
 	for _, m := range x.Members {
 		fmt.Printf("    AS%-6d %-16s %s, %s  %s  %s\n", m.ASN, m.Host.Netns, m.Host.Addr4(), m.Host.Addr6(), m.Capacity, strings.Join(m.Prefixes, " "))
 	}
-	step("sellers' BIRD announce their customer routes to the route server (bwx-arbiter bgp sessions)")
-	if err := x.WaitRoutes(ctx, 60*time.Second); err != nil {
+	st := &story.Story{X: x, Out: os.Stdout}
+	defer st.Close()
+	if _, err := st.Run(ctx); err != nil {
 		return err
 	}
-	out, err := x.Operator(ctx, "bgp", "sessions")
-	if err != nil {
-		return err
-	}
-	fmt.Print(indent(out))
 	seller, buyer := x.Member("seller-a"), x.Member("buyer")
-	for _, prefix := range seller.Prefixes {
-		dst := netip.MustParsePrefix(prefix).Addr().Next()
-		before, _ := x.RouteVia(ctx, buyer, dst)
-		step("AS%d offers capacity toward %s; AS%d bids for it", seller.ASN, prefix, buyer.ASN)
-		r, err := x.DemoTrade(ctx, seller, buyer, prefix)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("    buyer agent:  %s\n    seller agent: %s\n", r.BuyerLine, r.SellerLine)
-		gw := seller.Host.Addr4()
-		if dst.Is6() {
-			gw = seller.Host.Addr6()
-		}
-		if err := x.WaitRouteVia(ctx, buyer, dst, gw, 30*time.Second); err != nil {
-			return err
-		}
-		fmt.Printf("    buyer's route to %v: via %v (upstream) before the trade, via %v (seller) now\n", dst, before, gw)
-	}
-	out, err = x.Operator(ctx, "trades")
-	if err != nil {
-		return err
-	}
-	step("trades on the exchange (bwx-arbiter trades)")
-	fmt.Print(indent(out))
-	out, err = x.Operator(ctx, "bgp", "sent", fmt.Sprint(buyer.ASN))
-	if err != nil {
-		return err
-	}
-	step("what the route server sends the buyer (bwx-arbiter bgp sent %d)", buyer.ASN)
-	fmt.Print(indent(out))
-	out, err = x.Agent(ctx, buyer, "status")
-	if err != nil {
-		return err
-	}
-	step("the buyer's agent (bwx-agent status)")
-	fmt.Print(indent(out))
 	if once {
 		return nil
 	}

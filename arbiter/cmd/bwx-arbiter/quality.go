@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/bwxchange/bwx/shared/cli"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+)
+
+func qualityCmd(g *globals) *cobra.Command {
+	var via uint32
+	var prefix string
+	var maxAge time.Duration
+	c := &cobra.Command{
+		Use:   "quality",
+		Short: "the quality matrix: latency, jitter and loss through each seller toward each destination",
+		Long: `The quality matrix as the exchange pools it from its members' probes and
+third-party measurements: per seller (VIA) and destination prefix, the mean
+latency and jitter, the loss, the AS hops of the seller's route, and the
+probes behind the figures.`,
+		Example: "  bwx-arbiter quality\n  bwx-arbiter quality --via 64502 --prefix 198.18.0.0/24 -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			req := &pb.QueryMatrixRequest{ViaAsn: via, DestinationPrefix: prefix}
+			if maxAge > 0 {
+				req.MaxAge = durationpb.New(maxAge)
+			}
+			resp, err := pb.NewQualityServiceClient(conn).QueryMatrix(cx, req)
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return cli.Protos(g.out, resp.Entries)
+			}
+			rows := make([][]string, 0, len(resp.Entries))
+			for _, e := range resp.Entries {
+				hops := "-"
+				if e.AsHops > 0 {
+					hops = strconv.Itoa(int(e.AsHops))
+				}
+				rows = append(rows, []string{fmt.Sprintf("AS%d", e.ViaAsn), e.DestinationPrefix, ms(e.LatencyUs), ms(e.JitterUs),
+					fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), hops, strconv.Itoa(int(e.Samples)), e.LastMeasuredAt.AsTime().UTC().Format(time.TimeOnly)})
+			}
+			return g.out.Table([]string{"VIA", "DESTINATION", "LATENCY", "JITTER", "LOSS", "AS HOPS", "SAMPLES", "LAST (UTC)"}, rows)
+		},
+	}
+	c.Flags().Uint32Var(&via, "via", 0, "only paths through this seller's AS")
+	c.Flags().StringVar(&prefix, "prefix", "", "only this destination prefix")
+	c.Flags().DurationVar(&maxAge, "max-age", 0, "only measurements newer than this (default: the arbiter's freshness window)")
+	return c
+}
+
+func ms(us int64) string { return fmt.Sprintf("%.1fms", float64(us)/1000) }
