@@ -128,9 +128,9 @@ type Result struct {
 	// Through is how many of the buyer's datagrams the seller forwarded
 	// after the buy and after the failover, against how many were sent.
 	Through, FailoverThrough, Sent, FailoverSent int64
-	Period                                      string
-	Invoice                                     *pb.Invoice
-	Took                                        time.Duration
+	Period                                       string
+	Invoice                                      *pb.Invoice
+	Took                                         time.Duration
 }
 
 // Story is one run over a lab exchange made with Members and ArbiterConfig.

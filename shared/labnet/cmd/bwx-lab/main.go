@@ -124,7 +124,3 @@ Logs are in %[7]s. Press Ctrl-C to tear everything down.
 	keep = false
 	return nil
 }
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
-}
