@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -254,6 +255,34 @@ func (s *UsageServer) GetCredit(ctx context.Context, r *pb.GetCreditRequest) (*p
 			return nil, settleStatus(err)
 		}
 		out.Credits = append(out.Credits, creditToProto(c))
+	}
+	return out, nil
+}
+
+// GetTradeUsage is one trade's slots as settlement bills them. Who may
+// read which trade is settle's rule (TradeUsage): the caller's identity
+// goes in, never a member named in the request.
+func (s *UsageServer) GetTradeUsage(ctx context.Context, r *pb.GetTradeUsageRequest) (*pb.GetTradeUsageResponse, error) {
+	if r.TradeId == 0 || r.TradeId > math.MaxInt64 {
+		return nil, invalidArg("trade_id", "want a trade id, got %d", r.TradeId)
+	}
+	from, err := fromTS("from", r.From)
+	if err != nil {
+		return nil, err
+	}
+	to, err := fromTS("to", r.To)
+	if err != nil {
+		return nil, err
+	}
+	slots, err := s.Settle.TradeUsage(ctx, callerFrom(ctx).ASN(), int64(r.TradeId), from, to)
+	if err != nil {
+		return nil, settleStatus(err)
+	}
+	out := &pb.GetTradeUsageResponse{TradeId: r.TradeId, SlotSeconds: int32(s.Settle.Slot() / time.Second), Slots: make([]*pb.UsageSlot, 0, len(slots))}
+	for _, u := range slots {
+		out.Slots = append(out.Slots, &pb.UsageSlot{Start: ts(u.Start), BuyerBps: u.Buyer.Bps, BuyerSamples: u.Buyer.Samples, BuyerReported: u.Buyer.OK,
+			SellerBps: u.Seller.Bps, SellerSamples: u.Seller.Samples, SellerReported: u.Seller.OK, BilledBps: u.Billed.Bps,
+			Disputed: u.Billed.Disputed, OneSided: u.Billed.Fallback})
 	}
 	return out, nil
 }

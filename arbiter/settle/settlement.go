@@ -405,8 +405,7 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 	if err := rows.Err(); err != nil {
 		return nil, nil, nil, err
 	}
-	stmt, err := s.db.PrepareContext(ctx, `SELECT role, start_us, end_us, bps, sample_count FROM usage_samples
-		WHERE trade_id = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, id`)
+	stmt, err := s.db.PrepareContext(ctx, samplesOfTrade)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -441,6 +440,11 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 	}
 	return bills, ids, aside, nil
 }
+
+// samplesOfTrade reads a trade's samples that start in [from, to), for
+// readSamples; every reader of usage groups the same rows.
+const samplesOfTrade = `SELECT role, start_us, end_us, bps, sample_count FROM usage_samples
+	WHERE trade_id = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, id`
 
 func readSamples(ctx context.Context, stmt *sql.Stmt, trade, from, to int64, out []Sample) ([]Sample, error) {
 	rows, err := stmt.QueryContext(ctx, trade, from, to)

@@ -47,8 +47,7 @@ func (s *Settlement) UseEvents(ctx context.Context, asn uint32, from, to time.Ti
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	stmt, err := s.db.PrepareContext(ctx, `SELECT role, start_us, end_us, bps, sample_count FROM usage_samples
-		WHERE trade_id = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, id`)
+	stmt, err := s.db.PrepareContext(ctx, samplesOfTrade)
 	if err != nil {
 		return nil, err
 	}

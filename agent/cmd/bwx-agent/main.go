@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port (default: arbiter.address from the config)")
 	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
 	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), takeCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), creditCmd(g))
+	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), takeCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), usageCmd(g), creditCmd(g))
 	root.AddCommand(clidoc.Command(root))
 	return root
 }

@@ -189,7 +189,46 @@ differences as correction entries and re-issues the invoices that changed.`,
 	use.Flags().Uint32Var(&member, "member", 0, "only this member's trades")
 	use.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (default: the current month so far)")
 
-	c.AddCommand(run, invoices, statement, disputes, use)
+	c.AddCommand(run, invoices, statement, disputes, use, usageCmd(g))
+	return c
+}
+
+func usageCmd(g *globals) *cobra.Command {
+	var from, to string
+	c := &cobra.Command{
+		Use:   "usage TRADE-ID",
+		Short: "a trade's usage slot by slot: both sides' figures, the one billed, and whether they agree",
+		Long: `A trade's usage slot by slot (settle.slot), exactly as settlement bills it:
+the buyer's and the seller's figures with the packet samples each reported
+behind it, the figure billed under the default policy (the buyer's; a
+disputed slot is billed at the run's policy), and the slot's state: agree,
+disputed (further apart than sampling error allows), buyer only or seller
+only. Slots neither side reported are not listed. By default from the
+trade's start to now or its end; at most 10000 slots in one call.`,
+		Example: "  bwx-arbiter settle usage 7\n  bwx-arbiter settle usage 7 --from 2026-11-03T10:00:00Z --to 2026-11-03T12:00:00Z -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := cli.UsageRequest(args[0], from, to)
+			if err != nil {
+				return err
+			}
+			conn, cx, done, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := pb.NewUsageServiceClient(conn).GetTradeUsage(cx, req)
+			if err != nil {
+				return err
+			}
+			if g.out.JSON() {
+				return g.out.Proto(resp)
+			}
+			return cli.UsageTable(g.out, resp)
+		},
+	}
+	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
+	c.Flags().StringVar(&to, "to", "", "the end, RFC 3339 (default: now, or the trade's end if earlier)")
 	return c
 }
 

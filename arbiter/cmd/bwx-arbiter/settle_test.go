@@ -108,5 +108,16 @@ func TestSettleOutputGolden(t *testing.T) {
 		return disputeTable(o, []*pb.Dispute{{TradeId: 7, SlotStart: timestamppb.New(time.Date(2026, 11, 3, 10, 25, 0, 0, time.UTC)),
 			BuyerBps: 500e6, BuyerSamples: 10_000, SellerBps: 900e6, SellerSamples: 9_000, UsedBps: 500e6, Policy: "buyer"}})
 	})
+	step("settle usage 7", func() error {
+		at := func(i int) *timestamppb.Timestamp {
+			return timestamppb.New(time.Date(2026, 11, 3, 10, 20, 0, 0, time.UTC).Add(time.Duration(i) * settle.SlotLength))
+		}
+		return cli.UsageTable(o, &pb.GetTradeUsageResponse{TradeId: 7, SlotSeconds: 300, Slots: []*pb.UsageSlot{
+			{Start: at(0), BuyerBps: 812_300_000, BuyerSamples: 10_021, BuyerReported: true, SellerBps: 815_000_000, SellerSamples: 9_980, SellerReported: true, BilledBps: 812_300_000},
+			{Start: at(1), BuyerBps: 500e6, BuyerSamples: 10_000, BuyerReported: true, SellerBps: 900e6, SellerSamples: 9_000, SellerReported: true, BilledBps: 500e6, Disputed: true},
+			{Start: at(2), BuyerBps: 1.25e9, BuyerSamples: 12_000, BuyerReported: true, BilledBps: 1.25e9, OneSided: true},
+			{Start: at(3), SellerBps: 300e6, SellerSamples: 3_000, SellerReported: true, BilledBps: 302_345_678, OneSided: true},
+		}})
+	})
 	golden(t, "settle.golden", b.Bytes())
 }

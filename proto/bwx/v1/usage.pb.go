@@ -1320,6 +1320,252 @@ func (x *ListUseEventsResponse) GetEvents() []*UseEvent {
 	return nil
 }
 
+type GetTradeUsageRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TradeId uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	// Unset: the trade's start. Rounded down to a slot boundary.
+	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// Unset: now, or the trade's end if earlier. Rounded up to a slot
+	// boundary. One call spans at most 10000 slots.
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTradeUsageRequest) Reset() {
+	*x = GetTradeUsageRequest{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTradeUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTradeUsageRequest) ProtoMessage() {}
+
+func (x *GetTradeUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTradeUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetTradeUsageRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetTradeUsageRequest) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *GetTradeUsageRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetTradeUsageRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+// UsageSlot is one slot either party reported. A party's figure is the
+// time-weighted mean of its samples in the slot; its sample count is as
+// reported (shown, never trusted).
+type UsageSlot struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Start          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	BuyerBps       int64                  `protobuf:"varint,2,opt,name=buyer_bps,json=buyerBps,proto3" json:"buyer_bps,omitempty"`
+	BuyerSamples   int64                  `protobuf:"varint,3,opt,name=buyer_samples,json=buyerSamples,proto3" json:"buyer_samples,omitempty"`
+	BuyerReported  bool                   `protobuf:"varint,4,opt,name=buyer_reported,json=buyerReported,proto3" json:"buyer_reported,omitempty"`
+	SellerBps      int64                  `protobuf:"varint,5,opt,name=seller_bps,json=sellerBps,proto3" json:"seller_bps,omitempty"`
+	SellerSamples  int64                  `protobuf:"varint,6,opt,name=seller_samples,json=sellerSamples,proto3" json:"seller_samples,omitempty"`
+	SellerReported bool                   `protobuf:"varint,7,opt,name=seller_reported,json=sellerReported,proto3" json:"seller_reported,omitempty"`
+	// The figure settlement bills under the default (buyer) policy.
+	BilledBps int64 `protobuf:"varint,8,opt,name=billed_bps,json=billedBps,proto3" json:"billed_bps,omitempty"`
+	// Both reported, further apart than sampling error allows.
+	Disputed bool `protobuf:"varint,9,opt,name=disputed,proto3" json:"disputed,omitempty"`
+	// Only one party reported.
+	OneSided      bool `protobuf:"varint,10,opt,name=one_sided,json=oneSided,proto3" json:"one_sided,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageSlot) Reset() {
+	*x = UsageSlot{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageSlot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageSlot) ProtoMessage() {}
+
+func (x *UsageSlot) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageSlot.ProtoReflect.Descriptor instead.
+func (*UsageSlot) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UsageSlot) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *UsageSlot) GetBuyerBps() int64 {
+	if x != nil {
+		return x.BuyerBps
+	}
+	return 0
+}
+
+func (x *UsageSlot) GetBuyerSamples() int64 {
+	if x != nil {
+		return x.BuyerSamples
+	}
+	return 0
+}
+
+func (x *UsageSlot) GetBuyerReported() bool {
+	if x != nil {
+		return x.BuyerReported
+	}
+	return false
+}
+
+func (x *UsageSlot) GetSellerBps() int64 {
+	if x != nil {
+		return x.SellerBps
+	}
+	return 0
+}
+
+func (x *UsageSlot) GetSellerSamples() int64 {
+	if x != nil {
+		return x.SellerSamples
+	}
+	return 0
+}
+
+func (x *UsageSlot) GetSellerReported() bool {
+	if x != nil {
+		return x.SellerReported
+	}
+	return false
+}
+
+func (x *UsageSlot) GetBilledBps() int64 {
+	if x != nil {
+		return x.BilledBps
+	}
+	return 0
+}
+
+func (x *UsageSlot) GetDisputed() bool {
+	if x != nil {
+		return x.Disputed
+	}
+	return false
+}
+
+func (x *UsageSlot) GetOneSided() bool {
+	if x != nil {
+		return x.OneSided
+	}
+	return false
+}
+
+type GetTradeUsageResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TradeId uint64                 `protobuf:"varint,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
+	// The slot length (settle.slot).
+	SlotSeconds   int32        `protobuf:"varint,2,opt,name=slot_seconds,json=slotSeconds,proto3" json:"slot_seconds,omitempty"`
+	Slots         []*UsageSlot `protobuf:"bytes,3,rep,name=slots,proto3" json:"slots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTradeUsageResponse) Reset() {
+	*x = GetTradeUsageResponse{}
+	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTradeUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTradeUsageResponse) ProtoMessage() {}
+
+func (x *GetTradeUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTradeUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetTradeUsageResponse) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetTradeUsageResponse) GetTradeId() uint64 {
+	if x != nil {
+		return x.TradeId
+	}
+	return 0
+}
+
+func (x *GetTradeUsageResponse) GetSlotSeconds() int32 {
+	if x != nil {
+		return x.SlotSeconds
+	}
+	return 0
+}
+
+func (x *GetTradeUsageResponse) GetSlots() []*UsageSlot {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
 type GetCreditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A member may name only itself (0: itself); the operator: 0 is every
@@ -1331,7 +1577,7 @@ type GetCreditRequest struct {
 
 func (x *GetCreditRequest) Reset() {
 	*x = GetCreditRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	mi := &file_bwx_v1_usage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1589,7 @@ func (x *GetCreditRequest) String() string {
 func (*GetCreditRequest) ProtoMessage() {}
 
 func (x *GetCreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[15]
+	mi := &file_bwx_v1_usage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1602,7 @@ func (x *GetCreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCreditRequest.ProtoReflect.Descriptor instead.
 func (*GetCreditRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{15}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetCreditRequest) GetMemberAsn() uint32 {
@@ -1384,7 +1630,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	mi := &file_bwx_v1_usage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1642,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[16]
+	mi := &file_bwx_v1_usage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1655,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{16}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Credit) GetMemberAsn() uint32 {
@@ -1470,7 +1716,7 @@ type GetCreditResponse struct {
 
 func (x *GetCreditResponse) Reset() {
 	*x = GetCreditResponse{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	mi := &file_bwx_v1_usage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1728,7 @@ func (x *GetCreditResponse) String() string {
 func (*GetCreditResponse) ProtoMessage() {}
 
 func (x *GetCreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[17]
+	mi := &file_bwx_v1_usage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1741,7 @@ func (x *GetCreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCreditResponse.ProtoReflect.Descriptor instead.
 func (*GetCreditResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{17}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCreditResponse) GetCredits() []*Credit {
@@ -1520,7 +1766,7 @@ type RunSettlementRequest struct {
 
 func (x *RunSettlementRequest) Reset() {
 	*x = RunSettlementRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[18]
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1778,7 @@ func (x *RunSettlementRequest) String() string {
 func (*RunSettlementRequest) ProtoMessage() {}
 
 func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[18]
+	mi := &file_bwx_v1_usage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1791,7 @@ func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementRequest.ProtoReflect.Descriptor instead.
 func (*RunSettlementRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{18}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunSettlementRequest) GetPeriod() string {
@@ -1588,7 +1834,7 @@ type ExchangeStatement struct {
 
 func (x *ExchangeStatement) Reset() {
 	*x = ExchangeStatement{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[19]
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1846,7 @@ func (x *ExchangeStatement) String() string {
 func (*ExchangeStatement) ProtoMessage() {}
 
 func (x *ExchangeStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[19]
+	mi := &file_bwx_v1_usage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1859,7 @@ func (x *ExchangeStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeStatement.ProtoReflect.Descriptor instead.
 func (*ExchangeStatement) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{19}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExchangeStatement) GetPeriod() string {
@@ -1686,7 +1932,7 @@ type RunSettlementResponse struct {
 
 func (x *RunSettlementResponse) Reset() {
 	*x = RunSettlementResponse{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[20]
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1944,7 @@ func (x *RunSettlementResponse) String() string {
 func (*RunSettlementResponse) ProtoMessage() {}
 
 func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[20]
+	mi := &file_bwx_v1_usage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1957,7 @@ func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementResponse.ProtoReflect.Descriptor instead.
 func (*RunSettlementResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{20}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RunSettlementResponse) GetRunId() uint64 {
@@ -1787,7 +2033,7 @@ type SetAsideTrade struct {
 
 func (x *SetAsideTrade) Reset() {
 	*x = SetAsideTrade{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	mi := &file_bwx_v1_usage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2045,7 @@ func (x *SetAsideTrade) String() string {
 func (*SetAsideTrade) ProtoMessage() {}
 
 func (x *SetAsideTrade) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[21]
+	mi := &file_bwx_v1_usage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2058,7 @@ func (x *SetAsideTrade) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAsideTrade.ProtoReflect.Descriptor instead.
 func (*SetAsideTrade) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{21}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetAsideTrade) GetTradeId() uint64 {
@@ -1840,7 +2086,7 @@ type SetCreditLimitRequest struct {
 
 func (x *SetCreditLimitRequest) Reset() {
 	*x = SetCreditLimitRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	mi := &file_bwx_v1_usage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +2098,7 @@ func (x *SetCreditLimitRequest) String() string {
 func (*SetCreditLimitRequest) ProtoMessage() {}
 
 func (x *SetCreditLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[22]
+	mi := &file_bwx_v1_usage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +2111,7 @@ func (x *SetCreditLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCreditLimitRequest.ProtoReflect.Descriptor instead.
 func (*SetCreditLimitRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{22}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetCreditLimitRequest) GetMemberAsn() uint32 {
@@ -1893,7 +2139,7 @@ type RecordPaymentRequest struct {
 
 func (x *RecordPaymentRequest) Reset() {
 	*x = RecordPaymentRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	mi := &file_bwx_v1_usage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2151,7 @@ func (x *RecordPaymentRequest) String() string {
 func (*RecordPaymentRequest) ProtoMessage() {}
 
 func (x *RecordPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[23]
+	mi := &file_bwx_v1_usage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2164,7 @@ func (x *RecordPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RecordPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{23}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecordPaymentRequest) GetMemberAsn() uint32 {
@@ -1951,7 +2197,7 @@ type GetExchangeStatementRequest struct {
 
 func (x *GetExchangeStatementRequest) Reset() {
 	*x = GetExchangeStatementRequest{}
-	mi := &file_bwx_v1_usage_proto_msgTypes[24]
+	mi := &file_bwx_v1_usage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2209,7 @@ func (x *GetExchangeStatementRequest) String() string {
 func (*GetExchangeStatementRequest) ProtoMessage() {}
 
 func (x *GetExchangeStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_usage_proto_msgTypes[24]
+	mi := &file_bwx_v1_usage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2222,7 @@ func (x *GetExchangeStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExchangeStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetExchangeStatementRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{24}
+	return file_bwx_v1_usage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetExchangeStatementRequest) GetPeriod() string {
@@ -2094,7 +2340,29 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\n" +
 	"seller_asn\x18\t \x01(\rR\tsellerAsn\"A\n" +
 	"\x15ListUseEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.bwx.v1.UseEventR\x06events\"1\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.bwx.v1.UseEventR\x06events\"\x8d\x01\n" +
+	"\x14GetTradeUsageRequest\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xed\x02\n" +
+	"\tUsageSlot\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x1b\n" +
+	"\tbuyer_bps\x18\x02 \x01(\x03R\bbuyerBps\x12#\n" +
+	"\rbuyer_samples\x18\x03 \x01(\x03R\fbuyerSamples\x12%\n" +
+	"\x0ebuyer_reported\x18\x04 \x01(\bR\rbuyerReported\x12\x1d\n" +
+	"\n" +
+	"seller_bps\x18\x05 \x01(\x03R\tsellerBps\x12%\n" +
+	"\x0eseller_samples\x18\x06 \x01(\x03R\rsellerSamples\x12'\n" +
+	"\x0fseller_reported\x18\a \x01(\bR\x0esellerReported\x12\x1d\n" +
+	"\n" +
+	"billed_bps\x18\b \x01(\x03R\tbilledBps\x12\x1a\n" +
+	"\bdisputed\x18\t \x01(\bR\bdisputed\x12\x1b\n" +
+	"\tone_sided\x18\n" +
+	" \x01(\bR\boneSided\"~\n" +
+	"\x15GetTradeUsageResponse\x12\x19\n" +
+	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12!\n" +
+	"\fslot_seconds\x18\x02 \x01(\x05R\vslotSeconds\x12'\n" +
+	"\x05slots\x18\x03 \x03(\v2\x11.bwx.v1.UsageSlotR\x05slots\"1\n" +
 	"\x10GetCreditRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\x84\x02\n" +
@@ -2157,7 +2425,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\vCreditState\x12\x13\n" +
 	"\x0fCREDIT_STATE_OK\x10\x00\x12\x18\n" +
 	"\x14CREDIT_STATE_WARNING\x10\x01\x12\x18\n" +
-	"\x14CREDIT_STATE_STOPPED\x10\x022\xe7\x05\n" +
+	"\x14CREDIT_STATE_STOPPED\x10\x022\xb5\x06\n" +
 	"\fUsageService\x12F\n" +
 	"\vReportUsage\x12\x1a.bwx.v1.ReportUsageRequest\x1a\x1b.bwx.v1.ReportUsageResponse\x12I\n" +
 	"\fListInvoices\x12\x1b.bwx.v1.ListInvoicesRequest\x1a\x1c.bwx.v1.ListInvoicesResponse\x12C\n" +
@@ -2166,6 +2434,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\fListDisputes\x12\x1b.bwx.v1.ListDisputesRequest\x1a\x1c.bwx.v1.ListDisputesResponse\x12L\n" +
 	"\rListUseEvents\x12\x1c.bwx.v1.ListUseEventsRequest\x1a\x1d.bwx.v1.ListUseEventsResponse\x12@\n" +
 	"\tGetCredit\x12\x18.bwx.v1.GetCreditRequest\x1a\x19.bwx.v1.GetCreditResponse\x12L\n" +
+	"\rGetTradeUsage\x12\x1c.bwx.v1.GetTradeUsageRequest\x1a\x1d.bwx.v1.GetTradeUsageResponse\x12L\n" +
 	"\rRunSettlement\x12\x1c.bwx.v1.RunSettlementRequest\x1a\x1d.bwx.v1.RunSettlementResponse\x12?\n" +
 	"\x0eSetCreditLimit\x12\x1d.bwx.v1.SetCreditLimitRequest\x1a\x0e.bwx.v1.Credit\x12=\n" +
 	"\rRecordPayment\x12\x1c.bwx.v1.RecordPaymentRequest\x1a\x0e.bwx.v1.Credit\x12V\n" +
@@ -2184,7 +2453,7 @@ func file_bwx_v1_usage_proto_rawDescGZIP() []byte {
 }
 
 var file_bwx_v1_usage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_bwx_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_bwx_v1_usage_proto_goTypes = []any{
 	(ReporterRole)(0),                   // 0: bwx.v1.ReporterRole
 	(UseKind)(0),                        // 1: bwx.v1.UseKind
@@ -2204,67 +2473,76 @@ var file_bwx_v1_usage_proto_goTypes = []any{
 	(*ListUseEventsRequest)(nil),        // 15: bwx.v1.ListUseEventsRequest
 	(*UseEvent)(nil),                    // 16: bwx.v1.UseEvent
 	(*ListUseEventsResponse)(nil),       // 17: bwx.v1.ListUseEventsResponse
-	(*GetCreditRequest)(nil),            // 18: bwx.v1.GetCreditRequest
-	(*Credit)(nil),                      // 19: bwx.v1.Credit
-	(*GetCreditResponse)(nil),           // 20: bwx.v1.GetCreditResponse
-	(*RunSettlementRequest)(nil),        // 21: bwx.v1.RunSettlementRequest
-	(*ExchangeStatement)(nil),           // 22: bwx.v1.ExchangeStatement
-	(*RunSettlementResponse)(nil),       // 23: bwx.v1.RunSettlementResponse
-	(*SetAsideTrade)(nil),               // 24: bwx.v1.SetAsideTrade
-	(*SetCreditLimitRequest)(nil),       // 25: bwx.v1.SetCreditLimitRequest
-	(*RecordPaymentRequest)(nil),        // 26: bwx.v1.RecordPaymentRequest
-	(*GetExchangeStatementRequest)(nil), // 27: bwx.v1.GetExchangeStatementRequest
-	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*GetTradeUsageRequest)(nil),        // 18: bwx.v1.GetTradeUsageRequest
+	(*UsageSlot)(nil),                   // 19: bwx.v1.UsageSlot
+	(*GetTradeUsageResponse)(nil),       // 20: bwx.v1.GetTradeUsageResponse
+	(*GetCreditRequest)(nil),            // 21: bwx.v1.GetCreditRequest
+	(*Credit)(nil),                      // 22: bwx.v1.Credit
+	(*GetCreditResponse)(nil),           // 23: bwx.v1.GetCreditResponse
+	(*RunSettlementRequest)(nil),        // 24: bwx.v1.RunSettlementRequest
+	(*ExchangeStatement)(nil),           // 25: bwx.v1.ExchangeStatement
+	(*RunSettlementResponse)(nil),       // 26: bwx.v1.RunSettlementResponse
+	(*SetAsideTrade)(nil),               // 27: bwx.v1.SetAsideTrade
+	(*SetCreditLimitRequest)(nil),       // 28: bwx.v1.SetCreditLimitRequest
+	(*RecordPaymentRequest)(nil),        // 29: bwx.v1.RecordPaymentRequest
+	(*GetExchangeStatementRequest)(nil), // 30: bwx.v1.GetExchangeStatementRequest
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
 }
 var file_bwx_v1_usage_proto_depIdxs = []int32{
 	0,  // 0: bwx.v1.UsageSample.role:type_name -> bwx.v1.ReporterRole
-	28, // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
-	28, // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
+	31, // 1: bwx.v1.UsageSample.interval_start:type_name -> google.protobuf.Timestamp
+	31, // 2: bwx.v1.UsageSample.interval_end:type_name -> google.protobuf.Timestamp
 	3,  // 3: bwx.v1.ReportUsageRequest.samples:type_name -> bwx.v1.UsageSample
-	28, // 4: bwx.v1.InvoiceLine.from:type_name -> google.protobuf.Timestamp
-	28, // 5: bwx.v1.InvoiceLine.to:type_name -> google.protobuf.Timestamp
-	28, // 6: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
-	28, // 7: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
+	31, // 4: bwx.v1.InvoiceLine.from:type_name -> google.protobuf.Timestamp
+	31, // 5: bwx.v1.InvoiceLine.to:type_name -> google.protobuf.Timestamp
+	31, // 6: bwx.v1.Invoice.period_start:type_name -> google.protobuf.Timestamp
+	31, // 7: bwx.v1.Invoice.period_end:type_name -> google.protobuf.Timestamp
 	7,  // 8: bwx.v1.Invoice.lines:type_name -> bwx.v1.InvoiceLine
 	8,  // 9: bwx.v1.ListInvoicesResponse.invoices:type_name -> bwx.v1.Invoice
 	8,  // 10: bwx.v1.GetInvoiceResponse.invoice:type_name -> bwx.v1.Invoice
-	28, // 11: bwx.v1.Dispute.slot_start:type_name -> google.protobuf.Timestamp
+	31, // 11: bwx.v1.Dispute.slot_start:type_name -> google.protobuf.Timestamp
 	13, // 12: bwx.v1.ListDisputesResponse.disputes:type_name -> bwx.v1.Dispute
 	1,  // 13: bwx.v1.UseEvent.kind:type_name -> bwx.v1.UseKind
-	28, // 14: bwx.v1.UseEvent.start:type_name -> google.protobuf.Timestamp
-	28, // 15: bwx.v1.UseEvent.end:type_name -> google.protobuf.Timestamp
+	31, // 14: bwx.v1.UseEvent.start:type_name -> google.protobuf.Timestamp
+	31, // 15: bwx.v1.UseEvent.end:type_name -> google.protobuf.Timestamp
 	16, // 16: bwx.v1.ListUseEventsResponse.events:type_name -> bwx.v1.UseEvent
-	2,  // 17: bwx.v1.Credit.state:type_name -> bwx.v1.CreditState
-	19, // 18: bwx.v1.GetCreditResponse.credits:type_name -> bwx.v1.Credit
-	8,  // 19: bwx.v1.RunSettlementResponse.invoices:type_name -> bwx.v1.Invoice
-	22, // 20: bwx.v1.RunSettlementResponse.exchange:type_name -> bwx.v1.ExchangeStatement
-	16, // 21: bwx.v1.RunSettlementResponse.use_events:type_name -> bwx.v1.UseEvent
-	24, // 22: bwx.v1.RunSettlementResponse.set_aside:type_name -> bwx.v1.SetAsideTrade
-	4,  // 23: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
-	6,  // 24: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
-	10, // 25: bwx.v1.UsageService.GetInvoice:input_type -> bwx.v1.GetInvoiceRequest
-	12, // 26: bwx.v1.UsageService.ListDisputes:input_type -> bwx.v1.ListDisputesRequest
-	15, // 27: bwx.v1.UsageService.ListUseEvents:input_type -> bwx.v1.ListUseEventsRequest
-	18, // 28: bwx.v1.UsageService.GetCredit:input_type -> bwx.v1.GetCreditRequest
-	21, // 29: bwx.v1.UsageService.RunSettlement:input_type -> bwx.v1.RunSettlementRequest
-	25, // 30: bwx.v1.UsageService.SetCreditLimit:input_type -> bwx.v1.SetCreditLimitRequest
-	26, // 31: bwx.v1.UsageService.RecordPayment:input_type -> bwx.v1.RecordPaymentRequest
-	27, // 32: bwx.v1.UsageService.GetExchangeStatement:input_type -> bwx.v1.GetExchangeStatementRequest
-	5,  // 33: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
-	9,  // 34: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
-	11, // 35: bwx.v1.UsageService.GetInvoice:output_type -> bwx.v1.GetInvoiceResponse
-	14, // 36: bwx.v1.UsageService.ListDisputes:output_type -> bwx.v1.ListDisputesResponse
-	17, // 37: bwx.v1.UsageService.ListUseEvents:output_type -> bwx.v1.ListUseEventsResponse
-	20, // 38: bwx.v1.UsageService.GetCredit:output_type -> bwx.v1.GetCreditResponse
-	23, // 39: bwx.v1.UsageService.RunSettlement:output_type -> bwx.v1.RunSettlementResponse
-	19, // 40: bwx.v1.UsageService.SetCreditLimit:output_type -> bwx.v1.Credit
-	19, // 41: bwx.v1.UsageService.RecordPayment:output_type -> bwx.v1.Credit
-	22, // 42: bwx.v1.UsageService.GetExchangeStatement:output_type -> bwx.v1.ExchangeStatement
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	31, // 17: bwx.v1.GetTradeUsageRequest.from:type_name -> google.protobuf.Timestamp
+	31, // 18: bwx.v1.GetTradeUsageRequest.to:type_name -> google.protobuf.Timestamp
+	31, // 19: bwx.v1.UsageSlot.start:type_name -> google.protobuf.Timestamp
+	19, // 20: bwx.v1.GetTradeUsageResponse.slots:type_name -> bwx.v1.UsageSlot
+	2,  // 21: bwx.v1.Credit.state:type_name -> bwx.v1.CreditState
+	22, // 22: bwx.v1.GetCreditResponse.credits:type_name -> bwx.v1.Credit
+	8,  // 23: bwx.v1.RunSettlementResponse.invoices:type_name -> bwx.v1.Invoice
+	25, // 24: bwx.v1.RunSettlementResponse.exchange:type_name -> bwx.v1.ExchangeStatement
+	16, // 25: bwx.v1.RunSettlementResponse.use_events:type_name -> bwx.v1.UseEvent
+	27, // 26: bwx.v1.RunSettlementResponse.set_aside:type_name -> bwx.v1.SetAsideTrade
+	4,  // 27: bwx.v1.UsageService.ReportUsage:input_type -> bwx.v1.ReportUsageRequest
+	6,  // 28: bwx.v1.UsageService.ListInvoices:input_type -> bwx.v1.ListInvoicesRequest
+	10, // 29: bwx.v1.UsageService.GetInvoice:input_type -> bwx.v1.GetInvoiceRequest
+	12, // 30: bwx.v1.UsageService.ListDisputes:input_type -> bwx.v1.ListDisputesRequest
+	15, // 31: bwx.v1.UsageService.ListUseEvents:input_type -> bwx.v1.ListUseEventsRequest
+	21, // 32: bwx.v1.UsageService.GetCredit:input_type -> bwx.v1.GetCreditRequest
+	18, // 33: bwx.v1.UsageService.GetTradeUsage:input_type -> bwx.v1.GetTradeUsageRequest
+	24, // 34: bwx.v1.UsageService.RunSettlement:input_type -> bwx.v1.RunSettlementRequest
+	28, // 35: bwx.v1.UsageService.SetCreditLimit:input_type -> bwx.v1.SetCreditLimitRequest
+	29, // 36: bwx.v1.UsageService.RecordPayment:input_type -> bwx.v1.RecordPaymentRequest
+	30, // 37: bwx.v1.UsageService.GetExchangeStatement:input_type -> bwx.v1.GetExchangeStatementRequest
+	5,  // 38: bwx.v1.UsageService.ReportUsage:output_type -> bwx.v1.ReportUsageResponse
+	9,  // 39: bwx.v1.UsageService.ListInvoices:output_type -> bwx.v1.ListInvoicesResponse
+	11, // 40: bwx.v1.UsageService.GetInvoice:output_type -> bwx.v1.GetInvoiceResponse
+	14, // 41: bwx.v1.UsageService.ListDisputes:output_type -> bwx.v1.ListDisputesResponse
+	17, // 42: bwx.v1.UsageService.ListUseEvents:output_type -> bwx.v1.ListUseEventsResponse
+	23, // 43: bwx.v1.UsageService.GetCredit:output_type -> bwx.v1.GetCreditResponse
+	20, // 44: bwx.v1.UsageService.GetTradeUsage:output_type -> bwx.v1.GetTradeUsageResponse
+	26, // 45: bwx.v1.UsageService.RunSettlement:output_type -> bwx.v1.RunSettlementResponse
+	22, // 46: bwx.v1.UsageService.SetCreditLimit:output_type -> bwx.v1.Credit
+	22, // 47: bwx.v1.UsageService.RecordPayment:output_type -> bwx.v1.Credit
+	25, // 48: bwx.v1.UsageService.GetExchangeStatement:output_type -> bwx.v1.ExchangeStatement
+	38, // [38:49] is the sub-list for method output_type
+	27, // [27:38] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_usage_proto_init() }
@@ -2278,7 +2556,7 @@ func file_bwx_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_usage_proto_rawDesc), len(file_bwx_v1_usage_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

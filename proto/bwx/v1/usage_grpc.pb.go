@@ -25,6 +25,7 @@ const (
 	UsageService_ListDisputes_FullMethodName         = "/bwx.v1.UsageService/ListDisputes"
 	UsageService_ListUseEvents_FullMethodName        = "/bwx.v1.UsageService/ListUseEvents"
 	UsageService_GetCredit_FullMethodName            = "/bwx.v1.UsageService/GetCredit"
+	UsageService_GetTradeUsage_FullMethodName        = "/bwx.v1.UsageService/GetTradeUsage"
 	UsageService_RunSettlement_FullMethodName        = "/bwx.v1.UsageService/RunSettlement"
 	UsageService_SetCreditLimit_FullMethodName       = "/bwx.v1.UsageService/SetCreditLimit"
 	UsageService_RecordPayment_FullMethodName        = "/bwx.v1.UsageService/RecordPayment"
@@ -53,6 +54,11 @@ type UsageServiceClient interface {
 	ListUseEvents(ctx context.Context, in *ListUseEventsRequest, opts ...grpc.CallOption) (*ListUseEventsResponse, error)
 	// Exposure against the credit limit.
 	GetCredit(ctx context.Context, in *GetCreditRequest, opts ...grpc.CallOption) (*GetCreditResponse, error)
+	// One trade's usage slot by slot: both parties' figures and the figure
+	// settlement bills under the default (buyer) policy. The trade's buyer,
+	// its seller and the operator may read it; to anyone else it is
+	// NotFound, as a trade that does not exist.
+	GetTradeUsage(ctx context.Context, in *GetTradeUsageRequest, opts ...grpc.CallOption) (*GetTradeUsageResponse, error)
 	// Operator only.
 	RunSettlement(ctx context.Context, in *RunSettlementRequest, opts ...grpc.CallOption) (*RunSettlementResponse, error)
 	SetCreditLimit(ctx context.Context, in *SetCreditLimitRequest, opts ...grpc.CallOption) (*Credit, error)
@@ -128,6 +134,16 @@ func (c *usageServiceClient) GetCredit(ctx context.Context, in *GetCreditRequest
 	return out, nil
 }
 
+func (c *usageServiceClient) GetTradeUsage(ctx context.Context, in *GetTradeUsageRequest, opts ...grpc.CallOption) (*GetTradeUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTradeUsageResponse)
+	err := c.cc.Invoke(ctx, UsageService_GetTradeUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *usageServiceClient) RunSettlement(ctx context.Context, in *RunSettlementRequest, opts ...grpc.CallOption) (*RunSettlementResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RunSettlementResponse)
@@ -190,6 +206,11 @@ type UsageServiceServer interface {
 	ListUseEvents(context.Context, *ListUseEventsRequest) (*ListUseEventsResponse, error)
 	// Exposure against the credit limit.
 	GetCredit(context.Context, *GetCreditRequest) (*GetCreditResponse, error)
+	// One trade's usage slot by slot: both parties' figures and the figure
+	// settlement bills under the default (buyer) policy. The trade's buyer,
+	// its seller and the operator may read it; to anyone else it is
+	// NotFound, as a trade that does not exist.
+	GetTradeUsage(context.Context, *GetTradeUsageRequest) (*GetTradeUsageResponse, error)
 	// Operator only.
 	RunSettlement(context.Context, *RunSettlementRequest) (*RunSettlementResponse, error)
 	SetCreditLimit(context.Context, *SetCreditLimitRequest) (*Credit, error)
@@ -222,6 +243,9 @@ func (UnimplementedUsageServiceServer) ListUseEvents(context.Context, *ListUseEv
 }
 func (UnimplementedUsageServiceServer) GetCredit(context.Context, *GetCreditRequest) (*GetCreditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCredit not implemented")
+}
+func (UnimplementedUsageServiceServer) GetTradeUsage(context.Context, *GetTradeUsageRequest) (*GetTradeUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTradeUsage not implemented")
 }
 func (UnimplementedUsageServiceServer) RunSettlement(context.Context, *RunSettlementRequest) (*RunSettlementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunSettlement not implemented")
@@ -364,6 +388,24 @@ func _UsageService_GetCredit_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UsageService_GetTradeUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTradeUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetTradeUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetTradeUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetTradeUsage(ctx, req.(*GetTradeUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _UsageService_RunSettlement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RunSettlementRequest)
 	if err := dec(in); err != nil {
@@ -466,6 +508,10 @@ var UsageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCredit",
 			Handler:    _UsageService_GetCredit_Handler,
+		},
+		{
+			MethodName: "GetTradeUsage",
+			Handler:    _UsageService_GetTradeUsage_Handler,
 		},
 		{
 			MethodName: "RunSettlement",
