@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -97,6 +98,15 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		}
 		if m == 0 {
 			return nil, status.Errorf(codes.PermissionDenied, "certificate names AS%d, which is not a registered member", id.ASN)
+		}
+		// Removal revoked the certificates the registry knows of; a
+		// member certificate made from the CA's files is refused here.
+		var st *registry.StandingError
+		switch err := a.Registry.CheckActive(ctx, id.ASN); {
+		case errors.As(err, &st) && st.Status == registry.Removed:
+			return nil, status.Error(codes.PermissionDenied, st.Error())
+		case err != nil && !errors.As(err, &st):
+			return nil, status.Errorf(codes.Internal, "looking up member: %v", err)
 		}
 	}
 	return context.WithValue(ctx, callerKey{}, Caller{id}), nil

@@ -119,13 +119,17 @@ func strs[T interface{ String() string }](xs []T) []string {
 }
 
 func tradeToProto(t book.Trade, now time.Time) *pb.Trade {
-	return &pb.Trade{
+	out := &pb.Trade{
 		Id: uint64(t.ID), BuyOrderId: uint64(t.BuyOrderID), SellOrderId: uint64(t.SellOrderID),
 		BuyerAsn: t.BuyerASN, SellerAsn: t.SellerASN, Prefixes: strs(t.Prefixes), Protocol: pb.Protocol(t.Protocol),
 		CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, DeliveryStart: ts(t.Start), DeliveryEnd: ts(t.End),
 		Status: pb.TradeStatus(t.StatusAt(now)), SellerNextHops: strs(t.SellerNextHops), BuyerRouters: strs(t.BuyerRouters), CreatedAt: ts(t.Created),
-		Quality: pathQualityToProto(t.Quality),
+		Quality: pathQualityToProto(t.Quality), EndReason: t.EndReason,
 	}
+	if !t.ContractEnd.IsZero() {
+		out.ContractEnd = ts(t.ContractEnd)
+	}
+	return out
 }
 
 func pathQualityToProto(m *book.Measured) *pb.PathQuality {
@@ -174,10 +178,15 @@ func tradesToProto(ts []book.Trade, now time.Time) []*pb.Trade {
 }
 
 func memberToProto(m registry.Member) *pb.Member {
-	return &pb.Member{
+	out := &pb.Member{
 		Asn: m.ASN, Name: m.Name, Port: &pb.Port{Name: m.Port.Name, CapacityBps: m.Port.CapacityBps},
 		RouterAddresses: strs(m.Routers), CreatedAt: ts(m.Created),
+		Status: pb.MemberStatus(m.Status), StatusReason: m.StatusReason, // the registry's numbers are the contract's
 	}
+	if !m.StatusSince.IsZero() {
+		out.StatusSince = ts(m.StatusSince)
+	}
+	return out
 }
 
 func measuredToProto(m *book.Measured) *pb.Quality {

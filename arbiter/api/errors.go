@@ -33,7 +33,12 @@ func toStatus(err error) error {
 	var bi *book.InvalidError
 	var ri *registry.InvalidError
 	var refused *book.RefusedError
+	var standing *registry.StandingError
 	switch {
+	case errors.As(err, &standing):
+		return status.Error(codes.FailedPrecondition, standing.Error())
+	case errors.Is(err, registry.ErrRemoved):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &refused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &bi):

@@ -37,7 +37,28 @@ type QualityServer struct {
 	Trades interface {
 		Trade(ctx context.Context, asn uint32, id int64) (book.Trade, error)
 	}
+	// Standing refuses the reports of a suspended member (nil: no check):
+	// its measurements would move the quality every buyer is offered and
+	// the SLA credits of its trades, and a breach report is a claim
+	// against a seller.
+	Standing interface {
+		CheckActive(ctx context.Context, asn uint32) error
+	}
 	now func() time.Time
+}
+
+// reporter is the calling member, if it may report.
+func (s *QualityServer) reporter(ctx context.Context) (uint32, error) {
+	asn, err := requireMember(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if s.Standing != nil {
+		if err := s.Standing.CheckActive(ctx, asn); err != nil {
+			return 0, toStatus(err)
+		}
+	}
+	return asn, nil
 }
 
 func (s *QualityServer) clock() time.Time {
@@ -48,7 +69,7 @@ func (s *QualityServer) clock() time.Time {
 }
 
 func (s *QualityServer) ReportMeasurements(ctx context.Context, r *pb.ReportMeasurementsRequest) (*pb.ReportMeasurementsResponse, error) {
-	asn, err := requireMember(ctx)
+	asn, err := s.reporter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +218,7 @@ func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinat
 // authenticator's request metric); settlement's SLA credits rest on the
 // measurements themselves, not on this report.
 func (s *QualityServer) ReportBreach(ctx context.Context, r *pb.ReportBreachRequest) (*pb.ReportBreachResponse, error) {
-	asn, err := requireMember(ctx)
+	asn, err := s.reporter(ctx)
 	if err != nil {
 		return nil, err
 	}

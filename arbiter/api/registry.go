@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -22,8 +26,20 @@ type RegistryServer struct {
 	// Changed is told after members or prefixes change, so matching sees
 	// the new registry at once.
 	Changed func(context.Context) error
-	// Log receives revocations (nil: not logged).
+	// Log receives revocations, suspensions and removals (nil: not
+	// logged).
 	Log *slog.Logger
+	// Book cancels a suspended or removed member's orders and ends a
+	// removed member's trades (nil: SuspendMember and RemoveMember are
+	// unavailable).
+	Book MemberBook
+}
+
+// MemberBook is what suspending and removing a member asks of the order
+// book (book.Book).
+type MemberBook interface {
+	CancelMember(ctx context.Context, asn uint32) ([]book.Order, error)
+	EndMemberTrades(ctx context.Context, asn uint32, reason string) ([]book.Trade, error)
 }
 
 func (s *RegistryServer) changed(ctx context.Context) {
@@ -119,8 +135,10 @@ func (s *RegistryServer) IssueCertificate(ctx context.Context, r *pb.IssueCertif
 	if len(r.Csr) == 0 {
 		return nil, invalidArg("csr", "is required")
 	}
-	if _, err := s.Registry.Member(ctx, r.Asn); err != nil {
+	if m, err := s.Registry.Member(ctx, r.Asn); err != nil {
 		return nil, toStatus(err)
+	} else if m.Status == registry.Removed {
+		return nil, toStatus(fmt.Errorf("member AS%d %w", r.Asn, registry.ErrRemoved))
 	}
 	certPEM, rec, err := s.sign(r.Csr, r.Asn)
 	if err != nil {
@@ -230,4 +248,117 @@ func certToProto(c registry.Certificate) *pb.CertificateInfo {
 		out.Revoked = timestamppb.New(c.Revoked)
 	}
 	return out
+}
+
+// SuspendMember suspends a member: from the moment the registry records it
+// the book refuses the member's orders and its resting orders cannot
+// trade; then they are cancelled (each cancellation reaches its event
+// stream and the route server). Its trades run on. Calling it again
+// cancels what may still rest (after a failure half-way) and changes
+// nothing else.
+func (s *RegistryServer) SuspendMember(ctx context.Context, r *pb.SuspendMemberRequest) (*pb.MemberStatusChange, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.needBook(r.Asn); err != nil {
+		return nil, err
+	}
+	m, err := s.Registry.Suspend(ctx, r.Asn, r.Reason)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.MemberStatusChange{Member: memberToProto(m)}
+	if m.Status == registry.Suspended { // not removed meanwhile
+		if err := s.cancelOrders(ctx, m.ASN, out); err != nil {
+			return nil, err
+		}
+	}
+	s.logStatus(ctx, m, out)
+	return out, nil
+}
+
+// ResumeMember lifts a suspension: the member may order again (its
+// cancelled orders stay cancelled). A removed member cannot be resumed.
+func (s *RegistryServer) ResumeMember(ctx context.Context, r *pb.ResumeMemberRequest) (*pb.MemberStatusChange, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if r.Asn == 0 {
+		return nil, invalidArg("asn", "is required")
+	}
+	m, err := s.Registry.Resume(ctx, r.Asn)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.MemberStatusChange{Member: memberToProto(m)}
+	s.logStatus(ctx, m, out)
+	return out, nil
+}
+
+// RemoveMember makes a member leave, in this order: the registry marks it
+// removed and revokes every certificate of it (one transaction: from then
+// on every call of it is refused and it cannot trade); the book cancels
+// its resting orders; then its trades end now (settlement bills them up to
+// this moment; the route server withdraws them; both parties' event
+// streams see them end). Each step is idempotent: if one fails, calling
+// again finishes the removal.
+func (s *RegistryServer) RemoveMember(ctx context.Context, r *pb.RemoveMemberRequest) (*pb.MemberStatusChange, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.needBook(r.Asn); err != nil {
+		return nil, err
+	}
+	m, serials, err := s.Registry.Remove(ctx, r.Asn, r.Reason)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.MemberStatusChange{Member: memberToProto(m), RevokedSerials: serials}
+	if err := s.cancelOrders(ctx, m.ASN, out); err != nil {
+		return nil, err
+	}
+	reason := fmt.Sprintf("member AS%d removed", m.ASN)
+	if m.StatusReason != "" {
+		reason += ": " + m.StatusReason
+	}
+	ended, err := s.Book.EndMemberTrades(ctx, m.ASN, reason)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("AS%d is removed and its orders cancelled, but ending its trades failed (run the removal again): %w", m.ASN, err))
+	}
+	for _, t := range ended {
+		out.EndedTradeIds = append(out.EndedTradeIds, uint64(t.ID))
+	}
+	s.logStatus(ctx, m, out)
+	// The route server drops nothing by itself for a removed member; its
+	// routes stop with its trades. Matching sees the registry as before.
+	return out, nil
+}
+
+func (s *RegistryServer) needBook(asn uint32) error {
+	if asn == 0 {
+		return invalidArg("asn", "is required")
+	}
+	if s.Book == nil {
+		return status.Error(codes.Unimplemented, "this server has no order book")
+	}
+	return nil
+}
+
+func (s *RegistryServer) cancelOrders(ctx context.Context, asn uint32, out *pb.MemberStatusChange) error {
+	os, err := s.Book.CancelMember(ctx, asn)
+	if err != nil {
+		return toStatus(fmt.Errorf("AS%d's status is recorded, but cancelling its orders failed (run the command again): %w", asn, err))
+	}
+	for _, o := range os {
+		out.CancelledOrderIds = append(out.CancelledOrderIds, uint64(o.ID))
+	}
+	return nil
+}
+
+func (s *RegistryServer) logStatus(ctx context.Context, m registry.Member, c *pb.MemberStatusChange) {
+	if s.Log != nil {
+		s.Log.Warn("member status", "member", m.ASN, "status", m.Status.String(), "reason", m.StatusReason,
+			"cancelled_orders", len(c.CancelledOrderIds), "ended_trades", len(c.EndedTradeIds), "revoked_certificates", len(c.RevokedSerials),
+			"by", callerFrom(ctx).String())
+	}
 }

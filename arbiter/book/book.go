@@ -33,12 +33,17 @@ const Operator uint32 = 0
 type EventType int
 
 const (
-	TradeCreated   EventType = 1
-	OrderAccepted  EventType = 5
-	OrderModified  EventType = 6
-	OrderCancelled EventType = 7
-	OrderExpired   EventType = 8
-	OrderFilled    EventType = 9
+	TradeCreated EventType = 1
+	// A trade ended before its agreed end, or was cancelled before it
+	// started, because a party was removed (Engine.EndTrades); the event
+	// carries the trade as it now stands.
+	TradeEnded          EventType = 3
+	TradeCancelledEvent EventType = 4 // the trade's status is then TradeCancelled
+	OrderAccepted       EventType = 5
+	OrderModified       EventType = 6
+	OrderCancelled      EventType = 7
+	OrderExpired        EventType = 8
+	OrderFilled         EventType = 9
 	// Settlement's notifications (claim 16 and credit control), appended
 	// with AppendEvents: use outside a trade's capacity carries the trade
 	// and Use; a credit event carries Credit and neither trade nor order.
@@ -52,6 +57,10 @@ func (t EventType) String() string {
 	switch t {
 	case TradeCreated:
 		return "trade_created"
+	case TradeEnded:
+		return "trade_ended"
+	case TradeCancelledEvent:
+		return "trade_cancelled"
 	case OrderAccepted:
 		return "order_accepted"
 	case OrderModified:
@@ -147,6 +156,10 @@ type Options struct {
 	// yet). An error refuses the buy: the book returns it as a
 	// *RefusedError.
 	MayBuy func(ctx context.Context, asn uint32, pending []Trade) error
+	// Active, if set, says whether a member may trade (see Engine.Active):
+	// the registry's check of suspended and removed members. It is asked
+	// inside the book's serialized section and must not call the book.
+	Active func(asn uint32) error
 }
 
 // Book is the order book: the in-memory engine, serialized, whose every
@@ -243,7 +256,38 @@ func Start(ctx context.Context, db *store.DB, opt Options) (*Book, error) {
 	}
 	// Orders that ended while the arbiter was down expire now.
 	b.Expire(ctx)
+	// A member suspended or removed while its orders were being cancelled
+	// (the arbiter stopped in between) has them cancelled now; they could
+	// not trade meanwhile (Engine.Active).
+	if err := b.cancelInactive(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
+}
+
+func (b *Book) cancelInactive(ctx context.Context) error {
+	if b.opt.Active == nil {
+		return nil
+	}
+	var asns []uint32
+	b.Inspect(func(e *Engine) {
+		seen := map[uint32]bool{}
+		for _, o := range e.open {
+			if !seen[o.MemberASN] {
+				seen[o.MemberASN] = true
+				asns = append(asns, o.MemberASN)
+			}
+		}
+	})
+	for _, asn := range asns {
+		if b.opt.Active(asn) != nil {
+			if _, err := b.CancelMember(ctx, asn); err != nil {
+				return fmt.Errorf("cancelling the orders of AS%d, which may not trade: %w", asn, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (b *Book) reload(ctx context.Context) error {
@@ -252,6 +296,7 @@ func (b *Book) reload(ctx context.Context) error {
 		return fmt.Errorf("loading the order book: %w", err)
 	}
 	e := NewEngine()
+	e.Active = b.opt.Active
 	e.Quality = b.opt.Quality
 	if e.Quality == nil {
 		e.Quality = matrixQuality{b.paths, b.opt.Freshness}
@@ -597,6 +642,44 @@ func (b *Book) Cancel(ctx context.Context, asn uint32, id int64) (Order, error) 
 		return Order{}, b.notOpen(ctx, asn, id)
 	}
 	return o, err
+}
+
+// CancelMember cancels every resting order of member asn at once, in one
+// change, as the operator's suspension or removal of the member asks;
+// each cancellation reaches the member's event stream and the route
+// server as any cancel does. It returns the orders cancelled.
+func (b *Book) CancelMember(ctx context.Context, asn uint32) ([]Order, error) {
+	ch, err := b.apply(func(e *Engine) (*Change, error) { return e.CancelMember(b.opt.Now(), asn), nil })
+	if err != nil || ch == nil {
+		return nil, err
+	}
+	return ch.Orders, nil
+}
+
+// EndMemberTrades ends every trade of member asn that has not ended, at
+// now, for reason (Engine.EndTrades: a running trade ends now, one not
+// started is cancelled). Settlement bills a trade up to its end, so both
+// parties pay and are paid up to this moment and nothing after; the route
+// server withdraws the trades (delivery.Loop reacts to the events) and
+// both parties' event streams see them end. Call it only once asn may no
+// longer trade (Options.Active), so no new trade of asn can be made while
+// its trades are read. It returns the trades as they now stand.
+func (b *Book) EndMemberTrades(ctx context.Context, asn uint32, reason string) ([]Trade, error) {
+	b.sync() // trades matched before asn stopped trading are in the store
+	now := b.opt.Now()
+	ts, err := queryTrades(ctx, b.db, selectTrade+` WHERE (bm.asn = ? OR sm.asn = ?) AND t.cancelled = 0 AND t.end_us > ?
+		AND t.contract_end_us IS NULL ORDER BY t.id`, asn, asn, store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	ch, err := b.apply(func(e *Engine) (*Change, error) { return e.EndTrades(b.opt.Now(), ts, reason), nil })
+	if err != nil || ch == nil {
+		return nil, err
+	}
+	return ch.Ended, nil
 }
 
 // notOpen tells "not yours or unknown" (NotFound) from "yours but closed".

@@ -33,6 +33,7 @@ type fixture struct {
 	now    time.Time
 	events []book.Event
 	mayBuy func(ctx context.Context, asn uint32, pending []book.Trade) error
+	active func(asn uint32) error
 }
 
 func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
@@ -45,10 +46,17 @@ func (f *fixture) seen() []book.Event {
 	return append([]book.Event(nil), f.events...)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with the fixture changed by edit before the
+// book starts.
+func newFixtureWith(t *testing.T, edit func(*fixture)) *fixture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bwx.db")
 	f := &fixture{path: path, now: t0.Add(-time.Hour)}
+	if edit != nil {
+		edit(f)
+	}
 	f.open(t)
 	ctx := context.Background()
 	add := func(asn uint32, capacity int64, routers ...string) {
@@ -85,7 +93,7 @@ func (f *fixture) open(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, MayBuy: f.mayBuy, Notify: func(evs []book.Event) {
+	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, MayBuy: f.mayBuy, Active: f.active, Notify: func(evs []book.Event) {
 		f.mu.Lock()
 		f.events = append(f.events, evs...)
 		f.mu.Unlock()

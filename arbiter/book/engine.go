@@ -78,6 +78,8 @@ type Change struct {
 	Orders []Order // orders whose state changed (fill, status, price, capacity, priority)
 	Trades []Trade
 	Events []Event
+	// Ended are trades ended early (EndTrades), in their new state.
+	Ended []Trade
 
 	// fills are the orders in Orders whose only change is a fill that
 	// left them open: the commit writes just their filled and updated
@@ -89,7 +91,9 @@ type Change struct {
 	lookups []int
 }
 
-func (c *Change) empty() bool { return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events) == 0 }
+func (c *Change) empty() bool {
+	return len(c.New)+len(c.Orders)+len(c.Trades)+len(c.Events)+len(c.Ended) == 0
+}
 
 // touched records o's new state; fill says the change was a fill that left
 // it open. An order recorded again in the same change (a sweep fills one
@@ -142,6 +146,12 @@ type Engine struct {
 	// the Change), so the Book can make it outside its lock; matching never
 	// needs it.
 	DeferQuality bool
+	// Active, when set, says whether a member may trade (nil) or not (its
+	// error: suspended or removed, see registry.MemberStatus). Its new and
+	// modified orders are refused, and its resting orders never match,
+	// from the moment it says no: an order resting until CancelMember
+	// runs cannot trade in between.
+	Active func(asn uint32) error
 
 	members map[uint32]*MemberInfo
 	open    map[int64]*Order
@@ -410,6 +420,9 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	if err := e.check(asn, spec, now); err != nil {
 		return Order{}, nil, nil, err
 	}
+	if err := e.active(asn); err != nil {
+		return Order{}, nil, nil, err
+	}
 	// A start within StartSkew before now is taken as now.
 	spec.Start = spec.EffectiveStart(now)
 	if spec.Side == Buy && e.MayBuy != nil {
@@ -511,6 +524,23 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	if o.Spec.Side == Sell {
 		own = e.routesOf(o)
 	}
+	// A resting order of a member that may no longer trade is passed
+	// over, asked once per member here.
+	var inactive map[uint32]bool
+	activeOK := func(asn uint32) bool {
+		if e.Active == nil {
+			return true
+		}
+		if inactive == nil {
+			inactive = map[uint32]bool{}
+		}
+		r, ok := inactive[asn]
+		if !ok {
+			r = e.Active(asn) != nil
+			inactive[asn] = r
+		}
+		return !r
+	}
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
@@ -519,6 +549,9 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		e.seen[r.ID] = true
 		if only != 0 && r.ID != only {
+			return
+		}
+		if !activeOK(r.MemberASN) {
 			return
 		}
 		buy, sell := o, r
@@ -771,6 +804,77 @@ func (e *Engine) ownOpen(asn uint32, id int64) (*Order, error) {
 	return o, nil
 }
 
+// active is Active's answer for asn (nil without a check).
+func (e *Engine) active(asn uint32) error {
+	if e.Active == nil {
+		return nil
+	}
+	return e.Active(asn)
+}
+
+// CancelMember cancels every resting order of member asn (a suspension or
+// a removal), as Cancel would one by one, in one change; nil if it has
+// none. Trades its orders made stand.
+func (e *Engine) CancelMember(now time.Time, asn uint32) *Change {
+	now = now.UTC()
+	var os []*Order
+	for _, o := range e.open {
+		if o.MemberASN == asn {
+			os = append(os, o)
+		}
+	}
+	if len(os) == 0 {
+		return nil
+	}
+	slices.SortFunc(os, func(a, b *Order) int { return cmp.Compare(a.ID, b.ID) })
+	ch := &Change{}
+	for _, o := range os {
+		e.remove(o)
+		o.Status, o.Updated = Cancelled, now
+		ch.Orders = append(ch.Orders, *o)
+		e.event(ch, o.MemberASN, OrderCancelled, now, nil, o)
+	}
+	return ch
+}
+
+// EndTrades ends trades early at now, for reason (a party was removed):
+// a running trade's delivery ends now (its agreed end kept in
+// ContractEnd), one not started yet is cancelled, one already over is
+// left as it is. Both parties get the event (TradeEnded or TradeCancelledEvent)
+// with the trade as it now stands. The capacity each held on both ports
+// from now on is released, and the orders resting on those ports are
+// matched again at the next Wake, as when a trade ends on its own.
+func (e *Engine) EndTrades(now time.Time, trades []Trade, reason string) *Change {
+	now = now.UTC()
+	at := now.UnixMicro()
+	ch := &Change{}
+	for _, t := range trades {
+		if t.Cancelled || !t.End.After(now) || !t.ContractEnd.IsZero() {
+			continue
+		}
+		from := max(t.Start.UnixMicro(), at)
+		typ := TradeEnded
+		if t.Start.After(now) || t.Start.Equal(now) {
+			// Nothing delivered yet: a trade must end after it starts.
+			t.Cancelled, typ = true, TradeCancelledEvent
+		}
+		t.ContractEnd, t.EndReason = t.End, reason
+		if !t.Cancelled {
+			t.End = now
+		}
+		for _, asn := range []uint32{t.BuyerASN, t.SellerASN} {
+			if m := e.members[asn]; m != nil {
+				e.port(m.PortID).add(from, t.ContractEnd.UnixMicro(), -t.CapacityBps)
+				e.wakeAt(wake{at: at, port: m.PortID})
+			}
+		}
+		ch.Ended = append(ch.Ended, t)
+		e.event(ch, t.BuyerASN, typ, now, &t, nil)
+		e.event(ch, t.SellerASN, typ, now, &t, nil)
+	}
+	return ch
+}
+
 // Cancel takes an open order out of the book. Trades it made stand.
 func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, error) {
 	o, err := e.ownOpen(asn, id)
@@ -794,6 +898,9 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	}
 	o, err := e.ownOpen(asn, id)
 	if err != nil {
+		return Order{}, nil, nil, err
+	}
+	if err := e.active(o.MemberASN); err != nil {
 		return Order{}, nil, nil, err
 	}
 	if !o.Spec.End.After(now) {

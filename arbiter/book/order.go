@@ -185,6 +185,12 @@ type Trade struct {
 	// buyer's view through the seller toward Prefixes, claim 18); nil:
 	// nothing fresh was measured then.
 	Quality *Measured
+	// ContractEnd is the agreed end of a trade ended early (a party was
+	// removed), EndReason why; End is then when delivery really ended (or
+	// the trade is Cancelled if it had not started). Zero for a trade that
+	// runs its term.
+	ContractEnd time.Time
+	EndReason   string
 }
 
 // TradeStatus is derived from the delivery period and cancellation.

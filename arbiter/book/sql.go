@@ -110,7 +110,8 @@ const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.as
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
 	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.buyer_id),
-	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples, t.quality_probes, t.latency_err_us, t.jitter_err_us
+	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples, t.quality_probes, t.latency_err_us, t.jitter_err_us,
+	t.contract_end_us, t.end_reason
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
 func queryTrades(ctx context.Context, q registry.Querier, query string, args ...any) ([]Trade, error) {
@@ -125,12 +126,17 @@ func queryTrades(ctx context.Context, q registry.Querier, query string, args ...
 		var start, end, created int64
 		var prefixes string
 		var hops, buyerRouters sql.NullString
-		var lat, jit, loss, asHops, samples, probes, latErr, jitErr sql.NullInt64
+		var lat, jit, loss, asHops, samples, probes, latErr, jitErr, contractEnd sql.NullInt64
+		var endReason sql.NullString
 		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
 			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples,
-			&probes, &latErr, &jitErr); err != nil {
+			&probes, &latErr, &jitErr, &contractEnd, &endReason); err != nil {
 			return nil, err
 		}
+		if contractEnd.Valid {
+			t.ContractEnd = store.Time(contractEnd.Int64)
+		}
+		t.EndReason = endReason.String
 		if samples.Valid {
 			t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64),
 				Probes: probes.Int64, LatencyErrUs: latErr.Int64, JitterErrUs: jitErr.Int64}
@@ -486,6 +492,15 @@ func (c *committer) commit(ctx context.Context, chs []*Change) error {
 		}
 		if err := c.exec(ctx, tx, kindTrade, a); err != nil {
 			return fmt.Errorf("trades: %w", err)
+		}
+		// Trades ended early are rare (a member removed): one statement each.
+		for _, ch := range chs {
+			for _, t := range ch.Ended {
+				if _, err := tx.ExecContext(ctx, `UPDATE trades SET end_us = ?, cancelled = ?, contract_end_us = ?, end_reason = ?
+					WHERE id = ? AND contract_end_us IS NULL`, store.Micros(t.End), t.Cancelled, store.Micros(t.ContractEnd), t.EndReason, t.ID); err != nil {
+					return fmt.Errorf("trade %d ended: %w", t.ID, err)
+				}
+			}
 		}
 		a = a[:0]
 		for _, ch := range chs {

@@ -103,6 +103,9 @@ func (e *Engine) Wake(now time.Time) *Change {
 		if e.open[o.ID] != o || o.Remaining() <= 0 || !o.Spec.End.After(now) {
 			continue // filled by an earlier one, or over (Expire takes it)
 		}
+		if e.active(o.MemberASN) != nil {
+			continue // its member may no longer trade (CancelMember takes it)
+		}
 		// A resting buy is checked against its member's credit as a new
 		// one would be: it may have been placed before the member reached
 		// its limit.

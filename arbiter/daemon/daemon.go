@@ -153,7 +153,8 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			loop.Notify(evs)
 		}
 	}
-	if a.book, err = book.Start(context.Background(), a.db, book.Options{Now: o.bookNow, Notify: notify, Freshness: cfg.Quality.Freshness, MayBuy: bookCredit(settlement)}); err != nil {
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Now: o.bookNow, Notify: notify, Freshness: cfg.Quality.Freshness, MayBuy: bookCredit(settlement),
+		Active: func(asn uint32) error { return registryDB.CheckActive(context.Background(), asn) }}); err != nil {
 		return nil, err
 	}
 	bk := a.book
@@ -174,14 +175,14 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	matrix := quality.New(a.db, nil)
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
-		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes), Log: log})
+		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes), Log: log, Book: bk})
 		pb.RegisterTradingServiceServer(s, &api.TradingServer{Book: bk, Broker: broker, Metrics: metrics, Stopping: a.stop, Delivery: delivery.NewRecord(a.db)})
 		rss := &api.RouteServerServer{Registry: registryDB}
 		if a.bgp != nil {
 			rss.RS, rss.Reread = a.bgp.rs, a.bgp.RegistryChanged
 		}
 		pb.RegisterRouteServerServiceServer(s, rss)
-		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk})
+		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk, Standing: registryDB})
 		pb.RegisterUsageServiceServer(s, usage)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)

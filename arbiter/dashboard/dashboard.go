@@ -162,7 +162,8 @@ type MemberLookup interface {
 
 // CertAuth identifies the viewer by the verified client certificate, as
 // the gRPC API does: an operator certificate sees everything; a member
-// certificate sees its own records, and only while the member is registered.
+// certificate sees its own records, and only while the member is registered
+// and not removed (a suspended member still reads).
 func CertAuth(members MemberLookup) Authenticate {
 	return func(r *http.Request) (Viewer, error) {
 		id, err := pki.PeerIdentity(r.TLS)
@@ -180,11 +181,16 @@ func CertAuth(members MemberLookup) Authenticate {
 		case id.IsOperator():
 			return Viewer{Operator: true, Name: id.Name}, nil
 		case id.IsMember():
-			if _, err := members.Member(r.Context(), id.ASN); err != nil {
+			m, err := members.Member(r.Context(), id.ASN)
+			if err != nil {
 				if errors.Is(err, registry.ErrNotFound) {
 					return Viewer{}, errForbidden{fmt.Errorf("certificate names AS%d, which is not a registered member", id.ASN)}
 				}
 				return Viewer{}, err
+			}
+			if m.Status == registry.Removed {
+				// Its registry certificates are revoked; one made from the CA's files is refused here.
+				return Viewer{}, errForbidden{&registry.StandingError{ASN: id.ASN, Status: m.Status}}
 			}
 			return Viewer{ASN: id.ASN}, nil
 		}

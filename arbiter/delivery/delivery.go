@@ -107,9 +107,9 @@ func New(src Source, dst Target, opt Options) *Loop {
 }
 
 // Notify takes the order book's events (book.Options.Notify): a new trade
-// is added at once; any other event that could end a trade early (an
-// order or a trade cancelled) makes the loop read the Source again. It
-// never blocks.
+// is added at once, a trade ended early is withdrawn at once; any other
+// event that could end a trade early (an order cancelled) makes the loop
+// read the Source again. It never blocks.
 func (l *Loop) Notify(evs []book.Event) {
 	changed := false
 	l.mu.Lock()
@@ -122,6 +122,17 @@ func (l *Loop) Notify(evs []book.Event) {
 					changed = true
 				}
 			}
+		case book.TradeEnded, book.TradeCancelledEvent:
+			// A trade ended early (a party was removed): withdrawn at
+			// once, even one made so recently that a reload would keep
+			// the copy Notify gave (see step).
+			if e.Trade != nil {
+				if _, ok := l.known[e.Trade.ID]; ok {
+					l.known[e.Trade.ID] = *e.Trade
+				}
+			}
+			l.reload = true
+			changed = true
 		case book.OrderAccepted, book.OrderModified, book.OrderFilled,
 			book.UseOver, book.UseUnder, book.CreditWarning, book.CreditStopped:
 			// A resting order changed, or a notice: no trade starts or ends.

@@ -212,3 +212,24 @@ func TestLoopRetriesAFailedPush(t *testing.T) {
 		t.Errorf("pushes %d, want 1", l.Pushes())
 	}
 }
+
+// A trade ended early (its seller removed from the exchange) is withdrawn
+// at once, even one made a moment ago, whose copy from Notify a reload of
+// the Source would otherwise keep.
+func TestLoopWithdrawsATradeEndedEarly(t *testing.T) {
+	now := clock.Now().UTC()
+	src := &fakeSource{}
+	dst := &fakeTarget{}
+	l := New(src, dst, Options{})
+	run(t, l)
+	wantLast(t, dst, "start: nothing active")
+	made := book.Trade{ID: 7, BuyerASN: 64510, SellerASN: 64501, Start: now.Add(-time.Second), End: now.Add(time.Hour), Created: now}
+	l.Notify([]book.Event{{Type: book.TradeCreated, Trade: &made}})
+	wantLast(t, dst, "trade 7 from Notify", 7)
+
+	// The store now says it ended: the Source no longer lists it.
+	ended := made
+	ended.ContractEnd, ended.End, ended.EndReason = made.End, clock.Now().UTC(), "member AS64501 removed"
+	l.Notify([]book.Event{{Type: book.TradeEnded, MemberASN: 64510, Trade: &ended}, {Type: book.TradeEnded, MemberASN: 64501, Trade: &ended}})
+	wantLast(t, dst, "trade 7 withdrawn when it ends early")
+}

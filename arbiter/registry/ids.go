@@ -8,7 +8,7 @@ import (
 )
 
 // IDs maps ASNs to member ids, reading the store once per ASN. A member's
-// id never changes and the registry has no way to remove a member, so an
+// id never changes and a removed member keeps its row, so an
 // id once found holds for good; an ASN not found is asked again next time
 // (it may have joined since).
 type IDs struct {

@@ -58,6 +58,12 @@ type Member struct {
 	Port    Port
 	Routers []netip.Addr
 	Created time.Time
+	// Status is active, suspended or removed (see MemberStatus);
+	// StatusReason is the operator's reason and StatusSince when it last
+	// changed (zero: active since it joined).
+	Status       MemberStatus
+	StatusReason string
+	StatusSince  time.Time
 }
 
 // Port is the member's port on the trading switch.
@@ -212,10 +218,11 @@ func ParsePrefix(field, s string) (netip.Prefix, error) {
 
 // Registry reads and writes the registry tables.
 type Registry struct {
-	db      *store.DB
-	now     func() time.Time
-	ids     *IDs
-	revoked revocations
+	db       *store.DB
+	now      func() time.Time
+	ids      *IDs
+	revoked  revocations
+	standing standings
 }
 
 // New returns a registry over db.
@@ -236,6 +243,7 @@ func (r *Registry) AddMember(ctx context.Context, m Member, issue func() (Certif
 		return Member{}, err
 	}
 	m.Created = r.now().UTC().Truncate(time.Microsecond) // the stored precision
+	m.Status, m.StatusReason, m.StatusSince = Active, "", time.Time{}
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?)", m.ASN, m.Name, store.Micros(m.Created))
 		if err != nil {
@@ -290,6 +298,10 @@ func (r *Registry) RecordCertificate(ctx context.Context, asn uint32, c Certific
 		m, err := getMember(ctx, tx, asn)
 		if err != nil {
 			return err
+		}
+		if m.Status == Removed {
+			// A new certificate would let the member back in.
+			return fmt.Errorf("member AS%d %w", asn, ErrRemoved)
 		}
 		return recordCert(ctx, tx, m.ID, c, r.now())
 	})
@@ -354,9 +366,11 @@ func GetMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
 func getMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
 	m := Member{ASN: asn}
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT m.id, m.name, m.created_us, p.id, p.name, p.capacity_bps
+	var status string
+	var since sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT m.id, m.name, m.created_us, p.id, p.name, p.capacity_bps, m.membership, m.membership_reason, m.membership_us
 		FROM members m JOIN ports p ON p.member_id = m.id WHERE m.asn = ?`, asn).
-		Scan(&m.ID, &m.Name, &created, &m.Port.ID, &m.Port.Name, &m.Port.CapacityBps)
+		Scan(&m.ID, &m.Name, &created, &m.Port.ID, &m.Port.Name, &m.Port.CapacityBps, &status, &m.StatusReason, &since)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Member{}, fmt.Errorf("member AS%d: %w", asn, ErrNotFound)
 	}
@@ -364,6 +378,12 @@ func getMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
 		return Member{}, err
 	}
 	m.Created = store.Time(created)
+	if m.Status, err = parseStatus(status); err != nil {
+		return Member{}, fmt.Errorf("member AS%d: %w", asn, err)
+	}
+	if since.Valid {
+		m.StatusSince = store.Time(since.Int64)
+	}
 	rows, err := q.QueryContext(ctx, "SELECT address FROM routers WHERE member_id = ? ORDER BY id", m.ID)
 	if err != nil {
 		return Member{}, err

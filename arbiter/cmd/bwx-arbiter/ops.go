@@ -202,20 +202,60 @@ func memberCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			valid := map[uint32][]string{}
-			for _, c := range certs.Certificates {
-				if c.MemberAsn != 0 && c.Revoked == nil {
-					valid[c.MemberAsn] = append(valid[c.MemberAsn], c.Serial+" until "+c.NotAfter.AsTime().UTC().Format("2006-01-02"))
-				}
-			}
-			var rows [][]string
-			for _, m := range resp.Members {
-				rows = append(rows, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, m.Port.GetName(),
-					units.Bandwidth(m.Port.GetCapacityBps()).String(), strings.Join(m.RouterAddresses, ","), strings.Join(valid[m.Asn], ", ")})
-			}
-			return g.out.Table([]string{"ASN", "NAME", "PORT", "CAPACITY", "ROUTERS", "VALID CERTIFICATES"}, rows)
+			return memberTable(g.out, resp.Members, certs.Certificates)
 		},
 	}
+	var reason string
+	suspend := &cobra.Command{
+		Use:   "suspend ASN",
+		Short: "suspend a member: its resting orders cancelled, new orders refused, its trades run on",
+		Long: `Suspend a member. At once its resting orders are cancelled (its agent and the
+route server see each cancellation), and from then on the arbiter refuses its
+new and modified orders, taken offers, measurements and breach reports with
+"member AS... is suspended". It still reads its orders, trades, invoices,
+credit and events, reports usage, and its trades run to their end: they are
+contracts its counterparties rely on. "member resume" lifts it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+				return rc.SuspendMember(cx, &pb.SuspendMemberRequest{Asn: a, Reason: reason})
+			})
+		},
+	}
+	suspend.Flags().StringVar(&reason, "reason", "", "why, recorded with the status and shown by member list")
+	resume := &cobra.Command{
+		Use:   "resume ASN",
+		Short: "lift a member's suspension: it may order again",
+		Long: `Lift a member's suspension: it may order and report again. The orders the
+suspension cancelled stay cancelled. A removed member cannot be resumed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+				return rc.ResumeMember(cx, &pb.ResumeMemberRequest{Asn: a})
+			})
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove ASN",
+		Short: "remove a member: certificates revoked, orders cancelled, trades ended now",
+		Long: `Remove a member from the exchange. Every certificate of it is revoked, so every
+call it makes is refused from the moment the command returns; its resting
+orders are cancelled; and each of its trades ends now: delivery_end moves to
+the removal time with the reason "member AS... removed", the route server
+withdraws the routes, both parties' agents see the trade end on their event
+streams, and settlement charges both sides up to this moment and nothing
+after. A trade not started yet is cancelled. The member stays on record,
+marked removed (its invoices and ledger refer to it), and can never be
+resumed. If the command fails half-way, run it again: it finishes the
+removal.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+				return rc.RemoveMember(cx, &pb.RemoveMemberRequest{Asn: a, Reason: reason})
+			})
+		},
+	}
+	remove.Flags().StringVar(&reason, "reason", "", "why, recorded with the status and in each ended trade's end reason")
 	certs := &cobra.Command{
 		Use:   "certs [ASN]",
 		Short: "list the certificates the registry signed or revoked: serial, identity, expiry, revocation",
@@ -271,8 +311,80 @@ sign (an operator bundle made from the CA's files) is recorded as revoked.`,
 			return g.out.Table(certHeader, [][]string{certRow(c)})
 		},
 	}
-	c.AddCommand(add, cert, list, certs, revoke)
+	c.AddCommand(add, cert, list, certs, revoke, suspend, resume, remove)
 	return c
+}
+
+// memberTable prints members with their status and valid certificates.
+func memberTable(o cli.Output, ms []*pb.Member, certs []*pb.CertificateInfo) error {
+	valid := map[uint32][]string{}
+	for _, c := range certs {
+		if c.MemberAsn != 0 && c.Revoked == nil {
+			valid[c.MemberAsn] = append(valid[c.MemberAsn], c.Serial+" until "+c.NotAfter.AsTime().UTC().Format("2006-01-02"))
+		}
+	}
+	rows := [][]string{}
+	for _, m := range ms {
+		rows = append(rows, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, memberStatus(m), m.Port.GetName(),
+			units.Bandwidth(m.Port.GetCapacityBps()).String(), strings.Join(m.RouterAddresses, ","), strings.Join(valid[m.Asn], ", ")})
+	}
+	return o.Table([]string{"ASN", "NAME", "STATUS", "PORT", "CAPACITY", "ROUTERS", "VALID CERTIFICATES"}, rows)
+}
+
+// memberStatus is "active", or "suspended since <time>: <reason>".
+func memberStatus(m *pb.Member) string {
+	st := strings.ToLower(strings.TrimPrefix(m.Status.String(), "MEMBER_STATUS_"))
+	if m.Status == pb.MemberStatus_MEMBER_STATUS_ACTIVE || m.Status == pb.MemberStatus_MEMBER_STATUS_UNSPECIFIED {
+		return "active"
+	}
+	if m.StatusSince != nil {
+		st += " " + m.StatusSince.AsTime().UTC().Format(time.RFC3339)
+	}
+	if m.StatusReason != "" {
+		st += ": " + m.StatusReason
+	}
+	return st
+}
+
+// statusChange runs one of suspend, resume and remove and prints what it did.
+func statusChange(g *globals, asn string, call func(pb.RegistryServiceClient, context.Context, uint32) (*pb.MemberStatusChange, error)) error {
+	a, err := parseASN(asn)
+	if err != nil {
+		return err
+	}
+	conn, cx, done, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer done()
+	c, err := call(pb.NewRegistryServiceClient(conn), cx, a)
+	if err != nil {
+		return err
+	}
+	if g.out.JSON() {
+		return g.out.Proto(c)
+	}
+	return statusChangeTable(g.out, c)
+}
+
+func statusChangeTable(o cli.Output, c *pb.MemberStatusChange) error {
+	m := c.Member
+	ids := func(xs []uint64) string {
+		if len(xs) == 0 {
+			return "none"
+		}
+		s := make([]string, len(xs))
+		for i, x := range xs {
+			s[i] = strconv.FormatUint(x, 10)
+		}
+		return strings.Join(s, ", ")
+	}
+	serials := "none"
+	if len(c.RevokedSerials) > 0 {
+		serials = strings.Join(c.RevokedSerials, ", ")
+	}
+	return o.Table([]string{"MEMBER", "STATUS", "CANCELLED ORDERS", "ENDED TRADES", "REVOKED CERTIFICATES"},
+		[][]string{{fmt.Sprintf("AS%d", m.GetAsn()), memberStatus(m), ids(c.CancelledOrderIds), ids(c.EndedTradeIds), serials}})
 }
 
 var certHeader = []string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}

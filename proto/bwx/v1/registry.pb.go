@@ -22,6 +22,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type MemberStatus int32
+
+const (
+	MemberStatus_MEMBER_STATUS_UNSPECIFIED MemberStatus = 0
+	MemberStatus_MEMBER_STATUS_ACTIVE      MemberStatus = 1
+	// Its resting orders were cancelled; new orders, measurements and breach
+	// reports are refused; reads work and its trades run to their end.
+	MemberStatus_MEMBER_STATUS_SUSPENDED MemberStatus = 2
+	// It left: its certificates are revoked and its trades ended at the
+	// removal. Kept on record for its invoices and ledger.
+	MemberStatus_MEMBER_STATUS_REMOVED MemberStatus = 3
+)
+
+// Enum value maps for MemberStatus.
+var (
+	MemberStatus_name = map[int32]string{
+		0: "MEMBER_STATUS_UNSPECIFIED",
+		1: "MEMBER_STATUS_ACTIVE",
+		2: "MEMBER_STATUS_SUSPENDED",
+		3: "MEMBER_STATUS_REMOVED",
+	}
+	MemberStatus_value = map[string]int32{
+		"MEMBER_STATUS_UNSPECIFIED": 0,
+		"MEMBER_STATUS_ACTIVE":      1,
+		"MEMBER_STATUS_SUSPENDED":   2,
+		"MEMBER_STATUS_REMOVED":     3,
+	}
+)
+
+func (x MemberStatus) Enum() *MemberStatus {
+	p := new(MemberStatus)
+	*p = x
+	return p
+}
+
+func (x MemberStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MemberStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_bwx_v1_registry_proto_enumTypes[0].Descriptor()
+}
+
+func (MemberStatus) Type() protoreflect.EnumType {
+	return &file_bwx_v1_registry_proto_enumTypes[0]
+}
+
+func (x MemberStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MemberStatus.Descriptor instead.
+func (MemberStatus) EnumDescriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{0}
+}
+
 type Port struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The member's port on the trading switch, e.g. "swp12".
@@ -83,8 +139,13 @@ type Member struct {
 	// The member routers' addresses on the exchange LAN (IPv4 and/or IPv6).
 	RouterAddresses []string               `protobuf:"bytes,4,rep,name=router_addresses,json=routerAddresses,proto3" json:"router_addresses,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Status          MemberStatus           `protobuf:"varint,6,opt,name=status,proto3,enum=bwx.v1.MemberStatus" json:"status,omitempty"`
+	// Why the operator suspended or removed the member.
+	StatusReason string `protobuf:"bytes,7,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	// When the status last changed; unset for a member active since it joined.
+	StatusSince   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=status_since,json=statusSince,proto3" json:"status_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -152,6 +213,248 @@ func (x *Member) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Member) GetStatus() MemberStatus {
+	if x != nil {
+		return x.Status
+	}
+	return MemberStatus_MEMBER_STATUS_UNSPECIFIED
+}
+
+func (x *Member) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
+func (x *Member) GetStatusSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StatusSince
+	}
+	return nil
+}
+
+type SuspendMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Asn           uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendMemberRequest) Reset() {
+	*x = SuspendMemberRequest{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendMemberRequest) ProtoMessage() {}
+
+func (x *SuspendMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendMemberRequest.ProtoReflect.Descriptor instead.
+func (*SuspendMemberRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SuspendMemberRequest) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *SuspendMemberRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResumeMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Asn           uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeMemberRequest) Reset() {
+	*x = ResumeMemberRequest{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeMemberRequest) ProtoMessage() {}
+
+func (x *ResumeMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeMemberRequest.ProtoReflect.Descriptor instead.
+func (*ResumeMemberRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResumeMemberRequest) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Asn           uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveMemberRequest) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *RemoveMemberRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// MemberStatusChange is the member as it stands after the change and what
+// the change did.
+type MemberStatusChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// The member's resting orders the change cancelled.
+	CancelledOrderIds []uint64 `protobuf:"varint,2,rep,packed,name=cancelled_order_ids,json=cancelledOrderIds,proto3" json:"cancelled_order_ids,omitempty"`
+	// The trades it ended (running) or cancelled (not started yet).
+	EndedTradeIds []uint64 `protobuf:"varint,3,rep,packed,name=ended_trade_ids,json=endedTradeIds,proto3" json:"ended_trade_ids,omitempty"`
+	// The certificates it revoked.
+	RevokedSerials []string `protobuf:"bytes,4,rep,name=revoked_serials,json=revokedSerials,proto3" json:"revoked_serials,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MemberStatusChange) Reset() {
+	*x = MemberStatusChange{}
+	mi := &file_bwx_v1_registry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatusChange) ProtoMessage() {}
+
+func (x *MemberStatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_bwx_v1_registry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatusChange.ProtoReflect.Descriptor instead.
+func (*MemberStatusChange) Descriptor() ([]byte, []int) {
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MemberStatusChange) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *MemberStatusChange) GetCancelledOrderIds() []uint64 {
+	if x != nil {
+		return x.CancelledOrderIds
+	}
+	return nil
+}
+
+func (x *MemberStatusChange) GetEndedTradeIds() []uint64 {
+	if x != nil {
+		return x.EndedTradeIds
+	}
+	return nil
+}
+
+func (x *MemberStatusChange) GetRevokedSerials() []string {
+	if x != nil {
+		return x.RevokedSerials
+	}
+	return nil
+}
+
 type AddMemberRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Asn             uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
@@ -167,7 +470,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[2]
+	mi := &file_bwx_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +482,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[2]
+	mi := &file_bwx_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +495,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AddMemberRequest) GetAsn() uint32 {
@@ -241,7 +544,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[3]
+	mi := &file_bwx_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +556,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[3]
+	mi := &file_bwx_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +569,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AddMemberResponse) GetMember() *Member {
@@ -299,7 +602,7 @@ type GetMemberRequest struct {
 
 func (x *GetMemberRequest) Reset() {
 	*x = GetMemberRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[4]
+	mi := &file_bwx_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +614,7 @@ func (x *GetMemberRequest) String() string {
 func (*GetMemberRequest) ProtoMessage() {}
 
 func (x *GetMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[4]
+	mi := &file_bwx_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +627,7 @@ func (x *GetMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemberRequest.ProtoReflect.Descriptor instead.
 func (*GetMemberRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetMemberRequest) GetAsn() uint32 {
@@ -342,7 +645,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[5]
+	mi := &file_bwx_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +657,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[5]
+	mi := &file_bwx_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +670,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 type ListMembersResponse struct {
@@ -379,7 +682,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[6]
+	mi := &file_bwx_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +694,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[6]
+	mi := &file_bwx_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +707,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -424,7 +727,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[7]
+	mi := &file_bwx_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +739,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[7]
+	mi := &file_bwx_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +752,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IssueCertificateRequest) GetAsn() uint32 {
@@ -476,7 +779,7 @@ type IssueCertificateResponse struct {
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[8]
+	mi := &file_bwx_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +791,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[8]
+	mi := &file_bwx_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +804,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IssueCertificateResponse) GetCertificatePem() []byte {
@@ -528,7 +831,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	mi := &file_bwx_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +843,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[9]
+	mi := &file_bwx_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +856,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListCertificatesRequest) GetMemberAsn() uint32 {
@@ -572,7 +875,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	mi := &file_bwx_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +887,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[10]
+	mi := &file_bwx_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +900,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*CertificateInfo {
@@ -617,7 +920,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	mi := &file_bwx_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +932,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[11]
+	mi := &file_bwx_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +945,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeCertificateRequest) GetSerial() string {
@@ -669,7 +972,7 @@ type CertificateInfo struct {
 
 func (x *CertificateInfo) Reset() {
 	*x = CertificateInfo{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	mi := &file_bwx_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +984,7 @@ func (x *CertificateInfo) String() string {
 func (*CertificateInfo) ProtoMessage() {}
 
 func (x *CertificateInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[12]
+	mi := &file_bwx_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +997,7 @@ func (x *CertificateInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateInfo.ProtoReflect.Descriptor instead.
 func (*CertificateInfo) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CertificateInfo) GetSerial() string {
@@ -759,7 +1062,7 @@ type Prefix struct {
 
 func (x *Prefix) Reset() {
 	*x = Prefix{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[13]
+	mi := &file_bwx_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1074,7 @@ func (x *Prefix) String() string {
 func (*Prefix) ProtoMessage() {}
 
 func (x *Prefix) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[13]
+	mi := &file_bwx_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1087,7 @@ func (x *Prefix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prefix.ProtoReflect.Descriptor instead.
 func (*Prefix) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Prefix) GetPrefix() string {
@@ -845,7 +1148,7 @@ type AddPrefixRequest struct {
 
 func (x *AddPrefixRequest) Reset() {
 	*x = AddPrefixRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[14]
+	mi := &file_bwx_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1160,7 @@ func (x *AddPrefixRequest) String() string {
 func (*AddPrefixRequest) ProtoMessage() {}
 
 func (x *AddPrefixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[14]
+	mi := &file_bwx_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1173,7 @@ func (x *AddPrefixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPrefixRequest.ProtoReflect.Descriptor instead.
 func (*AddPrefixRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddPrefixRequest) GetPrefix() *Prefix {
@@ -890,7 +1193,7 @@ type RemovePrefixRequest struct {
 
 func (x *RemovePrefixRequest) Reset() {
 	*x = RemovePrefixRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[15]
+	mi := &file_bwx_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1205,7 @@ func (x *RemovePrefixRequest) String() string {
 func (*RemovePrefixRequest) ProtoMessage() {}
 
 func (x *RemovePrefixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[15]
+	mi := &file_bwx_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1218,7 @@ func (x *RemovePrefixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePrefixRequest.ProtoReflect.Descriptor instead.
 func (*RemovePrefixRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemovePrefixRequest) GetMemberAsn() uint32 {
@@ -940,7 +1243,7 @@ type RemovePrefixResponse struct {
 
 func (x *RemovePrefixResponse) Reset() {
 	*x = RemovePrefixResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[16]
+	mi := &file_bwx_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1255,7 @@ func (x *RemovePrefixResponse) String() string {
 func (*RemovePrefixResponse) ProtoMessage() {}
 
 func (x *RemovePrefixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[16]
+	mi := &file_bwx_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1268,7 @@ func (x *RemovePrefixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePrefixResponse.ProtoReflect.Descriptor instead.
 func (*RemovePrefixResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 type ListPrefixesRequest struct {
@@ -978,7 +1281,7 @@ type ListPrefixesRequest struct {
 
 func (x *ListPrefixesRequest) Reset() {
 	*x = ListPrefixesRequest{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[17]
+	mi := &file_bwx_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1293,7 @@ func (x *ListPrefixesRequest) String() string {
 func (*ListPrefixesRequest) ProtoMessage() {}
 
 func (x *ListPrefixesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[17]
+	mi := &file_bwx_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1306,7 @@ func (x *ListPrefixesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrefixesRequest.ProtoReflect.Descriptor instead.
 func (*ListPrefixesRequest) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPrefixesRequest) GetMemberAsn() uint32 {
@@ -1022,7 +1325,7 @@ type ListPrefixesResponse struct {
 
 func (x *ListPrefixesResponse) Reset() {
 	*x = ListPrefixesResponse{}
-	mi := &file_bwx_v1_registry_proto_msgTypes[18]
+	mi := &file_bwx_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1337,7 @@ func (x *ListPrefixesResponse) String() string {
 func (*ListPrefixesResponse) ProtoMessage() {}
 
 func (x *ListPrefixesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bwx_v1_registry_proto_msgTypes[18]
+	mi := &file_bwx_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1350,7 @@ func (x *ListPrefixesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrefixesResponse.ProtoReflect.Descriptor instead.
 func (*ListPrefixesResponse) Descriptor() ([]byte, []int) {
-	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListPrefixesResponse) GetPrefixes() []*Prefix {
@@ -1064,14 +1367,30 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\x15bwx/v1/registry.proto\x12\x06bwx.v1\x1a\x13bwx/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n" +
 	"\x04Port\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fcapacity_bps\x18\x02 \x01(\x03R\vcapacityBps\"\xb6\x01\n" +
+	"\fcapacity_bps\x18\x02 \x01(\x03R\vcapacityBps\"\xc8\x02\n" +
 	"\x06Member\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\x04port\x18\x03 \x01(\v2\f.bwx.v1.PortR\x04port\x12)\n" +
 	"\x10router_addresses\x18\x04 \x03(\tR\x0frouterAddresses\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x97\x01\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x14.bwx.v1.MemberStatusR\x06status\x12#\n" +
+	"\rstatus_reason\x18\a \x01(\tR\fstatusReason\x12=\n" +
+	"\fstatus_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\"@\n" +
+	"\x14SuspendMemberRequest\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"'\n" +
+	"\x13ResumeMemberRequest\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\"?\n" +
+	"\x13RemoveMemberRequest\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbd\x01\n" +
+	"\x12MemberStatusChange\x12&\n" +
+	"\x06member\x18\x01 \x01(\v2\x0e.bwx.v1.MemberR\x06member\x12.\n" +
+	"\x13cancelled_order_ids\x18\x02 \x03(\x04R\x11cancelledOrderIds\x12&\n" +
+	"\x0fended_trade_ids\x18\x03 \x03(\x04R\rendedTradeIds\x12'\n" +
+	"\x0frevoked_serials\x18\x04 \x03(\tR\x0erevokedSerials\"\x97\x01\n" +
 	"\x10AddMemberRequest\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -1130,14 +1449,22 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"B\n" +
 	"\x14ListPrefixesResponse\x12*\n" +
-	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes2\x9d\x05\n" +
+	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes*\x7f\n" +
+	"\fMemberStatus\x12\x1d\n" +
+	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
+	"\x17MEMBER_STATUS_SUSPENDED\x10\x02\x12\x19\n" +
+	"\x15MEMBER_STATUS_REMOVED\x10\x032\xfa\x06\n" +
 	"\x0fRegistryService\x12@\n" +
 	"\tAddMember\x12\x18.bwx.v1.AddMemberRequest\x1a\x19.bwx.v1.AddMemberResponse\x125\n" +
 	"\tGetMember\x12\x18.bwx.v1.GetMemberRequest\x1a\x0e.bwx.v1.Member\x12F\n" +
 	"\vListMembers\x12\x1a.bwx.v1.ListMembersRequest\x1a\x1b.bwx.v1.ListMembersResponse\x12U\n" +
 	"\x10IssueCertificate\x12\x1f.bwx.v1.IssueCertificateRequest\x1a .bwx.v1.IssueCertificateResponse\x12U\n" +
 	"\x10ListCertificates\x12\x1f.bwx.v1.ListCertificatesRequest\x1a .bwx.v1.ListCertificatesResponse\x12N\n" +
-	"\x11RevokeCertificate\x12 .bwx.v1.RevokeCertificateRequest\x1a\x17.bwx.v1.CertificateInfo\x125\n" +
+	"\x11RevokeCertificate\x12 .bwx.v1.RevokeCertificateRequest\x1a\x17.bwx.v1.CertificateInfo\x12I\n" +
+	"\rSuspendMember\x12\x1c.bwx.v1.SuspendMemberRequest\x1a\x1a.bwx.v1.MemberStatusChange\x12G\n" +
+	"\fResumeMember\x12\x1b.bwx.v1.ResumeMemberRequest\x1a\x1a.bwx.v1.MemberStatusChange\x12G\n" +
+	"\fRemoveMember\x12\x1b.bwx.v1.RemoveMemberRequest\x1a\x1a.bwx.v1.MemberStatusChange\x125\n" +
 	"\tAddPrefix\x12\x18.bwx.v1.AddPrefixRequest\x1a\x0e.bwx.v1.Prefix\x12I\n" +
 	"\fRemovePrefix\x12\x1b.bwx.v1.RemovePrefixRequest\x1a\x1c.bwx.v1.RemovePrefixResponse\x12I\n" +
 	"\fListPrefixes\x12\x1b.bwx.v1.ListPrefixesRequest\x1a\x1c.bwx.v1.ListPrefixesResponseB-Z+github.com/bwxchange/bwx/proto/bwx/v1;bwxv1b\x06proto3"
@@ -1154,66 +1481,81 @@ func file_bwx_v1_registry_proto_rawDescGZIP() []byte {
 	return file_bwx_v1_registry_proto_rawDescData
 }
 
-var file_bwx_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_bwx_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_bwx_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_bwx_v1_registry_proto_goTypes = []any{
-	(*Port)(nil),                     // 0: bwx.v1.Port
-	(*Member)(nil),                   // 1: bwx.v1.Member
-	(*AddMemberRequest)(nil),         // 2: bwx.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),        // 3: bwx.v1.AddMemberResponse
-	(*GetMemberRequest)(nil),         // 4: bwx.v1.GetMemberRequest
-	(*ListMembersRequest)(nil),       // 5: bwx.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),      // 6: bwx.v1.ListMembersResponse
-	(*IssueCertificateRequest)(nil),  // 7: bwx.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil), // 8: bwx.v1.IssueCertificateResponse
-	(*ListCertificatesRequest)(nil),  // 9: bwx.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil), // 10: bwx.v1.ListCertificatesResponse
-	(*RevokeCertificateRequest)(nil), // 11: bwx.v1.RevokeCertificateRequest
-	(*CertificateInfo)(nil),          // 12: bwx.v1.CertificateInfo
-	(*Prefix)(nil),                   // 13: bwx.v1.Prefix
-	(*AddPrefixRequest)(nil),         // 14: bwx.v1.AddPrefixRequest
-	(*RemovePrefixRequest)(nil),      // 15: bwx.v1.RemovePrefixRequest
-	(*RemovePrefixResponse)(nil),     // 16: bwx.v1.RemovePrefixResponse
-	(*ListPrefixesRequest)(nil),      // 17: bwx.v1.ListPrefixesRequest
-	(*ListPrefixesResponse)(nil),     // 18: bwx.v1.ListPrefixesResponse
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
-	(RouteType)(0),                   // 20: bwx.v1.RouteType
+	(MemberStatus)(0),                // 0: bwx.v1.MemberStatus
+	(*Port)(nil),                     // 1: bwx.v1.Port
+	(*Member)(nil),                   // 2: bwx.v1.Member
+	(*SuspendMemberRequest)(nil),     // 3: bwx.v1.SuspendMemberRequest
+	(*ResumeMemberRequest)(nil),      // 4: bwx.v1.ResumeMemberRequest
+	(*RemoveMemberRequest)(nil),      // 5: bwx.v1.RemoveMemberRequest
+	(*MemberStatusChange)(nil),       // 6: bwx.v1.MemberStatusChange
+	(*AddMemberRequest)(nil),         // 7: bwx.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),        // 8: bwx.v1.AddMemberResponse
+	(*GetMemberRequest)(nil),         // 9: bwx.v1.GetMemberRequest
+	(*ListMembersRequest)(nil),       // 10: bwx.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),      // 11: bwx.v1.ListMembersResponse
+	(*IssueCertificateRequest)(nil),  // 12: bwx.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 13: bwx.v1.IssueCertificateResponse
+	(*ListCertificatesRequest)(nil),  // 14: bwx.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 15: bwx.v1.ListCertificatesResponse
+	(*RevokeCertificateRequest)(nil), // 16: bwx.v1.RevokeCertificateRequest
+	(*CertificateInfo)(nil),          // 17: bwx.v1.CertificateInfo
+	(*Prefix)(nil),                   // 18: bwx.v1.Prefix
+	(*AddPrefixRequest)(nil),         // 19: bwx.v1.AddPrefixRequest
+	(*RemovePrefixRequest)(nil),      // 20: bwx.v1.RemovePrefixRequest
+	(*RemovePrefixResponse)(nil),     // 21: bwx.v1.RemovePrefixResponse
+	(*ListPrefixesRequest)(nil),      // 22: bwx.v1.ListPrefixesRequest
+	(*ListPrefixesResponse)(nil),     // 23: bwx.v1.ListPrefixesResponse
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(RouteType)(0),                   // 25: bwx.v1.RouteType
 }
 var file_bwx_v1_registry_proto_depIdxs = []int32{
-	0,  // 0: bwx.v1.Member.port:type_name -> bwx.v1.Port
-	19, // 1: bwx.v1.Member.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: bwx.v1.AddMemberRequest.port:type_name -> bwx.v1.Port
-	1,  // 3: bwx.v1.AddMemberResponse.member:type_name -> bwx.v1.Member
-	1,  // 4: bwx.v1.ListMembersResponse.members:type_name -> bwx.v1.Member
-	12, // 5: bwx.v1.ListCertificatesResponse.certificates:type_name -> bwx.v1.CertificateInfo
-	19, // 6: bwx.v1.CertificateInfo.not_after:type_name -> google.protobuf.Timestamp
-	19, // 7: bwx.v1.CertificateInfo.created:type_name -> google.protobuf.Timestamp
-	19, // 8: bwx.v1.CertificateInfo.revoked:type_name -> google.protobuf.Timestamp
-	20, // 9: bwx.v1.Prefix.route_type:type_name -> bwx.v1.RouteType
-	13, // 10: bwx.v1.AddPrefixRequest.prefix:type_name -> bwx.v1.Prefix
-	13, // 11: bwx.v1.ListPrefixesResponse.prefixes:type_name -> bwx.v1.Prefix
-	2,  // 12: bwx.v1.RegistryService.AddMember:input_type -> bwx.v1.AddMemberRequest
-	4,  // 13: bwx.v1.RegistryService.GetMember:input_type -> bwx.v1.GetMemberRequest
-	5,  // 14: bwx.v1.RegistryService.ListMembers:input_type -> bwx.v1.ListMembersRequest
-	7,  // 15: bwx.v1.RegistryService.IssueCertificate:input_type -> bwx.v1.IssueCertificateRequest
-	9,  // 16: bwx.v1.RegistryService.ListCertificates:input_type -> bwx.v1.ListCertificatesRequest
-	11, // 17: bwx.v1.RegistryService.RevokeCertificate:input_type -> bwx.v1.RevokeCertificateRequest
-	14, // 18: bwx.v1.RegistryService.AddPrefix:input_type -> bwx.v1.AddPrefixRequest
-	15, // 19: bwx.v1.RegistryService.RemovePrefix:input_type -> bwx.v1.RemovePrefixRequest
-	17, // 20: bwx.v1.RegistryService.ListPrefixes:input_type -> bwx.v1.ListPrefixesRequest
-	3,  // 21: bwx.v1.RegistryService.AddMember:output_type -> bwx.v1.AddMemberResponse
-	1,  // 22: bwx.v1.RegistryService.GetMember:output_type -> bwx.v1.Member
-	6,  // 23: bwx.v1.RegistryService.ListMembers:output_type -> bwx.v1.ListMembersResponse
-	8,  // 24: bwx.v1.RegistryService.IssueCertificate:output_type -> bwx.v1.IssueCertificateResponse
-	10, // 25: bwx.v1.RegistryService.ListCertificates:output_type -> bwx.v1.ListCertificatesResponse
-	12, // 26: bwx.v1.RegistryService.RevokeCertificate:output_type -> bwx.v1.CertificateInfo
-	13, // 27: bwx.v1.RegistryService.AddPrefix:output_type -> bwx.v1.Prefix
-	16, // 28: bwx.v1.RegistryService.RemovePrefix:output_type -> bwx.v1.RemovePrefixResponse
-	18, // 29: bwx.v1.RegistryService.ListPrefixes:output_type -> bwx.v1.ListPrefixesResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 0: bwx.v1.Member.port:type_name -> bwx.v1.Port
+	24, // 1: bwx.v1.Member.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: bwx.v1.Member.status:type_name -> bwx.v1.MemberStatus
+	24, // 3: bwx.v1.Member.status_since:type_name -> google.protobuf.Timestamp
+	2,  // 4: bwx.v1.MemberStatusChange.member:type_name -> bwx.v1.Member
+	1,  // 5: bwx.v1.AddMemberRequest.port:type_name -> bwx.v1.Port
+	2,  // 6: bwx.v1.AddMemberResponse.member:type_name -> bwx.v1.Member
+	2,  // 7: bwx.v1.ListMembersResponse.members:type_name -> bwx.v1.Member
+	17, // 8: bwx.v1.ListCertificatesResponse.certificates:type_name -> bwx.v1.CertificateInfo
+	24, // 9: bwx.v1.CertificateInfo.not_after:type_name -> google.protobuf.Timestamp
+	24, // 10: bwx.v1.CertificateInfo.created:type_name -> google.protobuf.Timestamp
+	24, // 11: bwx.v1.CertificateInfo.revoked:type_name -> google.protobuf.Timestamp
+	25, // 12: bwx.v1.Prefix.route_type:type_name -> bwx.v1.RouteType
+	18, // 13: bwx.v1.AddPrefixRequest.prefix:type_name -> bwx.v1.Prefix
+	18, // 14: bwx.v1.ListPrefixesResponse.prefixes:type_name -> bwx.v1.Prefix
+	7,  // 15: bwx.v1.RegistryService.AddMember:input_type -> bwx.v1.AddMemberRequest
+	9,  // 16: bwx.v1.RegistryService.GetMember:input_type -> bwx.v1.GetMemberRequest
+	10, // 17: bwx.v1.RegistryService.ListMembers:input_type -> bwx.v1.ListMembersRequest
+	12, // 18: bwx.v1.RegistryService.IssueCertificate:input_type -> bwx.v1.IssueCertificateRequest
+	14, // 19: bwx.v1.RegistryService.ListCertificates:input_type -> bwx.v1.ListCertificatesRequest
+	16, // 20: bwx.v1.RegistryService.RevokeCertificate:input_type -> bwx.v1.RevokeCertificateRequest
+	3,  // 21: bwx.v1.RegistryService.SuspendMember:input_type -> bwx.v1.SuspendMemberRequest
+	4,  // 22: bwx.v1.RegistryService.ResumeMember:input_type -> bwx.v1.ResumeMemberRequest
+	5,  // 23: bwx.v1.RegistryService.RemoveMember:input_type -> bwx.v1.RemoveMemberRequest
+	19, // 24: bwx.v1.RegistryService.AddPrefix:input_type -> bwx.v1.AddPrefixRequest
+	20, // 25: bwx.v1.RegistryService.RemovePrefix:input_type -> bwx.v1.RemovePrefixRequest
+	22, // 26: bwx.v1.RegistryService.ListPrefixes:input_type -> bwx.v1.ListPrefixesRequest
+	8,  // 27: bwx.v1.RegistryService.AddMember:output_type -> bwx.v1.AddMemberResponse
+	2,  // 28: bwx.v1.RegistryService.GetMember:output_type -> bwx.v1.Member
+	11, // 29: bwx.v1.RegistryService.ListMembers:output_type -> bwx.v1.ListMembersResponse
+	13, // 30: bwx.v1.RegistryService.IssueCertificate:output_type -> bwx.v1.IssueCertificateResponse
+	15, // 31: bwx.v1.RegistryService.ListCertificates:output_type -> bwx.v1.ListCertificatesResponse
+	17, // 32: bwx.v1.RegistryService.RevokeCertificate:output_type -> bwx.v1.CertificateInfo
+	6,  // 33: bwx.v1.RegistryService.SuspendMember:output_type -> bwx.v1.MemberStatusChange
+	6,  // 34: bwx.v1.RegistryService.ResumeMember:output_type -> bwx.v1.MemberStatusChange
+	6,  // 35: bwx.v1.RegistryService.RemoveMember:output_type -> bwx.v1.MemberStatusChange
+	18, // 36: bwx.v1.RegistryService.AddPrefix:output_type -> bwx.v1.Prefix
+	21, // 37: bwx.v1.RegistryService.RemovePrefix:output_type -> bwx.v1.RemovePrefixResponse
+	23, // 38: bwx.v1.RegistryService.ListPrefixes:output_type -> bwx.v1.ListPrefixesResponse
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_registry_proto_init() }
@@ -1227,13 +1569,14 @@ func file_bwx_v1_registry_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bwx_v1_registry_proto_rawDesc), len(file_bwx_v1_registry_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   19,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_bwx_v1_registry_proto_goTypes,
 		DependencyIndexes: file_bwx_v1_registry_proto_depIdxs,
+		EnumInfos:         file_bwx_v1_registry_proto_enumTypes,
 		MessageInfos:      file_bwx_v1_registry_proto_msgTypes,
 	}.Build()
 	File_bwx_v1_registry_proto = out.File

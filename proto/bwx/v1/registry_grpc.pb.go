@@ -25,6 +25,9 @@ const (
 	RegistryService_IssueCertificate_FullMethodName  = "/bwx.v1.RegistryService/IssueCertificate"
 	RegistryService_ListCertificates_FullMethodName  = "/bwx.v1.RegistryService/ListCertificates"
 	RegistryService_RevokeCertificate_FullMethodName = "/bwx.v1.RegistryService/RevokeCertificate"
+	RegistryService_SuspendMember_FullMethodName     = "/bwx.v1.RegistryService/SuspendMember"
+	RegistryService_ResumeMember_FullMethodName      = "/bwx.v1.RegistryService/ResumeMember"
+	RegistryService_RemoveMember_FullMethodName      = "/bwx.v1.RegistryService/RemoveMember"
 	RegistryService_AddPrefix_FullMethodName         = "/bwx.v1.RegistryService/AddPrefix"
 	RegistryService_RemovePrefix_FullMethodName      = "/bwx.v1.RegistryService/RemovePrefix"
 	RegistryService_ListPrefixes_FullMethodName      = "/bwx.v1.RegistryService/ListPrefixes"
@@ -49,6 +52,17 @@ type RegistryServiceClient interface {
 	// RevokeCertificate refuses a certificate from now on, at the API and
 	// the dashboard, without a restart (operator only).
 	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*CertificateInfo, error)
+	// SuspendMember cancels the member's resting orders and refuses its new
+	// orders, measurements and breach reports until ResumeMember; its trades
+	// run on (operator only).
+	SuspendMember(ctx context.Context, in *SuspendMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error)
+	// ResumeMember lifts a suspension (operator only); a removed member
+	// cannot be resumed.
+	ResumeMember(ctx context.Context, in *ResumeMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error)
+	// RemoveMember makes the member leave: every certificate of it revoked,
+	// its resting orders cancelled, its trades ended now (operator only). The
+	// member stays on record, marked removed.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error)
 	AddPrefix(ctx context.Context, in *AddPrefixRequest, opts ...grpc.CallOption) (*Prefix, error)
 	RemovePrefix(ctx context.Context, in *RemovePrefixRequest, opts ...grpc.CallOption) (*RemovePrefixResponse, error)
 	ListPrefixes(ctx context.Context, in *ListPrefixesRequest, opts ...grpc.CallOption) (*ListPrefixesResponse, error)
@@ -122,6 +136,36 @@ func (c *registryServiceClient) RevokeCertificate(ctx context.Context, in *Revok
 	return out, nil
 }
 
+func (c *registryServiceClient) SuspendMember(ctx context.Context, in *SuspendMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberStatusChange)
+	err := c.cc.Invoke(ctx, RegistryService_SuspendMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ResumeMember(ctx context.Context, in *ResumeMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberStatusChange)
+	err := c.cc.Invoke(ctx, RegistryService_ResumeMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*MemberStatusChange, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberStatusChange)
+	err := c.cc.Invoke(ctx, RegistryService_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *registryServiceClient) AddPrefix(ctx context.Context, in *AddPrefixRequest, opts ...grpc.CallOption) (*Prefix, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Prefix)
@@ -171,6 +215,17 @@ type RegistryServiceServer interface {
 	// RevokeCertificate refuses a certificate from now on, at the API and
 	// the dashboard, without a restart (operator only).
 	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*CertificateInfo, error)
+	// SuspendMember cancels the member's resting orders and refuses its new
+	// orders, measurements and breach reports until ResumeMember; its trades
+	// run on (operator only).
+	SuspendMember(context.Context, *SuspendMemberRequest) (*MemberStatusChange, error)
+	// ResumeMember lifts a suspension (operator only); a removed member
+	// cannot be resumed.
+	ResumeMember(context.Context, *ResumeMemberRequest) (*MemberStatusChange, error)
+	// RemoveMember makes the member leave: every certificate of it revoked,
+	// its resting orders cancelled, its trades ended now (operator only). The
+	// member stays on record, marked removed.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*MemberStatusChange, error)
 	AddPrefix(context.Context, *AddPrefixRequest) (*Prefix, error)
 	RemovePrefix(context.Context, *RemovePrefixRequest) (*RemovePrefixResponse, error)
 	ListPrefixes(context.Context, *ListPrefixesRequest) (*ListPrefixesResponse, error)
@@ -201,6 +256,15 @@ func (UnimplementedRegistryServiceServer) ListCertificates(context.Context, *Lis
 }
 func (UnimplementedRegistryServiceServer) RevokeCertificate(context.Context, *RevokeCertificateRequest) (*CertificateInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCertificate not implemented")
+}
+func (UnimplementedRegistryServiceServer) SuspendMember(context.Context, *SuspendMemberRequest) (*MemberStatusChange, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuspendMember not implemented")
+}
+func (UnimplementedRegistryServiceServer) ResumeMember(context.Context, *ResumeMemberRequest) (*MemberStatusChange, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeMember not implemented")
+}
+func (UnimplementedRegistryServiceServer) RemoveMember(context.Context, *RemoveMemberRequest) (*MemberStatusChange, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
 }
 func (UnimplementedRegistryServiceServer) AddPrefix(context.Context, *AddPrefixRequest) (*Prefix, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddPrefix not implemented")
@@ -340,6 +404,60 @@ func _RegistryService_RevokeCertificate_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_SuspendMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuspendMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).SuspendMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_SuspendMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).SuspendMember(ctx, req.(*SuspendMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ResumeMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ResumeMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ResumeMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ResumeMember(ctx, req.(*ResumeMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RegistryService_AddPrefix_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AddPrefixRequest)
 	if err := dec(in); err != nil {
@@ -424,6 +542,18 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeCertificate",
 			Handler:    _RegistryService_RevokeCertificate_Handler,
+		},
+		{
+			MethodName: "SuspendMember",
+			Handler:    _RegistryService_SuspendMember_Handler,
+		},
+		{
+			MethodName: "ResumeMember",
+			Handler:    _RegistryService_ResumeMember_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _RegistryService_RemoveMember_Handler,
 		},
 		{
 			MethodName: "AddPrefix",

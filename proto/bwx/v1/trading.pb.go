@@ -353,8 +353,11 @@ const (
 	TradeEventType_TRADE_EVENT_TYPE_UNSPECIFIED TradeEventType = 0
 	TradeEventType_TRADE_EVENT_TYPE_CREATED     TradeEventType = 1
 	TradeEventType_TRADE_EVENT_TYPE_STARTED     TradeEventType = 2
-	TradeEventType_TRADE_EVENT_TYPE_ENDED       TradeEventType = 3
-	TradeEventType_TRADE_EVENT_TYPE_CANCELLED   TradeEventType = 4
+	// The trade ended before its agreed end (a party was removed): the
+	// trade carries its new delivery_end and end_reason.
+	TradeEventType_TRADE_EVENT_TYPE_ENDED TradeEventType = 3
+	// A trade not yet started will not be delivered (a party was removed).
+	TradeEventType_TRADE_EVENT_TYPE_CANCELLED TradeEventType = 4
 	// Order events carry the order as it stands when the event is sent.
 	TradeEventType_TRADE_EVENT_TYPE_ORDER_ACCEPTED  TradeEventType = 5
 	TradeEventType_TRADE_EVENT_TYPE_ORDER_MODIFIED  TradeEventType = 6
@@ -1362,7 +1365,12 @@ type Trade struct {
 	BuyerRouters []string `protobuf:"bytes,16,rep,name=buyer_routers,json=buyerRouters,proto3" json:"buyer_routers,omitempty"`
 	// What the route server really delivered, per buyer session, oldest
 	// first (only when ListTradesRequest.with_delivery asks for it).
-	Delivery      []*DeliveryInterval `protobuf:"bytes,17,rep,name=delivery,proto3" json:"delivery,omitempty"`
+	Delivery []*DeliveryInterval `protobuf:"bytes,17,rep,name=delivery,proto3" json:"delivery,omitempty"`
+	// Set when the trade ended before its agreed end (a party was removed
+	// from the exchange): delivery_end is when it really ended, and
+	// settlement bills up to it; contract_end is the end agreed.
+	ContractEnd   *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=contract_end,json=contractEnd,proto3" json:"contract_end,omitempty"`
+	EndReason     string                 `protobuf:"bytes,19,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1514,6 +1522,20 @@ func (x *Trade) GetDelivery() []*DeliveryInterval {
 		return x.Delivery
 	}
 	return nil
+}
+
+func (x *Trade) GetContractEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ContractEnd
+	}
+	return nil
+}
+
+func (x *Trade) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
 }
 
 // DeliveryInterval is one state of a trade's delivery on one of the
@@ -2049,7 +2071,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x10TakeOfferRequest\x12$\n" +
 	"\x0eoffer_order_id\x18\x01 \x01(\x04R\fofferOrderId\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12&\n" +
-	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xc7\x05\n" +
+	"\x0fclient_order_id\x18\x03 \x01(\tR\rclientOrderId\"\xa5\x06\n" +
 	"\x05Trade\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\fbuy_order_id\x18\x02 \x01(\x04R\n" +
@@ -2071,7 +2093,10 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12-\n" +
 	"\aquality\x18\x0f \x01(\v2\x13.bwx.v1.PathQualityR\aquality\x12#\n" +
 	"\rbuyer_routers\x18\x10 \x03(\tR\fbuyerRouters\x124\n" +
-	"\bdelivery\x18\x11 \x03(\v2\x18.bwx.v1.DeliveryIntervalR\bdelivery\"\xd4\x01\n" +
+	"\bdelivery\x18\x11 \x03(\v2\x18.bwx.v1.DeliveryIntervalR\bdelivery\x12=\n" +
+	"\fcontract_end\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\vcontractEnd\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\x13 \x01(\tR\tendReason\"\xd4\x01\n" +
 	"\x10DeliveryInterval\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
@@ -2256,38 +2281,39 @@ var file_bwx_v1_trading_proto_depIdxs = []int32{
 	30, // 31: bwx.v1.Trade.created_at:type_name -> google.protobuf.Timestamp
 	22, // 32: bwx.v1.Trade.quality:type_name -> bwx.v1.PathQuality
 	21, // 33: bwx.v1.Trade.delivery:type_name -> bwx.v1.DeliveryInterval
-	30, // 34: bwx.v1.DeliveryInterval.from:type_name -> google.protobuf.Timestamp
-	30, // 35: bwx.v1.DeliveryInterval.to:type_name -> google.protobuf.Timestamp
-	20, // 36: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
-	6,  // 37: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
-	30, // 38: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 39: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
-	8,  // 40: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
-	31, // 41: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
-	32, // 42: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
-	9,  // 43: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
-	11, // 44: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
-	12, // 45: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
-	13, // 46: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
-	14, // 47: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
-	17, // 48: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
-	19, // 49: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
-	23, // 50: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
-	25, // 51: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
-	10, // 52: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
-	8,  // 53: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
-	8,  // 54: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
-	8,  // 55: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
-	15, // 56: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
-	18, // 57: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
-	10, // 58: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
-	24, // 59: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
-	26, // 60: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
-	52, // [52:61] is the sub-list for method output_type
-	43, // [43:52] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	30, // 34: bwx.v1.Trade.contract_end:type_name -> google.protobuf.Timestamp
+	30, // 35: bwx.v1.DeliveryInterval.from:type_name -> google.protobuf.Timestamp
+	30, // 36: bwx.v1.DeliveryInterval.to:type_name -> google.protobuf.Timestamp
+	20, // 37: bwx.v1.ListTradesResponse.trades:type_name -> bwx.v1.Trade
+	6,  // 38: bwx.v1.TradeEvent.type:type_name -> bwx.v1.TradeEventType
+	30, // 39: bwx.v1.TradeEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 40: bwx.v1.TradeEvent.trade:type_name -> bwx.v1.Trade
+	8,  // 41: bwx.v1.TradeEvent.order:type_name -> bwx.v1.Order
+	31, // 42: bwx.v1.TradeEvent.use:type_name -> bwx.v1.UseEvent
+	32, // 43: bwx.v1.TradeEvent.credit:type_name -> bwx.v1.Credit
+	9,  // 44: bwx.v1.TradingService.PlaceOrder:input_type -> bwx.v1.PlaceOrderRequest
+	11, // 45: bwx.v1.TradingService.ModifyOrder:input_type -> bwx.v1.ModifyOrderRequest
+	12, // 46: bwx.v1.TradingService.CancelOrder:input_type -> bwx.v1.CancelOrderRequest
+	13, // 47: bwx.v1.TradingService.GetOrder:input_type -> bwx.v1.GetOrderRequest
+	14, // 48: bwx.v1.TradingService.ListOrders:input_type -> bwx.v1.ListOrdersRequest
+	17, // 49: bwx.v1.TradingService.ListOffers:input_type -> bwx.v1.ListOffersRequest
+	19, // 50: bwx.v1.TradingService.TakeOffer:input_type -> bwx.v1.TakeOfferRequest
+	23, // 51: bwx.v1.TradingService.ListTrades:input_type -> bwx.v1.ListTradesRequest
+	25, // 52: bwx.v1.TradingService.StreamTradeEvents:input_type -> bwx.v1.StreamTradeEventsRequest
+	10, // 53: bwx.v1.TradingService.PlaceOrder:output_type -> bwx.v1.PlaceOrderResponse
+	8,  // 54: bwx.v1.TradingService.ModifyOrder:output_type -> bwx.v1.Order
+	8,  // 55: bwx.v1.TradingService.CancelOrder:output_type -> bwx.v1.Order
+	8,  // 56: bwx.v1.TradingService.GetOrder:output_type -> bwx.v1.Order
+	15, // 57: bwx.v1.TradingService.ListOrders:output_type -> bwx.v1.ListOrdersResponse
+	18, // 58: bwx.v1.TradingService.ListOffers:output_type -> bwx.v1.ListOffersResponse
+	10, // 59: bwx.v1.TradingService.TakeOffer:output_type -> bwx.v1.PlaceOrderResponse
+	24, // 60: bwx.v1.TradingService.ListTrades:output_type -> bwx.v1.ListTradesResponse
+	26, // 61: bwx.v1.TradingService.StreamTradeEvents:output_type -> bwx.v1.TradeEvent
+	53, // [53:62] is the sub-list for method output_type
+	44, // [44:53] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_bwx_v1_trading_proto_init() }
