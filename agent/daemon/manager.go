@@ -679,8 +679,8 @@ func (l *ManagerLoop) spoolMeasurements(ctx context.Context, ms []probe.Measurem
 	m := l.measure
 	recs := make([]spool.Record, 0, len(ms))
 	for _, x := range ms {
-		if len(x.Targets) == 0 || x.ASN == 0 {
-			continue
+		if len(x.Targets) == 0 || x.ASN == 0 || !m.reportable(x.ASN, x.Prefix) {
+			continue // the default path, or a path the arbiter does not take from us: ours alone
 		}
 		key := fmt.Sprintf("meas:%d:%s:%d", x.ASN, x.Prefix, x.At.UnixNano())
 		pm := &pb.Measurement{IdempotencyKey: key, ViaAsn: x.ASN, DestinationPrefix: x.Prefix.String(), Target: x.Targets[0].String(),

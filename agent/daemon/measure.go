@@ -85,9 +85,10 @@ type Measure struct {
 
 	mu      sync.Mutex
 	table   *capture.Table
-	routers map[uint32][]netip.Addr // member ASN -> routers, from the registry's destinations
-	trades  []*pb.Trade             // active trades this member bought
-	sold    []*pb.Trade             // active trades this member sold
+	routers map[uint32][]netip.Addr   // member ASN -> routers, from the registry's destinations
+	dests   map[uint32][]netip.Prefix // seller ASN -> its registered prefixes
+	trades  []*pb.Trade               // active trades this member bought
+	sold    []*pb.Trade               // active trades this member sold
 	// inSince is when incoming frames began to be sampled (zero: they are
 	// not); an interval that began earlier has no whole seller figure.
 	inSince time.Time
@@ -298,11 +299,12 @@ func (m *Measure) reload(ctx context.Context) error {
 		return fmt.Errorf("list trades: %w", err)
 	}
 	var prefixes []netip.Prefix
-	routers := map[uint32][]netip.Addr{}
+	routers, dests := map[uint32][]netip.Addr{}, map[uint32][]netip.Prefix{}
 	for _, d := range ds.Sellers {
 		for _, s := range d.Prefixes {
 			if p, err := netip.ParsePrefix(s); err == nil {
 				prefixes = append(prefixes, p.Masked())
+				dests[d.SellerAsn] = append(dests[d.SellerAsn], p.Masked())
 			}
 		}
 		for _, s := range d.RouterAddresses {
@@ -332,7 +334,7 @@ func (m *Measure) reload(ctx context.Context) error {
 		return fmt.Errorf("destinations: %w", err)
 	}
 	m.mu.Lock()
-	m.table, m.routers, m.trades, m.sold = table, routers, bought, sold
+	m.table, m.routers, m.dests, m.trades, m.sold = table, routers, dests, bought, sold
 	m.mu.Unlock()
 	if m.cap != nil {
 		m.cap.SetTable(table)
@@ -517,6 +519,39 @@ func usageRecord(trade uint64, role pb.ReporterRole, iv capture.Interval, bps, s
 		return spool.Record{}, false // a UsageSample always marshals
 	}
 	return spool.Record{Key: key, Payload: b}, true
+}
+
+// reportable tells whether the arbiter takes this member's measurement
+// through seller toward p: p is inside one of the seller's registered
+// prefixes (a path every other member is asked to measure) and the seller
+// has a router of its family, or inside a trade this member bought from
+// the seller. The arbiter refuses any other path.
+func (m *Measure) reportable(seller uint32, p netip.Prefix) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	inside := func(q netip.Prefix) bool {
+		return q.Bits() <= p.Bits() && q.Addr().BitLen() == p.Addr().BitLen() && q.Contains(p.Addr())
+	}
+	family := false
+	for _, a := range m.routers[seller] {
+		family = family || a.Is4() == p.Addr().Is4()
+	}
+	for _, q := range m.dests[seller] {
+		if family && inside(q) {
+			return true
+		}
+	}
+	for _, t := range m.trades {
+		if t.SellerAsn != seller {
+			continue
+		}
+		for _, s := range t.Prefixes {
+			if q, err := netip.ParsePrefix(s); err == nil && inside(q.Masked()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (m *Measure) setErr(err error) {

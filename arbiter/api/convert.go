@@ -137,7 +137,7 @@ func pathQualityToProto(m *book.Measured) *pb.PathQuality {
 		return nil
 	}
 	return &pb.PathQuality{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPpm: m.LossPPM, AsHops: m.ASHops, Samples: int64(m.Samples),
-		Probes: m.Probes, LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion}
+		Probes: m.Probes, LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs, LossDispersion: m.LossDispersion, Vantages: int32(m.Vantages)}
 }
 
 // eventToProto is one entry of a member's event stream; the book's event

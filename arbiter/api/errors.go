@@ -7,8 +7,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 )
 
@@ -34,11 +36,19 @@ func toStatus(err error) error {
 	var ri *registry.InvalidError
 	var refused *book.RefusedError
 	var standing *registry.StandingError
+	var limited *quality.RateLimitedError
 	switch {
 	case errors.As(err, &standing):
 		return status.Error(codes.FailedPrecondition, standing.Error())
 	case errors.Is(err, registry.ErrRemoved):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.As(err, &limited):
+		// ResourceExhausted: the agent's spool keeps the batch and retries.
+		st := status.New(codes.ResourceExhausted, err.Error())
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(limited.RetryAfter)}); derr == nil {
+			st = d
+		}
+		return st.Err()
 	case errors.As(err, &refused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &bi):

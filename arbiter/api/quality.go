@@ -128,7 +128,7 @@ func (s *QualityServer) QueryMatrix(ctx context.Context, r *pb.QueryMatrixReques
 	out := &pb.QueryMatrixResponse{}
 	for _, e := range es {
 		out.Entries = append(out.Entries, &pb.MatrixEntry{ViaAsn: e.ViaASN, DestinationPrefix: e.Prefix, LatencyUs: e.LatencyUs,
-			JitterUs: e.JitterUs, LossPpm: e.LossPPM, AsHops: e.ASHops, Samples: int32(e.Samples), LastMeasuredAt: ts(e.Last)})
+			JitterUs: e.JitterUs, LossPpm: e.LossPPM, AsHops: e.ASHops, Samples: int32(e.Samples), LastMeasuredAt: ts(e.Last), Vantages: int32(e.Vantages)})
 	}
 	return out, nil
 }

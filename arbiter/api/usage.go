@@ -439,7 +439,7 @@ func invoiceToProto(inv settle.Invoice) *pb.Invoice {
 		out.Lines = append(out.Lines, &pb.InvoiceLine{TradeId: uint64(l.TradeID), Description: fmt.Sprintf("%s %s AS%d", l.Side, dir, l.CounterpartyASN),
 			AmountMicros: l.Net, Side: l.Side, CounterpartyAsn: l.CounterpartyASN, CapacityBps: l.CapacityBps, PriceMicros: l.PriceMicros,
 			From: ts(l.From), To: ts(l.To), Slots: int32(l.Slots), P95Bps: l.P95Bps, OverageBps: l.OverageBps, UndeliveredSeconds: l.UndeliveredSeconds, BreachedSeconds: l.BreachedSeconds,
-			Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), FallbackSlots: int32(l.FallbackSlots), CommittedMicros: l.Committed,
+			DisputedBreachSeconds: l.DisputedBreachSeconds, Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), FallbackSlots: int32(l.FallbackSlots), CommittedMicros: l.Committed,
 			OverageMicros: l.Overage, SlaCreditMicros: l.Credit, FeeMicros: l.Fee})
 	}
 	return out

@@ -1010,7 +1010,7 @@ func (q matrixQuality) Measured(buyer, seller uint32, prefixes []netip.Prefix, n
 		return nil // unmeasured: fails any quality limit, which is the safe side
 	}
 	return &Measured{LatencyUs: c.LatencyUs, JitterUs: c.JitterUs, LossPPM: c.LossPPM, ASHops: c.ASHops, Samples: c.Samples,
-		Probes: c.Probes, LatencyErrUs: c.LatencyErrUs, JitterErrUs: c.JitterErrUs, LossDispersion: c.LossDispersion}
+		Probes: c.Probes, LatencyErrUs: c.LatencyErrUs, JitterErrUs: c.JitterErrUs, LossDispersion: c.LossDispersion, Vantages: c.Vantages}
 }
 
 // OpenCount is the number of orders resting in the book.

@@ -26,6 +26,9 @@ type Measured struct {
 	// LossDispersion is how much burstier than independent probes the
 	// loss was between measurements (pathscore.Figures.LossDispersion).
 	LossDispersion float64
+	// Vantages is how many independent vantages the figures rest on (1:
+	// the buyer's own; 0: unknown, as for a trade's recorded quality).
+	Vantages int
 }
 
 // Recorded is the part of m a trade records (and the store keeps): the

@@ -26,7 +26,6 @@ import (
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
-	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -172,7 +171,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		func() float64 { return float64(bk.OpenCount()) })
 	reg.MustRegister(openOrders)
 	a.health = health.NewServer()
-	matrix := quality.New(a.db, nil)
+	matrix := newMatrix(cfg.Quality, a.db)
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
 	register := func(s *grpc.Server) {
 		pb.RegisterRegistryServiceServer(s, &api.RegistryServer{Registry: registryDB, CA: ca, Changed: wakeProbes(changed, probes), Log: log, Book: bk})

@@ -452,6 +452,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  listen: [192.0.2.1, nope]\n":                "bgp.listen[1]",
 		"bgp:\n  enabled: true\n  asn: 65000\n  router_id: 192.0.2.1\n  members:\n  - asn: 64500\n  - asn: 64500\n": ":7: bgp.members[1].asn",
 		"bgp:\n  members:\n  - asn: 64500\n    pasword: x\n":                                                        ":4: bgp.members[0].pasword",
+		"state_dir: /x\nquality:\n  report_rate: 0\n":                                                               ":3: quality.report_rate",
+		"state_dir: /x\nquality:\n  report_burst: 10\n":                                                             ":3: quality.report_burst",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")

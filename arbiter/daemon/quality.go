@@ -7,6 +7,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/config"
 )
 
@@ -26,14 +27,21 @@ type QualityConfig struct {
 	// (registry changes re-plan at once).
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// Freshness is how old a measurement may be and still count as the
-	// path's quality.
+	// path's quality; a member's report of an older one is refused.
 	Freshness time.Duration `yaml:"freshness"`
+	// ReportRate and ReportBurst limit each member's measurement reports:
+	// ReportRate rows a second, at most ReportBurst at once (a token
+	// bucket per member).
+	ReportRate  float64 `yaml:"report_rate"`
+	ReportBurst int     `yaml:"report_burst"`
 }
 
 // DefaultQualityConfig: revalidate hourly, results expected within 10
-// minutes, 200 tasks per round, re-plan every 30 s, 2 h freshness.
+// minutes, 200 tasks per round, re-plan every 30 s, 2 h freshness, 20 rows
+// a second per member with bursts of 20000.
 func DefaultQualityConfig() QualityConfig {
-	return QualityConfig{Revalidate: time.Hour, Retry: 10 * time.Minute, MaxPerRound: 200, PollInterval: 30 * time.Second, Freshness: 2 * time.Hour}
+	return QualityConfig{Revalidate: time.Hour, Retry: 10 * time.Minute, MaxPerRound: 200, PollInterval: 30 * time.Second, Freshness: 2 * time.Hour,
+		ReportRate: quality.DefaultReportRate, ReportBurst: quality.DefaultReportBurst}
 }
 
 func (q *QualityConfig) validate() error {
@@ -48,8 +56,21 @@ func (q *QualityConfig) validate() error {
 		return config.Errorf("quality.poll_interval", "want 100ms to 1h, got %v", q.PollInterval)
 	case q.Freshness < q.Revalidate:
 		return config.Errorf("quality.freshness", "%v is shorter than quality.revalidate (%v): paths would go stale between validations", q.Freshness, q.Revalidate)
+	case !(q.ReportRate >= 0.1 && q.ReportRate <= 1e6):
+		return config.Errorf("quality.report_rate", "want 0.1 to 1000000 rows a second, got %v", q.ReportRate)
+	case q.ReportBurst < 1000 || q.ReportBurst > 10_000_000:
+		return config.Errorf("quality.report_burst", "want 1000 to 10000000 rows (an agent sends up to 500 a report), got %d", q.ReportBurst)
 	}
 	return nil
+}
+
+// newMatrix is the quality matrix with the config's reporting window and
+// allowance.
+func newMatrix(q QualityConfig, db *store.DB) *quality.Matrix {
+	m := quality.New(db, nil)
+	m.Window = q.Freshness
+	m.Limit(q.ReportRate, q.ReportBurst)
+	return m
 }
 
 // newScheduler plans probe tasks from the registry's sellers and the

@@ -228,3 +228,34 @@ func TestRouteAnalysis(t *testing.T) {
 		t.Fatalf("after the reports, the next task is %v, want only the newest member's", task)
 	}
 }
+
+// TestQualityAttackOverTLS: with its own certificate, a member reports a
+// path it is not asked to measure (toward a prefix its seller never
+// registered) and a backdated row: both refused naming the row and field,
+// counted against the member in the refusals metric.
+func TestQualityAttackOverTLS(t *testing.T) {
+	x := startExchange(t)
+	x.member(64501, "192.0.2.1")
+	x.member(64502, "192.0.2.2")
+	liar := x.member(64510, "192.0.2.10")
+	x.addPrefix(64501, "198.51.100.0/24")
+	x.addPrefix(64502, "203.0.113.0/24")
+	q := pb.NewQualityServiceClient(liar)
+	ctx := context.Background()
+	m := func(prefix string, at time.Time) *pb.Measurement {
+		return &pb.Measurement{IdempotencyKey: prefix + at.String(), ViaAsn: 64501, DestinationPrefix: prefix, Target: strings.TrimSuffix(prefix, "0/24") + "1",
+			MeasuredAt: timestamppb.New(at), LatencyUs: 900_000, ProbesSent: 5}
+	}
+	now := clock.Now()
+	_, err := q.ReportMeasurements(ctx, &pb.ReportMeasurementsRequest{Measurements: []*pb.Measurement{m("198.51.100.0/24", now), m("203.0.113.0/24", now)}})
+	wantField(t, "a competitor's prefix through the seller", err, codes.InvalidArgument, "measurements[1].destination_prefix")
+	_, err = q.ReportMeasurements(ctx, &pb.ReportMeasurementsRequest{Measurements: []*pb.Measurement{m("198.51.100.0/24", now.Add(-3*time.Hour))}})
+	wantField(t, "backdated", err, codes.InvalidArgument, "measurements[0].measured_at")
+	if r, err := q.ReportMeasurements(ctx, &pb.ReportMeasurementsRequest{Measurements: []*pb.Measurement{m("198.51.100.0/24", now)}}); err != nil || r.Accepted != 1 {
+		t.Fatalf("its task's path: %v %v", r, err)
+	}
+	want := `bwx_arbiter_grpc_refusals_total{caller="member AS64510",code="InvalidArgument"} 2`
+	if m := scrape(t, x); !strings.Contains(m, want) {
+		t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "refusals"))
+	}
+}

@@ -302,6 +302,7 @@ type qualityRow struct {
 	ASHops    int32
 	Samples   int
 	Last      time.Time
+	Vantages  int
 }
 
 type legendStop struct {
@@ -361,7 +362,7 @@ func (s *Server) qualityPage(ctx context.Context, _ Viewer, r *http.Request) (an
 			continue
 		}
 		c := heatCell{X: heatLeft + x*heatCellW, Y: heatTop + seller[e.ViaASN]*heatCellH, Filled: true,
-			Title: fmt.Sprintf("AS%d → %s: %s latency, %s loss, %d samples", e.ViaASN, e.Prefix, fmtMicros(e.LatencyUs), fmtPPM(e.LossPPM), e.Samples)}
+			Title: fmt.Sprintf("AS%d → %s: %s latency, %s loss, %d samples from %d vantages", e.ViaASN, e.Prefix, fmtMicros(e.LatencyUs), fmtPPM(e.LossPPM), e.Samples, e.Vantages)}
 		if metric == "latency" {
 			c.Fill = latencyColour(e.LatencyUs)
 		} else {

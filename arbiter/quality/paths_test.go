@@ -48,6 +48,11 @@ func TestPathsAnswerAsTheMatrix(t *testing.T) {
 				if who := rapid.IntRange(0, 2).Draw(rt, "who"); who == 2 {
 					_, _, err = f.mx.ReportThirdParty(ctx, "atlas", ms)
 				} else {
+					if who == 1 {
+						for i := range ms {
+							ms[i].ViaASN = via // a member does not measure through itself
+						}
+					}
 					_, _, err = f.mx.Report(ctx, []uint32{reporter, via2}[who], ms)
 				}
 				if err != nil {

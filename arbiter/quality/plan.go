@@ -77,10 +77,7 @@ func (p *Planner) Due(vantage uint32, sellers []Seller, last func(Path) time.Tim
 			continue // a member does not buy its own routes
 		}
 		for _, pfx := range s.Prefixes {
-			nh := s.NextHop4
-			if pfx.Addr().Is6() {
-				nh = s.NextHop6
-			}
+			nh := s.nextHop(pfx)
 			if !nh.IsValid() {
 				continue // no router of that family: nothing to probe through
 			}
@@ -111,6 +108,30 @@ func (p *Planner) Due(vantage uint32, sellers []Seller, last func(Path) time.Tim
 		p.issued[c.t.Path] = now
 	}
 	return out
+}
+
+// nextHop is s's router of p's family (invalid: none).
+func (s Seller) nextHop(p netip.Prefix) netip.Addr {
+	if p.Addr().Is6() {
+		return s.NextHop6
+	}
+	return s.NextHop4
+}
+
+// Plans reports whether the planner asks vantage's agent to measure the
+// path through s toward p (Due hands it out when it is due): s is another
+// member with a router of p's family and p is one of its prefixes or
+// inside one.
+func (s Seller) Plans(vantage uint32, p netip.Prefix) bool {
+	if s.ASN == vantage || !s.nextHop(p).IsValid() {
+		return false
+	}
+	for _, q := range s.Prefixes {
+		if within(p, q) {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultTarget is the probe target used when the agent has seen no traffic

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,8 @@ type Measurement struct {
 	ProbesSent     int32
 }
 
-// Entry is the matrix cell for one path: averages over a window.
+// Entry is the matrix cell for one path over a window: the pooled view
+// (see Cell), each vantage weighted once.
 type Entry struct {
 	ViaASN    uint32
 	Prefix    string
@@ -42,21 +44,39 @@ type Entry struct {
 	ASHops    int32
 	Samples   int
 	Last      time.Time
+	// Vantages is how many independent vantages the figures rest on (each
+	// member's agent, each third-party source).
+	Vantages int
 }
 
 // Matrix reads and writes measurements.
 type Matrix struct {
 	db  *store.DB
 	now func() time.Time
+	// Window is how old a member's measurement may be when reported (the
+	// freshness window; DefaultWindow when 0).
+	Window time.Duration
+	limits limiter
 }
 
+// DefaultWindow is Window's default: the arbiter's default freshness.
+const DefaultWindow = 2 * time.Hour
+
 // New returns the matrix over db, reading now (clock.Now when nil) for
-// what "recent" and "in the future" mean.
+// what "recent" and "in the future" mean. Members' reports are limited to
+// DefaultReportRate and DefaultReportBurst until Limit says otherwise.
 func New(db *store.DB, now func() time.Time) *Matrix {
 	if now == nil {
 		now = clock.Now
 	}
-	return &Matrix{db: db, now: now}
+	return &Matrix{db: db, now: now, limits: limiter{rate: DefaultReportRate, burst: DefaultReportBurst}}
+}
+
+func (x *Matrix) window() time.Duration {
+	if x.Window > 0 {
+		return x.Window
+	}
+	return DefaultWindow
 }
 
 // MaxBatch bounds one report.
@@ -89,22 +109,37 @@ func (m Measurement) Validate(i int, now time.Time) error {
 }
 
 // Report stores a batch from reporter, all or nothing; a key seen before is
-// counted as a duplicate and ignored.
+// counted as a duplicate and ignored. Every row must be one the member may
+// report (see admit), and the batch within the member's allowance (see
+// Limit): otherwise nothing is stored.
 func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) (accepted, duplicates int, err error) {
-	return x.store(ctx, ms, `INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target,
+	if len(ms) > MaxBatch {
+		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
+	}
+	if err := x.limits.take(reporter, len(ms), x.now()); err != nil {
+		return 0, 0, err
+	}
+	accepted, duplicates, err = x.store(ctx, ms, `INSERT INTO measurements (reporter_id, idempotency_key, via_id, prefix, target,
 		measured_us, latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
-		func(tx *sql.Tx) (any, error) {
+		func(tx *sql.Tx, now time.Time) (any, error) {
 			r, err := registry.GetMember(ctx, tx, reporter)
-			return r.ID, err
+			if err != nil {
+				return nil, err
+			}
+			return r.ID, x.admit(ctx, tx, r, ms, now)
 		})
+	if err != nil {
+		x.limits.give(reporter, len(ms)) // nothing stored: nothing spent
+	}
+	return accepted, duplicates, err
 }
 
 // store validates a batch and inserts it in one transaction, all or
 // nothing. insert takes the owner (from owner: the reporting member's id, or
 // a third-party source) and then the measurement's columns; a row its
 // conflict clause skips is a duplicate.
-func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, owner func(*sql.Tx) (any, error)) (accepted, duplicates int, err error) {
+func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, owner func(*sql.Tx, time.Time) (any, error)) (accepted, duplicates int, err error) {
 	if len(ms) > MaxBatch {
 		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
@@ -116,7 +151,7 @@ func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, own
 	}
 	err = x.db.Tx(ctx, func(tx *sql.Tx) error {
 		accepted, duplicates = 0, 0
-		who, err := owner(tx)
+		who, err := owner(tx, now)
 		if err != nil {
 			return err
 		}
@@ -145,10 +180,12 @@ func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, own
 }
 
 // Query returns the matrix cells newer than maxAge; via 0 and an invalid
-// prefix match any.
+// prefix match any. Each cell is the pooled view of its path, each
+// vantage weighted once (see cell): the median of the vantages' averages.
 func (x *Matrix) Query(ctx context.Context, via uint32, prefix netip.Prefix, maxAge time.Duration) ([]Entry, error) {
 	q := `SELECT v.asn, m.prefix, coalesce(avg(CASE WHEN m.loss_ppm < 1000000 THEN m.latency_us END), 0),
-		coalesce(avg(CASE WHEN m.loss_ppm < 1000000 THEN m.jitter_us END), 0), avg(m.loss_ppm), max(m.as_hops), count(*), max(m.measured_us)
+		coalesce(avg(CASE WHEN m.loss_ppm < 1000000 THEN m.jitter_us END), 0), avg(m.loss_ppm), max(m.as_hops), count(*), max(m.measured_us),
+		count(CASE WHEN m.loss_ppm < 1000000 THEN 1 END)
 		FROM measurements m JOIN members v ON v.id = m.via_id WHERE m.measured_us >= ?`
 	args := []any{store.Micros(x.now().Add(-maxAge))}
 	if via != 0 {
@@ -159,24 +196,47 @@ func (x *Matrix) Query(ctx context.Context, via uint32, prefix netip.Prefix, max
 		q += " AND m.prefix = ?"
 		args = append(args, prefix.Masked().String())
 	}
-	rows, err := x.db.QueryContext(ctx, q+" GROUP BY v.asn, m.prefix ORDER BY v.asn, m.prefix", args...)
+	rows, err := x.db.QueryContext(ctx, q+" GROUP BY v.asn, m.prefix, m.reporter_id, m.source ORDER BY v.asn, m.prefix", args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []Entry
+	var cs []vantageCell
+	var cur Entry
+	flush := func() {
+		if len(cs) == 0 {
+			return
+		}
+		c := pool(cs)
+		cur.LatencyUs, cur.JitterUs, cur.LossPPM, cur.ASHops, cur.Samples, cur.Vantages = c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops, c.Samples, c.Vantages
+		out = append(out, cur)
+		cs = cs[:0]
+	}
 	for rows.Next() {
 		var e Entry
+		var v vantageCell
 		var lat, jit, loss float64
 		var last int64
-		if err := rows.Scan(&e.ViaASN, &e.Prefix, &lat, &jit, &loss, &e.ASHops, &e.Samples, &last); err != nil {
+		if err := rows.Scan(&e.ViaASN, &e.Prefix, &lat, &jit, &loss, &v.ASHops, &v.Samples, &last, &v.answered); err != nil {
 			return nil, err
 		}
-		e.LatencyUs, e.JitterUs, e.LossPPM, e.Last = int64(lat), int64(jit), int32(loss), store.Time(last)
+		v.LatencyUs, v.JitterUs, v.LossPPM = int64(lat), int64(jit), int32(loss)
 		e.Prefix = strings.TrimSpace(e.Prefix)
-		out = append(out, e)
+		if e.ViaASN != cur.ViaASN || e.Prefix != cur.Prefix {
+			flush()
+			cur = Entry{ViaASN: e.ViaASN, Prefix: e.Prefix}
+		}
+		if t := store.Time(last); t.After(cur.Last) {
+			cur.Last = t
+		}
+		cs = append(cs, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	flush()
+	return out, nil
 }
 
 // Cell is a path's measured quality: the average of the fresh measurements.
@@ -200,6 +260,10 @@ type Cell struct {
 	// Vantage is the member whose agent measured it, or 0 when the cell
 	// pools every vantage (the exchange's view).
 	Vantage uint32
+	// Vantages is how many independent vantages the figures rest on: 1
+	// for a member's own, each reporting member and each third-party
+	// source for the pooled view.
+	Vantages int
 }
 
 // A round with every probe lost has no latency: it counts in the loss
@@ -229,8 +293,17 @@ func (x *Matrix) pathQuality(ctx context.Context, vantage, via uint32, prefixes 
 	return x.cell(ctx, 0, via, prefixes, since)
 }
 
-// cell averages the measurements through via toward prefixes since since:
-// vantage's own, or every reporter's for vantage 0.
+// cell is the quality of the path through via toward prefixes since
+// since: vantage's own measurements, or for vantage 0 the pooled view.
+//
+// The pooled view weighs each vantage once, however much it reported: each
+// vantage (a member's agent, or a third-party source such as RIPE Atlas)
+// is reduced to its own averages, and each figure is the median of theirs
+// (latency and jitter over the vantages with an answered round); the error
+// bars, probe count and loss dispersion are a typical vantage's (their
+// medians), so a loud vantage neither moves the figures past the others'
+// nor makes them look more certain. Samples counts every measurement;
+// Vantages how many vantages there were.
 func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip.Prefix, since int64) (*Cell, int64, error) {
 	if len(prefixes) == 0 {
 		return nil, 0, nil
@@ -251,28 +324,100 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 		q += ` AND reporter_id = (SELECT id FROM members WHERE asn = ?)`
 		args = append(args, vantage)
 	}
-	var c Cell
-	var lat, jit, loss, hops sql.NullFloat64
-	var oldest, probes, minProbes sql.NullInt64
-	var answered int64
-	var lat2, jit2, lostPPM, lost2PPM sql.NullFloat64
-	if err := x.db.QueryRowContext(ctx, q, args...).Scan(&c.Samples, &lat, &jit, &loss, &hops, &oldest,
-		&probes, &minProbes, &answered, &lat2, &jit2, &lostPPM, &lost2PPM); err != nil || c.Samples == 0 {
+	rows, err := x.db.QueryContext(ctx, q+` GROUP BY reporter_id, source`, args...)
+	if err != nil {
 		return nil, 0, err
 	}
-	c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
-	if minProbes.Int64 > 0 {
-		c.Probes = probes.Int64
-		c.LossDispersion = pathscore.DispersionOfSums(int64(c.Samples), float64(c.Probes), lostPPM.Float64/1e6, lost2PPM.Float64/1e12)
+	defer rows.Close()
+	var cs []vantageCell
+	oldest := int64(0)
+	for rows.Next() {
+		var c vantageCell
+		var lat, jit, loss, hops sql.NullFloat64
+		var old, probes, minProbes sql.NullInt64
+		var lat2, jit2, lostPPM, lost2PPM sql.NullFloat64
+		if err := rows.Scan(&c.Samples, &lat, &jit, &loss, &hops, &old,
+			&probes, &minProbes, &c.answered, &lat2, &jit2, &lostPPM, &lost2PPM); err != nil {
+			return nil, 0, err
+		}
+		if c.Samples == 0 {
+			continue
+		}
+		c.LatencyUs, c.JitterUs, c.LossPPM, c.ASHops = int64(lat.Float64), int64(jit.Float64), int32(loss.Float64), int32(hops.Float64)
+		if minProbes.Int64 > 0 {
+			c.Probes = probes.Int64
+			c.LossDispersion = pathscore.DispersionOfSums(int64(c.Samples), float64(c.Probes), lostPPM.Float64/1e6, lost2PPM.Float64/1e12)
+		}
+		c.LatencyErrUs, c.JitterErrUs = stdErr(c.answered, lat.Float64, lat2.Float64), stdErr(c.answered, jit.Float64, jit2.Float64)
+		if c.answered == 1 {
+			// One measurement: its jitter is the spread of its probes.
+			c.LatencyErrUs = int64(jit.Float64 / math.Sqrt(float64(max(probes.Int64, 1))))
+			c.JitterErrUs = int64(jit.Float64)
+		}
+		if oldest == 0 || old.Int64 < oldest {
+			oldest = old.Int64
+		}
+		cs = append(cs, c)
 	}
-	c.LatencyErrUs, c.JitterErrUs = stdErr(answered, lat.Float64, lat2.Float64), stdErr(answered, jit.Float64, jit2.Float64)
-	if answered == 1 {
-		// One measurement: its jitter is the spread of its probes.
-		c.LatencyErrUs = int64(jit.Float64 / math.Sqrt(float64(max(probes.Int64, 1))))
-		c.JitterErrUs = int64(jit.Float64)
+	if err := rows.Err(); err != nil || len(cs) == 0 {
+		return nil, 0, err
 	}
+	c := pool(cs)
 	c.Vantage = vantage
-	return &c, oldest.Int64, nil
+	return c, oldest, nil
+}
+
+// vantageCell is one vantage's averages, with how many of its rounds were
+// answered (the ones its latency and jitter average).
+type vantageCell struct {
+	Cell
+	answered int64
+}
+
+// pool is the pooled view of the vantages' cells (see cell).
+func pool(cs []vantageCell) *Cell {
+	if len(cs) == 1 {
+		c := cs[0].Cell
+		c.Vantages = 1
+		return &c
+	}
+	var c Cell
+	var lat, jit, latErr, jitErr, loss, hops, probes []int64
+	var disp []float64
+	everyProbe := true
+	for _, v := range cs {
+		c.Samples += v.Samples
+		loss, hops = append(loss, int64(v.LossPPM)), append(hops, int64(v.ASHops))
+		if v.answered > 0 {
+			lat, jit = append(lat, v.LatencyUs), append(jit, v.JitterUs)
+			latErr, jitErr = append(latErr, v.LatencyErrUs), append(jitErr, v.JitterErrUs)
+		}
+		everyProbe = everyProbe && v.Probes > 0
+		probes, disp = append(probes, v.Probes), append(disp, v.LossDispersion)
+	}
+	c.LatencyUs, c.JitterUs = median(lat), median(jit)
+	c.LatencyErrUs, c.JitterErrUs = median(latErr), median(jitErr)
+	c.LossPPM, c.ASHops = int32(median(loss)), int32(median(hops))
+	if everyProbe {
+		c.Probes = median(probes)
+		slices.Sort(disp)
+		n := len(disp)
+		c.LossDispersion = (disp[(n-1)/2] + disp[n/2]) / 2
+	}
+	c.Vantages = len(cs)
+	return &c
+}
+
+// median of vs (the mean of the middle two for an even count, rounded
+// down); 0 for none. It sorts vs.
+func median(vs []int64) int64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	a, b := vs[(n-1)/2], vs[n/2]
+	return a + (b-a)/2
 }
 
 // stdErr is the standard error of the mean of n values with mean m and

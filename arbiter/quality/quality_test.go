@@ -38,12 +38,26 @@ func newFixture(t *testing.T) *fixture {
 	reg := registry.New(db)
 	for i, asn := range []uint32{reporter, via, via2} {
 		m := registry.Member{ASN: asn, Name: "net", Port: registry.Port{Name: "swp", CapacityBps: 1e10},
-			Routers: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)})}}
+			Routers: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(1 + i)})}}
 		if _, err := reg.AddMember(context.Background(), m, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The sellers' registered prefixes: the paths every other member's
+	// agent is asked to measure (what Report admits).
+	for _, asn := range []uint32{via, via2} {
+		for _, p := range []string{"198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"} {
+			if _, err := reg.AddPrefix(context.Background(), registry.Prefix{Prefix: netip.MustParsePrefix(p), MemberASN: asn, Type: registry.Customer, OriginASN: asn}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Members since long before the fixed clock.
+	if _, err := db.Exec("UPDATE members SET created_us = 0"); err != nil {
+		t.Fatal(err)
+	}
 	mx := New(db, func() time.Time { return now })
+	mx.Window = 24 * time.Hour // these tests look at older measurements too
 	return &fixture{db: db, mx: mx}
 }
 

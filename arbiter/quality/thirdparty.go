@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 )
@@ -27,7 +28,7 @@ func (x *Matrix) ReportThirdParty(ctx context.Context, source string, ms []Measu
 	return x.store(ctx, ms, `INSERT INTO measurements (source, reporter_id, idempotency_key, via_id, prefix, target,
 		measured_us, latency_us, jitter_us, loss_ppm, as_hops, ip_hops, probes_sent) VALUES (?,NULL,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (source, idempotency_key) WHERE reporter_id IS NULL DO NOTHING`,
-		func(*sql.Tx) (any, error) { return source, nil })
+		func(*sql.Tx, time.Time) (any, error) { return source, nil })
 }
 
 // Counts returns how many stored measurements each source has (agent,

@@ -47,8 +47,10 @@ type TradeBill struct {
 	// UndeliveredMicros is the time the route server did not deliver the
 	// trade through no fault of the buyer (the delivery record's seller
 	// gaps): not charged. BreachedMicros is the delivered time the trade
-	// broke its quality limits.
-	UndeliveredMicros, BreachedMicros int64
+	// broke its quality limits, corroborated (credited);
+	// DisputedBreachMicros the time only the buyer's word says it did
+	// (not credited, see QualityBreaches).
+	UndeliveredMicros, BreachedMicros, DisputedBreachMicros int64
 
 	Committed, Overage, Credit, Gross int64
 	BuyerFee, SellerFee               int64
@@ -161,6 +163,16 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 	}
 	bill.SellerFee = bill.BuyerFee
 	return bill, nil
+}
+
+// noteDisputed records the disputed breaches' delivered time: like
+// BreachedMicros, outside the gaps.
+func (b *TradeBill) noteDisputed(disputed, gaps []Interval) {
+	if b.From.IsZero() || len(disputed) == 0 {
+		return
+	}
+	from, to := b.From.UnixMicro(), b.To.UnixMicro()
+	b.DisputedBreachMicros = breached(append(slices.Clip(disputed), gaps...), from, to) - b.UndeliveredMicros
 }
 
 // breached is the length of the union of intervals inside [from, to).

@@ -26,57 +26,84 @@ const (
 // when no later measurement of the path says otherwise: a few probe rounds.
 const DefaultMeasurementGap = 5 * time.Minute
 
+// DefaultCorroboration is how far apart in time another vantage's
+// breaching measurement may be from a buyer's breach and still corroborate
+// it: the default revalidation interval, so the hourly probe tasks of the
+// other members' agents can.
+const DefaultCorroboration = time.Hour
+
 // QualityBreaches is the BreachSource over the quality matrix: a trade
 // breaches while the buyer's own measurements of the path (via the seller,
 // toward the trade's prefixes) exceed the quality limits of its buy order
-// (claims 6, 18); loss only when significantly so. Each breaching measurement counts from its time until the
-// path's next measurement, at most Gap; the intervals of all the trade's
-// prefixes are merged, so a breach toward any of them is the trade's.
-// Other members' and third-party measurements do not count: the credit is
-// for the buyer's traffic. A buy without limits never breaches.
+// (claims 6, 18); loss only when significantly so. Each breaching
+// measurement counts from its time until the path's next measurement, at
+// most Gap. A buy without limits never breaches.
+//
+// The buyer's word alone earns no credit: a buyer could report a healthy
+// path as bad to cancel its own charges. Each of its breaching
+// measurements' time is credited only when corroborated: another vantage
+// (the seller's own agent, another member's, or a third-party source such
+// as RIPE Atlas) measured the same seller toward the same prefix within
+// Corroboration of that time (before its start to after its end) and found
+// the trade's limits exceeded by the same test (its own rounds pooled for
+// loss, as the buyer's). The rest is disputed: shown on the invoice, not
+// credited. The intervals of all the trade's prefixes are merged, so a
+// breach toward any of them is the trade's; corroborated time wins over
+// disputed.
 type QualityBreaches struct {
 	db *store.DB
 	// Gap bounds how long one measurement stands for (DefaultMeasurementGap).
 	Gap time.Duration
+	// Corroboration is how far apart a corroborating measurement may be
+	// (DefaultCorroboration).
+	Corroboration time.Duration
 }
 
 // NewQualityBreaches reads breaches from db's measurements.
 func NewQualityBreaches(db *store.DB) *QualityBreaches {
-	return &QualityBreaches{db: db, Gap: DefaultMeasurementGap}
+	return &QualityBreaches{db: db, Gap: DefaultMeasurementGap, Corroboration: DefaultCorroboration}
+}
+
+// vantageKey tells vantages apart: a member's id, or a third-party source.
+type vantageKey struct {
+	member int64
+	source string
 }
 
 // Breaches implements BreachSource.
-func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to time.Time) ([]Interval, error) {
+func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to time.Time) (BreachTimes, error) {
 	var buyer, seller int64
 	var prefixes string
 	var lat, jit, loss, hops sql.NullInt64
 	err := q.db.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.prefixes, o.max_latency_us, o.max_jitter_us, o.max_loss_ppm, o.max_as_hops
 		FROM trades t JOIN orders o ON o.id = t.buy_order_id WHERE t.id = ?`, tradeID).Scan(&buyer, &seller, &prefixes, &lat, &jit, &loss, &hops)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("trade %d: no such trade", tradeID)
+		return BreachTimes{}, fmt.Errorf("trade %d: no such trade", tradeID)
 	}
 	if err != nil {
-		return nil, err
+		return BreachTimes{}, err
 	}
 	if !lat.Valid && !jit.Valid && !loss.Valid && !hops.Valid {
-		return nil, nil
+		return BreachTimes{}, nil
 	}
 	pointBad := func(l, j, h int64) bool {
 		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || (hops.Valid && h > hops.Int64)
 	}
+	corr := q.corroboration().Microseconds()
 	ps := strings.Split(prefixes, ",")
-	args := []any{buyer, seller, store.Micros(from.Add(-q.gap() - BreachPoolWindow)), store.Micros(to)}
+	args := []any{seller, store.Micros(from.Add(-q.gap()-BreachPoolWindow)) - corr, store.Micros(to) + corr}
 	for _, p := range ps {
 		args = append(args, strings.TrimSpace(p))
 	}
-	rows, err := q.db.QueryContext(ctx, `SELECT prefix, measured_us, latency_us, jitter_us, loss_ppm, as_hops, probes_sent FROM measurements
-		WHERE reporter_id = ? AND via_id = ? AND measured_us >= ? AND measured_us < ?
-		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ps)), ",")+`) ORDER BY prefix, measured_us, id`, args...)
+	rows, err := q.db.QueryContext(ctx, `SELECT coalesce(reporter_id, 0), source, prefix, measured_us, latency_us, jitter_us, loss_ppm, as_hops, probes_sent
+		FROM measurements WHERE via_id = ? AND measured_us >= ? AND measured_us < ?
+		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ps)), ",")+`) ORDER BY reporter_id, source, prefix, measured_us, id`, args...)
 	if err != nil {
-		return nil, err
+		return BreachTimes{}, err
 	}
 	defer rows.Close()
 	type m struct {
+		vantage      vantageKey
 		prefix       string
 		at           int64
 		bad          bool
@@ -86,27 +113,31 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	for rows.Next() {
 		var x m
 		var l, j, p, h int64
-		if err := rows.Scan(&x.prefix, &x.at, &l, &j, &p, &h, &x.probes); err != nil {
-			return nil, err
+		if err := rows.Scan(&x.vantage.member, &x.vantage.source, &x.prefix, &x.at, &l, &j, &p, &h, &x.probes); err != nil {
+			return BreachTimes{}, err
+		}
+		if x.vantage.member != 0 {
+			x.vantage.source = "" // a member's agent is one vantage
 		}
 		x.bad = pointBad(l, j, h)
 		x.lost = pathscore.Figures{LossPPM: int32(p), Probes: x.probes}.Lost()
 		ms = append(ms, x)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return BreachTimes{}, err
 	}
+	same := func(a, b m) bool { return a.vantage == b.vantage && a.prefix == b.prefix }
 	// Loss breaches only when significantly above the limit: the lower end
 	// of its 95 % interval (shared/pathscore) over at least MinBreachProbes
 	// probes is above it. A measurement with fewer pools the path's
-	// earlier ones, back to BreachPoolWindow, as the access manager pools
-	// its rounds; one lost probe of six proves nothing, nor does a loss
-	// without a probe count.
+	// earlier ones from the same vantage, back to BreachPoolWindow, as the
+	// access manager pools its rounds; one lost probe of six proves
+	// nothing, nor does a loss without a probe count.
 	if loss.Valid {
 		window := BreachPoolWindow.Microseconds()
 		for i := range ms {
 			var lost, probes int64
-			for k := i; k >= 0 && ms[k].prefix == ms[i].prefix && ms[i].at-ms[k].at <= window && probes < MinBreachProbes; k-- {
+			for k := i; k >= 0 && same(ms[k], ms[i]) && ms[i].at-ms[k].at <= window && probes < MinBreachProbes; k-- {
 				lost, probes = lost+ms[k].lost, probes+ms[k].probes
 			}
 			pooled := pathscore.Figures{LossPPM: int32(lost * 1_000_000 / max(probes, 1)), Probes: probes}
@@ -115,22 +146,75 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 			}
 		}
 	}
+	// Other vantages' breaching measurements, per prefix, by time.
+	others := map[string][]int64{}
+	for _, x := range ms {
+		if x.bad && x.vantage != (vantageKey{member: buyer}) {
+			others[x.prefix] = append(others[x.prefix], x.at)
+		}
+	}
+	for _, ats := range others {
+		slices.Sort(ats)
+	}
+	corroborated := func(prefix string, s, e int64) bool {
+		ats := others[prefix]
+		i, _ := slices.BinarySearch(ats, s-corr)
+		return i < len(ats) && ats[i] <= e+corr
+	}
 	lo, hi, gap := store.Micros(from), store.Micros(to), q.gap().Microseconds()
-	var out []Interval
+	var out BreachTimes
 	for i, x := range ms {
-		if !x.bad {
+		if !x.bad || x.vantage != (vantageKey{member: buyer}) {
 			continue
 		}
 		end := x.at + gap
-		if i+1 < len(ms) && ms[i+1].prefix == x.prefix {
+		if i+1 < len(ms) && same(ms[i+1], x) {
 			end = min(end, ms[i+1].at)
 		}
 		s, e := max(x.at, lo), min(end, hi)
-		if e > s {
-			out = append(out, Interval{Start: store.Time(s), End: store.Time(e)})
+		if e <= s {
+			continue
+		}
+		iv := Interval{Start: store.Time(s), End: store.Time(e)}
+		if corroborated(x.prefix, x.at, end) {
+			out.Credited = append(out.Credited, iv)
+		} else {
+			out.Disputed = append(out.Disputed, iv)
 		}
 	}
-	return mergeIntervals(out), nil
+	out.Credited = mergeIntervals(out.Credited)
+	out.Disputed = subtractIntervals(mergeIntervals(out.Disputed), out.Credited)
+	return out, nil
+}
+
+func (q *QualityBreaches) corroboration() time.Duration {
+	if q.Corroboration > 0 {
+		return q.Corroboration
+	}
+	return DefaultCorroboration
+}
+
+// subtractIntervals is a less b; both sorted and merged.
+func subtractIntervals(a, b []Interval) []Interval {
+	var out []Interval
+	for _, x := range a {
+		for _, y := range b {
+			if !y.End.After(x.Start) || !y.Start.Before(x.End) {
+				continue
+			}
+			if y.Start.After(x.Start) {
+				out = append(out, Interval{Start: x.Start, End: y.Start})
+			}
+			x.Start = y.End
+			if !x.Start.Before(x.End) {
+				break
+			}
+		}
+		if x.Start.Before(x.End) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func (q *QualityBreaches) gap() time.Duration {

@@ -27,14 +27,17 @@ type Line struct {
 	// the buyer, and not charged.
 	UndeliveredSeconds float64 `json:"undelivered_seconds"`
 	BreachedSeconds    float64 `json:"breached_seconds"`
-	Figure             string  `json:"figure"` // the policy for disputed slots
-	DisputedSlots      int     `json:"disputed_slots"`
-	FallbackSlots      int     `json:"fallback_slots"` // slots only the other party reported
-	Committed          int64   `json:"committed_micros"`
-	Overage            int64   `json:"overage_micros"`
-	Credit             int64   `json:"sla_credit_micros"`
-	Fee                int64   `json:"fee_micros"`
-	Net                int64   `json:"net_micros"`
+	// DisputedBreachSeconds is breach time on the buyer's word alone,
+	// corroborated by no other vantage: not credited.
+	DisputedBreachSeconds float64 `json:"disputed_breach_seconds"`
+	Figure                string  `json:"figure"` // the policy for disputed slots
+	DisputedSlots         int     `json:"disputed_slots"`
+	FallbackSlots         int     `json:"fallback_slots"` // slots only the other party reported
+	Committed             int64   `json:"committed_micros"`
+	Overage               int64   `json:"overage_micros"`
+	Credit                int64   `json:"sla_credit_micros"`
+	Fee                   int64   `json:"fee_micros"`
+	Net                   int64   `json:"net_micros"`
 }
 
 // Invoice is one member's statement for a period: what it bought and sold,
@@ -85,7 +88,8 @@ func Invoices(p Period, bills []TradeBill) ([]Invoice, Exchange) {
 		t := b.Trade
 		base := Line{TradeID: t.ID, CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, From: b.From, To: b.To,
 			Slots: b.Slots, P95Bps: b.P95Bps, OverageBps: b.OverageBps, UndeliveredSeconds: float64(b.UndeliveredMicros) / 1e6, BreachedSeconds: float64(b.BreachedMicros) / 1e6,
-			Figure: b.Policy.String(), DisputedSlots: b.DisputedSlots, FallbackSlots: b.FallbackSlots}
+			DisputedBreachSeconds: float64(b.DisputedBreachMicros) / 1e6,
+			Figure:                b.Policy.String(), DisputedSlots: b.DisputedSlots, FallbackSlots: b.FallbackSlots}
 
 		bl := base
 		bl.Side, bl.CounterpartyASN = "bought", t.SellerASN
@@ -143,7 +147,7 @@ func (i Invoice) WriteJSON(w io.Writer) error {
 
 // CSVHeader is the first row WriteCSV writes.
 var CSVHeader = []string{"asn", "period", "trade_id", "side", "counterparty_asn", "capacity_bps", "price_micros", "from", "to",
-	"slots", "p95_bps", "overage_bps", "undelivered_seconds", "breached_seconds", "figure", "disputed_slots", "fallback_slots",
+	"slots", "p95_bps", "overage_bps", "undelivered_seconds", "breached_seconds", "disputed_breach_seconds", "figure", "disputed_slots", "fallback_slots",
 	"committed_micros", "overage_micros", "sla_credit_micros", "fee_micros", "net_micros"}
 
 // WriteCSV writes one row per line and a last "total" row whose net is the
@@ -157,14 +161,14 @@ func (i Invoice) WriteCSV(w io.Writer) error {
 	for _, l := range i.Lines {
 		cw.Write([]string{asn, i.Period, d(l.TradeID), l.Side, strconv.FormatUint(uint64(l.CounterpartyASN), 10), d(l.CapacityBps), d(l.PriceMicros),
 			ts(l.From), ts(l.To), strconv.Itoa(l.Slots), d(l.P95Bps), d(l.OverageBps), strconv.FormatFloat(l.UndeliveredSeconds, 'f', -1, 64), strconv.FormatFloat(l.BreachedSeconds, 'f', -1, 64),
-			l.Figure, strconv.Itoa(l.DisputedSlots), strconv.Itoa(l.FallbackSlots), d(l.Committed), d(l.Overage), d(l.Credit), d(l.Fee), d(l.Net)})
+			strconv.FormatFloat(l.DisputedBreachSeconds, 'f', -1, 64), l.Figure, strconv.Itoa(l.DisputedSlots), strconv.Itoa(l.FallbackSlots), d(l.Committed), d(l.Overage), d(l.Credit), d(l.Fee), d(l.Net)})
 		c, o, cr, f = c+l.Committed, o+l.Overage, cr+l.Credit, f+l.Fee
 	}
 	var disputed int
 	for _, l := range i.Lines {
 		disputed += l.DisputedSlots
 	}
-	cw.Write([]string{asn, i.Period, "", "total", "", "", "", ts(i.Start), ts(i.End), "", "", "", "", "", "", strconv.Itoa(disputed), "",
+	cw.Write([]string{asn, i.Period, "", "total", "", "", "", ts(i.Start), ts(i.End), "", "", "", "", "", "", "", strconv.Itoa(disputed), "",
 		d(c), d(o), d(cr), d(f), d(i.Net)})
 	cw.Flush()
 	if err := cw.Error(); err != nil {

@@ -31,7 +31,15 @@ var ErrNotSettled = errors.New("period not settled")
 // BreachSource gives the SLA breaches of a trade, the time its path broke
 // the trade's quality limits, inside [from, to).
 type BreachSource interface {
-	Breaches(ctx context.Context, tradeID int64, from, to time.Time) ([]Interval, error)
+	Breaches(ctx context.Context, tradeID int64, from, to time.Time) (BreachTimes, error)
+}
+
+// BreachTimes are a trade's SLA breaches: Credited were corroborated and
+// earn the buyer a credit; Disputed rest on the buyer's word alone and are
+// shown, not credited (see QualityBreaches). Each is sorted and merged,
+// and they do not overlap.
+type BreachTimes struct {
+	Credited, Disputed []Interval
 }
 
 // GapSource gives the time a trade was not delivered through no fault of
@@ -419,7 +427,7 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		var breaches []Interval
+		var breaches BreachTimes
 		if s.breaches != nil {
 			if breaches, err = s.breaches.Breaches(ctx, t.ID, store.Time(from), store.Time(to)); err != nil {
 				return nil, nil, nil, fmt.Errorf("SLA breaches of trade %d: %w", t.ID, err)
@@ -431,11 +439,12 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 				return nil, nil, nil, fmt.Errorf("delivery gaps of trade %d: %w", t.ID, err)
 			}
 		}
-		bill, err := b.Bill(t, samples, breaches, gaps)
+		bill, err := b.Bill(t, samples, breaches.Credited, gaps)
 		if err != nil {
 			aside = append(aside, SetAside{TradeID: t.ID, Reason: err.Error()})
 			continue
 		}
+		bill.noteDisputed(breaches.Disputed, gaps)
 		bills = append(bills, bill)
 	}
 	return bills, ids, aside, nil

@@ -158,16 +158,29 @@ func invoiceLines(o cli.Output, inv *pb.Invoice) error {
 	var rows [][]string
 	for _, l := range inv.Lines {
 		rows = append(rows, []string{strconv.FormatUint(l.TradeId, 10), l.Side, fmt.Sprintf("AS%d", l.CounterpartyAsn),
-			units.Bandwidth(l.CapacityBps).String(), units.Bandwidth(l.P95Bps).String(), undelivered(l.UndeliveredSeconds), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
+			units.Bandwidth(l.CapacityBps).String(), units.Bandwidth(l.P95Bps).String(), undelivered(l.UndeliveredSeconds), breach(l.BreachedSeconds, l.DisputedBreachSeconds), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
 			units.Money(l.CommittedMicros).Exact(), units.Money(l.OverageMicros).Exact(), units.Money(l.SlaCreditMicros).Exact(), units.Money(l.FeeMicros).Exact(), units.Money(l.AmountMicros).Exact()})
 	}
 	fmt.Fprintf(o.W, "invoice %s\n", inv.Id)
-	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "P95", "UNDELIVERED", "DISPUTED", "COMMITTED", "OVERAGE", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
+	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "P95", "UNDELIVERED", "SLA_BREACH", "DISPUTED", "COMMITTED", "OVERAGE", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.W, "paid %s  received %s  fees %s  net %s (positive: the exchange owes you)\n",
 		units.Money(inv.PaidMicros).Exact(), units.Money(inv.ReceivedMicros).Exact(), units.Money(inv.FeesMicros).Exact(), units.Money(inv.TotalMicros).Exact())
 	return nil
+}
+
+// breach is a line's SLA breach time: credited (corroborated by another
+// vantage), and on the buyer's measurements alone (disputed, not
+// credited); "-" for none.
+func breach(credited, disputed float64) string {
+	switch {
+	case credited == 0 && disputed == 0:
+		return "-"
+	case disputed == 0:
+		return (time.Duration(credited * float64(time.Second))).String()
+	}
+	return fmt.Sprintf("%s +%s disputed", time.Duration(credited*float64(time.Second)), time.Duration(disputed*float64(time.Second)))
 }
 
 // undelivered is the time a trade was not delivered (not charged), or "-".

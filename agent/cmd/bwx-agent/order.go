@@ -351,14 +351,19 @@ func offersCmd(g *globals) *cobra.Command {
 			}
 			var rows [][]string
 			for _, o := range resp.Offers {
-				lat := "-"
+				lat, vantages := "-", "-"
 				if o.Measured != nil {
 					lat = (time.Duration(o.Measured.GetMaxLatencyUs()) * time.Microsecond).String()
 				}
+				if n := o.MeasuredPath.GetVantages(); n > 0 {
+					// 1: your own measurements, or one reporter; more: the
+					// exchange's pooled view, the median of that many.
+					vantages = strconv.Itoa(int(n))
+				}
 				rows = append(rows, []string{fmt.Sprint(o.OrderId), fmt.Sprintf("AS%d", o.SellerAsn), cli.Destination(o.Destination),
-					units.Bandwidth(o.AvailableBps).String(), units.Bandwidth(o.MinBlockBps).String(), units.Money(o.PriceMicros).String(), lat})
+					units.Bandwidth(o.AvailableBps).String(), units.Bandwidth(o.MinBlockBps).String(), units.Money(o.PriceMicros).String(), lat, vantages})
 			}
-			return g.out.Table([]string{"OFFER", "SELLER", "DESTINATION", "AVAILABLE", "BLOCK", "PRICE/Mbps/mo", "LATENCY"}, rows)
+			return g.out.Table([]string{"OFFER", "SELLER", "DESTINATION", "AVAILABLE", "BLOCK", "PRICE/Mbps/mo", "LATENCY", "VANTAGES"}, rows)
 		},
 	}
 	sf.register(c.Flags(), true)

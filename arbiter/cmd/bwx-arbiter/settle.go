@@ -303,10 +303,10 @@ func invoiceTable(o cli.Output, inv *pb.Invoice) error {
 		rows = append(rows, []string{strconv.FormatUint(l.TradeId, 10), l.Side, fmt.Sprintf("AS%d", l.CounterpartyAsn),
 			units.Bandwidth(l.CapacityBps).String(), units.Money(l.PriceMicros).Exact(), strconv.Itoa(int(l.Slots)), units.Bandwidth(l.P95Bps).String(),
 			units.Bandwidth(l.OverageBps).String(), strconv.FormatFloat(l.UndeliveredSeconds, 'f', -1, 64), strconv.FormatFloat(l.BreachedSeconds, 'f', -1, 64),
-			fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
+			strconv.FormatFloat(l.DisputedBreachSeconds, 'f', -1, 64), fmt.Sprintf("%d/%s", l.DisputedSlots, l.Figure),
 			units.Money(l.CommittedMicros).Exact(), units.Money(l.OverageMicros).Exact(), units.Money(l.SlaCreditMicros).Exact(), units.Money(l.FeeMicros).Exact(), units.Money(l.AmountMicros).Exact()})
 	}
-	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "PRICE/MBPS", "SLOTS", "P95", "OVERAGE", "UNDELIVERED_S", "BREACHED_S", "DISPUTED",
+	if err := o.Table([]string{"TRADE", "SIDE", "WITH", "CAPACITY", "PRICE/MBPS", "SLOTS", "P95", "OVERAGE", "UNDELIVERED_S", "BREACHED_S", "DISPUTED_BREACH_S", "DISPUTED",
 		"COMMITTED", "OVERAGE_AMT", "SLA_CREDIT", "FEE", "NET"}, rows); err != nil {
 		return err
 	}

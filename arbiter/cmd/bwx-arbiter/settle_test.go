@@ -19,12 +19,13 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // fixture is a settled month of two members: AS64510 buys 1G from AS64501
-// at 0.10 with 0.5G of 95th-percentile overage and 17 minutes of SLA breach.
+// at 0.10 with 0.5G of 95th-percentile overage, 17 minutes of SLA breach
+// and 4 minutes of breach on the buyer's word alone (disputed).
 func fixture() []*pb.GetInvoiceResponse {
 	nov := settle.Month(2026, time.November)
 	bill := settle.TradeBill{
 		Trade: settle.Trade{ID: 7, BuyerASN: 64510, SellerASN: 64501, CapacityBps: 1e9, PriceMicros: 100_000, Start: nov.Start, End: nov.End},
-		From:  nov.Start, To: nov.End, Slots: 8640, DisputedSlots: 2, P95Bps: 1.5e9, OverageBps: 0.5e9, BreachedMicros: 17 * 60e6,
+		From:  nov.Start, To: nov.End, Slots: 8640, DisputedSlots: 2, P95Bps: 1.5e9, OverageBps: 0.5e9, BreachedMicros: 17 * 60e6, DisputedBreachMicros: 4 * 60e6,
 		Committed: 100_000_000, Overage: 75_000_000, Credit: 39_352, Gross: 174_960_648, BuyerFee: 437_402, SellerFee: 437_402,
 	}
 	invs, _ := settle.Invoices(nov, []settle.TradeBill{bill})
@@ -46,7 +47,7 @@ func protoInvoice(inv settle.Invoice) *pb.Invoice {
 	for _, l := range inv.Lines {
 		out.Lines = append(out.Lines, &pb.InvoiceLine{TradeId: uint64(l.TradeID), AmountMicros: l.Net, Side: l.Side, CounterpartyAsn: l.CounterpartyASN,
 			CapacityBps: l.CapacityBps, PriceMicros: l.PriceMicros, Slots: int32(l.Slots), P95Bps: l.P95Bps, OverageBps: l.OverageBps,
-			UndeliveredSeconds: l.UndeliveredSeconds, BreachedSeconds: l.BreachedSeconds, Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), CommittedMicros: l.Committed,
+			UndeliveredSeconds: l.UndeliveredSeconds, BreachedSeconds: l.BreachedSeconds, DisputedBreachSeconds: l.DisputedBreachSeconds, Figure: l.Figure, DisputedSlots: int32(l.DisputedSlots), CommittedMicros: l.Committed,
 			OverageMicros: l.Overage, SlaCreditMicros: l.Credit, FeeMicros: l.Fee})
 	}
 	return out

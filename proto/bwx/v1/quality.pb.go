@@ -323,15 +323,20 @@ type MatrixEntry struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	ViaAsn            uint32                 `protobuf:"varint,1,opt,name=via_asn,json=viaAsn,proto3" json:"via_asn,omitempty"`
 	DestinationPrefix string                 `protobuf:"bytes,2,opt,name=destination_prefix,json=destinationPrefix,proto3" json:"destination_prefix,omitempty"`
-	// Averages over the window.
-	LatencyUs      int64                  `protobuf:"varint,3,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
-	JitterUs       int64                  `protobuf:"varint,4,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
-	LossPpm        int32                  `protobuf:"varint,5,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
-	AsHops         int32                  `protobuf:"varint,6,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
+	// The pooled view over the window: each figure is the median of the
+	// vantages' own averages, each vantage weighted once.
+	LatencyUs int64 `protobuf:"varint,3,opt,name=latency_us,json=latencyUs,proto3" json:"latency_us,omitempty"`
+	JitterUs  int64 `protobuf:"varint,4,opt,name=jitter_us,json=jitterUs,proto3" json:"jitter_us,omitempty"`
+	LossPpm   int32 `protobuf:"varint,5,opt,name=loss_ppm,json=lossPpm,proto3" json:"loss_ppm,omitempty"`
+	AsHops    int32 `protobuf:"varint,6,opt,name=as_hops,json=asHops,proto3" json:"as_hops,omitempty"`
+	// Measurements in the window, from every vantage.
 	Samples        int32                  `protobuf:"varint,7,opt,name=samples,proto3" json:"samples,omitempty"`
 	LastMeasuredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_measured_at,json=lastMeasuredAt,proto3" json:"last_measured_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many independent vantages the figures rest on (each member's
+	// agent, each third-party source such as RIPE Atlas).
+	Vantages      int32 `protobuf:"varint,9,opt,name=vantages,proto3" json:"vantages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MatrixEntry) Reset() {
@@ -418,6 +423,13 @@ func (x *MatrixEntry) GetLastMeasuredAt() *timestamppb.Timestamp {
 		return x.LastMeasuredAt
 	}
 	return nil
+}
+
+func (x *MatrixEntry) GetVantages() int32 {
+	if x != nil {
+		return x.Vantages
+	}
+	return 0
 }
 
 type QueryMatrixResponse struct {
@@ -919,7 +931,7 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\x12QueryMatrixRequest\x12\x17\n" +
 	"\avia_asn\x18\x01 \x01(\rR\x06viaAsn\x12-\n" +
 	"\x12destination_prefix\x18\x02 \x01(\tR\x11destinationPrefix\x122\n" +
-	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\"\xa5\x02\n" +
+	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\"\xc1\x02\n" +
 	"\vMatrixEntry\x12\x17\n" +
 	"\avia_asn\x18\x01 \x01(\rR\x06viaAsn\x12-\n" +
 	"\x12destination_prefix\x18\x02 \x01(\tR\x11destinationPrefix\x12\x1d\n" +
@@ -929,7 +941,8 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\bloss_ppm\x18\x05 \x01(\x05R\alossPpm\x12\x17\n" +
 	"\aas_hops\x18\x06 \x01(\x05R\x06asHops\x12\x18\n" +
 	"\asamples\x18\a \x01(\x05R\asamples\x12D\n" +
-	"\x10last_measured_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0elastMeasuredAt\"D\n" +
+	"\x10last_measured_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0elastMeasuredAt\x12\x1a\n" +
+	"\bvantages\x18\t \x01(\x05R\bvantages\"D\n" +
 	"\x13QueryMatrixResponse\x12-\n" +
 	"\aentries\x18\x01 \x03(\v2\x13.bwx.v1.MatrixEntryR\aentries\"\x19\n" +
 	"\x17StreamProbeTasksRequest\"\x85\x02\n" +

@@ -34,6 +34,14 @@ const (
 // what they measured through each seller toward each destination, and read
 // the matrix back.
 type QualityServiceClient interface {
+	// ReportMeasurements takes a member's measurements of the paths it is
+	// asked to measure (its probe tasks: another member's registered
+	// prefixes through that member's router) or of its own trades (as
+	// buyer, through the seller, inside the trade's prefixes, while the
+	// trade stands), measured within the freshness window. Any other row
+	// refuses the whole call (InvalidArgument naming the row and field).
+	// Rows per member are rate-limited: past the allowance the call is
+	// refused with ResourceExhausted and a RetryInfo saying when to retry.
 	ReportMeasurements(ctx context.Context, in *ReportMeasurementsRequest, opts ...grpc.CallOption) (*ReportMeasurementsResponse, error)
 	QueryMatrix(ctx context.Context, in *QueryMatrixRequest, opts ...grpc.CallOption) (*QueryMatrixResponse, error)
 	// StreamProbeTasks sends the caller the paths the arbiter wants probed
@@ -124,6 +132,14 @@ func (c *qualityServiceClient) ReportBreach(ctx context.Context, in *ReportBreac
 // what they measured through each seller toward each destination, and read
 // the matrix back.
 type QualityServiceServer interface {
+	// ReportMeasurements takes a member's measurements of the paths it is
+	// asked to measure (its probe tasks: another member's registered
+	// prefixes through that member's router) or of its own trades (as
+	// buyer, through the seller, inside the trade's prefixes, while the
+	// trade stands), measured within the freshness window. Any other row
+	// refuses the whole call (InvalidArgument naming the row and field).
+	// Rows per member are rate-limited: past the allowance the call is
+	// refused with ResourceExhausted and a RetryInfo saying when to retry.
 	ReportMeasurements(context.Context, *ReportMeasurementsRequest) (*ReportMeasurementsResponse, error)
 	QueryMatrix(context.Context, *QueryMatrixRequest) (*QueryMatrixResponse, error)
 	// StreamProbeTasks sends the caller the paths the arbiter wants probed

@@ -1648,8 +1648,12 @@ type PathQuality struct {
 	// How much more the loss varied between measurements than independent
 	// probes would (the quasi-binomial dispersion, at least 1; 0: unknown).
 	LossDispersion float64 `protobuf:"fixed64,9,opt,name=loss_dispersion,json=lossDispersion,proto3" json:"loss_dispersion,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many independent vantages the figures rest on: 1 for the buyer's
+	// own measurements; for the exchange's pooled view (the median of the
+	// vantages' averages) each member's agent and each third-party source.
+	Vantages      int32 `protobuf:"varint,10,opt,name=vantages,proto3" json:"vantages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PathQuality) Reset() {
@@ -1741,6 +1745,13 @@ func (x *PathQuality) GetJitterErrUs() int64 {
 func (x *PathQuality) GetLossDispersion() float64 {
 	if x != nil {
 		return x.LossDispersion
+	}
+	return 0
+}
+
+func (x *PathQuality) GetVantages() int32 {
+	if x != nil {
+		return x.Vantages
 	}
 	return 0
 }
@@ -2103,7 +2114,7 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
 	"\tdelivered\x18\x04 \x01(\bR\tdelivered\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05cause\x18\x06 \x01(\tR\x05cause\"\xa2\x02\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\"\xbe\x02\n" +
 	"\vPathQuality\x12\x1d\n" +
 	"\n" +
 	"latency_us\x18\x01 \x01(\x03R\tlatencyUs\x12\x1b\n" +
@@ -2114,7 +2125,9 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x06probes\x18\x06 \x01(\x03R\x06probes\x12$\n" +
 	"\x0elatency_err_us\x18\a \x01(\x03R\flatencyErrUs\x12\"\n" +
 	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\x12'\n" +
-	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\"x\n" +
+	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\x12\x1a\n" +
+	"\bvantages\x18\n" +
+	" \x01(\x05R\bvantages\"x\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +

@@ -434,12 +434,13 @@ type InvoiceLine struct {
 	// Per Mbps per month.
 	PriceMicros int64 `protobuf:"varint,7,opt,name=price_micros,json=priceMicros,proto3" json:"price_micros,omitempty"`
 	// The delivered time inside the period.
-	From            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=from,proto3" json:"from,omitempty"`
-	To              *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=to,proto3" json:"to,omitempty"`
-	Slots           int32                  `protobuf:"varint,10,opt,name=slots,proto3" json:"slots,omitempty"`
-	P95Bps          int64                  `protobuf:"varint,11,opt,name=p95_bps,json=p95Bps,proto3" json:"p95_bps,omitempty"`
-	OverageBps      int64                  `protobuf:"varint,12,opt,name=overage_bps,json=overageBps,proto3" json:"overage_bps,omitempty"`
-	BreachedSeconds float64                `protobuf:"fixed64,13,opt,name=breached_seconds,json=breachedSeconds,proto3" json:"breached_seconds,omitempty"`
+	From       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=from,proto3" json:"from,omitempty"`
+	To         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=to,proto3" json:"to,omitempty"`
+	Slots      int32                  `protobuf:"varint,10,opt,name=slots,proto3" json:"slots,omitempty"`
+	P95Bps     int64                  `protobuf:"varint,11,opt,name=p95_bps,json=p95Bps,proto3" json:"p95_bps,omitempty"`
+	OverageBps int64                  `protobuf:"varint,12,opt,name=overage_bps,json=overageBps,proto3" json:"overage_bps,omitempty"`
+	// SLA breach time corroborated by another vantage: credited.
+	BreachedSeconds float64 `protobuf:"fixed64,13,opt,name=breached_seconds,json=breachedSeconds,proto3" json:"breached_seconds,omitempty"`
 	// The figure disputed slots were billed at: buyer, seller, min or max.
 	Figure        string `protobuf:"bytes,14,opt,name=figure,proto3" json:"figure,omitempty"`
 	DisputedSlots int32  `protobuf:"varint,15,opt,name=disputed_slots,json=disputedSlots,proto3" json:"disputed_slots,omitempty"`
@@ -453,8 +454,12 @@ type InvoiceLine struct {
 	// of the buyer (seller session down, route withdrawn or rejected): not
 	// charged. The buyer's own session being down is charged.
 	UndeliveredSeconds float64 `protobuf:"fixed64,21,opt,name=undelivered_seconds,json=undeliveredSeconds,proto3" json:"undelivered_seconds,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Time the buyer's own measurements broke the quality limits that no
+	// other vantage corroborated: disputed, not credited (breached_seconds
+	// is the corroborated time, credited).
+	DisputedBreachSeconds float64 `protobuf:"fixed64,22,opt,name=disputed_breach_seconds,json=disputedBreachSeconds,proto3" json:"disputed_breach_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *InvoiceLine) Reset() {
@@ -630,6 +635,13 @@ func (x *InvoiceLine) GetFeeMicros() int64 {
 func (x *InvoiceLine) GetUndeliveredSeconds() float64 {
 	if x != nil {
 		return x.UndeliveredSeconds
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetDisputedBreachSeconds() float64 {
+	if x != nil {
+		return x.DisputedBreachSeconds
 	}
 	return 0
 }
@@ -2255,7 +2267,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x13ListInvoicesRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
-	"\x06period\x18\x02 \x01(\tR\x06period\"\xff\x05\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\"\xb7\x06\n" +
 	"\vInvoiceLine\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
@@ -2280,7 +2292,8 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x11sla_credit_micros\x18\x13 \x01(\x03R\x0fslaCreditMicros\x12\x1d\n" +
 	"\n" +
 	"fee_micros\x18\x14 \x01(\x03R\tfeeMicros\x12/\n" +
-	"\x13undelivered_seconds\x18\x15 \x01(\x01R\x12undeliveredSeconds\"\x83\x03\n" +
+	"\x13undelivered_seconds\x18\x15 \x01(\x01R\x12undeliveredSeconds\x126\n" +
+	"\x17disputed_breach_seconds\x18\x16 \x01(\x01R\x15disputedBreachSeconds\"\x83\x03\n" +
 	"\aInvoice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
