@@ -34,9 +34,18 @@ type Config struct {
 	DefaultCreditLimitMicros int64 `yaml:"default_credit_limit_micros"`
 	// CreditWarnPercent of the limit is where a member is warned.
 	CreditWarnPercent int64 `yaml:"credit_warn_percent"`
+	// CreditHorizonMonths is how much of a long commitment counts toward
+	// a member's exposure: the calendar month it is in (the current one,
+	// or its first if it starts later) and the months after it, this many
+	// in all; 0 counts every commitment to its end.
+	CreditHorizonMonths int `yaml:"credit_horizon_months"`
 	// Use is the rule for sustained overuse and underuse (claim 16).
 	Use UseRule `yaml:"use"`
 }
+
+// MaxCreditHorizonMonths bounds Config.CreditHorizonMonths: a century;
+// use 0 for no horizon at all.
+const MaxCreditHorizonMonths = 1200
 
 // DefaultConfig is the exchange's default terms.
 func DefaultConfig() Config {
@@ -46,6 +55,7 @@ func DefaultConfig() Config {
 		FeeBP:               25,
 		DisputeK:            3,
 		CreditWarnPercent:   80,
+		CreditHorizonMonths: 12,
 		Use:                 UseRule{OverPercent: 100, UnderPercent: 20, MinDuration: time.Hour},
 	}
 }
@@ -69,6 +79,8 @@ func (c Config) Validate() error {
 		return invalid("default_credit_limit_micros", "must not be negative")
 	case c.CreditWarnPercent < 1 || c.CreditWarnPercent > 100:
 		return invalid("credit_warn_percent", "must be 1..100, got %d", c.CreditWarnPercent)
+	case c.CreditHorizonMonths < 0 || c.CreditHorizonMonths > MaxCreditHorizonMonths:
+		return invalid("credit_horizon_months", "must be 0 (every commitment to its end) or 1..%d months, got %d", MaxCreditHorizonMonths, c.CreditHorizonMonths)
 	}
 	return c.Use.Validate()
 }
