@@ -164,7 +164,7 @@ func eventToProto(e book.Event, now time.Time) *pb.TradeEvent {
 			st = pb.CreditState_CREDIT_STATE_STOPPED
 		}
 		ev.Credit = &pb.Credit{MemberAsn: e.MemberASN, Limited: true, LimitMicros: c.LimitMicros, UnpaidMicros: c.UnpaidMicros,
-			AccruedMicros: c.AccruedMicros, ExposureMicros: c.ExposureMicros, State: st}
+			AccruedMicros: c.AccruedMicros, OrdersMicros: c.OrdersMicros, ExposureMicros: c.ExposureMicros, State: st}
 	}
 	return ev
 }

@@ -452,7 +452,7 @@ func exchangeToProto(e settle.Exchange) *pb.ExchangeStatement {
 
 func creditToProto(c settle.Credit) *pb.Credit {
 	return &pb.Credit{MemberAsn: c.ASN, Limited: c.Limited, LimitMicros: c.LimitMicros, UnpaidMicros: c.UnpaidMicros,
-		AccruedMicros: c.AccruedMicros, ExposureMicros: c.ExposureMicros, State: pb.CreditState(c.State)}
+		AccruedMicros: c.AccruedMicros, OrdersMicros: c.OrdersMicros, ExposureMicros: c.ExposureMicros, State: pb.CreditState(c.State)}
 }
 
 func useToProto(e settle.TradeUse) *pb.UseEvent {

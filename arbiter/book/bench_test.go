@@ -316,13 +316,7 @@ func benchCredit(b *testing.B, limited bool) {
 				b.Fatal(err)
 			}
 		}
-		return Options{MayBuy: func(ctx context.Context, asn uint32, pending []Trade) error {
-			cs := make([]settle.Commitment, len(pending))
-			for i, t := range pending {
-				cs[i] = settle.Commitment{CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Start: t.Start, End: t.End}
-			}
-			return st.MayBuyWith(ctx, asn, cs)
-		}}
+		return Options{MayBuy: settleCredit(st)}
 	})
 }
 
@@ -358,5 +352,31 @@ func benchDurableOf(b *testing.B, bb *benchBook, opts func(*store.DB) Options) {
 			})
 			b.ReportMetric(float64(measured.Load())/float64(b.N), "measured-trades/order")
 		})
+	}
+}
+
+// settleCredit is the daemon's wiring of settlement's credit check into
+// Options.MayBuy (arbiter/daemon's bookCredit, without its error words).
+func settleCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error) {
+	return func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error) {
+		cs := make([]settle.Commitment, len(pending))
+		for i, t := range pending {
+			cs[i] = settle.Commitment(t.Commitment())
+		}
+		s, err := st.StandingOf(ctx, asn, cs)
+		if err != nil || !s.Credit.Limited {
+			return nil, err
+		}
+		return func(open []Commitment, buy *Commitment) error {
+			os := make([]settle.Commitment, len(open))
+			for i, c := range open {
+				os[i] = settle.Commitment(c)
+			}
+			if buy == nil {
+				return s.Check(os, nil)
+			}
+			b := settle.Commitment(*buy)
+			return s.Check(os, &b)
+		}, nil
 	}
 }

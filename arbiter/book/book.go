@@ -112,6 +112,7 @@ type CreditNotice struct {
 	LimitMicros    int64 `json:"limit_micros"`
 	UnpaidMicros   int64 `json:"unpaid_micros"`
 	AccruedMicros  int64 `json:"accrued_micros"`
+	OrdersMicros   int64 `json:"orders_micros"`
 	ExposureMicros int64 `json:"exposure_micros"`
 }
 
@@ -149,18 +150,29 @@ type Options struct {
 	ExpireEvery time.Duration
 	// MaxBatch bounds how many changes one commit carries.
 	MaxBatch int
-	// MayBuy, if set, is asked inside the book's serialized section before
-	// a buy is matched (Place, Take, and a Modify raising a buy's capacity
-	// or price), so two buys cannot both pass on the same exposure. pending
-	// are asn's buy trades matched but not yet committed (not in the store
-	// yet). An error refuses the buy: the book returns it as a
-	// *RefusedError.
-	MayBuy func(ctx context.Context, asn uint32, pending []Trade) error
+	// MayBuy, if set, is the credit check on a buy (Place, Take, a Modify
+	// raising a buy's capacity or price, and a resting buy about to trade).
+	// It reads member asn's standing, pending being its buy trades matched
+	// but not yet committed (not in the store yet), and returns the check
+	// to judge buys by (nil: no limit applies). The check is asked inside
+	// the book's serialized section, with the member's open buys as the
+	// book holds them, so two buys cannot both pass on the same exposure;
+	// MayBuy itself may be asked before (its store reads then overlap
+	// other callers'). An error from either refuses the buy: the book
+	// returns it as a *RefusedError.
+	MayBuy func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error)
 	// Active, if set, says whether a member may trade (see Engine.Active):
 	// the registry's check of suspended and removed members. It is asked
 	// inside the book's serialized section and must not call the book.
 	Active func(asn uint32) error
 }
+
+// BuyCheck judges a buy of a member against its standing, without
+// reading the store: openBuys are its open buy orders at their worst case
+// (Order.Commitment), buy the buy to add (a new order, or an open one
+// modified to spend more, then not among openBuys), nil when one of
+// openBuys is about to trade.
+type BuyCheck func(openBuys []Commitment, buy *Commitment) error
 
 // Book is the order book: the in-memory engine, serialized, whose every
 // change is committed to the store (in batches, one transaction each)
@@ -421,33 +433,52 @@ func (b *Book) landed(batch []*pending) {
 }
 
 // creditCheck is the engine's check on a buy: MayBuy with the buyer's
-// uncommitted trades; nil when no check is configured. pre, if it holds a
-// check of the same member made before the lock was taken, and no buy
-// trade of that member has been made since, is used as it is: the store
-// and inflight together then still say what they said. Otherwise MayBuy
-// is asked here, under the lock.
-func (b *Book) creditCheck(ctx context.Context, pre *precheck) func(asn uint32) error {
+// uncommitted trades, then its check with the buyer's open buys; nil when
+// no check is configured. pre, if it holds a standing of the same member
+// read before the lock was taken, and no buy trade of that member has been
+// made since, is used as it is: the store and inflight together then
+// still say what they said. Otherwise MayBuy is asked here, under the
+// lock. The open buys come from the engine, under the lock: always as
+// they stand.
+func (b *Book) creditCheck(ctx context.Context, pre *precheck) func(asn uint32, buy *Order, now time.Time) error {
 	if b.opt.MayBuy == nil {
 		return nil
 	}
-	return func(asn uint32) error {
+	return func(asn uint32, buy *Order, now time.Time) error {
+		var check BuyCheck
+		var err error
+		reuse := false
 		if pre != nil && pre.asn == asn {
 			b.imu.Lock()
-			same := b.bought[asn] == pre.bought
+			reuse = b.bought[asn] == pre.bought
 			b.imu.Unlock()
-			if same {
-				return pre.err
-			}
 		}
-		_, err := b.askMayBuy(ctx, asn)
-		return err
+		if reuse {
+			check, err = pre.check, pre.err
+		} else {
+			_, check, err = b.askMayBuy(ctx, asn)
+		}
+		if err != nil || check == nil {
+			return err
+		}
+		var add *Commitment
+		var except int64
+		if buy != nil {
+			c := buy.Commitment(now)
+			add, except = &c, buy.ID
+		}
+		if err := check(b.eng.OpenBuys(asn, now, except), add); err != nil {
+			return &RefusedError{ASN: asn, Err: err}
+		}
+		return nil
 	}
 }
 
-// precheck is a credit check made before the book's lock.
+// precheck is a member's standing read before the book's lock.
 type precheck struct {
 	asn    uint32
 	bought uint64
+	check  BuyCheck
 	err    error
 }
 
@@ -457,23 +488,23 @@ func (b *Book) precheckBuy(ctx context.Context, asn uint32) *precheck {
 	if b.opt.MayBuy == nil {
 		return nil
 	}
-	n, err := b.askMayBuy(ctx, asn)
-	return &precheck{asn: asn, bought: n, err: err}
+	n, check, err := b.askMayBuy(ctx, asn)
+	return &precheck{asn: asn, bought: n, check: check, err: err}
 }
 
 // askMayBuy snapshots asn's trades in flight (before reading the store,
 // so a trade landing in between is counted twice, never missed) and asks
 // MayBuy; it returns the buy count the answer is good for.
-func (b *Book) askMayBuy(ctx context.Context, asn uint32) (uint64, error) {
+func (b *Book) askMayBuy(ctx context.Context, asn uint32) (uint64, BuyCheck, error) {
 	b.imu.Lock()
 	pending := slices.Clone(b.inflight[asn])
 	n := b.bought[asn]
 	b.imu.Unlock()
-	err := b.opt.MayBuy(ctx, asn, pending)
+	check, err := b.opt.MayBuy(ctx, asn, pending)
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return n, err // a caller that gave up was not refused
+		return n, check, err // a caller that gave up was not refused
 	}
-	return n, &RefusedError{ASN: asn, Err: err}
+	return n, nil, &RefusedError{ASN: asn, Err: err}
 }
 
 // apply runs one engine operation and waits until its change is durable.

@@ -32,7 +32,7 @@ type fixture struct {
 	mu     sync.Mutex
 	now    time.Time
 	events []book.Event
-	mayBuy func(ctx context.Context, asn uint32, pending []book.Trade) error
+	mayBuy func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error)
 	active func(asn uint32) error
 }
 

@@ -140,8 +140,12 @@ type sellRoute struct {
 type Engine struct {
 	Quality QualitySource
 	// MayBuy, when set, may refuse a buy before it is matched (the Book
-	// sets it for the operation at hand: the credit check).
-	MayBuy func(asn uint32) error
+	// sets it for the operation at hand: the credit check). buy is the buy
+	// to add as it would stand (a new order, ID 0; or an open one modified
+	// to spend more), nil when one of asn's open buys is about to trade
+	// (met by an incoming sell, or woken); OpenBuys says what asn already
+	// has in the book.
+	MayBuy func(asn uint32, buy *Order, now time.Time) error
 	// DeferQuality leaves a trade's quality lookup to the caller (listed in
 	// the Change), so the Book can make it outside its lock; matching never
 	// needs it.
@@ -165,6 +169,8 @@ type Engine struct {
 	buysByPrefix  bart.Table[[]*Order]
 	buysByOrigin  map[uint32][]*Order
 	buysByType    map[registry.RouteType][]*Order
+	// buysOf are the open buys by member: what its credit check counts.
+	buysOf map[uint32]map[int64]*Order
 
 	ports map[int64]*curve
 
@@ -197,6 +203,23 @@ func (e *Engine) resetIndex() {
 	e.sellsByPrefix, e.buysByPrefix = bart.Table[[]sellRoute]{}, bart.Table[[]*Order]{}
 	e.sellsByOrigin, e.sellsByType = map[uint32][]sellRoute{}, map[registry.RouteType][]sellRoute{}
 	e.buysByOrigin, e.buysByType = map[uint32][]*Order{}, map[registry.RouteType][]*Order{}
+	e.buysOf = map[uint32]map[int64]*Order{}
+}
+
+// OpenBuys are member asn's open buy orders, each at its worst case as of
+// now (Order.Commitment), except order except (0: none).
+func (e *Engine) OpenBuys(asn uint32, now time.Time, except int64) []Commitment {
+	os := e.buysOf[asn]
+	if len(os) == 0 {
+		return nil
+	}
+	out := make([]Commitment, 0, len(os))
+	for id, o := range os {
+		if id != except {
+			out = append(out, o.Commitment(now))
+		}
+	}
+	return out
 }
 
 // Snapshot is the durable state the engine starts from.
@@ -310,6 +333,10 @@ func (e *Engine) add(o *Order) {
 		}
 		return
 	}
+	if e.buysOf[o.MemberASN] == nil {
+		e.buysOf[o.MemberASN] = map[int64]*Order{}
+	}
+	e.buysOf[o.MemberASN][o.ID] = o
 	switch d := o.Spec.Destination; {
 	case d.Prefix.IsValid():
 		e.buysByPrefix.Modify(d.Prefix, func(v []*Order, _ bool) ([]*Order, bool) { return append(v, o), false })
@@ -344,6 +371,11 @@ func (e *Engine) remove(o *Order) {
 			e.sellsByType[r.Type] = without(e.sellsByType[r.Type], isS)
 		}
 		return
+	}
+	if m := e.buysOf[o.MemberASN]; m != nil {
+		if delete(m, o.ID); len(m) == 0 {
+			delete(e.buysOf, o.MemberASN)
+		}
 	}
 	switch d := o.Spec.Destination; {
 	case d.Prefix.IsValid():
@@ -426,7 +458,7 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	// A start within StartSkew before now is taken as now.
 	spec.Start = spec.EffectiveStart(now)
 	if spec.Side == Buy && e.MayBuy != nil {
-		if err := e.MayBuy(asn); err != nil {
+		if err := e.MayBuy(asn, &Order{MemberASN: asn, Spec: spec}, now); err != nil {
 			return Order{}, nil, nil, err
 		}
 	}
@@ -513,7 +545,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		r, ok := refused[asn]
 		if !ok {
-			r = e.MayBuy(asn) != nil
+			r = e.MayBuy(asn, nil, now) != nil
 			refused[asn] = r
 		}
 		return !r
@@ -934,9 +966,12 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	}
 	losesPriority := spec.PriceMicros != o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps
 	// A buy that may spend more is a new commitment: the credit check
-	// applies as to a new buy. Lowering either never needs it.
+	// applies as to a new buy, counting the order as it would stand.
+	// Lowering either never needs it.
 	if o.Spec.Side == Buy && e.MayBuy != nil && (spec.PriceMicros > o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps) {
-		if err := e.MayBuy(o.MemberASN); err != nil {
+		raised := *o
+		raised.Spec = spec
+		if err := e.MayBuy(o.MemberASN, &raised, now); err != nil {
 			return Order{}, nil, nil, err
 		}
 	}

@@ -254,23 +254,23 @@ func TestMayBuyIsAtomicWithMatching(t *testing.T) {
 	f := newFixture(t)
 	var mu sync.Mutex
 	checks := map[uint32]int{}
-	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) error {
+	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 		mu.Lock()
 		checks[asn]++
 		mu.Unlock()
 		var stored int
 		if err := f.db.QueryRowContext(ctx, `SELECT count(*) FROM trades t JOIN members m ON m.id = t.buyer_id WHERE m.asn = ?`, asn).Scan(&stored); err != nil {
-			return err
+			return nil, err
 		}
 		for _, p := range pending {
 			if p.BuyerASN != asn {
-				return fmt.Errorf("pending trade %d is AS%d's, asked for AS%d", p.ID, p.BuyerASN, asn)
+				return nil, fmt.Errorf("pending trade %d is AS%d's, asked for AS%d", p.ID, p.BuyerASN, asn)
 			}
 		}
 		if stored+len(pending) >= 1 {
-			return fmt.Errorf("AS%d: %w", asn, errCredit)
+			return nil, fmt.Errorf("AS%d: %w", asn, errCredit)
 		}
-		return nil
+		return nil, nil
 	}
 	f.restart(t)
 	ctx := context.Background()
@@ -329,7 +329,7 @@ func TestMayBuyIsAtomicWithMatching(t *testing.T) {
 	if err != nil || resting.Status != book.Open {
 		t.Fatalf("resting buy: %+v %v", resting, err)
 	}
-	f.mayBuy = func(context.Context, uint32, []book.Trade) error { return errCredit }
+	f.mayBuy = func(context.Context, uint32, []book.Trade) (book.BuyCheck, error) { return nil, errCredit }
 	f.restart(t)
 	lower, higher := int64(5), int64(20)
 	if o, _, err := f.book.Modify(ctx, buyer, resting.ID, nil, &lower); err != nil || o.Spec.PriceMicros != 5 {
@@ -420,13 +420,13 @@ func TestRestingBuyCheckedWhenASellArrives(t *testing.T) {
 	f := newFixture(t)
 	var mu sync.Mutex
 	stopped := false
-	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) error {
+	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if stopped && asn == buyer {
-			return fmt.Errorf("AS%d: %w", asn, errCredit)
+			return nil, fmt.Errorf("AS%d: %w", asn, errCredit)
 		}
-		return nil
+		return nil, nil
 	}
 	f.restart(t)
 	ctx := context.Background()

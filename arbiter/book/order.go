@@ -163,6 +163,21 @@ type Order struct {
 // Remaining is the capacity still to trade.
 func (o Order) Remaining() int64 { return o.Spec.CapacityBps - o.FilledBps }
 
+// Commitment is what a buy can cost its member: capacity at a price per
+// Mbps per month over [Start, End). The credit check counts a member's
+// trades and open buys by it.
+type Commitment struct {
+	CapacityBps, PriceMicros int64
+	Start, End               time.Time
+}
+
+// Commitment is a buy order's worst case as of now: its remaining
+// capacity at its limit price from its effective start to its end (every
+// trade it can make lies within that, at that price or below).
+func (o Order) Commitment(now time.Time) Commitment {
+	return Commitment{CapacityBps: o.Remaining(), PriceMicros: o.Spec.PriceMicros, Start: o.Spec.EffectiveStart(now), End: o.Spec.End}
+}
+
 // Trade is a matched buy and sell.
 type Trade struct {
 	ID             int64
@@ -191,6 +206,11 @@ type Trade struct {
 	// runs its term.
 	ContractEnd time.Time
 	EndReason   string
+}
+
+// Commitment is what the trade costs its buyer.
+func (t Trade) Commitment() Commitment {
+	return Commitment{CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Start: t.Start, End: t.End}
 }
 
 // TradeStatus is derived from the delivery period and cancellation.

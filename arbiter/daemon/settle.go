@@ -81,20 +81,37 @@ func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.
 }
 
 // bookCredit is the book's credit check (book.Options.MayBuy): settle's
-// exposure counting the buyer's trades still on their way to the store.
-func bookCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) error {
-	return func(ctx context.Context, asn uint32, pending []book.Trade) error {
-		var cs []settle.Commitment
-		for _, t := range pending {
-			cs = append(cs, settle.Commitment{CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Start: t.Start, End: t.End})
+// standing of the buyer counting its trades still on their way to the
+// store, and settle's check of a buy against it with the buyer's open
+// buys as the book holds them.
+func bookCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+	return func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+		cs := make([]settle.Commitment, len(pending))
+		for i, t := range pending {
+			cs[i] = settle.Commitment(t.Commitment())
 		}
-		err := st.MayBuyWith(ctx, asn, cs)
-		var ce *settle.CreditError
-		if err != nil && !errors.As(err, &ce) && ctx.Err() == nil {
-			// Not a refusal: say the check itself failed, and no buy passes it.
-			return fmt.Errorf("credit check failed, buy not accepted: %w", err)
+		s, err := st.StandingOf(ctx, asn, cs)
+		if err != nil {
+			if ctx.Err() == nil {
+				// Not a refusal: say the check itself failed, and no buy passes it.
+				return nil, fmt.Errorf("credit check failed, buy not accepted: %w", err)
+			}
+			return nil, err
 		}
-		return err
+		if !s.Credit.Limited {
+			return nil, nil
+		}
+		return func(open []book.Commitment, buy *book.Commitment) error {
+			os := make([]settle.Commitment, len(open))
+			for i, c := range open {
+				os[i] = settle.Commitment(c)
+			}
+			if buy == nil {
+				return s.Check(os, nil)
+			}
+			b := settle.Commitment(*buy)
+			return s.Check(os, &b)
+		}, nil
 	}
 }
 
@@ -182,7 +199,7 @@ func (n *settleNotices) credit(ctx context.Context, c settle.Credit) error {
 			typ = book.CreditStopped
 		}
 		_, err := b.AppendEvents(ctx, []book.Event{{MemberASN: c.ASN, Type: typ, Credit: &book.CreditNotice{LimitMicros: c.LimitMicros,
-			UnpaidMicros: c.UnpaidMicros, AccruedMicros: c.AccruedMicros, ExposureMicros: c.ExposureMicros}}})
+			UnpaidMicros: c.UnpaidMicros, AccruedMicros: c.AccruedMicros, OrdersMicros: c.OrdersMicros, ExposureMicros: c.ExposureMicros}}})
 		if err != nil {
 			return err
 		}

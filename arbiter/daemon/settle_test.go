@@ -353,6 +353,8 @@ func TestSettleConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"settle:\n  use:\n    min_duration: 1m\n", ":3: settle.use.min_duration: must be at least 5m0s"},
 		{"settle:\n  fees: 1\n", ":2: settle.fees: unknown key"},
 		{"settle:\n  credit_warn_percent: lots\n", ":2: settle.credit_warn_percent"},
+		{"settle:\n  credit_horizon_months: -1\n", ":2: settle.credit_horizon_months: must be 0 (every commitment to its end) or 1..1200"},
+		{"settle:\n  credit_horizon_months: 1201\n", ":2: settle.credit_horizon_months"},
 	} {
 		path := t.TempDir() + "/arbiter.yaml"
 		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
@@ -366,7 +368,8 @@ func TestSettleConfigErrorsNameKeyAndLine(t *testing.T) {
 	path := t.TempDir() + "/arbiter.yaml"
 	os.WriteFile(path, []byte("settle:\n  fee_bp: 10\n  use:\n    over_percent: 120\n"), 0o600)
 	cfg, err := daemon.LoadConfig(path)
-	if err != nil || cfg.Settle.FeeBP != 10 || cfg.Settle.Use.OverPercent != 120 || cfg.Settle.OverageMultiplierBP != settle.DefaultConfig().OverageMultiplierBP {
+	if err != nil || cfg.Settle.FeeBP != 10 || cfg.Settle.Use.OverPercent != 120 || cfg.Settle.OverageMultiplierBP != settle.DefaultConfig().OverageMultiplierBP ||
+		cfg.Settle.CreditHorizonMonths != 12 {
 		t.Errorf("settle section over the defaults: %v %+v", err, cfg.Settle)
 	}
 }

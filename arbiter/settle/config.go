@@ -44,9 +44,18 @@ type Config struct {
 	// Slot is the interval usage is billed in: 5 minutes, as carriers
 	// bill; shorter only where minutes matter more than custom (a lab).
 	Slot time.Duration `yaml:"slot"`
+	// CreditHorizonMonths is how much of a long commitment counts toward
+	// a member's exposure: the calendar month it is in (the current one,
+	// or its first if it starts later) and the months after it, this many
+	// in all; 0 counts every commitment to its end.
+	CreditHorizonMonths int `yaml:"credit_horizon_months"`
 	// Use is the rule for sustained overuse and underuse (claim 16).
 	Use UseRule `yaml:"use"`
 }
+
+// MaxCreditHorizonMonths bounds Config.CreditHorizonMonths: a century;
+// use 0 for no horizon at all.
+const MaxCreditHorizonMonths = 1200
 
 // DefaultConfig is the exchange's default terms.
 func DefaultConfig() Config {
@@ -59,6 +68,7 @@ func DefaultConfig() Config {
 		MaxFrameBytes:       1518,
 		CreditWarnPercent:   80,
 		Slot:                SlotLength,
+		CreditHorizonMonths: 12,
 		Use:                 UseRule{OverPercent: 100, UnderPercent: 20, MinDuration: time.Hour},
 	}
 }
@@ -93,6 +103,8 @@ func (c Config) Validate() error {
 		return invalid("credit_warn_percent", "must be 1..100, got %d", c.CreditWarnPercent)
 	case c.Slot < time.Second || c.Slot > time.Hour || c.Slot%time.Second != 0 || (24*time.Hour)%c.Slot != 0:
 		return invalid("slot", "must be whole seconds from 1s to 1h that divide a day, got %s", c.Slot)
+	case c.CreditHorizonMonths < 0 || c.CreditHorizonMonths > MaxCreditHorizonMonths:
+		return invalid("credit_horizon_months", "must be 0 (every commitment to its end) or 1..%d months, got %d", MaxCreditHorizonMonths, c.CreditHorizonMonths)
 	}
 	return c.Use.Validate(c.Slot)
 }

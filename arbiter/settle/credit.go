@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +16,9 @@ import (
 	"github.com/bwxchange/bwx/shared/units"
 )
 
-// ErrCreditLimit is the reason a buy is refused: the member's exposure has
-// reached its credit limit.
+// ErrCreditLimit is the reason a buy is refused: it would take the
+// member's exposure above its credit limit, or the exposure is there
+// already.
 var ErrCreditLimit = errors.New("credit limit reached")
 
 // CreditState is where a member stands against its limit.
@@ -31,18 +34,27 @@ func (c CreditState) String() string {
 	return [...]string{"ok", "warning", "stopped"}[c]
 }
 
-// Credit is a member's exposure against its limit. Exposure is its unpaid
-// balance (what the ledger says it owes, after payments and what it earned
-// selling) plus the committed charges of its buy trades since the last
-// settled period, up to the end of the current month, and for a trade that
-// starts later, its first month: money it owes or has committed to but has
-// not yet been invoiced for. So buys for future delivery count too.
+// Credit is a member's exposure against its limit: what it owes and what
+// it has committed to buy, each counted at its worst case.
+//   - Unpaid: its unpaid balance (what the ledger says it owes, after
+//     payments and what it earned selling).
+//   - Accrued: the committed charge of its buy trades not yet invoiced,
+//     from the end of the last settled period (or the trade's start) to
+//     the trade's end, delivered or still to come.
+//   - Orders: its open buy orders, each its remaining capacity at its
+//     limit price from its start (or now) to its end.
+//
+// A long commitment counts up to the horizon (Config.CreditHorizonMonths,
+// see horizon). A buy is accepted only when the exposure plus the buy's
+// own worst case stays within the limit (Standing.Check), so no order, nor
+// any sequence of them, takes the exposure past the limit.
 type Credit struct {
 	ASN            uint32      `json:"asn"`
 	Limited        bool        `json:"limited"` // false: no limit applies
 	LimitMicros    int64       `json:"limit_micros"`
 	UnpaidMicros   int64       `json:"unpaid_micros"`
 	AccruedMicros  int64       `json:"accrued_micros"`
+	OrdersMicros   int64       `json:"orders_micros"`
 	ExposureMicros int64       `json:"exposure_micros"`
 	State          CreditState `json:"state"`
 }
@@ -82,18 +94,27 @@ func (s *Settlement) RecordPayment(ctx context.Context, asn uint32, amountMicros
 	})
 }
 
-// Commitment is a buy trade not yet in the store (the book's group commit
-// has it queued): its committed charge counts toward the buyer's exposure
-// as a stored trade's would.
+// Commitment is capacity bought at a price per Mbps per month over
+// [Start, End), counted toward the buyer's exposure: a buy trade not yet
+// in the store (the book's group commit has it queued), or a buy order at
+// its worst case (its remaining capacity at its limit price, from its
+// start or now, whichever is later).
 type Commitment struct {
 	CapacityBps, PriceMicros int64
 	Start, End               time.Time
 }
 
-// Credit computes member asn's exposure now.
+// Credit computes member asn's exposure now, from the store.
 func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
 	return s.creditWith(ctx, asn, nil)
 }
+
+// creditOrdersSQL reads a member's open buy orders through its orders
+// (the index of its client order ids): the index of open orders holds
+// every member's, sells too, which the report of each member would read
+// in full. "+status" keeps the planner off that one.
+const creditOrdersSQL = `SELECT capacity_bps - filled_bps, price_micros, start_us, end_us FROM orders
+	WHERE member_id = ? AND +status = 1 AND side = 1`
 
 func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	c := Credit{ASN: asn}
@@ -116,7 +137,7 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 	c.UnpaidMicros = max(0, -balance)
 
 	now := s.now().UTC()
-	horizon := MonthOf(now).End
+	h := s.horizonAt(now)
 	rows, err := s.db.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
 		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ?`, id, settledThrough)
 	if err != nil {
@@ -128,37 +149,40 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 		if err := rows.Scan(&capBps, &price, &st, &en); err != nil {
 			return c, err
 		}
-		c.AccruedMicros += accrued(capBps, price, max(st, settledThrough), min(en, until(st, horizon)))
+		c.AccruedMicros = satAdd(c.AccruedMicros, h.charge(capBps, price, st, en, settledThrough))
 	}
 	if err := rows.Err(); err != nil {
 		return c, err
 	}
-	c.AccruedMicros += pendingAccrued(pending, settledThrough, horizon)
-	s.creditState(&c)
+	c.AccruedMicros = satAdd(c.AccruedMicros, h.sum(pending, settledThrough))
+
+	orows, err := s.db.QueryContext(ctx, creditOrdersSQL, id)
+	if err != nil {
+		return c, err
+	}
+	defer orows.Close()
+	for orows.Next() {
+		var capBps, price, st, en int64
+		if err := orows.Scan(&capBps, &price, &st, &en); err != nil {
+			return c, err
+		}
+		c.OrdersMicros = satAdd(c.OrdersMicros, h.charge(capBps, price, max(st, now.UnixMicro()), en, settledThrough))
+	}
+	if err := orows.Err(); err != nil {
+		return c, err
+	}
+	creditState(&c, s.cfg.CreditWarnPercent)
 	return c, nil
 }
 
-// pendingAccrued is the committed charge of trades not yet stored, counted
-// as creditWith counts stored ones.
-func pendingAccrued(pending []Commitment, settledThrough int64, horizon time.Time) int64 {
-	var total int64
-	for _, p := range pending {
-		st, en := store.Micros(p.Start), store.Micros(p.End)
-		if en > settledThrough {
-			total += accrued(p.CapacityBps, p.PriceMicros, max(st, settledThrough), min(en, until(st, horizon)))
-		}
-	}
-	return total
-}
-
 // creditState sets c's exposure and its state against the limit.
-func (s *Settlement) creditState(c *Credit) {
-	c.ExposureMicros = c.UnpaidMicros + c.AccruedMicros
+func creditState(c *Credit, warnPercent int64) {
+	c.ExposureMicros = satAdd(satAdd(c.UnpaidMicros, c.AccruedMicros), c.OrdersMicros)
 	switch {
 	case !c.Limited:
 	case c.ExposureMicros >= c.LimitMicros:
 		c.State = CreditStopped
-	case c.ExposureMicros*100 >= c.LimitMicros*s.cfg.CreditWarnPercent:
+	case c.ExposureMicros >= math.MaxInt64/100 || c.ExposureMicros*100 >= c.LimitMicros*warnPercent:
 		c.State = CreditWarning
 	}
 }
@@ -175,57 +199,204 @@ func (s *Settlement) limitOf(limit sql.NullInt64) (limited bool, micros int64) {
 	return false, 0
 }
 
-// until is how far a trade starting at st counts toward exposure: the end
-// of the current month, or of its first month if it starts later.
-func until(st int64, horizon time.Time) int64 {
-	return max(horizon.UnixMicro(), MonthOf(time.UnixMicro(st)).End.UnixMicro())
+// horizon is how far commitments count toward exposure, as of one month
+// (it changes only when the month does, which keeps the cache valid). A
+// commitment in effect now counts up to the end of the current month and
+// the months-1 after it; one that starts in a later month counts from its
+// start to the end of its first month and the months-1 after that. So a
+// ten-year buy counts as at most months calendar months, never as one,
+// and a buy for delivery years ahead counts as much as one starting now.
+// months 0 counts every commitment to its end.
+type horizon struct {
+	months int
+	next   int64 // start of the month after the current one, µs
+	until  int64 // where commitments that start before next stop counting
 }
 
-// accrued is the committed charge of [from, to), month by month (a month's
-// price is for that month's length).
-func accrued(capBps, price, from, to int64) int64 {
+func (s *Settlement) horizonAt(now time.Time) horizon {
+	m := MonthOf(now)
+	h := horizon{months: s.cfg.CreditHorizonMonths, next: m.End.UnixMicro()}
+	if h.months > 0 {
+		h.until = m.Start.AddDate(0, h.months, 0).UnixMicro()
+	}
+	return h
+}
+
+// end is where a commitment over [st, en) stops counting.
+func (h horizon) end(st, en int64) int64 {
+	switch {
+	case h.months == 0:
+		return en
+	case st < h.next:
+		return min(en, h.until)
+	}
+	return min(en, MonthOf(time.UnixMicro(st)).Start.AddDate(0, h.months, 0).UnixMicro())
+}
+
+// charge is what a commitment of capBps at price over [st, en) counts
+// toward exposure when the periods up to settled are invoiced already.
+func (h horizon) charge(capBps, price, st, en, settled int64) int64 {
+	if en <= settled {
+		return 0
+	}
+	return committed(capBps, price, max(st, settled), h.end(st, en))
+}
+
+// sum is the charge of commitments cs.
+func (h horizon) sum(cs []Commitment, settled int64) int64 {
 	var total int64
-	for from < to {
+	for _, p := range cs {
+		total = satAdd(total, h.charge(p.CapacityBps, p.PriceMicros, store.Micros(p.Start), store.Micros(p.End), settled))
+	}
+	return total
+}
+
+// committed is the committed charge of capBps at price over [from, to),
+// month by month (a month's price is for that month's length), rounded
+// down at each step and saturating at the largest amount. Rounding down
+// keeps it superadditive: a buy's worst case is never less than the sum
+// over the trades that fill it and its remainder, so the exposure a check
+// allowed cannot grow by rounding as the buy trades. It is a bound for
+// credit, not a bill (billing rounds to nearest; the difference is under
+// a micro-unit per month).
+func committed(capBps, price, from, to int64) int64 {
+	if from >= to || capBps <= 0 || price <= 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(uint64(capBps), uint64(price))
+	if hi >= 1_000_000 {
+		return math.MaxInt64
+	}
+	monthly, _ := bits.Div64(hi, lo, 1_000_000)
+	if monthly > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	var total int64
+	for from < to && total < math.MaxInt64 {
 		p := MonthOf(time.UnixMicro(from))
 		end := min(to, p.End.UnixMicro())
-		total += fraction([]int64{capBps, price, end - from}, []int64{1_000_000, p.Micros()})
+		part := monthly
+		if n := p.Micros(); end-from < n {
+			// end-from < n: the quotient is below monthly, the divide is safe.
+			h, l := bits.Mul64(monthly, uint64(end-from))
+			part, _ = bits.Div64(h, l, uint64(n))
+		}
+		total = satAdd(total, int64(part))
 		from = end
 	}
 	return total
 }
 
+// satAdd is a+b for non-negative amounts, held at the largest amount
+// instead of overflowing.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // CreditError says why a buy is refused; it wraps ErrCreditLimit.
-type CreditError struct{ Credit Credit }
+type CreditError struct {
+	Credit Credit
+	// Buy says a buy was being added (a new order or one raised); its
+	// worst case is AddMicros, counted over up to HorizonMonths months
+	// (0: its whole term). false: one of the member's open buys was to
+	// trade while its exposure is above the limit.
+	Buy           bool
+	AddMicros     int64
+	HorizonMonths int
+}
 
 func (e *CreditError) Error() string {
 	c := e.Credit
-	return fmt.Sprintf("AS%d: credit limit reached: exposure %s (unpaid %s, accrued %s) of limit %s; new buy orders are refused until a payment or the operator raises the limit",
-		c.ASN, units.Money(c.ExposureMicros).Exact(), units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.LimitMicros).Exact())
+	m := func(v int64) string { return units.Money(v).Exact() }
+	figures := fmt.Sprintf("exposure %s (unpaid %s, accrued %s, open buy orders %s)",
+		m(c.ExposureMicros), m(c.UnpaidMicros), m(c.AccruedMicros), m(c.OrdersMicros))
+	switch {
+	case !e.Buy:
+		return fmt.Sprintf("AS%d: credit limit exceeded: %s is above the limit %s; its open buy orders do not trade until a payment or the operator raises the limit",
+			c.ASN, figures, m(c.LimitMicros))
+	case c.State == CreditStopped:
+		return fmt.Sprintf("AS%d: credit limit reached: %s of limit %s; new buy orders are refused until a payment or the operator raises the limit",
+			c.ASN, figures, m(c.LimitMicros))
+	}
+	term := "its whole term"
+	switch {
+	case e.HorizonMonths == 1:
+		term = "its term, up to 1 month"
+	case e.HorizonMonths > 1:
+		term = fmt.Sprintf("its term, up to %d months", e.HorizonMonths)
+	}
+	return fmt.Sprintf("AS%d: credit limit: this buy would add %s (its capacity at its limit price over %s) to %s: %s, above the limit %s; buy less, for a shorter term or at a lower price, or pay first",
+		c.ASN, m(e.AddMicros), term, figures, m(satAdd(c.ExposureMicros, e.AddMicros)), m(c.LimitMicros))
 }
 
 func (e *CreditError) Unwrap() error { return ErrCreditLimit }
 
-// MayBuy is the check the book (or the API) makes before accepting a buy
-// order from member asn: nil, or a *CreditError wrapping ErrCreditLimit.
-// Existing trades run on regardless. A warning is not an error: read Credit
-// to tell the member.
+// Standing is a member's credit as a buy check reads it: unpaid and
+// accrued from the store (through the cache) and the trades queued for
+// it. Check judges buys against it without reading anything, so the book
+// can ask it inside its serialized section with the orders it holds.
+type Standing struct {
+	Credit  Credit // OrdersMicros is Check's to add
+	settled int64
+	horizon horizon
+	warn    int64
+}
+
+// Check decides whether a buy may trade: nil, or a *CreditError wrapping
+// ErrCreditLimit. orders are the member's open buy orders at their worst
+// case; buy is the buy to add (a new order, or an open one modified to
+// spend more, then left out of orders), nil when one of orders is about to
+// trade (met by an incoming sell, or woken by time). A buy is refused when
+// the exposure is at the limit already, or the buy's worst case would
+// take it above; an open order, already counted, trades unless the
+// exposure is above the limit (the limit was lowered, an invoice came).
+func (st Standing) Check(orders []Commitment, buy *Commitment) error {
+	c := st.Credit
+	if !c.Limited {
+		return nil
+	}
+	c.OrdersMicros = st.horizon.sum(orders, st.settled)
+	creditState(&c, st.warn)
+	if buy == nil {
+		if c.ExposureMicros > c.LimitMicros {
+			return &CreditError{Credit: c}
+		}
+		return nil
+	}
+	add := st.horizon.sum([]Commitment{*buy}, st.settled)
+	if c.State == CreditStopped || satAdd(c.ExposureMicros, add) > c.LimitMicros {
+		return &CreditError{Credit: c, Buy: true, AddMicros: add, HorizonMonths: st.horizon.months}
+	}
+	return nil
+}
+
+// MayBuy reports whether member asn may buy at all now (its exposure is
+// below its limit): nil, or a *CreditError wrapping ErrCreditLimit.
+// Existing trades run on regardless. A warning is not an error: read
+// Credit to tell the member.
 func (s *Settlement) MayBuy(ctx context.Context, asn uint32) error {
 	return s.MayBuyWith(ctx, asn, nil)
 }
 
 // MayBuyWith is MayBuy counting pending, asn's buy trades not yet stored.
-// It answers from the member's cached exposure (see creditCache): one
-// indexed read when no limit applies, else reads of what changed since the
-// member's last check. It is safe for concurrent use.
 func (s *Settlement) MayBuyWith(ctx context.Context, asn uint32, pending []Commitment) error {
-	c, err := s.cachedCredit(ctx, asn, pending)
+	st, err := s.StandingOf(ctx, asn, pending)
 	if err != nil {
 		return err
 	}
-	if c.State == CreditStopped {
-		return &CreditError{Credit: c}
-	}
-	return nil
+	return st.Check(nil, &Commitment{})
+}
+
+// StandingOf reads member asn's standing for buy checks, counting pending,
+// its buy trades not yet stored. It answers from the member's cached
+// exposure (see creditCache): one indexed read when no limit applies,
+// else reads of what changed since the member's last check. It is safe
+// for concurrent use.
+func (s *Settlement) StandingOf(ctx context.Context, asn uint32, pending []Commitment) (Standing, error) {
+	return s.cachedCredit(ctx, asn, pending)
 }
 
 // creditRecomputeEvery is how often a member's cached accrual is computed
@@ -273,12 +444,13 @@ type creditSums struct {
 
 	// accrued is the committed charge of the member's buy trades with
 	// id <= tradeID, valid only for settled and horizon (the two inputs of
-	// accrued besides the trade) and computed from scratch at fullAt.
+	// horizon.charge besides the trade) and computed from scratch at
+	// fullAt.
 	valid   bool
 	tradeID int64
 	accrued int64
 	settled int64
-	horizon time.Time
+	horizon horizon
 	fullAt  time.Time
 }
 
@@ -340,30 +512,32 @@ const (
 	creditTradesSQL = `SELECT id, capacity_bps, price_micros, start_us, end_us, cancelled FROM trades WHERE buyer_id = ? AND id > ?`
 )
 
-// cachedCredit is creditWith answered from the cache. When no limit
-// applies it returns Limited false and no figures: nothing is read beyond
-// the member and its limit.
-func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
-	c := Credit{ASN: asn}
+// cachedCredit is creditWith answered from the cache, without the open
+// orders (the book holds those: Standing.Check counts them). When no limit
+// applies its Credit says Limited false and no figures: nothing is read
+// beyond the member and its limit.
+func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Commitment) (Standing, error) {
+	st := Standing{Credit: Credit{ASN: asn}, warn: s.cfg.CreditWarnPercent}
+	c := &st.Credit
 	var id int64
 	var limit sql.NullInt64
 	stmt, err := s.credit.stmts(ctx, s.db)
 	if err != nil {
-		return c, err
+		return st, err
 	}
 	err = stmt.limit.QueryRowContext(ctx, asn).Scan(&id, &limit)
 	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
+		return st, fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
 	}
 	if err != nil {
-		return c, err
+		return st, err
 	}
 	if c.Limited, c.LimitMicros = s.limitOf(limit); !c.Limited {
-		return c, nil
+		return st, nil
 	}
 
 	now := s.now().UTC()
-	horizon := MonthOf(now).End
+	h := s.horizonAt(now)
 	m := s.credit.member(asn)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -374,39 +548,40 @@ func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Com
 	}
 	var settled, dSum, dRows int64
 	if err := stmt.ledger.QueryRowContext(ctx, id, n.ledgerID).Scan(&settled, &dSum, &n.ledgerID, &dRows); err != nil {
-		return c, err
+		return st, err
 	}
 	n.balance += dSum
 	s.credit.ledgerRows.Add(dRows)
-	if !n.valid || n.settled != settled || !n.horizon.Equal(horizon) || now.Before(n.fullAt) || now.Sub(n.fullAt) >= creditRecomputeEvery {
-		n.valid, n.tradeID, n.accrued, n.settled, n.horizon, n.fullAt = true, 0, 0, settled, horizon, now
+	if !n.valid || n.settled != settled || n.horizon != h || now.Before(n.fullAt) || now.Sub(n.fullAt) >= creditRecomputeEvery {
+		n.valid, n.tradeID, n.accrued, n.settled, n.horizon, n.fullAt = true, 0, 0, settled, h, now
 	}
 	rows, err := stmt.trades.QueryContext(ctx, id, n.tradeID)
 	if err != nil {
-		return c, err
+		return st, err
 	}
 	defer rows.Close()
 	var read int64
 	for rows.Next() {
-		var tid, capBps, price, st, en int64
+		var tid, capBps, price, ts, en int64
 		var cancelled bool
-		if err := rows.Scan(&tid, &capBps, &price, &st, &en, &cancelled); err != nil {
-			return c, err
+		if err := rows.Scan(&tid, &capBps, &price, &ts, &en, &cancelled); err != nil {
+			return st, err
 		}
 		read++
 		n.tradeID = max(n.tradeID, tid)
-		if !cancelled && en > settled {
-			n.accrued += accrued(capBps, price, max(st, settled), min(en, until(st, horizon)))
+		if !cancelled {
+			n.accrued = satAdd(n.accrued, h.charge(capBps, price, ts, en, settled))
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return c, err
+		return st, err
 	}
 	s.credit.tradeRows.Add(read)
 	m.sums = n
 
 	c.UnpaidMicros = max(0, -n.balance)
-	c.AccruedMicros = n.accrued + pendingAccrued(pending, settled, horizon)
-	s.creditState(&c)
-	return c, nil
+	c.AccruedMicros = satAdd(n.accrued, h.sum(pending, settled))
+	creditState(c, st.warn)
+	st.settled, st.horizon = settled, h
+	return st, nil
 }

@@ -13,7 +13,8 @@ const (
 // CachedCredit is the figure MayBuyWith decides on (Limited false and no
 // figures when no limit applies).
 func CachedCredit(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
-	return s.cachedCredit(ctx, asn, pending)
+	st, err := s.cachedCredit(ctx, asn, pending)
+	return st.Credit, err
 }
 
 // CreditRowsRead is how many ledger and trade rows the cache's delta
@@ -26,3 +27,9 @@ func CreditRowsRead(s *Settlement) (ledger, trades int64) {
 func CreditFromScratch(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	return s.creditWith(ctx, asn, pending)
 }
+
+// Committed is the charge credit counts for a commitment.
+var Committed = committed
+
+// CreditOrdersSQL reads a member's open buys for the report.
+const CreditOrdersSQL = creditOrdersSQL

@@ -47,10 +47,13 @@ func (l *ledger) cancel(t testing.TB, trade int64) {
 }
 
 // TestCreditCacheFollowsTheRules walks member C through the rules of the
-// Credit doc comment with figures worked out by hand; at every step the
-// cached answer must be those figures and equal the from-scratch one.
+// Credit doc comment with figures worked out by hand, under a horizon of
+// one month (so month ends show); at every step the cached answer must be
+// those figures and equal the from-scratch one.
 func TestCreditCacheFollowsTheRules(t *testing.T) {
-	l := newLedger(t, terms)
+	cfg := terms
+	cfg.CreditHorizonMonths = 1
+	l := newLedger(t, cfg)
 	ctx := context.Background()
 	l.now = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	dec, jan := settle.Month(2026, time.December), settle.Month(2027, time.January)
@@ -199,6 +202,8 @@ func TestCreditCacheQueryPlans(t *testing.T) {
 		{settle.CreditLimitSQL, []any{asC}, []string{"SEARCH m USING COVERING INDEX sqlite_autoindex_members_1 (asn=?)", "SEARCH cl USING INTEGER PRIMARY KEY (rowid=?)"}},
 		{settle.CreditLedgerSQL, []any{1, 10}, []string{"SEARCH ledger USING INDEX ledger_member (member_id=? AND id>?)"}},
 		{settle.CreditTradesSQL, []any{1, 10}, []string{"SEARCH trades USING INDEX trades_buyer (buyer_id=? AND rowid>?)"}},
+		// The report's open buys: the member's orders, not every open one.
+		{settle.CreditOrdersSQL, []any{1}, []string{"SEARCH orders USING INDEX sqlite_autoindex_orders_1 (member_id=?)"}},
 	} {
 		p := plan(c.q, c.args...)
 		for _, w := range c.want {
@@ -269,6 +274,7 @@ func TestCreditCacheMatchesFromScratch(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := terms
 		cfg.DefaultCreditLimitMicros = rapid.SampledFrom([]int64{0, 3_000_000_000}).Draw(rt, "default")
+		cfg.CreditHorizonMonths = rapid.SampledFrom([]int{0, 1, 2, 12}).Draw(rt, "horizon")
 		db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
 		if err != nil {
 			rt.Fatal(err)
@@ -362,4 +368,88 @@ func TestCreditCacheMatchesFromScratch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCreditCheckCountsTheBuy: a buy is judged with its own worst case
+// (capacity at its limit price over its term, up to the horizon) and the
+// member's open buys; figures worked out by hand.
+func TestCreditCheckCountsTheBuy(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	// 100 Mbps at 1.00: 100.00 a month.
+	tenYears := settle.Commitment{CapacityBps: 100 * mbps, PriceMicros: 1_000_000, Start: now, End: now.AddDate(10, 0, 0)}
+	later := tenYears
+	later.Start, later.End = time.Date(2028, 3, 10, 0, 0, 0, 0, time.UTC), time.Date(2038, 3, 10, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		horizon    int
+		buy        settle.Commitment
+		worst      int64
+		what, says string
+	}{
+		// November's last 11 days and the 11 months after it.
+		{12, tenYears, 36_666_666 + 11*100_000_000, "ten years from now, 12 months", "up to 12 months"},
+		// From March 10th (22 of 31 days) to the end of the next February.
+		{12, later, 70_967_741 + 11*100_000_000, "ten years from 2028, 12 months", "up to 12 months"},
+		// November's last 11 days, the rest of the first month.
+		{1, tenYears, 36_666_666, "ten years from now, 1 month", "up to 1 month"},
+		// The whole term: 11 days, 119 months, 19 days (each rounded down).
+		{0, tenYears, 36_666_666 + 119*100_000_000 + 63_333_333, "ten years from now, whole term", "its whole term"},
+	} {
+		cfg := terms
+		cfg.CreditHorizonMonths = c.horizon
+		l := newLedger(t, cfg)
+		l.now = now
+		if err := l.s.SetCreditLimit(ctx, asC, c.worst); err != nil {
+			t.Fatal(err)
+		}
+		st, err := l.s.StandingOf(ctx, asC, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Check(nil, &c.buy); err != nil {
+			t.Errorf("%s: a buy of exactly the limit refused: %v", c.what, err)
+		}
+		if err := l.s.SetCreditLimit(ctx, asC, c.worst-1); err != nil {
+			t.Fatal(err)
+		}
+		if st, err = l.s.StandingOf(ctx, asC, nil); err != nil {
+			t.Fatal(err)
+		}
+		err = st.Check(nil, &c.buy)
+		var ce *settle.CreditError
+		if !errors.As(err, &ce) || !errors.Is(err, settle.ErrCreditLimit) || ce.AddMicros != c.worst || !ce.Buy {
+			t.Fatalf("%s: a buy one micro-unit above the limit: %v, want refused adding %d", c.what, err, c.worst)
+		}
+		if m := err.Error(); !strings.Contains(m, "would add") || !strings.Contains(m, c.says) || !strings.Contains(m, "exposure 0.000000") {
+			t.Errorf("%s: refusal %q does not say limit, exposure, what it adds and how", c.what, m)
+		}
+	}
+
+	// Open buys count with the buy; one of them about to trade is judged
+	// on the exposure alone.
+	cfg := terms
+	cfg.CreditHorizonMonths = 1
+	l := newLedger(t, cfg)
+	l.now = now
+	if err := l.s.SetCreditLimit(ctx, asC, 100_000_000); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.s.StandingOf(ctx, asC, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := []settle.Commitment{tenYears, tenYears}                                                                   // 2 x 36.666666
+	small := settle.Commitment{CapacityBps: 10 * mbps, PriceMicros: 1_000_000, Start: now, End: now.AddDate(0, 0, 3)} // 1.00
+	if err := st.Check(open, &small); err != nil {
+		t.Errorf("74.333332 of 100.00: %v", err)
+	}
+	if err := st.Check(append(open, tenYears), &small); !errors.Is(err, settle.ErrCreditLimit) || !strings.Contains(err.Error(), "open buy orders 109.999998") {
+		t.Errorf("three open buys of 36.666666 and one more: %v, want refused naming the open buys", err)
+	}
+	if err := st.Check(append(open, tenYears), nil); !errors.Is(err, settle.ErrCreditLimit) {
+		t.Errorf("an open buy trading while the exposure is above the limit: %v", err)
+	}
+	if err := st.Check(open, nil); err != nil {
+		t.Errorf("an open buy trading within the limit: %v", err)
+	}
 }

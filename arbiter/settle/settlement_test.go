@@ -421,6 +421,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 
 func TestCreditControl(t *testing.T) {
 	cfg := terms
+	cfg.CreditHorizonMonths = 1 // the figures below are to month ends
 	l := newLedger(t, cfg)
 	ctx := context.Background()
 	l.twoTrades(t)

@@ -134,9 +134,9 @@ func creditCmd(g *globals) *cobra.Command {
 				}
 				state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
 					pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-				rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
+				rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.OrdersMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
 			}
-			return g.out.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "EXPOSURE", "STATE"}, rows)
+			return g.out.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "OPEN_BUYS", "EXPOSURE", "STATE"}, rows)
 		},
 	}
 }

@@ -111,7 +111,7 @@ func creditTable(o cli.Output, cs []*pb.Credit) error {
 		}
 		state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
 			pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
+		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.OrdersMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
 	}
-	return o.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "EXPOSURE", "STATE"}, rows)
+	return o.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "OPEN_BUYS", "EXPOSURE", "STATE"}, rows)
 }

@@ -128,7 +128,8 @@ const (
 	CreditState_CREDIT_STATE_OK CreditState = 0
 	// At or above the warning percentage of the limit.
 	CreditState_CREDIT_STATE_WARNING CreditState = 1
-	// At or above the limit: new buy orders are refused.
+	// At or above the limit: new buy orders are refused. Below it, a buy is
+	// refused when its own worst case would take the exposure above.
 	CreditState_CREDIT_STATE_STOPPED CreditState = 2
 )
 
@@ -1632,12 +1633,17 @@ type Credit struct {
 	LimitMicros int64 `protobuf:"varint,3,opt,name=limit_micros,json=limitMicros,proto3" json:"limit_micros,omitempty"`
 	// What the ledger says the member owes, after payments and sales.
 	UnpaidMicros int64 `protobuf:"varint,4,opt,name=unpaid_micros,json=unpaidMicros,proto3" json:"unpaid_micros,omitempty"`
-	// Committed charges of its buy trades not yet invoiced, to month end.
-	AccruedMicros  int64       `protobuf:"varint,5,opt,name=accrued_micros,json=accruedMicros,proto3" json:"accrued_micros,omitempty"`
+	// Committed charges of its buy trades not yet invoiced, delivered or
+	// still to come, up to the credit horizon (settle.credit_horizon_months).
+	AccruedMicros int64 `protobuf:"varint,5,opt,name=accrued_micros,json=accruedMicros,proto3" json:"accrued_micros,omitempty"`
+	// unpaid + accrued + orders.
 	ExposureMicros int64       `protobuf:"varint,6,opt,name=exposure_micros,json=exposureMicros,proto3" json:"exposure_micros,omitempty"`
 	State          CreditState `protobuf:"varint,7,opt,name=state,proto3,enum=bwx.v1.CreditState" json:"state,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Its open buy orders at their worst case: remaining capacity at the
+	// limit price over the rest of the term, up to the same horizon.
+	OrdersMicros  int64 `protobuf:"varint,8,opt,name=orders_micros,json=ordersMicros,proto3" json:"orders_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Credit) Reset() {
@@ -1717,6 +1723,13 @@ func (x *Credit) GetState() CreditState {
 		return x.State
 	}
 	return CreditState_CREDIT_STATE_OK
+}
+
+func (x *Credit) GetOrdersMicros() int64 {
+	if x != nil {
+		return x.OrdersMicros
+	}
+	return 0
 }
 
 type GetCreditResponse struct {
@@ -2378,7 +2391,7 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x05slots\x18\x03 \x03(\v2\x11.bwx.v1.UsageSlotR\x05slots\"1\n" +
 	"\x10GetCreditRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\x84\x02\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\xa9\x02\n" +
 	"\x06Credit\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x18\n" +
@@ -2387,7 +2400,8 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\runpaid_micros\x18\x04 \x01(\x03R\funpaidMicros\x12%\n" +
 	"\x0eaccrued_micros\x18\x05 \x01(\x03R\raccruedMicros\x12'\n" +
 	"\x0fexposure_micros\x18\x06 \x01(\x03R\x0eexposureMicros\x12)\n" +
-	"\x05state\x18\a \x01(\x0e2\x13.bwx.v1.CreditStateR\x05state\"=\n" +
+	"\x05state\x18\a \x01(\x0e2\x13.bwx.v1.CreditStateR\x05state\x12#\n" +
+	"\rorders_micros\x18\b \x01(\x03R\fordersMicros\"=\n" +
 	"\x11GetCreditResponse\x12(\n" +
 	"\acredits\x18\x01 \x03(\v2\x0e.bwx.v1.CreditR\acredits\"`\n" +
 	"\x14RunSettlementRequest\x12\x16\n" +

@@ -1,0 +1,147 @@
+package book
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/arbiter/store"
+)
+
+// TestCreditLimitNeverPassed: for any sequence of buys (any size, term,
+// start, type), sells, modifies and cancels, a limited member's exposure
+// as settlement reports it (its trades, its open buys at their worst
+// case) is within its limit after every call, accepted or not.
+func TestCreditLimitNeverPassed(t *testing.T) {
+	dir := t.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() { // durability is not under test
+		if d, err := os.MkdirTemp("/dev/shm", "bwx-credit-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			dir = d
+		}
+	}
+	const me, s1, s2 = 64510, 64501, 64502
+	run := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		run++
+		ctx := context.Background()
+		db, err := store.Open(filepath.Join(dir, fmt.Sprintf("c%d.db", run)))
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer db.Close()
+		reg := registry.New(db)
+		for i, asn := range []uint32{s1, s2, me} {
+			m := registry.Member{ASN: asn, Name: "n", Port: registry.Port{Name: "p", CapacityBps: 100e9},
+				Routers: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})}}
+			if _, err := reg.AddMember(ctx, m, nil); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		for _, asn := range []uint32{s1, s2} {
+			if _, err := reg.AddPrefix(ctx, registry.Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/24"), MemberASN: asn, Type: registry.Customer}); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		now := time.Date(2026, 11, 17, 6, 30, 0, 0, time.UTC)
+		cfg := settle.DefaultConfig()
+		cfg.CreditHorizonMonths = rapid.SampledFrom([]int{0, 1, 3, 12}).Draw(rt, "horizon")
+		st, err := settle.NewSettlement(db, settle.Options{Config: cfg, Now: func() time.Time { return now }})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		// Amounts are drawn from their scales (rapid favours small numbers).
+		limit := rapid.SampledFrom([]int64{0, 1, 50e6, 300e6, 3000e6}).Draw(rt, "limitScale") + rapid.Int64Range(0, 1e6).Draw(rt, "limitExtra")
+		blocks := func(name string) int64 { return rapid.SampledFrom([]int64{1, 3, 10, 40, 100}).Draw(rt, name) }
+		price := func(name string) int64 {
+			return rapid.SampledFrom([]int64{0, 1, 7_000, 50_000, 130_000, 300_000}).Draw(rt, name)
+		}
+		if err := st.SetCreditLimit(ctx, me, limit); err != nil {
+			rt.Fatal(err)
+		}
+		bk, err := Start(ctx, db, Options{Now: func() time.Time { return now }, ExpireEvery: -1, MayBuy: settleCredit(st)})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer bk.Close()
+
+		const block = 100_000_000
+		dest := Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}
+		var open []int64 // my orders, maybe still open
+		accepted := 0
+		ops := rapid.IntRange(1, 25).Draw(rt, "ops")
+		for i := 0; i < ops; i++ {
+			var err error
+			var what string
+			switch op := rapid.IntRange(0, 5).Draw(rt, "op"); op {
+			case 0, 1, 2:
+				start := now.AddDate(0, 0, rapid.SampledFrom([]int{0, 0, 3, 45, 400}).Draw(rt, "startDays"))
+				s := Spec{Side: Buy, Destination: dest, Protocol: IPv4, MinBlockBps: block,
+					CapacityBps: block * blocks("blocks"), PriceMicros: price("price"), TrafficType: AnyTraffic, Start: start,
+					End:  start.Add(time.Duration(rapid.SampledFrom([]int{1, 20, 31, 200, 365, 3650}).Draw(rt, "days")) * 24 * time.Hour),
+					Type: rapid.SampledFrom([]OrderType{Limit, Limit, IOC, FOK}).Draw(rt, "type"), Ranking: ByPrice}
+				var o Order
+				if rapid.Bool().Draw(rt, "take") {
+					o, _, err = bk.Take(ctx, me, rapid.Int64Range(1, int64(i)+1).Draw(rt, "offer"), s, "")
+				} else {
+					o, _, err = bk.Place(ctx, me, s, "")
+				}
+				what = fmt.Sprintf("buy %+v", s)
+				if err == nil {
+					open = append(open, o.ID)
+				}
+			case 3:
+				s := Spec{Side: Sell, Destination: dest, Protocol: IPv4, MinBlockBps: block,
+					CapacityBps: block * blocks("sellBlocks"), PriceMicros: price("ask"), TrafficType: AnyTraffic, Start: now,
+					End: now.AddDate(12, 0, 0), Type: Limit}
+				_, _, err = bk.Place(ctx, rapid.SampledFrom([]uint32{s1, s2}).Draw(rt, "seller"), s, "")
+				what = fmt.Sprintf("sell %+v", s)
+			case 4:
+				if len(open) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(open).Draw(rt, "modified")
+				var capacity, newPrice *int64
+				if rapid.Bool().Draw(rt, "newCapacity") {
+					c := block * blocks("newBlocks")
+					capacity = &c
+				}
+				if capacity == nil || rapid.Bool().Draw(rt, "repriced") {
+					p := price("newPrice")
+					newPrice = &p
+				}
+				_, _, err = bk.Modify(ctx, me, id, capacity, newPrice)
+				what = fmt.Sprintf("modify %d to %v %v", id, capacity, newPrice)
+			case 5:
+				if len(open) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(open).Draw(rt, "cancelled")
+				_, err = bk.Cancel(ctx, me, id)
+				what = fmt.Sprintf("cancel %d", id)
+			}
+			var re *RefusedError
+			if err == nil {
+				accepted++
+			} else if errors.As(err, &re) && !errors.Is(err, settle.ErrCreditLimit) {
+				rt.Fatalf("%s: refused for another reason: %v", what, err)
+			}
+			c, cerr := st.Credit(ctx, me)
+			if cerr != nil {
+				rt.Fatal(cerr)
+			}
+			if c.ExposureMicros > limit {
+				rt.Fatalf("after %s (%v): exposure %d (accrued %d, open buys %d) above the limit %d", what, err, c.ExposureMicros, c.AccruedMicros, c.OrdersMicros, limit)
+			}
+		}
+	})
+}
