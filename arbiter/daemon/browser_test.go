@@ -578,7 +578,7 @@ func (v *storeView) check(t *testing.T, what, page string, asn uint32, got pageV
 					active++
 				}
 			}
-			want = append(want, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, m.Port.Name, bw(m.Port.CapacityBps),
+			want = append(want, []string{fmt.Sprintf("AS%d", m.Asn), m.Name, strings.ToLower(strings.TrimPrefix(m.Status.String(), "MEMBER_STATUS_")), m.Port.Name, bw(m.Port.CapacityBps),
 				strings.Join(m.RouterAddresses, "\n"), fmt.Sprint(v.prefixes[m.Asn]), fmt.Sprint(open), fmt.Sprint(active), ""})
 		}
 		table("members", want, false)
@@ -644,9 +644,9 @@ func (v *storeView) check(t *testing.T, what, page string, asn uint32, got pageV
 		for _, e := range v.matrix {
 			want = append(want, []string{fmt.Sprintf("AS%d", e.ViaAsn), e.DestinationPrefix, fmt.Sprintf("%.1f ms", float64(e.LatencyUs)/1000),
 				fmt.Sprintf("%.1f ms", float64(e.JitterUs)/1000), fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), fmt.Sprint(e.AsHops),
-				fmt.Sprint(e.Samples), stamp(e.LastMeasuredAt.AsTime())})
-			cells = append(cells, fmt.Sprintf("AS%d → %s: %.1f ms latency, %.2f%% loss, %d samples",
-				e.ViaAsn, e.DestinationPrefix, float64(e.LatencyUs)/1000, float64(e.LossPpm)/1e4, e.Samples))
+				fmt.Sprint(e.Samples), fmt.Sprint(e.Vantages), stamp(e.LastMeasuredAt.AsTime())})
+			cells = append(cells, fmt.Sprintf("AS%d → %s: %.1f ms latency, %.2f%% loss, %d samples from %d vantages",
+				e.ViaAsn, e.DestinationPrefix, float64(e.LatencyUs)/1000, float64(e.LossPpm)/1e4, e.Samples, e.Vantages))
 		}
 		table("matrix", want, true)
 		g := slices.Sorted(slices.Values(got.Cells))

@@ -21,8 +21,10 @@ func qualityCmd(g *globals) *cobra.Command {
 		Short: "the quality matrix: latency, jitter and loss through each seller toward each destination",
 		Long: `The quality matrix as the exchange pools it from its members' probes and
 third-party measurements: per seller (VIA) and destination prefix, the mean
-latency and jitter, the loss, the AS hops of the seller's route, and the
-probes behind the figures.`,
+latency and jitter, the loss, the AS hops of the seller's route, the
+probes behind the figures, and how many independent vantages (members'
+agents, third parties) they rest on: each figure is the median of the
+vantages' own averages, so one loud reporter cannot move it.`,
 		Example: "  bwx-arbiter quality\n  bwx-arbiter quality --via 64502 --prefix 198.18.0.0/24 -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,9 +51,9 @@ probes behind the figures.`,
 					hops = strconv.Itoa(int(e.AsHops))
 				}
 				rows = append(rows, []string{fmt.Sprintf("AS%d", e.ViaAsn), e.DestinationPrefix, ms(e.LatencyUs), ms(e.JitterUs),
-					fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), hops, strconv.Itoa(int(e.Samples)), e.LastMeasuredAt.AsTime().UTC().Format(time.TimeOnly)})
+					fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), hops, strconv.Itoa(int(e.Samples)), strconv.Itoa(int(e.Vantages)), e.LastMeasuredAt.AsTime().UTC().Format(time.TimeOnly)})
 			}
-			return g.out.Table([]string{"VIA", "DESTINATION", "LATENCY", "JITTER", "LOSS", "AS HOPS", "SAMPLES", "LAST (UTC)"}, rows)
+			return g.out.Table([]string{"VIA", "DESTINATION", "LATENCY", "JITTER", "LOSS", "AS HOPS", "SAMPLES", "VANTAGES", "LAST (UTC)"}, rows)
 		},
 	}
 	c.Flags().Uint32Var(&via, "via", 0, "only paths through this seller's AS")
