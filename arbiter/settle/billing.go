@@ -78,7 +78,7 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := errors.Join(p.Validate(), p.fits(cfg.Slot)); err != nil {
+	if err := errors.Join(p.Validate(), p.fits(cfg.Slot), p.inMonth()); err != nil {
 		return nil, err
 	}
 	if policy < BuyerFigure || policy > MaxFigure {
@@ -87,7 +87,8 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 	return &Biller{cfg: cfg, errors: cfg.Errors(), policy: policy, period: p}, nil
 }
 
-// Bill computes a trade's charges for the period. Let P be the period and D
+// Bill computes a trade's charges for the period. Let P be the calendar
+// month the period lies in (the period itself, for a month's run) and D
 // the delivered time (the trade's part of the period less the undelivered
 // gaps, time the route server did not deliver it through no fault of the
 // buyer), both in microseconds (the store's resolution, so a
@@ -116,7 +117,9 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 	}
 	bill.From, bill.To = time.UnixMicro(from).UTC(), time.UnixMicro(to).UTC()
 	bill.UndeliveredMicros = breached(gaps, from, to)
-	d, p := to-from-bill.UndeliveredMicros, b.period.Micros()
+	// Prices are per month: P is the calendar month the period lies in,
+	// which for a month's run is the period itself.
+	d, p := to-from-bill.UndeliveredMicros, MonthOf(b.period.Start).Micros()
 	const mbps = 1_000_000
 
 	b.slots, b.scratch = slotsInto(b.slots, b.scratch, samples, b.cfg.Slot, bill.From, bill.To)

@@ -338,6 +338,20 @@ func TestBadInput(t *testing.T) {
 	if _, err := settle.NewBiller(terms, odd, settle.BuyerFigure); err == nil || !strings.Contains(err.Error(), "5m0s boundaries") {
 		t.Errorf("a period off the 5-minute slots: %v", err)
 	}
+	// A span is charged its share of the month it lies in: one hour of a
+	// 1G trade at 2.00 per Mbps per month is 2000 * 3600 / 2,592,000 s.
+	hour, _ := settle.ParsePeriod("2026-11-10T10:00:00Z/2026-11-10T11:00:00Z")
+	hb, err := settle.NewBiller(terms, hour, settle.BuyerFigure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bill, err := hb.Bill(monthTrade(1, asA, asB), nil, nil, nil); err != nil || bill.Committed != 2_777_778 {
+		t.Errorf("an hour of November: committed %d (%v), want 2.777778", bill.Committed, err)
+	}
+	across, _ := settle.ParsePeriod("2026-11-30T23:00:00Z/2026-12-01T01:00:00Z")
+	if _, err := settle.NewBiller(terms, across, settle.BuyerFigure); err == nil || !strings.Contains(err.Error(), "one calendar month") {
+		t.Errorf("a span across months: %v", err)
+	}
 	short := terms
 	short.Slot, short.Use.MinDuration = 10*time.Second, time.Minute
 	if _, err := settle.NewBiller(short, odd, settle.BuyerFigure); err != nil {

@@ -53,6 +53,15 @@ func (p Period) Validate() error {
 	return nil
 }
 
+// inMonth says whether p lies within one calendar month: prices are per
+// month, and a span is charged its share of the month it is in.
+func (p Period) inMonth() error {
+	if m := MonthOf(p.Start); p.End.After(m.End) {
+		return fmt.Errorf("period %s: a span must lie within one calendar month (prices are per month); settle each month's part", p)
+	}
+	return nil
+}
+
 // fits says whether p starts and ends on slot boundaries, so that every
 // slot of usage is wholly in or out of it.
 func (p Period) fits(slot time.Duration) error {

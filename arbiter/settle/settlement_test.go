@@ -224,7 +224,7 @@ func TestRunWritesInvoicesAndLedger(t *testing.T) {
 		t.Errorf("refused run wrote %d entries", n-entries)
 	}
 	// A period overlapping the settled one, and one not over yet.
-	half := settle.Period{Start: nov.Start.Add(15 * 24 * time.Hour), End: nov.End.Add(24 * time.Hour)}
+	half := settle.Period{Start: nov.Start.Add(15 * 24 * time.Hour), End: nov.End.Add(-24 * time.Hour)}
 	if _, err := l.s.Run(ctx, half, settle.BuyerFigure); err == nil || !strings.Contains(err.Error(), "overlaps") {
 		t.Errorf("overlapping period: %v", err)
 	}
