@@ -129,8 +129,20 @@ type Result struct {
 	// after the buy and after the failover, against how many were sent.
 	Through, FailoverThrough, Sent, FailoverSent int64
 	Period                                       string
-	Invoice                                      *pb.Invoice
+	Invoice                                      Invoice
 	Took                                         time.Duration
+}
+
+// Invoice is the part of the buyer's invoice document the story reads.
+type Invoice struct {
+	ASN       uint32 `json:"asn"`
+	NetMicros int64  `json:"net_micros"`
+	Lines     []struct {
+		TradeID         uint64 `json:"trade_id"`
+		P95Bps          int64  `json:"p95_bps"`
+		CommittedMicros int64  `json:"committed_micros"`
+		DisputedSlots   int    `json:"disputed_slots"`
+	} `json:"lines"`
 }
 
 // Story is one run over a lab exchange made with Members and ArbiterConfig.
@@ -341,11 +353,9 @@ func (s *Story) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var inv pb.GetInvoiceResponse
-	if err := protojson.Unmarshal([]byte(out), &inv); err != nil {
+	if err := json.Unmarshal([]byte(out), &res.Invoice); err != nil {
 		return nil, fmt.Errorf("bwx-agent invoices -o json: %v\n%s", err, out)
 	}
-	res.Invoice = inv.Invoice
 	res.Took = time.Since(start)
 	fmt.Fprintf(s.Out, "\nFrom traffic to invoice in %v, with no order placed by hand.\n", res.Took.Round(time.Second))
 	return res, nil
