@@ -43,7 +43,7 @@ func TestBadReportsRefused(t *testing.T) {
 	q := pb.NewQualityServiceClient(buyer)
 	good := func() *pb.Measurement {
 		return &pb.Measurement{IdempotencyKey: "m1", ViaAsn: 64501, DestinationPrefix: "198.51.100.0/24", Target: "198.51.100.1",
-			MeasuredAt: timestamppb.Now(), LatencyUs: 10_000, JitterUs: 100, LossPpm: 0, ProbesSent: 5}
+			MeasuredAt: timestamppb.New(clock.Now()), LatencyUs: 10_000, JitterUs: 100, LossPpm: 0, ProbesSent: 5}
 	}
 	for _, c := range []struct {
 		name  string
@@ -212,7 +212,7 @@ func TestRouteAnalysis(t *testing.T) {
 	}{
 		{64501, "198.51.100.0/24", "198.51.100.1"}, {64501, "2001:db8:100::/48", "2001:db8:100::1"}, {64502, "203.0.113.0/24", "203.0.113.1"}} {
 		_, err := q.ReportMeasurements(ctx, &pb.ReportMeasurementsRequest{Measurements: []*pb.Measurement{{IdempotencyKey: "k" + string(rune('a'+i)),
-			ViaAsn: p.via, DestinationPrefix: p.prefix, Target: p.target, MeasuredAt: timestamppb.Now(), LatencyUs: 1000, ProbesSent: 5}}})
+			ViaAsn: p.via, DestinationPrefix: p.prefix, Target: p.target, MeasuredAt: timestamppb.New(clock.Now()), LatencyUs: 1000, ProbesSent: 5}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package clock_test
 
 import (
+	"cmp"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -47,16 +48,23 @@ func TestOnlyClockReadsTheWallClock(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		timePkg := ""
+		// time.Now and its kin, and timestamppb.Now (the wall clock in a
+		// protobuf timestamp).
+		timePkg, tsPkg := "", ""
 		for _, im := range f.Imports {
-			if p, _ := strconv.Unquote(im.Path.Value); p == "time" {
-				timePkg = "time"
-				if im.Name != nil {
-					timePkg = im.Name.Name
-				}
+			p, _ := strconv.Unquote(im.Path.Value)
+			name := ""
+			if im.Name != nil {
+				name = im.Name.Name
+			}
+			switch p {
+			case "time":
+				timePkg = cmp.Or(name, "time")
+			case "google.golang.org/protobuf/types/known/timestamppb":
+				tsPkg = cmp.Or(name, "timestamppb")
 			}
 		}
-		if timePkg == "" {
+		if timePkg == "" && tsPkg == "" {
 			return nil
 		}
 		allowed := map[int]bool{}
@@ -72,14 +80,11 @@ func TestOnlyClockReadsTheWallClock(t *testing.T) {
 			if !ok {
 				return true
 			}
-			if id, ok := sel.X.(*ast.Ident); ok && id.Name == timePkg {
-				switch sel.Sel.Name {
-				case "Now", "Since", "Until":
-					pos := fset.Position(sel.Pos())
-					if !allowed[pos.Line] {
-						bad = append(bad, filepath.ToSlash(rel)+":"+strconv.Itoa(pos.Line)+": time."+sel.Sel.Name)
-					}
-				}
+			id, ok := sel.X.(*ast.Ident)
+			wall := ok && (id.Name == timePkg && (sel.Sel.Name == "Now" || sel.Sel.Name == "Since" || sel.Sel.Name == "Until") ||
+				id.Name == tsPkg && sel.Sel.Name == "Now")
+			if pos := fset.Position(sel.Pos()); wall && !allowed[pos.Line] {
+				bad = append(bad, filepath.ToSlash(rel)+":"+strconv.Itoa(pos.Line)+": "+id.Name+"."+sel.Sel.Name)
 			}
 			return true
 		})
