@@ -128,9 +128,12 @@ type Result struct {
 	// Through is how many of the buyer's datagrams the seller forwarded
 	// after the buy and after the failover, against how many were sent.
 	Through, FailoverThrough, Sent, FailoverSent int64
-	Period                                       string
-	Invoice                                      Invoice
-	Took                                         time.Duration
+	// ShadowSummary is bwx-agent decisions --summary -o json in shadow
+	// mode, and ShadowOrders the buyer's orders then (operator's -o json).
+	ShadowSummary, ShadowOrders string
+	Period                      string
+	Invoice                     Invoice
+	Took                        time.Duration
 }
 
 // Invoice is the part of the buyer's invoice document the story reads.
@@ -259,6 +262,12 @@ func (s *Story) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	s.show("bwx-agent decisions --summary", out)
+	if res.ShadowSummary, err = x.Agent(ctx, buyer, "decisions", "--summary", "-o", "json"); err != nil {
+		return nil, err
+	}
+	if res.ShadowOrders, err = x.Operator(ctx, "orders", "--member", fmt.Sprint(buyer.ASN), "-o", "json"); err != nil {
+		return nil, err
+	}
 
 	s.step("trade mode: manager.mode: trade in the buyer's agent.yaml, and the agent restarted (systemctl restart bwx-agent); it buys")
 	buyer.AgentConfig = fmt.Sprintf(buyerConfig, "trade")
