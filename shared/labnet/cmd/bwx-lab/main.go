@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,12 +29,13 @@ import (
 func main() {
 	once := flag.Bool("once", false, "tear the lab down as soon as the buyer's invoice is shown")
 	keep := flag.Bool("keep-dir", false, "keep the lab directory (configs, logs, database) after teardown")
+	binDir := flag.String("bin", "", "a directory holding bwx-arbiter and bwx-agent already built (scripts/lab builds them); empty: build them")
 	flag.Parse()
 	if err := labnet.NeedsRoot(); err != nil {
 		fmt.Fprintf(os.Stderr, "bwx-lab: %v\nThe lab builds network namespaces, a bridge and veth links: run it as root, e.g. sudo scripts/lab\n", err)
 		os.Exit(2)
 	}
-	if err := run(*once, *keep); err != nil {
+	if err := run(*once, *keep, *binDir); err != nil {
 		fmt.Fprintln(os.Stderr, "\nbwx-lab:", err)
 		os.Exit(1)
 	}
@@ -41,7 +43,7 @@ func main() {
 
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-func run(once, keep bool) (err error) {
+func run(once, keep bool, binDir string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "bwx-lab-")
@@ -55,10 +57,12 @@ func run(once, keep bool) (err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	step("building bwx-arbiter and bwx-agent")
-	bin, err := exchange.Build(ctx, dir)
-	if err != nil {
-		return err
+	bin := exchange.Binaries{Arbiter: filepath.Join(binDir, "bwx-arbiter"), Agent: filepath.Join(binDir, "bwx-agent")}
+	if binDir == "" {
+		step("building bwx-arbiter and bwx-agent")
+		if bin, err = exchange.Build(ctx, dir); err != nil {
+			return err
+		}
 	}
 	step("building the exchange: switch, arbiter and members in network namespaces")
 	x, err := exchange.UpWith(ctx, dir, bin, story.Members(), exchange.Options{ArbiterConfig: story.ArbiterConfig})
