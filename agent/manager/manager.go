@@ -438,7 +438,7 @@ func (s *step) routes() {
 	for p := range keys {
 		sorted = append(sorted, p)
 	}
-	slices.SortFunc(sorted, func(a, b netip.Prefix) int { return comparePrefix(a, b) })
+	slices.SortFunc(sorted, func(a, b netip.Prefix) int { return a.Compare(b) })
 	for _, p := range sorted {
 		valid := map[uint32]Trade{}
 		for _, t := range active[p] {
@@ -500,13 +500,6 @@ func (s *step) routes() {
 		}
 		s.out = append(s.out, m.record(d))
 	}
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // failover counts, for each trade with limits, the newest consecutive

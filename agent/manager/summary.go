@@ -98,6 +98,6 @@ func Summarize(ds []Decision) Summary {
 		s.MonthlyMicros += v.MonthlyMicros
 		s.SavingMicros += v.SavingMicros
 	}
-	slices.SortFunc(s.Destinations, func(a, b Value) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(s.Destinations, func(a, b Value) int { return a.Prefix.Compare(b.Prefix) })
 	return s
 }

@@ -545,7 +545,7 @@ func (s *Speaker) SetReannounced(ctx context.Context, allowed map[netip.Addr][]n
 		if len(c) == 0 || !nh.IsValid() {
 			continue
 		}
-		slices.SortFunc(c, comparePrefix)
+		slices.SortFunc(c, netip.Prefix.Compare)
 		want[nh] = slices.Compact(c)
 	}
 	changed := false
@@ -558,12 +558,12 @@ func (s *Speaker) SetReannounced(ctx context.Context, allowed map[netip.Addr][]n
 		// prefixes first, then the old ones go, so it is never empty.
 		var add, del []netip.Prefix
 		for _, p := range ps {
-			if _, found := slices.BinarySearchFunc(old, p, comparePrefix); !found {
+			if _, found := slices.BinarySearchFunc(old, p, netip.Prefix.Compare); !found {
 				add = append(add, p)
 			}
 		}
 		for _, p := range old {
-			if _, found := slices.BinarySearchFunc(ps, p, comparePrefix); !found {
+			if _, found := slices.BinarySearchFunc(ps, p, netip.Prefix.Compare); !found {
 				del = append(del, p)
 			}
 		}
@@ -952,15 +952,8 @@ func (s *Speaker) Routes() []Route {
 		slices.SortFunc(r.NextHops, func(a, b NextHop) int { return a.Addr.Compare(b.Addr) })
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b Route) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(out, func(a, b Route) int { return a.Prefix.Compare(b.Prefix) })
 	return out
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // Sessions returns the sessions to the route server.

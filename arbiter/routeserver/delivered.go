@@ -154,7 +154,7 @@ func (s *Server) deliveryOn(t *Trade, a netip.Addr) (Delivery, bool) {
 			d.Delivered, d.Reason, d.Cause = false, why, CauseSeller
 		}
 	}
-	for _, p := range slices.SortedFunc(maps.Keys(t.Withheld), comparePrefix) {
+	for _, p := range slices.SortedFunc(maps.Keys(t.Withheld), netip.Prefix.Compare) {
 		if p.Addr().Is4() != a.Is4() {
 			continue
 		}

@@ -353,7 +353,7 @@ func (s *Server) Received(asn uint32) []ReceivedRoute {
 		}
 	}
 	slices.SortFunc(out, func(a, b ReceivedRoute) int {
-		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+		if c := a.Prefix.Compare(b.Prefix); c != 0 {
 			return c
 		}
 		return a.Neighbor.Compare(b.Neighbor)
@@ -390,13 +390,6 @@ func (s *Server) Stats(asn uint32) RouteStats {
 	}
 	st.Rejected = st.Received - st.Accepted
 	return st
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // parsePath turns a watched path into a ReceivedRoute (verdict unset).

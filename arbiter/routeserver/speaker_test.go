@@ -524,7 +524,7 @@ func (r ribRoute) String() string {
 
 func sortRIB(rs []ribRoute) {
 	slices.SortFunc(rs, func(a, b ribRoute) int {
-		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+		if c := a.Prefix.Compare(b.Prefix); c != 0 {
 			return c
 		}
 		return a.NextHop.Compare(b.NextHop)

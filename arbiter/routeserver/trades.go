@@ -497,7 +497,7 @@ func (s *Server) reconcilePaths(ctx context.Context) error {
 	clear(s.dirty)
 	s.mu.Unlock()
 	slices.SortFunc(jobs, func(a, b job) int {
-		if c := comparePrefix(a.k.Prefix, b.k.Prefix); c != 0 {
+		if c := a.k.Prefix.Compare(b.k.Prefix); c != 0 {
 			return c
 		}
 		return cmp.Or(a.k.NextHop.Compare(b.k.NextHop), cmpU32(a.k.Buyer, b.k.Buyer))
@@ -654,7 +654,7 @@ func (s *Server) Announced() []AnnouncedPath {
 		})
 	}
 	slices.SortFunc(out, func(a, b AnnouncedPath) int {
-		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+		if c := a.Prefix.Compare(b.Prefix); c != 0 {
 			return c
 		}
 		return cmp.Or(a.NextHop.Compare(b.NextHop), cmpU32(a.Buyer, b.Buyer))

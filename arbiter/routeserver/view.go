@@ -156,7 +156,7 @@ func (s *Server) Sent(ctx context.Context, asn uint32) ([]SentRoute, error) {
 		}
 	}
 	slices.SortFunc(out, func(a, b SentRoute) int {
-		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+		if c := a.Prefix.Compare(b.Prefix); c != 0 {
 			return c
 		}
 		if c := a.Neighbor.Compare(b.Neighbor); c != 0 {
