@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/units"
 )
 
 // UsageRequest is the request of `usage TRADE-ID [--from] [--to]`, the same
@@ -38,26 +39,7 @@ func UsageRequest(tradeID, from, to string) (*pb.GetTradeUsageRequest, error) {
 
 // Rate is bits/s for a person, to four significant digits: 812.3M,
 // 1.250G, 950.0k, 7.
-func Rate(bps int64) string {
-	if bps < 1000 {
-		return strconv.FormatInt(bps, 10)
-	}
-	v, unit := float64(bps), ""
-	for _, u := range []string{"k", "M", "G", "T", "P", "E"} {
-		if v < 999.95 { // would not round up to 1000.0
-			break
-		}
-		v, unit = v/1000, u
-	}
-	digits := 3
-	switch {
-	case v >= 99.995:
-		digits = 1
-	case v >= 9.9995:
-		digits = 2
-	}
-	return strconv.FormatFloat(v, 'f', digits, 64) + unit
-}
+func Rate(bps int64) string { return units.Bandwidth(bps).Round(4) }
 
 // UsageTable prints a trade's usage slot by slot, each party's figure with
 // its reported sample count, the billed figure and whether the two agree,

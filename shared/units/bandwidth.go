@@ -167,24 +167,31 @@ func scaleDecimal(intPart, frac string, exp int) (uint64, error) {
 
 // Approx formats b to three significant digits in the largest unit it
 // reaches, e.g. "812kbps", "1.23Gbps", "7bps": for reading, not parsing.
-func (b Bandwidth) Approx() string {
-	v, prefix := float64(b), ""
-	for _, u := range []struct {
-		p string
-		v float64
-	}{{"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
-		if math.Abs(v) >= u.v {
-			v, prefix = v/u.v, u.p
+func (b Bandwidth) Approx() string { return b.Round(3) + "bps" }
+
+// Round is b to the given significant digits (at least 3) in the largest
+// decimal unit it reaches, without "bps": "812.3M" (4 digits), "1.23G" (3);
+// under 1000, the integer. Rounding never shows 1000 of a unit: 999,960 to
+// 4 digits is "1.000M".
+func (b Bandwidth) Round(digits int) string {
+	if b < 1000 {
+		return strconv.FormatInt(int64(b), 10)
+	}
+	// Below lim(n) a figure rounds to fewer than n+1 integer digits.
+	lim := func(n int) float64 { return math.Pow10(n) - 0.5*math.Pow10(n-digits) }
+	v, unit := float64(b), ""
+	for _, u := range []string{"k", "M", "G", "T", "P", "E"} {
+		if v < lim(3) {
 			break
 		}
+		v, unit = v/1000, u
 	}
-	if prefix == "" {
-		return fmt.Sprintf("%dbps", int64(b))
+	decimals := digits - 1
+	switch {
+	case v >= lim(2):
+		decimals = digits - 3
+	case v >= lim(1):
+		decimals = digits - 2
 	}
-	digits := int(math.Floor(math.Log10(math.Abs(v))))
-	out := strconv.FormatFloat(v, 'f', max(0, 2-digits), 64)
-	if r, _ := strconv.ParseFloat(out, 64); math.Abs(r) >= math.Pow10(digits+1) { // rounded up a digit: 99.95 -> 100
-		out = strconv.FormatFloat(v, 'f', max(0, 1-digits), 64)
-	}
-	return out + prefix + "bps"
+	return strconv.FormatFloat(v, 'f', decimals, 64) + unit
 }
