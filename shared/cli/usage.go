@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -40,6 +42,33 @@ func UsageRequest(tradeID, from, to string) (*pb.GetTradeUsageRequest, error) {
 // Rate is bits/s for a person, to four significant digits: 812.3M,
 // 1.250G, 950.0k, 7.
 func Rate(bps int64) string { return units.Bandwidth(bps).Round(4) }
+
+// Connect opens a CLI's connection to the arbiter: the connection, the
+// call's context and what ends both.
+type Connect func() (*grpc.ClientConn, context.Context, func(), error)
+
+// TradeUsage is both CLIs' usage command: it checks the arguments, asks
+// the arbiter for the trade's usage slot by slot and prints it (a table,
+// or JSON).
+func TradeUsage(o Output, connect Connect, tradeID, from, to string) error {
+	req, err := UsageRequest(tradeID, from, to)
+	if err != nil {
+		return err
+	}
+	conn, cx, done, err := connect()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := pb.NewUsageServiceClient(conn).GetTradeUsage(cx, req)
+	if err != nil {
+		return err
+	}
+	if o.JSON() {
+		return o.Proto(resp)
+	}
+	return UsageTable(o, resp)
+}
 
 // UsageTable prints a trade's usage slot by slot, each party's figure with
 // its reported sample count, the billed figure and whether the two agree,

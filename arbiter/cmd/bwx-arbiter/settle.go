@@ -208,23 +208,7 @@ trade's start to now or its end; at most 10000 slots in one call.`,
 		Example: "  bwx-arbiter settle usage 7\n  bwx-arbiter settle usage 7 --from 2026-11-03T10:00:00Z --to 2026-11-03T12:00:00Z -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := cli.UsageRequest(args[0], from, to)
-			if err != nil {
-				return err
-			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).GetTradeUsage(cx, req)
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(resp)
-			}
-			return cli.UsageTable(g.out, resp)
+			return cli.TradeUsage(g.out, g.connect, args[0], from, to)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
