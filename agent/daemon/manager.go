@@ -195,11 +195,12 @@ func (l *ManagerLoop) sellerMACs() map[[6]byte]uint32 {
 	}
 	l.measure.mu.Unlock()
 	out := map[[6]byte]uint32{}
+	neigh := l.measure.neighbors()
 	for asn, as := range routers {
 		if asn == l.asn {
 			continue
 		}
-		for mac := range l.measure.macsOf(as) {
+		for mac := range macsOf(neigh, as) {
 			out[mac] = asn
 		}
 	}

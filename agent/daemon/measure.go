@@ -365,14 +365,10 @@ func (m *Measure) setIncoming(on bool) error {
 	return nil
 }
 
-// macsOf resolves routers to their MACs from the neighbor tables of the
-// capture interfaces (the kernel resolved them to send to them).
-func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
-	out := map[[6]byte]bool{}
-	want := map[netip.Addr]bool{}
-	for _, a := range addrs {
-		want[a] = true
-	}
+// neighbors reads the neighbor tables of the capture interfaces (the
+// kernel resolved these routers to send to them) once: address to MAC.
+func (m *Measure) neighbors() map[netip.Addr][6]byte {
+	out := map[netip.Addr][6]byte{}
 	for _, name := range m.cfg.Capture.Interfaces {
 		l, err := m.neigh.LinkByName(name)
 		if err == nil {
@@ -380,10 +376,10 @@ func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
 			if ns, err = m.neigh.NeighList(l.Attrs().Index, netlink.FAMILY_ALL); err == nil {
 				for _, n := range ns {
 					a, ok := netip.AddrFromSlice(n.IP)
-					if !ok || !want[a.Unmap()] || len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+					if !ok || len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
 						continue
 					}
-					out[[6]byte(n.HardwareAddr)] = true
+					out[a.Unmap()] = [6]byte(n.HardwareAddr)
 				}
 				continue
 			}
@@ -391,6 +387,17 @@ func (m *Measure) macsOf(addrs []netip.Addr) map[[6]byte]bool {
 		// Without the routers' MACs every figure would read zero: say so.
 		m.setErr(fmt.Errorf("neighbors of %s: %w", name, err))
 		m.log.Warn("cannot read the neighbor table: usage reports read zero", "interface", name, "error", err)
+	}
+	return out
+}
+
+// macsOf is the MACs of routers in a neighbor table read by neighbors.
+func macsOf(neigh map[netip.Addr][6]byte, routers []netip.Addr) map[[6]byte]bool {
+	out := map[[6]byte]bool{}
+	for _, a := range routers {
+		if mac, ok := neigh[a]; ok {
+			out[mac] = true
+		}
 	}
 	return out
 }
@@ -417,6 +424,7 @@ func (m *Measure) interval(iv capture.Interval) {
 		return
 	}
 	var recs []spool.Record
+	var neigh map[netip.Addr][6]byte // read once, for the first trade that needs it
 	for _, t := range trades {
 		if !overlaps(t, iv) {
 			continue
@@ -427,7 +435,10 @@ func (m *Measure) interval(iv capture.Interval) {
 				hops = append(hops, a)
 			}
 		}
-		macs := m.macsOf(hops)
+		if neigh == nil {
+			neigh = m.neighbors()
+		}
+		macs := macsOf(neigh, hops)
 		bps, samples := sumFigures(iv, capture.Outgoing, tradePrefixes(t), macs)
 		if r, ok := usageRecord(t.Id, pb.ReporterRole_REPORTER_ROLE_BUYER, iv, bps, samples); ok {
 			recs = append(recs, r)
@@ -460,7 +471,10 @@ func (m *Measure) interval(iv capture.Interval) {
 			}
 			continue
 		}
-		bps, samples := sumFigures(iv, capture.Incoming, tradePrefixes(t), m.macsOf(routers))
+		if neigh == nil {
+			neigh = m.neighbors()
+		}
+		bps, samples := sumFigures(iv, capture.Incoming, tradePrefixes(t), macsOf(neigh, routers))
 		if r, ok := usageRecord(t.Id, pb.ReporterRole_REPORTER_ROLE_SELLER, iv, bps, samples); ok {
 			recs = append(recs, r)
 		}
