@@ -49,8 +49,8 @@ type Connect func() (*grpc.ClientConn, context.Context, func(), error)
 
 // TradeUsage is both CLIs' usage command: it checks the arguments, asks
 // the arbiter for the trade's usage slot by slot and prints it (a table,
-// or JSON).
-func TradeUsage(o Output, connect Connect, tradeID, from, to string) error {
+// or JSON) to o as connect leaves it (connecting sets the CLIs' writer).
+func TradeUsage(o *Output, connect Connect, tradeID, from, to string) error {
 	req, err := UsageRequest(tradeID, from, to)
 	if err != nil {
 		return err
@@ -67,7 +67,7 @@ func TradeUsage(o Output, connect Connect, tradeID, from, to string) error {
 	if o.JSON() {
 		return o.Proto(resp)
 	}
-	return UsageTable(o, resp)
+	return UsageTable(*o, resp)
 }
 
 // UsageTable prints a trade's usage slot by slot, each party's figure with

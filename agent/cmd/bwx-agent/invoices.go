@@ -84,7 +84,7 @@ slots in one call.`,
 		Example: "  bwx-agent usage 7\n  bwx-agent usage 7 --from 2026-11-03T10:00:00Z --to 2026-11-03T12:00:00Z -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cli.TradeUsage(g.out, g.connect, args[0], from, to)
+			return cli.TradeUsage(&g.out, g.connect, args[0], from, to)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
