@@ -239,7 +239,7 @@ func (s *Story) Run(ctx context.Context) (*Result, error) {
 	}
 
 	s.step("the buyer's agent measures it: the busiest destinations, bits/s from sampled frames")
-	if err := s.waitStatus(ctx, buyer, 30*time.Second, func(st agentStatus) bool { return st.measures(Dest4) && st.measures(Dest6) }); err != nil {
+	if err := waitAgent(ctx, s, buyer, 30*time.Second, "both destinations measured", func(st agentStatus) bool { return st.measures(Dest4) && st.measures(Dest6) }, "status"); err != nil {
 		return nil, err
 	}
 	out, err := x.Agent(ctx, buyer, "status")
@@ -249,7 +249,10 @@ func (s *Story) Run(ctx context.Context) (*Result, error) {
 	s.show("bwx-agent status   (the measuring part)", fromLine(out, "capture:"))
 
 	s.step("the buyer's agent probes through each seller (the arbiter's probe tasks); the exchange's quality matrix")
-	if err := s.waitDecided(ctx, buyer, 60*time.Second); err != nil {
+	// The paths through both sellers probed enough to decide: the shadow
+	// summary holds both destinations.
+	if err := waitAgent(ctx, s, buyer, 60*time.Second, "a shadow decision for both destinations", func(v summary) bool { return len(v.Destinations) >= 2 },
+		"decisions", "--summary"); err != nil {
 		return nil, err
 	}
 	if err := s.operator(ctx, "quality"); err != nil {
@@ -421,19 +424,22 @@ func (s *Story) operator(ctx context.Context, args ...string) error {
 	return nil
 }
 
-func (s *Story) waitStatus(ctx context.Context, m *exchange.Member, timeout time.Duration, ok func(agentStatus) bool) error {
+// waitAgent runs the agent command args (with -o json) on m every half
+// second until its output, decoded into v, satisfies ok, or timeout
+// passes; what names what was awaited, for the error.
+func waitAgent[T any](ctx context.Context, s *Story, m *exchange.Member, timeout time.Duration, what string, ok func(T) bool, args ...string) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := s.X.Agent(ctx, m, "status", "-o", "json")
-		var st agentStatus
+		out, err := s.X.Agent(ctx, m, append(args, "-o", "json")...)
+		var v T
 		if err == nil {
-			err = json.Unmarshal([]byte(out), &st)
+			err = json.Unmarshal([]byte(out), &v)
 		}
-		if err == nil && ok(st) {
+		if err == nil && ok(v) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: bwx-agent status did not show it within %v (%v)\n%s", m.Name, timeout, err, out)
+			return fmt.Errorf("%s: bwx-agent %s did not show %s within %v (%v)\n%s", m.Name, strings.Join(args, " "), what, timeout, err, out)
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
@@ -441,28 +447,10 @@ func (s *Story) waitStatus(ctx context.Context, m *exchange.Member, timeout time
 	}
 }
 
-// waitDecided waits until the shadow summary holds both destinations: the
-// paths through both sellers probed enough to decide.
-func (s *Story) waitDecided(ctx context.Context, m *exchange.Member, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		out, err := s.X.Agent(ctx, m, "decisions", "--summary", "-o", "json")
-		var sum struct {
-			Destinations []json.RawMessage `json:"destinations"`
-		}
-		if err == nil {
-			err = json.Unmarshal([]byte(out), &sum)
-		}
-		if err == nil && len(sum.Destinations) >= 2 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no shadow decision for both destinations within %v (%v)\n%s", m.Name, timeout, err, out)
-		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
-	}
+// summary is the part of bwx-agent decisions --summary -o json the story
+// reads.
+type summary struct {
+	Destinations []json.RawMessage `json:"destinations"`
 }
 
 // trades are the open trades between seller and buyer, IPv4 first.
