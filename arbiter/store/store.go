@@ -1,6 +1,24 @@
 // Package store is the arbiter's database: one sqlite file in WAL mode with
 // foreign keys on, versioned migrations that run at open, and the transaction
 // helper the domain packages write their SQL against.
+//
+// Where SQL lives: each table has one owning domain package, and all SQL
+// that reads or writes that table as its subject (the table after FROM,
+// INTO or UPDATE; joins that only look up a key do not count) is in that
+// package, in one file named for the table (book/trades_sql.go). Every other
+// package calls the owner's functions. The owners:
+//
+//	registry       members, certificates, ports, routers, prefixes,
+//	               announced_routes, registry_imports
+//	registry/irr   irr_routes          registry/rpki  rpki_roas
+//	book           orders, trades, events
+//	delivery       deliveries
+//	quality        measurements
+//	settle         usage_samples, ledger, invoices, settlement_runs,
+//	               settlement_disputes, credit_limits
+//
+// This package holds what every owner shares (the schema, transactions,
+// time columns, multi-row inserts) and no table's queries.
 package store
 
 import (
