@@ -29,6 +29,16 @@ func (o Output) Check() error {
 	return nil
 }
 
+// CSV takes -o csv, which only the invoice commands know, out of the way
+// of Check (table and json): it reports whether CSV was asked for.
+func (o *Output) CSV() bool {
+	if o.Format == "csv" {
+		o.Format = "table"
+		return true
+	}
+	return false
+}
+
 // JSON reports whether the output is for scripts.
 func (o Output) JSON() bool { return o.Format == "json" }
 
@@ -42,9 +52,7 @@ func (o Output) Proto(m proto.Message) error {
 	}
 	var v any
 	json.Unmarshal(b, &v)
-	enc := json.NewEncoder(o.W)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return o.Value(v)
 }
 
 // Protos prints a list of messages as one JSON array.
@@ -57,9 +65,14 @@ func Protos[T proto.Message](o Output, ms []T) error {
 		}
 		out = append(out, b)
 	}
+	return o.Value(out)
+}
+
+// Value prints v, a Go value rather than a message, as indented JSON.
+func (o Output) Value(v any) error {
 	enc := json.NewEncoder(o.W)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(v)
 }
 
 // Table prints rows under a header, aligned.

@@ -84,14 +84,28 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
 }
 
-// connect dials the arbiter for one command; done closes it all.
+// connect dials the arbiter for one command (a cli.Connect).
 func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
-	conn, err := g.dial()
-	if err != nil {
-		return nil, nil, nil, err
+	return cli.Dial(g.dial, cli.CallTimeout)
+}
+
+// local readies a command that asks the running agent on its status
+// socket: the output checked, the socket (the flag's, or the config's) and
+// the call's context.
+func (g *globals) local(socket string) (string, context.Context, context.CancelFunc, error) {
+	g.out.W = os.Stdout
+	if err := g.out.Check(); err != nil {
+		return "", nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	return conn, ctx, func() { cancel(); conn.Close() }, nil
+	if socket == "" {
+		cfg, err := g.config()
+		if err != nil {
+			return "", nil, nil, err
+		}
+		socket = cfg.SocketPath()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return socket, ctx, cancel, nil
 }
 
 func runCmd(g *globals) *cobra.Command {
