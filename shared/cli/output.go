@@ -1,5 +1,9 @@
-// Package cli holds what the bwx commands share: output as tables or JSON,
-// and error messages a person can act on.
+// Package cli holds what the bwx commands (bwx-arbiter, bwx-agent) share:
+// the call and print of a command that asks the arbiter (Dial, Call or
+// Calls, then Print or PrintList: JSON for scripts, a table for people),
+// the tables and commands both CLIs show (orders, trades, credit,
+// invoices, a trade's usage), and error messages a person can act on
+// (Explain).
 package cli
 
 import (

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -31,15 +32,12 @@ would have bought, at what price, the latency and loss gained and the money
 saved against the default path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			socket, ctx, cancel, err := g.local(socket)
-			if err != nil {
-				return err
-			}
-			defer cancel()
 			if summary {
 				since = 0 // the value rests on every kept decision
 			}
-			ds, err := daemon.FetchDecisions(ctx, socket, since)
+			ds, err := fromAgent(g, socket, func(ctx context.Context, socket string) (daemon.Decisions, error) {
+				return daemon.FetchDecisions(ctx, socket, since)
+			})
 			if err != nil {
 				return err
 			}

@@ -89,23 +89,24 @@ func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
 	return cli.Dial(g.dial, cli.CallTimeout)
 }
 
-// local readies a command that asks the running agent on its status
-// socket: the output checked, the socket (the flag's, or the config's) and
-// the call's context.
-func (g *globals) local(socket string) (string, context.Context, context.CancelFunc, error) {
+// fromAgent is what fetch reads from the running agent on its status
+// socket (the flag's, or the config's), once the output is checked.
+func fromAgent[T any](g *globals, socket string, fetch func(ctx context.Context, socket string) (T, error)) (T, error) {
+	var none T
 	g.out.W = os.Stdout
 	if err := g.out.Check(); err != nil {
-		return "", nil, nil, err
+		return none, err
 	}
 	if socket == "" {
 		cfg, err := g.config()
 		if err != nil {
-			return "", nil, nil, err
+			return none, err
 		}
 		socket = cfg.SocketPath()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	return socket, ctx, cancel, nil
+	defer cancel()
+	return fetch(ctx, socket)
 }
 
 func runCmd(g *globals) *cobra.Command {

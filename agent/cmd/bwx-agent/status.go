@@ -23,12 +23,7 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "show the running agent's BGP sessions, traded routes, installed routes and any difference",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			socket, ctx, cancel, err := g.local(socket)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			st, err := daemon.FetchStatus(ctx, socket)
+			st, err := fromAgent(g, socket, daemon.FetchStatus)
 			if err != nil {
 				return err
 			}
