@@ -42,38 +42,36 @@ func (s *TradingServer) now() time.Time {
 }
 
 func (s *TradingServer) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest) (*pb.PlaceOrderResponse, error) {
-	asn, err := requireMember(ctx)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := specFromProto(r.Spec)
-	if err != nil {
-		return nil, err
-	}
-	start := clock.Now()
-	o, trades, err := s.Book.Place(ctx, asn, spec, r.ClientOrderId)
-	s.Metrics.observeBook("place", spec.Side, start, err)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.PlaceOrderResponse{Order: orderToProto(o), Trades: tradesToProto(trades, s.now())}, nil
+	return s.place(ctx, "place", r.Spec, 0, func(asn uint32, spec book.Spec) (book.Order, []book.Trade, error) {
+		return s.Book.Place(ctx, asn, spec, r.ClientOrderId)
+	})
 }
 
 func (s *TradingServer) TakeOffer(ctx context.Context, r *pb.TakeOfferRequest) (*pb.PlaceOrderResponse, error) {
+	return s.place(ctx, "take", r.Spec, book.Buy, func(asn uint32, spec book.Spec) (book.Order, []book.Trade, error) {
+		return s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
+	})
+}
+
+// place is what PlaceOrder and TakeOffer share: the calling member's spec
+// (side, when the spec gives none: a take is a buy), the book's answer
+// timed as op, and the order with the trades it made.
+func (s *TradingServer) place(ctx context.Context, op string, ps *pb.OrderSpec, side book.Side,
+	call func(asn uint32, spec book.Spec) (book.Order, []book.Trade, error)) (*pb.PlaceOrderResponse, error) {
 	asn, err := requireMember(ctx)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := specFromProto(r.Spec)
+	spec, err := specFromProto(ps)
 	if err != nil {
 		return nil, err
 	}
 	if spec.Side == 0 {
-		spec.Side = book.Buy
+		spec.Side = side
 	}
 	start := clock.Now()
-	o, trades, err := s.Book.Take(ctx, asn, int64(r.OfferOrderId), spec, r.ClientOrderId)
-	s.Metrics.observeBook("take", spec.Side, start, err)
+	o, trades, err := call(asn, spec)
+	s.Metrics.observeBook(op, spec.Side, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -164,12 +164,19 @@ func (s *UsageServer) ListInvoices(ctx context.Context, r *pb.ListInvoicesReques
 	return out, nil
 }
 
-func (s *UsageServer) GetInvoice(ctx context.Context, r *pb.GetInvoiceRequest) (*pb.GetInvoiceResponse, error) {
-	asn, err := ownOrNamed(ctx, r.MemberAsn)
+// memberPeriod is what a read of one member's records for a period
+// names: the member (as ownOrNamed) and the period.
+func memberPeriod(ctx context.Context, member uint32, period string) (uint32, settle.Period, error) {
+	asn, err := ownOrNamed(ctx, member)
 	if err != nil {
-		return nil, err
+		return 0, settle.Period{}, err
 	}
-	p, err := parsePeriod("period", r.Period)
+	p, err := parsePeriod("period", period)
+	return asn, p, err
+}
+
+func (s *UsageServer) GetInvoice(ctx context.Context, r *pb.GetInvoiceRequest) (*pb.GetInvoiceResponse, error) {
+	asn, p, err := memberPeriod(ctx, r.MemberAsn, r.Period)
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +195,7 @@ func (s *UsageServer) GetInvoice(ctx context.Context, r *pb.GetInvoiceRequest) (
 }
 
 func (s *UsageServer) ListDisputes(ctx context.Context, r *pb.ListDisputesRequest) (*pb.ListDisputesResponse, error) {
-	asn, err := ownOrNamed(ctx, r.MemberAsn)
-	if err != nil {
-		return nil, err
-	}
-	p, err := parsePeriod("period", r.Period)
+	asn, p, err := memberPeriod(ctx, r.MemberAsn, r.Period)
 	if err != nil {
 		return nil, err
 	}

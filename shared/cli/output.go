@@ -1,5 +1,9 @@
-// Package cli holds what the bwx commands share: output as tables or JSON,
-// and error messages a person can act on.
+// Package cli holds what the bwx commands (bwx-arbiter, bwx-agent) share:
+// the call and print of a command that asks the arbiter (Dial, Call or
+// Calls, then Print or PrintList: JSON for scripts, a table for people),
+// the tables and commands both CLIs show (orders, trades, credit,
+// invoices, a trade's usage), and error messages a person can act on
+// (Explain).
 package cli
 
 import (
@@ -29,6 +33,16 @@ func (o Output) Check() error {
 	return nil
 }
 
+// CSV takes -o csv, which only the invoice commands know, out of the way
+// of Check (table and json): it reports whether CSV was asked for.
+func (o *Output) CSV() bool {
+	if o.Format == "csv" {
+		o.Format = "table"
+		return true
+	}
+	return false
+}
+
 // JSON reports whether the output is for scripts.
 func (o Output) JSON() bool { return o.Format == "json" }
 
@@ -42,9 +56,7 @@ func (o Output) Proto(m proto.Message) error {
 	}
 	var v any
 	json.Unmarshal(b, &v)
-	enc := json.NewEncoder(o.W)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return o.Value(v)
 }
 
 // Protos prints a list of messages as one JSON array.
@@ -57,9 +69,14 @@ func Protos[T proto.Message](o Output, ms []T) error {
 		}
 		out = append(out, b)
 	}
+	return o.Value(out)
+}
+
+// Value prints v, a Go value rather than a message, as indented JSON.
+func (o Output) Value(v any) error {
 	enc := json.NewEncoder(o.W)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(v)
 }
 
 // Table prints rows under a header, aligned.

@@ -71,19 +71,14 @@ func PathQuality(q *pb.PathQuality) string {
 }
 
 // Orders prints orders as JSON for scripts or a table for people.
-func Orders(o Output, orders []*pb.Order) error {
-	if o.JSON() {
-		return Protos(o, orders)
-	}
-	return OrderTable(o, orders)
-}
+func Orders(o Output, orders []*pb.Order) error { return PrintList(o, orders, OrderTable) }
 
 // Trades prints trades as JSON for scripts or a table for people, and
 // their delivery records when they carry them.
-func Trades(o Output, trades []*pb.Trade) error {
-	if o.JSON() {
-		return Protos(o, trades)
-	}
+func Trades(o Output, trades []*pb.Trade) error { return PrintList(o, trades, tradeTables) }
+
+// tradeTables is the trades table, then the delivery records under it.
+func tradeTables(o Output, trades []*pb.Trade) error {
 	if err := TradeTable(o, trades); err != nil {
 		return err
 	}
@@ -105,4 +100,19 @@ func Trades(o Output, trades []*pb.Trade) error {
 	}
 	fmt.Fprintln(o.W, "\ndelivery (what the route server really announced to the buyer's sessions):")
 	return o.Table([]string{"TRADE", "SESSION", "FROM", "TO", "STATE"}, rows)
+}
+
+// CreditTable prints members' exposure against their credit limits.
+func CreditTable(o Output, cs []*pb.Credit) error {
+	var rows [][]string
+	for _, c := range cs {
+		limit := "none"
+		if c.Limited {
+			limit = units.Money(c.LimitMicros).Exact()
+		}
+		state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
+			pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
+		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.OrdersMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
+	}
+	return o.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "OPEN_BUYS", "EXPOSURE", "STATE"}, rows)
 }

@@ -1,13 +1,12 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -43,10 +42,6 @@ func UsageRequest(tradeID, from, to string) (*pb.GetTradeUsageRequest, error) {
 // 1.250G, 950.0k, 7.
 func Rate(bps int64) string { return units.Bandwidth(bps).Round(4) }
 
-// Connect opens a CLI's connection to the arbiter: the connection, the
-// call's context and what ends both.
-type Connect func() (*grpc.ClientConn, context.Context, func(), error)
-
 // TradeUsage is both CLIs' usage command: it checks the arguments, asks
 // the arbiter for the trade's usage slot by slot and prints it (a table,
 // or JSON) to o as connect leaves it (connecting sets the CLIs' writer).
@@ -55,19 +50,24 @@ func TradeUsage(o *Output, connect Connect, tradeID, from, to string) error {
 	if err != nil {
 		return err
 	}
-	conn, cx, done, err := connect()
+	resp, err := Call(connect, pb.NewUsageServiceClient, pb.UsageServiceClient.GetTradeUsage, req)
 	if err != nil {
 		return err
 	}
-	defer done()
-	resp, err := pb.NewUsageServiceClient(conn).GetTradeUsage(cx, req)
-	if err != nil {
-		return err
+	return Print(*o, resp, UsageTable)
+}
+
+// TradeUsageCommand makes c, which names and describes the command, both
+// CLIs' usage command: `usage TRADE-ID [--from] [--to]`, TradeUsage.
+func TradeUsageCommand(c *cobra.Command, o *Output, connect Connect) *cobra.Command {
+	var from, to string
+	c.Args = cobra.ExactArgs(1)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		return TradeUsage(o, connect, args[0], from, to)
 	}
-	if o.JSON() {
-		return o.Proto(resp)
-	}
-	return UsageTable(*o, resp)
+	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
+	c.Flags().StringVar(&to, "to", "", "the end, RFC 3339 (default: now, or the trade's end if earlier)")
+	return c
 }
 
 // UsageTable prints a trade's usage slot by slot, each party's figure with

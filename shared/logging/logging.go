@@ -48,7 +48,7 @@ func NewWithLevel(w io.Writer, level slog.Leveler, format string) (*slog.Logger,
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(format) {
 	case "", "auto":
-		if isTerminal(w) {
+		if IsTerminal(w) {
 			return slog.New(slog.NewTextHandler(w, opts)), nil
 		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -75,9 +75,9 @@ func ParseLevel(level string) (slog.Level, error) {
 	return 0, fmt.Errorf("invalid log level %q: want one of %s", level, strings.Join(Levels, ", "))
 }
 
-// isTerminal reports whether w is a character device (a terminal), without
+// IsTerminal reports whether w is a character device (a terminal), without
 // depending on x/term.
-func isTerminal(w io.Writer) bool {
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"time"
 
@@ -34,30 +32,19 @@ would have bought, at what price, the latency and loss gained and the money
 saved against the default path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g.out.W = os.Stdout
-			if err := g.out.Check(); err != nil {
-				return err
-			}
-			if socket == "" {
-				cfg, err := g.config()
-				if err != nil {
-					return err
-				}
-				socket = cfg.SocketPath()
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
 			if summary {
 				since = 0 // the value rests on every kept decision
 			}
-			ds, err := daemon.FetchDecisions(ctx, socket, since)
+			ds, err := fromAgent(g, socket, func(ctx context.Context, socket string) (daemon.Decisions, error) {
+				return daemon.FetchDecisions(ctx, socket, since)
+			})
 			if err != nil {
 				return err
 			}
 			if summary {
 				s := manager.Summarize(ds.Decisions)
 				if g.out.JSON() {
-					return writeJSON(g.out, struct {
+					return g.out.Value(struct {
 						Mode string `json:"mode"`
 						manager.Summary
 					}{ds.Mode, s})
@@ -65,7 +52,7 @@ saved against the default path.`,
 				return printSummary(g.out, ds.Mode, s)
 			}
 			if g.out.JSON() {
-				return writeJSON(g.out, ds)
+				return g.out.Value(ds)
 			}
 			return printDecisions(g.out, ds)
 		},
@@ -74,12 +61,6 @@ saved against the default path.`,
 	c.Flags().Uint64Var(&since, "since", 0, "only decisions after this number")
 	c.Flags().BoolVar(&summary, "summary", false, "total what the decisions bought (or, in shadow mode, would have bought)")
 	return c
-}
-
-func writeJSON(o cli.Output, v any) error {
-	enc := json.NewEncoder(o.W)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func asn(a uint32) string {

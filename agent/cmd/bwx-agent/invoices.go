@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
@@ -24,45 +26,31 @@ certificate.`,
 		Example: "  bwx-agent invoices\n  bwx-agent invoices --period 2026-11 -o csv",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			csv := g.out.Format == "csv"
-			if csv {
-				g.out.Format = "table" // the shared --output check knows table and json
-			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			uc := pb.NewUsageServiceClient(conn)
-			periods := []string{period}
-			if period == "" {
-				list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{})
+			csv := g.out.CSV()
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				uc := pb.NewUsageServiceClient(conn)
+				reqs := []*pb.GetInvoiceRequest{{Period: period}}
+				if period == "" {
+					list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{})
+					if err != nil {
+						return err
+					}
+					if !csv && !g.out.JSON() {
+						return invoiceSummary(g.out, list.Invoices)
+					}
+					reqs = reqs[:0]
+					for _, inv := range list.Invoices {
+						reqs = append(reqs, &pb.GetInvoiceRequest{Period: inv.Period})
+					}
+				}
+				docs, err := cli.GetInvoices(cx, uc, reqs)
 				if err != nil {
 					return err
 				}
-				if !csv && !g.out.JSON() {
-					return invoiceSummary(g.out, list.Invoices)
-				}
-				periods = periods[:0]
-				for _, inv := range list.Invoices {
-					periods = append(periods, inv.Period)
-				}
-			}
-			var docs []*pb.GetInvoiceResponse
-			for _, p := range periods {
-				d, err := uc.GetInvoice(cx, &pb.GetInvoiceRequest{Period: p})
-				if err != nil {
-					return err
-				}
-				docs = append(docs, d)
-			}
-			switch {
-			case csv:
-				return cli.InvoicesCSV(g.out.W, docs)
-			case g.out.JSON():
-				return cli.InvoicesJSON(g.out.W, docs, period != "")
-			}
-			return invoiceLines(g.out, docs[0].Invoice)
+				return cli.PrintInvoices(g.out, csv, period != "", docs, func(o cli.Output, docs []*pb.GetInvoiceResponse) error {
+					return invoiceLines(o, docs[0].Invoice)
+				})
+			})
 		},
 	}
 	c.Flags().StringVar(&period, "period", "", "the month, YYYY-MM (default: every settled period)")
@@ -70,8 +58,7 @@ certificate.`,
 }
 
 func usageCmd(g *globals) *cobra.Command {
-	var from, to string
-	c := &cobra.Command{
+	return cli.TradeUsageCommand(&cobra.Command{
 		Use:   "usage TRADE-ID",
 		Short: "one of this member's trades slot by slot: both sides' figures, the one billed, and whether they agree",
 		Long: `A trade this member bought or sold, slot by slot (the exchange's
@@ -82,14 +69,7 @@ disputed (further apart than sampling error allows), buyer only or seller
 only. By default from the trade's start to now or its end; at most 10000
 slots in one call.`,
 		Example: "  bwx-agent usage 7\n  bwx-agent usage 7 --from 2026-11-03T10:00:00Z --to 2026-11-03T12:00:00Z -o json",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cli.TradeUsage(&g.out, g.connect, args[0], from, to)
-		},
-	}
-	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
-	c.Flags().StringVar(&to, "to", "", "the end, RFC 3339 (default: now, or the trade's end if earlier)")
-	return c
+	}, &g.out, g.connect)
 }
 
 func creditCmd(g *globals) *cobra.Command {
@@ -98,29 +78,11 @@ func creditCmd(g *globals) *cobra.Command {
 		Short: "this member's exposure against its credit limit (at the limit, new buys are refused)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.GetCredit, &pb.GetCreditRequest{})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).GetCredit(cx, &pb.GetCreditRequest{})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Credits)
-			}
-			var rows [][]string
-			for _, c := range resp.Credits {
-				limit := "none"
-				if c.Limited {
-					limit = units.Money(c.LimitMicros).Exact()
-				}
-				state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
-					pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-				rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.OrdersMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
-			}
-			return g.out.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "OPEN_BUYS", "EXPOSURE", "STATE"}, rows)
+			return cli.PrintList(g.out, resp.Credits, cli.CreditTable)
 		},
 	}
 }

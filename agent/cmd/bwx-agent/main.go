@@ -84,14 +84,29 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
 }
 
-// connect dials the arbiter for one command; done closes it all.
+// connect dials the arbiter for one command (a cli.Connect).
 func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
-	conn, err := g.dial()
-	if err != nil {
-		return nil, nil, nil, err
+	return cli.Dial(g.dial, cli.CallTimeout)
+}
+
+// fromAgent is what fetch reads from the running agent on its status
+// socket (the flag's, or the config's), once the output is checked.
+func fromAgent[T any](g *globals, socket string, fetch func(ctx context.Context, socket string) (T, error)) (T, error) {
+	var none T
+	g.out.W = os.Stdout
+	if err := g.out.Check(); err != nil {
+		return none, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	return conn, ctx, func() { cancel(); conn.Close() }, nil
+	if socket == "" {
+		cfg, err := g.config()
+		if err != nil {
+			return none, err
+		}
+		socket = cfg.SocketPath()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return fetch(ctx, socket)
 }
 
 func runCmd(g *globals) *cobra.Command {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -239,12 +240,7 @@ func orderCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				conn, cx, done, err := g.connect()
-				if err != nil {
-					return err
-				}
-				defer done()
-				resp, err := pb.NewTradingServiceClient(conn).PlaceOrder(cx, &pb.PlaceOrderRequest{Spec: spec, ClientOrderId: sf.clientOrderID})
+				resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.PlaceOrder, &pb.PlaceOrderRequest{Spec: spec, ClientOrderId: sf.clientOrderID})
 				if err != nil {
 					return err
 				}
@@ -263,19 +259,11 @@ func orderCmd(g *globals) *cobra.Command {
 			if err != nil || id == 0 {
 				return fmt.Errorf("%q is not an order id", args[0])
 			}
-			conn, cx, done, err := g.connect()
+			o, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.CancelOrder, &pb.CancelOrderRequest{OrderId: id})
 			if err != nil {
 				return err
 			}
-			defer done()
-			o, err := pb.NewTradingServiceClient(conn).CancelOrder(cx, &pb.CancelOrderRequest{OrderId: id})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(o)
-			}
-			return cli.OrderTable(g.out, []*pb.Order{o})
+			return cli.Print(g.out, o, func(out cli.Output, o *pb.Order) error { return cli.OrderTable(out, []*pb.Order{o}) })
 		},
 	})
 	var open bool
@@ -284,12 +272,7 @@ func orderCmd(g *globals) *cobra.Command {
 		Short: "list this member's orders",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListOrders(cx, &pb.ListOrdersRequest{OpenOnly: open})
+			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOrders, &pb.ListOrdersRequest{OpenOnly: open})
 			if err != nil {
 				return err
 			}
@@ -308,12 +291,7 @@ func tradesCmd(g *globals) *cobra.Command {
 		Short: "list this member's trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{ActiveOnly: active, WithDelivery: withDelivery})
+			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListTrades, &pb.ListTradesRequest{ActiveOnly: active, WithDelivery: withDelivery})
 			if err != nil {
 				return err
 			}
@@ -337,37 +315,34 @@ func offersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOffers, &pb.ListOffersRequest{Spec: spec})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListOffers(cx, &pb.ListOffersRequest{Spec: spec})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Offers)
-			}
-			var rows [][]string
-			for _, o := range resp.Offers {
-				lat, vantages := "-", "-"
-				if o.Measured != nil {
-					lat = (time.Duration(o.Measured.GetMaxLatencyUs()) * time.Microsecond).String()
-				}
-				if n := o.MeasuredPath.GetVantages(); n > 0 {
-					// 1: your own measurements, or one reporter; more: the
-					// exchange's pooled view, the median of that many.
-					vantages = strconv.Itoa(int(n))
-				}
-				rows = append(rows, []string{fmt.Sprint(o.OrderId), fmt.Sprintf("AS%d", o.SellerAsn), cli.Destination(o.Destination),
-					units.Bandwidth(o.AvailableBps).String(), units.Bandwidth(o.MinBlockBps).String(), units.Money(o.PriceMicros).String(), lat, vantages})
-			}
-			return g.out.Table([]string{"OFFER", "SELLER", "DESTINATION", "AVAILABLE", "BLOCK", "PRICE/Mbps/mo", "LATENCY", "VANTAGES"}, rows)
+			return cli.PrintList(g.out, resp.Offers, offerTable)
 		},
 	}
 	sf.register(c.Flags(), true)
 	return c
+}
+
+// offerTable prints offers with their measured latency.
+func offerTable(out cli.Output, offers []*pb.Offer) error {
+	var rows [][]string
+	for _, o := range offers {
+		lat, vantages := "-", "-"
+		if o.Measured != nil {
+			lat = (time.Duration(o.Measured.GetMaxLatencyUs()) * time.Microsecond).String()
+		}
+		if n := o.MeasuredPath.GetVantages(); n > 0 {
+			// 1: your own measurements, or one reporter; more: the
+			// exchange's pooled view, the median of that many.
+			vantages = strconv.Itoa(int(n))
+		}
+		rows = append(rows, []string{fmt.Sprint(o.OrderId), fmt.Sprintf("AS%d", o.SellerAsn), cli.Destination(o.Destination),
+			units.Bandwidth(o.AvailableBps).String(), units.Bandwidth(o.MinBlockBps).String(), units.Money(o.PriceMicros).String(), lat, vantages})
+	}
+	return out.Table([]string{"OFFER", "SELLER", "DESTINATION", "AVAILABLE", "BLOCK", "PRICE/Mbps/mo", "LATENCY", "VANTAGES"}, rows)
 }
 
 // lookupCapacity stands for "as much as the offer has" when `take` asks
@@ -395,16 +370,13 @@ without --price, the price limit is the offer's ask. The arbiter's refusals
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := takeOffer(cx, pb.NewTradingServiceClient(conn), id, spec, fillCapacity, fillPrice, sf.clientOrderID)
-			if err != nil {
-				return err
-			}
-			return placed(g.out, resp)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				resp, err := takeOffer(cx, pb.NewTradingServiceClient(conn), id, spec, fillCapacity, fillPrice, sf.clientOrderID)
+				if err != nil {
+					return err
+				}
+				return placed(g.out, resp)
+			})
 		},
 	}
 	sf.register(c.Flags(), true)
@@ -414,9 +386,10 @@ without --price, the price limit is the offer's ask. The arbiter's refusals
 // placed prints a placed order (an order or a taken offer) and the trades
 // it made, if any.
 func placed(out cli.Output, resp *pb.PlaceOrderResponse) error {
-	if out.JSON() {
-		return out.Proto(resp)
-	}
+	return cli.Print(out, resp, placedTable)
+}
+
+func placedTable(out cli.Output, resp *pb.PlaceOrderResponse) error {
 	if err := cli.OrderTable(out, []*pb.Order{resp.Order}); err != nil {
 		return err
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,27 +23,12 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "show the running agent's BGP sessions, traded routes, installed routes and any difference",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g.out.W = os.Stdout
-			if err := g.out.Check(); err != nil {
-				return err
-			}
-			if socket == "" {
-				cfg, err := g.config()
-				if err != nil {
-					return err
-				}
-				socket = cfg.SocketPath()
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			st, err := daemon.FetchStatus(ctx, socket)
+			st, err := fromAgent(g, socket, daemon.FetchStatus)
 			if err != nil {
 				return err
 			}
 			if g.out.JSON() {
-				enc := json.NewEncoder(g.out.W)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return g.out.Value(st)
 			}
 			return printStatus(g.out, st)
 		},

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -21,25 +20,11 @@ func bgpCmd(g *globals) *cobra.Command {
 		Short: "members' BGP sessions (like `gobgp neighbor`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSessions, &pb.ListSessionsRequest{MemberAsn: member})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewRouteServerServiceClient(conn).ListSessions(cx, &pb.ListSessionsRequest{MemberAsn: member})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Sessions)
-			}
-			var ss []routeserver.Session
-			for _, s := range resp.Sessions {
-				a, _ := netip.ParseAddr(s.Neighbor)
-				ss = append(ss, routeserver.Session{ASN: s.Asn, Address: a, State: s.State, Uptime: clock.Since(s.Since.AsTime()),
-					Received: int(s.Received), Accepted: int(s.Accepted), Sent: int(s.Sent)})
-			}
-			return routeserver.FormatSessions(os.Stdout, ss)
+			return cli.PrintList(g.out, resp.Sessions, sessionTable)
 		},
 	}
 	sessions.Flags().Uint32Var(&member, "member", 0, "only this member's")
@@ -53,28 +38,11 @@ func bgpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListReceivedRoutes, &pb.ListReceivedRoutesRequest{MemberAsn: asn})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewRouteServerServiceClient(conn).ListReceivedRoutes(cx, &pb.ListReceivedRoutesRequest{MemberAsn: asn})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Routes)
-			}
-			var rs []routeserver.ReceivedRoute
-			for _, r := range resp.Routes {
-				x := routeserver.ReceivedRoute{ASN: r.MemberAsn, ASPath: r.AsPath, OriginAS: r.OriginAsn, Accepted: r.Accepted, Reason: r.Reason,
-					Since: r.Since.AsTime(), Origin: "-"}
-				x.Neighbor, _ = netip.ParseAddr(r.Neighbor)
-				x.Prefix, _ = netip.ParsePrefix(r.Prefix)
-				x.NextHop, _ = netip.ParseAddr(r.NextHop)
-				rs = append(rs, x)
-			}
-			return routeserver.FormatReceived(os.Stdout, rs)
+			return cli.PrintList(g.out, resp.Routes, receivedTable)
 		},
 	}
 
@@ -87,27 +55,11 @@ func bgpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSentRoutes, &pb.ListSentRoutesRequest{MemberAsn: asn})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewRouteServerServiceClient(conn).ListSentRoutes(cx, &pb.ListSentRoutesRequest{MemberAsn: asn})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Routes)
-			}
-			var rs []routeserver.SentRoute
-			for _, r := range resp.Routes {
-				x := routeserver.SentRoute{ASPath: r.AsPath, Origin: r.Origin, Communities: r.Communities, LargeCommunities: r.LargeCommunities, PathID: r.PathId}
-				x.Neighbor, _ = netip.ParseAddr(r.Neighbor)
-				x.Prefix, _ = netip.ParsePrefix(r.Prefix)
-				x.NextHop, _ = netip.ParseAddr(r.NextHop)
-				rs = append(rs, x)
-			}
-			return routeserver.FormatSent(os.Stdout, rs)
+			return cli.PrintList(g.out, resp.Routes, sentTable)
 		},
 	}
 
@@ -120,12 +72,7 @@ func bgpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			if _, err := pb.NewRouteServerServiceClient(conn).ResetSessions(cx, &pb.ResetSessionsRequest{MemberAsn: asn}); err != nil {
+			if _, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ResetSessions, &pb.ResetSessionsRequest{MemberAsn: asn}); err != nil {
 				return err
 			}
 			if !g.out.JSON() {
@@ -136,4 +83,39 @@ func bgpCmd(g *globals) *cobra.Command {
 	}
 	c.AddCommand(sessions, received, sent, reset)
 	return c
+}
+
+func sessionTable(o cli.Output, sessions []*pb.BgpSession) error {
+	var ss []routeserver.Session
+	for _, s := range sessions {
+		a, _ := netip.ParseAddr(s.Neighbor)
+		ss = append(ss, routeserver.Session{ASN: s.Asn, Address: a, State: s.State, Uptime: clock.Since(s.Since.AsTime()),
+			Received: int(s.Received), Accepted: int(s.Accepted), Sent: int(s.Sent)})
+	}
+	return routeserver.FormatSessions(o.W, ss)
+}
+
+func receivedTable(o cli.Output, routes []*pb.ReceivedRoute) error {
+	var rs []routeserver.ReceivedRoute
+	for _, r := range routes {
+		x := routeserver.ReceivedRoute{ASN: r.MemberAsn, ASPath: r.AsPath, OriginAS: r.OriginAsn, Accepted: r.Accepted, Reason: r.Reason,
+			Since: r.Since.AsTime(), Origin: "-"}
+		x.Neighbor, _ = netip.ParseAddr(r.Neighbor)
+		x.Prefix, _ = netip.ParsePrefix(r.Prefix)
+		x.NextHop, _ = netip.ParseAddr(r.NextHop)
+		rs = append(rs, x)
+	}
+	return routeserver.FormatReceived(o.W, rs)
+}
+
+func sentTable(o cli.Output, routes []*pb.SentRoute) error {
+	var rs []routeserver.SentRoute
+	for _, r := range routes {
+		x := routeserver.SentRoute{ASPath: r.AsPath, Origin: r.Origin, Communities: r.Communities, LargeCommunities: r.LargeCommunities, PathID: r.PathId}
+		x.Neighbor, _ = netip.ParseAddr(r.Neighbor)
+		x.Prefix, _ = netip.ParsePrefix(r.Prefix)
+		x.NextHop, _ = netip.ParseAddr(r.NextHop)
+		rs = append(rs, x)
+	}
+	return routeserver.FormatSent(o.W, rs)
 }

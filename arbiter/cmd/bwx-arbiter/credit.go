@@ -27,19 +27,11 @@ func creditCmd(g *globals) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit %s: must not be negative", limit)
 			}
-			conn, cx, done, err := g.connect()
+			cr, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.SetCreditLimit, &pb.SetCreditLimitRequest{MemberAsn: member, LimitMicros: int64(limit)})
 			if err != nil {
 				return err
 			}
-			defer done()
-			cr, err := pb.NewUsageServiceClient(conn).SetCreditLimit(cx, &pb.SetCreditLimitRequest{MemberAsn: member, LimitMicros: int64(limit)})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(cr)
-			}
-			return creditTable(g.out, []*pb.Credit{cr})
+			return cli.Print(g.out, cr, creditRow)
 		},
 	}
 	set.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
@@ -56,19 +48,11 @@ func creditCmd(g *globals) *cobra.Command {
 			if amount <= 0 {
 				return fmt.Errorf("--amount %s: must be positive", amount)
 			}
-			conn, cx, done, err := g.connect()
+			cr, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.RecordPayment, &pb.RecordPaymentRequest{MemberAsn: member, AmountMicros: int64(amount), Memo: memo})
 			if err != nil {
 				return err
 			}
-			defer done()
-			cr, err := pb.NewUsageServiceClient(conn).RecordPayment(cx, &pb.RecordPaymentRequest{MemberAsn: member, AmountMicros: int64(amount), Memo: memo})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(cr)
-			}
-			return creditTable(g.out, []*pb.Credit{cr})
+			return cli.Print(g.out, cr, creditRow)
 		},
 	}
 	payment.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
@@ -82,19 +66,11 @@ func creditCmd(g *globals) *cobra.Command {
 		Short: "members' exposure against their credit limits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.GetCredit, &pb.GetCreditRequest{MemberAsn: member})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).GetCredit(cx, &pb.GetCreditRequest{MemberAsn: member})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Credits)
-			}
-			return creditTable(g.out, resp.Credits)
+			return cli.PrintList(g.out, resp.Credits, creditTable)
 		},
 	}
 	show.Flags().Uint32Var(&member, "member", 0, "only this member")
@@ -102,16 +78,8 @@ func creditCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func creditTable(o cli.Output, cs []*pb.Credit) error {
-	var rows [][]string
-	for _, c := range cs {
-		limit := "none"
-		if c.Limited {
-			limit = units.Money(c.LimitMicros).Exact()
-		}
-		state := map[pb.CreditState]string{pb.CreditState_CREDIT_STATE_OK: "ok", pb.CreditState_CREDIT_STATE_WARNING: "warning",
-			pb.CreditState_CREDIT_STATE_STOPPED: "stopped (no new buys)"}[c.State]
-		rows = append(rows, []string{fmt.Sprintf("AS%d", c.MemberAsn), limit, units.Money(c.UnpaidMicros).Exact(), units.Money(c.AccruedMicros).Exact(), units.Money(c.OrdersMicros).Exact(), units.Money(c.ExposureMicros).Exact(), state})
-	}
-	return o.Table([]string{"MEMBER", "LIMIT", "UNPAID", "ACCRUED", "OPEN_BUYS", "EXPOSURE", "STATE"}, rows)
-}
+// creditTable is the credit table both commands print.
+var creditTable = cli.CreditTable
+
+// creditRow is one member's credit after a change, in creditTable.
+func creditRow(o cli.Output, c *pb.Credit) error { return creditTable(o, []*pb.Credit{c}) }

@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	pb "github.com/bwxchange/bwx/proto/bwx/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"io"
 	"io/fs"
 	"net/netip"
@@ -18,17 +14,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-
-	"github.com/gaissmai/bart"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/store"
+	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/logging"
 )
 
 // importCmd loads IRR dumps and ROA exports straight into the database
@@ -42,6 +42,14 @@ func importCmd(g *globals) *cobra.Command {
 		allowShrink bool
 		maxErrors   int
 	)
+	// open readies an import: its database, and --max-errors for the
+	// importers.
+	open := func(cmd *cobra.Command) (*store.DB, context.Context, func(), error) {
+		if maxErrors == 0 {
+			maxErrors = -1 // 0 means the packages' default
+		}
+		return g.openStore(cmd)
+	}
 	irrCmd := &cobra.Command{
 		Use:   "irr FILE...",
 		Short: "replace the IRR route and route6 objects of the sources the files bring",
@@ -55,10 +63,7 @@ fatal; a failed import changes nothing. "-" reads standard input.`,
   bwx-arbiter import irr --source RADB radb.db.gz`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if maxErrors == 0 {
-				maxErrors = -1 // 0 means the packages' default
-			}
-			db, ctx, done, err := g.openStore(cmd)
+			db, ctx, done, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -74,18 +79,7 @@ fatal; a failed import changes nothing. "-" reads standard input.`,
 			}
 			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d route objects to %s\n", n, db.Path()) }
 			rep, err := irr.Import(ctx, db, in, irr.ImportOptions{Source: source, AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
-			if err != nil {
-				if rep.Objects > 0 {
-					printIRR(cmd.ErrOrStderr(), rep)
-				}
-				return fmt.Errorf("import irr: %w (the stored route objects are unchanged)", err)
-			}
-			g.recheck(cmd)
-			if g.out.JSON() {
-				return writeJSON(cmd.OutOrStdout(), rep)
-			}
-			printIRR(cmd.OutOrStdout(), rep)
-			return nil
+			return imported(g, cmd, "irr", "route objects", rep, rep.Objects > 0, printIRR, err)
 		},
 	}
 	irrCmd.Flags().StringVar(&source, "source", "", "keep only this IRR source (e.g. RIPE, RADB) and replace it")
@@ -100,10 +94,7 @@ import changes nothing. "-" reads standard input.`,
 		Example: `  bwx-arbiter import roas /var/db/rpki-client/json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if maxErrors == 0 {
-				maxErrors = -1 // 0 means the packages' default
-			}
-			db, ctx, done, err := g.openStore(cmd)
+			db, ctx, done, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -115,18 +106,7 @@ import changes nothing. "-" reads standard input.`,
 			defer closeFile()
 			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d ROAs to %s\n", n, db.Path()) }
 			rep, err := rpki.Import(ctx, db, args[0], r, rpki.ImportOptions{AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
-			if err != nil {
-				if rep.ROAs > 0 {
-					printROAs(cmd.ErrOrStderr(), rep)
-				}
-				return fmt.Errorf("import roas: %w (the stored ROAs are unchanged)", err)
-			}
-			g.recheck(cmd)
-			if g.out.JSON() {
-				return writeJSON(cmd.OutOrStdout(), rep)
-			}
-			printROAs(cmd.OutOrStdout(), rep)
-			return nil
+			return imported(g, cmd, "roas", "ROAs", rep, rep.ROAs > 0, printROAs, err)
 		},
 	}
 	for _, sub := range []*cobra.Command{irrCmd, roasCmd} {
@@ -135,6 +115,24 @@ import changes nothing. "-" reads standard input.`,
 	}
 	c.AddCommand(irrCmd, roasCmd, atlasCmd(g))
 	return c
+}
+
+// imported ends an IRR or ROA import (what: its subcommand; stored: what
+// it replaces): a failed one shows the report when it read anything and
+// says nothing changed; a done one tells a running arbiter and prints it.
+func imported[R any](g *globals, cmd *cobra.Command, what, stored string, rep R, read bool, print func(io.Writer, R), err error) error {
+	if err != nil {
+		if read {
+			print(cmd.ErrOrStderr(), rep)
+		}
+		return fmt.Errorf("import %s: %w (the stored %s are unchanged)", what, err, stored)
+	}
+	g.recheck(cmd) // connecting points g.out at os.Stdout
+	if g.out.JSON() {
+		return cli.Output{W: cmd.OutOrStdout()}.Value(rep)
+	}
+	print(cmd.OutOrStdout(), rep)
+	return nil
 }
 
 // atlasCmd imports RIPE Atlas ping results as third-party measurements
@@ -219,7 +217,7 @@ twice. "-" reads standard input.`,
 				b = b[n:]
 			}
 			if g.out.JSON() {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				return g.out.Value(rep)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d results: %d measurements stored, %d already stored, %d skipped\n",
 				rep.Results, rep.Stored, rep.Duplicates, rep.Results-rep.Stored-rep.Duplicates)
@@ -284,11 +282,7 @@ func (g *globals) openStore(cmd *cobra.Command) (*store.DB, context.Context, fun
 // server re-checks received routes); without one, the import waits for
 // the next start, which reads it.
 func (g *globals) recheck(cmd *cobra.Command) {
-	conn, ctx, done, err := g.connect()
-	if err == nil {
-		defer done()
-		_, err = pb.NewRouteServerServiceClient(conn).Recheck(ctx, &pb.RecheckRequest{})
-	}
+	_, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.Recheck, &pb.RecheckRequest{})
 	switch {
 	case err == nil:
 		fmt.Fprintln(cmd.ErrOrStderr(), "the running arbiter re-checks the routes members announce now")
@@ -337,19 +331,10 @@ func openInput(name string, log io.Writer) (io.Reader, func(), error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s is a directory", name)
 	}
-	if isTerminal(log) {
+	if logging.IsTerminal(log) {
 		return &barReader{r: f, name: name, size: fi.Size(), w: log}, func() { f.Close() }, nil
 	}
 	return &logReader{r: f, name: name, size: fi.Size(), w: log, start: clock.Now()}, func() { f.Close() }, nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // barReader shows its bar from the first read, so the bars of several
@@ -462,10 +447,4 @@ func printErrors(w io.Writer, total int, lines []string) {
 		head = fmt.Sprintf("malformed (the first %d of %d):", len(lines), total)
 	}
 	fmt.Fprintf(w, "%s\n  %s\n", head, strings.Join(lines, "\n  "))
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -61,14 +61,9 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return rpc.DialUnix(sock)
 }
 
-// connect dials the arbiter for one command; done closes it all.
+// connect dials the arbiter for one command (a cli.Connect).
 func (g *globals) connect() (*grpc.ClientConn, context.Context, func(), error) {
-	conn, err := g.dial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	return conn, ctx, func() { cancel(); conn.Close() }, nil
+	return cli.Dial(g.dial, cli.CallTimeout)
 }
 
 func memberCmd(g *globals) *cobra.Command {
@@ -102,12 +97,7 @@ func memberCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewRegistryServiceClient(conn).AddMember(cx, &pb.AddMemberRequest{
+			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.AddMember, &pb.AddMemberRequest{
 				Asn: asn, Name: name, Port: &pb.Port{Name: port, CapacityBps: int64(capacity)}, RouterAddresses: routers, Csr: csr,
 			})
 			if err != nil {
@@ -155,12 +145,7 @@ func memberCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewRegistryServiceClient(conn).IssueCertificate(cx, &pb.IssueCertificateRequest{Asn: a, Csr: csr})
+			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.IssueCertificate, &pb.IssueCertificateRequest{Asn: a, Csr: csr})
 			if err != nil {
 				return err
 			}
@@ -185,60 +170,43 @@ func memberCmd(g *globals) *cobra.Command {
 		Short: "list members",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			rc := pb.NewRegistryServiceClient(conn)
-			resp, err := rc.ListMembers(cx, &pb.ListMembersRequest{})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Members)
-			}
-			certs, err := rc.ListCertificates(cx, &pb.ListCertificatesRequest{})
-			if err != nil {
-				return err
-			}
-			return memberTable(g.out, resp.Members, certs.Certificates)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				rc := pb.NewRegistryServiceClient(conn)
+				resp, err := rc.ListMembers(cx, &pb.ListMembersRequest{})
+				if err != nil {
+					return err
+				}
+				if g.out.JSON() {
+					return cli.Protos(g.out, resp.Members)
+				}
+				certs, err := rc.ListCertificates(cx, &pb.ListCertificatesRequest{})
+				if err != nil {
+					return err
+				}
+				return memberTable(g.out, resp.Members, certs.Certificates)
+			})
 		},
 	}
 	var reason string
-	suspend := &cobra.Command{
-		Use:   "suspend ASN",
-		Short: "suspend a member: its resting orders cancelled, new orders refused, its trades run on",
-		Long: `Suspend a member. At once its resting orders are cancelled (its agent and the
+	suspend := statusCmd(g, "suspend ASN", "suspend a member: its resting orders cancelled, new orders refused, its trades run on",
+		`Suspend a member. At once its resting orders are cancelled (its agent and the
 route server see each cancellation), and from then on the arbiter refuses its
 new and modified orders, taken offers, measurements and breach reports with
 "member AS... is suspended". It still reads its orders, trades, invoices,
 credit and events, reports usage, and its trades run to their end: they are
 contracts its counterparties rely on. "member resume" lifts it.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
-				return rc.SuspendMember(cx, &pb.SuspendMemberRequest{Asn: a, Reason: reason})
-			})
-		},
-	}
+		func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+			return rc.SuspendMember(cx, &pb.SuspendMemberRequest{Asn: a, Reason: reason})
+		})
 	suspend.Flags().StringVar(&reason, "reason", "", "why, recorded with the status and shown by member list")
-	resume := &cobra.Command{
-		Use:   "resume ASN",
-		Short: "lift a member's suspension: it may order again",
-		Long: `Lift a member's suspension: it may order and report again. The orders the
+	resume := statusCmd(g, "resume ASN", "lift a member's suspension: it may order again",
+		`Lift a member's suspension: it may order and report again. The orders the
 suspension cancelled stay cancelled. A removed member cannot be resumed.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
-				return rc.ResumeMember(cx, &pb.ResumeMemberRequest{Asn: a})
-			})
-		},
-	}
-	remove := &cobra.Command{
-		Use:   "remove ASN",
-		Short: "remove a member: certificates revoked, orders cancelled, trades ended now",
-		Long: `Remove a member from the exchange. Every certificate of it is revoked, so every
+		func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+			return rc.ResumeMember(cx, &pb.ResumeMemberRequest{Asn: a})
+		})
+	remove := statusCmd(g, "remove ASN", "remove a member: certificates revoked, orders cancelled, trades ended now",
+		`Remove a member from the exchange. Every certificate of it is revoked, so every
 call it makes is refused from the moment the command returns; its resting
 orders are cancelled; and each of its trades ends now: delivery_end moves to
 the removal time with the reason "member AS... removed", the route server
@@ -248,13 +216,9 @@ after. A trade not started yet is cancelled. The member stays on record,
 marked removed (its invoices and ledger refer to it), and can never be
 resumed. If the command fails half-way, run it again: it finishes the
 removal.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return statusChange(g, args[0], func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
-				return rc.RemoveMember(cx, &pb.RemoveMemberRequest{Asn: a, Reason: reason})
-			})
-		},
-	}
+		func(rc pb.RegistryServiceClient, cx context.Context, a uint32) (*pb.MemberStatusChange, error) {
+			return rc.RemoveMember(cx, &pb.RemoveMemberRequest{Asn: a, Reason: reason})
+		})
 	remove.Flags().StringVar(&reason, "reason", "", "why, recorded with the status and in each ended trade's end reason")
 	certs := &cobra.Command{
 		Use:   "certs [ASN]",
@@ -268,23 +232,11 @@ removal.`,
 					return err
 				}
 			}
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListCertificates, &pb.ListCertificatesRequest{MemberAsn: a})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewRegistryServiceClient(conn).ListCertificates(cx, &pb.ListCertificatesRequest{MemberAsn: a})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Certificates)
-			}
-			rows := [][]string{}
-			for _, c := range resp.Certificates {
-				rows = append(rows, certRow(c))
-			}
-			return g.out.Table(certHeader, rows)
+			return cli.PrintList(g.out, resp.Certificates, certTable)
 		},
 	}
 	revoke := &cobra.Command{
@@ -296,19 +248,11 @@ refuse it from the moment the command returns. A serial the registry did not
 sign (an operator bundle made from the CA's files) is recorded as revoked.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, cx, done, err := g.connect()
+			c, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.RevokeCertificate, &pb.RevokeCertificateRequest{Serial: args[0]})
 			if err != nil {
 				return err
 			}
-			defer done()
-			c, err := pb.NewRegistryServiceClient(conn).RevokeCertificate(cx, &pb.RevokeCertificateRequest{Serial: args[0]})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(c)
-			}
-			return g.out.Table(certHeader, [][]string{certRow(c)})
+			return cli.Print(g.out, c, func(o cli.Output, c *pb.CertificateInfo) error { return certTable(o, []*pb.CertificateInfo{c}) })
 		},
 	}
 	c.AddCommand(add, cert, list, certs, revoke, suspend, resume, remove)
@@ -346,25 +290,28 @@ func memberStatus(m *pb.Member) string {
 	return st
 }
 
-// statusChange runs one of suspend, resume and remove and prints what it did.
-func statusChange(g *globals, asn string, call func(pb.RegistryServiceClient, context.Context, uint32) (*pb.MemberStatusChange, error)) error {
-	a, err := parseASN(asn)
-	if err != nil {
-		return err
+// statusCmd is one of suspend, resume and remove: call on the member ASN
+// names, and what it did printed.
+func statusCmd(g *globals, use, short, long string, call func(pb.RegistryServiceClient, context.Context, uint32) (*pb.MemberStatusChange, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := parseASN(args[0])
+			if err != nil {
+				return err
+			}
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				c, err := call(pb.NewRegistryServiceClient(conn), cx, a)
+				if err != nil {
+					return err
+				}
+				return cli.Print(g.out, c, statusChangeTable)
+			})
+		},
 	}
-	conn, cx, done, err := g.connect()
-	if err != nil {
-		return err
-	}
-	defer done()
-	c, err := call(pb.NewRegistryServiceClient(conn), cx, a)
-	if err != nil {
-		return err
-	}
-	if g.out.JSON() {
-		return g.out.Proto(c)
-	}
-	return statusChangeTable(g.out, c)
 }
 
 func statusChangeTable(o cli.Output, c *pb.MemberStatusChange) error {
@@ -387,9 +334,16 @@ func statusChangeTable(o cli.Output, c *pb.MemberStatusChange) error {
 		[][]string{{fmt.Sprintf("AS%d", m.GetAsn()), memberStatus(m), ids(c.CancelledOrderIds), ids(c.EndedTradeIds), serials}})
 }
 
-var certHeader = []string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}
+// certTable prints certificates with their state.
+func certTable(o cli.Output, cs []*pb.CertificateInfo) error {
+	rows := [][]string{}
+	for _, c := range cs {
+		rows = append(rows, certRow(c))
+	}
+	return o.Table([]string{"SERIAL", "IDENTITY", "MEMBER", "NOT AFTER", "STATE"}, rows)
+}
 
-// certRow is a certificate under certHeader.
+// certRow is a certificate's row in certTable.
 func certRow(c *pb.CertificateInfo) []string {
 	member, notAfter, state := "-", "-", "valid"
 	if c.MemberAsn != 0 {
@@ -454,22 +408,16 @@ func prefixCmd(g *globals) *cobra.Command {
 				}
 				buyers = append(buyers, a)
 			}
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			p, err := pb.NewRegistryServiceClient(conn).AddPrefix(cx, &pb.AddPrefixRequest{Prefix: &pb.Prefix{
+			p, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.AddPrefix, &pb.AddPrefixRequest{Prefix: &pb.Prefix{
 				Prefix: args[0], MemberAsn: member, RouteType: t, OriginAsn: origin,
 				AllowedBuyers: buyers, Prepends: int32(prepends), AllowExport: !noExport}})
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return g.out.Proto(p)
-			}
-			fmt.Printf("registered %s for AS%d (%s, origin AS%d)\n", p.Prefix, p.MemberAsn, routeTypeName(p.RouteType), p.OriginAsn)
-			return nil
+			return cli.Print(g.out, p, func(o cli.Output, p *pb.Prefix) error {
+				_, err := fmt.Fprintf(o.W, "registered %s for AS%d (%s, origin AS%d)\n", p.Prefix, p.MemberAsn, routeTypeName(p.RouteType), p.OriginAsn)
+				return err
+			})
 		},
 	}
 	add.Flags().Uint32Var(&member, "member", 0, "the member's AS number")
@@ -485,12 +433,7 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "remove a member's registered prefix",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			_, err = pb.NewRegistryServiceClient(conn).RemovePrefix(cx, &pb.RemovePrefixRequest{MemberAsn: member, Prefix: args[0]})
+			_, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.RemovePrefix, &pb.RemovePrefixRequest{MemberAsn: member, Prefix: args[0]})
 			return err
 		},
 	}
@@ -502,41 +445,38 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "list registered prefixes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListPrefixes, &pb.ListPrefixesRequest{MemberAsn: member})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewRegistryServiceClient(conn).ListPrefixes(cx, &pb.ListPrefixesRequest{MemberAsn: member})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Prefixes)
-			}
-			var rows [][]string
-			for _, p := range resp.Prefixes {
-				buyers := "all"
-				if len(p.AllowedBuyers) > 0 {
-					var bs []string
-					for _, b := range p.AllowedBuyers {
-						bs = append(bs, fmt.Sprintf("AS%d", b))
-					}
-					buyers = strings.Join(bs, ",")
-				}
-				noExport := "yes"
-				if p.AllowExport {
-					noExport = "no"
-				}
-				rows = append(rows, []string{p.Prefix, fmt.Sprintf("AS%d", p.MemberAsn), routeTypeName(p.RouteType), fmt.Sprintf("AS%d", p.OriginAsn),
-					buyers, strconv.Itoa(int(p.Prepends)), noExport})
-			}
-			return g.out.Table([]string{"PREFIX", "MEMBER", "TYPE", "ORIGIN", "BUYERS", "PREPEND", "NO_EXPORT"}, rows)
+			return cli.PrintList(g.out, resp.Prefixes, prefixTable)
 		},
 	}
 	list.Flags().Uint32Var(&member, "member", 0, "only this member's")
 	c.AddCommand(add, remove, list)
 	return c
+}
+
+// prefixTable prints registered prefixes with their allow lists.
+func prefixTable(o cli.Output, ps []*pb.Prefix) error {
+	var rows [][]string
+	for _, p := range ps {
+		buyers := "all"
+		if len(p.AllowedBuyers) > 0 {
+			var bs []string
+			for _, b := range p.AllowedBuyers {
+				bs = append(bs, fmt.Sprintf("AS%d", b))
+			}
+			buyers = strings.Join(bs, ",")
+		}
+		noExport := "yes"
+		if p.AllowExport {
+			noExport = "no"
+		}
+		rows = append(rows, []string{p.Prefix, fmt.Sprintf("AS%d", p.MemberAsn), routeTypeName(p.RouteType), fmt.Sprintf("AS%d", p.OriginAsn),
+			buyers, strconv.Itoa(int(p.Prepends)), noExport})
+	}
+	return o.Table([]string{"PREFIX", "MEMBER", "TYPE", "ORIGIN", "BUYERS", "PREPEND", "NO_EXPORT"}, rows)
 }
 
 func ordersCmd(g *globals) *cobra.Command {
@@ -547,12 +487,7 @@ func ordersCmd(g *globals) *cobra.Command {
 		Short: "list the order book",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListOrders(cx, &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open})
+			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOrders, &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open})
 			if err != nil {
 				return err
 			}
@@ -572,12 +507,7 @@ func tradesCmd(g *globals) *cobra.Command {
 		Short: "list trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := pb.NewTradingServiceClient(conn).ListTrades(cx, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active, WithDelivery: withDelivery})
+			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListTrades, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active, WithDelivery: withDelivery})
 			if err != nil {
 				return err
 			}

@@ -28,38 +28,35 @@ vantages' own averages, so one loud reporter cannot move it.`,
 		Example: "  bwx-arbiter quality\n  bwx-arbiter quality --via 64502 --prefix 198.18.0.0/24 -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
 			req := &pb.QueryMatrixRequest{ViaAsn: via, DestinationPrefix: prefix}
 			if maxAge > 0 {
 				req.MaxAge = durationpb.New(maxAge)
 			}
-			resp, err := pb.NewQualityServiceClient(conn).QueryMatrix(cx, req)
+			resp, err := cli.Call(g.connect, pb.NewQualityServiceClient, pb.QualityServiceClient.QueryMatrix, req)
 			if err != nil {
 				return err
 			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Entries)
-			}
-			rows := make([][]string, 0, len(resp.Entries))
-			for _, e := range resp.Entries {
-				hops := "-"
-				if e.AsHops > 0 {
-					hops = strconv.Itoa(int(e.AsHops))
-				}
-				rows = append(rows, []string{fmt.Sprintf("AS%d", e.ViaAsn), e.DestinationPrefix, ms(e.LatencyUs), ms(e.JitterUs),
-					fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), hops, strconv.Itoa(int(e.Samples)), strconv.Itoa(int(e.Vantages)), e.LastMeasuredAt.AsTime().UTC().Format(time.TimeOnly)})
-			}
-			return g.out.Table([]string{"VIA", "DESTINATION", "LATENCY", "JITTER", "LOSS", "AS HOPS", "SAMPLES", "VANTAGES", "LAST (UTC)"}, rows)
+			return cli.PrintList(g.out, resp.Entries, matrixTable)
 		},
 	}
 	c.Flags().Uint32Var(&via, "via", 0, "only paths through this seller's AS")
 	c.Flags().StringVar(&prefix, "prefix", "", "only this destination prefix")
 	c.Flags().DurationVar(&maxAge, "max-age", 0, "only measurements newer than this (default: the arbiter's freshness window)")
 	return c
+}
+
+// matrixTable prints the quality matrix's entries.
+func matrixTable(o cli.Output, entries []*pb.MatrixEntry) error {
+	rows := make([][]string, 0, len(entries))
+	for _, e := range entries {
+		hops := "-"
+		if e.AsHops > 0 {
+			hops = strconv.Itoa(int(e.AsHops))
+		}
+		rows = append(rows, []string{fmt.Sprintf("AS%d", e.ViaAsn), e.DestinationPrefix, ms(e.LatencyUs), ms(e.JitterUs),
+			fmt.Sprintf("%.2f%%", float64(e.LossPpm)/1e4), hops, strconv.Itoa(int(e.Samples)), strconv.Itoa(int(e.Vantages)), e.LastMeasuredAt.AsTime().UTC().Format(time.TimeOnly)})
+	}
+	return o.Table([]string{"VIA", "DESTINATION", "LATENCY", "JITTER", "LOSS", "AS HOPS", "SAMPLES", "VANTAGES", "LAST (UTC)"}, rows)
 }
 
 func ms(us int64) string { return fmt.Sprintf("%.1fms", float64(us)/1000) }

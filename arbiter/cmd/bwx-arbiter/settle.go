@@ -16,16 +16,6 @@ import (
 	"github.com/bwxchange/bwx/shared/units"
 )
 
-// csvOutput lets -o csv through the global --output check, which knows
-// only table and json; it reports whether CSV was asked for.
-func csvOutput(g *globals) bool {
-	if g.out.Format == "csv" {
-		g.out.Format = "table"
-		return true
-	}
-	return false
-}
-
 func settleCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "settle", Short: "settlement: run a period, invoices, disputes, use events, the exchange's statement"}
 	var (
@@ -44,19 +34,12 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Example: "  bwx-arbiter settle run --period 2026-11\n  bwx-arbiter settle run --period 2026-11 --policy seller --correct",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connectLong(timeout)
+			long := func() (*grpc.ClientConn, context.Context, func(), error) { return g.connectLong(timeout) }
+			resp, err := cli.Call(long, pb.NewUsageServiceClient, pb.UsageServiceClient.RunSettlement, &pb.RunSettlementRequest{Period: period, Policy: policy, Correct: correct})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).RunSettlement(cx, &pb.RunSettlementRequest{Period: period, Policy: policy, Correct: correct})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return g.out.Proto(resp)
-			}
-			return printRun(g.out, resp)
+			return cli.Print(g.out, resp, printRun)
 		},
 	}
 	run.Flags().StringVar(&period, "period", "", "the month to settle, YYYY-MM, or any span as START/END in RFC 3339 on settle.slot boundaries")
@@ -71,41 +54,31 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Example: "  bwx-arbiter settle invoices --period 2026-11\n  bwx-arbiter settle invoices --member 64500 --period 2026-11 -o csv",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			csv := csvOutput(g)
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			uc := pb.NewUsageServiceClient(conn)
-			asns := []uint32{member}
-			if member == 0 {
-				list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{Period: period})
+			csv := g.out.CSV()
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				uc := pb.NewUsageServiceClient(conn)
+				reqs := []*pb.GetInvoiceRequest{{MemberAsn: member, Period: period}}
+				if member == 0 {
+					list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{Period: period})
+					if err != nil {
+						return err
+					}
+					reqs = reqs[:0]
+					for _, inv := range list.Invoices {
+						reqs = append(reqs, &pb.GetInvoiceRequest{MemberAsn: inv.MemberAsn, Period: period})
+					}
+				}
+				docs, err := cli.GetInvoices(cx, uc, reqs)
 				if err != nil {
 					return err
 				}
-				asns = asns[:0]
-				for _, inv := range list.Invoices {
-					asns = append(asns, inv.MemberAsn)
-				}
-			}
-			var docs []*pb.GetInvoiceResponse
-			for _, a := range asns {
-				d, err := uc.GetInvoice(cx, &pb.GetInvoiceRequest{MemberAsn: a, Period: period})
-				if err != nil {
-					return err
-				}
-				docs = append(docs, d)
-			}
-			switch {
-			case csv:
-				return cli.InvoicesCSV(g.out.W, docs)
-			case g.out.JSON():
-				return cli.InvoicesJSON(g.out.W, docs, true)
-			case member != 0:
-				return invoiceTable(g.out, docs[0].Invoice)
-			}
-			return invoiceSummary(g.out, period, docs)
+				return cli.PrintInvoices(g.out, csv, true, docs, func(o cli.Output, docs []*pb.GetInvoiceResponse) error {
+					if member != 0 {
+						return invoiceTable(o, docs[0].Invoice)
+					}
+					return invoiceSummary(o, period, docs)
+				})
+			})
 		},
 	}
 	invoices.Flags().Uint32Var(&member, "member", 0, "only this member's invoice (with its lines)")
@@ -117,12 +90,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Short: "the exchange's own statement for a period: fee income against the members' net, balancing to zero",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ex, err := pb.NewUsageServiceClient(conn).GetExchangeStatement(cx, &pb.GetExchangeStatementRequest{Period: period})
+			ex, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.GetExchangeStatement, &pb.GetExchangeStatementRequest{Period: period})
 			if err != nil {
 				return err
 			}
@@ -146,19 +114,11 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Short: "a member's disputed 5-minute slots in a period, with both figures and the one billed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListDisputes, &pb.ListDisputesRequest{MemberAsn: member, Period: period})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).ListDisputes(cx, &pb.ListDisputesRequest{MemberAsn: member, Period: period})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Disputes)
-			}
-			return disputeTable(g.out, resp.Disputes)
+			return cli.PrintList(g.out, resp.Disputes, disputeTable)
 		},
 	}
 	disputes.Flags().Uint32Var(&member, "member", 0, "the member")
@@ -171,19 +131,11 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Short: "sustained overuse and underuse of trades (default: the current month so far)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, cx, done, err := g.connect()
+			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListUseEvents, &pb.ListUseEventsRequest{MemberAsn: member, Period: period})
 			if err != nil {
 				return err
 			}
-			defer done()
-			resp, err := pb.NewUsageServiceClient(conn).ListUseEvents(cx, &pb.ListUseEventsRequest{MemberAsn: member, Period: period})
-			if err != nil {
-				return err
-			}
-			if g.out.JSON() {
-				return cli.Protos(g.out, resp.Events)
-			}
-			return useTable(g.out, resp.Events)
+			return cli.PrintList(g.out, resp.Events, useTable)
 		},
 	}
 	use.Flags().Uint32Var(&member, "member", 0, "only this member's trades")
@@ -194,8 +146,7 @@ differences as correction entries and re-issues the invoices that changed.`,
 }
 
 func usageCmd(g *globals) *cobra.Command {
-	var from, to string
-	c := &cobra.Command{
+	return cli.TradeUsageCommand(&cobra.Command{
 		Use:   "usage TRADE-ID",
 		Short: "a trade's usage slot by slot: both sides' figures, the one billed, and whether they agree",
 		Long: `A trade's usage slot by slot (settle.slot), exactly as settlement bills it:
@@ -206,25 +157,13 @@ disputed (further apart than sampling error allows), buyer only or seller
 only. Slots neither side reported are not listed. By default from the
 trade's start to now or its end; at most 10000 slots in one call.`,
 		Example: "  bwx-arbiter settle usage 7\n  bwx-arbiter settle usage 7 --from 2026-11-03T10:00:00Z --to 2026-11-03T12:00:00Z -o json",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cli.TradeUsage(&g.out, g.connect, args[0], from, to)
-		},
-	}
-	c.Flags().StringVar(&from, "from", "", "the first slot, RFC 3339 (default: the trade's start)")
-	c.Flags().StringVar(&to, "to", "", "the end, RFC 3339 (default: now, or the trade's end if earlier)")
-	return c
+	}, &g.out, g.connect)
 }
 
 // connectLong is connect for a call that may run long (a settlement run
 // reads a whole month of samples): its deadline is timeout, not 30 s.
 func (g *globals) connectLong(timeout time.Duration) (*grpc.ClientConn, context.Context, func(), error) {
-	conn, err := g.dial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return conn, ctx, func() { cancel(); conn.Close() }, nil
+	return cli.Dial(g.dial, timeout)
 }
 
 func printRun(o cli.Output, r *pb.RunSettlementResponse) error {
