@@ -42,7 +42,7 @@ type Config struct {
 	// Capture and Probe measure traffic and path quality (measureconfig.go).
 	Capture CaptureConfig `yaml:"capture"`
 	Probe   ProbeConfig   `yaml:"probe"`
-	// Manager is the access manager (manager.go).
+	// Manager is the access manager (managerconfig.go; its loop, trading.go).
 	Manager ManagerConfig `yaml:"manager"`
 	// Metrics serves Prometheus /metrics and /healthz (metrics.go).
 	Metrics struct {
