@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -66,18 +67,10 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Count == 0 {
-		c.Count = DefaultCount
-	}
-	if c.Spacing == 0 {
-		c.Spacing = DefaultSpacing
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.TargetsPerMinute == 0 {
-		c.TargetsPerMinute = DefaultTargetsPerMinute
-	}
+	c.Count = cmp.Or(c.Count, DefaultCount)
+	c.Spacing = cmp.Or(c.Spacing, DefaultSpacing)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.TargetsPerMinute = cmp.Or(c.TargetsPerMinute, DefaultTargetsPerMinute)
 	switch {
 	case c.Count < 1 || c.Count > 1000:
 		return fmt.Errorf("probe: count %d: want 1-1000 probes per target", c.Count)

@@ -40,6 +40,7 @@
 package speaker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -122,18 +123,10 @@ func New(cfg Config) (*Speaker, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Port == 0 {
-		cfg.Port = DefaultPort
-	}
-	if cfg.HoldTime == 0 {
-		cfg.HoldTime = DefaultHoldTime
-	}
-	if cfg.RestartTime == 0 {
-		cfg.RestartTime = DefaultRestartTime
-	}
-	if cfg.ConnectRetry == 0 {
-		cfg.ConnectRetry = DefaultConnectRetry
-	}
+	cfg.Port = cmp.Or(cfg.Port, DefaultPort)
+	cfg.HoldTime = cmp.Or(cfg.HoldTime, DefaultHoldTime)
+	cfg.RestartTime = cmp.Or(cfg.RestartTime, DefaultRestartTime)
+	cfg.ConnectRetry = cmp.Or(cfg.ConnectRetry, DefaultConnectRetry)
 	cfg.RouteServers = slices.Clone(cfg.RouteServers)
 	cfg.MemberRouters = slices.Clone(cfg.MemberRouters)
 	s := &Speaker{
@@ -270,11 +263,7 @@ func (s *Speaker) peerConfig(a netip.Addr) *api.Peer {
 // routerConfig is an iBGP session to one of the member's routers.
 func (s *Speaker) routerConfig(a netip.Addr) *api.Peer {
 	hold := uint64(s.cfg.HoldTime / time.Second)
-	port := s.cfg.MemberRouterPort
-	if port == 0 {
-		port = DefaultPort
-	}
-	tr := &api.Transport{RemotePort: uint32(port)}
+	tr := &api.Transport{RemotePort: uint32(cmp.Or(s.cfg.MemberRouterPort, DefaultPort))}
 	if s.cfg.MemberRouterLocal.IsValid() {
 		tr.LocalAddress = s.cfg.MemberRouterLocal.String()
 	}
