@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Defaults for Config.
@@ -364,7 +365,7 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 	binary.BigEndian.PutUint64(buf[8:], token)
 	binary.BigEndian.PutUint64(buf[16:], uint64(clock.Now().UnixNano()))
 	if !v6 {
-		binary.BigEndian.PutUint16(buf[2:], checksum(buf))
+		binary.BigEndian.PutUint16(buf[2:], netx.Checksum(buf))
 	}
 	var sa unix.Sockaddr
 	conn := p.conns[0]
@@ -404,20 +405,6 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 		return fmt.Errorf("probe: send to %v via %s: %w", t.Addr, t.Seller, err)
 	}
 	return nil
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 // read takes replies until the socket is closed.
