@@ -9,14 +9,11 @@ import (
 	"strconv"
 
 	"github.com/vishvananda/netlink"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/manager"
 	"github.com/bwxchange/bwx/agent/probe"
 	"github.com/bwxchange/bwx/agent/spool"
-	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 )
 
 // probe measures, for each destination the manager wants and each it has
@@ -98,21 +95,9 @@ func (l *TradingLoop) probe(ctx context.Context, wanted []manager.Destination, o
 			}
 		}
 	}
-	configured, _ := l.cfg.probeTargets()
-	seen := map[netip.Prefix][]netip.Addr{}
-	if m.cap != nil {
-		for p, as := range m.cap.Meter().TopAddresses(l.cfg.Probe.TargetsPerPrefix) {
-			for _, a := range as {
-				seen[p] = append(seen[p], a.Addr)
-			}
-		}
-	}
-	ts, missing, err := probe.SelectTargets(paths, configured, seen, l.cfg.Probe.TargetsPerPrefix, l.dpaths.Config())
+	ts, err := l.cfg.selectTargets(l.log, "destinations", paths, m.seenTargets(), l.dpaths.Config())
 	if err != nil {
 		return err
-	}
-	if len(missing) > 0 {
-		l.log.Warn("no probe target known for some destinations: configure probe.targets", "prefixes", fmt.Sprint(missing))
 	}
 	ms, err := l.dprober.Round(ctx, ts)
 	l.addMeasurements(ms)
@@ -201,15 +186,11 @@ func (l *TradingLoop) spoolMeasurements(ctx context.Context, ms []probe.Measurem
 		if len(x.Targets) == 0 || x.ASN == 0 || !m.reportable(x.ASN, x.Prefix) {
 			continue // the default path, or a path the arbiter does not take from us: ours alone
 		}
-		key := fmt.Sprintf("meas:%d:%s:%d", x.ASN, x.Prefix, x.At.UnixNano())
-		pm := &pb.Measurement{IdempotencyKey: key, ViaAsn: x.ASN, DestinationPrefix: x.Prefix.String(), Target: x.Targets[0].String(),
-			MeasuredAt: timestamppb.New(x.At), LatencyUs: x.LatencyUs, JitterUs: x.JitterUs, LossPpm: x.LossPPM,
-			AsHops: x.ASHops, IpHops: x.IPHops, ProbesSent: x.Sent, VantageAsn: l.asn}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pm)
+		rec, err := measurementRecord(x, l.asn)
 		if err != nil {
 			continue
 		}
-		recs = append(recs, spool.Record{Key: key, Payload: b})
+		recs = append(recs, rec)
 	}
 	if len(recs) == 0 || m.spClosed.Load() {
 		return
