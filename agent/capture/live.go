@@ -3,6 +3,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,30 +68,14 @@ func (c *Config) defaults() error {
 		}
 		seen[n] = true
 	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.SampleRate == 0 {
-		c.SampleRate = 1
-	}
-	if c.SnapLen == 0 {
-		c.SnapLen = DefaultSnapLen
-	}
-	if c.FrameSize == 0 {
-		c.FrameSize = DefaultFrameSize
-	}
-	if c.BlockSize == 0 {
-		c.BlockSize = DefaultBlockSize
-	}
-	if c.NumBlocks == 0 {
-		c.NumBlocks = DefaultNumBlocks
-	}
-	if c.BlockTimeout == 0 {
-		c.BlockTimeout = DefaultBlockTimeout
-	}
-	if c.PollTimeout == 0 {
-		c.PollTimeout = DefaultPollTimeout
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.SampleRate = cmp.Or(c.SampleRate, 1)
+	c.SnapLen = cmp.Or(c.SnapLen, DefaultSnapLen)
+	c.FrameSize = cmp.Or(c.FrameSize, DefaultFrameSize)
+	c.BlockSize = cmp.Or(c.BlockSize, DefaultBlockSize)
+	c.NumBlocks = cmp.Or(c.NumBlocks, DefaultNumBlocks)
+	c.BlockTimeout = cmp.Or(c.BlockTimeout, DefaultBlockTimeout)
+	c.PollTimeout = cmp.Or(c.PollTimeout, DefaultPollTimeout)
 	if c.BlockTimeout < time.Millisecond || c.PollTimeout < time.Millisecond {
 		return fmt.Errorf("capture: block timeout %v and poll timeout %v must be at least 1ms", c.BlockTimeout, c.PollTimeout)
 	}

@@ -3,6 +3,14 @@
 // speaker's routes into the FIB, with a neighbor watch that pulls a route
 // whose seller's router stops answering) and the local status socket.
 // Later parts (capture, probes, access manager) hang off the same Agent.
+//
+// Files by concern: config.go, measureconfig.go and managerconfig.go hold
+// the YAML sections; routing.go and neighbors.go the traded routes and
+// their next hops (agent/fib/neigh does the kernel's part); measure.go and
+// probing.go the capture and probe tasks; trading.go the TradingLoop,
+// which runs the access manager (agent/manager) each round, with
+// tradingproto.go (proto <-> manager types) and tradingprobe.go (its own
+// probe tables).
 package daemon
 
 import (
@@ -42,7 +50,7 @@ type Config struct {
 	// Capture and Probe measure traffic and path quality (measureconfig.go).
 	Capture CaptureConfig `yaml:"capture"`
 	Probe   ProbeConfig   `yaml:"probe"`
-	// Manager is the access manager (manager.go).
+	// Manager is the access manager (managerconfig.go; its loop, trading.go).
 	Manager ManagerConfig `yaml:"manager"`
 	// Metrics serves Prometheus /metrics and /healthz (metrics.go).
 	Metrics struct {

@@ -34,8 +34,8 @@ type Agent struct {
 	routing *Routing
 	// measure samples traffic and probes paths; nil without capture/probe.
 	measure *Measure
-	// manager is the access manager's loop; nil when it does not run.
-	manager *ManagerLoop
+	// trading runs the access manager each round; nil when it does not run.
+	trading *TradingLoop
 	metrics *metrics
 	// OnEvent, when set, sees every trade event after it is logged.
 	OnEvent func(*pb.TradeEvent)
@@ -75,18 +75,18 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	mx := newMetrics()
 	var measure *Measure
-	var mgr *ManagerLoop
+	var trading *TradingLoop
 	if cfg.Measuring() {
 		opt := MeasureOptions{OnMeasurements: mx.observeProbes}
 		if cfg.managerRuns() {
-			if mgr, err = NewManagerLoop(cfg, b.Identity.ASN, conn, log); err != nil {
+			if trading, err = NewTradingLoop(cfg, b.Identity.ASN, conn, log); err != nil {
 				if routing != nil {
 					routing.fib.Close()
 				}
 				conn.Close()
 				return nil, err
 			}
-			opt = mgr.hooks(opt)
+			opt = trading.hooks(opt)
 		}
 		if measure, err = NewMeasure(cfg, b.Identity.ASN, conn, log, opt); err != nil {
 			if routing != nil {
@@ -96,9 +96,9 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
-	if mgr == nil && cfg.Manager.Sell.Enabled && cfg.managerRuns() {
+	if trading == nil && cfg.Manager.Sell.Enabled && cfg.managerRuns() {
 		// A seller without measuring: the sell policy still runs.
-		if mgr, err = NewManagerLoop(cfg, b.Identity.ASN, conn, log); err != nil {
+		if trading, err = NewTradingLoop(cfg, b.Identity.ASN, conn, log); err != nil {
 			if routing != nil {
 				routing.fib.Close()
 			}
@@ -106,10 +106,10 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
-	if mgr != nil {
-		mgr.attach(measure, routing)
+	if trading != nil {
+		trading.attach(measure, routing)
 	}
-	a := &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing, measure: measure, manager: mgr, metrics: mx,
+	a := &Agent{cfg: cfg, log: log, bundle: b, conn: conn, routing: routing, measure: measure, trading: trading, metrics: mx,
 		MinBackoff: time.Second, MaxBackoff: time.Minute}
 	mx.register(a)
 	return a, nil
@@ -176,8 +176,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	if a.manager != nil {
-		wg.Go(func() { a.manager.Run(ctx) })
+	if a.trading != nil {
+		wg.Go(func() { a.trading.Run(ctx) })
 	}
 	if a.measure != nil {
 		wg.Add(1)

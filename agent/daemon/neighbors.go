@@ -2,86 +2,20 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/bwxchange/bwx/agent/fib"
-	"golang.org/x/sys/unix"
+	"github.com/bwxchange/bwx/agent/fib/neigh"
 )
 
 // Seller's routers are watched through their neighbor entries on the
-// exchange interface. The agent makes each next hop in use a "managed"
-// entry (NTF_EXT_MANAGED, Linux >= 5.16): the kernel keeps resolving it,
-// also when no traffic flows, and re-probes a FAILED one. With the
-// interface's neighbor timers shortened (tuneNeighbors) a router that stops
-// answering ARP/ND goes FAILED within a few seconds; the watch then marks
-// it down in the FIB (its routes go, traffic takes the normal path), and up
-// again when it answers.
-
-// tuneNeighbors shortens the exchange interface's neighbor timers so that a
-// dead next hop is found within seconds: reachable for about 2 intervals,
-// one interval before the first probe, probes every half interval, a
-// FAILED entry re-probed every interval.
-func tuneNeighbors(iface string, interval time.Duration) error {
-	ms := interval.Milliseconds()
-	vals := map[string]string{
-		"base_reachable_time_ms": strconv.FormatInt(2*ms, 10),
-		"retrans_time_ms":        strconv.FormatInt(max(ms/2, 100), 10),
-		"delay_first_probe_time": strconv.FormatInt(max((ms+999)/1000, 1), 10),
-		"interval_probe_time_ms": strconv.FormatInt(ms, 10),
-	}
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		for k, v := range vals {
-			p := filepath.Join("/proc/sys/net", fam, "neigh", iface, k)
-			if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-				return fmt.Errorf("set %s: %w", p, err)
-			}
-		}
-	}
-	return nil
-}
-
-func nudName(s int) string {
-	switch {
-	case s&netlink.NUD_FAILED != 0:
-		return "failed"
-	case s&netlink.NUD_REACHABLE != 0:
-		return "reachable"
-	case s&netlink.NUD_STALE != 0:
-		return "stale"
-	case s&netlink.NUD_DELAY != 0:
-		return "delay"
-	case s&netlink.NUD_PROBE != 0:
-		return "probe"
-	case s&netlink.NUD_INCOMPLETE != 0:
-		return "incomplete"
-	case s&netlink.NUD_PERMANENT != 0:
-		return "permanent"
-	case s&netlink.NUD_NOARP != 0:
-		return "noarp"
-	}
-	return "none"
-}
-
-// answering tells whether a state shows the router answered (or is
-// configured so); FAILED says it did not; others tell nothing yet.
-func answering(s int) (up, known bool) {
-	switch {
-	case s&netlink.NUD_FAILED != 0:
-		return false, true
-	case s&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0:
-		return true, true
-	}
-	return false, false
-}
+// exchange interface (agent/fib/neigh: managed entries, short timers): a
+// router that stops answering ARP/ND goes FAILED within a few seconds; the
+// watch then marks it down in the FIB (its routes go, traffic takes the
+// normal path), and up again when it answers.
 
 func (r *Routing) link() (netlink.Link, error) {
 	l, err := netlink.LinkByName(r.cfg.FIB.Interface)
@@ -123,28 +57,8 @@ func (r *Routing) ensureNeighbors(inUse map[netip.Addr]bool) {
 		if known {
 			continue
 		}
-		fam := netlink.FAMILY_V4
-		if a.Is6() {
-			fam = netlink.FAMILY_V6
-		}
-		existing, _ := netlink.NeighList(l.Attrs().Index, fam)
-		managed := false
-		for _, n := range existing {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a && n.FlagsExt&netlink.NTF_EXT_MANAGED != 0 {
-				managed = true
-			}
-		}
-		if !managed {
-			err := netlink.NeighSet(&netlink.Neigh{
-				LinkIndex: l.Attrs().Index,
-				Family:    fam,
-				IP:        net.IP(a.AsSlice()),
-				State:     netlink.NUD_NONE,
-				FlagsExt:  netlink.NTF_EXT_MANAGED,
-			})
-			if err != nil {
-				r.log.Warn("cannot make a managed neighbor entry; a dead next hop is noticed only when traffic flows", "next_hop", a, "error", err)
-			}
+		if err := neigh.Manage(l.Attrs().Index, a); err != nil {
+			r.log.Warn("cannot make a managed neighbor entry; a dead next hop is noticed only when traffic flows", "next_hop", a, "error", err)
 		}
 		r.mu.Lock()
 		if _, ok := r.nbrState[a]; !ok {
@@ -157,12 +71,7 @@ func (r *Routing) ensureNeighbors(inUse map[netip.Addr]bool) {
 // forgetNeighbor deletes a managed entry the agent made; the kernel makes
 // an ordinary one again if traffic needs it.
 func (r *Routing) forgetNeighbor(l netlink.Link, a netip.Addr) {
-	fam := netlink.FAMILY_V4
-	if a.Is6() {
-		fam = netlink.FAMILY_V6
-	}
-	err := netlink.NeighDel(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, IP: net.IP(a.AsSlice())})
-	if err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := neigh.Forget(l.Attrs().Index, a); err != nil {
 		r.log.Debug("delete managed neighbor entry", "next_hop", a, "error", err)
 	}
 }
@@ -189,7 +98,7 @@ func (r *Routing) forgetNeighbors() {
 // and marks next hops in use down when their entry is FAILED and up when
 // it is resolved again.
 func (r *Routing) watchNeighbors(ctx context.Context) error {
-	if err := tuneNeighbors(r.cfg.FIB.Interface, r.cfg.FIB.NeighborProbeInterval); err != nil {
+	if err := neigh.Tune(r.cfg.FIB.Interface, r.cfg.FIB.NeighborProbeInterval); err != nil {
 		r.log.Warn("cannot shorten the neighbor timers of the exchange interface; a dead next hop is noticed later", "error", err)
 	}
 	for ctx.Err() == nil {
@@ -197,51 +106,16 @@ func (r *Routing) watchNeighbors(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		ch := make(chan netlink.NeighUpdate, 256)
-		done := make(chan struct{})
-		errc := make(chan error, 1)
-		err = netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
-			ListExisting: true,
-			ErrorCallback: func(e error) {
-				select {
-				case errc <- e:
-				default:
-				}
-			},
-		})
+		sub, err := neigh.Subscribe()
 		if err != nil {
 			return err
 		}
-		r.followNeighbors(ctx, l.Attrs().Index, ch, errc)
-		close(done)
-		for range ch { // drain until the subscription closes it
+		if err := sub.Follow(ctx, l.Attrs().Index, r.neighbor); err != nil {
+			r.log.Warn("neighbor watch failed; resubscribing", "error", err)
 		}
+		sub.Close()
 	}
 	return nil
-}
-
-func (r *Routing) followNeighbors(ctx context.Context, ifindex int, ch <-chan netlink.NeighUpdate, errc <-chan error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err := <-errc:
-			r.log.Warn("neighbor watch failed; resubscribing", "error", err)
-			return
-		case u, ok := <-ch:
-			if !ok {
-				return
-			}
-			if u.LinkIndex != ifindex || u.Type != unix.RTM_NEWNEIGH {
-				continue
-			}
-			a, ok := netip.AddrFromSlice(u.IP)
-			if !ok {
-				continue
-			}
-			r.neighbor(a.Unmap(), u.State)
-		}
-	}
 }
 
 // neighbor applies one neighbor state of a next hop.
@@ -251,8 +125,8 @@ func (r *Routing) neighbor(a netip.Addr, state int) {
 		r.mu.Unlock()
 		return
 	}
-	r.nbrState[a] = nudName(state)
-	up, known := answering(state)
+	r.nbrState[a] = neigh.StateName(state)
+	up, known := neigh.Answering(state)
 	wasDown := r.down[a]
 	if !known || up == !wasDown {
 		// The FIB refuses a FAILED next hop by itself at a Sync; a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -233,15 +234,7 @@ func (m *Measure) probeRound(ctx context.Context) error {
 	}
 	// Targets: configured, then what the capture saw most, then the
 	// arbiter's hints.
-	configured, _ := m.cfg.probeTargets()
-	seen := map[netip.Prefix][]netip.Addr{}
-	if m.cap != nil {
-		for p, as := range m.cap.Meter().TopAddresses(m.cfg.Probe.TargetsPerPrefix) {
-			for _, a := range as {
-				seen[p] = append(seen[p], a.Addr)
-			}
-		}
-	}
+	seen := m.seenTargets()
 	var paths []probe.Path
 	for _, t := range tasks {
 		s, ok := byASN[t.ViaAsn]
@@ -257,12 +250,9 @@ func (m *Measure) probeRound(ctx context.Context) error {
 			}
 		}
 	}
-	targets, missing, err := probe.SelectTargets(paths, configured, seen, m.cfg.Probe.TargetsPerPrefix, m.paths.Config())
+	targets, err := m.cfg.selectTargets(m.log, "prefixes", paths, seen, m.paths.Config())
 	if err != nil {
 		return err
-	}
-	if len(missing) > 0 {
-		m.log.Warn("no probe target known for some prefixes: configure probe.targets", "prefixes", fmt.Sprint(missing))
 	}
 	ms, err := m.prober.Round(ctx, targets)
 	if err != nil {
@@ -276,15 +266,11 @@ func (m *Measure) probeRound(ctx context.Context) error {
 		if len(x.Targets) == 0 {
 			continue
 		}
-		key := fmt.Sprintf("meas:%d:%s:%d", x.ASN, x.Prefix, x.At.UnixNano())
-		pm := &pb.Measurement{IdempotencyKey: key, ViaAsn: x.ASN, DestinationPrefix: x.Prefix.String(), Target: x.Targets[0].String(),
-			MeasuredAt: timestamppb.New(x.At), LatencyUs: x.LatencyUs, JitterUs: x.JitterUs, LossPpm: x.LossPPM,
-			AsHops: x.ASHops, IpHops: x.IPHops, ProbesSent: x.Sent, VantageAsn: m.asn}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pm)
+		rec, err := measurementRecord(x, m.asn)
 		if err != nil {
 			return err
 		}
-		recs = append(recs, spool.Record{Key: key, Payload: b})
+		recs = append(recs, rec)
 	}
 	if err := m.sp.PutAll(ctx, KindMeasurement, recs); err != nil {
 		return fmt.Errorf("spool measurements: %w", err)
@@ -301,4 +287,46 @@ func (m *Measure) probeRound(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	return nil
+}
+
+// seenTargets is what the capture saw most per destination prefix: probe
+// targets after the configured ones.
+func (m *Measure) seenTargets() map[netip.Prefix][]netip.Addr {
+	seen := map[netip.Prefix][]netip.Addr{}
+	if m.cap != nil {
+		for p, as := range m.cap.Meter().TopAddresses(m.cfg.Probe.TargetsPerPrefix) {
+			for _, a := range as {
+				seen[p] = append(seen[p], a.Addr)
+			}
+		}
+	}
+	return seen
+}
+
+// selectTargets picks the paths' probe targets, the configured ones
+// first, then seen; it warns of the destinations (noun) left without one.
+func (c *Config) selectTargets(log *slog.Logger, noun string, paths []probe.Path, seen map[netip.Prefix][]netip.Addr, pc probe.PathsConfig) ([]probe.Target, error) {
+	configured, _ := c.probeTargets()
+	ts, missing, err := probe.SelectTargets(paths, configured, seen, c.Probe.TargetsPerPrefix, pc)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		log.Warn("no probe target known for some "+noun+": configure probe.targets", "prefixes", fmt.Sprint(missing))
+	}
+	return ts, nil
+}
+
+// measurementRecord is a probe round as the arbiter takes it, keyed for
+// the spool (vantage: our ASN).
+func measurementRecord(x probe.Measurement, vantage uint32) (spool.Record, error) {
+	key := fmt.Sprintf("meas:%d:%s:%d", x.ASN, x.Prefix, x.At.UnixNano())
+	pm := &pb.Measurement{IdempotencyKey: key, ViaAsn: x.ASN, DestinationPrefix: x.Prefix.String(), Target: x.Targets[0].String(),
+		MeasuredAt: timestamppb.New(x.At), LatencyUs: x.LatencyUs, JitterUs: x.JitterUs, LossPpm: x.LossPPM,
+		AsHops: x.ASHops, IpHops: x.IPHops, ProbesSent: x.Sent, VantageAsn: vantage}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pm)
+	if err != nil {
+		return spool.Record{}, err
+	}
+	return spool.Record{Key: key, Payload: b}, nil
 }

@@ -44,8 +44,8 @@ func (a *Agent) Status() AgentStatus {
 		ms := a.measure.Status()
 		st.Measure = &ms
 	}
-	if a.manager != nil {
-		ms := a.manager.Status()
+	if a.trading != nil {
+		ms := a.trading.Status()
 		st.Manager = &ms
 	}
 	return st
@@ -84,7 +84,7 @@ func (a *Agent) serveStatus(ctx context.Context, l net.Listener) {
 		json.NewEncoder(w).Encode(a.Status())
 	})
 	mux.HandleFunc("GET /decisions", func(w http.ResponseWriter, r *http.Request) {
-		if a.manager == nil {
+		if a.trading == nil {
 			http.Error(w, "the access manager is not running (manager.mode off, or no capture.interfaces and no sell policy)", http.StatusNotFound)
 			return
 		}
@@ -97,7 +97,7 @@ func (a *Agent) serveStatus(ctx context.Context, l net.Listener) {
 			}
 			since = v
 		}
-		ds := a.manager.Manager().Journal().Since(since)
+		ds := a.trading.Manager().Journal().Since(since)
 		if ds == nil {
 			ds = []manager.Decision{}
 		}

@@ -5,7 +5,8 @@
 // traffic should go, with hysteresis, hold-downs and a cap on changes so
 // that noisy measurements do not make it flap.
 //
-// It is pure: no gRPC, BGP or netlink. The daemon drives it each round:
+// It is pure: no gRPC, BGP or netlink; its one I/O is the journal file
+// (journalfile.go). The daemon drives it each round:
 //
 //	m.AddDemand(...)              // each capture interval's figures, MAC mapped to seller ASN
 //	m.AddQuality(...)             // each probe round, the default path as seller 0
@@ -13,7 +14,8 @@
 //	for _, d := range m.Step(Inputs{Now, Offers, Orders, Trades, Port}) {
 //		log d; carry out d.Intents in order; on an RPC error m.Failed(clientOrderID, now, err)
 //	}
-//	persist m.Journal().Since(lastPersisted); on start m.Restore(persisted)
+//	AppendJournalFile(path, m.Journal().Since(lastPersisted), size)
+//	on start: m.Restore(ReadJournalFile(path, size))
 //
 // In shadow mode the same decisions are made and journaled, marked Shadow,
 // with no intents: what would have been bought, at what price, and what it

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -74,18 +75,10 @@ func (c *PathsConfig) defaults() error {
 	if c.Link == "" {
 		return errors.New("probe: paths: no exchange interface (Link)")
 	}
-	if c.TableBase == 0 {
-		c.TableBase = DefaultTableBase
-	}
-	if c.MarkBase == 0 {
-		c.MarkBase = DefaultMarkBase
-	}
-	if c.RulePriority == 0 {
-		c.RulePriority = DefaultRulePriority
-	}
-	if c.Protocol == 0 {
-		c.Protocol = DefaultProtocol
-	}
+	c.TableBase = cmp.Or(c.TableBase, DefaultTableBase)
+	c.MarkBase = cmp.Or(c.MarkBase, DefaultMarkBase)
+	c.RulePriority = cmp.Or(c.RulePriority, DefaultRulePriority)
+	c.Protocol = cmp.Or(c.Protocol, DefaultProtocol)
 	if c.Sysctl == nil {
 		c.Sysctl = procSysctl{}
 	}

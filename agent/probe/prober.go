@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Defaults for Config.
@@ -66,18 +68,10 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Count == 0 {
-		c.Count = DefaultCount
-	}
-	if c.Spacing == 0 {
-		c.Spacing = DefaultSpacing
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.TargetsPerMinute == 0 {
-		c.TargetsPerMinute = DefaultTargetsPerMinute
-	}
+	c.Count = cmp.Or(c.Count, DefaultCount)
+	c.Spacing = cmp.Or(c.Spacing, DefaultSpacing)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.TargetsPerMinute = cmp.Or(c.TargetsPerMinute, DefaultTargetsPerMinute)
 	switch {
 	case c.Count < 1 || c.Count > 1000:
 		return fmt.Errorf("probe: count %d: want 1-1000 probes per target", c.Count)
@@ -371,7 +365,7 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 	binary.BigEndian.PutUint64(buf[8:], token)
 	binary.BigEndian.PutUint64(buf[16:], uint64(clock.Now().UnixNano()))
 	if !v6 {
-		binary.BigEndian.PutUint16(buf[2:], checksum(buf))
+		binary.BigEndian.PutUint16(buf[2:], netx.Checksum(buf))
 	}
 	var sa unix.Sockaddr
 	conn := p.conns[0]
@@ -411,20 +405,6 @@ func (p *Prober) write(t Target, seq uint16, token uint64, buf, oob []byte) erro
 		return fmt.Errorf("probe: send to %v via %s: %w", t.Addr, t.Seller, err)
 	}
 	return nil
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 // read takes replies until the socket is closed.

@@ -12,6 +12,7 @@
 package spool
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -119,12 +120,8 @@ func Open(path string, opts Options) (*Spool, error) {
 	if opts.MaxItems < 0 || opts.MaxPayload < 0 {
 		return nil, fmt.Errorf("spool: %s: negative limit (max items %d, max payload %d)", path, opts.MaxItems, opts.MaxPayload)
 	}
-	if opts.MaxItems == 0 {
-		opts.MaxItems = DefaultMaxItems
-	}
-	if opts.MaxPayload == 0 {
-		opts.MaxPayload = DefaultMaxPayload
-	}
+	opts.MaxItems = cmp.Or(opts.MaxItems, DefaultMaxItems)
+	opts.MaxPayload = cmp.Or(opts.MaxPayload, DefaultMaxPayload)
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("spool: directory of %s: %w", path, err)
 	}

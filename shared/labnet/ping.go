@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // DefaultPingTimeout bounds Ping when its context has no deadline.
@@ -62,7 +64,7 @@ func (h *Host) Ping(ctx context.Context, dst netip.Addr) error {
 		binary.BigEndian.PutUint16(msg[6:8], seq)
 		msg = append(msg, token[2:]...)
 		if !dst.Is6() { // the kernel computes ICMPv6 checksums
-			binary.BigEndian.PutUint16(msg[2:4], checksum(msg))
+			binary.BigEndian.PutUint16(msg[2:4], netx.Checksum(msg))
 		}
 		if _, err := c.WriteTo(msg, to); err != nil {
 			return fail(err)
@@ -92,19 +94,4 @@ func (h *Host) Ping(ctx context.Context, dst netip.Addr) error {
 			}
 		}
 	}
-}
-
-// checksum is the Internet checksum (RFC 1071).
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }
