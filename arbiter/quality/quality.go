@@ -247,4 +247,3 @@ func stdErr(n int64, m, m2 float64) int64 {
 	v := max(0, m2-m*m) * float64(n) / float64(n-1)
 	return int64(math.Round(math.Sqrt(v / float64(n))))
 }
-

@@ -28,4 +28,3 @@ func (x *Matrix) ReportThirdParty(ctx context.Context, source string, ms []Measu
 	return x.store(ctx, ms, insertThirdParty,
 		func(*sql.Tx, time.Time) (any, error) { return source, nil })
 }
-
