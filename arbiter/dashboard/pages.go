@@ -14,6 +14,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -286,24 +287,12 @@ type qualityData struct {
 	Sellers  []uint32
 	Dests    []string
 	Cells    []heatCell
-	Entries  []qualityRow
+	Entries  []quality.Entry
 	W, H     int
 	Age      time.Duration
 	Legend   []legendStop
 	Cut      bool
 	AllDests int
-}
-
-type qualityRow struct {
-	ViaASN    uint32
-	Prefix    string
-	LatencyUs int64
-	JitterUs  int64
-	LossPPM   int32
-	ASHops    int32
-	Samples   int
-	Last      time.Time
-	Vantages  int
 }
 
 type legendStop struct {
@@ -335,7 +324,7 @@ func (s *Server) qualityPage(ctx context.Context, _ Viewer, r *http.Request) (an
 	d := qualityData{Metric: metric, Age: s.o.QualityAge}
 	seller, dest := map[uint32]int{}, map[string]int{}
 	for _, e := range es {
-		d.Entries = append(d.Entries, qualityRow(e))
+		d.Entries = append(d.Entries, e)
 		if _, ok := seller[e.ViaASN]; !ok {
 			seller[e.ViaASN] = 0
 			d.Sellers = append(d.Sellers, e.ViaASN)

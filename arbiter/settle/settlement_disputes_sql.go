@@ -1,5 +1,8 @@
 package settle
 
+// The settlement_disputes table's SQL: the slots a run found disputed, for
+// the members' view.
+
 import (
 	"context"
 	"database/sql"
