@@ -1,5 +1,8 @@
 // Package quality is the quality matrix: what agents measured through each
 // seller toward each destination (claims 5, 6, 10, 18).
+//
+// It owns the measurements table; its SQL is in measurements_sql.go, and
+// settlement's breach check reads it through MeasurementsVia.
 package quality
 
 import (

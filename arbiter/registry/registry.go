@@ -1,6 +1,13 @@
 // Package registry is the trade route registry (claims 1a, 22): members,
 // their switch ports, router addresses on the exchange LAN and the prefixes
 // they registered, each with its route type.
+//
+// It owns the members, certificates, ports, routers, prefixes and
+// announced_routes tables: each one's SQL is in the file named for it
+// (members_sql.go, ...), and the other domain packages call the exported
+// functions there (GetMember, MemberPorts, Routers, MemberPrefixes, ...)
+// with their own transaction where they have one. The import log
+// (registry_imports) is in registry/importlog, below irr and rpki.
 package registry
 
 import (

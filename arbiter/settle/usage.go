@@ -11,6 +11,11 @@
 // sustained overuse and underuse. Settlement is the store side: Run writes a
 // period's invoices and append-only ledger entries in one transaction,
 // Correct writes only differences, and Credit/MayBuy is credit control.
+//
+// The package owns the usage_samples, ledger, invoices, settlement_runs,
+// settlement_disputes and credit_limits tables: each one's SQL is in the
+// file named for it (ledger_sql.go, ...). Members, trades and
+// measurements it reads through their owners (registry, book, quality).
 package settle
 
 import (
