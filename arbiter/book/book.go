@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/quality"
+	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -859,12 +860,15 @@ type storedEvent struct {
 
 // Events returns asn's events after seq, oldest first, at most limit.
 func (b *Book) Events(ctx context.Context, asn uint32, after int64, limit int) ([]Event, error) {
-	var member, last int64
-	err := b.db.QueryRowContext(ctx, "SELECT id, (SELECT coalesce(max(seq), 0) FROM events) FROM members WHERE asn = ?", asn).Scan(&member, &last)
-	if errors.Is(err, sql.ErrNoRows) || limit <= 0 {
+	member, err := registry.MemberIDOf(ctx, b.db, asn)
+	if (err == nil && member == 0) || limit <= 0 {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	var last int64
+	if err := b.db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM events").Scan(&last); err != nil {
 		return nil, err
 	}
 	var rs []storedEvent

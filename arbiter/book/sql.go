@@ -173,42 +173,24 @@ func splitList(s string) []string {
 
 // LoadMembers reads the registry as matching needs it.
 func LoadMembers(ctx context.Context, q registry.Querier) (map[uint32]*MemberInfo, error) {
-	rows, err := q.QueryContext(ctx, `SELECT m.id, m.asn, p.id, p.capacity_bps FROM members m JOIN ports p ON p.member_id = m.id`)
+	ms, err := registry.MemberPorts(ctx, q)
 	if err != nil {
 		return nil, err
 	}
 	out := map[uint32]*MemberInfo{}
 	byID := map[int64]*MemberInfo{}
-	for rows.Next() {
-		m := &MemberInfo{}
-		if err := rows.Scan(&m.ID, &m.ASN, &m.PortID, &m.Capacity); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	for _, p := range ms {
+		m := &MemberInfo{ID: p.ID, ASN: p.ASN, PortID: p.PortID, Capacity: p.CapacityBps}
 		out[m.ASN], byID[m.ID] = m, m
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = q.QueryContext(ctx, "SELECT member_id, address FROM routers ORDER BY id")
+	routers, err := registry.Routers(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-		var id int64
-		var s string
-		if err := rows.Scan(&id, &s); err != nil {
-			rows.Close()
-			return nil, err
+	for id, as := range routers {
+		if byID[id] != nil {
+			byID[id].Routers = as
 		}
-		if a, err := netip.ParseAddr(s); err == nil && byID[id] != nil {
-			byID[id].Routers = append(byID[id].Routers, a)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	routes, err := registry.MemberPrefixes(ctx, q, 0)
 	if err != nil {

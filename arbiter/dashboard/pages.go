@@ -14,6 +14,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -77,38 +78,39 @@ func (s *Server) membersPage(ctx context.Context, v Viewer, _ *http.Request) (an
 	return d, nil
 }
 
-// memberCounts is each member's prefixes and active trades, one pass over
-// each table (the open orders come with the book's aggregation).
+// memberCounts is each member's prefixes (from the registry) and active
+// trades, one pass over each table (the open orders come with the book's
+// aggregation).
 func (s *Server) memberCounts(ctx context.Context) (map[uint32][2]int, error) {
 	now := store.Micros(s.o.Now())
 	counts := map[uint32][2]int{}
-	for i, q := range []struct {
-		sql  string
-		args []any
-	}{
-		{`SELECT m.asn, count(*) FROM prefixes p JOIN members m ON m.id = p.member_id GROUP BY m.asn`, nil},
-		{`SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
-			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, []any{now}},
-	} {
-		rs, err := s.o.DB.QueryContext(ctx, q.sql, q.args...)
-		if err != nil {
+	prefixes, err := registry.PrefixCounts(ctx, s.o.DB)
+	if err != nil {
+		return nil, err
+	}
+	for asn, n := range prefixes {
+		c := counts[asn]
+		c[0] = n
+		counts[asn] = c
+	}
+	rs, err := s.o.DB.QueryContext(ctx, `SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
+			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var asn uint32
+		var n int
+		if err := rs.Scan(&asn, &n); err != nil {
 			return nil, err
 		}
-		for rs.Next() {
-			var asn uint32
-			var n int
-			if err := rs.Scan(&asn, &n); err != nil {
-				rs.Close()
-				return nil, err
-			}
-			c := counts[asn]
-			c[i] = n
-			counts[asn] = c
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return nil, err
-		}
+		c := counts[asn]
+		c[1] = n
+		counts[asn] = c
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
 	}
 	return counts, nil
 }
@@ -285,24 +287,12 @@ type qualityData struct {
 	Sellers  []uint32
 	Dests    []string
 	Cells    []heatCell
-	Entries  []qualityRow
+	Entries  []quality.Entry
 	W, H     int
 	Age      time.Duration
 	Legend   []legendStop
 	Cut      bool
 	AllDests int
-}
-
-type qualityRow struct {
-	ViaASN    uint32
-	Prefix    string
-	LatencyUs int64
-	JitterUs  int64
-	LossPPM   int32
-	ASHops    int32
-	Samples   int
-	Last      time.Time
-	Vantages  int
 }
 
 type legendStop struct {
@@ -334,7 +324,7 @@ func (s *Server) qualityPage(ctx context.Context, _ Viewer, r *http.Request) (an
 	d := qualityData{Metric: metric, Age: s.o.QualityAge}
 	seller, dest := map[uint32]int{}, map[string]int{}
 	for _, e := range es {
-		d.Entries = append(d.Entries, qualityRow(e))
+		d.Entries = append(d.Entries, e)
 		if _, ok := seller[e.ViaASN]; !ok {
 			seller[e.ViaASN] = 0
 			d.Sellers = append(d.Sellers, e.ViaASN)
@@ -431,37 +421,31 @@ func (s *Server) usagePage(ctx context.Context, v Viewer, r *http.Request) (any,
 	}
 	now := s.o.Now()
 	from := now.Add(-s.o.UsageWindow)
-	stmt, err := s.o.DB.PrepareContext(ctx, `SELECT role, start_us, end_us, bps FROM usage_samples
-		WHERE trade_id = ? AND end_us > ? AND start_us < ? ORDER BY start_us, role`)
+	samples, err := s.settle.ChartSamples(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer stmt.Close()
+	defer samples.Close()
 	d := usageData{Window: s.o.UsageWindow, One: id > 0}
 	for _, t := range ts {
 		lo, hi := maxTime(from, t.Start), minTime(now, t.End)
 		if !hi.After(lo) {
 			lo, hi = t.Start, t.End // not delivered in the window: show its whole period
 		}
-		rs, err := stmt.QueryContext(ctx, t.ID, store.Micros(lo), store.Micros(hi))
+		ss, err := samples.Of(ctx, t.ID, lo, hi)
 		if err != nil {
 			return nil, err
 		}
 		var buyer, seller []point
 		var first int64
 		uc := usageChart{Trade: t}
-		for rs.Next() {
-			var role int
-			var st, en, bps int64
-			if err := rs.Scan(&role, &st, &en, &bps); err != nil {
-				rs.Close()
-				return nil, err
-			}
+		for _, sm := range ss {
+			st, en, bps := store.Micros(sm.Start), store.Micros(sm.End), sm.Bps
 			if uc.N == 0 {
 				first = st
 			}
 			p := point{T: store.Time((st + en) / 2), V: bps}
-			if settle.Role(role) == settle.BuyerRole {
+			if sm.Role == settle.BuyerRole {
 				buyer = append(buyer, p)
 				uc.Last = bps
 			} else {
@@ -469,10 +453,6 @@ func (s *Server) usagePage(ctx context.Context, v Viewer, r *http.Request) (any,
 			}
 			uc.Peak = max(uc.Peak, bps)
 			uc.N++
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return nil, err
 		}
 		if uc.N > 0 {
 			// Start the axis at the first report, not at an empty week.
@@ -535,21 +515,8 @@ func (s *Server) invoicesPage(ctx context.Context, v Viewer, _ *http.Request) (a
 		return cmp.Compare(a.ASN, b.ASN)
 	})
 	if v.Operator {
-		rs, err := s.o.DB.QueryContext(ctx, `SELECT DISTINCT period_start_us, period_end_us FROM settlement_runs ORDER BY period_start_us DESC`)
+		ps, err := s.settle.SettledPeriods(ctx)
 		if err != nil {
-			return nil, err
-		}
-		var ps []settle.Period
-		for rs.Next() {
-			var a, b int64
-			if err := rs.Scan(&a, &b); err != nil {
-				rs.Close()
-				return nil, err
-			}
-			ps = append(ps, settle.Period{Start: store.Time(a), End: store.Time(b)})
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
 			return nil, err
 		}
 		for _, p := range ps {

@@ -4,6 +4,9 @@
 // the order book's events and by timers at each start and end, and hands
 // the complete active set to a Target (the route server) each time it
 // changes. It knows nothing of BGP.
+//
+// Record keeps what was delivered when, in the deliveries table, whose
+// SQL is in deliveries_sql.go.
 package delivery
 
 import (

@@ -121,25 +121,10 @@ func loadSellerPaths(ctx context.Context, tx *sql.Tx, buyerID int64, via uint32)
 			s.seller.NextHop6 = a
 		}
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT prefix FROM prefixes WHERE member_id = ?", m.ID)
-	if err != nil {
+	if s.seller.Prefixes, err = registry.PrefixesOfMember(ctx, tx, m.ID); err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if pp, err := netip.ParsePrefix(p); err == nil {
-			s.seller.Prefixes = append(s.seller.Prefixes, pp)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.QueryContext(ctx, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, m.ID)
+	rows, err := tx.QueryContext(ctx, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, m.ID)
 	if err != nil {
 		return nil, err
 	}

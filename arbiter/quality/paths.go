@@ -134,25 +134,8 @@ func (p *Paths) Refresh(ctx context.Context) (err error) {
 	if seen < 0 {
 		return p.start(ctx)
 	}
-	rows, err := p.m.db.QueryContext(ctx, "SELECT id, reporter_id, via_id, prefix, measured_us FROM measurements WHERE id > ? ORDER BY id", seen)
+	rs, err := measurementsAfter(ctx, p.m.db, seen)
 	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type row struct {
-		id, at   int64
-		reporter sql.NullInt64
-		path     pathKey
-	}
-	var rs []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.reporter, &r.path.via, &r.path.prefix, &r.at); err != nil {
-			return err
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -174,8 +157,8 @@ func (p *Paths) Refresh(ctx context.Context) (err error) {
 // from then on a path it does not know has nothing fresh. Past maxPaths
 // it keeps nothing and reads each path when first asked instead.
 func (p *Paths) start(ctx context.Context) error {
-	var last int64
-	if err := p.m.db.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM measurements").Scan(&last); err != nil {
+	last, err := lastMeasurementID(ctx, p.m.db)
+	if err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -183,26 +166,8 @@ func (p *Paths) start(ctx context.Context) error {
 	p.mu.Unlock()
 	// Measurements committed after this read have ids above last, and
 	// Refresh notes them: together they miss none.
-	rows, err := p.m.db.QueryContext(ctx, `SELECT reporter_id, via_id, prefix, max(measured_us) FROM measurements
-		WHERE measured_us >= ? GROUP BY reporter_id, via_id, prefix`, bound)
+	ss, err := latestOfPaths(ctx, p.m.db, bound, maxPaths)
 	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type seen struct {
-		reporter sql.NullInt64
-		path     pathKey
-		at       int64
-	}
-	var ss []seen
-	for rows.Next() && len(ss) <= maxPaths {
-		var s seen
-		if err := rows.Scan(&s.reporter, &s.path.via, &s.path.prefix, &s.at); err != nil {
-			return err
-		}
-		ss = append(ss, s)
-	}
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -348,26 +313,8 @@ func (p *Paths) load(ctx context.Context, paths []pathKey) error {
 		if done {
 			continue
 		}
-		rows, err := p.m.db.QueryContext(ctx, `SELECT reporter_id, max(measured_us) FROM measurements
-			WHERE via_id = ? AND prefix = ? AND measured_us >= ? GROUP BY reporter_id`, k.via, k.prefix, bound)
+		ss, err := latestOfPath(ctx, p.m.db, k, bound)
 		if err != nil {
-			return err
-		}
-		type seen struct {
-			reporter sql.NullInt64
-			at       int64
-		}
-		var ss []seen
-		for rows.Next() {
-			var s seen
-			if err := rows.Scan(&s.reporter, &s.at); err != nil {
-				rows.Close()
-				return err
-			}
-			ss = append(ss, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		// Measurements committed after this read are above the id Refresh

@@ -31,20 +31,8 @@ func (r *Registry) Revoked(ctx context.Context, serial string) (bool, error) {
 	if loaded {
 		return revoked, nil
 	}
-	rows, err := r.db.QueryContext(ctx, "SELECT serial FROM certificates WHERE revoked_us IS NOT NULL")
+	serials, err := revokedSerials(ctx, r.db)
 	if err != nil {
-		return false, err
-	}
-	defer rows.Close()
-	serials := map[string]bool{}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return false, err
-		}
-		serials[s] = true
-	}
-	if err := rows.Err(); err != nil {
 		return false, err
 	}
 	rv.mu.Lock()
@@ -68,10 +56,7 @@ func (r *Registry) RevokeCertificate(ctx context.Context, serial string) (Certif
 	}
 	var c Certificate
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		now := store.Micros(r.now())
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial, member_id, identity, not_after_us, created_us, revoked_us)
-			VALUES (?, NULL, '', 0, ?, ?) ON CONFLICT (serial) DO UPDATE SET revoked_us = coalesce(revoked_us, excluded.revoked_us)`,
-			serial, now, now); err != nil {
+		if err := revokeSerial(ctx, tx, serial, store.Micros(r.now())); err != nil {
 			return err
 		}
 		cs, err := certificates(ctx, tx, "WHERE c.serial = ?", serial)
@@ -103,31 +88,4 @@ func (r *Registry) Certificates(ctx context.Context, asn uint32) ([]Certificate,
 		return nil, err
 	}
 	return certificates(ctx, r.db, "WHERE m.asn = ?", asn)
-}
-
-func certificates(ctx context.Context, q Querier, where string, args ...any) ([]Certificate, error) {
-	rows, err := q.QueryContext(ctx, `SELECT c.serial, c.identity, c.not_after_us, coalesce(m.asn, 0), c.created_us, c.revoked_us
-		FROM certificates c LEFT JOIN members m ON m.id = c.member_id `+where+` ORDER BY c.created_us DESC, c.serial`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Certificate
-	for rows.Next() {
-		var c Certificate
-		var notAfter, created int64
-		var revoked sql.NullInt64
-		if err := rows.Scan(&c.Serial, &c.Identity, &notAfter, &c.MemberASN, &created, &revoked); err != nil {
-			return nil, err
-		}
-		if notAfter != 0 {
-			c.NotAfter = store.Time(notAfter)
-		}
-		c.Created = store.Time(created)
-		if revoked.Valid {
-			c.Revoked = store.Time(revoked.Int64)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }

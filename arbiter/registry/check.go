@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/bwxchange/bwx/arbiter/registry/importlog"
 	"github.com/bwxchange/bwx/arbiter/registry/irr"
 	"github.com/bwxchange/bwx/arbiter/registry/rpki"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -125,9 +126,11 @@ type fingerprint struct{ prefixes, prefixMax, prefixSum, imports int64 }
 
 func (c *PrefixChecker) fingerprint(ctx context.Context) (fingerprint, error) {
 	var fp fingerprint
-	err := c.db.QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM prefixes), (SELECT COALESCE(MAX(id), 0) FROM prefixes), (SELECT COALESCE(SUM(id), 0) FROM prefixes),
-		(SELECT COALESCE(MAX(id), 0) FROM registry_imports WHERE error = '')`).Scan(&fp.prefixes, &fp.prefixMax, &fp.prefixSum, &fp.imports)
+	var err error
+	if fp.prefixes, fp.prefixMax, fp.prefixSum, err = prefixFingerprint(ctx, c.db); err != nil {
+		return fp, err
+	}
+	fp.imports, err = importlog.LastOK(ctx, c.db)
 	return fp, err
 }
 

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"sync"
 )
 
@@ -28,11 +26,8 @@ func (c *IDs) ID(ctx context.Context, asn uint32) (int64, error) {
 	if ok {
 		return id, nil
 	}
-	err := c.q.QueryRowContext(ctx, "SELECT id FROM members WHERE asn = ?", asn).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
+	id, err := MemberIDOf(ctx, c.q, asn)
+	if err != nil || id == 0 {
 		return 0, err
 	}
 	c.mu.Lock()

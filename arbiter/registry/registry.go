@@ -1,6 +1,13 @@
 // Package registry is the trade route registry (claims 1a, 22): members,
 // their switch ports, router addresses on the exchange LAN and the prefixes
 // they registered, each with its route type.
+//
+// It owns the members, certificates, ports, routers, prefixes and
+// announced_routes tables: each one's SQL is in the file named for it
+// (members_sql.go, ...), and the other domain packages call the exported
+// functions there (GetMember, MemberPorts, Routers, MemberPrefixes, ...)
+// with their own transaction where they have one. The import log
+// (registry_imports) is in registry/importlog, below irr and rpki.
 package registry
 
 import (
@@ -245,21 +252,18 @@ func (r *Registry) AddMember(ctx context.Context, m Member, issue func() (Certif
 	m.Created = r.now().UTC().Truncate(time.Microsecond) // the stored precision
 	m.Status, m.StatusReason, m.StatusSince = Active, "", time.Time{}
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?)", m.ASN, m.Name, store.Micros(m.Created))
-		if err != nil {
+		var err error
+		if m.ID, err = insertMember(ctx, tx, m); err != nil {
 			if isUnique(err) {
 				return fmt.Errorf("member AS%d: %w", m.ASN, ErrExists)
 			}
 			return err
 		}
-		m.ID, _ = res.LastInsertId()
-		res, err = tx.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (?, ?, ?)", m.ID, m.Port.Name, m.Port.CapacityBps)
-		if err != nil {
+		if m.Port.ID, err = insertPort(ctx, tx, m.ID, m.Port); err != nil {
 			return err
 		}
-		m.Port.ID, _ = res.LastInsertId()
 		for _, a := range m.Routers {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO routers (member_id, address) VALUES (?, ?)", m.ID, a.String()); err != nil {
+			if err := insertRouter(ctx, tx, m.ID, a); err != nil {
 				if isUnique(err) {
 					return fmt.Errorf("router address %v: %w (another member has it)", a, ErrExists)
 				}
@@ -307,12 +311,6 @@ func (r *Registry) RecordCertificate(ctx context.Context, asn uint32, c Certific
 	})
 }
 
-func recordCert(ctx context.Context, tx *sql.Tx, memberID int64, c Certificate, now time.Time) error {
-	_, err := tx.ExecContext(ctx, "INSERT INTO certificates (serial, member_id, identity, not_after_us, created_us) VALUES (?, ?, ?, ?, ?)",
-		c.Serial, memberID, c.Identity, store.Micros(c.NotAfter), store.Micros(now))
-	return err
-}
-
 // Member returns the member with asn.
 // Reads do not open a transaction: with immediate transactions that would
 // take the write lock and queue every lookup behind the order book's
@@ -323,21 +321,8 @@ func (r *Registry) Member(ctx context.Context, asn uint32) (Member, error) {
 
 // Members lists all members by ASN.
 func (r *Registry) Members(ctx context.Context) ([]Member, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT asn FROM members ORDER BY asn")
+	asns, err := memberASNs(ctx, r.db)
 	if err != nil {
-		return nil, err
-	}
-	var asns []uint32
-	for rows.Next() {
-		var a uint32
-		if err := rows.Scan(&a); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		asns = append(asns, a)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	out := make([]Member, 0, len(asns))
@@ -353,55 +338,7 @@ func (r *Registry) Members(ctx context.Context) ([]Member, error) {
 
 // Querier is what both *sql.DB and *sql.Tx offer; domain packages pass
 // their transaction so reads see their own writes.
-type Querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// GetMember reads a member inside the caller's transaction.
-func GetMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
-	return getMember(ctx, q, asn)
-}
-
-func getMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
-	m := Member{ASN: asn}
-	var created int64
-	var status string
-	var since sql.NullInt64
-	err := q.QueryRowContext(ctx, `SELECT m.id, m.name, m.created_us, p.id, p.name, p.capacity_bps, m.membership, m.membership_reason, m.membership_us
-		FROM members m JOIN ports p ON p.member_id = m.id WHERE m.asn = ?`, asn).
-		Scan(&m.ID, &m.Name, &created, &m.Port.ID, &m.Port.Name, &m.Port.CapacityBps, &status, &m.StatusReason, &since)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Member{}, fmt.Errorf("member AS%d: %w", asn, ErrNotFound)
-	}
-	if err != nil {
-		return Member{}, err
-	}
-	m.Created = store.Time(created)
-	if m.Status, err = parseStatus(status); err != nil {
-		return Member{}, fmt.Errorf("member AS%d: %w", asn, err)
-	}
-	if since.Valid {
-		m.StatusSince = store.Time(since.Int64)
-	}
-	rows, err := q.QueryContext(ctx, "SELECT address FROM routers WHERE member_id = ? ORDER BY id", m.ID)
-	if err != nil {
-		return Member{}, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return Member{}, err
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return Member{}, fmt.Errorf("stored router address %q: %w", s, err)
-		}
-		m.Routers = append(m.Routers, a)
-	}
-	return m, rows.Err()
-}
+type Querier = store.Querier
 
 // AddPrefix registers a prefix for a member. The origin defaults to the
 // member's ASN.
@@ -430,9 +367,7 @@ func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
 				return &InvalidError{Field: fmt.Sprintf("allowed_buyers[%d]", i), Msg: err.Error()}
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO prefixes (member_id, prefix, route_type, origin_asn, allowed_buyers, prepends, no_export)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, p.Prefix.String(), int(p.Type), p.OriginASN, formatASNs(p.AllowedBuyers), p.Prepends, !p.AllowExport)
+		err = insertPrefix(ctx, tx, m.ID, p)
 		if isUnique(err) {
 			return fmt.Errorf("prefix %v of AS%d: %w", p.Prefix, p.MemberASN, ErrExists)
 		}
@@ -447,11 +382,11 @@ func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
 // RemovePrefix removes a registered prefix.
 func (r *Registry) RemovePrefix(ctx context.Context, asn uint32, p netip.Prefix) error {
 	return r.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM prefixes WHERE prefix = ? AND member_id = (SELECT id FROM members WHERE asn = ?)", p.String(), asn)
+		n, err := deletePrefix(ctx, tx, asn, p)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return fmt.Errorf("prefix %v of AS%d: %w", p, asn, ErrNotFound)
 		}
 		return nil
@@ -461,36 +396,6 @@ func (r *Registry) RemovePrefix(ctx context.Context, asn uint32, p netip.Prefix)
 // Prefixes lists registered prefixes; asn 0 lists every member's.
 func (r *Registry) Prefixes(ctx context.Context, asn uint32) ([]Prefix, error) {
 	return MemberPrefixes(ctx, r.db, asn)
-}
-
-// MemberPrefixes reads registered prefixes inside the caller's transaction;
-// asn 0 lists every member's.
-func MemberPrefixes(ctx context.Context, q Querier, asn uint32) ([]Prefix, error) {
-	rows, err := q.QueryContext(ctx, `SELECT p.prefix, m.asn, p.route_type, p.origin_asn, p.allowed_buyers, p.prepends, p.no_export
-		FROM prefixes p JOIN members m ON m.id = p.member_id
-		WHERE ? = 0 OR m.asn = ? ORDER BY m.asn, p.prefix`, asn, asn)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Prefix
-	for rows.Next() {
-		var s, allowed string
-		var p Prefix
-		var noExport bool
-		if err := rows.Scan(&s, &p.MemberASN, &p.Type, &p.OriginASN, &allowed, &p.Prepends, &noExport); err != nil {
-			return nil, err
-		}
-		p.AllowExport = !noExport
-		if p.AllowedBuyers, err = parseASNs(allowed); err != nil {
-			return nil, err
-		}
-		if p.Prefix, err = netip.ParsePrefix(s); err != nil {
-			return nil, fmt.Errorf("stored prefix %q: %w", s, err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
 }
 
 func isUnique(err error) bool {

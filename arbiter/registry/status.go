@@ -99,23 +99,8 @@ func (r *Registry) CheckActive(ctx context.Context, asn uint32) error {
 }
 
 func (r *Registry) loadStandings(ctx context.Context) error {
-	rows, err := r.db.QueryContext(ctx, "SELECT asn, membership FROM members WHERE membership <> 'active'")
+	m, err := inactiveMembers(ctx, r.db)
 	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	m := map[uint32]MemberStatus{}
-	for rows.Next() {
-		var asn uint32
-		var s string
-		if err := rows.Scan(&asn, &s); err != nil {
-			return err
-		}
-		if m[asn], err = parseStatus(s); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	st := &r.standing
@@ -182,23 +167,8 @@ func (r *Registry) Remove(ctx context.Context, asn uint32, reason string) (Membe
 	}
 	var serials []string
 	m, err := r.setStatus(ctx, asn, Removed, reason, func(tx *sql.Tx, m Member, now int64) error {
-		rows, err := tx.QueryContext(ctx, "SELECT serial FROM certificates WHERE member_id = ? AND revoked_us IS NULL ORDER BY serial", m.ID)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				rows.Close()
-				return err
-			}
-			serials = append(serials, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE certificates SET revoked_us = ? WHERE member_id = ? AND revoked_us IS NULL", now, m.ID)
+		var err error
+		serials, err = revokeMemberCerts(ctx, tx, m.ID, now)
 		return err
 	})
 	if err != nil {
@@ -229,8 +199,7 @@ func (r *Registry) setStatus(ctx context.Context, asn uint32, to MemberStatus, r
 		}
 		now := r.now().UTC().Truncate(time.Microsecond)
 		if m.Status != to {
-			if _, err := tx.ExecContext(ctx, "UPDATE members SET membership = ?, membership_reason = ?, membership_us = ? WHERE id = ?",
-				to.String(), reason, store.Micros(now), m.ID); err != nil {
+			if err := updateStatus(ctx, tx, m.ID, to, reason, now); err != nil {
 				return err
 			}
 			m.Status, m.StatusReason, m.StatusSince = to, reason, now

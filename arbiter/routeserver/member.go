@@ -1,6 +1,7 @@
 package routeserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -452,16 +453,6 @@ func (s *Server) Members() []Member {
 		c.Password = ""
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b Member) int { return cmpU32(a.ASN, b.ASN) })
+	slices.SortFunc(out, func(a, b Member) int { return cmp.Compare(a.ASN, b.ASN) })
 	return out
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -500,7 +500,7 @@ func (s *Server) reconcilePaths(ctx context.Context) error {
 		if c := a.k.Prefix.Compare(b.k.Prefix); c != 0 {
 			return c
 		}
-		return cmp.Or(a.k.NextHop.Compare(b.k.NextHop), cmpU32(a.k.Buyer, b.k.Buyer))
+		return cmp.Or(a.k.NextHop.Compare(b.k.NextHop), cmp.Compare(a.k.Buyer, b.k.Buyer))
 	})
 	var errs []error
 	for _, j := range jobs {
@@ -657,7 +657,7 @@ func (s *Server) Announced() []AnnouncedPath {
 		if c := a.Prefix.Compare(b.Prefix); c != 0 {
 			return c
 		}
-		return cmp.Or(a.NextHop.Compare(b.NextHop), cmpU32(a.Buyer, b.Buyer))
+		return cmp.Or(a.NextHop.Compare(b.NextHop), cmp.Compare(a.Buyer, b.Buyer))
 	})
 	return out
 }

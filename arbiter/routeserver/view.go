@@ -1,6 +1,7 @@
 package routeserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b Session) int {
-		if c := cmpU32(a.ASN, b.ASN); c != 0 {
+		if c := cmp.Compare(a.ASN, b.ASN); c != 0 {
 			return c
 		}
 		return a.Address.Compare(b.Address)

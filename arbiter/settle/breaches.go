@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/pathscore"
 )
@@ -91,17 +92,13 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	}
 	corr := q.corroboration().Microseconds()
 	ps := strings.Split(prefixes, ",")
-	args := []any{seller, store.Micros(from.Add(-q.gap()-BreachPoolWindow)) - corr, store.Micros(to) + corr}
-	for _, p := range ps {
-		args = append(args, strings.TrimSpace(p))
+	for i, p := range ps {
+		ps[i] = strings.TrimSpace(p)
 	}
-	rows, err := q.db.QueryContext(ctx, `SELECT coalesce(reporter_id, 0), source, prefix, measured_us, latency_us, jitter_us, loss_ppm, as_hops, probes_sent
-		FROM measurements WHERE via_id = ? AND measured_us >= ? AND measured_us < ?
-		AND prefix IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ps)), ",")+`) ORDER BY reporter_id, source, prefix, measured_us, id`, args...)
+	rows, err := quality.MeasurementsVia(ctx, q.db, seller, store.Micros(from.Add(-q.gap()-BreachPoolWindow))-corr, store.Micros(to)+corr, ps)
 	if err != nil {
 		return BreachTimes{}, err
 	}
-	defer rows.Close()
 	type m struct {
 		vantage      vantageKey
 		prefix       string
@@ -110,21 +107,14 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 		lost, probes int64
 	}
 	var ms []m
-	for rows.Next() {
-		var x m
-		var l, j, p, h int64
-		if err := rows.Scan(&x.vantage.member, &x.vantage.source, &x.prefix, &x.at, &l, &j, &p, &h, &x.probes); err != nil {
-			return BreachTimes{}, err
-		}
+	for _, r := range rows {
+		x := m{vantage: vantageKey{r.ReporterID, r.Source}, prefix: r.Prefix, at: r.At, probes: r.ProbesSent}
 		if x.vantage.member != 0 {
 			x.vantage.source = "" // a member's agent is one vantage
 		}
-		x.bad = pointBad(l, j, h)
-		x.lost = pathscore.Figures{LossPPM: int32(p), Probes: x.probes}.Lost()
+		x.bad = pointBad(r.LatencyUs, r.JitterUs, r.ASHops)
+		x.lost = pathscore.Figures{LossPPM: int32(r.LossPPM), Probes: x.probes}.Lost()
 		ms = append(ms, x)
-	}
-	if err := rows.Err(); err != nil {
-		return BreachTimes{}, err
 	}
 	same := func(a, b m) bool { return a.vantage == b.vantage && a.prefix == b.prefix }
 	// Loss breaches only when significantly above the limit: the lower end

@@ -70,10 +70,7 @@ func (s *Settlement) SetCreditLimit(ctx context.Context, asn uint32, limitMicros
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO credit_limits (member_id, limit_micros, updated_us) VALUES (?,?,?)
-			ON CONFLICT (member_id) DO UPDATE SET limit_micros = excluded.limit_micros, updated_us = excluded.updated_us`,
-			m.ID, limitMicros, store.Micros(s.now()))
-		return err
+		return setLimit(ctx, tx, m.ID, limitMicros, store.Micros(s.now()))
 	})
 }
 
@@ -88,9 +85,7 @@ func (s *Settlement) RecordPayment(ctx context.Context, asn uint32, amountMicros
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO ledger (member_id, kind, amount_micros, memo, created_us) VALUES (?,?,?,?,?)`,
-			m.ID, EntryPayment, amountMicros, memo, store.Micros(s.now()))
-		return err
+		return insertPayment(ctx, tx, m.ID, amountMicros, memo, store.Micros(s.now()))
 	})
 }
 
@@ -123,10 +118,7 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 	var id int64
 	var limit sql.NullInt64
 	var balance, settledThrough int64
-	err := s.db.QueryRowContext(ctx, `SELECT m.id, (SELECT limit_micros FROM credit_limits WHERE member_id = m.id),
-		(SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE member_id = m.id),
-		(SELECT coalesce(max(period_end_us), 0) FROM settlement_runs) FROM members m WHERE m.asn = ?`, asn).
-		Scan(&id, &limit, &balance, &settledThrough)
+	err := s.db.QueryRowContext(ctx, creditSQL, asn).Scan(&id, &limit, &balance, &settledThrough)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
 	}
@@ -496,19 +488,13 @@ func (c *creditCache) member(asn uint32) *memberCredit {
 	return m
 }
 
-// The cache's reads. creditLimitSQL is all a member without a limit
-// costs. creditLedgerSQL reads settledThrough and the ledger delta in one
+// The cache's reads. creditLimitSQL (credit_limits_sql.go) is all a member
+// without a limit costs. creditLedgerSQL (ledger_sql.go) reads settledThrough and the ledger delta in one
 // statement, so one snapshot: the entries a settlement run wrote and the
 // period it settled are seen together or not at all. The trades delta is
 // read after it: trades seen in a later snapshot than settledThrough only
 // add real charges, never hide one.
 const (
-	creditLimitSQL = `SELECT m.id, cl.limit_micros FROM members m LEFT JOIN credit_limits cl ON cl.member_id = m.id WHERE m.asn = ?`
-	// ?1 member id, ?2 last ledger id seen.
-	creditLedgerSQL = `SELECT (SELECT coalesce(max(period_end_us), 0) FROM settlement_runs),
-		(SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE member_id = ?1 AND id > ?2),
-		(SELECT coalesce(max(id), ?2) FROM ledger WHERE member_id = ?1 AND id > ?2),
-		(SELECT count(*) FROM ledger WHERE member_id = ?1 AND id > ?2)`
 	creditTradesSQL = `SELECT id, capacity_bps, price_micros, start_us, end_us, cancelled FROM trades WHERE buyer_id = ? AND id > ?`
 )
 

@@ -1,6 +1,7 @@
 package settle
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -117,7 +118,7 @@ func Invoices(p Period, bills []TradeBill) ([]Invoice, Exchange) {
 			if a.TradeID != b.TradeID {
 				return int(min(max(a.TradeID-b.TradeID, -1), 1))
 			}
-			return cmpStr(a.Side, b.Side)
+			return cmp.Compare(a.Side, b.Side)
 		})
 		ex.MemberNet += i.Net
 		out = append(out, *i)
@@ -126,16 +127,6 @@ func Invoices(p Period, bills []TradeBill) ([]Invoice, Exchange) {
 	ex.Members = len(out)
 	ex.Balance = ex.MemberNet + ex.FeeIncome
 	return out, ex
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriteJSON writes the invoice as indented JSON.

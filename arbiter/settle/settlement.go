@@ -181,19 +181,15 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 				return err
 			}
 		}
-		type entry struct {
-			k entryKey
-			v int64
-		}
-		var diffs []entry
+		var diffs []runEntry
 		for k, v := range want {
 			if d := v - have[k]; d != 0 {
-				diffs = append(diffs, entry{k, d})
+				diffs = append(diffs, runEntry{k, d})
 			}
 		}
 		for k, v := range have {
 			if _, ok := want[k]; !ok && v != 0 {
-				diffs = append(diffs, entry{k, -v})
+				diffs = append(diffs, runEntry{k, -v})
 			}
 		}
 		docs := map[int64]Invoice{}
@@ -202,8 +198,8 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 		}
 		for m := range prevDocs {
 			if _, ok := docs[m]; !ok { // no longer on this period's bill
-				var asn uint32
-				if err := tx.QueryRowContext(ctx, "SELECT asn FROM members WHERE id = ?", m).Scan(&asn); err != nil {
+				asn, err := registry.MemberASN(ctx, tx, m)
+				if err != nil {
 					return err
 				}
 				docs[m] = Invoice{ASN: asn, Period: p.String(), Start: p.Start.UTC(), End: p.End.UTC(), Lines: []Line{}}
@@ -221,41 +217,22 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 			}
 		}
 		now := store.Micros(s.now())
-		r, err := tx.ExecContext(ctx, `INSERT INTO settlement_runs (period_start_us, period_end_us, seq, policy, exchange, created_us)
-			VALUES (?,?,?,?,?,?)`, store.Micros(p.Start), store.Micros(p.End), seq, policy.String(), string(exJSON), now)
+		runID, err := insertRun(ctx, tx, p, seq, policy, string(exJSON), now)
 		if err != nil {
 			return err
 		}
-		runID, _ := r.LastInsertId()
 		res.RunID, res.Seq = runID, seq
 		for m, inv := range docs {
 			b, _ := json.Marshal(inv)
 			if correct && string(b) == prevDocs[m] {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO invoices (run_id, member_id, period_start_us, net_micros, document) VALUES (?,?,?,?,?)`,
-				runID, m, store.Micros(p.Start), inv.Net, string(b)); err != nil {
+			if err := insertInvoice(ctx, tx, runID, m, p, inv.Net, string(b)); err != nil {
 				return err
 			}
 		}
-		const cols, row, batch = "run_id, member_id, period_start_us, trade_id, kind, amount_micros, correction, created_us", "(?,?,?,?,?,?,?,?)", 100
-		corr := 0
-		if correct {
-			corr = 1
-		}
-		for i := 0; i < len(diffs); i += batch {
-			chunk := diffs[i:min(i+batch, len(diffs))]
-			args := make([]any, 0, len(chunk)*8)
-			for _, e := range chunk {
-				var member any
-				if e.k.member != 0 {
-					member = e.k.member
-				}
-				args = append(args, runID, member, store.Micros(p.Start), e.k.trade, e.k.kind, e.v, corr, now)
-			}
-			if _, err := tx.ExecContext(ctx, store.InsertRows("ledger", cols, row, len(chunk)), args...); err != nil {
-				return err
-			}
+		if err := insertRunEntries(ctx, tx, runID, p, correct, now, diffs); err != nil {
+			return err
 		}
 		res.Entries = len(diffs)
 		if err := writeDisputes(ctx, tx, runID, bills); err != nil {
@@ -270,120 +247,6 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 		return nil, err
 	}
 	return res, nil
-}
-
-// checkRuns returns the seq the next run of p takes, refusing a first run
-// of a settled period, a correction of an unsettled one and any period that
-// overlaps a settled one without being it.
-func (s *Settlement) checkRuns(ctx context.Context, q registry.Querier, p Period, correct bool) (int, error) {
-	var n, other int
-	var last sql.NullInt64
-	err := q.QueryRowContext(ctx, `SELECT count(*), max(seq),
-		(SELECT count(*) FROM settlement_runs WHERE period_start_us < ? AND period_end_us > ? AND NOT (period_start_us = ? AND period_end_us = ?))
-		FROM settlement_runs WHERE period_start_us = ? AND period_end_us = ?`,
-		store.Micros(p.End), store.Micros(p.Start), store.Micros(p.Start), store.Micros(p.End), store.Micros(p.Start), store.Micros(p.End)).Scan(&n, &last, &other)
-	switch {
-	case err != nil:
-		return 0, err
-	case other > 0:
-		return 0, fmt.Errorf("period %s overlaps a settled period of other bounds", p)
-	case n > 0 && !correct:
-		return 0, fmt.Errorf("%w: %s (run a correction to change it)", ErrSettled, p)
-	case n == 0 && correct:
-		return 0, fmt.Errorf("%w: %s (run it before correcting it)", ErrNotSettled, p)
-	case n == 0:
-		return 0, nil
-	}
-	return int(last.Int64) + 1, nil
-}
-
-func writeDisputes(ctx context.Context, tx *sql.Tx, runID int64, bills []TradeBill) error {
-	const cols, row, batch = "run_id, trade_id, slot_us, buyer_bps, buyer_samples, seller_bps, seller_samples, used_bps, policy", "(?,?,?,?,?,?,?,?,?)", 100
-	args := make([]any, 0, batch*9)
-	flush := func(n int) error {
-		if n == 0 {
-			return nil
-		}
-		_, err := tx.ExecContext(ctx, store.InsertRows("settlement_disputes", cols, row, n), args...)
-		args = args[:0]
-		return err
-	}
-	n := 0
-	for _, b := range bills {
-		for _, d := range b.Disputes {
-			args = append(args, runID, d.TradeID, store.Micros(d.Start), d.BuyerBps, d.BuyerSamples, d.SellerBps, d.SellerSamples, d.UsedBps, d.Policy)
-			if n++; n == batch {
-				if err := flush(n); err != nil {
-					return err
-				}
-				n = 0
-			}
-		}
-	}
-	return flush(n)
-}
-
-// Disputes lists the disputed slots of member asn's trades in p, from the
-// period's latest run; like Invoice it takes only the caller's own ASN.
-func (s *Settlement) Disputes(ctx context.Context, asn uint32, p Period) ([]Dispute, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT d.trade_id, d.slot_us, d.buyer_bps, d.buyer_samples, d.seller_bps, d.seller_samples, d.used_bps, d.policy
-		FROM settlement_disputes d JOIN trades t ON t.id = d.trade_id JOIN members m ON m.id IN (t.buyer_id, t.seller_id)
-		WHERE m.asn = ? AND d.run_id = (SELECT id FROM settlement_runs WHERE period_start_us = ? AND period_end_us = ? ORDER BY seq DESC LIMIT 1)
-		ORDER BY d.trade_id, d.slot_us`, asn, store.Micros(p.Start), store.Micros(p.End))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Dispute
-	for rows.Next() {
-		var d Dispute
-		var slot int64
-		if err := rows.Scan(&d.TradeID, &slot, &d.BuyerBps, &d.BuyerSamples, &d.SellerBps, &d.SellerSamples, &d.UsedBps, &d.Policy); err != nil {
-			return nil, err
-		}
-		d.Start = store.Time(slot)
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
-
-func periodEntries(ctx context.Context, tx *sql.Tx, p Period) (map[entryKey]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT coalesce(member_id, 0), trade_id, kind, sum(amount_micros) FROM ledger
-		WHERE period_start_us = ? AND run_id IS NOT NULL GROUP BY 1, 2, 3`, store.Micros(p.Start))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[entryKey]int64{}
-	for rows.Next() {
-		var k entryKey
-		var v int64
-		if err := rows.Scan(&k.member, &k.trade, &k.kind, &v); err != nil {
-			return nil, err
-		}
-		m[k] = v
-	}
-	return m, rows.Err()
-}
-
-// latestDocs is each member's latest invoice document for p.
-func latestDocs(ctx context.Context, tx *sql.Tx, p Period) (map[int64]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT member_id, document FROM invoices i WHERE period_start_us = ?
-		AND run_id = (SELECT max(run_id) FROM invoices j WHERE j.member_id = i.member_id AND j.period_start_us = i.period_start_us)`, store.Micros(p.Start))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[int64]string{}
-	for rows.Next() {
-		var id int64
-		var doc string
-		if err := rows.Scan(&id, &doc); err != nil {
-			return nil, err
-		}
-		m[id] = doc
-	}
-	return m, rows.Err()
 }
 
 // bill reads the trades delivering in p and their samples, one trade at a
@@ -448,86 +311,4 @@ func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill
 		bills = append(bills, bill)
 	}
 	return bills, ids, aside, nil
-}
-
-// samplesOfTrade reads a trade's samples that start in [from, to), for
-// readSamples; every reader of usage groups the same rows.
-const samplesOfTrade = `SELECT role, start_us, end_us, bps, sample_count FROM usage_samples
-	WHERE trade_id = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, id`
-
-func readSamples(ctx context.Context, stmt *sql.Stmt, trade, from, to int64, out []Sample) ([]Sample, error) {
-	rows, err := stmt.QueryContext(ctx, trade, from, to)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		s := Sample{TradeID: trade}
-		var st, en int64
-		if err := rows.Scan(&s.Role, &st, &en, &s.Bps, &s.SampleCount); err != nil {
-			return nil, err
-		}
-		s.Start, s.End = store.Time(st), store.Time(en)
-		out = append(out, s)
-	}
-	return out, rows.Err()
-}
-
-// Invoice is member asn's invoice for p as last settled. It takes only the
-// member's own ASN: the API passes the caller's authenticated identity, so a
-// member can never fetch another's.
-func (s *Settlement) Invoice(ctx context.Context, asn uint32, p Period) (Invoice, error) {
-	var doc string
-	err := s.db.QueryRowContext(ctx, `SELECT i.document FROM invoices i JOIN members m ON m.id = i.member_id
-		WHERE m.asn = ? AND i.period_start_us = ? ORDER BY i.run_id DESC LIMIT 1`, asn, store.Micros(p.Start)).Scan(&doc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Invoice{}, fmt.Errorf("invoice of AS%d for %s: %w", asn, p, registry.ErrNotFound)
-	}
-	if err != nil {
-		return Invoice{}, err
-	}
-	var inv Invoice
-	if err := json.Unmarshal([]byte(doc), &inv); err != nil {
-		return Invoice{}, fmt.Errorf("invoice of AS%d for %s: %w", asn, p, err)
-	}
-	return inv, nil
-}
-
-// Invoices is every period's latest invoice of member asn, oldest first.
-func (s *Settlement) Invoices(ctx context.Context, asn uint32) ([]Invoice, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT i.document FROM invoices i JOIN members m ON m.id = i.member_id
-		WHERE m.asn = ? AND i.run_id = (SELECT max(run_id) FROM invoices j WHERE j.member_id = i.member_id AND j.period_start_us = i.period_start_us)
-		ORDER BY i.period_start_us`, asn)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Invoice
-	for rows.Next() {
-		var doc string
-		if err := rows.Scan(&doc); err != nil {
-			return nil, err
-		}
-		var inv Invoice
-		if err := json.Unmarshal([]byte(doc), &inv); err != nil {
-			return nil, err
-		}
-		out = append(out, inv)
-	}
-	return out, rows.Err()
-}
-
-// ExchangeStatement is the exchange's statement for p as last settled.
-func (s *Settlement) ExchangeStatement(ctx context.Context, p Period) (Exchange, error) {
-	var doc string
-	err := s.db.QueryRowContext(ctx, `SELECT exchange FROM settlement_runs WHERE period_start_us = ? AND period_end_us = ?
-		ORDER BY seq DESC LIMIT 1`, store.Micros(p.Start), store.Micros(p.End)).Scan(&doc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Exchange{}, fmt.Errorf("%w: %s", ErrNotSettled, p)
-	}
-	if err != nil {
-		return Exchange{}, err
-	}
-	var ex Exchange
-	return ex, json.Unmarshal([]byte(doc), &ex)
 }

@@ -11,6 +11,11 @@
 // sustained overuse and underuse. Settlement is the store side: Run writes a
 // period's invoices and append-only ledger entries in one transaction,
 // Correct writes only differences, and Credit/MayBuy is credit control.
+//
+// The package owns the usage_samples, ledger, invoices, settlement_runs,
+// settlement_disputes and credit_limits tables: each one's SQL is in the
+// file named for it (ledger_sql.go, ...). Members, trades and
+// measurements it reads through their owners (registry, book, quality).
 package settle
 
 import (
@@ -134,7 +139,8 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 		}
 		now := u.Now()
 		trades := map[int64]sampleBounds{}
-		for i, s := range ss {
+		accepted, duplicates, err = store.InsertIdempotent(ctx, tx, insertSample, len(ss), func(i int) ([]any, error) {
+			s := ss[i]
 			b, ok := trades[s.TradeID]
 			if !ok {
 				var st, en, bport, sport int64
@@ -142,7 +148,7 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 					FROM trades t JOIN ports bp ON bp.member_id = t.buyer_id JOIN ports sp ON sp.member_id = t.seller_id
 					WHERE t.id = ?`, s.TradeID).Scan(&b.buyer, &b.seller, &st, &en, &bport, &sport)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
-					return err
+					return nil, err
 				}
 				if err == nil {
 					b.start, b.end = store.Time(st), store.Time(en)
@@ -155,24 +161,14 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 			}
 			if (s.Role == BuyerRole && b.buyer != r.ID) || (s.Role == SellerRole && b.seller != r.ID) {
 				// The same answer for "no such trade" and "not yours".
-				return bad(i, "trade_id", "AS%d is not the %s of a trade %d", reporter, map[Role]string{BuyerRole: "buyer", SellerRole: "seller"}[s.Role], s.TradeID)
+				return nil, bad(i, "trade_id", "AS%d is not the %s of a trade %d", reporter, map[Role]string{BuyerRole: "buyer", SellerRole: "seller"}[s.Role], s.TradeID)
 			}
 			if err := b.check(i, s, now); err != nil {
-				return err
+				return nil, err
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO usage_samples (reporter_id, idempotency_key, trade_id, role, start_us, end_us,
-				bps, sample_count) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (reporter_id, idempotency_key) DO NOTHING`,
-				r.ID, s.IdempotencyKey, s.TradeID, s.Role, store.Micros(s.Start), store.Micros(s.End), s.Bps, s.SampleCount)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				accepted++
-			} else {
-				duplicates++
-			}
-		}
-		return nil
+			return []any{r.ID, s.IdempotencyKey, s.TradeID, s.Role, store.Micros(s.Start), store.Micros(s.End), s.Bps, s.SampleCount}, nil
+		})
+		return err
 	})
 	if err != nil {
 		return 0, 0, err // nothing of the batch was stored

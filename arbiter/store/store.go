@@ -9,7 +9,8 @@
 // package calls the owner's functions. The owners:
 //
 //	registry       members, certificates, ports, routers, prefixes,
-//	               announced_routes, registry_imports
+//	               announced_routes
+//	registry/importlog  registry_imports (below irr and rpki, which write it)
 //	registry/irr   irr_routes          registry/rpki  rpki_roas
 //	book           orders, trades, events
 //	delivery       deliveries
@@ -18,7 +19,8 @@
 //	               settlement_disputes, credit_limits
 //
 // This package holds what every owner shares (the schema, transactions,
-// time columns, multi-row inserts) and no table's queries.
+// the Querier the owners' functions take, time columns, multi-row and
+// idempotent batch inserts) and no table's queries.
 package store
 
 import (

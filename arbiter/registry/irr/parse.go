@@ -1,6 +1,8 @@
 // Package irr imports IRR route and route6 objects (RPSL, RFC 2622/4012) as
 // the registries publish them in their dumps, keeps them in the arbiter's
 // database, and answers whether a route has a matching route object.
+// The irr_routes table's SQL is in irr_routes_sql.go; imports are logged
+// through registry/importlog.
 package irr
 
 import (

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/registry/importlog"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -114,7 +114,8 @@ func Import(ctx context.Context, db *store.DB, in []Input, opt ImportOptions) (R
 			rep.Sets = rep.Sets[:0]
 			for _, src := range sources {
 				sc := SetCount{Source: src, Accepted: counts[src]}
-				if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM irr_routes WHERE source = ?", src).Scan(&sc.Previous); err != nil {
+				var err error
+				if sc.Previous, err = countSource(ctx, tx, src); err != nil {
 					return err
 				}
 				rep.Sets = append(rep.Sets, sc)
@@ -123,7 +124,7 @@ func Import(ctx context.Context, db *store.DB, in []Input, opt ImportOptions) (R
 				}
 			}
 			for _, src := range sources {
-				if _, err := tx.ExecContext(ctx, "DELETE FROM irr_routes WHERE source = ?", src); err != nil {
+				if err := deleteSource(ctx, tx, src); err != nil {
 					return err
 				}
 			}
@@ -234,10 +235,6 @@ func newInserter(tx *sql.Tx) *inserter {
 	return &inserter{tx: tx, args: make([]any, 0, 4*batchRows)}
 }
 
-func insertSQL(rows int) string {
-	return store.InsertRows("irr_routes", "source, prefix, origin, mnt_by", "(?,?,?,?)", rows)
-}
-
 func (ins *inserter) add(ctx context.Context, r Route) error {
 	ins.args = append(ins.args, r.Source, r.Prefix.String(), int64(r.Origin), r.MntBy)
 	if len(ins.args) < 4*batchRows {
@@ -270,44 +267,9 @@ func (ins *inserter) close() {
 	}
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func logImport(ctx context.Context, db execer, kind, source string, files []string, started, finished time.Time, objects, malformed, accepted, previous int, errText string) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO registry_imports
-		(kind, source, files, started_us, finished_us, objects, malformed, accepted, previous, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		kind, source, strings.Join(files, " "), store.Micros(started), store.Micros(finished), objects, malformed, accepted, previous, errText)
-	return err
-}
-
-// Querier is what both *sql.DB and *sql.Tx offer.
-type Querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// LoadIndex reads every stored route object into a new index.
-func LoadIndex(ctx context.Context, q Querier, policy Policy) (*Index, error) {
-	rows, err := q.QueryContext(ctx, "SELECT source, prefix, origin FROM irr_routes")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	ix := NewIndex(policy)
-	var src, pfx string
-	var origin int64
-	for rows.Next() {
-		if err := rows.Scan(&src, &pfx, &origin); err != nil {
-			return nil, err
-		}
-		p, err := netip.ParsePrefix(pfx)
-		if err != nil {
-			return nil, fmt.Errorf("stored route object %q: %w", pfx, err)
-		}
-		ix.Add(Route{Prefix: p, Origin: uint32(origin), Source: src})
-	}
-	return ix, rows.Err()
+func logImport(ctx context.Context, db importlog.Execer, kind, source string, files []string, started, finished time.Time, objects, malformed, accepted, previous int, errText string) error {
+	return importlog.Log(ctx, db, importlog.Entry{Kind: kind, Source: source, Files: files, Started: started, Finished: finished,
+		Objects: objects, Malformed: malformed, Accepted: accepted, Previous: previous, Error: errText})
 }
 
 // SetInfo describes a stored source set and its last successful import.
@@ -316,29 +278,4 @@ type SetInfo struct {
 	Objects  int
 	Imported time.Time // zero if the import log has no row for it
 	Files    string
-}
-
-// Sets lists the stored sources.
-func Sets(ctx context.Context, q Querier) ([]SetInfo, error) {
-	rows, err := q.QueryContext(ctx, `SELECT r.source, COUNT(*),
-		COALESCE((SELECT finished_us FROM registry_imports i WHERE i.kind = 'irr' AND i.source = r.source AND i.error = '' ORDER BY id DESC LIMIT 1), 0),
-		COALESCE((SELECT files FROM registry_imports i WHERE i.kind = 'irr' AND i.source = r.source AND i.error = '' ORDER BY id DESC LIMIT 1), '')
-		FROM irr_routes r GROUP BY r.source ORDER BY r.source`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []SetInfo
-	for rows.Next() {
-		var s SetInfo
-		var us int64
-		if err := rows.Scan(&s.Source, &s.Objects, &us, &s.Files); err != nil {
-			return nil, err
-		}
-		if us != 0 {
-			s.Imported = store.Time(us)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }

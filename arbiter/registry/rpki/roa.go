@@ -1,6 +1,8 @@
 // Package rpki imports the validated ROA payloads that a relying party
 // (rpki-client, Routinator) exports as JSON, keeps them in the arbiter's
 // database, and performs route origin validation (RFC 6811).
+// The rpki_roas table's SQL is in rpki_roas_sql.go; imports are logged
+// through registry/importlog.
 package rpki
 
 import (

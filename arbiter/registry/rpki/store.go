@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/registry/importlog"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -70,13 +70,14 @@ func Import(ctx context.Context, db *store.DB, name string, r io.Reader, opt Imp
 			opt.Parsed(st.Accepted)
 		}
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
-			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM rpki_roas").Scan(&rep.Previous); err != nil {
+			var err error
+			if rep.Previous, err = countROAs(ctx, tx); err != nil {
 				return err
 			}
 			if !opt.AllowShrink && st.Accepted*2 < rep.Previous {
 				return fmt.Errorf("%s: %d ROAs, had %d: %w; check the relying party's output, or allow it with --allow-shrink", name, st.Accepted, rep.Previous, ErrShrink)
 			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM rpki_roas"); err != nil {
+			if err := deleteROAs(ctx, tx); err != nil {
 				return err
 			}
 			if err := insert(ctx, tx, roas); err != nil {
@@ -95,76 +96,7 @@ func Import(ctx context.Context, db *store.DB, name string, r io.Reader, opt Imp
 	return rep, nil
 }
 
-// insert writes the ROAs in multi-row INSERTs: one cgo call per 200 rows.
-func insert(ctx context.Context, tx *sql.Tx, roas []ROA) error {
-	full, err := tx.PrepareContext(ctx, insertSQL(batchRows))
-	if err != nil {
-		return err
-	}
-	defer full.Close()
-	args := make([]any, 0, 4*batchRows)
-	for len(roas) > 0 {
-		n := min(len(roas), batchRows)
-		for _, roa := range roas[:n] {
-			args = append(args, roa.Prefix.String(), roa.MaxLength, int64(roa.ASN), roa.TA)
-		}
-		if n == batchRows {
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertSQL(n), args...)
-		}
-		if err != nil {
-			return err
-		}
-		args = args[:0]
-		roas = roas[n:]
-	}
-	return nil
-}
-
-func insertSQL(rows int) string {
-	return store.InsertRows("rpki_roas", "prefix, max_length, asn, ta", "(?,?,?,?)", rows)
-}
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func logImport(ctx context.Context, db execer, file string, started, finished time.Time, objects, malformed, accepted, previous int, errText string) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO registry_imports
-		(kind, source, files, started_us, finished_us, objects, malformed, accepted, previous, error)
-		VALUES ('rpki', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		SetName, file, store.Micros(started), store.Micros(finished), objects, malformed, accepted, previous, errText)
-	return err
-}
-
-// Querier is what both *sql.DB and *sql.Tx offer.
-type Querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// LoadIndex reads every stored ROA into a new index.
-func LoadIndex(ctx context.Context, q Querier) (*Index, error) {
-	rows, err := q.QueryContext(ctx, "SELECT prefix, max_length, asn FROM rpki_roas")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	ix := &Index{}
-	var pfx string
-	var ml int
-	var asn int64
-	for rows.Next() {
-		if err := rows.Scan(&pfx, &ml, &asn); err != nil {
-			return nil, err
-		}
-		p, err := netip.ParsePrefix(pfx)
-		if err != nil {
-			return nil, fmt.Errorf("stored ROA %q: %w", pfx, err)
-		}
-		if err := ix.Add(ROA{Prefix: p, MaxLength: ml, ASN: uint32(asn)}); err != nil {
-			return nil, fmt.Errorf("stored %w", err)
-		}
-	}
-	return ix, rows.Err()
+func logImport(ctx context.Context, db importlog.Execer, file string, started, finished time.Time, objects, malformed, accepted, previous int, errText string) error {
+	return importlog.Log(ctx, db, importlog.Entry{Kind: "rpki", Source: SetName, Files: []string{file}, Started: started, Finished: finished,
+		Objects: objects, Malformed: malformed, Accepted: accepted, Previous: previous, Error: errText})
 }
