@@ -101,7 +101,7 @@ func BenchmarkRoutes(b *testing.B) {
 	b.ReportMetric(noopT.Seconds()/float64(b.N), "noop-sync-s")
 }
 
-func benchSize(b *testing.B, env string, def int) int {
+func benchSize(b testing.TB, env string, def int) int {
 	s := os.Getenv(env)
 	if s == "" {
 		return def

@@ -77,6 +77,7 @@ type nhState struct {
 	ids     []uint32 // every object's id, sorted
 	ours    []nhObj  // ours (our protocol), sorted by id
 	members []uint32 // member ids of every group, sorted, with repeats
+	others  []uint32 // member ids of the groups that are not ours, sorted, with repeats
 }
 
 func (s *nhState) obj(id uint32) (*nhObj, bool) {
@@ -286,11 +287,14 @@ func (w *writer) listNexthops() (*nhState, error) {
 	s := &nhState{}
 	var err error
 	for attempt := 1; ; attempt++ {
-		*s = nhState{ids: s.ids[:0], ours: s.ours[:0], members: s.members[:0]}
+		*s = nhState{ids: s.ids[:0], ours: s.ours[:0], members: s.members[:0], others: s.others[:0]}
 		err = w.dumpNexthops(func(o nhObj) {
 			s.ids = append(s.ids, o.id)
 			for _, m := range o.group {
 				s.members = append(s.members, m.id)
+				if o.proto != w.proto {
+					s.others = append(s.others, m.id)
+				}
 			}
 			if o.proto == w.proto {
 				s.ours = append(s.ours, o)
@@ -307,7 +311,51 @@ func (w *writer) listNexthops() (*nhState, error) {
 	slices.Sort(s.ids)
 	slices.SortFunc(s.ours, func(a, b nhObj) int { return cmp.Compare(a.id, b.id) })
 	slices.Sort(s.members)
+	slices.Sort(s.others)
 	return s, nil
+}
+
+// after is s once the kernel has done what a Sync asked: made are the
+// objects it created, regrouped the groups it replaced in place (their
+// new members), deleted the ids it deleted. Objects of other protocols
+// are as the dump found them.
+func (s *nhState) after(made, regrouped []nhObj, deleted []uint32) *nhState {
+	slices.Sort(deleted)
+	gone := func(id uint32) bool { _, ok := slices.BinarySearch(deleted, id); return ok }
+	byID := func(o nhObj, id uint32) int { return cmp.Compare(o.id, id) }
+	slices.SortFunc(regrouped, func(a, b nhObj) int { return cmp.Compare(a.id, b.id) })
+	n := &nhState{others: s.others}
+	for _, o := range s.ours {
+		if gone(o.id) {
+			continue
+		}
+		if i, ok := slices.BinarySearchFunc(regrouped, o.id, byID); ok {
+			o.group = regrouped[i].group
+		}
+		n.ours = append(n.ours, o)
+	}
+	for _, id := range s.ids {
+		if !gone(id) {
+			n.ids = append(n.ids, id)
+		}
+	}
+	for _, o := range made {
+		if !gone(o.id) {
+			n.ours = append(n.ours, o)
+			n.ids = append(n.ids, o.id)
+		}
+	}
+	slices.SortFunc(n.ours, func(a, b nhObj) int { return cmp.Compare(a.id, b.id) })
+	slices.Sort(n.ids)
+	n.ids = slices.Compact(n.ids)
+	n.members = slices.Clone(s.others)
+	for _, o := range n.ours {
+		for _, m := range o.group {
+			n.members = append(n.members, m.id)
+		}
+	}
+	slices.Sort(n.members)
+	return n
 }
 
 // withMembers appends ids and, for those that are groups of ours, their

@@ -43,6 +43,7 @@ type plan struct {
 	del     []kroute
 	refused []Refusal
 	want    []kroute // what the table should hold afterwards
+	keep    []kroute // routes of ours kept as they are, as the kernel has them
 	keepNH  []uint32 // next-hop objects of the routes kept as they are
 }
 
@@ -103,6 +104,7 @@ func makePlan(desired []dest, actual []kroute, e *env) plan {
 				p.del = append(p.del, a)
 			case a.equal(w) && (a.owned || !w.owned):
 				matched = true
+				p.keep = append(p.keep, a)
 				if a.nhid != 0 {
 					p.keepNH = append(p.keepNH, a.nhid)
 				}
@@ -137,6 +139,20 @@ func refuseHop(e *env, pfx netip.Prefix, nh netip.Addr) (Refusal, bool) {
 		return Refusal{}, false
 	}
 	return r, true
+}
+
+// mergeKroutes merges a and b, each sorted by prefix and metric, into one
+// sorted slice.
+func mergeKroutes(a, b []kroute) []kroute {
+	out := make([]kroute, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if c := comparePrefix(a[0].prefix, b[0].prefix); c < 0 || c == 0 && a[0].metric <= b[0].metric {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 func sortKroutes(rs []kroute) {
