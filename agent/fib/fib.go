@@ -541,8 +541,9 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	}
 	// Objects first, then groups, then routes: each exists before it is
 	// used, in order within and across batches.
-	var objOps, grpOps, rtOps []op
-	var objOwn, grpOwn, rtOwn []int
+	var objOps, grpOps []op
+	var objOwn, grpOwn []int
+	rtOps, rtOwn := make([]op, 0, len(jobs)), make([]int, 0, len(jobs))
 	f.ids.reset(nhs.ids)
 	for k := range jobs {
 		j := &jobs[k]
@@ -679,7 +680,7 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	live = slices.Compact(live)
 	f.snap.Store(&snapshot{want: want, desired: f.desired, objs: live})
 
-	ops = ops[:0]
+	ops = slices.Grow(ops[:0], len(p.del))
 	for _, r := range p.del {
 		ops = append(ops, op{kind: opDelete, r: r})
 	}

@@ -52,7 +52,7 @@ type plan struct {
 // not consulted. With e.nh6, an IPv6 route whose next hops are right but
 // not in a group of its own is replaced (once) by one that is.
 func makePlan(desired []dest, actual []kroute, e *env) plan {
-	p := plan{want: make([]kroute, 0, len(desired))}
+	p := plan{want: make([]kroute, 0, len(desired)), keep: make([]kroute, 0, min(len(desired), len(actual)))}
 	for _, d := range desired {
 		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST, owned: e.nh6 && d.prefix.Addr().Is6()}
 		for _, nh := range d.hops {
