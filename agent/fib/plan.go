@@ -53,21 +53,50 @@ type plan struct {
 // not in a group of its own is replaced (once) by one that is.
 func makePlan(desired []dest, actual []kroute, e *env) plan {
 	p := plan{want: make([]kroute, 0, len(desired)), keep: make([]kroute, 0, min(len(desired), len(actual)))}
+	// Next hops are few (the sellers' routers) and routes many: each next
+	// hop is judged once, and the routes with just that one share one
+	// slice of it (never written to).
+	type judged struct {
+		refusal Refusal // Reason "" if usable
+		alone   []khop  // the hop, if usable
+	}
+	seen := make(map[netip.Addr]*judged)
+	judge := func(nh netip.Addr) *judged {
+		j, ok := seen[nh]
+		if !ok {
+			j = &judged{}
+			if r, bad := refuseHop(e, netip.Prefix{}, nh); bad {
+				j.refusal = r
+			} else {
+				j.alone = []khop{{gw: nh, ifindex: e.ifindex}}
+			}
+			seen[nh] = j
+		}
+		return j
+	}
 	for _, d := range desired {
 		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST, owned: e.nh6 && d.prefix.Addr().Is6()}
 		for _, nh := range d.hops {
-			if r, ok := refuseHop(e, d.prefix, nh); ok {
+			j := judge(nh)
+			switch {
+			case j.alone == nil:
+				r := j.refusal
+				r.Prefix = d.prefix
 				p.refused = append(p.refused, r)
-				continue
+			case len(d.hops) == 1:
+				kr.hops = j.alone
+			default:
+				kr.hops = append(kr.hops, j.alone[0])
 			}
-			kr.hops = append(kr.hops, khop{gw: nh, ifindex: e.ifindex})
 		}
 		if len(kr.hops) == 0 {
 			p.refused = append(p.refused, Refusal{Prefix: d.prefix, Reason: ReasonNoNextHop,
 				Detail: fmt.Sprintf("none of %d next hops is usable: traffic takes the normal path", len(d.hops))})
 			continue
 		}
-		sortHops(kr.hops)
+		if len(kr.hops) > 1 {
+			sortHops(kr.hops)
+		}
 		p.want = append(p.want, kr)
 	}
 
