@@ -20,17 +20,30 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// BenchmarkRoutes installs BWX_FIB_BENCH_V4 IPv4 and BWX_FIB_BENCH_V6 IPv6
-// routes (default 500,000 and 100,000) with Sync, changes the next hop of
-// 10 % of them, and removes them all; beside it, in the same run and each
-// in a fresh namespace, `ip -batch` does the same work on the same routes,
-// and netlink.Handle.RouteReplace installs them one by one. It reports
-// routes/s per phase, the ratio FIB / ip -batch, and how long a Sync that
-// finds nothing to do takes (Watch's periodic resync). Run as root:
+// BenchmarkRoutes installs BWX_FIB_BENCH_V4 IPv4 routes (default 500,000)
+// and, apart, BWX_FIB_BENCH_V6 IPv6 routes (default 100,000) with Sync,
+// changes the next hop of 10 % of them, and removes them all; beside it,
+// in the same run and each in a fresh namespace, `ip -batch` does the
+// same work on the same routes, and netlink.Handle.RouteReplace installs
+// them one by one. It reports routes/s per phase, the ratio FIB / ip
+// -batch, how long a Sync that finds nothing to do takes, and how long
+// Watch's periodic resync (which reads the kernel) takes. Run as root:
 //
 //	go test -run '^$' -bench Routes -benchtime 1x ./agent/fib
 func BenchmarkRoutes(b *testing.B) {
 	n4, n6 := benchSize(b, "BWX_FIB_BENCH_V4", 500_000), benchSize(b, "BWX_FIB_BENCH_V6", 100_000)
+	for _, fam := range []struct {
+		name   string
+		n4, n6 int
+	}{{"IPv4", n4, 0}, {"IPv6", 0, n6}} {
+		if fam.n4+fam.n6 == 0 {
+			continue
+		}
+		b.Run(fam.name, func(b *testing.B) { benchRoutesOf(b, fam.n4, fam.n6) })
+	}
+}
+
+func benchRoutesOf(b *testing.B, n4, n6 int) {
 	total := float64(n4 + n6)
 	changed := float64((n4+9)/10 + (n6+9)/10)
 	lab := labtest.New(b, "fibbench")
@@ -46,7 +59,7 @@ func BenchmarkRoutes(b *testing.B) {
 	writeBatch(b, files["remove"], "del", change, nil)
 
 	var fibT, ipT [3]time.Duration
-	var libT, noopT time.Duration
+	var libT, noopT, resyncT time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -64,13 +77,19 @@ func BenchmarkRoutes(b *testing.B) {
 				b.Fatalf("phase %d: %d changes", phase, n)
 			}
 			if phase == 0 {
-				// What Watch's periodic resync costs: a Sync that
-				// finds nothing to do.
+				// A Sync that finds nothing to do, and Watch's
+				// periodic resync, which reads the kernel.
 				start := clock.Now()
 				if res, err := f.Sync(install); err != nil || res.Changes() != 0 {
 					b.Fatalf("no-op Sync: %v, %d changes", err, res.Changes())
 				}
 				noopT += clock.Since(start)
+				start = clock.Now()
+				f.repair("resync")
+				resyncT += clock.Since(start)
+				if st := f.Stats(); st.Repairs != 0 || st.Errors != 0 {
+					b.Fatalf("resync: %+v", st)
+				}
 			}
 		}
 		b.StopTimer()
@@ -99,9 +118,94 @@ func BenchmarkRoutes(b *testing.B) {
 	}
 	b.ReportMetric(rate(total, libT), "handle-install-routes/s")
 	b.ReportMetric(noopT.Seconds()/float64(b.N), "noop-sync-s")
+	b.ReportMetric(resyncT.Seconds()/float64(b.N), "resync-s")
 }
 
-func benchSize(b *testing.B, env string, def int) int {
+// BenchmarkFailover is the real case of a next-hop change: seller A
+// (192.0.2.10) fails, and every route through it, BWX_FIB_BENCH_FAILOVER
+// of them (default 100,000), moves to seller B (192.0.2.11), which
+// already carries as many others. It times one Sync from the decision
+// (the new desired state) to its return, when the kernel has acked the
+// last route moved; beside it, in the same run and in a fresh namespace,
+// `ip -batch` replaces the same routes. IPv4 and IPv6 apart. Run as root:
+//
+//	go test -run '^$' -bench Failover -benchtime 1x ./agent/fib
+func BenchmarkFailover(b *testing.B) {
+	n := benchSize(b, "BWX_FIB_BENCH_FAILOVER", 100_000)
+	for _, v6 := range []bool{false, true} {
+		name := "IPv4"
+		if v6 {
+			name = "IPv6"
+		}
+		b.Run(name, func(b *testing.B) { benchFailover(b, n, v6) })
+	}
+}
+
+func benchFailover(b *testing.B, n int, v6 bool) {
+	lab := labtest.New(b, "fibfail")
+	var routes []Route // A's n, then B's n
+	if v6 {
+		routes, _ = benchRoutes(0, 2*n)
+	} else {
+		routes, _ = benchRoutes(2*n, 0)
+	}
+	before := make([]Route, len(routes))
+	after := make([]Route, len(routes))
+	for i, r := range routes {
+		seller := byte(10 + min(1, i/n)) // A for the first n, then B
+		hop := lanAddr4(seller)
+		if v6 {
+			hop = lanAddr6(seller)
+		}
+		before[i] = Route{Prefix: r.Prefix, NextHops: []netip.Addr{hop}}
+		after[i] = before[i]
+		if i < n {
+			after[i].NextHops = []netip.Addr{lanAddr4(11)}
+			if v6 {
+				after[i].NextHops = []netip.Addr{lanAddr6(11)}
+			}
+		}
+	}
+	dir := b.TempDir()
+	installFile, failFile := filepath.Join(dir, "install.batch"), filepath.Join(dir, "failover.batch")
+	writeBatch(b, installFile, "add", before, nil)
+	writeBatch(b, failFile, "replace", after, func(i int) bool { return i < n })
+
+	var fibT, ipT time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		h := labtest.AddHost(b, lab, fmt.Sprintf("fib%d", i), hostAddrs(1)...)
+		f := newFIB(b, h, Config{Log: slog.New(slog.DiscardHandler)})
+		if _, err := f.Sync(before); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := clock.Now()
+		res, err := f.Sync(after)
+		fibT += clock.Since(start)
+		b.StopTimer()
+		if err != nil || len(res.Changed) != n || res.Changes() != n {
+			b.Fatalf("failover: %v, %d changed, %d changes", err, len(res.Changed), res.Changes())
+		}
+		f.Close()
+
+		h = labtest.AddHost(b, lab, fmt.Sprintf("ip%d", i), hostAddrs(1)...)
+		ipBatch(b, h, installFile)
+		start = clock.Now()
+		ipBatch(b, h, failFile)
+		ipT += clock.Since(start)
+	}
+	fr := float64(n*b.N) / fibT.Seconds()
+	ir := float64(n*b.N) / ipT.Seconds()
+	b.ReportMetric(fr, "fib-failover-routes/s")
+	b.ReportMetric(ir, "ipbatch-failover-routes/s")
+	b.ReportMetric(fr/ir, "failover-ratio")
+	b.ReportMetric(float64(fibT.Milliseconds())/float64(b.N), "fib-failover-ms")
+	b.ReportMetric(float64(ipT.Milliseconds())/float64(b.N), "ipbatch-failover-ms")
+}
+
+func benchSize(b testing.TB, env string, def int) int {
 	s := os.Getenv(env)
 	if s == "" {
 		return def

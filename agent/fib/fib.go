@@ -5,7 +5,10 @@
 // routes of our own protocol number (DefaultProtocol, named "bwx" by
 // packaging/iproute2/rt_protos.d/bwx.conf) in our table and adds what is
 // missing, replaces what changed in place and deletes what is no longer
-// wanted. Routes of any other protocol are never deleted or replaced, even
+// wanted. The first Sync reads the table; a Sync after one that went as
+// asked plans against what that one left, so its cost follows the changes,
+// not the table; Watch reads the table again before every repair and
+// resync. Routes of any other protocol are never deleted or replaced, even
 // for the same prefix: ours use their own metric (DefaultMetric), so they
 // sit beside an operator's or a routing daemon's route for the same prefix,
 // and if another route holds exactly our prefix and metric, ours is refused
@@ -130,6 +133,17 @@ type FIB struct {
 	invalid     []Refusal // the bad routes of the last Sync's input
 	down        map[netip.Addr]bool
 	lastRefused map[refusalKey]bool
+
+	// What the kernel holds of ours, as the last Sync left it (valid if
+	// known): the next Sync plans against it instead of dumping the table
+	// and every next-hop object again, which cost more than the changes
+	// themselves (a dump of 500,000 routes takes about as long as 50,000
+	// replaces). Anything unexpected (a failed or refused request) drops
+	// it, and Watch drops it before every repair and resync, since those
+	// mean that someone else changed the table.
+	cur   []kroute
+	curNH *nhState
+	known bool
 
 	snap atomic.Pointer[snapshot] // for Watch's event filter
 	done chan struct{}            // closed by Close
@@ -463,18 +477,20 @@ func (f *FIB) Close() error {
 	return errors.Join(failed...)
 }
 
-// planLocked reads the interface, our routes and the next-hop objects,
-// and plans.
+// planLocked reads the interface, our routes and the next-hop objects
+// (from the kernel unless the last Sync left them known), and plans.
 func (f *FIB) planLocked() (plan, *nhState, error) {
 	e, err := f.env()
 	if err != nil {
 		return plan{}, nil, err
 	}
-	actual, nhs, err := f.listOurs()
-	if err != nil {
-		return plan{}, nil, err
+	if !f.known {
+		if f.cur, f.curNH, err = f.listOurs(); err != nil {
+			return plan{}, nil, err
+		}
+		f.known = true
 	}
-	return makePlan(f.desired, actual, e), nhs, nil
+	return makePlan(f.desired, f.cur, e), f.curNH, nil
 }
 
 // syncLocked reconciles f.desired with the kernel.
@@ -525,8 +541,9 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	}
 	// Objects first, then groups, then routes: each exists before it is
 	// used, in order within and across batches.
-	var objOps, grpOps, rtOps []op
-	var objOwn, grpOwn, rtOwn []int
+	var objOps, grpOps []op
+	var objOwn, grpOwn []int
+	rtOps, rtOwn := make([]op, 0, len(jobs)), make([]int, 0, len(jobs))
 	f.ids.reset(nhs.ids)
 	for k := range jobs {
 		j := &jobs[k]
@@ -581,6 +598,7 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	}
 	ops := slices.Concat(objOps, grpOps, rtOps)
 	owners := slices.Concat(objOwn, grpOwn, rtOwn)
+	nObj, nGrp := len(objOps), len(grpOps)
 	for i, k := range owners {
 		jobs[k].ops = append(jobs[k].ops, i)
 	}
@@ -598,6 +616,27 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 
 	var live []uint32 // next-hop objects our routes use afterwards
 	live = nhs.withMembers(live, p.keepNH...)
+	// What the kernel holds afterwards, if every request succeeds.
+	var made, regrouped []nhObj
+	for i, o := range ops[:nObj+nGrp] {
+		switch {
+		case errs[i] != nil:
+		case o.kind == opNHAdd:
+			o.nh.proto = uint8(f.cfg.Protocol)
+			made = append(made, o.nh)
+		case o.kind == opNHReplace:
+			regrouped = append(regrouped, o.nh)
+		}
+	}
+	added := make([]kroute, 0, len(p.add))
+	changed := make([]kroute, 0, len(p.replace))
+	for _, j := range jobs {
+		if j.add {
+			added = append(added, j.r)
+		} else {
+			changed = append(changed, j.r)
+		}
+	}
 	for _, j := range jobs {
 		switch {
 		case j.err == nil && j.add:
@@ -641,7 +680,7 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	live = slices.Compact(live)
 	f.snap.Store(&snapshot{want: want, desired: f.desired, objs: live})
 
-	ops = ops[:0]
+	ops = slices.Grow(ops[:0], len(p.del))
 	for _, r := range p.del {
 		ops = append(ops, op{kind: opDelete, r: r})
 	}
@@ -662,6 +701,13 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 	}
 	ops = nhs.collect(ops, live, created, left)
 	errs, _ = f.w.run(ops)
+	var deleted []uint32
+	for i, err := range errs[nRoutes:] {
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			deleted = append(deleted, ops[nRoutes+i].nh.id)
+		}
+	}
+	known := len(notInstalled) == 0 && len(deleted) == len(ops)-nRoutes
 	for i, err := range errs[:nRoutes] {
 		// ESRCH: already gone, which is what we wanted.
 		if err == nil || errors.Is(err, unix.ESRCH) {
@@ -676,6 +722,17 @@ func (f *FIB) apply(p plan, nhs *nhState) (res Result) {
 			f.stats.errors.Add(1)
 			f.log.Error("fib: kernel refused to delete an unused next-hop object of ours", "id", ops[nRoutes+i].nh.id, "err", err)
 		}
+	}
+	f.known = known && len(res.Failed) == 0
+	if f.known {
+		// Adds, changes and kept routes are each sorted; removals are gone.
+		f.cur = mergeKroutes(p.keep, mergeKroutes(added, changed))
+		f.curNH = nhs
+		if f.nh6 {
+			f.curNH = nhs.after(made, regrouped, deleted)
+		}
+	} else {
+		f.cur, f.curNH = nil, nil
 	}
 	// Adds, changes and removals are in prefix order already.
 	slices.SortStableFunc(res.Refused, func(a, b Refusal) int { return comparePrefix(a.Prefix, b.Prefix) })

@@ -3,6 +3,7 @@ package fib
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -723,4 +724,64 @@ func TestBadRouteDoesNotBlockTheSync(t *testing.T) {
 	if res.Changes() != 0 || len(res.Refused) != 0 {
 		t.Errorf("Sync without the bad routes: %+v", res)
 	}
+}
+
+// TestKnownStateIsTheKernels: after a Sync in which every request
+// succeeded, what the FIB keeps as the kernel's state (planned against by
+// the next Sync instead of a dump) is what a dump finds, routes and
+// next-hop objects, beside other protocols' objects; after a refusal it
+// reads the kernel again.
+func TestKnownStateIsTheKernels(t *testing.T) {
+	t.Parallel()
+	h := member(t)
+	handAdded(t, h)
+	f := newFIB(t, h, Config{})
+	check := func(step string, wantKnown bool) {
+		t.Helper()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.known != wantKnown {
+			t.Fatalf("%s: known %v, want %v", step, f.known, wantKnown)
+		}
+		if !f.known {
+			return
+		}
+		cur, nhs, err := f.listOurs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sortKroutes(cur)
+		if got, want := fmt.Sprintf("%+v", f.cur), fmt.Sprintf("%+v", cur); got != want {
+			t.Fatalf("%s: routes known\n%s\nkernel\n%s", step, got, want)
+		}
+		if got, want := fmt.Sprintf("%+v", *f.curNH), fmt.Sprintf("%+v", *nhs); got != want {
+			t.Fatalf("%s: next-hop objects known\n%s\nkernel\n%s", step, got, want)
+		}
+	}
+	steps := [][]Route{
+		desiredSet(),
+		{r4("198.51.100.0/24", 3), r4("203.0.113.0/25", 2, 3), r4("0.0.0.0/0", 4), r6("2001:db8:100::/48", 2, 3), r6("2001:db8:200::/48", 3)},
+		{r4("198.51.100.0/24", 3), r6("2001:db8:100::/48", 5), r6("2001:db8:400::/48", 2), r6("2001:db8:500::/48", 2, 3, 5)},
+		{r4("198.51.100.0/25", 2), r6("2001:db8:100::/48", 5), r6("2001:db8:500::/48", 3)},
+		nil,
+		desiredSet(),
+	}
+	for i, desired := range steps {
+		mustSync(t, f, desired...)
+		check(fmt.Sprintf("step %d", i), true)
+	}
+	if _, err := f.SetNextHopDown(lanAddr6(2), true); err != nil {
+		t.Fatal(err)
+	}
+	check("next hop down", true)
+	// 203.0.113.0/24 is a static route's key: refused, so read again.
+	mustSync(t, f, r4("203.0.113.0/24", 2), r6("2001:db8:100::/48", 3))
+	check("conflict", false)
+	mustSync(t, f, r6("2001:db8:100::/48", 3, 5))
+	check("after the conflict", true)
+	// Another protocol's change without Watch is not seen until a repair.
+	ip(t, h, "-6", "route", "del", "2001:db8:100::/48", "proto", strconv.Itoa(DefaultProtocol))
+	f.repair("test")
+	check("repair", true)
+	equalLines(t, "repaired", ourRoutesShown(t, h, unix.RT_TABLE_MAIN), routeLines([]Route{r6("2001:db8:100::/48", 3, 5)}))
 }

@@ -43,6 +43,7 @@ type plan struct {
 	del     []kroute
 	refused []Refusal
 	want    []kroute // what the table should hold afterwards
+	keep    []kroute // routes of ours kept as they are, as the kernel has them
 	keepNH  []uint32 // next-hop objects of the routes kept as they are
 }
 
@@ -51,22 +52,51 @@ type plan struct {
 // not consulted. With e.nh6, an IPv6 route whose next hops are right but
 // not in a group of its own is replaced (once) by one that is.
 func makePlan(desired []dest, actual []kroute, e *env) plan {
-	p := plan{want: make([]kroute, 0, len(desired))}
+	p := plan{want: make([]kroute, 0, len(desired)), keep: make([]kroute, 0, min(len(desired), len(actual)))}
+	// Next hops are few (the sellers' routers) and routes many: each next
+	// hop is judged once, and the routes with just that one share one
+	// slice of it (never written to).
+	type judged struct {
+		refusal Refusal // Reason "" if usable
+		alone   []khop  // the hop, if usable
+	}
+	seen := make(map[netip.Addr]*judged)
+	judge := func(nh netip.Addr) *judged {
+		j, ok := seen[nh]
+		if !ok {
+			j = &judged{}
+			if r, bad := refuseHop(e, netip.Prefix{}, nh); bad {
+				j.refusal = r
+			} else {
+				j.alone = []khop{{gw: nh, ifindex: e.ifindex}}
+			}
+			seen[nh] = j
+		}
+		return j
+	}
 	for _, d := range desired {
 		kr := kroute{prefix: d.prefix, metric: e.metric, typ: unix.RTN_UNICAST, owned: e.nh6 && d.prefix.Addr().Is6()}
 		for _, nh := range d.hops {
-			if r, ok := refuseHop(e, d.prefix, nh); ok {
+			j := judge(nh)
+			switch {
+			case j.alone == nil:
+				r := j.refusal
+				r.Prefix = d.prefix
 				p.refused = append(p.refused, r)
-				continue
+			case len(d.hops) == 1:
+				kr.hops = j.alone
+			default:
+				kr.hops = append(kr.hops, j.alone[0])
 			}
-			kr.hops = append(kr.hops, khop{gw: nh, ifindex: e.ifindex})
 		}
 		if len(kr.hops) == 0 {
 			p.refused = append(p.refused, Refusal{Prefix: d.prefix, Reason: ReasonNoNextHop,
 				Detail: fmt.Sprintf("none of %d next hops is usable: traffic takes the normal path", len(d.hops))})
 			continue
 		}
-		sortHops(kr.hops)
+		if len(kr.hops) > 1 {
+			sortHops(kr.hops)
+		}
 		p.want = append(p.want, kr)
 	}
 
@@ -103,6 +133,7 @@ func makePlan(desired []dest, actual []kroute, e *env) plan {
 				p.del = append(p.del, a)
 			case a.equal(w) && (a.owned || !w.owned):
 				matched = true
+				p.keep = append(p.keep, a)
 				if a.nhid != 0 {
 					p.keepNH = append(p.keepNH, a.nhid)
 				}
@@ -137,6 +168,20 @@ func refuseHop(e *env, pfx netip.Prefix, nh netip.Addr) (Refusal, bool) {
 		return Refusal{}, false
 	}
 	return r, true
+}
+
+// mergeKroutes merges a and b, each sorted by prefix and metric, into one
+// sorted slice.
+func mergeKroutes(a, b []kroute) []kroute {
+	out := make([]kroute, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if c := comparePrefix(a[0].prefix, b[0].prefix); c < 0 || c == 0 && a[0].metric <= b[0].metric {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 func sortKroutes(rs []kroute) {

@@ -45,6 +45,13 @@ type dest struct {
 // the others or the removals.
 func validate(desired []Route, ifname string) ([]dest, []Refusal) {
 	out := make([]dest, 0, len(desired))
+	// One array for every route's next hops: one allocation, not one
+	// per route.
+	total := 0
+	for _, r := range desired {
+		total += len(r.NextHops)
+	}
+	all := make([]netip.Addr, 0, total)
 	var refused []Refusal
 	bad := func(i int, r Route, format string, args ...any) {
 		refused = append(refused, Refusal{Prefix: r.Prefix, Reason: ReasonInvalid,
@@ -69,7 +76,8 @@ func validate(desired []Route, ifname string) ([]dest, []Refusal) {
 			bad(i, r, "no next hop")
 			continue
 		}
-		hops := make([]netip.Addr, 0, len(r.NextHops))
+		n := len(all)
+		hops := all[n:n:min(n+len(r.NextHops), cap(all))]
 		ok := true
 		for _, nh := range r.NextHops {
 			if z := nh.Zone(); z != "" && z != ifname {
@@ -99,6 +107,7 @@ func validate(desired []Route, ifname string) ([]dest, []Refusal) {
 			continue
 		}
 		slices.SortFunc(hops, netip.Addr.Compare)
+		all = all[:n+len(hops)]
 		out = append(out, dest{prefix: p, hops: hops, idx: i})
 	}
 	// Sorted slices rather than maps: on this class of machine a map of

@@ -297,6 +297,9 @@ func (f *FIB) repair(why string) {
 	if f.closed || f.desired == nil {
 		return
 	}
+	// Someone else changed the table, or may have without an event:
+	// read it again.
+	f.known = false
 	res, err := f.syncLocked(why)
 	if res.Changes() > 0 {
 		f.stats.repairs.Add(1)
