@@ -179,17 +179,17 @@ func (s *Server) pathProblem(t *Trade, p netip.Prefix) string {
 	if n == nil || !n.established() {
 		return ReasonSellerDown
 	}
-	_, r, ok := n.accepted.LookupPrefixLPM(p)
+	lpm, ok := n.accepted.LookupPrefixLPM(p)
 	if !ok {
 		// The most specific route it announces covering p, rejected.
 		for b := p.Bits(); b >= 0; b-- {
-			if rr := n.routes[netip.PrefixFrom(p.Addr(), b).Masked()]; rr != nil {
-				return ReasonRejected + ": " + rr.Reason
+			if rr, ok := n.routes[netip.PrefixFrom(p.Addr(), b).Masked()]; ok {
+				return ReasonRejected + ": " + rr.reason
 			}
 		}
 		return ReasonUnannounced
 	}
-	if slices.Contains(r.ASPath, t.BuyerASN) {
+	if slices.Contains(n.routes[lpm].attrs.asPath, t.BuyerASN) {
 		return ReasonLoop // GoBGP does not send it (BGP loop prevention)
 	}
 	if s.announced[k] == nil {

@@ -50,8 +50,8 @@ type neighbor struct {
 	admin api.PeerState_AdminState
 	since time.Time // of the last state change
 
-	routes   map[netip.Prefix]*ReceivedRoute // everything received, by prefix
-	accepted *bart.Table[*ReceivedRoute]     // the accepted ones
+	routes   map[netip.Prefix]heldRoute // everything received
+	accepted *bart.Lite                 // the prefixes of the accepted ones
 	nAcc     int
 	// tradePfx holds the prefixes of trade paths with this next hop.
 	tradePfx *bart.Table[bool]
@@ -152,8 +152,8 @@ func (s *Server) addMember(ctx context.Context, m Member) error {
 			asn:      m.ASN,
 			state:    api.PeerState_IDLE,
 			since:    clock.Now(),
-			routes:   map[netip.Prefix]*ReceivedRoute{},
-			accepted: new(bart.Table[*ReceivedRoute]),
+			routes:   map[netip.Prefix]heldRoute{},
+			accepted: new(bart.Lite),
 			tradePfx: new(bart.Table[bool]),
 			routers:  m.Addresses,
 		}
