@@ -179,17 +179,15 @@ func (s *Server) pathProblem(t *Trade, p netip.Prefix) string {
 	if n == nil || !n.established() {
 		return ReasonSellerDown
 	}
-	lpm, ok := n.accepted.LookupPrefixLPM(p)
+	r, ok := n.acceptedLPM(p)
 	if !ok {
 		// The most specific route it announces covering p, rejected.
-		for b := p.Bits(); b >= 0; b-- {
-			if rr, ok := n.routes[netip.PrefixFrom(p.Addr(), b).Masked()]; ok {
-				return ReasonRejected + ": " + rr.reason
-			}
+		for _, rr := range n.routes.Supernets(p) {
+			return ReasonRejected + ": " + rr.reason
 		}
 		return ReasonUnannounced
 	}
-	if slices.Contains(n.routes[lpm].attrs.asPath, t.BuyerASN) {
+	if slices.Contains(r.attrs.asPath, t.BuyerASN) {
 		return ReasonLoop // GoBGP does not send it (BGP loop prevention)
 	}
 	if s.announced[k] == nil {

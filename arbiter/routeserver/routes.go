@@ -198,7 +198,7 @@ func (s *Server) onPaths(paths []*api.Path) {
 			live = x.n
 		}
 		if x.held.attrs == nil {
-			if old, ok := x.n.routes[x.prefix]; ok {
+			if old, ok := x.n.routes.Get(x.prefix); ok {
 				s.forget(x.n, x.prefix, old)
 				if fn != nil {
 					events = append(events, RouteEvent{ReceivedRoute: old.received(x.n, x.prefix), Withdrawn: true})
@@ -247,14 +247,15 @@ func (s *Server) verdict(asn uint32, p netip.Prefix, a *routeAttrs, routers []ne
 // store records h as the neighbor's route for p (replacing the one it
 // had) and marks the trade paths it may feed. s.mu is held.
 func (s *Server) store(n *neighbor, p netip.Prefix, h heldRoute) {
-	old, had := n.routes[p]
-	n.routes[p] = h
+	var old heldRoute
+	n.routes.Modify(p, func(v heldRoute, _ bool) (heldRoute, bool) {
+		old = v
+		return h, false
+	})
 	switch {
-	case h.accepted && !(had && old.accepted):
-		n.accepted.Insert(p)
+	case h.accepted && !old.accepted:
 		n.nAcc++
-	case !h.accepted && had && old.accepted:
-		n.accepted.Delete(p)
+	case !h.accepted && old.accepted:
 		n.nAcc--
 	}
 	s.dirtyCovered(n, p)
@@ -262,9 +263,8 @@ func (s *Server) store(n *neighbor, p netip.Prefix, h heldRoute) {
 
 // forget removes the neighbor's route h for p. s.mu is held.
 func (s *Server) forget(n *neighbor, p netip.Prefix, h heldRoute) {
-	delete(n.routes, p)
+	n.routes.Delete(p)
 	if h.accepted {
-		n.accepted.Delete(p)
 		n.nAcc--
 	}
 	s.dirtyCovered(n, p)
@@ -273,12 +273,11 @@ func (s *Server) forget(n *neighbor, p netip.Prefix, h heldRoute) {
 // dropRoutes forgets every route of n (session down, member removed).
 func (s *Server) dropRoutes(n *neighbor) {
 	s.mu.Lock()
-	events := make([]RouteEvent, 0, len(n.routes))
-	for p, h := range n.routes {
+	events := make([]RouteEvent, 0, n.routes.Size())
+	for p, h := range n.routes.All() {
 		events = append(events, RouteEvent{ReceivedRoute: h.received(n, p), Withdrawn: true})
 	}
-	clear(n.routes)
-	n.accepted = new(bart.Lite)
+	n.routes = new(bart.Table[heldRoute])
 	n.nAcc = 0
 	s.dirtyNeighbor(n)
 	fn := s.onRoute
@@ -320,7 +319,7 @@ func (s *Server) Recheck(ctx context.Context, asn uint32) error {
 		if asn != 0 && n.asn != asn {
 			continue
 		}
-		for p, h := range n.routes {
+		for p, h := range n.routes.All() {
 			items = append(items, item{n, p, h})
 		}
 	}
@@ -336,7 +335,7 @@ func (s *Server) Recheck(ctx context.Context, asn uint32) error {
 		// Skip routes replaced or gone meanwhile: their new version was
 		// judged with the new data already. (A new version has attributes
 		// of its own: they are never shared across watch events.)
-		if cur, ok := it.n.routes[it.p]; s.nbrs[it.n.addr] != it.n || !ok || cur != it.h {
+		if cur, ok := it.n.routes.Get(it.p); s.nbrs[it.n.addr] != it.n || !ok || cur != it.h {
 			continue
 		}
 		if fresh[i] == it.h {
@@ -361,7 +360,7 @@ func (s *Server) Received(asn uint32) []ReceivedRoute {
 		if n.asn != asn {
 			continue
 		}
-		for p, h := range n.routes {
+		for p, h := range n.routes.All() {
 			c := h.received(n, p)
 			c.ASPath = slices.Clone(c.ASPath)
 			out = append(out, c)
@@ -392,12 +391,12 @@ func (s *Server) Stats(asn uint32) RouteStats {
 		if n.asn != asn {
 			continue
 		}
-		st.Received += len(n.routes)
+		st.Received += n.routes.Size()
 		st.Accepted += n.nAcc
-		if len(n.routes) == n.nAcc {
+		if n.routes.Size() == n.nAcc {
 			continue // nothing rejected: skip the walk over every route
 		}
-		for _, h := range n.routes {
+		for _, h := range n.routes.All() {
 			if !h.accepted {
 				st.Reasons[h.reason]++
 			}

@@ -344,11 +344,11 @@ func (s *Server) usable(nh netip.Addr, p netip.Prefix) (*neighbor, *routeAttrs) 
 	if n == nil || !n.established() {
 		return nil, nil
 	}
-	lpm, ok := n.accepted.LookupPrefixLPM(p)
+	r, ok := n.acceptedLPM(p)
 	if !ok {
 		return nil, nil
 	}
-	return n, n.routes[lpm].attrs
+	return n, r.attrs
 }
 
 // chosen is the router t delivers p through now: the first usable one of
