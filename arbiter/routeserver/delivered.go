@@ -181,7 +181,8 @@ func (s *Server) pathProblem(t *Trade, p netip.Prefix) string {
 	}
 	r, ok := n.acceptedLPM(p)
 	if !ok {
-		// The most specific route it announces covering p, rejected.
+		// The most specific route it announces covering p (Supernets'
+		// first), rejected.
 		for _, rr := range n.routes.Supernets(p) {
 			return ReasonRejected + ": " + rr.reason
 		}
