@@ -179,17 +179,16 @@ func (s *Server) pathProblem(t *Trade, p netip.Prefix) string {
 	if n == nil || !n.established() {
 		return ReasonSellerDown
 	}
-	_, r, ok := n.accepted.LookupPrefixLPM(p)
+	r, ok := n.acceptedLPM(p)
 	if !ok {
-		// The most specific route it announces covering p, rejected.
-		for b := p.Bits(); b >= 0; b-- {
-			if rr := n.routes[netip.PrefixFrom(p.Addr(), b).Masked()]; rr != nil {
-				return ReasonRejected + ": " + rr.Reason
-			}
+		// The most specific route it announces covering p (Supernets'
+		// first), rejected.
+		for _, rr := range n.routes.Supernets(p) {
+			return ReasonRejected + ": " + rr.reason
 		}
 		return ReasonUnannounced
 	}
-	if slices.Contains(r.ASPath, t.BuyerASN) {
+	if slices.Contains(r.attrs.asPath, t.BuyerASN) {
 		return ReasonLoop // GoBGP does not send it (BGP loop prevention)
 	}
 	if s.announced[k] == nil {

@@ -70,17 +70,31 @@ import (
 //
 // ROUTESERVER_BENCH_PROFILE=<dir> makes our route server's process write
 // CPU and heap profiles and an execution trace of the load there.
+//
+// ROUTESERVER_LOAD=<members>/<routes> adds a mixed case of that size (at
+// most 180 members), e.g. 150/1000000: 300 sessions, 1M routes.
 func BenchmarkRouteLoad(b *testing.B) {
-	for _, c := range []struct {
+	type loadCase struct {
 		name            string
 		members, routes int
 		mixed           bool
-	}{
+	}
+	cases := []loadCase{
 		{"members=2/routes=1k/mixed", 2, 1000, true},
 		{"members=50/routes=1k/ipv4", 50, 1000, false},
 		{"members=50/routes=200k/ipv4", 50, 200_000, false},
 		{"members=50/routes=200k/mixed", 50, 200_000, true},
-	} {
+	}
+	if env := os.Getenv("ROUTESERVER_LOAD"); env != "" {
+		ms, rs, _ := strings.Cut(env, "/")
+		m, err1 := strconv.Atoi(ms)
+		r, err2 := strconv.Atoi(rs)
+		if err1 != nil || err2 != nil || m < 1 || m > 180 || r < m {
+			b.Fatalf("ROUTESERVER_LOAD=%q: want <members>/<routes>, 1 to 180 members", env)
+		}
+		cases = append(cases, loadCase{fmt.Sprintf("members=%d/routes=%d/mixed", m, r), m, r, true})
+	}
+	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			needBIRD(b)
 			if err := labnet.NeedsRoot(); err != nil {
@@ -146,9 +160,16 @@ func newLoadInput(members, routes int, mixed bool) *loadInput {
 	return in
 }
 
-// Member router (crowd) and route server addresses on the lab LAN.
-func crowd4(m int) netip.Addr  { return netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + m)}) }
-func rs4Addr(m int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + m)}) }
+// Member router (crowd) and route server addresses on the lab LAN: 90
+// members a /24, a member's pair in the same one.
+func crowd4(m int) netip.Addr  { return lan4(m, 10) }
+func rs4Addr(m int) netip.Addr { return lan4(m, 100) }
+
+func lan4(m, base int) netip.Addr {
+	nets := [][3]byte{{192, 0, 2}, {198, 51, 100}}
+	n := nets[m/90]
+	return netip.AddrFrom4([4]byte{n[0], n[1], n[2], byte(base + m%90)})
+}
 func crowd6(m int) netip.Addr  { return netip.MustParseAddr(fmt.Sprintf("2001:db8::1:%x", m)) }
 func rs6Addr(m int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("2001:db8::2:%x", m)) }
 

@@ -51,9 +51,11 @@ type neighbor struct {
 	admin api.PeerState_AdminState
 	since time.Time // of the last state change
 
-	routes   map[netip.Prefix]*ReceivedRoute // everything received, by prefix
-	accepted *bart.Table[*ReceivedRoute]     // the accepted ones
-	nAcc     int
+	// routes is everything received, by prefix: a table, not a map, for
+	// its memory and for the longest match among the accepted ones
+	// (acceptedLPM).
+	routes *bart.Table[heldRoute]
+	nAcc   int // the accepted ones
 	// tradePfx holds the prefixes of trade paths with this next hop.
 	tradePfx *bart.Table[bool]
 	// routers are the member's addresses (its routes' next hops must be
@@ -65,6 +67,16 @@ type neighbor struct {
 }
 
 func (n *neighbor) established() bool { return n.state == api.PeerState_ESTABLISHED }
+
+// acceptedLPM is the most specific accepted route covering p.
+func (n *neighbor) acceptedLPM(p netip.Prefix) (heldRoute, bool) {
+	for _, h := range n.routes.Supernets(p) {
+		if h.accepted {
+			return h, true
+		}
+	}
+	return heldRoute{}, false
+}
 
 func (m *Member) validate(routeServerASN uint32) error {
 	switch {
@@ -153,8 +165,7 @@ func (s *Server) addMember(ctx context.Context, m Member) error {
 			asn:      m.ASN,
 			state:    api.PeerState_IDLE,
 			since:    clock.Now(),
-			routes:   map[netip.Prefix]*ReceivedRoute{},
-			accepted: new(bart.Table[*ReceivedRoute]),
+			routes:   new(bart.Table[heldRoute]),
 			tradePfx: new(bart.Table[bool]),
 			routers:  m.Addresses,
 		}

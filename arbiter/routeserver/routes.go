@@ -14,6 +14,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bwxchange/bwx/shared/clock"
@@ -126,9 +127,9 @@ func (s *Server) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 
 // incoming is one announcement or withdrawal from the watch.
 type incoming struct {
-	n         *neighbor
-	route     ReceivedRoute
-	withdrawn bool
+	n      *neighbor
+	prefix netip.Prefix
+	held   heldRoute // attrs nil: withdrawn
 }
 
 func (s *Server) onPaths(paths []*api.Path) {
@@ -144,12 +145,12 @@ func (s *Server) onPaths(paths []*api.Path) {
 		if err != nil || p.IsWithdraw && p.Nlri == nil {
 			continue
 		}
-		r, err := pp.parse(p)
+		pfx, attrs, err := pp.parseHeld(p)
 		if err != nil {
 			bad, badAddrs = append(bad, err), append(badAddrs, addr)
 			continue
 		}
-		in = append(in, incoming{route: r, withdrawn: p.IsWithdraw})
+		in = append(in, incoming{prefix: pfx, held: heldRoute{attrs: attrs}})
 		addrs = append(addrs, addr)
 	}
 	s.mu.Lock()
@@ -159,13 +160,15 @@ func (s *Server) onPaths(paths []*api.Path) {
 		}
 	}
 	kept := in[:0]
+	var last *neighbor // the paths of an event mostly come from one session
 	for i, x := range in {
-		n := s.nbrs[addrs[i]]
-		if n == nil {
+		if last == nil || last.addr != addrs[i] {
+			last = s.nbrs[addrs[i]]
+		}
+		if last == nil {
 			continue
 		}
-		x.n = n
-		x.route.ASN, x.route.Neighbor = n.asn, n.addr
+		x.n = last
 		kept = append(kept, x)
 	}
 	in = kept
@@ -175,8 +178,9 @@ func (s *Server) onPaths(paths []*api.Path) {
 	}
 	// The Checker may be slow (database, RPKI): no lock held.
 	for i := range in {
-		if !in[i].withdrawn {
-			s.judge(&in[i].route, in[i].n.routers)
+		x := &in[i]
+		if x.held.attrs != nil {
+			x.held.accepted, x.held.reason = s.verdict(x.n.asn, x.prefix, x.held.attrs, x.n.routers)
 		}
 	}
 	var events []RouteEvent
@@ -185,23 +189,26 @@ func (s *Server) onPaths(paths []*api.Path) {
 	if fn != nil {
 		events = make([]RouteEvent, 0, len(in))
 	}
+	var live *neighbor // x.n is still the session's
 	for _, x := range in {
-		if s.nbrs[x.n.addr] != x.n {
-			continue // removed meanwhile
+		if x.n != live {
+			if s.nbrs[x.n.addr] != x.n {
+				continue // removed meanwhile
+			}
+			live = x.n
 		}
-		if x.withdrawn {
-			if old := x.n.routes[x.route.Prefix]; old != nil {
-				s.forget(x.n, old)
+		if x.held.attrs == nil {
+			if old, ok := x.n.routes.Get(x.prefix); ok {
+				s.forget(x.n, x.prefix, old)
 				if fn != nil {
-					events = append(events, RouteEvent{ReceivedRoute: *old, Withdrawn: true})
+					events = append(events, RouteEvent{ReceivedRoute: old.received(x.n, x.prefix), Withdrawn: true})
 				}
 			}
 			continue
 		}
-		r := x.route
-		s.store(x.n, &r)
+		s.store(x.n, x.prefix, x.held)
 		if fn != nil {
-			events = append(events, RouteEvent{ReceivedRoute: r})
+			events = append(events, RouteEvent{ReceivedRoute: x.held.received(x.n, x.prefix)})
 		}
 	}
 	s.mu.Unlock()
@@ -214,57 +221,63 @@ func (s *Server) onPaths(paths []*api.Path) {
 // judge fills in r's verdict; routers are the announcing member's
 // registered router addresses (a next hop must be one of them).
 func (s *Server) judge(r *ReceivedRoute, routers []netip.Addr) {
-	r.Accepted, r.Reason = false, ""
+	a := routeAttrs{nextHop: r.NextHop, asPath: r.ASPath, originAS: r.OriginAS, origin: r.Origin, asSet: r.asSet}
+	r.Accepted, r.Reason = s.verdict(r.ASN, r.Prefix, &a, routers)
+}
+
+// verdict is judge's decision on a route of member asn.
+func (s *Server) verdict(asn uint32, p netip.Prefix, a *routeAttrs, routers []netip.Addr) (ok bool, reason string) {
 	switch {
-	case len(r.ASPath) == 0:
-		r.Reason = ReasonNoPath
-	case r.ASPath[0] != r.ASN:
-		r.Reason = ReasonFirstAS
-	case r.asSet:
-		r.Reason = ReasonASSet
-	case !slices.Contains(routers, r.NextHop):
-		r.Reason = ReasonNextHop
-	default:
-		r.Accepted, r.Reason = s.cfg.Checker.Check(r.ASN, r.Prefix, r.OriginAS)
-		if !r.Accepted && r.Reason == "" {
-			r.Reason = "rejected"
-		}
+	case len(a.asPath) == 0:
+		return false, ReasonNoPath
+	case a.asPath[0] != asn:
+		return false, ReasonFirstAS
+	case a.asSet:
+		return false, ReasonASSet
+	case !slices.Contains(routers, a.nextHop):
+		return false, ReasonNextHop
 	}
+	ok, reason = s.cfg.Checker.Check(asn, p, a.originAS)
+	if !ok && reason == "" {
+		reason = "rejected"
+	}
+	return ok, reason
 }
 
-// store records r (replacing the neighbor's route for its prefix) and
-// marks the trade paths it may feed. s.mu is held.
-func (s *Server) store(n *neighbor, r *ReceivedRoute) {
-	if old := n.routes[r.Prefix]; old != nil {
-		s.forget(n, old)
-	}
-	n.routes[r.Prefix] = r
-	if r.Accepted {
-		n.accepted.Insert(r.Prefix, r)
+// store records h as the neighbor's route for p (replacing the one it
+// had) and marks the trade paths it may feed. s.mu is held.
+func (s *Server) store(n *neighbor, p netip.Prefix, h heldRoute) {
+	var old heldRoute
+	n.routes.Modify(p, func(v heldRoute, _ bool) (heldRoute, bool) {
+		old = v
+		return h, false
+	})
+	switch {
+	case h.accepted && !old.accepted:
 		n.nAcc++
-	}
-	s.dirtyCovered(n, r.Prefix)
-}
-
-// forget removes r from the neighbor's tables. s.mu is held.
-func (s *Server) forget(n *neighbor, r *ReceivedRoute) {
-	delete(n.routes, r.Prefix)
-	if r.Accepted {
-		n.accepted.Delete(r.Prefix)
+	case !h.accepted && old.accepted:
 		n.nAcc--
 	}
-	s.dirtyCovered(n, r.Prefix)
+	s.dirtyCovered(n, p)
+}
+
+// forget removes the neighbor's route h for p. s.mu is held.
+func (s *Server) forget(n *neighbor, p netip.Prefix, h heldRoute) {
+	n.routes.Delete(p)
+	if h.accepted {
+		n.nAcc--
+	}
+	s.dirtyCovered(n, p)
 }
 
 // dropRoutes forgets every route of n (session down, member removed).
 func (s *Server) dropRoutes(n *neighbor) {
 	s.mu.Lock()
-	events := make([]RouteEvent, 0, len(n.routes))
-	for _, r := range n.routes {
-		events = append(events, RouteEvent{ReceivedRoute: *r, Withdrawn: true})
+	events := make([]RouteEvent, 0, n.routes.Size())
+	for p, h := range n.routes.All() {
+		events = append(events, RouteEvent{ReceivedRoute: h.received(n, p), Withdrawn: true})
 	}
-	clear(n.routes)
-	n.accepted = new(bart.Table[*ReceivedRoute])
+	n.routes = new(bart.Table[heldRoute])
 	n.nAcc = 0
 	s.dirtyNeighbor(n)
 	fn := s.onRoute
@@ -291,7 +304,8 @@ func (s *Server) emit(fn func(RouteEvent), events []RouteEvent) {
 func (s *Server) Recheck(ctx context.Context, asn uint32) error {
 	type item struct {
 		n *neighbor
-		r *ReceivedRoute
+		p netip.Prefix
+		h heldRoute
 	}
 	var items []item
 	s.mu.Lock()
@@ -305,30 +319,30 @@ func (s *Server) Recheck(ctx context.Context, asn uint32) error {
 		if asn != 0 && n.asn != asn {
 			continue
 		}
-		for _, r := range n.routes {
-			items = append(items, item{n, r})
+		for p, h := range n.routes.All() {
+			items = append(items, item{n, p, h})
 		}
 	}
 	s.mu.Unlock()
-	fresh := make([]ReceivedRoute, len(items))
+	fresh := make([]heldRoute, len(items))
 	for i, it := range items {
-		fresh[i] = *it.r
-		s.judge(&fresh[i], it.n.routers)
+		fresh[i] = it.h
+		fresh[i].accepted, fresh[i].reason = s.verdict(it.n.asn, it.p, it.h.attrs, it.n.routers)
 	}
 	var events []RouteEvent
 	s.mu.Lock()
 	for i, it := range items {
 		// Skip routes replaced or gone meanwhile: their new version was
-		// judged with the new data already.
-		if s.nbrs[it.n.addr] != it.n || it.n.routes[it.r.Prefix] != it.r {
+		// judged with the new data already. (A new version has attributes
+		// of its own: they are never shared across watch events.)
+		if cur, ok := it.n.routes.Get(it.p); s.nbrs[it.n.addr] != it.n || !ok || cur != it.h {
 			continue
 		}
-		if fresh[i].Accepted == it.r.Accepted && fresh[i].Reason == it.r.Reason {
+		if fresh[i] == it.h {
 			continue
 		}
-		r := fresh[i]
-		s.store(it.n, &r)
-		events = append(events, RouteEvent{ReceivedRoute: r})
+		s.store(it.n, it.p, fresh[i])
+		events = append(events, RouteEvent{ReceivedRoute: fresh[i].received(it.n, it.p)})
 	}
 	fn := s.onRoute
 	s.mu.Unlock()
@@ -346,9 +360,9 @@ func (s *Server) Received(asn uint32) []ReceivedRoute {
 		if n.asn != asn {
 			continue
 		}
-		for _, r := range n.routes {
-			c := *r
-			c.ASPath = slices.Clone(r.ASPath)
+		for p, h := range n.routes.All() {
+			c := h.received(n, p)
+			c.ASPath = slices.Clone(c.ASPath)
 			out = append(out, c)
 		}
 	}
@@ -377,19 +391,46 @@ func (s *Server) Stats(asn uint32) RouteStats {
 		if n.asn != asn {
 			continue
 		}
-		st.Received += len(n.routes)
+		st.Received += n.routes.Size()
 		st.Accepted += n.nAcc
-		if len(n.routes) == n.nAcc {
+		if n.routes.Size() == n.nAcc {
 			continue // nothing rejected: skip the walk over every route
 		}
-		for _, r := range n.routes {
-			if !r.Accepted {
-				st.Reasons[r.Reason]++
+		for _, h := range n.routes.All() {
+			if !h.accepted {
+				st.Reasons[h.reason]++
 			}
 		}
 	}
 	st.Rejected = st.Received - st.Accepted
 	return st
+}
+
+// routeAttrs are what the route server keeps of a received route beside
+// its prefix and verdict. The routes of one watch event (one UPDATE) with
+// the same attributes share one routeAttrs, which is never modified, and
+// a new event makes new ones.
+type routeAttrs struct {
+	nextHop  netip.Addr
+	asPath   []uint32
+	originAS uint32
+	origin   string
+	asSet    bool
+	since    time.Time
+}
+
+// heldRoute is a received route as its neighbor keeps it, by prefix.
+type heldRoute struct {
+	attrs    *routeAttrs
+	reason   string
+	accepted bool
+}
+
+// received is h as a ReceivedRoute (its AS_PATH shared, not copied).
+func (h heldRoute) received(n *neighbor, p netip.Prefix) ReceivedRoute {
+	a := h.attrs
+	return ReceivedRoute{ASN: n.asn, Neighbor: n.addr, Prefix: p, NextHop: a.nextHop, ASPath: a.asPath,
+		OriginAS: a.originAS, Origin: a.origin, Accepted: h.accepted, Reason: h.reason, Since: a.since, asSet: a.asSet}
 }
 
 // parsePath turns a watched path into a ReceivedRoute (verdict unset).
@@ -494,6 +535,8 @@ type pathParser struct {
 
 	nextHopRaw []byte
 	nextHop    netip.Addr
+
+	last *routeAttrs // the previous path's
 }
 
 // Type URLs of the attributes and NLRI pathParser decodes itself.
@@ -520,22 +563,31 @@ func (pp *pathParser) neighbor(ip string) (netip.Addr, error) {
 
 // parse is parsePath, faster for a run of paths from one UPDATE.
 func (pp *pathParser) parse(p *api.Path) (ReceivedRoute, error) {
+	pfx, a, err := pp.parseHeld(p)
+	if err != nil || a == nil {
+		return ReceivedRoute{Prefix: pfx, Since: pp.now}, err
+	}
+	return heldRoute{attrs: a}.received(&neighbor{}, pfx), nil
+}
+
+// parseHeld parses p into its prefix and attributes (nil for a
+// withdrawal); a run of paths with equal attributes shares one routeAttrs.
+func (pp *pathParser) parseHeld(p *api.Path) (netip.Prefix, *routeAttrs, error) {
 	if p.Nlri == nil || p.Nlri.TypeUrl != urlPrefix {
 		return pp.slow(p)
 	}
-	var nlri api.IPAddressPrefix
-	if err := proto.Unmarshal(p.Nlri.Value, &nlri); err != nil {
-		return ReceivedRoute{}, fmt.Errorf("NLRI: %w", err)
-	}
-	a, err := netip.ParseAddr(nlri.Prefix)
-	if err != nil || nlri.PrefixLen > uint32(a.BitLen()) || a.Zone() != "" || a.Is4In6() {
+	pfx, ok := parseIPPrefix(p.Nlri.Value)
+	if !ok {
 		return pp.slow(p)
 	}
-	r := ReceivedRoute{Prefix: netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked(), Since: pp.now}
 	if p.IsWithdraw {
-		return r, nil
+		return pfx, nil, nil
 	}
-	r.Origin = "?"
+	origin := "?"
+	var asPath []uint32
+	var asSet bool
+	var originAS uint32
+	var nextHop netip.Addr
 	for _, at := range p.Pattrs {
 		switch at.TypeUrl {
 		case urlOrigin:
@@ -546,7 +598,7 @@ func (pp *pathParser) parse(p *api.Path) (ReceivedRoute, error) {
 				}
 				pp.originRaw, pp.origin = at.Value, originString(uint8(o.Origin))
 			}
-			r.Origin = pp.origin
+			origin = pp.origin
 		case urlASPath:
 			if pp.asPathRaw == nil || !bytes.Equal(at.Value, pp.asPathRaw) {
 				var ap api.AsPathAttribute
@@ -568,7 +620,7 @@ func (pp *pathParser) parse(p *api.Path) (ReceivedRoute, error) {
 					pp.asPathRaw = []byte{} // decoded, though empty
 				}
 			}
-			r.ASPath, r.asSet, r.OriginAS = pp.asPath, pp.asSet, pp.originAS
+			asPath, asSet, originAS = pp.asPath, pp.asSet, pp.originAS
 		case urlNextHop:
 			if !pp.nextHop.IsValid() || !bytes.Equal(at.Value, pp.nextHopRaw) {
 				var nh api.NextHopAttribute
@@ -581,26 +633,94 @@ func (pp *pathParser) parse(p *api.Path) (ReceivedRoute, error) {
 				}
 				pp.nextHopRaw, pp.nextHop = at.Value, a.Unmap()
 			}
-			r.NextHop = pp.nextHop
+			nextHop = pp.nextHop
 		case urlMPReach:
 			// Carries this path's NLRI too: different for every path.
-			var mp api.MpReachNLRIAttribute
-			if err := proto.Unmarshal(at.Value, &mp); err != nil || len(mp.NextHops) == 0 {
+			a, ok := mpReachNextHop(at.Value)
+			if !ok {
 				return pp.slow(p)
 			}
-			a, err := netip.ParseAddr(mp.NextHops[0])
-			if err != nil {
-				return pp.slow(p)
-			}
-			r.NextHop = a.Unmap()
+			nextHop = a
 		}
 	}
-	return r, nil
+	return pfx, pp.intern(routeAttrs{nextHop: nextHop, asPath: asPath, originAS: originAS, origin: origin, asSet: asSet}), nil
+}
+
+// intern returns the attributes of the previous path if a equals them, or
+// a new routeAttrs of a, stamped with the event's time.
+func (pp *pathParser) intern(a routeAttrs) *routeAttrs {
+	a.since = pp.now
+	if l := pp.last; l != nil && l.nextHop == a.nextHop && l.originAS == a.originAS && l.origin == a.origin &&
+		l.asSet == a.asSet && (l.asPath == nil) == (a.asPath == nil) && slices.Equal(l.asPath, a.asPath) {
+		return l
+	}
+	pp.last = &a
+	return pp.last
 }
 
 // slow parses p with parsePath.
-func (pp *pathParser) slow(p *api.Path) (ReceivedRoute, error) {
+func (pp *pathParser) slow(p *api.Path) (netip.Prefix, *routeAttrs, error) {
 	r, err := parsePath(p)
-	r.Since = pp.now
-	return r, err
+	if err != nil || p.IsWithdraw {
+		return r.Prefix, nil, err
+	}
+	return r.Prefix, pp.intern(routeAttrs{nextHop: r.NextHop, asPath: r.ASPath, originAS: r.OriginAS, origin: r.Origin, asSet: r.asSet}), nil
+}
+
+// parseIPPrefix decodes an api.IPAddressPrefix (prefix_len = 1, prefix = 2)
+// without allocating the message; false for anything unexpected, which
+// parsePath handles.
+func parseIPPrefix(b []byte) (netip.Prefix, bool) {
+	var bits uint64
+	var addr []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return netip.Prefix{}, false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			bits, n = protowire.ConsumeVarint(b)
+		case num == 2 && typ == protowire.BytesType:
+			addr, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return netip.Prefix{}, false
+		}
+		b = b[n:]
+	}
+	a, err := netip.ParseAddr(string(addr))
+	if err != nil || bits > uint64(a.BitLen()) || a.Zone() != "" || a.Is4In6() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, int(bits)).Masked(), true
+}
+
+// mpReachNextHop decodes the first next hop of an api.MpReachNLRIAttribute
+// (next_hops = 2), skipping its NLRI.
+func mpReachNextHop(b []byte) (netip.Addr, bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return netip.Addr{}, false
+		}
+		b = b[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return netip.Addr{}, false
+			}
+			a, err := netip.ParseAddr(string(v))
+			return a.Unmap(), err == nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return netip.Addr{}, false
+		}
+		b = b[n:]
+	}
+	return netip.Addr{}, false
 }

@@ -337,18 +337,18 @@ func (s *Server) dirtyRoute(r route) {
 }
 
 // usable tells whether the seller router at nh can deliver p now: its
-// session is up and it announces an accepted route covering p, which it
-// returns; s.mu is held.
-func (s *Server) usable(nh netip.Addr, p netip.Prefix) (*neighbor, *ReceivedRoute) {
+// session is up and it announces an accepted route covering p, the most
+// specific of which it returns the attributes of; s.mu is held.
+func (s *Server) usable(nh netip.Addr, p netip.Prefix) (*neighbor, *routeAttrs) {
 	n := s.nbrs[nh]
 	if n == nil || !n.established() {
 		return nil, nil
 	}
-	_, r, ok := n.accepted.LookupPrefixLPM(p)
+	r, ok := n.acceptedLPM(p)
 	if !ok {
 		return nil, nil
 	}
-	return n, r
+	return n, r.attrs
 }
 
 // chosen is the router t delivers p through now: the first usable one of
@@ -427,7 +427,7 @@ func (s *Server) desired(k pathKey) *wantPath {
 	if n == nil {
 		return nil
 	}
-	w := &wantPath{key: k, seller: n.asn, origin: r.Origin, export: true}
+	w := &wantPath{key: k, seller: n.asn, origin: r.origin, export: true}
 	if !buyer.AddPathReceive {
 		w.vrf = vrfName(k.Buyer)
 	}
@@ -445,11 +445,11 @@ func (s *Server) desired(k pathKey) *wantPath {
 		return nil
 	}
 	slices.Sort(w.trades)
-	w.asPath = make([]uint32, 0, prepend+len(r.ASPath))
+	w.asPath = make([]uint32, 0, prepend+len(r.asPath))
 	for range prepend {
 		w.asPath = append(w.asPath, n.asn)
 	}
-	w.asPath = append(w.asPath, r.ASPath...)
+	w.asPath = append(w.asPath, r.asPath...)
 	return w
 }
 

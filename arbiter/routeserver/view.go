@@ -68,7 +68,7 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	for _, n := range s.nbrs {
 		out = append(out, Session{
 			ASN: n.asn, Address: n.addr, State: stateName(n.state, n.admin),
-			Uptime: clock.Since(n.since).Truncate(time.Second), Received: len(n.routes), Accepted: n.nAcc,
+			Uptime: clock.Since(n.since).Truncate(time.Second), Received: n.routes.Size(), Accepted: n.nAcc,
 		})
 	}
 	s.mu.Unlock()
