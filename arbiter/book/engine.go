@@ -52,7 +52,7 @@ func (m *MemberInfo) sellable(buyer uint32, prefixes []netip.Prefix) []netip.Pre
 				best = r
 			}
 		}
-		if best != nil && best.MayBuy(buyer) {
+		if best != nil && best.AllowsBuyer(buyer) {
 			out = append(out, p)
 		}
 	}

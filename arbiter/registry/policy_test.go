@@ -42,11 +42,11 @@ func TestPrefixPolicy(t *testing.T) {
 		t.Fatalf("stored %+v\nwant %+v", ps, want)
 	}
 	for buyer, ok := range map[uint32]bool{64502: true, 64503: true, 64504: false} {
-		if ps[0].MayBuy(buyer) != ok {
+		if ps[0].AllowsBuyer(buyer) != ok {
 			t.Errorf("allow list: MayBuy(%d) = %v", buyer, !ok)
 		}
 	}
-	if !ps[1].MayBuy(64504) {
+	if !ps[1].AllowsBuyer(64504) {
 		t.Error("empty allow list refuses a buyer")
 	}
 

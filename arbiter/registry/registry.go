@@ -102,9 +102,9 @@ type Prefix struct {
 // MaxPrepends bounds Prefix.Prepends.
 const MaxPrepends = 10
 
-// MayBuy reports whether buyer may buy p: the allow list is empty or names
+// AllowsBuyer reports whether buyer may buy p: the allow list is empty or names
 // it. The order book calls it to refuse a buyer the seller excluded.
-func (p *Prefix) MayBuy(buyer uint32) bool {
+func (p *Prefix) AllowsBuyer(buyer uint32) bool {
 	return len(p.AllowedBuyers) == 0 || slices.Contains(p.AllowedBuyers, buyer)
 }
 

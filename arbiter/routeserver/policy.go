@@ -124,7 +124,7 @@ func FromBook(t book.Trade, members map[uint32]Member, policies Policies) (tr *T
 		prepends, export := 0, false
 		if pol != nil {
 			if _, reg, ok := pol.LookupPrefixLPM(p); ok {
-				if !reg.MayBuy(t.BuyerASN) {
+				if !reg.AllowsBuyer(t.BuyerASN) {
 					withhold(fmt.Sprintf("AS%d is not on the seller's allow list", t.BuyerASN))
 					continue
 				}
