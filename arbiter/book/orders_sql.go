@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -48,22 +49,28 @@ func scanOrder(r scanner) (Order, error) {
 	}
 	s.Destination.OriginASN = uint32(origin.Int64)
 	s.Destination.RouteType = registry.RouteType(rtype.Int64)
+	setLimits(&s.Quality, &lat, &jit, &loss, &hops)
+	s.Start, s.End, o.Created, o.Updated = store.Time(start), store.Time(end), store.Time(created), store.Time(updated)
+	return o, nil
+}
+
+// setLimits sets q's limits from their columns as scanned (NULL: no
+// limit); the latency and jitter limits point into lat and jit.
+func setLimits(q *Quality, lat, jit, loss, hops *sql.NullInt64) {
 	if lat.Valid {
-		s.Quality.MaxLatencyUs = &lat.Int64
+		q.MaxLatencyUs = &lat.Int64
 	}
 	if jit.Valid {
-		s.Quality.MaxJitterUs = &jit.Int64
+		q.MaxJitterUs = &jit.Int64
 	}
 	if loss.Valid {
 		v := int32(loss.Int64)
-		s.Quality.MaxLossPPM = &v
+		q.MaxLossPPM = &v
 	}
 	if hops.Valid {
 		v := int32(hops.Int64)
-		s.Quality.MaxASHops = &v
+		q.MaxASHops = &v
 	}
-	s.Start, s.End, o.Created, o.Updated = store.Time(start), store.Time(end), store.Time(created), store.Time(updated)
-	return o, nil
 }
 
 func nullable[T int64 | int32](p *T) any {
@@ -213,4 +220,128 @@ func appendOrder(a []any, member int64, o Order) []any {
 		nullable(s.Quality.MaxLatencyUs), nullable(s.Quality.MaxJitterUs), nullable(s.Quality.MaxLossPPM),
 		nullable(s.Quality.MaxASHops), s.Quality.AllowUnverified, s.TrafficType, store.Micros(s.Start), store.Micros(s.End),
 		s.Type, s.Ranking, s.PriceWeight, s.SingleSeller, o.Priority, o.Status, o.FilledBps, store.Micros(o.Created), store.Micros(o.Updated))
+}
+
+// The reads of orders by the other packages (settle, dashboard). Each is
+// one statement, run on q: the caller's transaction when it has one.
+
+// openBuysSQL reads a member's open buy orders through its orders (the
+// index of its client order ids): the index of open orders holds every
+// member's, sells too, which the report of each member would read in
+// full. "+status" keeps the planner off that one.
+const openBuysSQL = `SELECT capacity_bps - filled_bps, price_micros, start_us, end_us FROM orders
+	WHERE member_id = ? AND +status = 1 AND side = 1`
+
+// EachOpenBuy calls fn for each open buy order of member memberID, with
+// its remaining capacity (settlement's credit report).
+func EachOpenBuy(ctx context.Context, q registry.Querier, memberID int64, fn func(BuyRow)) error {
+	rows, err := q.QueryContext(ctx, openBuysSQL, memberID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r BuyRow
+		if err := rows.Scan(&r.CapacityBps, &r.PriceMicros, &r.StartUs, &r.EndUs); err != nil {
+			return err
+		}
+		fn(r)
+	}
+	return rows.Err()
+}
+
+// OpenOrdersPerMember counts each member's open orders that end after
+// now.
+func OpenOrdersPerMember(ctx context.Context, q registry.Querier, now time.Time) (map[uint32]int, error) {
+	open := map[uint32]int{}
+	rs, err := q.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+OpenOrders+` AND end_us > ? GROUP BY member_id) c
+		JOIN members m ON m.id = c.member_id`, store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var asn uint32
+		var n int
+		if err := rs.Scan(&asn, &n); err != nil {
+			return nil, err
+		}
+		open[asn] = n
+	}
+	return open, rs.Err()
+}
+
+// DepthLevel is the open orders at one destination and protocol: on each
+// side their count, their remaining capacity and the best price (valid
+// when the count is not 0).
+type DepthLevel struct {
+	Destination string // as Destination.String names it
+	Protocol    Protocol
+	BuyOrders   int
+	BuyBps      int64
+	BestBid     int64
+	SellOrders  int
+	SellBps     int64
+	BestAsk     int64
+}
+
+// Depth aggregates the open orders that end after now by destination and
+// protocol, in no particular order.
+func Depth(ctx context.Context, q registry.Querier, now time.Time) ([]DepthLevel, error) {
+	rs, err := q.QueryContext(ctx, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
+		count(CASE WHEN side = 1 THEN 1 END), coalesce(sum(CASE WHEN side = 1 THEN capacity_bps - filled_bps END), 0), coalesce(max(CASE WHEN side = 1 THEN price_micros END), 0),
+		count(CASE WHEN side = 2 THEN 1 END), coalesce(sum(CASE WHEN side = 2 THEN capacity_bps - filled_bps END), 0), coalesce(min(CASE WHEN side = 2 THEN price_micros END), 0)
+		FROM orders WHERE `+OpenOrders+` AND end_us > ?
+		GROUP BY dest_prefix, dest_origin_asn, dest_route_type, protocol`, store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []DepthLevel
+	for rs.Next() {
+		var (
+			p    sql.NullString
+			o, t sql.NullInt64
+			l    DepthLevel
+		)
+		if err := rs.Scan(&p, &o, &t, &l.Protocol, &l.BuyOrders, &l.BuyBps, &l.BestBid, &l.SellOrders, &l.SellBps, &l.BestAsk); err != nil {
+			return nil, err
+		}
+		l.Destination = destName(p, o, t)
+		out = append(out, l)
+	}
+	return out, rs.Err()
+}
+
+// destName names a destination from its stored columns, as
+// Destination.String does, without parsing the prefix.
+func destName(prefix sql.NullString, origin, routeType sql.NullInt64) string {
+	switch {
+	case prefix.Valid:
+		return prefix.String
+	case origin.Valid:
+		return fmt.Sprintf("origin AS%d", origin.Int64)
+	default:
+		return registry.RouteType(routeType.Int64).String() + " routes"
+	}
+}
+
+// OpenOrderIDs reads the ids of the open orders that end after now (by
+// the index of open orders).
+func OpenOrderIDs(ctx context.Context, q registry.Querier, now time.Time) ([]int64, error) {
+	rs, err := q.QueryContext(ctx, `SELECT id FROM orders WHERE `+OpenOrders+` AND end_us > ?`, store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	return ids, rs.Err()
 }

@@ -3,11 +3,13 @@ package book
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
@@ -214,4 +216,330 @@ func appendTrade(a []any, buyer, seller int64, t Trade) []any {
 		return append(a, m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.Samples, m.Probes, m.LatencyErrUs, m.JitterErrUs)
 	}
 	return append(a, nil, nil, nil, nil, nil, nil, nil, nil)
+}
+
+// The reads of trades by the other packages (settle, dashboard, and
+// quality through the daemon's wiring). Each is one statement, run on q:
+// the caller's transaction when it has one.
+
+// BoughtTrades reads the trades member buyerID bought from member
+// sellerID, not cancelled (quality.Matrix.Bought: a measurement of a
+// bought path is admitted while the trade stands). A stored prefix that
+// does not parse is left out.
+func BoughtTrades(ctx context.Context, q registry.Querier, buyerID, sellerID int64) ([]quality.BoughtTrade, error) {
+	rows, err := q.QueryContext(ctx, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, sellerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []quality.BoughtTrade
+	for rows.Next() {
+		var ps string
+		var made, end int64
+		if err := rows.Scan(&ps, &made, &end); err != nil {
+			return nil, err
+		}
+		t := quality.BoughtTrade{Made: store.Time(made), End: store.Time(end)}
+		for _, p := range strings.Split(ps, ",") {
+			if pp, err := netip.ParsePrefix(strings.TrimSpace(p)); err == nil {
+				t.Prefixes = append(t.Prefixes, pp)
+			}
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// PartyTrade is a trade with its parties, as settlement reads a period's
+// trades.
+type PartyTrade struct {
+	ID                  int64
+	BuyerID, SellerID   int64 // member ids (TradesIn only)
+	BuyerASN, SellerASN uint32
+	CapacityBps         int64
+	PriceMicros         int64 // TradesIn only
+	Start, End          time.Time
+}
+
+// TradesIn reads every trade not cancelled that delivers in [from, to),
+// by id (settlement's billing).
+func TradesIn(ctx context.Context, q registry.Querier, from, to time.Time) ([]PartyTrade, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.id, bm.id, bm.asn, sm.id, sm.asn, t.capacity_bps, t.price_micros, t.start_us, t.end_us
+		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
+		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 ORDER BY t.id`, store.Micros(to), store.Micros(from))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []PartyTrade
+	for rows.Next() {
+		var t PartyTrade
+		var st, en int64
+		if err := rows.Scan(&t.ID, &t.BuyerID, &t.BuyerASN, &t.SellerID, &t.SellerASN, &t.CapacityBps, &t.PriceMicros, &st, &en); err != nil {
+			return nil, err
+		}
+		t.Start, t.End = store.Time(st), store.Time(en)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// MemberTradesIn reads the trades not cancelled that deliver in
+// [from, to) and that member asn bought or sold (0: every member's), by
+// id, without the member ids and the price (settlement's use events).
+func MemberTradesIn(ctx context.Context, q registry.Querier, asn uint32, from, to time.Time) ([]PartyTrade, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
+		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
+		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (? = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
+		store.Micros(to), store.Micros(from), asn, asn, asn)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []PartyTrade
+	for rows.Next() {
+		var t PartyTrade
+		var st, en int64
+		if err := rows.Scan(&t.ID, &t.BuyerASN, &t.SellerASN, &t.CapacityBps, &st, &en); err != nil {
+			return nil, err
+		}
+		t.Start, t.End = store.Time(st), store.Time(en)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// TradeSpan reads trade id's delivery and whether it was cancelled, if
+// member asn bought or sold it (0, the operator: any trade); ErrNotFound
+// otherwise, the same for "no such trade" and "not yours".
+func TradeSpan(ctx context.Context, q registry.Querier, asn uint32, id int64) (start, end time.Time, cancelled bool, err error) {
+	var st, en int64
+	err = q.QueryRowContext(ctx, `SELECT t.start_us, t.end_us, t.cancelled
+		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
+		WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)`, id, asn, asn, asn).Scan(&st, &en, &cancelled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, time.Time{}, false, fmt.Errorf("trade %d: %w", id, ErrNotFound)
+	}
+	return store.Time(st), store.Time(en), cancelled, err
+}
+
+// BuyLimits is what judging a trade's quality needs: its parties (member
+// ids), its prefixes as stored, and the quality limits of its buy order.
+type BuyLimits struct {
+	BuyerID, SellerID int64
+	Prefixes          []string
+	Quality           Quality // the limits only: AllowUnverified is not read
+}
+
+// TradeBuyLimits reads trade id's BuyLimits; ErrNotFound if there is no
+// such trade.
+func TradeBuyLimits(ctx context.Context, q registry.Querier, id int64) (BuyLimits, error) {
+	var l BuyLimits
+	var prefixes string
+	var lat, jit, loss, hops sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.prefixes, o.max_latency_us, o.max_jitter_us, o.max_loss_ppm, o.max_as_hops
+		FROM trades t JOIN orders o ON o.id = t.buy_order_id WHERE t.id = ?`, id).Scan(&l.BuyerID, &l.SellerID, &prefixes, &lat, &jit, &loss, &hops)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BuyLimits{}, fmt.Errorf("trade %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return BuyLimits{}, err
+	}
+	l.Prefixes = strings.Split(prefixes, ",")
+	setLimits(&l.Quality, &lat, &jit, &loss, &hops)
+	return l, nil
+}
+
+// TradePorts is what a usage report of a trade is checked against: its
+// parties (member ids), its delivery, and each party's port capacity.
+type TradePorts struct {
+	BuyerID, SellerID           int64
+	Start, End                  time.Time
+	BuyerPortBps, SellerPortBps int64
+}
+
+// TradePortsOf reads trade id's TradePorts; false if there is no such
+// trade.
+func TradePortsOf(ctx context.Context, q registry.Querier, id int64) (TradePorts, bool, error) {
+	var t TradePorts
+	var st, en int64
+	err := q.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.start_us, t.end_us, bp.capacity_bps, sp.capacity_bps
+					FROM trades t JOIN ports bp ON bp.member_id = t.buyer_id JOIN ports sp ON sp.member_id = t.seller_id
+					WHERE t.id = ?`, id).Scan(&t.BuyerID, &t.SellerID, &st, &en, &t.BuyerPortBps, &t.SellerPortBps)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TradePorts{}, false, nil
+	}
+	if err != nil {
+		return TradePorts{}, false, err
+	}
+	t.Start, t.End = store.Time(st), store.Time(en)
+	return t, true, nil
+}
+
+// BuyRow is a buy as settlement's credit check counts it: a trade, or an
+// open order's remaining capacity, at its price over [StartUs, EndUs) in
+// the store's microseconds.
+type BuyRow struct {
+	ID                       int64 // trades only (BuyTradesAfter)
+	CapacityBps, PriceMicros int64
+	StartUs, EndUs           int64
+	Cancelled                bool // BuyTradesAfter only: the others read none
+}
+
+// EachBuyTrade calls fn for each trade member buyerID bought, not
+// cancelled, that ends after endAfterUs.
+func EachBuyTrade(ctx context.Context, q registry.Querier, buyerID, endAfterUs int64, fn func(BuyRow)) error {
+	rows, err := q.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
+		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ?`, buyerID, endAfterUs)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r BuyRow
+		if err := rows.Scan(&r.CapacityBps, &r.PriceMicros, &r.StartUs, &r.EndUs); err != nil {
+			return err
+		}
+		fn(r)
+	}
+	return rows.Err()
+}
+
+// buyTradesAfterSQL reads a buyer's trades after a trade id, cancelled
+// ones too (the index trades_buyer: member, then id).
+const buyTradesAfterSQL = `SELECT id, capacity_bps, price_micros, start_us, end_us, cancelled FROM trades WHERE buyer_id = ? AND id > ?`
+
+// BuyTradesAfter reads a buyer's trades after a trade id with a statement
+// prepared once: settlement's credit cache reads its new rows on every
+// buy check. database/sql closes it with the database.
+type BuyTradesAfter struct{ st *sql.Stmt }
+
+// PrepareBuyTradesAfter prepares the read on db.
+func PrepareBuyTradesAfter(ctx context.Context, db *store.DB) (*BuyTradesAfter, error) {
+	st, err := db.PrepareContext(ctx, buyTradesAfterSQL)
+	if err != nil {
+		return nil, err
+	}
+	return &BuyTradesAfter{st: st}, nil
+}
+
+// Each calls fn for each trade member buyerID bought with an id above
+// after, cancelled ones too.
+func (r *BuyTradesAfter) Each(ctx context.Context, buyerID, after int64, fn func(BuyRow)) error {
+	rows, err := r.st.QueryContext(ctx, buyerID, after)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b BuyRow
+		if err := rows.Scan(&b.ID, &b.CapacityBps, &b.PriceMicros, &b.StartUs, &b.EndUs, &b.Cancelled); err != nil {
+			return err
+		}
+		fn(b)
+	}
+	return rows.Err()
+}
+
+// Close closes the prepared statement.
+func (r *BuyTradesAfter) Close() error { return r.st.Close() }
+
+// ActiveTradesPerMember counts each member's trades delivering at now,
+// bought or sold.
+func ActiveTradesPerMember(ctx context.Context, q registry.Querier, now time.Time) (map[uint32]int, error) {
+	rs, err := q.QueryContext(ctx, `SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
+			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	counts := map[uint32]int{}
+	for rs.Next() {
+		var asn uint32
+		var n int
+		if err := rs.Scan(&asn, &n); err != nil {
+			return nil, err
+		}
+		counts[asn] = n
+	}
+	return counts, rs.Err()
+}
+
+// TapeTrade is a trade on the anonymous market tape: no parties.
+type TapeTrade struct {
+	Prefixes    string // as stored: comma-separated
+	Protocol    Protocol
+	CapacityBps int64
+	PriceMicros int64
+	Created     time.Time
+}
+
+// Tape reads the 50 latest trades, newest first.
+func Tape(ctx context.Context, q registry.Querier) ([]TapeTrade, error) {
+	rs, err := q.QueryContext(ctx, `SELECT prefixes, protocol, capacity_bps, price_micros, created_us FROM trades ORDER BY id DESC LIMIT 50`)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []TapeTrade
+	for rs.Next() {
+		var t TapeTrade
+		var created int64
+		if err := rs.Scan(&t.Prefixes, &t.Protocol, &t.CapacityBps, &t.PriceMicros, &created); err != nil {
+			return nil, err
+		}
+		t.Created = store.Time(created)
+		out = append(out, t)
+	}
+	return out, rs.Err()
+}
+
+// NamedTrade is a trade with its parties' names, as the dashboard lists
+// trades.
+type NamedTrade struct {
+	ID                    int64
+	BuyerASN, SellerASN   uint32
+	BuyerName, SellerName string
+	Prefixes              string // as stored: comma-separated
+	Protocol              Protocol
+	CapacityBps           int64
+	PriceMicros           int64
+	Start, End, Created   time.Time
+	Cancelled             bool
+}
+
+// NamedTrades lists trades newest first, at most limit: member asn's, or
+// every member's if all is set; id > 0 picks that one.
+func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, id int64, limit int) ([]NamedTrade, error) {
+	query := `SELECT t.id, b.asn, b.name, s.asn, s.name, t.prefixes, t.protocol, t.capacity_bps, t.price_micros,
+		t.start_us, t.end_us, t.cancelled, t.created_us
+		FROM trades t JOIN members b ON b.id = t.buyer_id JOIN members s ON s.id = t.seller_id WHERE 1`
+	var args []any
+	if !all {
+		query += ` AND (b.asn = ? OR s.asn = ?)`
+		args = append(args, asn, asn)
+	}
+	if id > 0 {
+		query += ` AND t.id = ?`
+		args = append(args, id)
+	}
+	query += ` ORDER BY t.id DESC LIMIT ?`
+	args = append(args, limit)
+	rs, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []NamedTrade
+	for rs.Next() {
+		var t NamedTrade
+		var start, end, created int64
+		if err := rs.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &t.Protocol,
+			&t.CapacityBps, &t.PriceMicros, &start, &end, &t.Cancelled, &created); err != nil {
+			return nil, err
+		}
+		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
+		out = append(out, t)
+	}
+	return out, rs.Err()
 }
