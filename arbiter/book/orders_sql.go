@@ -19,10 +19,10 @@ const selectOrder = `SELECT o.id, m.asn, o.client_order_id, o.side, o.dest_prefi
 	o.single_seller, o.status, o.filled_bps, o.created_us, o.updated_us, o.priority
 	FROM orders o JOIN members m ON m.id = o.member_id`
 
-// OpenOrders is the SQL condition on the orders table for open orders.
+// openCond is the SQL condition on the orders table for open orders.
 // The status is a literal, not a parameter, so that sqlite can use the
 // partial index of open orders (migration 0009).
-var OpenOrders = fmt.Sprintf("status = %d", Open)
+var openCond = fmt.Sprintf("status = %d", Open)
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -114,14 +114,14 @@ func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
 	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
 	if openOnly {
-		q += " AND " + OpenOrders
+		q += " AND " + openCond
 	}
 	return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn)
 }
 
 // openOrders reads the open orders (LoadSnapshot).
 func openOrders(ctx context.Context, q registry.Querier) ([]Order, error) {
-	return queryOrders(ctx, q, selectOrder+" WHERE "+OpenOrders)
+	return queryOrders(ctx, q, selectOrder+" WHERE "+openCond)
 }
 
 // clientOrderIDs maps each member's client order ids to its orders
@@ -254,7 +254,7 @@ func EachOpenBuy(ctx context.Context, q registry.Querier, memberID int64, fn fun
 // now.
 func OpenOrdersPerMember(ctx context.Context, q registry.Querier, now time.Time) (map[uint32]int, error) {
 	open := map[uint32]int{}
-	rs, err := q.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+OpenOrders+` AND end_us > ? GROUP BY member_id) c
+	rs, err := q.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+openCond+` AND end_us > ? GROUP BY member_id) c
 		JOIN members m ON m.id = c.member_id`, store.Micros(now))
 	if err != nil {
 		return nil, err
@@ -291,7 +291,7 @@ func Depth(ctx context.Context, q registry.Querier, now time.Time) ([]DepthLevel
 	rs, err := q.QueryContext(ctx, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
 		count(CASE WHEN side = 1 THEN 1 END), coalesce(sum(CASE WHEN side = 1 THEN capacity_bps - filled_bps END), 0), coalesce(max(CASE WHEN side = 1 THEN price_micros END), 0),
 		count(CASE WHEN side = 2 THEN 1 END), coalesce(sum(CASE WHEN side = 2 THEN capacity_bps - filled_bps END), 0), coalesce(min(CASE WHEN side = 2 THEN price_micros END), 0)
-		FROM orders WHERE `+OpenOrders+` AND end_us > ?
+		FROM orders WHERE `+openCond+` AND end_us > ?
 		GROUP BY dest_prefix, dest_origin_asn, dest_route_type, protocol`, store.Micros(now))
 	if err != nil {
 		return nil, err
@@ -329,7 +329,7 @@ func destName(prefix sql.NullString, origin, routeType sql.NullInt64) string {
 // OpenOrderIDs reads the ids of the open orders that end after now (by
 // the index of open orders).
 func OpenOrderIDs(ctx context.Context, q registry.Querier, now time.Time) ([]int64, error) {
-	rs, err := q.QueryContext(ctx, `SELECT id FROM orders WHERE `+OpenOrders+` AND end_us > ?`, store.Micros(now))
+	rs, err := q.QueryContext(ctx, `SELECT id FROM orders WHERE `+openCond+` AND end_us > ?`, store.Micros(now))
 	if err != nil {
 		return nil, err
 	}

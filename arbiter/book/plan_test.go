@@ -22,7 +22,7 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 	for _, c := range []struct{ query, want string }{
 		{eventsInBlock, "SEARCH events USING INDEX events_member (<expr>=? AND member_id=? AND seq>?)"},
 		{lastNotice(2), "SEARCH e USING INDEX events_notice (member_id=?)"},
-		{selectOrder + " WHERE " + OpenOrders, "SEARCH o USING INDEX orders_open (status=?)"},
+		{selectOrder + " WHERE " + openCond, "SEARCH o USING INDEX orders_open (status=?)"},
 	} {
 		plan, err := db.Plan(c.query, 1, 2, 3, 4, 5)
 		if err != nil {
