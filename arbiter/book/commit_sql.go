@@ -14,7 +14,8 @@ import (
 // per-statement cost, not per-row, dominates sqlite writes, and each
 // random page a batch touches is one more WAL frame to write and fsync.
 // Each table's statements are in its own file (orders_sql.go,
-// trades_sql.go, events_sql.go); this is what they share.
+// trades_sql.go, events_sql.go); this is what they share, with the row
+// readers collect and perMember.
 
 // rowKind is one of the multi-row statements: its row width and the most
 // rows one statement carries (well under sqlite's 32766 variables).
@@ -184,4 +185,42 @@ func lastIDs(ctx context.Context, q registry.Querier, s *Snapshot) error {
 	return q.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM orders), (SELECT coalesce(max(id), 0) FROM trades),
 			(SELECT coalesce(max(seq), 0) FROM events), (SELECT coalesce(max(priority), 0) FROM orders)`).
 		Scan(&s.LastOrder, &s.LastTrade, &s.LastSeq, &s.LastPriority)
+}
+
+// collect runs query on q and returns its rows as scan reads each into a
+// new T.
+func collect[T any](ctx context.Context, q registry.Querier, scan func(*sql.Rows, *T) error, query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var t T
+		if err := scan(rows, &t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// perMember runs query on q, whose rows are (member ASN, count).
+func perMember(ctx context.Context, q registry.Querier, query string, args ...any) (map[uint32]int, error) {
+	counts := map[uint32]int{}
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var asn uint32
+		var n int
+		if err := rows.Scan(&asn, &n); err != nil {
+			return nil, err
+		}
+		counts[asn] = n
+	}
+	return counts, rows.Err()
 }

@@ -253,22 +253,8 @@ func EachOpenBuy(ctx context.Context, q registry.Querier, memberID int64, fn fun
 // OpenOrdersPerMember counts each member's open orders that end after
 // now.
 func OpenOrdersPerMember(ctx context.Context, q registry.Querier, now time.Time) (map[uint32]int, error) {
-	open := map[uint32]int{}
-	rs, err := q.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+openCond+` AND end_us > ? GROUP BY member_id) c
+	return perMember(ctx, q, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+openCond+` AND end_us > ? GROUP BY member_id) c
 		JOIN members m ON m.id = c.member_id`, store.Micros(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var asn uint32
-		var n int
-		if err := rs.Scan(&asn, &n); err != nil {
-			return nil, err
-		}
-		open[asn] = n
-	}
-	return open, rs.Err()
 }
 
 // DepthLevel is the open orders at one destination and protocol: on each
@@ -288,29 +274,17 @@ type DepthLevel struct {
 // Depth aggregates the open orders that end after now by destination and
 // protocol, in no particular order.
 func Depth(ctx context.Context, q registry.Querier, now time.Time) ([]DepthLevel, error) {
-	rs, err := q.QueryContext(ctx, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
+	return collect(ctx, q, func(rows *sql.Rows, l *DepthLevel) error {
+		var p sql.NullString
+		var o, t sql.NullInt64
+		err := rows.Scan(&p, &o, &t, &l.Protocol, &l.BuyOrders, &l.BuyBps, &l.BestBid, &l.SellOrders, &l.SellBps, &l.BestAsk)
+		l.Destination = destName(p, o, t)
+		return err
+	}, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
 		count(CASE WHEN side = 1 THEN 1 END), coalesce(sum(CASE WHEN side = 1 THEN capacity_bps - filled_bps END), 0), coalesce(max(CASE WHEN side = 1 THEN price_micros END), 0),
 		count(CASE WHEN side = 2 THEN 1 END), coalesce(sum(CASE WHEN side = 2 THEN capacity_bps - filled_bps END), 0), coalesce(min(CASE WHEN side = 2 THEN price_micros END), 0)
 		FROM orders WHERE `+openCond+` AND end_us > ?
 		GROUP BY dest_prefix, dest_origin_asn, dest_route_type, protocol`, store.Micros(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []DepthLevel
-	for rs.Next() {
-		var (
-			p    sql.NullString
-			o, t sql.NullInt64
-			l    DepthLevel
-		)
-		if err := rs.Scan(&p, &o, &t, &l.Protocol, &l.BuyOrders, &l.BuyBps, &l.BestBid, &l.SellOrders, &l.SellBps, &l.BestAsk); err != nil {
-			return nil, err
-		}
-		l.Destination = destName(p, o, t)
-		out = append(out, l)
-	}
-	return out, rs.Err()
 }
 
 // destName names a destination from its stored columns, as

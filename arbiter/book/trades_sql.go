@@ -227,27 +227,20 @@ func appendTrade(a []any, buyer, seller int64, t Trade) []any {
 // bought path is admitted while the trade stands). A stored prefix that
 // does not parse is left out.
 func BoughtTrades(ctx context.Context, q registry.Querier, buyerID, sellerID int64) ([]quality.BoughtTrade, error) {
-	rows, err := q.QueryContext(ctx, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, sellerID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []quality.BoughtTrade
-	for rows.Next() {
+	return collect(ctx, q, func(rows *sql.Rows, t *quality.BoughtTrade) error {
 		var ps string
 		var made, end int64
 		if err := rows.Scan(&ps, &made, &end); err != nil {
-			return nil, err
+			return err
 		}
-		t := quality.BoughtTrade{Made: store.Time(made), End: store.Time(end)}
+		t.Made, t.End = store.Time(made), store.Time(end)
 		for _, p := range strings.Split(ps, ",") {
 			if pp, err := netip.ParsePrefix(strings.TrimSpace(p)); err == nil {
 				t.Prefixes = append(t.Prefixes, pp)
 			}
 		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return nil
+	}, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, sellerID)
 }
 
 // PartyTrade is a trade with its parties, as settlement reads a period's
@@ -264,49 +257,29 @@ type PartyTrade struct {
 // TradesIn reads every trade not cancelled that delivers in [from, to),
 // by id (settlement's billing).
 func TradesIn(ctx context.Context, q registry.Querier, from, to time.Time) ([]PartyTrade, error) {
-	rows, err := q.QueryContext(ctx, `SELECT t.id, bm.id, bm.asn, sm.id, sm.asn, t.capacity_bps, t.price_micros, t.start_us, t.end_us
+	return collect(ctx, q, func(rows *sql.Rows, t *PartyTrade) error {
+		var st, en int64
+		err := rows.Scan(&t.ID, &t.BuyerID, &t.BuyerASN, &t.SellerID, &t.SellerASN, &t.CapacityBps, &t.PriceMicros, &st, &en)
+		t.Start, t.End = store.Time(st), store.Time(en)
+		return err
+	}, `SELECT t.id, bm.id, bm.asn, sm.id, sm.asn, t.capacity_bps, t.price_micros, t.start_us, t.end_us
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
 		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 ORDER BY t.id`, store.Micros(to), store.Micros(from))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []PartyTrade
-	for rows.Next() {
-		var t PartyTrade
-		var st, en int64
-		if err := rows.Scan(&t.ID, &t.BuyerID, &t.BuyerASN, &t.SellerID, &t.SellerASN, &t.CapacityBps, &t.PriceMicros, &st, &en); err != nil {
-			return nil, err
-		}
-		t.Start, t.End = store.Time(st), store.Time(en)
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // MemberTradesIn reads the trades not cancelled that deliver in
 // [from, to) and that member asn bought or sold (0: every member's), by
 // id, without the member ids and the price (settlement's use events).
 func MemberTradesIn(ctx context.Context, q registry.Querier, asn uint32, from, to time.Time) ([]PartyTrade, error) {
-	rows, err := q.QueryContext(ctx, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
+	return collect(ctx, q, func(rows *sql.Rows, t *PartyTrade) error {
+		var st, en int64
+		err := rows.Scan(&t.ID, &t.BuyerASN, &t.SellerASN, &t.CapacityBps, &st, &en)
+		t.Start, t.End = store.Time(st), store.Time(en)
+		return err
+	}, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
 		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (? = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
 		store.Micros(to), store.Micros(from), asn, asn, asn)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []PartyTrade
-	for rows.Next() {
-		var t PartyTrade
-		var st, en int64
-		if err := rows.Scan(&t.ID, &t.BuyerASN, &t.SellerASN, &t.CapacityBps, &st, &en); err != nil {
-			return nil, err
-		}
-		t.Start, t.End = store.Time(st), store.Time(en)
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // TradeSpan reads trade id's delivery and whether it was cancelled, if
@@ -447,22 +420,8 @@ func (r *BuyTradesAfter) Close() error { return r.st.Close() }
 // ActiveTradesPerMember counts each member's trades delivering at now,
 // bought or sold.
 func ActiveTradesPerMember(ctx context.Context, q registry.Querier, now time.Time) (map[uint32]int, error) {
-	rs, err := q.QueryContext(ctx, `SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
+	return perMember(ctx, q, `SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
 			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, store.Micros(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	counts := map[uint32]int{}
-	for rs.Next() {
-		var asn uint32
-		var n int
-		if err := rs.Scan(&asn, &n); err != nil {
-			return nil, err
-		}
-		counts[asn] = n
-	}
-	return counts, rs.Err()
 }
 
 // TapeTrade is a trade on the anonymous market tape: no parties.
@@ -476,22 +435,12 @@ type TapeTrade struct {
 
 // Tape reads the 50 latest trades, newest first.
 func Tape(ctx context.Context, q registry.Querier) ([]TapeTrade, error) {
-	rs, err := q.QueryContext(ctx, `SELECT prefixes, protocol, capacity_bps, price_micros, created_us FROM trades ORDER BY id DESC LIMIT 50`)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []TapeTrade
-	for rs.Next() {
-		var t TapeTrade
+	return collect(ctx, q, func(rows *sql.Rows, t *TapeTrade) error {
 		var created int64
-		if err := rs.Scan(&t.Prefixes, &t.Protocol, &t.CapacityBps, &t.PriceMicros, &created); err != nil {
-			return nil, err
-		}
+		err := rows.Scan(&t.Prefixes, &t.Protocol, &t.CapacityBps, &t.PriceMicros, &created)
 		t.Created = store.Time(created)
-		out = append(out, t)
-	}
-	return out, rs.Err()
+		return err
+	}, `SELECT prefixes, protocol, capacity_bps, price_micros, created_us FROM trades ORDER BY id DESC LIMIT 50`)
 }
 
 // NamedTrade is a trade with its parties' names, as the dashboard lists
@@ -525,21 +474,11 @@ func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, 
 	}
 	query += ` ORDER BY t.id DESC LIMIT ?`
 	args = append(args, limit)
-	rs, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []NamedTrade
-	for rs.Next() {
-		var t NamedTrade
+	return collect(ctx, q, func(rows *sql.Rows, t *NamedTrade) error {
 		var start, end, created int64
-		if err := rs.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &t.Protocol,
-			&t.CapacityBps, &t.PriceMicros, &start, &end, &t.Cancelled, &created); err != nil {
-			return nil, err
-		}
+		err := rows.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &t.Protocol,
+			&t.CapacityBps, &t.PriceMicros, &start, &end, &t.Cancelled, &created)
 		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
-		out = append(out, t)
-	}
-	return out, rs.Err()
+		return err
+	}, query, args...)
 }
