@@ -15,7 +15,7 @@ import (
 // random page a batch touches is one more WAL frame to write and fsync.
 // Each table's statements are in its own file (orders_sql.go,
 // trades_sql.go, events_sql.go); this is what they share, with the row
-// readers collect and perMember.
+// readers collect, perMember and eachBuy.
 
 // rowKind is one of the multi-row statements: its row width and the most
 // rows one statement carries (well under sqlite's 32766 variables).
@@ -223,4 +223,22 @@ func perMember(ctx context.Context, q registry.Querier, query string, args ...an
 		counts[asn] = n
 	}
 	return counts, rows.Err()
+}
+
+// eachBuy runs query on q, whose rows are a buy's capacity, price, start
+// and end (EachOpenBuy, EachBuyTrade), and calls fn with each.
+func eachBuy(ctx context.Context, q registry.Querier, fn func(BuyRow), query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r BuyRow
+		if err := rows.Scan(&r.CapacityBps, &r.PriceMicros, &r.StartUs, &r.EndUs); err != nil {
+			return err
+		}
+		fn(r)
+	}
+	return rows.Err()
 }

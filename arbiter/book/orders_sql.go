@@ -235,19 +235,7 @@ const openBuysSQL = `SELECT capacity_bps - filled_bps, price_micros, start_us, e
 // EachOpenBuy calls fn for each open buy order of member memberID, with
 // its remaining capacity (settlement's credit report).
 func EachOpenBuy(ctx context.Context, q registry.Querier, memberID int64, fn func(BuyRow)) error {
-	rows, err := q.QueryContext(ctx, openBuysSQL, memberID)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r BuyRow
-		if err := rows.Scan(&r.CapacityBps, &r.PriceMicros, &r.StartUs, &r.EndUs); err != nil {
-			return err
-		}
-		fn(r)
-	}
-	return rows.Err()
+	return eachBuy(ctx, q, fn, openBuysSQL, memberID)
 }
 
 // OpenOrdersPerMember counts each member's open orders that end after

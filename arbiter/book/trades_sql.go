@@ -362,20 +362,8 @@ type BuyRow struct {
 // EachBuyTrade calls fn for each trade member buyerID bought, not
 // cancelled, that ends after endAfterUs.
 func EachBuyTrade(ctx context.Context, q registry.Querier, buyerID, endAfterUs int64, fn func(BuyRow)) error {
-	rows, err := q.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
+	return eachBuy(ctx, q, fn, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
 		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ?`, buyerID, endAfterUs)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r BuyRow
-		if err := rows.Scan(&r.CapacityBps, &r.PriceMicros, &r.StartUs, &r.EndUs); err != nil {
-			return err
-		}
-		fn(r)
-	}
-	return rows.Err()
 }
 
 // buyTradesAfterSQL reads a buyer's trades after a trade id, cancelled
