@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
-	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
@@ -294,32 +293,6 @@ func BenchmarkMatchDurableUnmeasured(b *testing.B) {
 	benchDurable(b, func(*store.DB) Options { return Options{Quality: NoQuality{}} })
 }
 
-// BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's
-// credit check (book.Options.MayBuy) on every buy, as the arbiter runs it
-// with the default configuration: no member has a credit limit. Run it
-// beside BenchmarkMatchDurable.
-func BenchmarkMatchDurableCredit(b *testing.B) { benchCredit(b, false) }
-
-// BenchmarkMatchDurableCreditLimited is BenchmarkMatchDurableCredit with a
-// credit limit (one it never reaches) on every buyer: the reads of each
-// buyer's exposure are the cost measured.
-func BenchmarkMatchDurableCreditLimited(b *testing.B) { benchCredit(b, true) }
-
-func benchCredit(b *testing.B, limited bool) {
-	benchDurable(b, func(db *store.DB) Options {
-		st, err := settle.NewSettlement(db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return benchStart.Add(-time.Hour) }})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for i := 0; limited && i < benchBuyers; i++ {
-			if err := st.SetCreditLimit(context.Background(), uint32(70000+i), 1e15); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return Options{MayBuy: settleCredit(st)}
-	})
-}
-
 // benchDurable runs BenchmarkMatchDurable's buys through a Book with the
 // options opts makes (clock and expiry are the benchmark's), and reports
 // how many of the trades per order carry a measured quality.
@@ -352,31 +325,5 @@ func benchDurableOf(b *testing.B, bb *benchBook, opts func(*store.DB) Options) {
 			})
 			b.ReportMetric(float64(measured.Load())/float64(b.N), "measured-trades/order")
 		})
-	}
-}
-
-// settleCredit is the daemon's wiring of settlement's credit check into
-// Options.MayBuy (arbiter/daemon's bookCredit, without its error words).
-func settleCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error) {
-	return func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error) {
-		cs := make([]settle.Commitment, len(pending))
-		for i, t := range pending {
-			cs[i] = settle.Commitment(t.Commitment())
-		}
-		s, err := st.StandingOf(ctx, asn, cs)
-		if err != nil || !s.Credit.Limited {
-			return nil, err
-		}
-		return func(open []Commitment, buy *Commitment) error {
-			os := make([]settle.Commitment, len(open))
-			for i, c := range open {
-				os[i] = settle.Commitment(c)
-			}
-			if buy == nil {
-				return s.Check(os, nil)
-			}
-			b := settle.Commitment(*buy)
-			return s.Check(os, &b)
-		}, nil
 	}
 }

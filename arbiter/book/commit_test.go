@@ -180,7 +180,7 @@ func TestCommitBatchStoresLastStateOfEachOrder(t *testing.T) {
 	// The status index agrees with the rows: fill-only writes leave it
 	// alone, full writes move the entry.
 	var gotOpen []int64
-	rows, err := db.Query("SELECT id FROM orders o INDEXED BY orders_open WHERE " + OpenOrders)
+	rows, err := db.Query("SELECT id FROM orders o INDEXED BY orders_open WHERE " + openCond)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package book
+package book_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -68,14 +69,14 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 		if err := st.SetCreditLimit(ctx, me, limit); err != nil {
 			rt.Fatal(err)
 		}
-		bk, err := Start(ctx, db, Options{Now: func() time.Time { return now }, ExpireEvery: -1, MayBuy: settleCredit(st)})
+		bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, MayBuy: settleCredit(st)})
 		if err != nil {
 			rt.Fatal(err)
 		}
 		defer bk.Close()
 
 		const block = 100_000_000
-		dest := Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}
+		dest := book.Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}
 		var open []int64 // my orders, maybe still open
 		accepted := 0
 		ops := rapid.IntRange(1, 25).Draw(rt, "ops")
@@ -85,11 +86,11 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 			switch op := rapid.IntRange(0, 5).Draw(rt, "op"); op {
 			case 0, 1, 2:
 				start := now.AddDate(0, 0, rapid.SampledFrom([]int{0, 0, 3, 45, 400}).Draw(rt, "startDays"))
-				s := Spec{Side: Buy, Destination: dest, Protocol: IPv4, MinBlockBps: block,
-					CapacityBps: block * blocks("blocks"), PriceMicros: price("price"), TrafficType: AnyTraffic, Start: start,
+				s := book.Spec{Side: book.Buy, Destination: dest, Protocol: book.IPv4, MinBlockBps: block,
+					CapacityBps: block * blocks("blocks"), PriceMicros: price("price"), TrafficType: book.AnyTraffic, Start: start,
 					End:  start.Add(time.Duration(rapid.SampledFrom([]int{1, 20, 31, 200, 365, 3650}).Draw(rt, "days")) * 24 * time.Hour),
-					Type: rapid.SampledFrom([]OrderType{Limit, Limit, IOC, FOK}).Draw(rt, "type"), Ranking: ByPrice}
-				var o Order
+					Type: rapid.SampledFrom([]book.OrderType{book.Limit, book.Limit, book.IOC, book.FOK}).Draw(rt, "type"), Ranking: book.ByPrice}
+				var o book.Order
 				if rapid.Bool().Draw(rt, "take") {
 					o, _, err = bk.Take(ctx, me, rapid.Int64Range(1, int64(i)+1).Draw(rt, "offer"), s, "")
 				} else {
@@ -100,9 +101,9 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 					open = append(open, o.ID)
 				}
 			case 3:
-				s := Spec{Side: Sell, Destination: dest, Protocol: IPv4, MinBlockBps: block,
-					CapacityBps: block * blocks("sellBlocks"), PriceMicros: price("ask"), TrafficType: AnyTraffic, Start: now,
-					End: now.AddDate(12, 0, 0), Type: Limit}
+				s := book.Spec{Side: book.Sell, Destination: dest, Protocol: book.IPv4, MinBlockBps: block,
+					CapacityBps: block * blocks("sellBlocks"), PriceMicros: price("ask"), TrafficType: book.AnyTraffic, Start: now,
+					End: now.AddDate(12, 0, 0), Type: book.Limit}
 				_, _, err = bk.Place(ctx, rapid.SampledFrom([]uint32{s1, s2}).Draw(rt, "seller"), s, "")
 				what = fmt.Sprintf("sell %+v", s)
 			case 4:
@@ -129,7 +130,7 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 				_, err = bk.Cancel(ctx, me, id)
 				what = fmt.Sprintf("cancel %d", id)
 			}
-			var re *RefusedError
+			var re *book.RefusedError
 			if err == nil {
 				accepted++
 			} else if errors.As(err, &re) && !errors.Is(err, settle.ErrCreditLimit) {
@@ -144,4 +145,56 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's
+// credit check (book.Options.MayBuy) on every buy, as the arbiter runs it
+// with the default configuration: no member has a credit limit. Run it
+// beside BenchmarkMatchDurable.
+func BenchmarkMatchDurableCredit(b *testing.B) { benchCredit(b, false) }
+
+// BenchmarkMatchDurableCreditLimited is BenchmarkMatchDurableCredit with a
+// credit limit (one it never reaches) on every buyer: the reads of each
+// buyer's exposure are the cost measured.
+func BenchmarkMatchDurableCreditLimited(b *testing.B) { benchCredit(b, true) }
+
+func benchCredit(b *testing.B, limited bool) {
+	book.BenchDurable(b, func(db *store.DB) book.Options {
+		st, err := settle.NewSettlement(db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return book.BenchStart.Add(-time.Hour) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; limited && i < book.BenchBuyers; i++ {
+			if err := st.SetCreditLimit(context.Background(), uint32(70000+i), 1e15); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return book.Options{MayBuy: settleCredit(st)}
+	})
+}
+
+// settleCredit is the daemon's wiring of settlement's credit check into
+// book.Options.MayBuy (arbiter/daemon's bookCredit, without its error words).
+func settleCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+	return func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+		cs := make([]settle.Commitment, len(pending))
+		for i, t := range pending {
+			cs[i] = settle.Commitment(t.Commitment())
+		}
+		s, err := st.StandingOf(ctx, asn, cs)
+		if err != nil || !s.Credit.Limited {
+			return nil, err
+		}
+		return func(open []book.Commitment, buy *book.Commitment) error {
+			os := make([]settle.Commitment, len(open))
+			for i, c := range open {
+				os[i] = settle.Commitment(c)
+			}
+			if buy == nil {
+				return s.Check(os, nil)
+			}
+			b := settle.Commitment(*buy)
+			return s.Check(os, &b)
+		}, nil
+	}
 }

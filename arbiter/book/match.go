@@ -6,68 +6,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
-	"github.com/bwxchange/bwx/shared/pathscore"
 )
-
-// Measured is the quality the matrix holds for a path (seller, destination).
-type Measured struct {
-	LatencyUs int64
-	JitterUs  int64
-	LossPPM   int32
-	ASHops    int32
-	// Samples is how many measurements the figures average; Probes how
-	// many echo requests they sent (the loss's sample size; 0: unknown).
-	Samples int
-	Probes  int64
-	// LatencyErrUs and JitterErrUs are the standard errors of the means
-	// (0: unknown, taken as exact).
-	LatencyErrUs int64
-	JitterErrUs  int64
-	// LossDispersion is how much burstier than independent probes the
-	// loss was between measurements (pathscore.Figures.LossDispersion).
-	LossDispersion float64
-	// Vantages is how many independent vantages the figures rest on (1:
-	// the buyer's own; 0: unknown, as for a trade's recorded quality).
-	Vantages int
-}
-
-// Recorded is the part of m a trade records (and the store keeps): the
-// figures with the sample behind them (the probes the loss counts, the
-// means' standard errors), without the dispersion only ranking needs.
-func (m *Measured) Recorded() *Measured {
-	if m == nil {
-		return nil
-	}
-	return &Measured{LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPPM, ASHops: m.ASHops, Samples: m.Samples,
-		Probes: m.Probes, LatencyErrUs: m.LatencyErrUs, JitterErrUs: m.JitterErrUs}
-}
-
-// Meets reports whether measured quality m (nil: none fresh) satisfies the
-// limits q, by the bar an SLA breach is judged by (shared/pathscore): a
-// limit fails only when the figure is significantly beyond it, over at
-// least pathscore.MinProbes probes. Fewer probes, or none fresh, verify
-// nothing either way: such a path meets the limits only when the buyer
-// allows unverified paths. So one bad early round cannot hide a seller
-// from a buyer, who would then never probe it again.
-func (q Quality) Meets(m *Measured) bool {
-	if !q.Limited() {
-		return true
-	}
-	if m == nil || m.Samples == 0 || m.Probes < pathscore.MinProbes {
-		return q.AllowUnverified
-	}
-	return !m.Figures().Beyond(deref(q.MaxLatencyUs), deref(q.MaxJitterUs), deref(q.MaxLossPPM)) &&
-		// A path through a seller is at least one AS long: 0 means the
-		// distance was not measured, which meets no limit on it.
-		(q.MaxASHops == nil || (m.ASHops > 0 && m.ASHops <= *q.MaxASHops) || (m.ASHops == 0 && q.AllowUnverified))
-}
-
-func deref[T int32 | int64](p *T) T {
-	if p == nil {
-		return 0
-	}
-	return *p
-}
 
 // Compatible reports whether a sell can serve a buy on the order terms alone:
 // protocol, traffic type, delivery period and price, as seen at now (each
@@ -123,4 +62,310 @@ func FillSize(want, available, blockA, blockB int64) int64 {
 		return 0
 	}
 	return n / b * b
+}
+
+type candidate struct {
+	order    *Order
+	prefixes []netip.Prefix
+	measured *Measured
+	asked    bool // measured is the quality source's answer (nil: none)
+}
+
+// candidates lists the resting orders o could trade with, ranked.
+func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
+	clear(e.seen)
+	var out []candidate
+	// A resting buy met by an incoming sell is checked against its
+	// member's credit too, once per buyer here: it may have been placed
+	// before the member reached its limit.
+	var refused map[uint32]bool
+	creditOK := func(asn uint32) bool {
+		if e.MayBuy == nil || o.Spec.Side == Buy {
+			return true // an incoming buy was checked before matching
+		}
+		if refused == nil {
+			refused = map[uint32]bool{}
+		}
+		r, ok := refused[asn]
+		if !ok {
+			r = e.MayBuy(asn, nil, now) != nil
+			refused[asn] = r
+		}
+		return !r
+	}
+	// An incoming sell's resolution, found once: its candidates are looked
+	// up by it and each one trades from it.
+	var own []registry.Prefix
+	if o.Spec.Side == Sell {
+		own = e.routesOf(o)
+	}
+	// A resting order of a member that may no longer trade is passed
+	// over, asked once per member here.
+	var inactive map[uint32]bool
+	activeOK := func(asn uint32) bool {
+		if e.Active == nil {
+			return true
+		}
+		if inactive == nil {
+			inactive = map[uint32]bool{}
+		}
+		r, ok := inactive[asn]
+		if !ok {
+			r = e.Active(asn) != nil
+			inactive[asn] = r
+		}
+		return !r
+	}
+	// via, when set, is the traded prefix already known from the index: a
+	// buy for a prefix reached through a covering route trades that prefix.
+	consider := func(r *Order, via []netip.Prefix) {
+		if e.seen[r.ID] || r.MemberASN == o.MemberASN || !r.Spec.End.After(now) {
+			return
+		}
+		e.seen[r.ID] = true
+		if only != 0 && r.ID != only {
+			return
+		}
+		if !activeOK(r.MemberASN) {
+			return
+		}
+		buy, sell := o, r
+		if o.Spec.Side == Sell {
+			buy, sell = r, o
+		}
+		if !Compatible(buy.Spec, sell.Spec, now) || !creditOK(buy.MemberASN) {
+			return
+		}
+		sm := e.members[sell.MemberASN]
+		if sm == nil {
+			return
+		}
+		prefixes := via
+		if prefixes == nil {
+			// The sell's own resolution: a sell for a prefix inside a
+			// registered route sells that prefix (the route as registered
+			// would not be inside the sell's destination).
+			routes := own
+			if sell != o {
+				routes = e.routesOf(sell)
+			}
+			prefixes = TradedPrefixes(buy.Spec, sell.Spec, routes)
+		}
+		if prefixes = sm.sellable(buy.MemberASN, prefixes); len(prefixes) == 0 {
+			return
+		}
+		c := candidate{order: r, prefixes: prefixes}
+		if buy.Spec.Quality.Limited() || (buy.Spec.Ranking != ByPrice && buy.Spec.Ranking != 0) {
+			c.measured, c.asked = e.Quality.Measured(buy.MemberASN, sell.MemberASN, prefixes, now), true
+		}
+		if !buy.Spec.Quality.Meets(c.measured) {
+			return
+		}
+		out = append(out, c)
+	}
+	if o.Spec.Side == Buy {
+		switch d := o.Spec.Destination; {
+		case d.Prefix.IsValid():
+			traded := []netip.Prefix{d.Prefix}
+			for _, v := range e.sellsByPrefix.Supernets(d.Prefix) {
+				for _, sr := range v {
+					consider(sr.order, traded)
+				}
+			}
+		case d.OriginASN != 0:
+			for _, sr := range e.sellsByOrigin[d.OriginASN] {
+				consider(sr.order, nil)
+			}
+		default:
+			for _, sr := range e.sellsByType[d.RouteType] {
+				consider(sr.order, nil)
+			}
+		}
+	} else {
+		for _, r := range own {
+			for _, v := range e.buysByPrefix.Subnets(r.Prefix) {
+				for _, b := range v {
+					consider(b, nil)
+				}
+			}
+			for _, b := range e.buysByOrigin[r.OriginASN] {
+				consider(b, nil)
+			}
+			for _, b := range e.buysByType[r.Type] {
+				consider(b, nil)
+			}
+		}
+	}
+	rank(o, out)
+	return out
+}
+
+// available is what a candidate can trade with o now: its remaining
+// capacity and both ports' free capacity over the buy's period from its
+// effective start.
+func (e *Engine) available(o *Order, c candidate, now time.Time) int64 {
+	buy, sell := o, c.order
+	if o.Spec.Side == Sell {
+		buy, sell = c.order, o
+	}
+	bm, sm := e.members[buy.MemberASN], e.members[sell.MemberASN]
+	if bm == nil || sm == nil {
+		return 0
+	}
+	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
+	free := min(bm.Capacity-e.port(bm.PortID).peak(s, t), sm.Capacity-e.port(sm.PortID).peak(s, t))
+	return min(c.order.Remaining(), o.Remaining(), free)
+}
+
+type fill struct {
+	c    candidate
+	bps  int64
+	hops []netip.Addr
+}
+
+// match fills o against the book, applies the fills (trades, port loads,
+// resting orders) and records them in ch. An IOC or FOK never rests.
+// sweep says o was resting too (Wake): it is recorded in ch only if it
+// traded, and each trade takes the price of whichever order rested first.
+func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bool) []Trade {
+	var fills []fill
+	remaining := o.Remaining()
+	for _, c := range e.candidates(o, now, only) {
+		if remaining <= 0 {
+			break
+		}
+		buy, sell := o, c.order
+		if o.Spec.Side == Sell {
+			buy, sell = c.order, o
+		}
+		sm := e.members[sell.MemberASN]
+		var hops []netip.Addr
+		for _, a := range sm.Routers {
+			if sell.Spec.Protocol.Fits(a) {
+				hops = append(hops, a)
+			}
+		}
+		if len(hops) == 0 {
+			continue // no router of this family to be the next hop
+		}
+		avail := min(e.available(o, c, now), remaining)
+		bps := FillSize(remaining, avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps)
+		if bps == 0 || (buy.Spec.SingleSeller && bps != buy.Remaining()) {
+			continue
+		}
+		e.reserve(buy, sell, bps, now)
+		fills = append(fills, fill{c, bps, hops})
+		remaining -= bps
+	}
+	if o.Spec.Type == FOK && remaining > 0 {
+		for _, f := range fills {
+			buy, sell := o, f.c.order
+			if o.Spec.Side == Sell {
+				buy, sell = f.c.order, o
+			}
+			e.reserve(buy, sell, -f.bps, now)
+		}
+		fills = nil
+	}
+	var trades []Trade
+	for _, f := range fills {
+		buy, sell := o, f.c.order
+		if o.Spec.Side == Sell {
+			buy, sell = f.c.order, o
+		}
+		e.lastTrade++
+		// Every trade records the path's quality at match time (claim
+		// 18): ranking or limits already asked; otherwise one lookup.
+		m := f.c.measured
+		if m == nil && !f.c.asked {
+			if e.DeferQuality {
+				ch.lookups = append(ch.lookups, len(ch.Trades))
+			} else {
+				m = e.Quality.Measured(buy.MemberASN, sell.MemberASN, f.c.prefixes, now)
+			}
+		}
+		if m != nil && m.Samples == 0 {
+			m = nil
+		}
+		m = m.Recorded()
+		// The trade price is the resting order's; in a sweep both rested,
+		// and the one that rested first sets it.
+		price := f.c.order.Spec.PriceMicros
+		if sweep && o.Priority < f.c.order.Priority {
+			price = o.Spec.PriceMicros
+		}
+		// A trade starts when it is made at the earliest, never before.
+		t := Trade{ID: e.lastTrade, BuyOrderID: buy.ID, SellOrderID: sell.ID, BuyerASN: buy.MemberASN, SellerASN: sell.MemberASN,
+			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: price,
+			Start: buy.Spec.EffectiveStart(now), End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
+		if bm := e.members[buy.MemberASN]; bm != nil {
+			for _, a := range bm.Routers {
+				if buy.Spec.Protocol.Fits(a) {
+					t.BuyerRouters = append(t.BuyerRouters, a)
+				}
+			}
+		}
+		trades = append(trades, t)
+		ch.Trades = append(ch.Trades, t)
+		r := f.c.order
+		r.FilledBps += f.bps
+		o.FilledBps += f.bps
+		e.event(ch, t.BuyerASN, TradeCreated, now, &t, nil)
+		e.event(ch, t.SellerASN, TradeCreated, now, &t, nil)
+		e.filledResting(r, now, ch)
+	}
+	if sweep {
+		// o rested (and stays in the index: it is never its own
+		// candidate) and stays as it was unless it traded.
+		if len(trades) > 0 {
+			e.filledResting(o, now, ch)
+		}
+		return trades
+	}
+	o.Updated = now
+	switch {
+	case o.Remaining() == 0:
+		o.Status = Filled
+	case o.Spec.Type != Limit:
+		o.Status = Cancelled // IOC and FOK never rest
+	default:
+		o.Status = Open
+	}
+	if o.Status == Open {
+		if _, ok := e.open[o.ID]; !ok {
+			e.add(o)
+			if o.Spec.Side == Sell && o.Spec.Start.After(now) {
+				// Before its start it cannot cover a buy that starts
+				// earlier: Wake matches it again then.
+				e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
+			}
+		}
+	} else if _, ok := e.open[o.ID]; ok {
+		e.remove(o)
+	}
+	return trades
+}
+
+// filledResting records a fill of resting order r in ch: r leaves the
+// book when nothing of it remains.
+func (e *Engine) filledResting(r *Order, now time.Time, ch *Change) {
+	r.Updated = now
+	if r.Remaining() == 0 {
+		r.Status = Filled
+		e.remove(r)
+		e.event(ch, r.MemberASN, OrderFilled, now, nil, r)
+	}
+	ch.touched(*r, r.Status == Open)
+}
+
+// reserve holds bps on both ports over the trade's period: from the buy's
+// effective start at now to its end (bps < 0 undoes it).
+func (e *Engine) reserve(buy, sell *Order, bps int64, now time.Time) {
+	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
+	for _, id := range []int64{e.members[buy.MemberASN].PortID, e.members[sell.MemberASN].PortID} {
+		e.port(id).add(s, t, bps)
+		if bps > 0 {
+			e.wakeAt(wake{at: t, port: id})
+		}
+	}
 }

@@ -1,6 +1,3 @@
-// Package book is the order database and the matching engine. It knows
-// nothing of gRPC or BGP: orders and trades are plain values, and every
-// change happens in one store transaction.
 package book
 
 import (

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
@@ -69,6 +70,7 @@ func (q *QualityConfig) validate() error {
 func newMatrix(q QualityConfig, db *store.DB) *quality.Matrix {
 	m := quality.New(db, nil)
 	m.Window = q.Freshness
+	m.Bought = book.BoughtTrades
 	m.Limit(q.ReportRate, q.ReportBurst)
 	return m
 }

@@ -3,14 +3,11 @@ package dashboard
 import (
 	"cmp"
 	"context"
-	"database/sql"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
-	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
 )
@@ -85,17 +82,6 @@ func sortDepth(rows []DepthRow) {
 	})
 }
 
-func destName(prefix sql.NullString, origin, routeType sql.NullInt64) string {
-	switch {
-	case prefix.Valid:
-		return prefix.String
-	case origin.Valid:
-		return fmt.Sprintf("origin AS%d", origin.Int64)
-	default:
-		return registry.RouteType(routeType.Int64).String() + " routes"
-	}
-}
-
 // depthSQL aggregates the open orders in the store. An order past its end
 // that the book has not yet expired is left out, as matching leaves it out.
 func depthSQL(ctx context.Context, db *store.DB, now time.Time) ([]DepthRow, map[uint32]int, error) {
@@ -103,50 +89,24 @@ func depthSQL(ctx context.Context, db *store.DB, now time.Time) ([]DepthRow, map
 	if err != nil {
 		return nil, nil, err
 	}
-	open := map[uint32]int{}
-	rs, err := db.QueryContext(ctx, `SELECT m.asn, c.n FROM (SELECT member_id, count(*) AS n FROM orders WHERE `+book.OpenOrders+` AND end_us > ? GROUP BY member_id) c
-		JOIN members m ON m.id = c.member_id`, store.Micros(now))
+	open, err := book.OpenOrdersPerMember(ctx, db, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rs.Close()
-	for rs.Next() {
-		var asn uint32
-		var n int
-		if err := rs.Scan(&asn, &n); err != nil {
-			return nil, nil, err
-		}
-		open[asn] = n
-	}
-	return rows, open, rs.Err()
+	return rows, open, nil
 }
 
 func depthRowsSQL(ctx context.Context, db *store.DB, now time.Time) ([]DepthRow, error) {
-	rs, err := db.QueryContext(ctx, `SELECT dest_prefix, dest_origin_asn, dest_route_type, protocol,
-		count(CASE WHEN side = 1 THEN 1 END), coalesce(sum(CASE WHEN side = 1 THEN capacity_bps - filled_bps END), 0), coalesce(max(CASE WHEN side = 1 THEN price_micros END), 0),
-		count(CASE WHEN side = 2 THEN 1 END), coalesce(sum(CASE WHEN side = 2 THEN capacity_bps - filled_bps END), 0), coalesce(min(CASE WHEN side = 2 THEN price_micros END), 0)
-		FROM orders WHERE `+book.OpenOrders+` AND end_us > ?
-		GROUP BY dest_prefix, dest_origin_asn, dest_route_type, protocol`, store.Micros(now))
+	ls, err := book.Depth(ctx, db, now)
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Close()
 	var out []DepthRow
-	for rs.Next() {
-		var (
-			p        sql.NullString
-			o, t     sql.NullInt64
-			proto    int
-			r        DepthRow
-			bid, ask int64
-		)
-		if err := rs.Scan(&p, &o, &t, &proto, &r.BuyOrders, &r.BuyBps, &bid, &r.SellOrders, &r.SellBps, &ask); err != nil {
-			return nil, err
-		}
-		r.Destination, r.Protocol, r.BestBid, r.BestAsk = destName(p, o, t), book.Protocol(proto).String(), bid, ask
-		out = append(out, r)
+	for _, l := range ls {
+		out = append(out, DepthRow{Destination: l.Destination, Protocol: l.Protocol.String(), BuyOrders: l.BuyOrders, BuyBps: l.BuyBps,
+			BestBid: l.BestBid, SellOrders: l.SellOrders, SellBps: l.SellBps, BestAsk: l.BestAsk})
 	}
-	return out, rs.Err()
+	return out, nil
 }
 
 // depthEngine aggregates the engine's resting orders. The ids come from
@@ -163,21 +123,7 @@ func depthEngine(ctx context.Context, db *store.DB, b *book.Book, now time.Time)
 }
 
 func openIDs(ctx context.Context, db *store.DB, now time.Time) ([]int64, error) {
-	rs, err := db.QueryContext(ctx, `SELECT id FROM orders WHERE `+book.OpenOrders+` AND end_us > ?`, store.Micros(now))
-	if err != nil {
-		return nil, err
-	}
-	var ids []int64
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			rs.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rs.Close()
-	return ids, rs.Err()
+	return book.OpenOrderIDs(ctx, db, now)
 }
 
 // inspectChunk is how many orders one hold of the book's lock looks at:

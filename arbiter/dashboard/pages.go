@@ -82,7 +82,6 @@ func (s *Server) membersPage(ctx context.Context, v Viewer, _ *http.Request) (an
 // trades, one pass over each table (the open orders come with the book's
 // aggregation).
 func (s *Server) memberCounts(ctx context.Context) (map[uint32][2]int, error) {
-	now := store.Micros(s.o.Now())
 	counts := map[uint32][2]int{}
 	prefixes, err := registry.PrefixCounts(ctx, s.o.DB)
 	if err != nil {
@@ -93,24 +92,14 @@ func (s *Server) memberCounts(ctx context.Context) (map[uint32][2]int, error) {
 		c[0] = n
 		counts[asn] = c
 	}
-	rs, err := s.o.DB.QueryContext(ctx, `SELECT m.asn, count(*) FROM (SELECT buyer_id AS id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1
-			UNION ALL SELECT seller_id FROM trades WHERE cancelled = 0 AND start_us <= ?1 AND end_us > ?1) t JOIN members m ON m.id = t.id GROUP BY m.asn`, now)
+	active, err := book.ActiveTradesPerMember(ctx, s.o.DB, s.o.Now())
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Close()
-	for rs.Next() {
-		var asn uint32
-		var n int
-		if err := rs.Scan(&asn, &n); err != nil {
-			return nil, err
-		}
+	for asn, n := range active {
 		c := counts[asn]
 		c[1] = n
 		counts[asn] = c
-	}
-	if err := rs.Err(); err != nil {
-		return nil, err
 	}
 	return counts, nil
 }
@@ -155,23 +144,15 @@ func (s *Server) bookPage(ctx context.Context, _ Viewer, r *http.Request) (any, 
 	d.Total = len(rows)
 	d.Rows = rows[:min(len(rows), s.o.DepthRows)]
 	d.Shown = len(d.Rows)
-	rs, err := s.o.DB.QueryContext(ctx, `SELECT prefixes, protocol, capacity_bps, price_micros, created_us FROM trades ORDER BY id DESC LIMIT 50`)
+	tape, err := book.Tape(ctx, s.o.DB)
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Close()
-	for rs.Next() {
-		var t tapeRow
-		var proto int
-		var created int64
-		if err := rs.Scan(&t.Prefixes, &proto, &t.CapacityBps, &t.PriceMicros, &created); err != nil {
-			return nil, err
-		}
-		t.Protocol, t.Created = book.Protocol(proto).String(), store.Time(created)
-		t.Prefixes = strings.ReplaceAll(t.Prefixes, ",", ", ")
-		d.Tape = append(d.Tape, t)
+	for _, t := range tape {
+		d.Tape = append(d.Tape, tapeRow{Prefixes: strings.ReplaceAll(t.Prefixes, ",", ", "), Protocol: t.Protocol.String(),
+			CapacityBps: t.CapacityBps, PriceMicros: t.PriceMicros, Created: t.Created})
 	}
-	return d, rs.Err()
+	return d, nil
 }
 
 // ---- trades
@@ -195,40 +176,18 @@ type tradeRow struct {
 // trades lists the viewer's trades (every trade for the operator), newest
 // first; id > 0 picks one.
 func (s *Server) trades(ctx context.Context, v Viewer, id int64, limit int) ([]tradeRow, error) {
-	q := `SELECT t.id, b.asn, b.name, s.asn, s.name, t.prefixes, t.protocol, t.capacity_bps, t.price_micros,
-		t.start_us, t.end_us, t.cancelled, t.created_us
-		FROM trades t JOIN members b ON b.id = t.buyer_id JOIN members s ON s.id = t.seller_id WHERE 1`
-	var args []any
-	if !v.Operator {
-		q += ` AND (b.asn = ? OR s.asn = ?)`
-		args = append(args, v.ASN, v.ASN)
-	}
-	if id > 0 {
-		q += ` AND t.id = ?`
-		args = append(args, id)
-	}
-	q += ` ORDER BY t.id DESC LIMIT ?`
-	args = append(args, limit)
-	rs, err := s.o.DB.QueryContext(ctx, q, args...)
+	ts, err := book.NamedTrades(ctx, s.o.DB, v.ASN, v.Operator, id, limit)
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Close()
 	now := s.o.Now()
 	var out []tradeRow
-	for rs.Next() {
-		var t tradeRow
-		var proto int
-		var start, end, created int64
-		var cancelled bool
-		if err := rs.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &proto,
-			&t.CapacityBps, &t.PriceMicros, &start, &end, &cancelled, &created); err != nil {
-			return nil, err
-		}
-		t.Protocol, t.Start, t.End, t.Created = book.Protocol(proto).String(), store.Time(start), store.Time(end), store.Time(created)
-		t.Prefixes = strings.ReplaceAll(t.Prefixes, ",", ", ")
+	for _, x := range ts {
+		t := tradeRow{ID: x.ID, BuyerASN: x.BuyerASN, BuyerName: x.BuyerName, SellerASN: x.SellerASN, SellerName: x.SellerName,
+			Prefixes: strings.ReplaceAll(x.Prefixes, ",", ", "), Protocol: x.Protocol.String(), CapacityBps: x.CapacityBps,
+			PriceMicros: x.PriceMicros, Start: x.Start, End: x.End, Created: x.Created}
 		switch {
-		case cancelled:
+		case x.Cancelled:
 			t.Status = "cancelled"
 		case now.Before(t.Start):
 			t.Status = "pending"
@@ -238,9 +197,6 @@ func (s *Server) trades(ctx context.Context, v Viewer, id int64, limit int) ([]t
 			t.Status = "active"
 		}
 		out = append(out, t)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, err
 	}
 	return out, s.delivery(ctx, out)
 }

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
-	"github.com/bwxchange/bwx/arbiter/store"
 )
 
 // What a member may report (a member may lie about anything it is free to
@@ -45,7 +43,7 @@ func (x *Matrix) admit(ctx context.Context, tx *sql.Tx, r registry.Member, ms []
 		s := sellers[m.ViaASN]
 		if s == nil {
 			var err error
-			if s, err = loadSellerPaths(ctx, tx, r.ID, m.ViaASN); err != nil {
+			if s, err = x.loadSellerPaths(ctx, tx, r.ID, m.ViaASN); err != nil {
 				if errors.Is(err, registry.ErrNotFound) {
 					return &registry.InvalidError{Field: f("via_asn"), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
 				}
@@ -108,7 +106,7 @@ func within(p, q netip.Prefix) bool {
 	return q.Bits() <= p.Bits() && q.Addr().BitLen() == p.Addr().BitLen() && q.Contains(p.Addr())
 }
 
-func loadSellerPaths(ctx context.Context, tx *sql.Tx, buyerID int64, via uint32) (*sellerPaths, error) {
+func (x *Matrix) loadSellerPaths(ctx context.Context, tx *sql.Tx, buyerID int64, via uint32) (*sellerPaths, error) {
 	m, err := registry.GetMember(ctx, tx, via)
 	if err != nil {
 		return nil, err
@@ -124,24 +122,19 @@ func loadSellerPaths(ctx context.Context, tx *sql.Tx, buyerID int64, via uint32)
 	if s.seller.Prefixes, err = registry.PrefixesOfMember(ctx, tx, m.ID); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT prefixes, created_us, end_us FROM trades WHERE buyer_id = ? AND seller_id = ? AND cancelled = 0", buyerID, m.ID)
+	if x.Bought == nil {
+		return s, nil
+	}
+	bought, err := x.Bought(ctx, tx, buyerID, m.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var ps string
-		var made, end int64
-		if err := rows.Scan(&ps, &made, &end); err != nil {
-			return nil, err
-		}
-		t := tradePath{made: store.Time(made), end: store.Time(end)}
-		for _, p := range strings.Split(ps, ",") {
-			if pp, err := netip.ParsePrefix(strings.TrimSpace(p)); err == nil {
-				t.prefixes = append(t.prefixes, pp.Masked())
-			}
+	for _, b := range bought {
+		t := tradePath{made: b.Made, end: b.End}
+		for _, p := range b.Prefixes {
+			t.prefixes = append(t.prefixes, p.Masked())
 		}
 		s.trades = append(s.trades, t)
 	}
-	return s, rows.Err()
+	return s, nil
 }

@@ -57,7 +57,19 @@ type Matrix struct {
 	// Window is how old a member's measurement may be when reported (the
 	// freshness window; DefaultWindow when 0).
 	Window time.Duration
+	// Bought reads the trades member buyerID bought from member sellerID,
+	// not cancelled, in the reporting transaction q: the order book owns
+	// them (book.BoughtTrades; the daemon wires it in). nil: none, and a
+	// member may report only the paths the planner hands out.
+	Bought func(ctx context.Context, q registry.Querier, buyerID, sellerID int64) ([]BoughtTrade, error)
 	limits limiter
+}
+
+// BoughtTrade is a trade as admission reads it: the prefixes bought and
+// when it stood (made to end).
+type BoughtTrade struct {
+	Prefixes  []netip.Prefix
+	Made, End time.Time
 }
 
 // DefaultWindow is Window's default: the arbiter's default freshness.

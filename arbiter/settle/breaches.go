@@ -2,13 +2,13 @@ package settle
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/pathscore"
@@ -73,26 +73,24 @@ type vantageKey struct {
 
 // Breaches implements BreachSource.
 func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to time.Time) (BreachTimes, error) {
-	var buyer, seller int64
-	var prefixes string
-	var lat, jit, loss, hops sql.NullInt64
-	err := q.db.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.prefixes, o.max_latency_us, o.max_jitter_us, o.max_loss_ppm, o.max_as_hops
-		FROM trades t JOIN orders o ON o.id = t.buy_order_id WHERE t.id = ?`, tradeID).Scan(&buyer, &seller, &prefixes, &lat, &jit, &loss, &hops)
-	if errors.Is(err, sql.ErrNoRows) {
+	t, err := book.TradeBuyLimits(ctx, q.db, tradeID)
+	if errors.Is(err, book.ErrNotFound) {
 		return BreachTimes{}, fmt.Errorf("trade %d: no such trade", tradeID)
 	}
 	if err != nil {
 		return BreachTimes{}, err
 	}
-	if !lat.Valid && !jit.Valid && !loss.Valid && !hops.Valid {
+	buyer, seller, lim := t.BuyerID, t.SellerID, t.Quality
+	if !lim.Limited() {
 		return BreachTimes{}, nil
 	}
 	pointBad := func(l, j, h int64) bool {
-		return (lat.Valid && l > lat.Int64) || (jit.Valid && j > jit.Int64) || (hops.Valid && h > hops.Int64)
+		return (lim.MaxLatencyUs != nil && l > *lim.MaxLatencyUs) || (lim.MaxJitterUs != nil && j > *lim.MaxJitterUs) ||
+			(lim.MaxASHops != nil && h > int64(*lim.MaxASHops))
 	}
 	corr := q.corroboration().Microseconds()
-	ps := strings.Split(prefixes, ",")
-	for i, p := range ps {
+	ps := make([]string, len(t.Prefixes))
+	for i, p := range t.Prefixes {
 		ps[i] = strings.TrimSpace(p)
 	}
 	rows, err := quality.MeasurementsVia(ctx, q.db, seller, store.Micros(from.Add(-q.gap()-BreachPoolWindow))-corr, store.Micros(to)+corr, ps)
@@ -123,7 +121,7 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 	// earlier ones from the same vantage, back to BreachPoolWindow, as the
 	// access manager pools its rounds; one lost probe of six proves
 	// nothing, nor does a loss without a probe count.
-	if loss.Valid {
+	if lim.MaxLossPPM != nil {
 		window := BreachPoolWindow.Microseconds()
 		for i := range ms {
 			var lost, probes int64
@@ -131,7 +129,7 @@ func (q *QualityBreaches) Breaches(ctx context.Context, tradeID int64, from, to 
 				lost, probes = lost+ms[k].lost, probes+ms[k].probes
 			}
 			pooled := pathscore.Figures{LossPPM: int32(lost * 1_000_000 / max(probes, 1)), Probes: probes}
-			if probes >= MinBreachProbes && pooled.Loss().Lo*1e6 > float64(loss.Int64) {
+			if probes >= MinBreachProbes && pooled.Loss().Lo*1e6 > float64(*lim.MaxLossPPM) {
 				ms[i].bad = true
 			}
 		}

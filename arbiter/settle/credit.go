@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/units"
@@ -104,13 +105,6 @@ func (s *Settlement) Credit(ctx context.Context, asn uint32) (Credit, error) {
 	return s.creditWith(ctx, asn, nil)
 }
 
-// creditOrdersSQL reads a member's open buy orders through its orders
-// (the index of its client order ids): the index of open orders holds
-// every member's, sells too, which the report of each member would read
-// in full. "+status" keeps the planner off that one.
-const creditOrdersSQL = `SELECT capacity_bps - filled_bps, price_micros, start_us, end_us FROM orders
-	WHERE member_id = ? AND +status = 1 AND side = 1`
-
 func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	c := Credit{ASN: asn}
 	// From scratch: the report, and the reference the cache (cachedCredit)
@@ -130,37 +124,18 @@ func (s *Settlement) creditWith(ctx context.Context, asn uint32, pending []Commi
 
 	now := s.now().UTC()
 	h := s.horizonAt(now)
-	rows, err := s.db.QueryContext(ctx, `SELECT capacity_bps, price_micros, start_us, end_us FROM trades
-		WHERE buyer_id = ? AND cancelled = 0 AND end_us > ?`, id, settledThrough)
+	err = book.EachBuyTrade(ctx, s.db, id, settledThrough, func(t book.BuyRow) {
+		c.AccruedMicros = satAdd(c.AccruedMicros, h.charge(t.CapacityBps, t.PriceMicros, t.StartUs, t.EndUs, settledThrough))
+	})
 	if err != nil {
-		return c, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var capBps, price, st, en int64
-		if err := rows.Scan(&capBps, &price, &st, &en); err != nil {
-			return c, err
-		}
-		c.AccruedMicros = satAdd(c.AccruedMicros, h.charge(capBps, price, st, en, settledThrough))
-	}
-	if err := rows.Err(); err != nil {
 		return c, err
 	}
 	c.AccruedMicros = satAdd(c.AccruedMicros, h.sum(pending, settledThrough))
 
-	orows, err := s.db.QueryContext(ctx, creditOrdersSQL, id)
+	err = book.EachOpenBuy(ctx, s.db, id, func(o book.BuyRow) {
+		c.OrdersMicros = satAdd(c.OrdersMicros, h.charge(o.CapacityBps, o.PriceMicros, max(o.StartUs, now.UnixMicro()), o.EndUs, settledThrough))
+	})
 	if err != nil {
-		return c, err
-	}
-	defer orows.Close()
-	for orows.Next() {
-		var capBps, price, st, en int64
-		if err := orows.Scan(&capBps, &price, &st, &en); err != nil {
-			return c, err
-		}
-		c.OrdersMicros = satAdd(c.OrdersMicros, h.charge(capBps, price, max(st, now.UnixMicro()), en, settledThrough))
-	}
-	if err := orows.Err(); err != nil {
 		return c, err
 	}
 	creditState(&c, s.cfg.CreditWarnPercent)
@@ -446,7 +421,10 @@ type creditSums struct {
 	fullAt  time.Time
 }
 
-type creditStmts struct{ limit, ledger, trades *sql.Stmt }
+type creditStmts struct {
+	limit, ledger *sql.Stmt
+	trades        *book.BuyTradesAfter
+}
 
 // stmts prepares the cache's reads unless done; a failure is not kept,
 // the next check tries again.
@@ -459,8 +437,8 @@ func (c *creditCache) stmts(ctx context.Context, db *store.DB) (*creditStmts, er
 	if st := c.stmt.Load(); st != nil {
 		return st, nil
 	}
-	var ps [3]*sql.Stmt
-	for i, q := range []string{creditLimitSQL, creditLedgerSQL, creditTradesSQL} {
+	var ps [2]*sql.Stmt
+	for i, q := range []string{creditLimitSQL, creditLedgerSQL} {
 		var err error
 		if ps[i], err = db.PrepareContext(ctx, q); err != nil {
 			for _, p := range ps[:i] {
@@ -469,7 +447,14 @@ func (c *creditCache) stmts(ctx context.Context, db *store.DB) (*creditStmts, er
 			return nil, err
 		}
 	}
-	st := &creditStmts{limit: ps[0], ledger: ps[1], trades: ps[2]}
+	trades, err := book.PrepareBuyTradesAfter(ctx, db)
+	if err != nil {
+		for _, p := range ps {
+			p.Close()
+		}
+		return nil, err
+	}
+	st := &creditStmts{limit: ps[0], ledger: ps[1], trades: trades}
 	c.stmt.Store(st)
 	return st, nil
 }
@@ -489,14 +474,12 @@ func (c *creditCache) member(asn uint32) *memberCredit {
 }
 
 // The cache's reads. creditLimitSQL (credit_limits_sql.go) is all a member
-// without a limit costs. creditLedgerSQL (ledger_sql.go) reads settledThrough and the ledger delta in one
-// statement, so one snapshot: the entries a settlement run wrote and the
-// period it settled are seen together or not at all. The trades delta is
-// read after it: trades seen in a later snapshot than settledThrough only
-// add real charges, never hide one.
-const (
-	creditTradesSQL = `SELECT id, capacity_bps, price_micros, start_us, end_us, cancelled FROM trades WHERE buyer_id = ? AND id > ?`
-)
+// without a limit costs. creditLedgerSQL (ledger_sql.go) reads
+// settledThrough and the ledger delta in one statement, so one snapshot:
+// the entries a settlement run wrote and the period it settled are seen
+// together or not at all. The trades delta (book.BuyTradesAfter) is read
+// after it: trades seen in a later snapshot than settledThrough only add
+// real charges, never hide one.
 
 // cachedCredit is creditWith answered from the cache, without the open
 // orders (the book holds those: Standing.Check counts them). When no limit
@@ -541,25 +524,15 @@ func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Com
 	if !n.valid || n.settled != settled || n.horizon != h || now.Before(n.fullAt) || now.Sub(n.fullAt) >= creditRecomputeEvery {
 		n.valid, n.tradeID, n.accrued, n.settled, n.horizon, n.fullAt = true, 0, 0, settled, h, now
 	}
-	rows, err := stmt.trades.QueryContext(ctx, id, n.tradeID)
-	if err != nil {
-		return st, err
-	}
-	defer rows.Close()
 	var read int64
-	for rows.Next() {
-		var tid, capBps, price, ts, en int64
-		var cancelled bool
-		if err := rows.Scan(&tid, &capBps, &price, &ts, &en, &cancelled); err != nil {
-			return st, err
-		}
+	err = stmt.trades.Each(ctx, id, n.tradeID, func(t book.BuyRow) {
 		read++
-		n.tradeID = max(n.tradeID, tid)
-		if !cancelled {
-			n.accrued = satAdd(n.accrued, h.charge(capBps, price, ts, en, settled))
+		n.tradeID = max(n.tradeID, t.ID)
+		if !t.Cancelled {
+			n.accrued = satAdd(n.accrued, h.charge(t.CapacityBps, t.PriceMicros, t.StartUs, t.EndUs, settled))
 		}
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return st, err
 	}
 	s.credit.tradeRows.Add(read)

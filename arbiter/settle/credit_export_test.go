@@ -6,7 +6,6 @@ import "context"
 const (
 	CreditLimitSQL       = creditLimitSQL
 	CreditLedgerSQL      = creditLedgerSQL
-	CreditTradesSQL      = creditTradesSQL
 	CreditRecomputeEvery = creditRecomputeEvery
 )
 
@@ -30,6 +29,3 @@ func CreditFromScratch(s *Settlement, ctx context.Context, asn uint32, pending [
 
 // Committed is the charge credit counts for a commitment.
 var Committed = committed
-
-// CreditOrdersSQL reads a member's open buys for the report.
-const CreditOrdersSQL = creditOrdersSQL

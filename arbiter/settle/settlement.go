@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
@@ -253,28 +254,16 @@ func (s *Settlement) run(ctx context.Context, p Period, policy Policy, correct b
 // time, and bills them. Cancelled trades are left out: the store does not
 // yet record when a trade was cancelled.
 func (s *Settlement) bill(ctx context.Context, b *Biller, p Period) ([]TradeBill, map[uint32]int64, []SetAside, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT t.id, bm.id, bm.asn, sm.id, sm.asn, t.capacity_bps, t.price_micros, t.start_us, t.end_us
-		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 ORDER BY t.id`, store.Micros(p.End), store.Micros(p.Start))
+	pts, err := book.TradesIn(ctx, s.db, p.Start, p.End)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ids := map[uint32]int64{}
 	var trades []Trade
-	for rows.Next() {
-		var t Trade
-		var bid, sid, st, en int64
-		if err := rows.Scan(&t.ID, &bid, &t.BuyerASN, &sid, &t.SellerASN, &t.CapacityBps, &t.PriceMicros, &st, &en); err != nil {
-			rows.Close()
-			return nil, nil, nil, err
-		}
-		t.Start, t.End = store.Time(st), store.Time(en)
-		ids[t.BuyerASN], ids[t.SellerASN] = bid, sid
-		trades = append(trades, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, nil, err
+	for _, t := range pts {
+		ids[t.BuyerASN], ids[t.SellerASN] = t.BuyerID, t.SellerID
+		trades = append(trades, Trade{ID: t.ID, BuyerASN: t.BuyerASN, SellerASN: t.SellerASN, CapacityBps: t.CapacityBps,
+			PriceMicros: t.PriceMicros, Start: t.Start, End: t.End})
 	}
 	stmt, err := s.db.PrepareContext(ctx, samplesOfTrade)
 	if err != nil {

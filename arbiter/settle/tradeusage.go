@@ -2,11 +2,11 @@ package settle
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
@@ -44,12 +44,8 @@ func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, 
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return nil, invalid("to", "%s is not after from %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
-	var start, end int64
-	var cancelled bool
-	err := s.db.QueryRowContext(ctx, `SELECT t.start_us, t.end_us, t.cancelled
-		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)`, tradeID, asn, asn, asn).Scan(&start, &end, &cancelled)
-	if errors.Is(err, sql.ErrNoRows) {
+	st, en, cancelled, err := book.TradeSpan(ctx, s.db, asn, tradeID)
+	if errors.Is(err, book.ErrNotFound) {
 		// The same answer for "no such trade" and "not yours".
 		return nil, fmt.Errorf("trade %d: %w", tradeID, registry.ErrNotFound)
 	}
@@ -59,6 +55,7 @@ func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, 
 	if cancelled {
 		return nil, invalid("trade_id", "trade %d was cancelled: settlement bills none of its usage", tradeID)
 	}
+	start, end := store.Micros(st), store.Micros(en)
 	slotUs := int64(s.cfg.Slot / time.Microsecond)
 	floor := func(us int64) int64 { return us - ((us%slotUs)+slotUs)%slotUs }
 	ceil := func(us int64) int64 { return -floor(-us) }

@@ -21,11 +21,11 @@ package settle
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
@@ -143,16 +143,13 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 			s := ss[i]
 			b, ok := trades[s.TradeID]
 			if !ok {
-				var st, en, bport, sport int64
-				err := tx.QueryRowContext(ctx, `SELECT t.buyer_id, t.seller_id, t.start_us, t.end_us, bp.capacity_bps, sp.capacity_bps
-					FROM trades t JOIN ports bp ON bp.member_id = t.buyer_id JOIN ports sp ON sp.member_id = t.seller_id
-					WHERE t.id = ?`, s.TradeID).Scan(&b.buyer, &b.seller, &st, &en, &bport, &sport)
-				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				t, found, err := book.TradePortsOf(ctx, tx, s.TradeID)
+				if err != nil {
 					return nil, err
 				}
-				if err == nil {
-					b.start, b.end = store.Time(st), store.Time(en)
-					port := min(bport, sport)
+				if found {
+					b.buyer, b.seller, b.start, b.end = t.BuyerID, t.SellerID, t.Start, t.End
+					port := min(t.BuyerPortBps, t.SellerPortBps)
 					if b.maxBps = port + port/100*UsageTolerance; b.maxBps < port {
 						b.maxBps = math.MaxInt64 // beyond int64: the bound is int64 itself
 					}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/store"
 )
 
@@ -23,28 +24,8 @@ func (s *Settlement) UseEvents(ctx context.Context, asn uint32, from, to time.Ti
 	if !to.After(from) {
 		return nil, invalid("period", "end %s is not after start %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
-		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (? = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
-		store.Micros(to), store.Micros(from), asn, asn, asn)
+	trades, err := book.MemberTradesIn(ctx, s.db, asn, from, to)
 	if err != nil {
-		return nil, err
-	}
-	type tr struct {
-		id, capBps, start, end int64
-		buyer, seller          uint32
-	}
-	var trades []tr
-	for rows.Next() {
-		var t tr
-		if err := rows.Scan(&t.id, &t.buyer, &t.seller, &t.capBps, &t.start, &t.end); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		trades = append(trades, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	stmt, err := s.db.PrepareContext(ctx, samplesOfTrade)
@@ -55,13 +36,13 @@ func (s *Settlement) UseEvents(ctx context.Context, asn uint32, from, to time.Ti
 	var out []TradeUse
 	var samples []Sample
 	for _, t := range trades {
-		lo, hi := max(t.start, store.Micros(from)), min(t.end, store.Micros(to))
-		if samples, err = readSamples(ctx, stmt, t.id, lo, hi, samples[:0]); err != nil {
+		lo, hi := max(store.Micros(t.Start), store.Micros(from)), min(store.Micros(t.End), store.Micros(to))
+		if samples, err = readSamples(ctx, stmt, t.ID, lo, hi, samples[:0]); err != nil {
 			return nil, err
 		}
 		points := UseOverTime(samples, store.Time(lo), store.Time(hi), BuyerFigure, s.cfg)
-		for _, e := range s.cfg.Use.Events(t.id, t.capBps, points) {
-			out = append(out, TradeUse{UseEvent: e, BuyerASN: t.buyer, SellerASN: t.seller})
+		for _, e := range s.cfg.Use.Events(t.ID, t.CapacityBps, points) {
+			out = append(out, TradeUse{UseEvent: e, BuyerASN: t.BuyerASN, SellerASN: t.SellerASN})
 		}
 	}
 	return out, nil
