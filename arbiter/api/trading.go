@@ -30,7 +30,7 @@ type TradingServer struct {
 }
 
 // The credit check (a member at its credit limit places no new buys, claim
-// 19) is the book's: book.Options.MayBuy, made inside its serialized
+// 19) is the book's: book.Options.CreditCheck, made inside its serialized
 // section so that two buys cannot both pass on the same exposure. Its
 // refusal (*book.RefusedError) is FailedPrecondition.
 

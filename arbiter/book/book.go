@@ -48,17 +48,17 @@ type Options struct {
 	ExpireEvery time.Duration
 	// MaxBatch bounds how many changes one commit carries.
 	MaxBatch int
-	// MayBuy, if set, is the credit check on a buy (Place, Take, a Modify
+	// CreditCheck, if set, is the credit check on a buy (Place, Take, a Modify
 	// raising a buy's capacity or price, and a resting buy about to trade).
 	// It reads member asn's standing, pending being its buy trades matched
 	// but not yet committed (not in the store yet), and returns the check
 	// to judge buys by (nil: no limit applies). The check is asked inside
 	// the book's serialized section, with the member's open buys as the
 	// book holds them, so two buys cannot both pass on the same exposure;
-	// MayBuy itself may be asked before (its store reads then overlap
+	// CreditCheck itself may be asked before (its store reads then overlap
 	// other callers'). An error from either refuses the buy: the book
 	// returns it as a *RefusedError.
-	MayBuy func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error)
+	CreditCheck func(ctx context.Context, asn uint32, pending []Trade) (BuyCheck, error)
 	// Active, if set, says whether a member may trade (see Engine.Active):
 	// the registry's check of suspended and removed members. It is asked
 	// inside the book's serialized section and must not call the book.
@@ -83,10 +83,10 @@ type Book struct {
 	eng *Engine
 	err error // set when a failed commit left the engine unusable
 
-	// inflight are the buy trades queued for commit, by buyer: what MayBuy
+	// inflight are the buy trades queued for commit, by buyer: what CreditCheck
 	// cannot read from the store yet; bought counts every buy trade made,
 	// by buyer, so a check made before taking the lock can tell whether it
-	// still holds. Kept only when MayBuy is set.
+	// still holds. Kept only when CreditCheck is set.
 	imu      sync.Mutex
 	inflight map[uint32][]Trade
 	bought   map[uint32]uint64
@@ -210,9 +210,9 @@ func (b *Book) place(ctx context.Context, asn uint32, spec Spec, clientID string
 	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
-		e.MayBuy = b.creditCheck(ctx, pre)
+		e.CreditCheck = b.engineCheck(ctx, pre)
 		o, trades, ch, err = e.Place(b.opt.Now(), asn, spec, clientID, only)
-		e.MayBuy = nil
+		e.CreditCheck = nil
 		return ch, err
 	})
 	var dup *DuplicateError
@@ -306,9 +306,9 @@ func (b *Book) Modify(ctx context.Context, asn uint32, id int64, capacity, price
 	ch, err := b.apply(func(e *Engine) (*Change, error) {
 		var ch *Change
 		var err error
-		e.MayBuy = b.creditCheck(ctx, nil)
+		e.CreditCheck = b.engineCheck(ctx, nil)
 		o, trades, ch, err = e.Modify(b.opt.Now(), asn, id, capacity, price)
-		e.MayBuy = nil
+		e.CreditCheck = nil
 		return ch, err
 	})
 	if errors.Is(err, ErrNotOpen) {

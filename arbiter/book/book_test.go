@@ -25,15 +25,15 @@ const (
 var t0 = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	db     *store.DB
-	reg    *registry.Registry
-	book   *book.Book
-	path   string
-	mu     sync.Mutex
-	now    time.Time
-	events []book.Event
-	mayBuy func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error)
-	active func(asn uint32) error
+	db          *store.DB
+	reg         *registry.Registry
+	book        *book.Book
+	path        string
+	mu          sync.Mutex
+	now         time.Time
+	events      []book.Event
+	creditCheck func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error)
+	active      func(asn uint32) error
 }
 
 func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
@@ -93,7 +93,7 @@ func (f *fixture) open(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, MayBuy: f.mayBuy, Active: f.active, Notify: func(evs []book.Event) {
+	b, err := book.Start(context.Background(), db, book.Options{Now: f.clock, ExpireEvery: -1, CreditCheck: f.creditCheck, Active: f.active, Notify: func(evs []book.Event) {
 		f.mu.Lock()
 		f.events = append(f.events, evs...)
 		f.mu.Unlock()

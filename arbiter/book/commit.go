@@ -78,9 +78,9 @@ func (b *Book) wake() *pending {
 	if !b.eng.wakeDue(now) {
 		return nil
 	}
-	b.eng.MayBuy = b.creditCheck(context.Background(), nil)
+	b.eng.CreditCheck = b.engineCheck(context.Background(), nil)
 	ch := b.eng.Wake(now)
-	b.eng.MayBuy = nil
+	b.eng.CreditCheck = nil
 	if ch.empty() {
 		return nil
 	}
@@ -108,7 +108,7 @@ func (b *Book) enqueue(ch *Change) *pending {
 	if len(ch.lookups) > 0 {
 		p.ready, p.q = make(chan struct{}), b.eng.Quality
 	}
-	if b.opt.MayBuy != nil && len(ch.Trades) > 0 {
+	if b.opt.CreditCheck != nil && len(ch.Trades) > 0 {
 		b.imu.Lock()
 		for _, t := range ch.Trades {
 			b.inflight[t.BuyerASN] = append(b.inflight[t.BuyerASN], t)
@@ -163,7 +163,7 @@ func (b *Book) commitLoop() {
 
 // landed drops the batch's trades from inflight.
 func (b *Book) landed(batch []*pending) {
-	if b.opt.MayBuy == nil {
+	if b.opt.CreditCheck == nil {
 		return
 	}
 	b.imu.Lock()

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// RefusedError is a buy the MayBuy check refused (the member is at its
+// RefusedError is a buy the CreditCheck check refused (the member is at its
 // credit limit) or could not clear; Err is the check's own explanation.
 type RefusedError struct {
 	ASN uint32
@@ -25,16 +25,16 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // openBuys is about to trade.
 type BuyCheck func(openBuys []Commitment, buy *Commitment) error
 
-// creditCheck is the engine's check on a buy: MayBuy with the buyer's
+// engineCheck is the engine's check on a buy: CreditCheck with the buyer's
 // uncommitted trades, then its check with the buyer's open buys; nil when
 // no check is configured. pre, if it holds a standing of the same member
 // read before the lock was taken, and no buy trade of that member has been
 // made since, is used as it is: the store and inflight together then
-// still say what they said. Otherwise MayBuy is asked here, under the
+// still say what they said. Otherwise CreditCheck is asked here, under the
 // lock. The open buys come from the engine, under the lock: always as
 // they stand.
-func (b *Book) creditCheck(ctx context.Context, pre *precheck) func(asn uint32, buy *Order, now time.Time) error {
-	if b.opt.MayBuy == nil {
+func (b *Book) engineCheck(ctx context.Context, pre *precheck) func(asn uint32, buy *Order, now time.Time) error {
+	if b.opt.CreditCheck == nil {
 		return nil
 	}
 	return func(asn uint32, buy *Order, now time.Time) error {
@@ -49,7 +49,7 @@ func (b *Book) creditCheck(ctx context.Context, pre *precheck) func(asn uint32, 
 		if reuse {
 			check, err = pre.check, pre.err
 		} else {
-			_, check, err = b.askMayBuy(ctx, asn)
+			_, check, err = b.askCredit(ctx, asn)
 		}
 		if err != nil || check == nil {
 			return err
@@ -75,25 +75,25 @@ type precheck struct {
 	err    error
 }
 
-// precheckBuy asks MayBuy for asn outside the lock, so that the store
+// precheckBuy asks CreditCheck for asn outside the lock, so that the store
 // reads of concurrent buyers overlap instead of queueing behind the lock.
 func (b *Book) precheckBuy(ctx context.Context, asn uint32) *precheck {
-	if b.opt.MayBuy == nil {
+	if b.opt.CreditCheck == nil {
 		return nil
 	}
-	n, check, err := b.askMayBuy(ctx, asn)
+	n, check, err := b.askCredit(ctx, asn)
 	return &precheck{asn: asn, bought: n, check: check, err: err}
 }
 
-// askMayBuy snapshots asn's trades in flight (before reading the store,
+// askCredit snapshots asn's trades in flight (before reading the store,
 // so a trade landing in between is counted twice, never missed) and asks
-// MayBuy; it returns the buy count the answer is good for.
-func (b *Book) askMayBuy(ctx context.Context, asn uint32) (uint64, BuyCheck, error) {
+// CreditCheck; it returns the buy count the answer is good for.
+func (b *Book) askCredit(ctx context.Context, asn uint32) (uint64, BuyCheck, error) {
 	b.imu.Lock()
 	pending := slices.Clone(b.inflight[asn])
 	n := b.bought[asn]
 	b.imu.Unlock()
-	check, err := b.opt.MayBuy(ctx, asn, pending)
+	check, err := b.opt.CreditCheck(ctx, asn, pending)
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return n, check, err // a caller that gave up was not refused
 	}

@@ -69,7 +69,7 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 		if err := st.SetCreditLimit(ctx, me, limit); err != nil {
 			rt.Fatal(err)
 		}
-		bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, MayBuy: settleCredit(st)})
+		bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, CreditCheck: settleCredit(st)})
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 }
 
 // BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's
-// credit check (book.Options.MayBuy) on every buy, as the arbiter runs it
+// credit check (book.Options.CreditCheck) on every buy, as the arbiter runs it
 // with the default configuration: no member has a credit limit. Run it
 // beside BenchmarkMatchDurable.
 func BenchmarkMatchDurableCredit(b *testing.B) { benchCredit(b, false) }
@@ -169,12 +169,12 @@ func benchCredit(b *testing.B, limited bool) {
 				b.Fatal(err)
 			}
 		}
-		return book.Options{MayBuy: settleCredit(st)}
+		return book.Options{CreditCheck: settleCredit(st)}
 	})
 }
 
 // settleCredit is the daemon's wiring of settlement's credit check into
-// book.Options.MayBuy (arbiter/daemon's bookCredit, without its error words).
+// book.Options.CreditCheck (arbiter/daemon's bookCredit, without its error words).
 func settleCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 	return func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 		cs := make([]settle.Commitment, len(pending))

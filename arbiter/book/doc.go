@@ -21,7 +21,7 @@
 //	commit.go       the commit queue: changes queued in engine order, group
 //	                commits, recovery from a failed commit, the snapshot
 //	                loaded at start
-//	credit.go       the credit check on buys (Options.MayBuy), before and
+//	credit.go       the credit check on buys (Options.CreditCheck), before and
 //	                under the book's lock
 //	events.go       the members' event logs: reads, settlement's notices
 //	commit_sql.go   the committer's batched multi-row statements

@@ -127,13 +127,13 @@ type sellRoute struct {
 // Change it made so the caller can make it durable.
 type Engine struct {
 	Quality QualitySource
-	// MayBuy, when set, may refuse a buy before it is matched (the Book
+	// CreditCheck, when set, may refuse a buy before it is matched (the Book
 	// sets it for the operation at hand: the credit check). buy is the buy
 	// to add as it would stand (a new order, ID 0; or an open one modified
 	// to spend more), nil when one of asn's open buys is about to trade
 	// (met by an incoming sell, or woken); OpenBuys says what asn already
 	// has in the book.
-	MayBuy func(asn uint32, buy *Order, now time.Time) error
+	CreditCheck func(asn uint32, buy *Order, now time.Time) error
 	// DeferQuality leaves a trade's quality lookup to the caller (listed in
 	// the Change), so the Book can make it outside its lock; matching never
 	// needs it.
@@ -445,8 +445,8 @@ func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, on
 	}
 	// A start within StartSkew before now is taken as now.
 	spec.Start = spec.EffectiveStart(now)
-	if spec.Side == Buy && e.MayBuy != nil {
-		if err := e.MayBuy(asn, &Order{MemberASN: asn, Spec: spec}, now); err != nil {
+	if spec.Side == Buy && e.CreditCheck != nil {
+		if err := e.CreditCheck(asn, &Order{MemberASN: asn, Spec: spec}, now); err != nil {
 			return Order{}, nil, nil, err
 		}
 	}
@@ -650,10 +650,10 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	// A buy that may spend more is a new commitment: the credit check
 	// applies as to a new buy, counting the order as it would stand.
 	// Lowering either never needs it.
-	if o.Spec.Side == Buy && e.MayBuy != nil && (spec.PriceMicros > o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps) {
+	if o.Spec.Side == Buy && e.CreditCheck != nil && (spec.PriceMicros > o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps) {
 		raised := *o
 		raised.Spec = spec
-		if err := e.MayBuy(o.MemberASN, &raised, now); err != nil {
+		if err := e.CreditCheck(o.MemberASN, &raised, now); err != nil {
 			return Order{}, nil, nil, err
 		}
 	}

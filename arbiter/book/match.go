@@ -80,7 +80,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	// before the member reached its limit.
 	var refused map[uint32]bool
 	creditOK := func(asn uint32) bool {
-		if e.MayBuy == nil || o.Spec.Side == Buy {
+		if e.CreditCheck == nil || o.Spec.Side == Buy {
 			return true // an incoming buy was checked before matching
 		}
 		if refused == nil {
@@ -88,7 +88,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		}
 		r, ok := refused[asn]
 		if !ok {
-			r = e.MayBuy(asn, nil, now) != nil
+			r = e.CreditCheck(asn, nil, now) != nil
 			refused[asn] = r
 		}
 		return !r

@@ -250,11 +250,11 @@ var errCredit = errors.New("credit limit reached")
 // The credit check runs inside the book's serialized section and sees the
 // buyer's trades still on their way to the store: of many concurrent buys
 // by a member allowed one trade, exactly one trades.
-func TestMayBuyIsAtomicWithMatching(t *testing.T) {
+func TestCreditCheckIsAtomicWithMatching(t *testing.T) {
 	f := newFixture(t)
 	var mu sync.Mutex
 	checks := map[uint32]int{}
-	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+	f.creditCheck = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 		mu.Lock()
 		checks[asn]++
 		mu.Unlock()
@@ -323,13 +323,13 @@ func TestMayBuyIsAtomicWithMatching(t *testing.T) {
 	mu.Unlock()
 	// A resting buy placed before the limit was reached (seller2 has no
 	// sell matching an IPv6 buy, so it rests).
-	f.mayBuy = nil
+	f.creditCheck = nil
 	f.restart(t)
 	resting, _, err := f.book.Place(ctx, buyer, spec(book.Buy, "2001:db8:100::/48", Gbps, 10), "")
 	if err != nil || resting.Status != book.Open {
 		t.Fatalf("resting buy: %+v %v", resting, err)
 	}
-	f.mayBuy = func(context.Context, uint32, []book.Trade) (book.BuyCheck, error) { return nil, errCredit }
+	f.creditCheck = func(context.Context, uint32, []book.Trade) (book.BuyCheck, error) { return nil, errCredit }
 	f.restart(t)
 	lower, higher := int64(5), int64(20)
 	if o, _, err := f.book.Modify(ctx, buyer, resting.ID, nil, &lower); err != nil || o.Spec.PriceMicros != 5 {
@@ -346,7 +346,7 @@ func TestMayBuyIsAtomicWithMatching(t *testing.T) {
 		t.Errorf("a refused modify changed the order: %+v %v", o, err)
 	}
 	// A refused buy uses no order id: the next accepted one is numbered on.
-	f.mayBuy = nil
+	f.creditCheck = nil
 	f.restart(t)
 	o, _, err := f.book.Place(ctx, buyer, spec(book.Buy, "2001:db8:100::/48", Gbps, 10), "")
 	if err != nil || o.ID != resting.ID+1 {
@@ -420,7 +420,7 @@ func TestRestingBuyCheckedWhenASellArrives(t *testing.T) {
 	f := newFixture(t)
 	var mu sync.Mutex
 	stopped := false
-	f.mayBuy = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+	f.creditCheck = func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if stopped && asn == buyer {

@@ -109,7 +109,7 @@ func (e *Engine) Wake(now time.Time) *Change {
 		// A resting buy is checked against its member's credit as a new
 		// one would be: it may have been placed before the member reached
 		// its limit.
-		if o.Spec.Side == Buy && e.MayBuy != nil && e.MayBuy(o.MemberASN, nil, now) != nil {
+		if o.Spec.Side == Buy && e.CreditCheck != nil && e.CreditCheck(o.MemberASN, nil, now) != nil {
 			continue
 		}
 		e.match(o, now, 0, ch, true)

@@ -80,7 +80,7 @@ func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.
 		}}, st, n, nil
 }
 
-// bookCredit is the book's credit check (book.Options.MayBuy): settle's
+// bookCredit is the book's credit check (book.Options.CreditCheck): settle's
 // standing of the buyer counting its trades still on their way to the
 // store, and settle's check of a buy against it with the buyer's open
 // buys as the book holds them.

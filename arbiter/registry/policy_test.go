@@ -43,7 +43,7 @@ func TestPrefixPolicy(t *testing.T) {
 	}
 	for buyer, ok := range map[uint32]bool{64502: true, 64503: true, 64504: false} {
 		if ps[0].AllowsBuyer(buyer) != ok {
-			t.Errorf("allow list: MayBuy(%d) = %v", buyer, !ok)
+			t.Errorf("allow list: AllowsBuyer(%d) = %v", buyer, !ok)
 		}
 	}
 	if !ps[1].AllowsBuyer(64504) {

@@ -340,16 +340,16 @@ func (st Standing) Check(orders []Commitment, buy *Commitment) error {
 	return nil
 }
 
-// MayBuy reports whether member asn may buy at all now (its exposure is
+// CheckCredit reports whether member asn may buy at all now (its exposure is
 // below its limit): nil, or a *CreditError wrapping ErrCreditLimit.
 // Existing trades run on regardless. A warning is not an error: read
 // Credit to tell the member.
-func (s *Settlement) MayBuy(ctx context.Context, asn uint32) error {
-	return s.MayBuyWith(ctx, asn, nil)
+func (s *Settlement) CheckCredit(ctx context.Context, asn uint32) error {
+	return s.CheckCreditWith(ctx, asn, nil)
 }
 
-// MayBuyWith is MayBuy counting pending, asn's buy trades not yet stored.
-func (s *Settlement) MayBuyWith(ctx context.Context, asn uint32, pending []Commitment) error {
+// CheckCreditWith is CheckCredit counting pending, asn's buy trades not yet stored.
+func (s *Settlement) CheckCreditWith(ctx context.Context, asn uint32, pending []Commitment) error {
 	st, err := s.StandingOf(ctx, asn, pending)
 	if err != nil {
 		return err

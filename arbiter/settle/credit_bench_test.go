@@ -53,28 +53,28 @@ func creditBench(b *testing.B, n int) *ledger {
 var pendingBuy = []settle.Commitment{{CapacityBps: 10 * mbps, PriceMicros: 2_000_000,
 	Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 20, 0, 0, 0, 0, time.UTC)}}
 
-// BenchmarkMayBuyLimited is the book's credit check (MayBuyWith) of a
+// BenchmarkCheckCreditLimited is the book's credit check (CheckCreditWith) of a
 // member under a limit with 5,000 buy trades this month, answered from the
 // cache: nothing changed since its last check, so the reads are index
-// seeks that find no new row. Run it beside BenchmarkMayBuyFromScratch.
-func BenchmarkMayBuyLimited(b *testing.B) {
+// seeks that find no new row. Run it beside BenchmarkCheckCreditFromScratch.
+func BenchmarkCheckCreditLimited(b *testing.B) {
 	l := creditBench(b, 5000)
 	ctx := context.Background()
-	if err := l.s.MayBuyWith(ctx, asC, pendingBuy); err != nil { // fills the cache
+	if err := l.s.CheckCreditWith(ctx, asC, pendingBuy); err != nil { // fills the cache
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if err := l.s.MayBuyWith(ctx, asC, pendingBuy); err != nil {
+		if err := l.s.CheckCreditWith(ctx, asC, pendingBuy); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkMayBuyFromScratch answers BenchmarkMayBuyLimited's question by
+// BenchmarkCheckCreditFromScratch answers BenchmarkCheckCreditLimited's question by
 // the full computation (Credit, as every check did before the cache): the
 // member's whole ledger and every buy trade since the last settled period.
-func BenchmarkMayBuyFromScratch(b *testing.B) {
+func BenchmarkCheckCreditFromScratch(b *testing.B) {
 	l := creditBench(b, 5000)
 	ctx := context.Background()
 	for b.Loop() {
@@ -88,14 +88,14 @@ func BenchmarkMayBuyFromScratch(b *testing.B) {
 	}
 }
 
-// BenchmarkMayBuyUnlimited is the check of a member no limit applies to
+// BenchmarkCheckCreditUnlimited is the check of a member no limit applies to
 // (the order book benchmarks' buyers): the member and its limit, nothing
 // more.
-func BenchmarkMayBuyUnlimited(b *testing.B) {
+func BenchmarkCheckCreditUnlimited(b *testing.B) {
 	l := creditBench(b, 5000)
 	ctx := context.Background()
 	for b.Loop() {
-		if err := l.s.MayBuyWith(ctx, asA, pendingBuy); err != nil {
+		if err := l.s.CheckCreditWith(ctx, asA, pendingBuy); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,7 +9,7 @@ const (
 	CreditRecomputeEvery = creditRecomputeEvery
 )
 
-// CachedCredit is the figure MayBuyWith decides on (Limited false and no
+// CachedCredit is the figure CheckCreditWith decides on (Limited false and no
 // figures when no limit applies).
 func CachedCredit(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	st, err := s.cachedCredit(ctx, asn, pending)
@@ -22,7 +22,7 @@ func CreditRowsRead(s *Settlement) (ledger, trades int64) {
 	return s.credit.ledgerRows.Load(), s.credit.tradeRows.Load()
 }
 
-// CreditFromScratch is the full computation MayBuyWith's cache must equal.
+// CreditFromScratch is the full computation CheckCreditWith's cache must equal.
 func CreditFromScratch(s *Settlement, ctx context.Context, asn uint32, pending []Commitment) (Credit, error) {
 	return s.creditWith(ctx, asn, pending)
 }

@@ -15,7 +15,7 @@ import (
 	"pgregory.net/rapid"
 )
 
-// cached is the figure MayBuyWith decides on; it also checks that MayBuy
+// cached is the figure CheckCreditWith decides on; it also checks that CheckCredit
 // refuses exactly when that figure says stopped.
 func (l *ledger) cached(t testing.TB, asn uint32) settle.Credit {
 	t.Helper()
@@ -24,8 +24,8 @@ func (l *ledger) cached(t testing.TB, asn uint32) settle.Credit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.s.MayBuy(ctx, asn); errors.Is(err, settle.ErrCreditLimit) != (c.State == settle.CreditStopped) {
-		t.Fatalf("AS%d: MayBuy = %v for cached %+v", asn, err, c)
+	if err := l.s.CheckCredit(ctx, asn); errors.Is(err, settle.ErrCreditLimit) != (c.State == settle.CreditStopped) {
+		t.Fatalf("AS%d: CheckCredit = %v for cached %+v", asn, err, c)
 	}
 	return c
 }
@@ -138,7 +138,7 @@ func TestCreditCacheReadsOnlyWhatChanged(t *testing.T) {
 		if c, f := l.cached(t, asC), l.full(t, asC); c != f {
 			t.Errorf("%s: cached %+v, from scratch %+v", step, c, f)
 		}
-		// l.cached checks twice (CachedCredit, then MayBuy): the second
+		// l.cached checks twice (CachedCredit, then CheckCredit): the second
 		// finds nothing new.
 		L, T := settle.CreditRowsRead(l.s)
 		if L-lastL != ledger || T-lastT != trades {
@@ -237,7 +237,7 @@ func TestCreditCacheConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if err := l.s.MayBuy(ctx, asC); err != nil {
+				if err := l.s.CheckCredit(ctx, asC); err != nil {
 					errs <- err
 					return
 				}

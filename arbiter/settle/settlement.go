@@ -64,7 +64,7 @@ type Settlement struct {
 	now      func() time.Time
 	breaches BreachSource
 	gaps     GapSource
-	credit   creditCache // MayBuyWith's per-member exposure (credit.go)
+	credit   creditCache // CheckCreditWith's per-member exposure (credit.go)
 	// beforeCommit runs inside the run's transaction after every write;
 	// tests make it fail to prove a run is all or nothing.
 	beforeCommit func() error

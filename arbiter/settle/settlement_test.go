@@ -428,7 +428,7 @@ func TestCreditControl(t *testing.T) {
 	l.now = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
 	// C buys 500 Mbps at 3.00 for November: 1,500,000,000 accrues this month.
-	if err := l.s.MayBuy(ctx, asC); err != nil {
+	if err := l.s.CheckCredit(ctx, asC); err != nil {
 		t.Fatalf("no limit set, none by default: %v", err)
 	}
 	state := func(asn uint32) settle.Credit {
@@ -440,13 +440,13 @@ func TestCreditControl(t *testing.T) {
 		return c
 	}
 	l.s.SetCreditLimit(ctx, asC, 1_600_000_000) // 93.75 % used
-	if c := state(asC); c.State != settle.CreditWarning || c.AccruedMicros != 1_500_000_000 || c.ExposureMicros != 1_500_000_000 || l.s.MayBuy(ctx, asC) != nil {
+	if c := state(asC); c.State != settle.CreditWarning || c.AccruedMicros != 1_500_000_000 || c.ExposureMicros != 1_500_000_000 || l.s.CheckCredit(ctx, asC) != nil {
 		t.Errorf("at 94 %%: %+v, want a warning and buys allowed", c)
 	}
 	// A trade the book has matched but not yet stored counts as a stored
 	// one: 500 Mbps at 3.00 from the 20th accrues 11/30 of 1,500,000,000.
 	queued := settle.Commitment{CapacityBps: 500e6, PriceMicros: 3_000_000, Start: l.now, End: l.now.AddDate(0, 1, 0)}
-	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{queued}); !errors.Is(err, settle.ErrCreditLimit) ||
+	if err := l.s.CheckCreditWith(ctx, asC, []settle.Commitment{queued}); !errors.Is(err, settle.ErrCreditLimit) ||
 		!strings.Contains(err.Error(), "exposure 2050.000000") {
 		t.Errorf("with a queued trade: %v, want refused at exposure 2050", err)
 	}
@@ -455,13 +455,13 @@ func TestCreditControl(t *testing.T) {
 	// or its whole first month when that is a later month.
 	later := queued
 	later.Start = l.now.Add(time.Hour)
-	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{later}); !errors.Is(err, settle.ErrCreditLimit) {
+	if err := l.s.CheckCreditWith(ctx, asC, []settle.Commitment{later}); !errors.Is(err, settle.ErrCreditLimit) {
 		t.Errorf("with a queued trade not begun: %v, want refused", err)
 	}
 	next := queued
 	next.Start = settle.MonthOf(l.now).End
 	next.End = next.Start.AddDate(0, 2, 0)
-	if err := l.s.MayBuyWith(ctx, asC, []settle.Commitment{next}); !errors.Is(err, settle.ErrCreditLimit) ||
+	if err := l.s.CheckCreditWith(ctx, asC, []settle.Commitment{next}); !errors.Is(err, settle.ErrCreditLimit) ||
 		!strings.Contains(err.Error(), "exposure 3000.000000") {
 		t.Errorf("with a queued trade for next month: %v, want refused at exposure 3000 (its first month counts)", err)
 	}
@@ -469,12 +469,12 @@ func TestCreditControl(t *testing.T) {
 		t.Errorf("unknown member's credit: %v", err)
 	}
 	l.s.SetCreditLimit(ctx, asC, 1_500_000_000)
-	err := l.s.MayBuy(ctx, asC)
+	err := l.s.CheckCredit(ctx, asC)
 	var ce *settle.CreditError
 	if !errors.Is(err, settle.ErrCreditLimit) || !errors.As(err, &ce) || !strings.Contains(err.Error(), "AS64503") {
 		t.Errorf("at the limit: %v, want a CreditError naming AS64503", err)
 	}
-	if err := l.s.MayBuy(ctx, asB); err != nil {
+	if err := l.s.CheckCredit(ctx, asB); err != nil {
 		t.Errorf("B, a seller: %v", err)
 	}
 
@@ -493,7 +493,7 @@ func TestCreditControl(t *testing.T) {
 	if err := l.s.RecordPayment(ctx, asC, 1_503_750_000, "wire 42"); err != nil {
 		t.Fatal(err)
 	}
-	if c := state(asC); c.ExposureMicros != 0 || c.State != settle.CreditOK || l.s.MayBuy(ctx, asC) != nil {
+	if c := state(asC); c.ExposureMicros != 0 || c.State != settle.CreditOK || l.s.CheckCredit(ctx, asC) != nil {
 		t.Errorf("after payment: %+v", c)
 	}
 

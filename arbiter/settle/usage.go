@@ -10,7 +10,7 @@
 // exchange's statement, which balances to zero. UseRule.Events finds
 // sustained overuse and underuse. Settlement is the store side: Run writes a
 // period's invoices and append-only ledger entries in one transaction,
-// Correct writes only differences, and Credit/MayBuy is credit control.
+// Correct writes only differences, and CheckCredit is credit control.
 //
 // The package owns the usage_samples, ledger, invoices, settlement_runs,
 // settlement_disputes and credit_limits tables: each one's SQL is in the
