@@ -12,6 +12,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // fieldError is InvalidArgument with a BadRequest detail naming the field,
@@ -32,8 +33,7 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var bi *book.InvalidError
-	var ri *registry.InvalidError
+	var bad *invalid.Error
 	var refused *book.RefusedError
 	var standing *registry.StandingError
 	var limited *quality.RateLimitedError
@@ -51,10 +51,10 @@ func toStatus(err error) error {
 		return st.Err()
 	case errors.As(err, &refused):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.As(err, &bi):
-		return fieldError(bi.Field, bi.Msg)
-	case errors.As(err, &ri):
-		return fieldError(ri.Field, ri.Msg)
+	case errors.As(err, &bad):
+		// The one place bad input becomes InvalidArgument, for every
+		// domain package.
+		return fieldError(bad.Field, bad.Msg)
 	case errors.Is(err, book.ErrNotFound), errors.Is(err, registry.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, registry.ErrExists):

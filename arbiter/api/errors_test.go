@@ -13,6 +13,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // badRequestField returns the one field a status's BadRequest detail names.
@@ -60,21 +61,17 @@ func TestToStatusInvalid(t *testing.T) {
 		err   error
 		field string
 	}{
-		{"book", &book.InvalidError{Field: "spec.capacity_bps", Msg: "must be positive, got 0"}, "spec.capacity_bps"},
-		{"book wrapped", fmt.Errorf("placing: %w", &book.InvalidError{Field: "spec.delivery_end", Msg: "in the past"}), "spec.delivery_end"},
-		{"registry", &registry.InvalidError{Field: "router_addresses[1]", Msg: "listed twice"}, "router_addresses[1]"},
-		{"registry wrapped", fmt.Errorf("x: %w", &registry.InvalidError{Field: "samples[3].trade_id", Msg: "not yours"}), "samples[3].trade_id"},
+		{"book", &invalid.Error{Field: "spec.capacity_bps", Msg: "must be positive, got 0"}, "spec.capacity_bps"},
+		{"book wrapped", fmt.Errorf("placing: %w", &invalid.Error{Field: "spec.delivery_end", Msg: "in the past"}), "spec.delivery_end"},
+		{"registry", &invalid.Error{Field: "router_addresses[1]", Msg: "listed twice"}, "router_addresses[1]"},
+		{"registry wrapped", fmt.Errorf("x: %w", &invalid.Error{Field: "samples[3].trade_id", Msg: "not yours"}), "samples[3].trade_id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := toStatus(c.err)
 			wantField(t, err, c.field)
 			var msg string
-			var bi *book.InvalidError
-			var ri *registry.InvalidError
-			if errors.As(c.err, &bi) {
-				msg = bi.Msg
-			} else if errors.As(c.err, &ri) {
-				msg = ri.Msg
+			if bad, ok := invalid.As(c.err); ok {
+				msg = bad.Msg
 			}
 			if st, _ := status.FromError(err); st.Message() != c.field+": "+msg {
 				t.Errorf("message = %q, want %q", st.Message(), c.field+": "+msg)

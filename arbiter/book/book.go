@@ -11,6 +11,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/quality"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // ErrNotFound is an unknown order, or one that belongs to another member:
@@ -188,10 +189,10 @@ func (b *Book) Place(ctx context.Context, asn uint32, spec Spec, clientID string
 // ErrOfferGone or ErrOfferChanged says why an offer cannot be taken.
 func (b *Book) Take(ctx context.Context, asn uint32, sellID int64, spec Spec, clientID string) (Order, []Trade, error) {
 	if spec.Side != Buy {
-		return Order{}, nil, invalid("spec.side", "taking an offer is a buy")
+		return Order{}, nil, invalid.New("spec.side", "taking an offer is a buy")
 	}
 	if sellID <= 0 {
-		return Order{}, nil, invalid("offer_order_id", "is required")
+		return Order{}, nil, invalid.New("offer_order_id", "is required")
 	}
 	spec.Type = FOK
 	return b.place(ctx, asn, spec, clientID, sellID)

@@ -13,6 +13,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 const (
@@ -361,7 +362,7 @@ func TestSellMustBeRegistered(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	_, _, err := f.book.Place(ctx, seller, spec(book.Sell, "10.0.0.0/8", Gbps, 1), "")
-	var inv *book.InvalidError
+	var inv *invalid.Error
 	if !errors.As(err, &inv) || inv.Field != "spec.destination" {
 		t.Fatalf("sell of an unregistered prefix: %v", err)
 	}
@@ -396,7 +397,7 @@ func TestValidateNamesField(t *testing.T) {
 		s := spec(book.Buy, "198.51.100.0/24", Gbps, 1)
 		c.mod(&s)
 		err := s.Validate(now)
-		var inv *book.InvalidError
+		var inv *invalid.Error
 		if !errors.As(err, &inv) || inv.Field != c.field {
 			t.Errorf("want error on %s, got %v", c.field, err)
 		}

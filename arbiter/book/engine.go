@@ -11,6 +11,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -388,12 +389,12 @@ func (e *Engine) check(asn uint32, spec Spec, now time.Time) error {
 	}
 	// The monthly charge must fit the money type.
 	if _, err := units.PriceFor(units.Money(spec.PriceMicros), units.Bandwidth(spec.CapacityBps)); err != nil {
-		return invalid("spec.price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
+		return invalid.New("spec.price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
 	}
 	if spec.Side == Sell {
 		probe := &Order{MemberASN: asn, Spec: spec}
 		if len(e.routesOf(probe)) == 0 {
-			return invalid("spec.destination", "AS%d has no registered %v route for %v", asn, spec.Protocol, spec.Destination)
+			return invalid.New("spec.destination", "AS%d has no registered %v route for %v", asn, spec.Protocol, spec.Destination)
 		}
 		return nil
 	}
@@ -405,7 +406,7 @@ func (e *Engine) check(asn uint32, spec Spec, now time.Time) error {
 				}
 			}
 		}
-		return invalid("spec.destination.origin_asn", "no member has registered a route with origin AS%d", o)
+		return invalid.New("spec.destination.origin_asn", "no member has registered a route with origin AS%d", o)
 	}
 	return nil
 }
@@ -430,7 +431,7 @@ func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *
 func (e *Engine) Place(now time.Time, asn uint32, spec Spec, clientID string, only int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
 	if len(clientID) > 128 {
-		return Order{}, nil, nil, invalid("client_order_id", "longer than 128 characters")
+		return Order{}, nil, nil, invalid.New("client_order_id", "longer than 128 characters")
 	}
 	if clientID != "" {
 		if id, ok := e.clients[clientKey{asn, clientID}]; ok {
@@ -484,7 +485,7 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 		return fmt.Errorf("offer %d is no longer available (filled, cancelled or expired): %w", id, ErrOfferGone)
 	}
 	if sell.MemberASN == buy.MemberASN {
-		return invalid("offer_order_id", "offer %d is your own", id)
+		return invalid.New("offer_order_id", "offer %d is your own", id)
 	}
 	if sell.Spec.PriceMicros > buy.Spec.PriceMicros {
 		return fmt.Errorf("offer %d now asks %s per Mbps, above your limit %s: %w", id,
@@ -503,7 +504,7 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 			units.Bandwidth(avail), units.Bandwidth(buy.Remaining()), ErrOfferChanged)
 	}
 	if block := max(buy.Spec.MinBlockBps, sell.Spec.MinBlockBps); FillSize(buy.Remaining(), avail, buy.Spec.MinBlockBps, sell.Spec.MinBlockBps) != buy.Remaining() {
-		return invalid("capacity_bps", "%s is not a whole number of blocks of %s (the larger of your min_block_bps and offer %d's)",
+		return invalid.New("capacity_bps", "%s is not a whole number of blocks of %s (the larger of your min_block_bps and offer %d's)",
 			units.Bandwidth(buy.Remaining()), units.Bandwidth(block), id)
 	}
 	return nil
@@ -608,7 +609,7 @@ func (e *Engine) Cancel(now time.Time, asn uint32, id int64) (Order, *Change, er
 func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *int64) (Order, []Trade, *Change, error) {
 	now = now.UTC()
 	if capacity == nil && price == nil {
-		return Order{}, nil, nil, invalid("capacity_bps", "give capacity_bps and/or price_micros to change")
+		return Order{}, nil, nil, invalid.New("capacity_bps", "give capacity_bps and/or price_micros to change")
 	}
 	o, err := e.ownOpen(asn, id)
 	if err != nil {
@@ -625,26 +626,26 @@ func (e *Engine) Modify(now time.Time, asn uint32, id int64, capacity, price *in
 	spec := o.Spec
 	if capacity != nil {
 		if *capacity <= o.FilledBps {
-			return Order{}, nil, nil, invalid("capacity_bps", "%d is not above the %d bit/s already traded (cancel the order instead)", *capacity, o.FilledBps)
+			return Order{}, nil, nil, invalid.New("capacity_bps", "%d is not above the %d bit/s already traded (cancel the order instead)", *capacity, o.FilledBps)
 		}
 		if *capacity < spec.MinBlockBps {
-			return Order{}, nil, nil, invalid("capacity_bps", "%d is below min_block_bps %d", *capacity, spec.MinBlockBps)
+			return Order{}, nil, nil, invalid.New("capacity_bps", "%d is below min_block_bps %d", *capacity, spec.MinBlockBps)
 		}
 		if left := *capacity - o.FilledBps; left < spec.MinBlockBps {
 			// A remainder below one block can never trade.
-			return Order{}, nil, nil, invalid("capacity_bps", "%d leaves %d bit/s after the %d already traded, below min_block_bps %d",
+			return Order{}, nil, nil, invalid.New("capacity_bps", "%d leaves %d bit/s after the %d already traded, below min_block_bps %d",
 				*capacity, left, o.FilledBps, spec.MinBlockBps)
 		}
 		spec.CapacityBps = *capacity
 	}
 	if price != nil {
 		if *price < 0 {
-			return Order{}, nil, nil, invalid("price_micros", "must not be negative")
+			return Order{}, nil, nil, invalid.New("price_micros", "must not be negative")
 		}
 		spec.PriceMicros = *price
 	}
 	if _, err := units.PriceFor(units.Money(spec.PriceMicros), units.Bandwidth(spec.CapacityBps)); err != nil {
-		return Order{}, nil, nil, invalid("price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
+		return Order{}, nil, nil, invalid.New("price_micros", "price %d for %d bit/s overflows the monthly charge", spec.PriceMicros, spec.CapacityBps)
 	}
 	losesPriority := spec.PriceMicros != o.Spec.PriceMicros || spec.CapacityBps > o.Spec.CapacityBps
 	// A buy that may spend more is a new commitment: the credit check
@@ -682,25 +683,25 @@ func (e *Engine) Notify(now time.Time, evs []Event) (*Change, error) {
 			return nil, fmt.Errorf("%s: member AS%d: %w", field, ev.MemberASN, registry.ErrNotFound)
 		}
 		if ev.Order != nil {
-			return nil, invalid(field+".order", "settlement events are not about an order")
+			return nil, invalid.New(field+".order", "settlement events are not about an order")
 		}
 		switch ev.Type {
 		case UseOver, UseUnder:
 			if ev.Trade == nil || ev.Trade.ID <= 0 || ev.Use == nil {
-				return nil, invalid(field, "a %v event needs its trade and use figures", ev.Type)
+				return nil, invalid.New(field, "a %v event needs its trade and use figures", ev.Type)
 			}
 			if !ev.Use.End.After(ev.Use.Start) {
-				return nil, invalid(field+".use", "end %s is not after start %s", ev.Use.End.Format(time.RFC3339), ev.Use.Start.Format(time.RFC3339))
+				return nil, invalid.New(field+".use", "end %s is not after start %s", ev.Use.End.Format(time.RFC3339), ev.Use.Start.Format(time.RFC3339))
 			}
 			if ev.Credit != nil {
-				return nil, invalid(field+".credit", "a use event carries no credit figures")
+				return nil, invalid.New(field+".credit", "a use event carries no credit figures")
 			}
 		case CreditWarning, CreditStopped:
 			if ev.Credit == nil || ev.Trade != nil || ev.Use != nil {
-				return nil, invalid(field, "a %v event carries the credit figures only", ev.Type)
+				return nil, invalid.New(field, "a %v event carries the credit figures only", ev.Type)
 			}
 		default:
-			return nil, invalid(field+".type", "%v is not a settlement event", ev.Type)
+			return nil, invalid.New(field+".type", "%v is not a settlement event", ev.Type)
 		}
 	}
 	ch := &Change{}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Engine tests run the matching rules in memory, each from the rule's
@@ -310,9 +311,9 @@ func TestBadInputNamesField(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, _, _, err := e.Place(now, c.asn, c.s, "", 0)
-		var inv *book.InvalidError
+		var inv *invalid.Error
 		if !errors.As(err, &inv) || inv.Field != c.field {
-			t.Errorf("want InvalidError on %s, got %v", c.field, err)
+			t.Errorf("want invalid.Error on %s, got %v", c.field, err)
 		}
 	}
 	if e.OpenCount() != 0 {
@@ -338,7 +339,7 @@ func TestModifyRefusesWhatCannotTrade(t *testing.T) {
 	}
 	c := int64(Gbps + Gbps/2) // 1G traded: leaves 0.5G, half a block
 	_, _, _, err := e.Modify(now, 64501, sell.ID, &c, nil)
-	var ie *book.InvalidError
+	var ie *invalid.Error
 	if !errors.As(err, &ie) || ie.Field != "capacity_bps" {
 		t.Errorf("a remainder of half a block: %v, want InvalidArgument on capacity_bps", err)
 	}
@@ -374,7 +375,7 @@ func TestTakeOfferErrors(t *testing.T) {
 	odd := spec(book.Buy, "198.51.100.0/24", Gbps+Gbps/2, 10)
 	odd.Type, odd.MinBlockBps = book.FOK, Gbps/2
 	_, _, _, err := e.Place(now, 64510, odd, "", blocky.ID)
-	var ie *book.InvalidError
+	var ie *invalid.Error
 	if !errors.As(err, &ie) || ie.Field != "capacity_bps" || errors.Is(err, book.ErrOfferChanged) {
 		t.Errorf("taking 1.5G in 1G blocks: %v, want InvalidArgument on capacity_bps", err)
 	}

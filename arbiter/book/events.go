@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // EventType follows the gRPC contract's numbers.
@@ -172,7 +174,7 @@ func (b *Book) AppendEvents(ctx context.Context, evs []Event) ([]Event, error) {
 				return nil, err
 			}
 			if !party {
-				return nil, invalid(fmt.Sprintf("events[%d].trade", i), "AS%d has no trade %d", ev.MemberASN, ev.Trade.ID)
+				return nil, invalid.New(fmt.Sprintf("events[%d].trade", i), "AS%d has no trade %d", ev.MemberASN, ev.Trade.ID)
 			}
 		}
 		if k := dedupKey(ev); k != "" {

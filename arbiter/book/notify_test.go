@@ -11,6 +11,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // measure stores one agent measurement of the path through via toward
@@ -227,9 +228,9 @@ func TestAppendEventsRefusesBadInput(t *testing.T) {
 		{"unknown trade", book.Event{MemberASN: buyer, Type: book.UseOver, Trade: &book.Trade{ID: 999}, Use: use}, "events[0].trade"},
 	} {
 		_, err := f.book.AppendEvents(ctx, []book.Event{c.ev})
-		var ie *book.InvalidError
+		var ie *invalid.Error
 		if !errors.As(err, &ie) || ie.Field != c.field {
-			t.Errorf("%s: %v, want an InvalidError on %s", c.name, err, c.field)
+			t.Errorf("%s: %v, want an invalid.Error on %s", c.name, err, c.field)
 		}
 	}
 	if _, err := f.book.AppendEvents(ctx, []book.Event{{MemberASN: 65000, Type: book.CreditWarning, Credit: credit}}); err == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // The enums use the numbers of the gRPC contract so conversion is a cast.
@@ -233,19 +234,6 @@ func (t Trade) StatusAt(now time.Time) TradeStatus {
 	return Ended
 }
 
-// InvalidError is bad input; Field names the offending field the way the
-// gRPC contract spells it.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
-
-func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
 // MaxPeriod bounds a delivery period; longer contracts are a typo.
 const MaxPeriod = 10 * 366 * 24 * time.Hour
 
@@ -268,14 +256,14 @@ func (s Spec) EffectiveStart(now time.Time) time.Time {
 // Validate checks a spec on its own (the registry checks come later).
 func (s Spec) Validate(now time.Time) error {
 	if s.Side != Buy && s.Side != Sell {
-		return invalid("spec.side", "must be buy or sell")
+		return invalid.New("spec.side", "must be buy or sell")
 	}
 	d := s.Destination
 	n := 0
 	if d.Prefix.IsValid() {
 		n++
 		if d.Prefix != d.Prefix.Masked() {
-			return invalid("spec.destination.prefix", "%v has host bits set; did you mean %v?", d.Prefix, d.Prefix.Masked())
+			return invalid.New("spec.destination.prefix", "%v has host bits set; did you mean %v?", d.Prefix, d.Prefix.Masked())
 		}
 	}
 	if d.OriginASN != 0 {
@@ -284,88 +272,88 @@ func (s Spec) Validate(now time.Time) error {
 	if d.RouteType != 0 {
 		n++
 		if !d.RouteType.Valid() {
-			return invalid("spec.destination.route_type", "must be customer, peer, transit or specific")
+			return invalid.New("spec.destination.route_type", "must be customer, peer, transit or specific")
 		}
 	}
 	if n != 1 {
-		return invalid("spec.destination", "give exactly one of prefix, origin_asn or route_type")
+		return invalid.New("spec.destination", "give exactly one of prefix, origin_asn or route_type")
 	}
 	if s.Protocol != IPv4 && s.Protocol != IPv6 {
-		return invalid("spec.protocol", "must be ipv4 or ipv6")
+		return invalid.New("spec.protocol", "must be ipv4 or ipv6")
 	}
 	if d.Prefix.IsValid() && !s.Protocol.Fits(d.Prefix.Addr()) {
-		return invalid("spec.protocol", "%v is not an %v prefix", d.Prefix, s.Protocol)
+		return invalid.New("spec.protocol", "%v is not an %v prefix", d.Prefix, s.Protocol)
 	}
 	if s.CapacityBps <= 0 {
-		return invalid("spec.capacity_bps", "must be positive, got %d", s.CapacityBps)
+		return invalid.New("spec.capacity_bps", "must be positive, got %d", s.CapacityBps)
 	}
 	if s.MinBlockBps <= 0 {
-		return invalid("spec.min_block_bps", "must be positive, got %d", s.MinBlockBps)
+		return invalid.New("spec.min_block_bps", "must be positive, got %d", s.MinBlockBps)
 	}
 	if s.MinBlockBps > s.CapacityBps {
-		return invalid("spec.min_block_bps", "%d is larger than capacity_bps %d", s.MinBlockBps, s.CapacityBps)
+		return invalid.New("spec.min_block_bps", "%d is larger than capacity_bps %d", s.MinBlockBps, s.CapacityBps)
 	}
 	if s.PriceMicros < 0 {
-		return invalid("spec.price_micros", "must not be negative, got %d", s.PriceMicros)
+		return invalid.New("spec.price_micros", "must not be negative, got %d", s.PriceMicros)
 	}
 	q := s.Quality
 	if q.MaxLatencyUs != nil && *q.MaxLatencyUs < 0 {
-		return invalid("spec.quality.max_latency_us", "must not be negative")
+		return invalid.New("spec.quality.max_latency_us", "must not be negative")
 	}
 	if q.MaxJitterUs != nil && *q.MaxJitterUs < 0 {
-		return invalid("spec.quality.max_jitter_us", "must not be negative")
+		return invalid.New("spec.quality.max_jitter_us", "must not be negative")
 	}
 	if q.MaxLossPPM != nil && (*q.MaxLossPPM < 0 || *q.MaxLossPPM > 1_000_000) {
-		return invalid("spec.quality.max_loss_ppm", "must be between 0 and 1000000 (parts per million)")
+		return invalid.New("spec.quality.max_loss_ppm", "must be between 0 and 1000000 (parts per million)")
 	}
 	if q.MaxASHops != nil && *q.MaxASHops < 0 {
-		return invalid("spec.quality.max_as_hops", "must not be negative")
+		return invalid.New("spec.quality.max_as_hops", "must not be negative")
 	}
 	if s.TrafficType < AnyTraffic || s.TrafficType > Realtime {
-		return invalid("spec.traffic_type", "must be any, bulk, interactive or realtime")
+		return invalid.New("spec.traffic_type", "must be any, bulk, interactive or realtime")
 	}
 	if s.Start.IsZero() {
-		return invalid("spec.delivery_start", "is required")
+		return invalid.New("spec.delivery_start", "is required")
 	}
 	if s.End.IsZero() {
-		return invalid("spec.delivery_end", "is required")
+		return invalid.New("spec.delivery_end", "is required")
 	}
 	if !s.End.After(s.Start) {
-		return invalid("spec.delivery_end", "%s is not after delivery_start %s", s.End.UTC().Format(time.RFC3339), s.Start.UTC().Format(time.RFC3339))
+		return invalid.New("spec.delivery_end", "%s is not after delivery_start %s", s.End.UTC().Format(time.RFC3339), s.Start.UTC().Format(time.RFC3339))
 	}
 	if !s.End.After(now) {
-		return invalid("spec.delivery_end", "%s is in the past", s.End.UTC().Format(time.RFC3339))
+		return invalid.New("spec.delivery_end", "%s is in the past", s.End.UTC().Format(time.RFC3339))
 	}
 	if s.Start.Before(now.Add(-StartSkew)) {
-		return invalid("spec.delivery_start", "%s is in the past (now is %s); give a start from now on (up to %v earlier is taken as now)",
+		return invalid.New("spec.delivery_start", "%s is in the past (now is %s); give a start from now on (up to %v earlier is taken as now)",
 			s.Start.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), StartSkew)
 	}
 	if s.End.Sub(s.Start) > MaxPeriod {
-		return invalid("spec.delivery_end", "delivery period longer than 10 years")
+		return invalid.New("spec.delivery_end", "delivery period longer than 10 years")
 	}
 	if s.Type < Limit || s.Type > FOK {
-		return invalid("spec.order_type", "must be limit, ioc or fok")
+		return invalid.New("spec.order_type", "must be limit, ioc or fok")
 	}
 	if s.Side == Sell {
 		if s.Ranking != 0 {
-			return invalid("spec.ranking", "only a buy order has a ranking")
+			return invalid.New("spec.ranking", "only a buy order has a ranking")
 		}
 		if s.SingleSeller {
-			return invalid("spec.single_seller", "only a buy order can forbid splitting")
+			return invalid.New("spec.single_seller", "only a buy order can forbid splitting")
 		}
 		if s.PriceWeight != 0 {
-			return invalid("spec.price_weight_percent", "only a buy order has a ranking weight")
+			return invalid.New("spec.price_weight_percent", "only a buy order has a ranking weight")
 		}
 		return nil
 	}
 	if s.Ranking < 0 || s.Ranking > Weighted {
-		return invalid("spec.ranking", "must be price, performance or weighted")
+		return invalid.New("spec.ranking", "must be price, performance or weighted")
 	}
 	if s.PriceWeight > 100 {
-		return invalid("spec.price_weight_percent", "must be 0..100, got %d", s.PriceWeight)
+		return invalid.New("spec.price_weight_percent", "must be 0..100, got %d", s.PriceWeight)
 	}
 	if s.PriceWeight != 0 && s.Ranking != Weighted {
-		return invalid("spec.price_weight_percent", "only applies with ranking weighted")
+		return invalid.New("spec.price_weight_percent", "only applies with ranking weighted")
 	}
 	return nil
 }

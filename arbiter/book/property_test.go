@@ -19,6 +19,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/invalid"
 	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
@@ -263,7 +264,7 @@ func (w *propWorld) place(t *rapid.T, asn uint32, s book.Spec) {
 		want = "spec.delivery_start"
 	}
 	if want != "" {
-		var inv *book.InvalidError
+		var inv *invalid.Error
 		if !errors.As(err, &inv) || inv.Field != want {
 			t.Fatalf("placing %+v at %v: want a refusal naming %s, got %v", s, w.now, want, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Time in the book: an order's effective start is the later of its start
@@ -99,7 +100,7 @@ func TestTimeInTheBook(t *testing.T) {
 				before := e.OpenCount()
 				o, tr, _, err := e.Place(at, st.asn, st.spec(), "", 0)
 				if st.field != "" {
-					var inv *book.InvalidError
+					var inv *invalid.Error
 					if !errors.As(err, &inv) || inv.Field != st.field {
 						t.Fatalf("step %d: want a refusal naming %s, got %v", i, st.field, err)
 					}

@@ -17,13 +17,14 @@ import (
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // validateSettle checks the settle: section, naming its keys as the file
 // spells them.
 func (c *Config) validateSettle() error {
 	err := c.Settle.Validate()
-	var ie *registry.InvalidError
+	var ie *invalid.Error
 	if errors.As(err, &ie) {
 		return config.Errorf("settle."+ie.Field, "%s", ie.Msg)
 	}

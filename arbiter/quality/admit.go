@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // What a member may report (a member may lie about anything it is free to
@@ -34,18 +35,18 @@ func (x *Matrix) admit(ctx context.Context, tx *sql.Tx, r registry.Member, ms []
 	for i, m := range ms {
 		f := func(name string) string { return fmt.Sprintf("measurements[%d].%s", i, name) }
 		if m.At.Before(oldest) {
-			return &registry.InvalidError{Field: f("measured_at"), Msg: fmt.Sprintf("%s is older than this arbiter takes (%v before now, quality.freshness)",
+			return &invalid.Error{Field: f("measured_at"), Msg: fmt.Sprintf("%s is older than this arbiter takes (%v before now, quality.freshness)",
 				m.At.UTC().Format(time.RFC3339), x.window())}
 		}
 		if m.ViaASN == r.ASN {
-			return &registry.InvalidError{Field: f("via_asn"), Msg: fmt.Sprintf("AS%d is the reporter: a member is not asked to measure through itself", m.ViaASN)}
+			return &invalid.Error{Field: f("via_asn"), Msg: fmt.Sprintf("AS%d is the reporter: a member is not asked to measure through itself", m.ViaASN)}
 		}
 		s := sellers[m.ViaASN]
 		if s == nil {
 			var err error
 			if s, err = x.loadSellerPaths(ctx, tx, r.ID, m.ViaASN); err != nil {
 				if errors.Is(err, registry.ErrNotFound) {
-					return &registry.InvalidError{Field: f("via_asn"), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
+					return &invalid.Error{Field: f("via_asn"), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
 				}
 				return err
 			}
@@ -70,10 +71,10 @@ func (x *Matrix) admit(ctx context.Context, tx *sql.Tx, r registry.Member, ms []
 		case during:
 			continue
 		case tasked || traded:
-			return &registry.InvalidError{Field: f("measured_at"), Msg: fmt.Sprintf("%s is before AS%d was asked to measure %s through AS%d, or outside its trade",
+			return &invalid.Error{Field: f("measured_at"), Msg: fmt.Sprintf("%s is before AS%d was asked to measure %s through AS%d, or outside its trade",
 				m.At.UTC().Format(time.RFC3339), r.ASN, m.Prefix, m.ViaASN)}
 		}
-		return &registry.InvalidError{Field: f("destination_prefix"), Msg: fmt.Sprintf("AS%d is not asked to measure %s through AS%d (not inside a prefix AS%d registered, with a router of its family) and bought no trade of it",
+		return &invalid.Error{Field: f("destination_prefix"), Msg: fmt.Sprintf("AS%d is not asked to measure %s through AS%d (not inside a prefix AS%d registered, with a router of its family) and bought no trade of it",
 			r.ASN, m.Prefix, m.ViaASN, m.ViaASN)}
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Reports are limited per member by a token bucket of measurement rows:
@@ -58,7 +58,7 @@ func (l *limiter) take(asn uint32, n int, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n > l.burst {
-		return &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("%d rows: at most %d per report at this arbiter (quality.report_burst)", n, l.burst)}
+		return &invalid.Error{Field: "measurements", Msg: fmt.Sprintf("%d rows: at most %d per report at this arbiter (quality.report_burst)", n, l.burst)}
 	}
 	if l.buckets == nil {
 		l.buckets = map[uint32]*bucket{}

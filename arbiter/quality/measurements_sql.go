@@ -11,6 +11,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 	"github.com/bwxchange/bwx/shared/pathscore"
 )
 
@@ -34,7 +35,7 @@ const (
 // conflict clause skips is a duplicate.
 func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, owner func(*sql.Tx, time.Time) (any, error)) (accepted, duplicates int, err error) {
 	if len(ms) > MaxBatch {
-		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
+		return 0, 0, &invalid.Error{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
 	now := x.now()
 	for i, m := range ms {
@@ -52,7 +53,7 @@ func (x *Matrix) store(ctx context.Context, ms []Measurement, insert string, own
 			m := ms[i]
 			via, err := registry.GetMember(ctx, tx, m.ViaASN)
 			if err != nil {
-				return nil, &registry.InvalidError{Field: fmt.Sprintf("measurements[%d].via_asn", i), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
+				return nil, &invalid.Error{Field: fmt.Sprintf("measurements[%d].via_asn", i), Msg: fmt.Sprintf("AS%d is not a member", m.ViaASN)}
 			}
 			return []any{who, m.IdempotencyKey, via.ID, m.Prefix.Masked().String(), m.Target.String(),
 				store.Micros(m.At), m.LatencyUs, m.JitterUs, m.LossPPM, m.ASHops, m.IPHops, m.ProbesSent}, nil

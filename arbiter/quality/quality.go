@@ -17,6 +17,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Measurement is one reported probe result.
@@ -104,19 +105,19 @@ func (m Measurement) Validate(i int, now time.Time) error {
 	f := func(name string) string { return fmt.Sprintf("measurements[%d].%s", i, name) }
 	switch {
 	case m.IdempotencyKey == "" || len(m.IdempotencyKey) > 128:
-		return &registry.InvalidError{Field: f("idempotency_key"), Msg: "must be 1..128 characters"}
+		return &invalid.Error{Field: f("idempotency_key"), Msg: "must be 1..128 characters"}
 	case m.ViaASN == 0:
-		return &registry.InvalidError{Field: f("via_asn"), Msg: "is required"}
+		return &invalid.Error{Field: f("via_asn"), Msg: "is required"}
 	case !m.Prefix.IsValid() || m.Prefix.Addr().Is4In6() || m.Prefix.Addr().Zone() != "":
-		return &registry.InvalidError{Field: f("destination_prefix"), Msg: "is not a CIDR prefix (IPv4 in dotted form)"}
+		return &invalid.Error{Field: f("destination_prefix"), Msg: "is not a CIDR prefix (IPv4 in dotted form)"}
 	case !m.Target.IsValid() || !m.Prefix.Contains(m.Target):
-		return &registry.InvalidError{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
+		return &invalid.Error{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
 	case m.At.IsZero() || m.At.After(now.Add(MaxSkew)):
-		return &registry.InvalidError{Field: f("measured_at"), Msg: "missing or in the future"}
+		return &invalid.Error{Field: f("measured_at"), Msg: "missing or in the future"}
 	case m.LatencyUs < 0 || m.JitterUs < 0 || m.ASHops < 0 || m.IPHops < 0 || m.ProbesSent < 0:
-		return &registry.InvalidError{Field: f("latency_us"), Msg: "latency, jitter, hops and probe counts must not be negative"}
+		return &invalid.Error{Field: f("latency_us"), Msg: "latency, jitter, hops and probe counts must not be negative"}
 	case m.LossPPM < 0 || m.LossPPM > 1_000_000:
-		return &registry.InvalidError{Field: f("loss_ppm"), Msg: "must be 0..1000000"}
+		return &invalid.Error{Field: f("loss_ppm"), Msg: "must be 0..1000000"}
 	}
 	return nil
 }
@@ -127,7 +128,7 @@ func (m Measurement) Validate(i int, now time.Time) error {
 // Limit): otherwise nothing is stored.
 func (x *Matrix) Report(ctx context.Context, reporter uint32, ms []Measurement) (accepted, duplicates int, err error) {
 	if len(ms) > MaxBatch {
-		return 0, 0, &registry.InvalidError{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
+		return 0, 0, &invalid.Error{Field: "measurements", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
 	if err := x.limits.take(reporter, len(ms), x.now()); err != nil {
 		return 0, 0, err

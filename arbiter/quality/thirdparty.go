@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Sources of third-party measurements (claim 10). They have no reporting
@@ -23,7 +23,7 @@ const (
 // a duplicate.
 func (x *Matrix) ReportThirdParty(ctx context.Context, source string, ms []Measurement) (accepted, duplicates int, err error) {
 	if source != SourceAtlas {
-		return 0, 0, &registry.InvalidError{Field: "source", Msg: fmt.Sprintf("%q is not a third-party source (want %q)", source, SourceAtlas)}
+		return 0, 0, &invalid.Error{Field: "source", Msg: fmt.Sprintf("%q is not a third-party source (want %q)", source, SourceAtlas)}
 	}
 	return x.store(ctx, ms, insertThirdParty,
 		func(*sql.Tx, time.Time) (any, error) { return source, nil })

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // revocations is the set of revoked serials, read from the store once and
@@ -52,7 +53,7 @@ func (r *Registry) Revoked(ctx context.Context, serial string) (bool, error) {
 // twice keeps the first time.
 func (r *Registry) RevokeCertificate(ctx context.Context, serial string) (Certificate, error) {
 	if b, err := hex.DecodeString(serial); err != nil || len(b) == 0 || len(b) > 20 {
-		return Certificate{}, &InvalidError{Field: "serial", Msg: fmt.Sprintf("%q is not a certificate serial (hex, at most 20 bytes)", serial)}
+		return Certificate{}, &invalid.Error{Field: "serial", Msg: fmt.Sprintf("%q is not a certificate serial (hex, at most 20 bytes)", serial)}
 	}
 	var c Certificate
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // RouteType is the kind of a registered route (claim 4).
@@ -111,18 +112,18 @@ func (p *Prefix) AllowsBuyer(buyer uint32) bool {
 // validatePolicy checks the routing policy fields.
 func (p *Prefix) validatePolicy() error {
 	if p.Prepends < 0 || p.Prepends > MaxPrepends {
-		return invalid("prepends", "must be 0 to %d, got %d", MaxPrepends, p.Prepends)
+		return invalid.New("prepends", "must be 0 to %d, got %d", MaxPrepends, p.Prepends)
 	}
 	seen := map[uint32]bool{}
 	for i, a := range p.AllowedBuyers {
 		f := fmt.Sprintf("allowed_buyers[%d]", i)
 		switch {
 		case a == 0 || a == 23456 || a == 4294967295:
-			return invalid(f, "%d is reserved and cannot be a member ASN", a)
+			return invalid.New(f, "%d is reserved and cannot be a member ASN", a)
 		case a == p.MemberASN:
-			return invalid(f, "AS%d is the prefix's own member", a)
+			return invalid.New(f, "AS%d is the prefix's own member", a)
 		case seen[a]:
-			return invalid(f, "AS%d is listed twice", a)
+			return invalid.New(f, "AS%d is listed twice", a)
 		}
 		seen[a] = true
 	}
@@ -149,18 +150,6 @@ func parseASNs(s string) ([]uint32, error) {
 	return out, nil
 }
 
-// InvalidError is bad input; Field names what is wrong so the API can say so.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
-
-func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
 // ErrNotFound is returned for an unknown member or prefix.
 var ErrNotFound = errors.New("not found")
 
@@ -170,37 +159,37 @@ var ErrExists = errors.New("already exists")
 // Validate checks a new member before anything is written.
 func (m *Member) Validate() error {
 	if m.ASN == 0 || m.ASN == 23456 || m.ASN == 4294967295 {
-		return invalid("asn", "%d is reserved and cannot be a member ASN", m.ASN)
+		return invalid.New("asn", "%d is reserved and cannot be a member ASN", m.ASN)
 	}
 	if strings.TrimSpace(m.Name) == "" {
-		return invalid("name", "must not be empty")
+		return invalid.New("name", "must not be empty")
 	}
 	if len(m.Name) > 128 {
-		return invalid("name", "longer than 128 characters")
+		return invalid.New("name", "longer than 128 characters")
 	}
 	if strings.TrimSpace(m.Port.Name) == "" {
-		return invalid("port.name", "must not be empty")
+		return invalid.New("port.name", "must not be empty")
 	}
 	if m.Port.CapacityBps <= 0 {
-		return invalid("port.capacity_bps", "must be positive, got %d", m.Port.CapacityBps)
+		return invalid.New("port.capacity_bps", "must be positive, got %d", m.Port.CapacityBps)
 	}
 	if len(m.Routers) == 0 {
-		return invalid("router_addresses", "at least one router address on the exchange LAN is needed")
+		return invalid.New("router_addresses", "at least one router address on the exchange LAN is needed")
 	}
 	seen := map[netip.Addr]bool{}
 	for i, a := range m.Routers {
 		f := fmt.Sprintf("router_addresses[%d]", i)
 		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			return invalid(f, "%v is not a usable unicast router address", a)
+			return invalid.New(f, "%v is not a usable unicast router address", a)
 		}
 		if a.Is4In6() {
-			return invalid(f, "%v: write IPv4 addresses in dotted form", a)
+			return invalid.New(f, "%v: write IPv4 addresses in dotted form", a)
 		}
 		if a.Zone() != "" {
-			return invalid(f, "%v: a router address on the exchange LAN takes no zone", a)
+			return invalid.New(f, "%v: a router address on the exchange LAN takes no zone", a)
 		}
 		if seen[a] {
-			return invalid(f, "%v is listed twice", a)
+			return invalid.New(f, "%v is listed twice", a)
 		}
 		seen[a] = true
 	}
@@ -212,13 +201,13 @@ func (m *Member) Validate() error {
 func ParsePrefix(field, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil {
-		return netip.Prefix{}, invalid(field, "%q is not a CIDR prefix", s)
+		return netip.Prefix{}, invalid.New(field, "%q is not a CIDR prefix", s)
 	}
 	if p.Addr().Is4In6() {
-		return netip.Prefix{}, invalid(field, "%q: write IPv4 prefixes in dotted form", s)
+		return netip.Prefix{}, invalid.New(field, "%q: write IPv4 prefixes in dotted form", s)
 	}
 	if p != p.Masked() {
-		return netip.Prefix{}, invalid(field, "%q has host bits set; did you mean %v?", s, p.Masked())
+		return netip.Prefix{}, invalid.New(field, "%q has host bits set; did you mean %v?", s, p.Masked())
 	}
 	return p, nil
 }
@@ -344,10 +333,10 @@ type Querier = store.Querier
 // member's ASN.
 func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
 	if !p.Prefix.IsValid() {
-		return Prefix{}, invalid("prefix", "missing")
+		return Prefix{}, invalid.New("prefix", "missing")
 	}
 	if !p.Type.Valid() {
-		return Prefix{}, invalid("route_type", "must be customer, peer, transit or specific")
+		return Prefix{}, invalid.New("route_type", "must be customer, peer, transit or specific")
 	}
 	if p.OriginASN == 0 {
 		p.OriginASN = p.MemberASN
@@ -364,7 +353,7 @@ func (r *Registry) AddPrefix(ctx context.Context, p Prefix) (Prefix, error) {
 		}
 		for i, b := range p.AllowedBuyers {
 			if _, err := getMember(ctx, tx, b); err != nil {
-				return &InvalidError{Field: fmt.Sprintf("allowed_buyers[%d]", i), Msg: err.Error()}
+				return &invalid.Error{Field: fmt.Sprintf("allowed_buyers[%d]", i), Msg: err.Error()}
 			}
 		}
 		err = insertPrefix(ctx, tx, m.ID, p)

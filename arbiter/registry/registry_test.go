@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 const Gbps = 1_000_000_000
@@ -56,12 +57,12 @@ func count(t *testing.T, db *store.DB, table string) int {
 
 func wantInvalid(t *testing.T, err error, field string) {
 	t.Helper()
-	var ie *InvalidError
+	var ie *invalid.Error
 	if !errors.As(err, &ie) {
-		t.Fatalf("err = %v (%T), want *InvalidError on %q", err, err, field)
+		t.Fatalf("err = %v (%T), want *invalid.Error on %q", err, err, field)
 	}
 	if ie.Field != field {
-		t.Fatalf("InvalidError field = %q (%v), want %q", ie.Field, err, field)
+		t.Fatalf("invalid.Error field = %q (%v), want %q", ie.Field, err, field)
 	}
 	if !strings.HasPrefix(err.Error(), field+": ") {
 		t.Fatalf("Error() = %q, want it to start with the field %q", err.Error(), field)

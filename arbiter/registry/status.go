@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // MemberStatus is where a member stands with the exchange.
@@ -132,7 +133,7 @@ var ErrRemoved = errors.New("was removed from the exchange: removal is final")
 func checkReason(reason string) (string, error) {
 	reason = strings.TrimSpace(reason)
 	if len(reason) > MaxReasonLength {
-		return "", invalid("reason", "longer than %d characters", MaxReasonLength)
+		return "", invalid.New("reason", "longer than %d characters", MaxReasonLength)
 	}
 	return reason, nil
 }

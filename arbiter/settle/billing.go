@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Trade is what billing needs of a trade. PriceMicros is micro-units per
@@ -21,15 +23,15 @@ type Trade struct {
 func (t Trade) validate() error {
 	switch {
 	case t.ID <= 0:
-		return invalid("trade.id", "must be positive")
+		return invalid.New("trade.id", "must be positive")
 	case t.BuyerASN == 0 || t.SellerASN == 0 || t.BuyerASN == t.SellerASN:
-		return invalid(fmt.Sprintf("trade %d", t.ID), "needs a buyer and a different seller")
+		return invalid.New(fmt.Sprintf("trade %d", t.ID), "needs a buyer and a different seller")
 	case t.CapacityBps <= 0:
-		return invalid(fmt.Sprintf("trade %d capacity_bps", t.ID), "must be positive")
+		return invalid.New(fmt.Sprintf("trade %d capacity_bps", t.ID), "must be positive")
 	case t.PriceMicros < 0:
-		return invalid(fmt.Sprintf("trade %d price_micros", t.ID), "must not be negative")
+		return invalid.New(fmt.Sprintf("trade %d price_micros", t.ID), "must not be negative")
 	case !t.End.After(t.Start):
-		return invalid(fmt.Sprintf("trade %d end", t.ID), "must be after start")
+		return invalid.New(fmt.Sprintf("trade %d end", t.ID), "must be after start")
 	}
 	return nil
 }
@@ -82,7 +84,7 @@ func NewBiller(cfg Config, p Period, policy Policy) (*Biller, error) {
 		return nil, err
 	}
 	if policy < BuyerFigure || policy > MaxFigure {
-		return nil, invalid("policy", "unknown policy %d", int(policy))
+		return nil, invalid.New("policy", "unknown policy %d", int(policy))
 	}
 	return &Biller{cfg: cfg, errors: cfg.Errors(), policy: policy, period: p}, nil
 }
@@ -162,7 +164,7 @@ func (b *Biller) Bill(t Trade, samples []Sample, breaches, gaps []Interval) (Tra
 	bill.BuyerFee = frac([]int64{bill.Gross, b.cfg.FeeBP}, []int64{BasisPoints})
 	// 2^63 micro-units is 9.2e12 currency units: only absurd input gets here.
 	if overflow || bill.Committed > math.MaxInt64/4 || bill.Overage > math.MaxInt64/4 {
-		return TradeBill{}, invalid(fmt.Sprintf("trade %d", t.ID), "charges overflow int64 micro-units (capacity %d bps at %d per Mbps)", t.CapacityBps, t.PriceMicros)
+		return TradeBill{}, invalid.New(fmt.Sprintf("trade %d", t.ID), "charges overflow int64 micro-units (capacity %d bps at %d per Mbps)", t.CapacityBps, t.PriceMicros)
 	}
 	bill.SellerFee = bill.BuyerFee
 	return bill, nil

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // The golden cases bill November 2026: 30 days = 2,592,000 s. Terms:
@@ -304,7 +304,7 @@ func TestSlotsMergeAndFallback(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	var ie *registry.InvalidError
+	var ie *invalid.Error
 	cfg := terms
 	cfg.FeeBP = -1
 	if _, err := settle.NewBiller(cfg, nov, settle.BuyerFigure); !errors.As(err, &ie) || ie.Field != "fee_bp" {
@@ -444,7 +444,7 @@ func TestConfigFromYAML(t *testing.T) {
 		t.Error(err)
 	}
 	cfg.Use.MinDuration = time.Minute
-	var ie *registry.InvalidError
+	var ie *invalid.Error
 	if err := cfg.Validate(); !errors.As(err, &ie) || ie.Field != "use.min_duration" {
 		t.Errorf("1 minute runs: %v", err)
 	}

@@ -1,11 +1,10 @@
 package settle
 
 import (
-	"fmt"
 	"math"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // SlotLength is the default usage interval billing works on: 5-minute
@@ -73,10 +72,6 @@ func DefaultConfig() Config {
 	}
 }
 
-func invalid(field, format string, args ...any) error {
-	return &registry.InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
 // Errors is the error model disputes are judged by.
 func (c Config) Errors() Errors {
 	return Errors{K: c.DisputeK, SamplingRate: c.SamplingRate, MaxFrameBits: 8 * c.MaxFrameBytes}
@@ -86,25 +81,25 @@ func (c Config) Errors() Errors {
 func (c Config) Validate() error {
 	switch {
 	case c.OverageMultiplierBP < 0 || c.OverageMultiplierBP > 100*BasisPoints:
-		return invalid("overage_multiplier_bp", "must be 0..%d (100x), got %d", 100*BasisPoints, c.OverageMultiplierBP)
+		return invalid.New("overage_multiplier_bp", "must be 0..%d (100x), got %d", 100*BasisPoints, c.OverageMultiplierBP)
 	case c.SLACreditFactorBP < 0 || c.SLACreditFactorBP > 100*BasisPoints:
-		return invalid("sla_credit_factor_bp", "must be 0..%d (100x), got %d", 100*BasisPoints, c.SLACreditFactorBP)
+		return invalid.New("sla_credit_factor_bp", "must be 0..%d (100x), got %d", 100*BasisPoints, c.SLACreditFactorBP)
 	case c.FeeBP < 0 || c.FeeBP > BasisPoints:
-		return invalid("fee_bp", "must be 0..%d (100 %%), got %d", BasisPoints, c.FeeBP)
+		return invalid.New("fee_bp", "must be 0..%d (100 %%), got %d", BasisPoints, c.FeeBP)
 	case !(c.DisputeK > 0) || math.IsInf(c.DisputeK, 0):
-		return invalid("dispute_k", "must be a positive number, got %v", c.DisputeK)
+		return invalid.New("dispute_k", "must be a positive number, got %v", c.DisputeK)
 	case c.SamplingRate < 1 || c.SamplingRate > 1<<20:
-		return invalid("sampling_rate", "want 1 (every packet) to %d, got %d", 1<<20, c.SamplingRate)
+		return invalid.New("sampling_rate", "want 1 (every packet) to %d, got %d", 1<<20, c.SamplingRate)
 	case c.MaxFrameBytes < 64 || c.MaxFrameBytes > 65535:
-		return invalid("max_frame_bytes", "want 64 to 65535, got %d", c.MaxFrameBytes)
+		return invalid.New("max_frame_bytes", "want 64 to 65535, got %d", c.MaxFrameBytes)
 	case c.DefaultCreditLimitMicros < 0:
-		return invalid("default_credit_limit_micros", "must not be negative")
+		return invalid.New("default_credit_limit_micros", "must not be negative")
 	case c.CreditWarnPercent < 1 || c.CreditWarnPercent > 100:
-		return invalid("credit_warn_percent", "must be 1..100, got %d", c.CreditWarnPercent)
+		return invalid.New("credit_warn_percent", "must be 1..100, got %d", c.CreditWarnPercent)
 	case c.Slot < time.Second || c.Slot > time.Hour || c.Slot%time.Second != 0 || (24*time.Hour)%c.Slot != 0:
-		return invalid("slot", "must be whole seconds from 1s to 1h that divide a day, got %s", c.Slot)
+		return invalid.New("slot", "must be whole seconds from 1s to 1h that divide a day, got %s", c.Slot)
 	case c.CreditHorizonMonths < 0 || c.CreditHorizonMonths > MaxCreditHorizonMonths:
-		return invalid("credit_horizon_months", "must be 0 (every commitment to its end) or 1..%d months, got %d", MaxCreditHorizonMonths, c.CreditHorizonMonths)
+		return invalid.New("credit_horizon_months", "must be 0 (every commitment to its end) or 1..%d months, got %d", MaxCreditHorizonMonths, c.CreditHorizonMonths)
 	}
 	return c.Use.Validate(c.Slot)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -64,7 +65,7 @@ type Credit struct {
 // all its new buys.
 func (s *Settlement) SetCreditLimit(ctx context.Context, asn uint32, limitMicros int64) error {
 	if limitMicros < 0 {
-		return invalid("limit", "must not be negative")
+		return invalid.New("limit", "must not be negative")
 	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		m, err := registry.GetMember(ctx, tx, asn)
@@ -79,7 +80,7 @@ func (s *Settlement) SetCreditLimit(ctx context.Context, asn uint32, limitMicros
 // the unpaid balance and so the exposure.
 func (s *Settlement) RecordPayment(ctx context.Context, asn uint32, amountMicros int64, memo string) error {
 	if amountMicros <= 0 {
-		return invalid("amount", "must be positive")
+		return invalid.New("amount", "must be positive")
 	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		m, err := registry.GetMember(ctx, tx, asn)

@@ -22,6 +22,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 const crashEnv = "BWX_SETTLE_CRASH_DB"
@@ -503,7 +504,7 @@ func TestCreditControl(t *testing.T) {
 	if c, _ := s2.Credit(ctx, asA); !c.Limited || c.LimitMicros != 100_000_000 || c.State != settle.CreditStopped {
 		t.Errorf("A under the default limit: %+v", c)
 	}
-	var ie *registry.InvalidError
+	var ie *invalid.Error
 	if err := l.s.SetCreditLimit(ctx, asC, -1); !errors.As(err, &ie) {
 		t.Errorf("negative limit: %v", err)
 	}

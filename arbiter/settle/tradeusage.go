@@ -9,6 +9,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // MaxUsageSlots is the most slots one TradeUsage call may span: a 31-day
@@ -39,10 +40,10 @@ func (s *Settlement) Slot() time.Duration { return s.cfg.Slot }
 // trade's delivery. One call spans at most MaxUsageSlots slots.
 func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, from, to time.Time) ([]SlotUse, error) {
 	if tradeID <= 0 {
-		return nil, invalid("trade_id", "is required (a positive trade id)")
+		return nil, invalid.New("trade_id", "is required (a positive trade id)")
 	}
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
-		return nil, invalid("to", "%s is not after from %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
+		return nil, invalid.New("to", "%s is not after from %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
 	st, en, cancelled, err := book.TradeSpan(ctx, s.db, asn, tradeID)
 	if errors.Is(err, book.ErrNotFound) {
@@ -53,7 +54,7 @@ func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, 
 		return nil, err
 	}
 	if cancelled {
-		return nil, invalid("trade_id", "trade %d was cancelled: settlement bills none of its usage", tradeID)
+		return nil, invalid.New("trade_id", "trade %d was cancelled: settlement bills none of its usage", tradeID)
 	}
 	start, end := store.Micros(st), store.Micros(en)
 	slotUs := int64(s.cfg.Slot / time.Microsecond)
@@ -62,13 +63,13 @@ func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, 
 	lo, hi := start, min(end, store.Micros(s.now()))
 	if !from.IsZero() {
 		if f := store.Micros(from); f >= end {
-			return nil, invalid("from", "%s is not before trade %d's end %s", from.UTC().Format(time.RFC3339), tradeID, store.Time(end).Format(time.RFC3339))
+			return nil, invalid.New("from", "%s is not before trade %d's end %s", from.UTC().Format(time.RFC3339), tradeID, store.Time(end).Format(time.RFC3339))
 		}
 		lo = max(start, floor(store.Micros(from)))
 	}
 	if !to.IsZero() {
 		if t := store.Micros(to); t <= start {
-			return nil, invalid("to", "%s is not after trade %d's start %s", to.UTC().Format(time.RFC3339), tradeID, store.Time(start).Format(time.RFC3339))
+			return nil, invalid.New("to", "%s is not after trade %d's start %s", to.UTC().Format(time.RFC3339), tradeID, store.Time(start).Format(time.RFC3339))
 		}
 		hi = min(end, ceil(store.Micros(to)))
 	}
@@ -80,7 +81,7 @@ func (s *Settlement) TradeUsage(ctx context.Context, asn uint32, tradeID int64, 
 		if from.IsZero() && !to.IsZero() {
 			field = "from"
 		}
-		return nil, invalid(field, "%s to %s is %d slots of %s, more than %d in one call: ask for at most %s at a time, e.g. from %s to %s",
+		return nil, invalid.New(field, "%s to %s is %d slots of %s, more than %d in one call: ask for at most %s at a time, e.g. from %s to %s",
 			store.Time(lo).Format(time.RFC3339), store.Time(hi).Format(time.RFC3339), n, s.cfg.Slot, MaxUsageSlots, MaxUsageSlots*s.cfg.Slot,
 			store.Time(ceil(hi)-MaxUsageSlots*slotUs).Format(time.RFC3339), store.Time(ceil(hi)).Format(time.RFC3339))
 	}

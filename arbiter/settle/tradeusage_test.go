@@ -9,6 +9,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // TestTradeUsageIsWhatARunBills: the per-slot view of a trade shows both
@@ -149,7 +150,7 @@ func TestTradeUsageBounds(t *testing.T) {
 	later := l.addTrade(t, settle.Trade{BuyerASN: asA, SellerASN: asB, CapacityBps: 1000 * mbps, PriceMicros: 1,
 		Start: l.now.AddDate(0, 1, 0), End: l.now.AddDate(0, 2, 0)})
 	field := func(err error) string {
-		var ie *registry.InvalidError
+		var ie *invalid.Error
 		if errors.As(err, &ie) {
 			return ie.Field
 		}

@@ -7,6 +7,8 @@ import (
 	"math/big"
 	"slices"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Policy says whose figure a disputed interval is billed at.
@@ -34,7 +36,7 @@ func ParsePolicy(s string) (Policy, error) {
 	if i := slices.Index(policyNames, s); i >= 0 {
 		return Policy(i), nil
 	}
-	return 0, invalid("policy", "%q: want buyer, seller, min or max", s)
+	return 0, invalid.New("policy", "%q: want buyer, seller, min or max", s)
 }
 
 // Figure is one party's bits/s for a slot, the packet samples it says are

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/shared/invalid"
 	"pgregory.net/rapid"
 )
 
@@ -167,7 +167,7 @@ func TestRunCompletesAndBalancesOverAnyReports(t *testing.T) {
 				s := settle.Sample{IdempotencyKey: fmt.Sprintf("%d/%d", id, i), TradeID: id, Role: role, Start: at, End: at.Add(settle.SlotLength),
 					Bps: rapid.OneOf(rapid.Int64Range(0, 110_000*mbps), rapid.Just(int64(9_223_372_036_854_775_000))).Draw(rt, "bps"), SampleCount: rapid.Int64Range(0, 1e12).Draw(rt, "count")}
 				n, _, err := l.usage.Report(ctx, asn, []settle.Sample{s})
-				var ie *registry.InvalidError
+				var ie *invalid.Error
 				if err != nil && !errors.As(err, &ie) {
 					rt.Fatalf("report: %v", err)
 				}

@@ -29,6 +29,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // Role says which side of a trade reported a sample.
@@ -106,14 +107,14 @@ func (b sampleBounds) check(i int, s Sample, now time.Time) error {
 const MaxBatch = 10000
 
 func bad(i int, field, format string, args ...any) error {
-	return &registry.InvalidError{Field: fmt.Sprintf("samples[%d].%s", i, field), Msg: fmt.Sprintf(format, args...)}
+	return &invalid.Error{Field: fmt.Sprintf("samples[%d].%s", i, field), Msg: fmt.Sprintf(format, args...)}
 }
 
 // Report stores a batch from reporter, all or nothing. The reporter must be
 // the party its role names; a repeated idempotency key is a duplicate.
 func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accepted, duplicates int, err error) {
 	if len(ss) > MaxBatch {
-		return 0, 0, &registry.InvalidError{Field: "samples", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
+		return 0, 0, &invalid.Error{Field: "samples", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
 	for i, s := range ss {
 		switch {

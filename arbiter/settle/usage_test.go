@@ -13,6 +13,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 const (
@@ -98,12 +99,12 @@ func (f *fixture) sample(key string, role settle.Role) settle.Sample {
 
 func wantInvalid(t *testing.T, err error, field string) {
 	t.Helper()
-	var ie *registry.InvalidError
+	var ie *invalid.Error
 	if !errors.As(err, &ie) {
-		t.Fatalf("err = %v (%T), want *registry.InvalidError on %q", err, err, field)
+		t.Fatalf("err = %v (%T), want *invalid.Error on %q", err, err, field)
 	}
 	if ie.Field != field {
-		t.Fatalf("InvalidError field = %q (%v), want %q", ie.Field, err, field)
+		t.Fatalf("invalid.Error field = %q (%v), want %q", ie.Field, err, field)
 	}
 }
 

@@ -2,6 +2,8 @@ package settle
 
 import (
 	"time"
+
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // UseRule defines sustained overuse and underuse of a trade (claim 16):
@@ -18,11 +20,11 @@ type UseRule struct {
 func (r UseRule) Validate(slot time.Duration) error {
 	switch {
 	case r.OverPercent < 1 || r.OverPercent > 1000:
-		return invalid("use.over_percent", "must be 1..1000, got %d", r.OverPercent)
+		return invalid.New("use.over_percent", "must be 1..1000, got %d", r.OverPercent)
 	case r.UnderPercent < 0 || r.UnderPercent >= r.OverPercent:
-		return invalid("use.under_percent", "must be 0..over_percent-1, got %d", r.UnderPercent)
+		return invalid.New("use.under_percent", "must be 0..over_percent-1, got %d", r.UnderPercent)
 	case r.MinDuration < slot:
-		return invalid("use.min_duration", "must be at least %s (settle.slot), got %s", slot, r.MinDuration)
+		return invalid.New("use.min_duration", "must be at least %s (settle.slot), got %s", slot, r.MinDuration)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/invalid"
 )
 
 // TradeUse is a use event with the trade's two members, so it can be sent
@@ -22,7 +23,7 @@ type TradeUse struct {
 // up to it.
 func (s *Settlement) UseEvents(ctx context.Context, asn uint32, from, to time.Time) ([]TradeUse, error) {
 	if !to.After(from) {
-		return nil, invalid("period", "end %s is not after start %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
+		return nil, invalid.New("period", "end %s is not after start %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
 	trades, err := book.MemberTradesIn(ctx, s.db, asn, from, to)
 	if err != nil {
