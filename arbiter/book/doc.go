@@ -28,5 +28,5 @@
 //	orders_sql.go   trades_sql.go   events_sql.go
 //	                each table's SQL: the commit's writes, the book's reads,
 //	                and the reads other packages call
-//	sql.go          the registry as matching needs it
+//	members.go      the registry as matching needs it (through registry)
 package book
