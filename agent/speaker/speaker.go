@@ -54,6 +54,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/bwxchange/bwx/shared/bgplog"
+	"github.com/bwxchange/bwx/shared/bgpwatch"
 	"github.com/bwxchange/bwx/shared/clock"
 )
 
@@ -190,17 +191,11 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("speaker: start GoBGP: %w", err)
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	s.watchCancel = cancel
 	// POST_POLICY events come from GoBGP's one update path: announcements,
 	// withdrawals, and the stale marking and dropping of graceful restart.
-	err = s.bgp.WatchEvent(wctx, &api.WatchEventRequest{
-		Peer: &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
-			{Type: api.WatchEventRequest_Table_Filter_POST_POLICY},
-			{Type: api.WatchEventRequest_Table_Filter_EOR},
-		}},
-	}, s.onEvent)
+	s.watchCancel, err = bgpwatch.Watch(s.bgp, []api.WatchEventRequest_Table_Filter_Type{
+		api.WatchEventRequest_Table_Filter_POST_POLICY, api.WatchEventRequest_Table_Filter_EOR,
+	}, bgpwatch.Handlers{Peer: s.onPeer, Paths: s.onPaths})
 	if err != nil {
 		return fmt.Errorf("speaker: watch: %w", err)
 	}
@@ -317,15 +312,6 @@ func (s *Speaker) Stop() {
 	clear(s.paths)
 	s.mu.Unlock()
 	s.notify()
-}
-
-func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
-	switch e := ev.Event.(type) {
-	case *api.WatchEventResponse_Peer:
-		s.onPeer(e.Peer)
-	case *api.WatchEventResponse_Table:
-		s.onPaths(e.Table.Paths)
-	}
 }
 
 func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {

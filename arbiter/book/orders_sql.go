@@ -81,20 +81,10 @@ func nullable[T int64 | int32](p *T) any {
 }
 
 func queryOrders(ctx context.Context, q registry.Querier, query string, args ...any) ([]Order, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return collect(ctx, q, func(r *sql.Rows, o *Order) (err error) {
+		*o, err = scanOrder(r)
+		return err
+	}, query, args...)
 }
 
 func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Order, error) {

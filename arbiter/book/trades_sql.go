@@ -25,53 +25,48 @@ const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.as
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
 
 func queryTrades(ctx context.Context, q registry.Querier, query string, args ...any) ([]Trade, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
+	return collect(ctx, q, scanTrade, query, args...)
+}
+
+// scanTrade reads one row of selectTrade into t.
+func scanTrade(rows *sql.Rows, t *Trade) error {
+	var start, end, created int64
+	var prefixes string
+	var hops, buyerRouters sql.NullString
+	var lat, jit, loss, asHops, samples, probes, latErr, jitErr, contractEnd sql.NullInt64
+	var endReason sql.NullString
+	if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
+		&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples,
+		&probes, &latErr, &jitErr, &contractEnd, &endReason); err != nil {
+		return err
 	}
-	defer rows.Close()
-	var out []Trade
-	for rows.Next() {
-		var t Trade
-		var start, end, created int64
-		var prefixes string
-		var hops, buyerRouters sql.NullString
-		var lat, jit, loss, asHops, samples, probes, latErr, jitErr, contractEnd sql.NullInt64
-		var endReason sql.NullString
-		if err := rows.Scan(&t.ID, &t.BuyOrderID, &t.SellOrderID, &t.BuyerASN, &t.SellerASN, &t.Protocol, &t.CapacityBps,
-			&t.PriceMicros, &start, &end, &t.Cancelled, &created, &prefixes, &hops, &buyerRouters, &lat, &jit, &loss, &asHops, &samples,
-			&probes, &latErr, &jitErr, &contractEnd, &endReason); err != nil {
-			return nil, err
-		}
-		if contractEnd.Valid {
-			t.ContractEnd = store.Time(contractEnd.Int64)
-		}
-		t.EndReason = endReason.String
-		if samples.Valid {
-			t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64),
-				Probes: probes.Int64, LatencyErrUs: latErr.Int64, JitterErrUs: jitErr.Int64}
-		}
-		t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
-		for _, s := range splitList(prefixes) {
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				return nil, fmt.Errorf("trade %d: stored prefix %q: %w", t.ID, s, err)
-			}
-			t.Prefixes = append(t.Prefixes, p)
-		}
-		for _, s := range splitList(hops.String) {
-			if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
-				t.SellerNextHops = append(t.SellerNextHops, a)
-			}
-		}
-		for _, s := range splitList(buyerRouters.String) {
-			if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
-				t.BuyerRouters = append(t.BuyerRouters, a)
-			}
-		}
-		out = append(out, t)
+	if contractEnd.Valid {
+		t.ContractEnd = store.Time(contractEnd.Int64)
 	}
-	return out, rows.Err()
+	t.EndReason = endReason.String
+	if samples.Valid {
+		t.Quality = &Measured{LatencyUs: lat.Int64, JitterUs: jit.Int64, LossPPM: int32(loss.Int64), ASHops: int32(asHops.Int64), Samples: int(samples.Int64),
+			Probes: probes.Int64, LatencyErrUs: latErr.Int64, JitterErrUs: jitErr.Int64}
+	}
+	t.Start, t.End, t.Created = store.Time(start), store.Time(end), store.Time(created)
+	for _, s := range splitList(prefixes) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("trade %d: stored prefix %q: %w", t.ID, s, err)
+		}
+		t.Prefixes = append(t.Prefixes, p)
+	}
+	for _, s := range splitList(hops.String) {
+		if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
+			t.SellerNextHops = append(t.SellerNextHops, a)
+		}
+	}
+	for _, s := range splitList(buyerRouters.String) {
+		if a, err := netip.ParseAddr(s); err == nil && t.Protocol.Fits(a) {
+			t.BuyerRouters = append(t.BuyerRouters, a)
+		}
+	}
+	return nil
 }
 
 func splitList(s string) []string {

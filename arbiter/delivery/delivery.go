@@ -10,6 +10,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -38,15 +39,7 @@ func Active(trades []book.Trade, now time.Time) (active []book.Trade, next time.
 			next = at
 		}
 	}
-	slices.SortFunc(active, func(a, b book.Trade) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(active, func(a, b book.Trade) int { return cmp.Compare(a.ID, b.ID) })
 	return active, next
 }
 

@@ -66,16 +66,6 @@ const (
 	ReasonNextHop = "next hop is not the member's router"
 )
 
-// onEvent is GoBGP's watch callback (its own goroutine, events in order).
-func (s *Server) onEvent(ev *api.WatchEventResponse) {
-	switch e := ev.Event.(type) {
-	case *api.WatchEventResponse_Peer:
-		s.onPeer(e.Peer)
-	case *api.WatchEventResponse_Table:
-		s.onPaths(e.Table.Paths)
-	}
-}
-
 func (s *Server) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	// State changes come as STATE, except the last one of a deleted
 	// session, which GoBGP sends with the type unset.

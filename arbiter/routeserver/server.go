@@ -17,6 +17,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/bwxchange/bwx/shared/bgplog"
+	"github.com/bwxchange/bwx/shared/bgpwatch"
 )
 
 // Config configures a Server.
@@ -292,14 +293,7 @@ func (s *Server) checkListen() error {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	addrs := s.cfg.ListenAddrs
-	if len(addrs) == 0 {
-		addrs = []string{"0.0.0.0", "::"}
-	}
-	port := s.cfg.ListenPort
-	if port == 0 {
-		port = 179
-	}
+	addrs, port := s.listenAddrs()
 	err := s.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 		Asn:             s.cfg.ASN,
 		RouterId:        s.cfg.RouterID.String(),
@@ -312,16 +306,10 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.installBasePolicy(ctx); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	s.watchCancel = cancel
-	err = s.bgp.WatchEvent(wctx, &api.WatchEventRequest{
-		Peer: &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
-			{Type: api.WatchEventRequest_Table_Filter_ADJIN},
-		}},
-	}, s.onEvent)
+	// GoBGP calls onPeer and onPaths on its own goroutine, events in order.
+	s.watchCancel, err = bgpwatch.Watch(s.bgp, []api.WatchEventRequest_Table_Filter_Type{api.WatchEventRequest_Table_Filter_ADJIN},
+		bgpwatch.Handlers{Peer: s.onPeer, Paths: s.onPaths})
 	if err != nil {
-		cancel()
 		return fmt.Errorf("routeserver: watch events: %w", err)
 	}
 	return nil

@@ -258,15 +258,7 @@ func (s *Server) Trades() []Trade {
 		t.Exportable = maps.Clone(t.Exportable)
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b Trade) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Trade) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
