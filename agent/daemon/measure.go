@@ -25,6 +25,7 @@ import (
 	"github.com/bwxchange/bwx/agent/spool"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Spool kinds.
@@ -679,7 +680,7 @@ func topDestinations(iv capture.Interval) []TopDestination {
 		}
 	}
 	slices.SortFunc(out, func(a, b *TopDestination) int {
-		return cmp.Or(cmp.Compare(b.BitsPerSecond, a.BitsPerSecond), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+		return cmp.Or(cmp.Compare(b.BitsPerSecond, a.BitsPerSecond), netx.ComparePrefix(a.Prefix, b.Prefix))
 	})
 	top := make([]TopDestination, 0, min(len(out), MaxTopDestinations))
 	for _, d := range out[:min(len(out), MaxTopDestinations)] {

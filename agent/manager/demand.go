@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Destination is one destination prefix as the demand model sees it.
@@ -95,7 +97,7 @@ func (d *Demand) Top(now time.Time, n int) []Destination {
 		out = append(out, summarize(p, ivs))
 	}
 	slices.SortFunc(out, func(a, b Destination) int {
-		return cmp.Or(cmp.Compare(b.P95Bps, a.P95Bps), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+		return cmp.Or(cmp.Compare(b.P95Bps, a.P95Bps), netx.ComparePrefix(a.Prefix, b.Prefix))
 	})
 	if len(out) > n {
 		out = out[:n]

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Measurement is the path quality toward one destination prefix through
@@ -126,7 +128,7 @@ func summarize(r *round, count int) []Measurement {
 		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b Measurement) int {
-		return cmp.Or(cmp.Compare(a.Seller, b.Seller), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+		return cmp.Or(cmp.Compare(a.Seller, b.Seller), netx.ComparePrefix(a.Prefix, b.Prefix))
 	})
 	return out
 }

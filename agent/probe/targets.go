@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/bwxchange/bwx/shared/netx"
 )
 
 // Path is a destination prefix to measure through one seller.
@@ -68,7 +70,7 @@ func SelectTargets(paths []Path, configured, seen map[netip.Prefix][]netip.Addr,
 		}
 	}
 	slices.SortFunc(targets, func(x, y Target) int {
-		return cmp.Or(x.Prefix.Addr().Compare(y.Prefix.Addr()), cmp.Compare(x.Prefix.Bits(), y.Prefix.Bits()),
+		return cmp.Or(netx.ComparePrefix(x.Prefix, y.Prefix),
 			x.Addr.Compare(y.Addr), cmp.Compare(x.Seller, y.Seller))
 	})
 	slices.SortFunc(missing, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
