@@ -43,14 +43,14 @@ const (
 	PayloadBytes     = 1000
 )
 
-// Slot is the lab's settlement slot (settle.slot): 10 s instead of 5
+// Slot is the lab's settlement slot (settle.slot): 4 s instead of 5
 // minutes, so that a run of a few minutes has a 95th percentile.
-const Slot = 10 * time.Second
+const Slot = 4 * time.Second
 
 // ArbiterConfig is what the lab adds to the arbiter's config: the short
 // slot, and use events over a minute instead of an hour.
 const ArbiterConfig = `settle:
-  slot: 10s
+  slot: 4s
   use:
     min_duration: 1m
 `
