@@ -69,7 +69,7 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 		if err := st.SetCreditLimit(ctx, me, limit); err != nil {
 			rt.Fatal(err)
 		}
-		bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, CreditCheck: settleCredit(st)})
+		bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, CreditCheck: st.BookCreditCheck})
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -169,32 +169,6 @@ func benchCredit(b *testing.B, limited bool) {
 				b.Fatal(err)
 			}
 		}
-		return book.Options{CreditCheck: settleCredit(st)}
+		return book.Options{CreditCheck: st.BookCreditCheck}
 	})
-}
-
-// settleCredit is the daemon's wiring of settlement's credit check into
-// book.Options.CreditCheck (arbiter/daemon's bookCredit, without its error words).
-func settleCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
-	return func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
-		cs := make([]settle.Commitment, len(pending))
-		for i, t := range pending {
-			cs[i] = settle.Commitment(t.Commitment())
-		}
-		s, err := st.StandingOf(ctx, asn, cs)
-		if err != nil || !s.Credit.Limited {
-			return nil, err
-		}
-		return func(open []book.Commitment, buy *book.Commitment) error {
-			os := make([]settle.Commitment, len(open))
-			for i, c := range open {
-				os[i] = settle.Commitment(c)
-			}
-			if buy == nil {
-				return s.Check(os, nil)
-			}
-			b := settle.Commitment(*buy)
-			return s.Check(os, &b)
-		}, nil
-	}
 }

@@ -152,7 +152,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			loop.Notify(evs)
 		}
 	}
-	if a.book, err = book.Start(context.Background(), a.db, book.Options{Now: o.bookNow, Notify: notify, Freshness: cfg.Quality.Freshness, CreditCheck: bookCredit(settlement),
+	if a.book, err = book.Start(context.Background(), a.db, book.Options{Now: o.bookNow, Notify: notify, Freshness: cfg.Quality.Freshness, CreditCheck: settlement.BookCreditCheck,
 		Active: func(asn uint32) error { return registryDB.CheckActive(context.Background(), asn) }}); err != nil {
 		return nil, err
 	}

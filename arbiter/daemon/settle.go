@@ -81,41 +81,6 @@ func newUsageServer(cfg Config, db *store.DB, reg *registry.Registry, log *slog.
 		}}, st, n, nil
 }
 
-// bookCredit is the book's credit check (book.Options.CreditCheck): settle's
-// standing of the buyer counting its trades still on their way to the
-// store, and settle's check of a buy against it with the buyer's open
-// buys as the book holds them.
-func bookCredit(st *settle.Settlement) func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
-	return func(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
-		cs := make([]settle.Commitment, len(pending))
-		for i, t := range pending {
-			cs[i] = settle.Commitment(t.Commitment())
-		}
-		s, err := st.StandingOf(ctx, asn, cs)
-		if err != nil {
-			if ctx.Err() == nil {
-				// Not a refusal: say the check itself failed, and no buy passes it.
-				return nil, fmt.Errorf("credit check failed, buy not accepted: %w", err)
-			}
-			return nil, err
-		}
-		if !s.Credit.Limited {
-			return nil, nil
-		}
-		return func(open []book.Commitment, buy *book.Commitment) error {
-			os := make([]settle.Commitment, len(open))
-			for i, c := range open {
-				os[i] = settle.Commitment(c)
-			}
-			if buy == nil {
-				return s.Check(os, nil)
-			}
-			b := settle.Commitment(*buy)
-			return s.Check(os, &b)
-		}, nil
-	}
-}
-
 // settleNotices puts settlement's notifications on the members' event
 // streams (claim 16 and credit control): sustained overuse and underuse to
 // both members of the trade, and a credit warning or stop to the member

@@ -545,3 +545,36 @@ func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Com
 	st.settled, st.horizon = settled, h
 	return st, nil
 }
+
+// BookCreditCheck is the book's credit check (book.Options.CreditCheck):
+// the buyer's standing counting its trades still on their way to the
+// store, and the check of a buy against it with the buyer's open buys as
+// the book holds them.
+func (s *Settlement) BookCreditCheck(ctx context.Context, asn uint32, pending []book.Trade) (book.BuyCheck, error) {
+	cs := make([]Commitment, len(pending))
+	for i, t := range pending {
+		cs[i] = Commitment(t.Commitment())
+	}
+	standing, err := s.StandingOf(ctx, asn, cs)
+	if err != nil {
+		if ctx.Err() == nil {
+			// Not a refusal: say the check itself failed, and no buy passes it.
+			return nil, fmt.Errorf("credit check failed, buy not accepted: %w", err)
+		}
+		return nil, err
+	}
+	if !standing.Credit.Limited {
+		return nil, nil
+	}
+	return func(open []book.Commitment, buy *book.Commitment) error {
+		os := make([]Commitment, len(open))
+		for i, c := range open {
+			os[i] = Commitment(c)
+		}
+		if buy == nil {
+			return standing.Check(os, nil)
+		}
+		b := Commitment(*buy)
+		return standing.Check(os, &b)
+	}, nil
+}
