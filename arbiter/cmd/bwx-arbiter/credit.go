@@ -70,7 +70,7 @@ func creditCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Credits, creditTable)
+			return cli.PrintList(g.out, resp.Credits, cli.CreditTable)
 		},
 	}
 	show.Flags().Uint32Var(&member, "member", 0, "only this member")
@@ -78,8 +78,5 @@ func creditCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// creditTable is the credit table both commands print.
-var creditTable = cli.CreditTable
-
-// creditRow is one member's credit after a change, in creditTable.
-func creditRow(o cli.Output, c *pb.Credit) error { return creditTable(o, []*pb.Credit{c}) }
+// creditRow is one member's credit after a change, in cli.CreditTable.
+func creditRow(o cli.Output, c *pb.Credit) error { return cli.CreditTable(o, []*pb.Credit{c}) }

@@ -99,7 +99,7 @@ func TestSettleOutputGolden(t *testing.T) {
 	step("settle invoices --member 64501 --period 2026-11 -o json", func() error { return cli.InvoicesJSON(&b, docs[:1], true) })
 	step("settle statement --period 2026-11", func() error { return statementTable(o, ex) })
 	step("credit show", func() error {
-		return creditTable(o, []*pb.Credit{
+		return cli.CreditTable(o, []*pb.Credit{
 			{MemberAsn: 64501},
 			{MemberAsn: 64510, Limited: true, LimitMicros: 5_000_000_000, UnpaidMicros: 175_398_050, AccruedMicros: 83_333_333, ExposureMicros: 258_731_383},
 			{MemberAsn: 64520, Limited: true, LimitMicros: 100_000_000, UnpaidMicros: 175_437_500, ExposureMicros: 175_437_500, State: pb.CreditState_CREDIT_STATE_STOPPED},
