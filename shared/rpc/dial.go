@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/bwxchange/bwx/shared/pki"
 )
@@ -25,8 +27,8 @@ var common = []grpc.DialOption{
 
 // DialTLS connects to addr (host:port) presenting the bundle's certificate.
 // serverName is the name or address on the arbiter's certificate; empty
-// means the host part of addr.
-func DialTLS(addr, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
+// means the host part of addr. extra options come after the common ones.
+func DialTLS(addr, serverName string, b *pki.Bundle, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("arbiter address %q: want host:port", addr)
@@ -35,7 +37,37 @@ func DialTLS(addr, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
 		serverName = host
 	}
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, serverName)))}, common...)
-	return grpc.NewClient("passthrough:///"+addr, opts...)
+	return grpc.NewClient("passthrough:///"+addr, append(opts, extra...)...)
+}
+
+// DialTLSAny connects to the first of addrs that answers, in order
+// (gRPC's pick_first over the list, trying the next after 250 ms): a
+// one-off command's connection to an arbiter pair. Each arbiter's
+// certificate is checked against serverName, or its address's host part.
+func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
+	if len(addrs) == 1 {
+		return DialTLS(addrs[0], serverName, b)
+	}
+	var st resolver.State
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("arbiter address %q: want host:port", a)
+		}
+		ra := resolver.Address{Addr: a, ServerName: host}
+		if serverName != "" {
+			ra.ServerName = serverName
+		}
+		st.Addresses = append(st.Addresses, ra)
+		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{ra}})
+	}
+	r := manual.NewBuilderWithScheme("bwx-arbiters")
+	r.InitialState(st)
+	// An empty ServerName in the TLS config: each address's ServerName
+	// (above) is the name checked.
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, ""))),
+		grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`)}, common...)
+	return grpc.NewClient(r.Scheme()+":///arbiters", opts...)
 }
 
 // DialUnix connects to the operator socket at path.
