@@ -355,19 +355,24 @@ func (f *Failover) NewStream(ctx context.Context, desc *grpc.StreamDesc, method 
 }
 
 // StreamArbiter is the address of the arbiter a stream from NewStream
-// is on.
+// is on (also through the generated clients' wrappers: their Context is
+// ours).
 func (f *Failover) StreamArbiter(s grpc.ClientStream) string {
-	if fs, ok := s.(*failoverStream); ok {
-		return f.addrs[fs.i]
-	}
-	return ""
+	a, _ := s.Context().Value(streamArbiterKey{}).(string)
+	return a
 }
+
+type streamArbiterKey struct{}
 
 type failoverStream struct {
 	grpc.ClientStream
 	f   *Failover
 	i   int
 	ctx context.Context
+}
+
+func (s *failoverStream) Context() context.Context {
+	return context.WithValue(s.ClientStream.Context(), streamArbiterKey{}, s.f.addrs[s.i])
 }
 
 func (s *failoverStream) RecvMsg(m any) error {
