@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -92,8 +93,11 @@ type FailoverOptions struct {
 // address when serverName is empty.
 func DialTLSFailover(addrs []string, serverName string, b *pki.Bundle, opt FailoverOptions) (*Failover, error) {
 	return NewFailover(addrs, func(addr string) (*grpc.ClientConn, error) {
-		// No idle mode: the channel's state is the arbiter's health.
-		return DialTLS(addr, serverName, b, grpc.WithIdleTimeout(0))
+		// No idle mode: the channel's state is the arbiter's health. A
+		// ping every 15 s (the arbiter allows one per 10 s) notices a
+		// frozen arbiter, whose connection stays open, within 20 s.
+		return DialTLS(addr, serverName, b, grpc.WithIdleTimeout(0),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
 	}, opt)
 }
 
@@ -192,7 +196,9 @@ func (f *Failover) pick() int {
 	n := len(f.conns)
 	for k := range n {
 		if i := (f.active + k) % n; f.usable(i, now) {
-			f.setActive(i, "")
+			if i != f.active {
+				f.setActive(i, f.addrs[f.active]+" is "+stateName(f.conns[f.active].GetState())+" or failed a call lately")
+			}
 			return i
 		}
 	}
@@ -242,7 +248,12 @@ func (f *Failover) failed(i int, err error) bool {
 func (f *Failover) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	i := f.pick()
 	err := f.invokeOn(ctx, f.conns[i], i, method, args, reply, opts)
-	if err == nil || ctx.Err() != nil || !f.failed(i, err) || status.Code(err) != codes.Unavailable {
+	if err == nil {
+		return nil
+	}
+	// A deadline passed counts against the arbiter too (a frozen one
+	// holds calls until then); only Unavailable is retried at once.
+	if !f.failed(i, err) || ctx.Err() != nil || status.Code(err) != codes.Unavailable {
 		return err
 	}
 	if j := f.pick(); j != i {
@@ -340,7 +351,7 @@ func (f *Failover) connFor(addr string) (*grpc.ClientConn, int, error) {
 func (f *Failover) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	i := f.pick()
 	s, err := f.conns[i].NewStream(ctx, desc, method, opts...)
-	if err != nil && ctx.Err() == nil && f.failed(i, err) {
+	if err != nil && f.failed(i, err) && ctx.Err() == nil {
 		if j := f.pick(); j != i {
 			i = j
 			if s, err = f.conns[i].NewStream(ctx, desc, method, opts...); err != nil {
@@ -351,7 +362,7 @@ func (f *Failover) NewStream(ctx context.Context, desc *grpc.StreamDesc, method 
 	if err != nil {
 		return nil, err
 	}
-	return &failoverStream{ClientStream: s, f: f, i: i, ctx: ctx}, nil
+	return &failoverStream{ClientStream: s, f: f, i: i}, nil
 }
 
 // StreamArbiter is the address of the arbiter a stream from NewStream
@@ -366,9 +377,8 @@ type streamArbiterKey struct{}
 
 type failoverStream struct {
 	grpc.ClientStream
-	f   *Failover
-	i   int
-	ctx context.Context
+	f *Failover
+	i int
 }
 
 func (s *failoverStream) Context() context.Context {
@@ -377,15 +387,15 @@ func (s *failoverStream) Context() context.Context {
 
 func (s *failoverStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil && !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
-		s.f.failed(s.i, err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.f.failed(s.i, err) // not a cancel: Canceled is no failure
 	}
 	return err
 }
 
 func (s *failoverStream) SendMsg(m any) error {
 	err := s.ClientStream.SendMsg(m)
-	if err != nil && !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		s.f.failed(s.i, err)
 	}
 	return err

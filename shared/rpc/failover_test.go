@@ -31,11 +31,18 @@ type arbiter struct {
 	detail  bool
 	// unavailable: answer Unavailable (an arbiter that lost its store).
 	unavailable bool
-	placed      []string // client order IDs taken
+	// hang: never answer (a frozen arbiter).
+	hang   bool
+	placed []string // client order IDs taken
 }
 
 func (a *arbiter) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest) (*pb.PlaceOrderResponse, error) {
 	a.mu.Lock()
+	if a.hang {
+		a.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	defer a.mu.Unlock()
 	if a.unavailable {
 		return nil, status.Error(codes.Unavailable, "store unreachable")
@@ -164,6 +171,24 @@ func TestFailoverUnavailableAnswerIsRetriedOnTheNext(t *testing.T) {
 	}
 	if got := strings.Join(b.taken(), ","); got != "o2,o3" {
 		t.Errorf("b took %s", got)
+	}
+}
+
+// A call that runs past its deadline (a frozen arbiter) fails, and the
+// next call goes to the other arbiter.
+func TestFailoverDeadlineMovesToTheNext(t *testing.T) {
+	a, addrA, _ := start(t, "a")
+	_, addrB, _ := start(t, "b")
+	a.hang = true
+	f := newFailover(t, addrA, addrB)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := pb.NewTradingServiceClient(f).PlaceOrder(ctx, &pb.PlaceOrderRequest{ClientOrderId: "o1"})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("err %v, want DeadlineExceeded", err)
+	}
+	if got, err := place(t, f, "o2"); err != nil || got != "o2@b" {
+		t.Fatalf("%q %v, want o2@b", got, err)
 	}
 }
 
