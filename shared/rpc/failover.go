@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	_ "google.golang.org/grpc/health" // client-side health checking (HealthServiceConfig)
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -82,6 +83,13 @@ type Arbiter struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
+// HealthServiceConfig makes a channel to one arbiter follow its
+// grpc.health.v1 status (the arbiter's "" service; an arbiter going
+// NOT_SERVING, as on shutdown, puts the channel in TRANSIENT_FAILURE, so
+// Failover moves on). gRPC checks health under round_robin, not
+// pick_first; with one address the two pick the same.
+const HealthServiceConfig = `{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}}`
+
 // FailoverOptions tune NewFailover; the zero value means the defaults.
 type FailoverOptions struct {
 	HoldDown time.Duration // DefaultHoldDown
@@ -97,7 +105,8 @@ func DialTLSFailover(addrs []string, serverName string, b *pki.Bundle, opt Failo
 		// ping every 15 s (the arbiter allows one per 10 s) notices a
 		// frozen arbiter, whose connection stays open, within 20 s.
 		return DialTLS(addr, serverName, b, grpc.WithIdleTimeout(0),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.WithDefaultServiceConfig(HealthServiceConfig))
 	}, opt)
 }
 

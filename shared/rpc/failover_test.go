@@ -12,10 +12,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/rpc"
 )
 
@@ -34,6 +37,7 @@ type arbiter struct {
 	// hang: never answer (a frozen arbiter).
 	hang   bool
 	placed []string // client order IDs taken
+	health *health.Server
 }
 
 func (a *arbiter) PlaceOrder(ctx context.Context, r *pb.PlaceOrderRequest) (*pb.PlaceOrderResponse, error) {
@@ -80,16 +84,18 @@ func start(t *testing.T, name string) (*arbiter, string, *grpc.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &arbiter{name: name}
+	a := &arbiter{name: name, health: health.NewServer()}
 	s := grpc.NewServer()
 	pb.RegisterTradingServiceServer(s, a)
+	healthpb.RegisterHealthServer(s, a.health)
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
 	return a, lis.Addr().String(), s
 }
 
 func dialInsecure(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(rpc.HealthServiceConfig))
 }
 
 func newFailover(t *testing.T, addrs ...string) *rpc.Failover {
@@ -186,6 +192,28 @@ func TestFailoverDeadlineMovesToTheNext(t *testing.T) {
 	cancel()
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("err %v, want DeadlineExceeded", err)
+	}
+	if got, err := place(t, f, "o2"); err != nil || got != "o2@b" {
+		t.Fatalf("%q %v, want o2@b", got, err)
+	}
+}
+
+// An arbiter that says NOT_SERVING (grpc.health.v1, as on shutdown) gets
+// no calls while the other serves.
+func TestFailoverFollowsHealth(t *testing.T) {
+	a, addrA, _ := start(t, "a")
+	_, addrB, _ := start(t, "b")
+	f := newFailover(t, addrA, addrB)
+	if got, err := place(t, f, "o1"); err != nil || got != "o1@a" {
+		t.Fatalf("%q %v", got, err)
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	deadline := clock.Now().Add(5 * time.Second)
+	for f.Arbiters()[0].State != "transient_failure" {
+		if clock.Now().After(deadline) {
+			t.Fatalf("a's channel %s after NOT_SERVING", f.Arbiters()[0].State)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if got, err := place(t, f, "o2"); err != nil || got != "o2@b" {
 		t.Fatalf("%q %v, want o2@b", got, err)
