@@ -197,6 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent running", "arbiters", a.cfg.ArbiterAddresses(), "resume_after_sequence", cursor, "metrics", a.cfg.Metrics.Listen)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	delay := a.MinBackoff
+	var lastQuick time.Time // the last move to another arbiter without backoff
 	for {
 		start := clock.Now()
 		on := a.conn.Current()
@@ -214,10 +215,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wait := delay/2 + rand.N(delay/2+1)
 		next := a.conn.Current()
-		if next != on {
+		quick := next != on && clock.Since(lastQuick) > a.MaxBackoff
+		if quick {
 			// The other arbiter of the pair: go now (after a short
-			// jitter), the backoff is for when every arbiter failed.
-			wait = rand.N(a.MinBackoff/2 + 1)
+			// jitter). Once per MaxBackoff: when every arbiter fails,
+			// the backoff grows as with one.
+			wait, lastQuick = rand.N(a.MinBackoff/2+1), clock.Now()
 		}
 		a.log.Info("reconnecting", "arbiter", next, "in", wait.Round(time.Millisecond).String(), "resume_after_sequence", cursor)
 		select {
@@ -225,7 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		if next == on {
+		if !quick {
 			delay = min(delay*2, a.MaxBackoff)
 		}
 	}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -28,13 +30,18 @@ type fakeArbiter struct {
 	// replay: send every event, whatever the request's after_sequence
 	// (a buggy or hostile arbiter).
 	replay bool
+	// refuse: answer every stream with Unavailable.
+	refuse bool
 }
 
 func (f *fakeArbiter) StreamTradeEvents(r *pb.StreamTradeEventsRequest, s pb.TradingService_StreamTradeEventsServer) error {
 	f.mu.Lock()
 	f.asked = append(f.asked, r.AfterSequence)
-	evs := f.events
+	evs, refuse := f.events, f.refuse
 	f.mu.Unlock()
+	if refuse {
+		return status.Error(codes.Unavailable, "store unreachable")
+	}
 	for _, e := range evs {
 		if e.Sequence > r.AfterSequence || f.replay {
 			if err := s.Send(e); err != nil {
@@ -242,4 +249,50 @@ func TestEventStreamFailsOverToTheOtherArbiter(t *testing.T) {
 		}
 		mu.Unlock()
 	}
+}
+
+// Both arbiters of a pair refusing: the agent backs off as with one
+// arbiter (one quick move to the other, then the delay grows), rather
+// than bouncing between them.
+func TestEventStreamBacksOffWhenBothArbitersFail(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "agent.pem")
+	if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
+		t.Fatal(err)
+	}
+	free := func() string {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer l.Close()
+		return l.Addr().String()
+	}
+	addrA, addrB := free(), free()
+	fa, fb := &fakeArbiter{refuse: true}, &fakeArbiter{refuse: true}
+	defer serve(t, ca, addrA, fa).Stop()
+	defer serve(t, ca, addrB, fb).Stop()
+	cfg := daemon.DefaultConfig()
+	cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
+	cfg.Metrics.Listen = ""
+	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.MinBackoff, a.MaxBackoff = 10*time.Millisecond, 400*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); a.Close(); close(done) }()
+	time.Sleep(1500 * time.Millisecond) // the span under test
+	cancel()
+	<-done
+	_, na := fa.lastAsked()
+	_, nb := fb.lastAsked()
+	// 10, 20, 40, ... 400 ms: about 9 attempts in 1.5 s (a few more with
+	// one quick move per 400 ms); without backoff, hundreds.
+	if na == 0 || nb == 0 || na+nb > 20 {
+		t.Fatalf("streams asked: %d of the first arbiter, %d of the second; want both tried, at most 20 in all", na, nb)
+	}
+	t.Logf("%d attempts at the first arbiter, %d at the second in 1.5 s", na, nb)
 }
