@@ -3,6 +3,7 @@
 package rpc
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
@@ -44,9 +46,14 @@ func DialTLS(addr, serverName string, b *pki.Bundle, extra ...grpc.DialOption) (
 // (gRPC's pick_first over the list, trying the next after 250 ms): a
 // one-off command's connection to an arbiter pair. Each arbiter's
 // certificate is checked against serverName, or its address's host part.
+//
+// A call refused naming the matcher (MatcherKey) is retried there once.
 func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
+	follow := grpc.WithUnaryInterceptor(followMatcher(func(addr string) (*grpc.ClientConn, error) {
+		return DialTLS(addr, serverName, b)
+	}))
 	if len(addrs) == 1 {
-		return DialTLS(addrs[0], serverName, b)
+		return DialTLS(addrs[0], serverName, b, follow)
 	}
 	var st resolver.State
 	for _, a := range addrs {
@@ -66,7 +73,7 @@ func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientC
 	// An empty ServerName in the TLS config: each address's ServerName
 	// (above) is the name checked.
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, ""))),
-		grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`)}, common...)
+		grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`), follow}, common...)
 	return grpc.NewClient(r.Scheme()+":///arbiters", opts...)
 }
 
@@ -74,4 +81,23 @@ func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientC
 func DialUnix(path string) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, common...)
 	return grpc.NewClient("unix://"+path, opts...)
+}
+
+// followMatcher retries a unary call refused naming the matcher
+// (MatcherKey) at the matcher, once, on a connection dialed for it.
+func followMatcher(dial func(addr string) (*grpc.ClientConn, error)) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var hdr, trl metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts[:len(opts):len(opts)], grpc.Header(&hdr), grpc.Trailer(&trl))...)
+		m := matcherOf(err, hdr, trl)
+		if m == "" {
+			return err
+		}
+		mc, derr := dial(m)
+		if derr != nil {
+			return err
+		}
+		defer mc.Close()
+		return mc.Invoke(ctx, method, req, reply, opts...)
+	}
 }

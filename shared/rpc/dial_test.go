@@ -63,3 +63,45 @@ func TestDialTLSAnyReachesTheSecondArbiter(t *testing.T) {
 		}
 	}
 }
+
+// A one-off command's call refused by a follower naming the matcher is
+// answered by the matcher.
+func TestDialTLSAnyFollowsTheMatcher(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "m.pem")
+	if err := pki.IssueBundle(ca, pki.MemberIdentity(64501), p); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.LoadBundle(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveTLS := func(a *arbiter) string {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
+		pb.RegisterTradingServiceServer(s, a)
+		go s.Serve(lis)
+		t.Cleanup(s.Stop)
+		return lis.Addr().String()
+	}
+	matcher := serveTLS(&arbiter{name: "b"})
+	follower := serveTLS(&arbiter{name: "a", matcher: matcher})
+	conn, err := rpc.DialTLSAny([]string{follower}, "", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := pb.NewTradingServiceClient(conn).PlaceOrder(ctx, &pb.PlaceOrderRequest{ClientOrderId: "o1"})
+	if err != nil || r.Order.ClientOrderId != "o1@b" {
+		t.Fatalf("%v %v, want o1@b", r, err)
+	}
+}
