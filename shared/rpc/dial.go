@@ -1,5 +1,7 @@
 // Package rpc dials the arbiter: over TCP with a member's or operator's
-// certificate bundle, or over the local operator socket.
+// certificate bundle, or over the local operator socket. An arbiter pair
+// is reached with DialTLSAny (a one-off command: the first that answers)
+// or Failover (the agent daemon: calls and streams move between them).
 package rpc
 
 import (

@@ -196,19 +196,35 @@ func (f *Failover) usable(i int, now time.Time) bool {
 }
 
 // pick returns the arbiter for the next call: the current one while it is
-// usable, else the next usable one in order, else the current one (all
-// are down: the call fails and its caller backs off).
+// connected; else the next connected one in order (so a call does not wait
+// for the current one's connection attempt while another is up); else the
+// first usable one from the current on; else the current one (all are
+// down: the call fails and its caller backs off).
 func (f *Failover) pick() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := clock.Now()
 	n := len(f.conns)
+	ready := func(i int) bool { return f.conns[i].GetState() == connectivity.Ready && f.usable(i, now) }
+	choose := func(i int) int {
+		if old := &f.arbs[f.active]; i != f.active {
+			why := old.lastErr // a call failed lately: held down
+			if !now.Before(old.downUntil) {
+				why = "connection " + stateName(f.conns[f.active].GetState())
+				old.lastErr, old.lastErrAt = why, now.UTC()
+			}
+			f.setActive(i, why)
+		}
+		return i
+	}
+	for k := range n {
+		if i := (f.active + k) % n; ready(i) {
+			return choose(i)
+		}
+	}
 	for k := range n {
 		if i := (f.active + k) % n; f.usable(i, now) {
-			if i != f.active {
-				f.setActive(i, f.addrs[f.active]+" is "+stateName(f.conns[f.active].GetState())+" or failed a call lately")
-			}
-			return i
+			return choose(i)
 		}
 	}
 	return f.active

@@ -144,8 +144,8 @@ func TestFailoverUnaryMovesToTheNextArbiter(t *testing.T) {
 	var st []string
 	for _, x := range f.Arbiters() {
 		st = append(st, x.Address+"="+x.State+"/"+map[bool]string{true: "current", false: "standby"}[x.Current])
-		if x.Address == addrA && !strings.Contains(x.LastError, "Unavailable") {
-			t.Errorf("a's last error %q, want the Unavailable that moved the calls", x.LastError)
+		if x.Address == addrA && !strings.Contains(x.LastError, "Unavailable") && !strings.HasPrefix(x.LastError, "connection ") {
+			t.Errorf("a's last error %q, want what moved the calls (a failed call or its connection's state)", x.LastError)
 		}
 	}
 	if !strings.HasSuffix(st[1], "=ready/current") || strings.HasSuffix(st[0], "current") {
@@ -217,6 +217,27 @@ func TestFailoverFollowsHealth(t *testing.T) {
 	}
 	if got, err := place(t, f, "o2"); err != nil || got != "o2@b" {
 		t.Fatalf("%q %v, want o2@b", got, err)
+	}
+}
+
+// The first arbiter's address does not answer at all (a dead box): a
+// call does not wait for its connection attempt while the second is up.
+func TestFailoverDoesNotWaitForADeadFirstArbiter(t *testing.T) {
+	_, addrB, _ := start(t, "b")
+	f := newFailover(t, "192.0.2.99:7443", addrB) // TEST-NET-1: nobody answers
+	deadline := clock.Now().Add(5 * time.Second)
+	for f.Arbiters()[1].State != "ready" {
+		if clock.Now().After(deadline) {
+			t.Fatalf("b %s", f.Arbiters()[1].State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := clock.Now()
+	if got, err := place(t, f, "o1"); err != nil || got != "o1@b" {
+		t.Fatalf("%q %v, want o1@b", got, err)
+	}
+	if d := clock.Since(start); d > time.Second {
+		t.Errorf("the call took %v", d)
 	}
 }
 
