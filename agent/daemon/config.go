@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bwxchange/bwx/agent/routecheck"
@@ -29,10 +30,15 @@ import (
 // Config is /etc/bwx/agent.yaml.
 type Config struct {
 	Arbiter struct {
-		// Address is the arbiter's gRPC host:port.
+		// Addresses are the arbiters' gRPC host:port, in order of
+		// preference: calls and the event stream use the first that
+		// answers and move to the next when it does not (an arbiter pair).
+		Addresses []string `yaml:"addresses"`
+		// Address is the one-arbiter form: the same as a one-element
+		// Addresses (not both).
 		Address string `yaml:"address"`
-		// ServerName is the name on the arbiter's certificate, when the
-		// address is not on it.
+		// ServerName is the name on the arbiters' certificates, when the
+		// addresses are not on them.
 		ServerName string `yaml:"server_name"`
 	} `yaml:"arbiter"`
 	// Bundle is the member's certificate bundle from `bwx-arbiter member add`.
@@ -309,13 +315,56 @@ func LoadConfigThen(path string, override func(*Config)) (Config, error) {
 	return c, config.LoadThen(path, &c, then)
 }
 
+// ArbiterAddresses are arbiter.addresses, or arbiter.address as a list
+// of one.
+func (c *Config) ArbiterAddresses() []string {
+	if len(c.Arbiter.Addresses) > 0 {
+		return c.Arbiter.Addresses
+	}
+	if c.Arbiter.Address != "" {
+		return []string{c.Arbiter.Address}
+	}
+	return nil
+}
+
+// validateArbiter checks arbiter.address(es): host:port each (IPv6 in
+// brackets), a port number, no address twice, not both keys.
+func (c *Config) validateArbiter() error {
+	a := &c.Arbiter
+	switch {
+	case a.Address != "" && len(a.Addresses) > 0:
+		return config.Errorf("arbiter.addresses", "give arbiter.addresses or arbiter.address, not both")
+	case a.Address == "" && len(a.Addresses) == 0:
+		return config.Required("arbiter.addresses")
+	}
+	key := func(i int) string { return fmt.Sprintf("arbiter.addresses[%d]", i) }
+	if len(a.Addresses) == 0 {
+		key = func(int) string { return "arbiter.address" }
+	}
+	seen := map[string]bool{}
+	for i, s := range c.ArbiterAddresses() {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" {
+			return config.Errorf(key(i), "want host:port (an IPv6 address in brackets: \"[2001:db8::1]:7443\"), got %q", s)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return config.Errorf(key(i), "want a port number from 1 to 65535, got %q in %q", port, s)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && (ip.IsUnspecified() || ip.IsMulticast()) {
+			return config.Errorf(key(i), "%v: not a unicast address", ip)
+		}
+		if seen[strings.ToLower(s)] {
+			return config.Errorf(key(i), "%s listed twice", s)
+		}
+		seen[strings.ToLower(s)] = true
+	}
+	return nil
+}
+
 // Validate names the key of the first bad value.
 func (c *Config) Validate() error {
-	if c.Arbiter.Address == "" {
-		return config.Required("arbiter.address")
-	}
-	if _, _, err := net.SplitHostPort(c.Arbiter.Address); err != nil {
-		return config.Errorf("arbiter.address", "want host:port, got %q", c.Arbiter.Address)
+	if err := c.validateArbiter(); err != nil {
+		return err
 	}
 	if c.Bundle == "" {
 		return config.Required("bundle")

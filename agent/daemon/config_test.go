@@ -147,3 +147,38 @@ probe:
 		}
 	}
 }
+
+// arbiter.addresses lists an arbiter pair (IPv4 and IPv6); the one-arbiter
+// arbiter.address is a list of one; bad entries are named by key and line.
+func TestArbiterAddresses(t *testing.T) {
+	cfg, err := daemon.LoadConfig(writeConfig(t, "arbiter:\n  addresses: [\"192.0.2.1:7443\", \"[2001:db8::2]:7443\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.ArbiterAddresses(), " "); got != "192.0.2.1:7443 [2001:db8::2]:7443" {
+		t.Fatalf("addresses %q", got)
+	}
+	cfg, err = daemon.LoadConfig(writeConfig(t, "arbiter:\n  address: \"arbiter.ix.example:7443\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.ArbiterAddresses(), " "); got != "arbiter.ix.example:7443" {
+		t.Fatalf("address as a list: %q", got)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"arbiter:\n  address: \"192.0.2.1:7443\"\n  addresses: [\"192.0.2.2:7443\"]\n", `:3: arbiter.addresses: give arbiter.addresses or arbiter.address, not both`},
+		{"arbiter:\n  addresses:\n    - \"192.0.2.1:7443\"\n    - \"2001:db8::2:7443\"\n", `:4: arbiter.addresses[1]: want host:port (an IPv6 address in brackets: "[2001:db8::1]:7443"), got "2001:db8::2:7443"`},
+		{"arbiter:\n  addresses:\n    - \"192.0.2.1:7443\"\n    - \"192.0.2.2\"\n", `:4: arbiter.addresses[1]: want host:port`},
+		{"arbiter:\n  addresses:\n    - \"192.0.2.1:7443\"\n    - \"192.0.2.2:http\"\n", `:4: arbiter.addresses[1]: want a port number from 1 to 65535, got "http" in "192.0.2.2:http"`},
+		{"arbiter:\n  addresses:\n    - \"192.0.2.1:7443\"\n    - \"192.0.2.1:7443\"\n", `:4: arbiter.addresses[1]: 192.0.2.1:7443 listed twice`},
+		{"arbiter:\n  addresses:\n    - \"[::]:7443\"\n", `:3: arbiter.addresses[0]: ::: not a unicast address`},
+		{"arbiter:\n  addresses: []\n", `arbiter.addresses: is required`},
+		{"arbiter:\n  address: \":7443\"\n", `:2: arbiter.address: want host:port`},
+		{"arbiter:\n  addresses: \"192.0.2.1:7443\"\n", `:2: arbiter.addresses:`},
+	} {
+		_, err := daemon.LoadConfig(writeConfig(t, c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want %q", c.body, err, c.want)
+		}
+	}
+}

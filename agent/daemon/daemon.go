@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -29,7 +30,11 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	bundle *pki.Bundle
-	conn   *grpc.ClientConn
+	// conn reaches the arbiters (arbiter.addresses), failing over
+	// between them.
+	conn *rpc.Failover
+	// streamOn is the arbiter the event stream is on; "" while down.
+	streamOn atomic.Pointer[string]
 	// routing applies traded routes; nil without bgp.route_servers.
 	routing *Routing
 	// measure samples traffic and probes paths; nil without capture/probe.
@@ -66,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
-	conn, err := rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
+	conn, err := rpc.DialTLSFailover(cfg.ArbiterAddresses(), cfg.Arbiter.ServerName, b, rpc.FailoverOptions{Log: log.With("component", "arbiters")})
 	if err != nil {
 		if routing != nil {
 			routing.fib.Close()
@@ -118,8 +123,8 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 // Routing is the route applier, or nil when no route server is configured.
 func (a *Agent) Routing() *Routing { return a.routing }
 
-// Conn is the connection to the arbiter.
-func (a *Agent) Conn() *grpc.ClientConn { return a.conn }
+// Conn is the connection to the arbiters.
+func (a *Agent) Conn() grpc.ClientConnInterface { return a.conn }
 
 // Close releases the connection and, if Run never did, the FIB (removing
 // its routes unless fib.keep_routes_on_stop).
@@ -189,31 +194,43 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	a.log.Info("agent running", "arbiter", a.cfg.Arbiter.Address, "resume_after_sequence", cursor, "metrics", a.cfg.Metrics.Listen)
+	a.log.Info("agent running", "arbiters", a.cfg.ArbiterAddresses(), "resume_after_sequence", cursor, "metrics", a.cfg.Metrics.Listen)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	delay := a.MinBackoff
+	var lastQuick time.Time // the last move to another arbiter without backoff
 	for {
 		start := clock.Now()
+		on := a.conn.Current()
 		err := a.stream(ctx, &cursor)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if st := status.Code(err); st == codes.PermissionDenied || st == codes.Unauthenticated {
-			a.log.Error("the arbiter refuses this agent's certificate", "error", err)
+			a.log.Error("the arbiter refuses this agent's certificate", "arbiter", on, "error", err)
 		} else {
-			a.log.Warn("event stream down", "error", err)
+			a.log.Warn("event stream down", "arbiter", on, "error", err)
 		}
 		if clock.Since(start) > 2*a.MaxBackoff {
 			delay = a.MinBackoff // it was up for a good while: start over
 		}
 		wait := delay/2 + rand.N(delay/2+1)
-		a.log.Info("reconnecting", "in", wait.Round(time.Millisecond).String())
+		next := a.conn.Current()
+		quick := next != on && clock.Since(lastQuick) > a.MaxBackoff
+		if quick {
+			// The other arbiter of the pair: go now (after a short
+			// jitter). Once per MaxBackoff: when every arbiter fails,
+			// the backoff grows as with one.
+			wait, lastQuick = rand.N(a.MinBackoff/2+1), clock.Now()
+		}
+		a.log.Info("reconnecting", "arbiter", next, "in", wait.Round(time.Millisecond).String(), "resume_after_sequence", cursor)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, a.MaxBackoff)
+		if !quick {
+			delay = min(delay*2, a.MaxBackoff)
+		}
 	}
 }
 
@@ -224,6 +241,7 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 	if err != nil {
 		return err
 	}
+	on := a.conn.StreamArbiter(s)
 	if a.routing != nil {
 		// The stream resumes after the last event seen: the trades made
 		// before it come from the list, for the route check. Any order
@@ -237,10 +255,19 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 	}
 	a.metrics.streamUp.Store(true)
 	defer a.metrics.streamUp.Store(false)
+	a.streamOn.Store(&on)
+	defer a.streamOn.Store(nil)
+	a.log.Info("event stream open", "arbiter", on, "after_sequence", *cursor)
 	for {
 		ev, err := s.Recv()
 		if err != nil {
 			return err
+		}
+		if ev.Sequence <= *cursor {
+			// Applied already (an arbiter that replays what the cursor
+			// says we have): applying it twice could undo a later event.
+			a.log.Warn("event at or before the cursor skipped", "arbiter", on, "sequence", ev.Sequence, "cursor", *cursor)
+			continue
 		}
 		if o := ev.Order; o != nil {
 			a.log.Info("order event", "sequence", ev.Sequence, "type", strings.TrimPrefix(ev.Type.String(), "TRADE_EVENT_TYPE_"),

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/bwxchange/bwx/agent/daemon"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -25,15 +27,23 @@ type fakeArbiter struct {
 	mu     sync.Mutex
 	events []*pb.TradeEvent
 	asked  []uint64
+	// replay: send every event, whatever the request's after_sequence
+	// (a buggy or hostile arbiter).
+	replay bool
+	// refuse: answer every stream with Unavailable.
+	refuse bool
 }
 
 func (f *fakeArbiter) StreamTradeEvents(r *pb.StreamTradeEventsRequest, s pb.TradingService_StreamTradeEventsServer) error {
 	f.mu.Lock()
 	f.asked = append(f.asked, r.AfterSequence)
-	evs := f.events
+	evs, refuse := f.events, f.refuse
 	f.mu.Unlock()
+	if refuse {
+		return status.Error(codes.Unavailable, "store unreachable")
+	}
 	for _, e := range evs {
-		if e.Sequence > r.AfterSequence {
+		if e.Sequence > r.AfterSequence || f.replay {
 			if err := s.Send(e); err != nil {
 				return err
 			}
@@ -169,4 +179,120 @@ func TestRefusesOperatorBundleAndBadConfig(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("address without a port accepted")
 	}
+}
+
+// An arbiter pair: the agent streams from the first; when it stops
+// mid-stream the stream resumes on the second from the agent's cursor:
+// nothing missed, nothing applied twice (even from an arbiter that
+// replays events the cursor says the agent has).
+func TestEventStreamFailsOverToTheOtherArbiter(t *testing.T) {
+	for _, replay := range []bool{false, true} {
+		dir := t.TempDir()
+		ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle := filepath.Join(dir, "agent.pem")
+		if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
+			t.Fatal(err)
+		}
+		free := func() string {
+			l, _ := net.Listen("tcp", "127.0.0.1:0")
+			defer l.Close()
+			return l.Addr().String()
+		}
+		addrA, addrB := free(), free()
+		fa := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2)}}
+		// The second arbiter has the events the first committed, and
+		// more since (one store behind both).
+		fb := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2), ev(3), ev(4)}, replay: replay}
+		srvA := serve(t, ca, addrA, fa)
+		srvB := serve(t, ca, addrB, fb)
+		defer srvB.Stop()
+		cfg := daemon.DefaultConfig()
+		cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
+		cfg.Metrics.Listen = ""
+		a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.MinBackoff, a.MaxBackoff = 20*time.Millisecond, time.Minute
+		var mu sync.Mutex
+		var got []uint64
+		a.OnEvent = func(e *pb.TradeEvent) { mu.Lock(); got = append(got, e.Sequence); mu.Unlock() }
+		count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(ctx); a.Close(); close(done) }()
+		waitFor(t, "events 1 and 2 from the first arbiter", func() bool { return count() == 2 })
+		if st := a.Status(); st.EventStream != addrA || st.Arbiter != addrA || len(st.Arbiters) != 2 {
+			t.Fatalf("status %+v, want the stream and calls on %s", st, addrA)
+		}
+		if _, n := fb.lastAsked(); n != 0 {
+			t.Fatalf("the second arbiter was asked %d times while the first answered", n)
+		}
+
+		srvA.Stop()
+		// Within the backoff's first step (MaxBackoff is a minute: a
+		// retry of the same arbiter would not come in time).
+		waitFor(t, "events 3 and 4 from the second arbiter", func() bool { return count() >= 4 })
+		if after, _ := fb.lastAsked(); after != 2 {
+			t.Fatalf("replay %v: the second arbiter was asked after %d, want 2 (the cursor)", replay, after)
+		}
+		waitFor(t, "the status to show the second arbiter", func() bool { return a.Status().EventStream == addrB })
+		time.Sleep(50 * time.Millisecond) // any duplicate would arrive now
+		cancel()
+		<-done
+		mu.Lock()
+		if len(got) != 4 || got[0] != 1 || got[1] != 2 || got[2] != 3 || got[3] != 4 {
+			t.Errorf("replay %v: events applied %v, want [1 2 3 4] once each", replay, got)
+		}
+		mu.Unlock()
+	}
+}
+
+// Both arbiters of a pair refusing: the agent backs off as with one
+// arbiter (one quick move to the other, then the delay grows), rather
+// than bouncing between them.
+func TestEventStreamBacksOffWhenBothArbitersFail(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "agent.pem")
+	if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
+		t.Fatal(err)
+	}
+	free := func() string {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer l.Close()
+		return l.Addr().String()
+	}
+	addrA, addrB := free(), free()
+	fa, fb := &fakeArbiter{refuse: true}, &fakeArbiter{refuse: true}
+	defer serve(t, ca, addrA, fa).Stop()
+	defer serve(t, ca, addrB, fb).Stop()
+	cfg := daemon.DefaultConfig()
+	cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
+	cfg.Metrics.Listen = ""
+	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.MinBackoff, a.MaxBackoff = 10*time.Millisecond, 400*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); a.Close(); close(done) }()
+	time.Sleep(1500 * time.Millisecond) // the span under test
+	cancel()
+	<-done
+	_, na := fa.lastAsked()
+	_, nb := fb.lastAsked()
+	// 10, 20, 40, ... 400 ms: about 9 attempts in 1.5 s (a few more with
+	// one quick move per 400 ms); without backoff, hundreds.
+	if na == 0 || nb == 0 || na+nb > 20 {
+		t.Fatalf("streams asked: %d of the first arbiter, %d of the second; want both tried, at most 20 in all", na, nb)
+	}
+	t.Logf("%d attempts at the first arbiter, %d at the second in 1.5 s", na, nb)
 }

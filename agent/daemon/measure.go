@@ -65,7 +65,7 @@ type Measure struct {
 	cfg  Config
 	asn  uint32
 	log  *slog.Logger
-	conn *grpc.ClientConn
+	conn grpc.ClientConnInterface
 	opt  MeasureOptions
 	sp   *spool.Spool
 	h    *netlink.Handle
@@ -112,7 +112,7 @@ type taskKey struct {
 
 // NewMeasure opens the spool and, as configured, the capture sockets and
 // the prober (through opt.Do).
-func NewMeasure(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger, opt MeasureOptions) (_ *Measure, err error) {
+func NewMeasure(cfg Config, asn uint32, conn grpc.ClientConnInterface, log *slog.Logger, opt MeasureOptions) (_ *Measure, err error) {
 	if err := cfg.validateMeasure(); err != nil {
 		return nil, err
 	}

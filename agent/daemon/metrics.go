@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc/connectivity"
 
 	"github.com/bwxchange/bwx/agent/fib"
 	"github.com/bwxchange/bwx/agent/probe"
@@ -23,6 +22,7 @@ import (
 	"github.com/bwxchange/bwx/agent/speaker"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/rpc"
 )
 
 // metrics is the agent's Prometheus side. Most figures are read from the
@@ -111,7 +111,9 @@ const sellerProbeTTL = 24 * time.Hour
 
 var (
 	descArbiterConn = prometheus.NewDesc("bwx_agent_arbiter_connected",
-		"1 while the gRPC connection to the arbiter is ready.", nil, nil)
+		"1 while the gRPC connection to the current arbiter is ready.", nil, nil)
+	descArbiterReady = prometheus.NewDesc("bwx_agent_arbiter_ready",
+		"Per arbiter of arbiter.addresses: 1 while its gRPC connection is ready.", []string{"arbiter"}, nil)
 	descStreamUp = prometheus.NewDesc("bwx_agent_event_stream_up",
 		"1 while the trade event stream from the arbiter is open.", nil, nil)
 
@@ -194,7 +196,7 @@ var refusalReasons = []fib.Reason{fib.ReasonOffLink, fib.ReasonInterfaceDown, fi
 type collector struct{ a *Agent }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descArbiterConn, descStreamUp, descSessions, descUpdates, descIgnored,
+	for _, d := range []*prometheus.Desc{descArbiterConn, descArbiterReady, descStreamUp, descSessions, descUpdates, descIgnored,
 		descLearned, descRejected, descPending, descTradesKnown, descInstalled, descOutOfSync, descRefused, descNextHops, descFIBReadable, descSynced, descSyncFailing,
 		descLastSync, descFIBErrors, descFIBChanges, descFIBRepairs, descSpoolPending, descSpoolAge, descSpoolParked,
 		descSpooled, descSent, descTrades, descLastInterval, descProbeRounds, descProbeTargets, descProbeTasks,
@@ -220,7 +222,13 @@ func b2f(b bool) float64 {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
-	gauge(ch, descArbiterConn, b2f(a.conn.GetState() == connectivity.Ready))
+	ready := false
+	for _, x := range a.conn.Arbiters() {
+		r := x.State == rpc.StateReady
+		ready = ready || (x.Current && r)
+		gauge(ch, descArbiterReady, b2f(r), x.Address)
+	}
+	gauge(ch, descArbiterConn, b2f(ready))
 	gauge(ch, descStreamUp, b2f(a.metrics.streamUp.Load()))
 	if a.routing != nil {
 		c.collectRouting(ch)

@@ -13,12 +13,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/bwxchange/bwx/agent/probe"
+	"github.com/bwxchange/bwx/shared/rpc"
 )
 
 // TestProbeMetricsPerSeller feeds probe rounds to the metrics and reads
 // the per-seller loss and latency of the last round that probed each.
 func TestProbeMetricsPerSeller(t *testing.T) {
-	conn, err := grpc.NewClient("passthrough:///arbiter.invalid:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := rpc.NewFailover([]string{"arbiter.invalid:1"}, func(addr string) (*grpc.ClientConn, error) {
+		return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}, rpc.FailoverOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,19 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/agent/manager"
+	"github.com/bwxchange/bwx/shared/rpc"
 )
 
 // AgentStatus is what the status socket serves at GET /status.
 type AgentStatus struct {
-	ASN     uint32 `json:"asn"`
+	ASN uint32 `json:"asn"`
+	// Arbiter is the arbiter calls go to now.
 	Arbiter string `json:"arbiter"`
+	// Arbiters are arbiter.addresses with their connection states.
+	Arbiters []rpc.Arbiter `json:"arbiters,omitempty"`
+	// EventStream is the arbiter the trade event stream is open on; ""
+	// while it is down.
+	EventStream string `json:"event_stream"`
 	// Routing is nil when no route server is configured.
 	Routing      *Status `json:"routing"`
 	RoutingError string  `json:"routing_error,omitempty"`
@@ -32,7 +39,10 @@ type AgentStatus struct {
 
 // Status returns the agent's status.
 func (a *Agent) Status() AgentStatus {
-	st := AgentStatus{ASN: a.bundle.Identity.ASN, Arbiter: a.cfg.Arbiter.Address}
+	st := AgentStatus{ASN: a.bundle.Identity.ASN, Arbiter: a.conn.Current(), Arbiters: a.conn.Arbiters()}
+	if on := a.streamOn.Load(); on != nil {
+		st.EventStream = *on
+	}
 	if a.routing != nil {
 		rs, err := a.routing.Status()
 		st.Routing = &rs

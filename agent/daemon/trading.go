@@ -32,7 +32,7 @@ type TradingLoop struct {
 	cfg     Config
 	asn     uint32
 	log     *slog.Logger
-	conn    *grpc.ClientConn
+	conn    grpc.ClientConnInterface
 	m       *manager.Manager
 	measure *Measure
 	routing *Routing
@@ -53,7 +53,7 @@ type TradingLoop struct {
 
 // NewTradingLoop makes the manager and replays the persisted journal.
 // measure and routing may be nil (no capture/probing, no route server).
-func NewTradingLoop(cfg Config, asn uint32, conn *grpc.ClientConn, log *slog.Logger) (*TradingLoop, error) {
+func NewTradingLoop(cfg Config, asn uint32, conn grpc.ClientConnInterface, log *slog.Logger) (*TradingLoop, error) {
 	m, err := manager.New(cfg.Manager.Policy, cfg.Manager.JournalSize)
 	if err != nil {
 		return nil, config.Prefix("manager", err)

@@ -42,15 +42,29 @@ func (s *Speaker) expire(peer netip.Addr) {
 	s.notify()
 }
 
-// endOfRIB records a session's End-of-RIB. s.mu is held.
+// endOfRIB records a session's End-of-RIB; Ready closes once a session
+// of each address family has sent one. Every route server of a pair
+// announces all the active trades, so one route server's End-of-RIB in a
+// family is all of that family's routes: an agent that starts while one
+// arbiter is down need not wait the graceful restart time for it. s.mu is
+// held.
 func (s *Speaker) endOfRIB(ss *session) {
 	if ss.eor {
 		return
 	}
 	ss.eor = true
 	s.log.Info("End-of-RIB from the route server", "route_server", ss.addr)
+	select {
+	case <-s.ready:
+		return
+	default:
+	}
+	done := map[bool]bool{} // by Is4
 	for _, x := range s.sessions {
-		if !x.eor {
+		done[x.addr.Is4()] = done[x.addr.Is4()] || x.eor
+	}
+	for _, ok := range done {
+		if !ok {
 			return
 		}
 	}

@@ -112,7 +112,7 @@ type Speaker struct {
 	reannounced map[netip.Addr][]netip.Prefix
 
 	updates     chan struct{}
-	ready       chan struct{} // closed when every session sent End-of-RIB
+	ready       chan struct{} // closed when a session of each family sent End-of-RIB
 	watchCancel context.CancelFunc
 }
 
@@ -151,9 +151,10 @@ func New(cfg Config) (*Speaker, error) {
 	return s, nil
 }
 
-// Ready is closed once every session has sent End-of-RIB (the route
-// server has sent all its routes): Routes is then complete. A route server
-// without graceful restart sends no End-of-RIB; callers bound the wait.
+// Ready is closed once, in each address family, a session has sent
+// End-of-RIB (a route server has sent all its routes): Routes is then
+// complete. A route server without graceful restart sends no End-of-RIB;
+// callers bound the wait.
 func (s *Speaker) Ready() <-chan struct{} { return s.ready }
 
 // Updates receives a value after every change of Routes (changes may be

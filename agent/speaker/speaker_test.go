@@ -28,6 +28,9 @@ const (
 var (
 	rs4 = netip.MustParseAddr("192.0.2.1")
 	rs6 = netip.MustParseAddr("2001:db8::1")
+	// The second route server of an arbiter pair.
+	rsB4 = netip.MustParseAddr("192.0.2.2")
+	rsB6 = netip.MustParseAddr("2001:db8::2")
 )
 
 func newTest(t *testing.T, restart time.Duration) *Speaker {
@@ -179,6 +182,77 @@ func TestEndOfRIBMakesReady(t *testing.T) {
 	case <-s.Ready():
 	default:
 		t.Fatal("not ready after both sessions' End-of-RIB")
+	}
+}
+
+// Two route servers (an arbiter pair), each with an IPv4 and an IPv6
+// session: one End-of-RIB per family is all the routes, whichever route
+// server sent it.
+func TestEndOfRIBPerFamilyWithTwoRouteServers(t *testing.T) {
+	s, err := New(Config{ASN: ourAS, RouterID: netip.MustParseAddr("192.0.2.10"), RouteServerASN: rsASN,
+		RouteServers: []netip.Addr{rs4, rs6, rsB4, rsB6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eor := func(peer netip.Addr) { s.onPaths([]*api.Path{{NeighborIp: peer.String(), Family: family4}}) }
+	ready := func() bool {
+		select {
+		case <-s.Ready():
+			return true
+		default:
+			return false
+		}
+	}
+	eor(rs4)
+	eor(rsB4)
+	if ready() {
+		t.Fatal("ready with IPv4 End-of-RIBs only")
+	}
+	eor(rsB6)
+	if !ready() {
+		t.Fatal("not ready after an End-of-RIB in each family")
+	}
+	eor(rs6) // the other route server's, later: no second close
+}
+
+// The same trade from both route servers is one next hop; when one route
+// server goes (gracefully: stale; or for good: withdrawn) the other's
+// path keeps the route, not stale.
+func TestSameTradeFromTwoRouteServers(t *testing.T) {
+	s, err := New(Config{ASN: ourAS, RouterID: netip.MustParseAddr("192.0.2.10"), RouteServerASN: rsASN,
+		RouteServers: []netip.Addr{rs4, rsB4}, RestartTime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range []netip.Addr{rs4, rsB4} {
+		s.onPeer(peerEvent(rs, api.PeerState_ESTABLISHED))
+		s.onPaths([]*api.Path{path(t, rs, "198.51.100.0/24", 1, "192.0.2.11", false, false, lc(1, ourAS), lc(2, 7))})
+	}
+	const want = "198.51.100.0/24 via 192.0.2.11 #7"
+	if got := show(s.Routes()); got != want {
+		t.Fatalf("from both: %q", got)
+	}
+	// One route server withdraws it (a Hard Reset drops its paths).
+	s.onPaths([]*api.Path{path(t, rs4, "198.51.100.0/24", 1, "", true, false)})
+	if got := show(s.Routes()); got != want {
+		t.Fatalf("one route server withdrew: %q, want %q", got, want)
+	}
+	// It is back, then goes away gracefully: its path is stale, the
+	// other's is not.
+	s.onPaths([]*api.Path{path(t, rs4, "198.51.100.0/24", 2, "192.0.2.11", false, false, lc(1, ourAS), lc(2, 7))})
+	s.onPeer(peerEvent(rs4, api.PeerState_ACTIVE))
+	s.onPaths([]*api.Path{path(t, rs4, "198.51.100.0/24", 2, "192.0.2.11", false, true, lc(1, ourAS), lc(2, 7))})
+	if got := show(s.Routes()); got != want {
+		t.Fatalf("one route server restarting: %q, want %q (not stale: the other carries it)", got, want)
+	}
+	// Both away: graceful restart keeps it, stale.
+	s.onPeer(peerEvent(rsB4, api.PeerState_ACTIVE))
+	s.onPaths([]*api.Path{path(t, rsB4, "198.51.100.0/24", 1, "192.0.2.11", false, true, lc(1, ourAS), lc(2, 7))})
+	if got := show(s.Routes()); got != want+" stale" {
+		t.Fatalf("both restarting: %q", got)
+	}
+	if ss := s.Sessions(); !ss[0].Restarting || !ss[1].Restarting || ss[0].Traded != 1 || ss[1].Traded != 1 {
+		t.Fatalf("sessions %+v", ss)
 	}
 }
 

@@ -1,8 +1,11 @@
 // Package rpc dials the arbiter: over TCP with a member's or operator's
-// certificate bundle, or over the local operator socket.
+// certificate bundle, or over the local operator socket. An arbiter pair
+// is reached with DialTLSAny (a one-off command: the first that answers)
+// or Failover (the agent daemon: calls and streams move between them).
 package rpc
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -12,6 +15,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/bwxchange/bwx/shared/pki"
 )
@@ -25,8 +31,8 @@ var common = []grpc.DialOption{
 
 // DialTLS connects to addr (host:port) presenting the bundle's certificate.
 // serverName is the name or address on the arbiter's certificate; empty
-// means the host part of addr.
-func DialTLS(addr, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
+// means the host part of addr. extra options come after the common ones.
+func DialTLS(addr, serverName string, b *pki.Bundle, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("arbiter address %q: want host:port", addr)
@@ -35,11 +41,65 @@ func DialTLS(addr, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
 		serverName = host
 	}
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, serverName)))}, common...)
-	return grpc.NewClient("passthrough:///"+addr, opts...)
+	return grpc.NewClient("passthrough:///"+addr, append(opts, extra...)...)
+}
+
+// DialTLSAny connects to the first of addrs that answers, in order
+// (gRPC's pick_first over the list, trying the next after 250 ms): a
+// one-off command's connection to an arbiter pair. Each arbiter's
+// certificate is checked against serverName, or its address's host part.
+//
+// A call refused naming the matcher (MatcherKey) is retried there once.
+func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientConn, error) {
+	follow := grpc.WithUnaryInterceptor(followMatcher(func(addr string) (*grpc.ClientConn, error) {
+		return DialTLS(addr, serverName, b)
+	}))
+	if len(addrs) == 1 {
+		return DialTLS(addrs[0], serverName, b, follow)
+	}
+	var st resolver.State
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("arbiter address %q: want host:port", a)
+		}
+		ra := resolver.Address{Addr: a, ServerName: host}
+		if serverName != "" {
+			ra.ServerName = serverName
+		}
+		st.Addresses = append(st.Addresses, ra)
+		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{ra}})
+	}
+	r := manual.NewBuilderWithScheme("bwx-arbiters")
+	r.InitialState(st)
+	// An empty ServerName in the TLS config: each address's ServerName
+	// (above) is the name checked.
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, ""))),
+		grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`), follow}, common...)
+	return grpc.NewClient(r.Scheme()+":///arbiters", opts...)
 }
 
 // DialUnix connects to the operator socket at path.
 func DialUnix(path string) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, common...)
 	return grpc.NewClient("unix://"+path, opts...)
+}
+
+// followMatcher retries a unary call refused naming the matcher
+// (MatcherKey) at the matcher, once, on a connection dialed for it.
+func followMatcher(dial func(addr string) (*grpc.ClientConn, error)) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var hdr, trl metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts[:len(opts):len(opts)], grpc.Header(&hdr), grpc.Trailer(&trl))...)
+		m := matcherOf(err, hdr, trl)
+		if m == "" {
+			return err
+		}
+		mc, derr := dial(m)
+		if derr != nil {
+			return err
+		}
+		defer mc.Close()
+		return mc.Invoke(ctx, method, req, reply, opts...)
+	}
 }

@@ -25,7 +25,9 @@ func TestFlagsReplaceConfigKeys(t *testing.T) {
 		{"--arbiter replaces arbiter.address", noAddress, "192.0.2.1:7443", "", "192.0.2.1:7443", "/etc/bwx/agent.pem", ""},
 		{"--bundle replaces bundle", noAddress, "192.0.2.1:7443", "/tmp/m.pem", "192.0.2.1:7443", "/tmp/m.pem", ""},
 		{"no config file, flags give it all", filepath.Join(dir, "none.yaml"), "[2001:db8::1]:7443", "/tmp/m.pem", "[2001:db8::1]:7443", "/tmp/m.pem", ""},
-		{"no flag, no key", noAddress, "", "", "", "", "arbiter.address: is required"},
+		{"--arbiter gives a pair", noAddress, "192.0.2.1:7443,[2001:db8::2]:7443", "", "192.0.2.1:7443,[2001:db8::2]:7443", "/etc/bwx/agent.pem", ""},
+		{"--arbiter entries are checked", noAddress, "192.0.2.1:7443,2001:db8::2:7443", "", "", "", `arbiter.addresses[1]: want host:port (an IPv6 address in brackets: "[2001:db8::1]:7443"), got "2001:db8::2:7443"`},
+		{"no flag, no key", noAddress, "", "", "", "", "arbiter.addresses: is required"},
 		{"no config file, no flag", filepath.Join(dir, "none.yaml"), "", "", "", "", "none.yaml"},
 	} {
 		g := &globals{configPath: c.config, arbiter: c.arbiter, bundle: c.bund}
@@ -37,8 +39,8 @@ func TestFlagsReplaceConfigKeys(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("%s: %v", c.name, err)
-		case cfg.Arbiter.Address != c.wantAddr || cfg.Bundle != c.wantBundle:
-			t.Errorf("%s: address %q bundle %q, want %q %q", c.name, cfg.Arbiter.Address, cfg.Bundle, c.wantAddr, c.wantBundle)
+		case strings.Join(cfg.ArbiterAddresses(), ",") != c.wantAddr || cfg.Bundle != c.wantBundle:
+			t.Errorf("%s: addresses %q bundle %q, want %q %q", c.name, cfg.ArbiterAddresses(), cfg.Bundle, c.wantAddr, c.wantBundle)
 		}
 	}
 }

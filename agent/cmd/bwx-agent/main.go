@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +48,7 @@ func newRoot() *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.configPath, "config", "c", "/etc/bwx/agent.yaml", "agent config file")
-	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port (default: arbiter.address from the config)")
+	pf.StringVar(&g.arbiter, "arbiter", "", "arbiter host:port, or several separated by commas (default: arbiter.addresses from the config)")
 	pf.StringVar(&g.bundle, "bundle", "", "member certificate bundle (default: bundle from the config)")
 	pf.StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
 	root.AddCommand(runCmd(g), orderCmd(g), offersCmd(g), takeCmd(g), tradesCmd(g), statusCmd(g), decisionsCmd(g), invoicesCmd(g), usageCmd(g), creditCmd(g))
@@ -59,7 +60,7 @@ func newRoot() *cobra.Command {
 func (g *globals) config() (daemon.Config, error) {
 	return daemon.LoadConfigThen(g.configPath, func(cfg *daemon.Config) {
 		if g.arbiter != "" {
-			cfg.Arbiter.Address = g.arbiter
+			cfg.Arbiter.Address, cfg.Arbiter.Addresses = "", strings.Split(g.arbiter, ",")
 		}
 		if g.bundle != "" {
 			cfg.Bundle = g.bundle
@@ -81,7 +82,7 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rpc.DialTLS(cfg.Arbiter.Address, cfg.Arbiter.ServerName, b)
+	return rpc.DialTLSAny(cfg.ArbiterAddresses(), cfg.Arbiter.ServerName, b)
 }
 
 // connect dials the arbiter for one command (a cli.Connect).

@@ -37,6 +37,31 @@ func statusCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// printArbiters is the arbiter pair: each one's gRPC state, which one
+// calls go to and which one the event stream is on.
+func printArbiters(o cli.Output, st daemon.AgentStatus) error {
+	var rows [][]string
+	for _, a := range st.Arbiters {
+		use := ""
+		if a.Current {
+			use = "calls"
+		}
+		if a.Address == st.EventStream {
+			use = strings.TrimPrefix(use+",events", ",")
+		}
+		last := ""
+		if a.LastError != "" {
+			last = ago(a.LastErrorAt) + " ago: " + a.LastError
+		}
+		rows = append(rows, []string{a.Address, strings.ReplaceAll(a.State, "_", " "), use, last})
+	}
+	if err := o.Table([]string{"ARBITER", "STATE", "IN USE", "LAST FAILURE"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(o.W)
+	return nil
+}
+
 func addrs(as []netip.Addr) string {
 	s := make([]string, len(as))
 	for i, a := range as {
@@ -57,6 +82,11 @@ func ago(t time.Time) string {
 func printStatus(o cli.Output, st daemon.AgentStatus) error {
 	w := o.W
 	fmt.Fprintf(w, "member AS%d, arbiter %s\n", st.ASN, st.Arbiter)
+	if len(st.Arbiters) > 1 {
+		if err := printArbiters(o, st); err != nil {
+			return err
+		}
+	}
 	if err := printMeasure(o, st.Measure); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/bwxchange/bwx/agent/speaker"
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/rpc"
 )
 
 func sampleStatus() daemon.AgentStatus {
@@ -150,5 +151,28 @@ func TestStatusWithoutRouting(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "routing: not configured") {
 		t.Fatalf("output:\n%s", b.String())
+	}
+}
+
+// An arbiter pair: each arbiter's state, which one takes the calls and
+// which one the event stream is on, and why the other was left.
+func TestStatusArbiterPair(t *testing.T) {
+	st := daemon.AgentStatus{ASN: 64501, Arbiter: "[2001:db8::2]:7443", EventStream: "[2001:db8::2]:7443", Arbiters: []rpc.Arbiter{
+		{Address: "192.0.2.1:7443", State: "transient_failure", LastError: "rpc error: code = Unavailable desc = connection refused", LastErrorAt: clock.Now().Add(-time.Minute)},
+		{Address: "[2001:db8::2]:7443", State: "ready", Current: true},
+	}}
+	var b bytes.Buffer
+	if err := printStatus(cli.Output{Format: "table", W: &b}, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ARBITER STATE IN USE LAST FAILURE",
+		"192.0.2.1:7443 transient failure 1m0s ago: rpc error: code = Unavailable desc = connection refused",
+		"[2001:db8::2]:7443 ready calls,events",
+	} {
+		re := regexp.MustCompile(strings.Join(strings.Fields(regexp.QuoteMeta(want)), `\s+`))
+		if !re.MatchString(b.String()) {
+			t.Errorf("status output lacks %q:\n%s", want, b.String())
+		}
 	}
 }
