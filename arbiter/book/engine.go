@@ -143,10 +143,13 @@ type clientKey struct {
 	id  string
 }
 
-// sellRoute is a sell order reachable through one of its seller's routes.
+// sellRoute is a sell order reachable through one of its seller's routes,
+// with its price: a buy passes over the sells priced above its limit
+// without reading them. (An order's spec changes only out of the index:
+// Modify takes it out first.)
 type sellRoute struct {
 	order *Order
-	route registry.Prefix
+	price int64
 }
 
 // Engine is the order book in memory: the open orders indexed by what they
@@ -348,7 +351,7 @@ func (e *Engine) add(o *Order) {
 	e.open[o.ID] = o
 	if o.Spec.Side == Sell {
 		for _, r := range e.routesOf(o) {
-			sr := sellRoute{o, r}
+			sr := sellRoute{o, o.Spec.PriceMicros}
 			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
 			e.sellsByOrigin[r.OriginASN] = append(e.sellsByOrigin[r.OriginASN], sr)
 			e.sellsByType[r.Type] = append(e.sellsByType[r.Type], sr)

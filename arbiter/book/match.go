@@ -197,21 +197,30 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		out = append(out, c)
 	}
 	if o.Spec.Side == Buy {
+		// A sell above the buy's limit fails Compatible: passed over
+		// here without reading it.
+		limit := o.Spec.PriceMicros
 		switch d := o.Spec.Destination; {
 		case d.Prefix.IsValid():
 			traded := []netip.Prefix{d.Prefix}
 			for _, v := range e.sellsByPrefix.Supernets(d.Prefix) {
-				for i := range v {
-					consider(v[i].order, traded) // by index: a sellRoute is large
+				for _, sr := range v {
+					if sr.price <= limit {
+						consider(sr.order, traded)
+					}
 				}
 			}
 		case d.OriginASN != 0:
-			for i, v := 0, e.sellsByOrigin[d.OriginASN]; i < len(v); i++ {
-				consider(v[i].order, nil) // by index: a sellRoute is large
+			for _, sr := range e.sellsByOrigin[d.OriginASN] {
+				if sr.price <= limit {
+					consider(sr.order, nil)
+				}
 			}
 		default:
-			for i, v := 0, e.sellsByType[d.RouteType]; i < len(v); i++ {
-				consider(v[i].order, nil) // by index: a sellRoute is large
+			for _, sr := range e.sellsByType[d.RouteType] {
+				if sr.price <= limit {
+					consider(sr.order, nil)
+				}
 			}
 		}
 	} else {
