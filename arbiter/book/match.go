@@ -407,9 +407,11 @@ func (e *Engine) filledResting(r *Order, now time.Time, ch *Change) {
 func (e *Engine) reserve(buy, sell *Order, bps int64, now time.Time) {
 	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
 	for _, id := range []int64{e.members[buy.MemberASN].PortID, e.members[sell.MemberASN].PortID} {
-		e.port(id).add(s, t, bps)
-		if bps > 0 {
+		c := e.port(id)
+		c.add(s, t, bps)
+		if bps > 0 && !(c.wokenSet && c.woken == t) {
 			e.wakeAt(wake{at: t, port: id})
+			c.woken, c.wokenSet = t, true
 		}
 	}
 }
