@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,6 +146,114 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCreditLimitHoldsAgainstConcurrentBuys is the attacker's test with
+// settlement's real check and store: a member firing many buys at once
+// gets exactly as many as its limit covers, not one more, whether its
+// limit was set before it started buying or lowered while it was (its
+// standing then cached as unlimited).
+func TestCreditLimitHoldsAgainstConcurrentBuys(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const me, seller = 64510, 64501
+	reg := registry.New(db)
+	for i, asn := range []uint32{seller, me} {
+		m := registry.Member{ASN: asn, Name: "n", Port: registry.Port{Name: "p", CapacityBps: 1e15},
+			Routers: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})}}
+		if _, err := reg.AddMember(ctx, m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.AddPrefix(ctx, registry.Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/24"), MemberASN: seller, Type: registry.Customer}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 17, 6, 30, 0, 0, time.UTC)
+	st, err := settle.NewSettlement(db, settle.Options{Config: settle.DefaultConfig(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := book.Start(ctx, db, book.Options{Now: func() time.Time { return now }, ExpireEvery: -1, CreditCheck: st.BookCreditCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bk.Close()
+	const block, price = 100_000_000, 50_000
+	dest := book.Destination{Prefix: netip.MustParsePrefix("198.51.100.0/24")}
+	if _, _, err := bk.Place(ctx, seller, book.Spec{Side: book.Sell, Destination: dest, Protocol: book.IPv4, MinBlockBps: block,
+		CapacityBps: 1000 * block, PriceMicros: price, TrafficType: book.AnyTraffic, Start: now, End: now.AddDate(1, 0, 0), Type: book.Limit}, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Every buy trades all of itself at its own limit price: its worst
+	// case is exactly what its trade then counts.
+	buy := book.Spec{Side: book.Buy, Destination: dest, Protocol: book.IPv4, MinBlockBps: block, CapacityBps: block, PriceMicros: price,
+		TrafficType: book.AnyTraffic, Start: now, End: now.AddDate(0, 0, 20), Type: book.IOC, Ranking: book.ByPrice}
+	exposure := func() int64 {
+		t.Helper()
+		c, err := st.Credit(ctx, me)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.ExposureMicros
+	}
+	// Bought without a limit: the check caches "no limit" for me.
+	if _, trades, err := bk.Place(ctx, me, buy, ""); err != nil || len(trades) != 1 {
+		t.Fatalf("first buy: %v %v", trades, err)
+	}
+	each := exposure()
+	if each <= 0 {
+		t.Fatalf("a buy counts %d", each)
+	}
+	attack := func(what string, want int) {
+		t.Helper()
+		const n = 48
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		ok := 0
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, trades, err := bk.Place(ctx, me, buy, "")
+				switch {
+				case err == nil && len(trades) == 1:
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				case !errors.Is(err, settle.ErrCreditLimit):
+					t.Errorf("%s: buy %v %v, want traded or refused for credit", what, trades, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok != want {
+			t.Fatalf("%s: %d of %d concurrent buys traded, want %d", what, ok, n, want)
+		}
+	}
+	// Lowered while me is cached as unlimited: room for 3 more and a half.
+	if err := st.SetCreditLimit(ctx, me, 4*each+each/2); err != nil {
+		t.Fatal(err)
+	}
+	attack("limit set after the first buy", 3)
+	if e := exposure(); e != 4*each {
+		t.Fatalf("exposure %d, want 4 buys' %d", e, 4*each)
+	}
+	// Raised, then lowered below what is already bought.
+	if err := st.SetCreditLimit(ctx, me, 6*each); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetCreditLimit(ctx, me, each); err != nil {
+		t.Fatal(err)
+	}
+	attack("limit lowered below the exposure", 0)
+	if err := st.SetCreditLimit(ctx, me, 6*each); err != nil {
+		t.Fatal(err)
+	}
+	attack("limit raised by two buys", 2)
 }
 
 // BenchmarkMatchDurableCredit is BenchmarkMatchDurable with settlement's

@@ -10,6 +10,12 @@ import "sort"
 type curve struct {
 	at   []int64 // breakpoints, unix microseconds, ascending
 	load []int64 // load[i] holds on [at[i], at[i+1]); the last is always 0
+
+	// woken, when wokenSet, is an instant a wake of this port is queued
+	// for (the end of its last reservation): trades mostly end together,
+	// and the next reservation ending then needs no look in the queue.
+	woken    int64
+	wokenSet bool
 }
 
 // index returns the position of breakpoint t, inserting it if missing.

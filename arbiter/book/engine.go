@@ -25,6 +25,33 @@ type MemberInfo struct {
 	Routes   []registry.Prefix
 
 	restricted int8 // 0 unknown, 1 some route has an allow list, -1 none
+
+	// routersOf caches Routers by family ([0] IPv6, [1] IPv4), each
+	// clipped so that an append to one copies it: trades share them.
+	routersOf    [2][]netip.Addr
+	routersKnown bool
+}
+
+// routers are m's routers that fit protocol p (nil: none), the same slice
+// each time: matching asks for them per fill.
+func (m *MemberInfo) routers(p Protocol) []netip.Addr {
+	if !m.routersKnown {
+		m.routersKnown = true
+		for _, a := range m.Routers {
+			i := 0
+			if a.Is4() {
+				i = 1
+			}
+			m.routersOf[i] = append(m.routersOf[i], a)
+		}
+		for i := range m.routersOf {
+			m.routersOf[i] = slices.Clip(m.routersOf[i])
+		}
+	}
+	if p == IPv4 {
+		return m.routersOf[1]
+	}
+	return m.routersOf[0]
 }
 
 // sellable keeps the traded prefixes buyer may buy from this member: a
@@ -116,10 +143,13 @@ type clientKey struct {
 	id  string
 }
 
-// sellRoute is a sell order reachable through one of its seller's routes.
+// sellRoute is a sell order reachable through one of its seller's routes,
+// with its price: a buy passes over the sells priced above its limit
+// without reading them. (An order's spec changes only out of the index:
+// Modify takes it out first.)
 type sellRoute struct {
 	order *Order
-	route registry.Prefix
+	price int64
 }
 
 // Engine is the order book in memory: the open orders indexed by what they
@@ -163,8 +193,14 @@ type Engine struct {
 
 	ports map[int64]*curve
 
-	// seen is scratch space reused by every match.
-	seen map[int64]bool
+	// Scratch space reused by every match: the orders a candidates call
+	// has met (seenIDs while few, then seen), its candidates, and match's
+	// fills.
+	seenIDs []int64
+	seen    map[int64]bool
+	seenMap bool
+	cands   []candidate
+	fills   []fill
 
 	// wakes are the instants at which time alone may make resting orders
 	// tradable with each other: a resting sell's start (before it, it
@@ -315,7 +351,7 @@ func (e *Engine) add(o *Order) {
 	e.open[o.ID] = o
 	if o.Spec.Side == Sell {
 		for _, r := range e.routesOf(o) {
-			sr := sellRoute{o, r}
+			sr := sellRoute{o, o.Spec.PriceMicros}
 			e.sellsByPrefix.Modify(r.Prefix, func(v []sellRoute, _ bool) ([]sellRoute, bool) { return append(v, sr), false })
 			e.sellsByOrigin[r.OriginASN] = append(e.sellsByOrigin[r.OriginASN], sr)
 			e.sellsByType[r.Type] = append(e.sellsByType[r.Type], sr)
@@ -412,12 +448,20 @@ func (e *Engine) check(asn uint32, spec Spec, now time.Time) error {
 }
 
 func (e *Engine) event(ch *Change, asn uint32, typ EventType, now time.Time, t *Trade, o *Order) {
-	e.lastSeq++
-	ev := Event{Seq: e.lastSeq, MemberASN: asn, Type: typ, Time: now}
+	var tc *Trade
 	if t != nil {
-		tc := *t
-		ev.Trade = &tc
+		c := *t
+		tc = &c
 	}
+	e.eventOf(ch, asn, typ, now, tc, o)
+}
+
+// eventOf is event with the trade copied already: events about the same
+// trade may share the copy (nothing changes an event's trade but the
+// quality lookup, which sets it on all of them).
+func (e *Engine) eventOf(ch *Change, asn uint32, typ EventType, now time.Time, t *Trade, o *Order) {
+	e.lastSeq++
+	ev := Event{Seq: e.lastSeq, MemberASN: asn, Type: typ, Time: now, Trade: t}
 	if o != nil {
 		oc := *o
 		ev.Order = &oc
@@ -491,7 +535,7 @@ func (e *Engine) checkOffer(buy *Order, id int64, now time.Time) error {
 		return fmt.Errorf("offer %d now asks %s per Mbps, above your limit %s: %w", id,
 			units.Money(sell.Spec.PriceMicros), units.Money(buy.Spec.PriceMicros), ErrOfferChanged)
 	}
-	if why := mismatch(buy.Spec, sell.Spec, now); why != "" {
+	if why := mismatch(&buy.Spec, &sell.Spec, now); why != "" {
 		return fmt.Errorf("offer %d no longer fits your order: %s: %w", id, why, ErrOfferChanged)
 	}
 	cs := e.candidates(buy, now, id)

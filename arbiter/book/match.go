@@ -2,6 +2,7 @@ package book
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -11,11 +12,11 @@ import (
 // Compatible reports whether a sell can serve a buy on the order terms alone:
 // protocol, traffic type, delivery period and price, as seen at now (each
 // period taken from its effective start: a start that has passed is now).
-func Compatible(buy, sell Spec, now time.Time) bool { return mismatch(buy, sell, now) == "" }
+func Compatible(buy, sell Spec, now time.Time) bool { return mismatch(&buy, &sell, now) == "" }
 
 // mismatch names the first order term on which a sell cannot serve a buy at
 // now.
-func mismatch(buy, sell Spec, now time.Time) string {
+func mismatch(buy, sell *Spec, now time.Time) string {
 	switch {
 	case buy.Protocol != sell.Protocol:
 		return "protocol differs"
@@ -71,10 +72,43 @@ type candidate struct {
 	asked    bool // measured is the quality source's answer (nil: none)
 }
 
-// candidates lists the resting orders o could trade with, ranked.
+// firstVisit reports whether a candidates call meets order id for the
+// first time (an order reached through several routes is considered once).
+// The few orders of most calls are kept in a slice, searched faster than a
+// map is cleared and filled.
+func (e *Engine) firstVisit(id int64) bool {
+	if e.seenMap {
+		if e.seen[id] {
+			return false
+		}
+		e.seen[id] = true
+		return true
+	}
+	if slices.Contains(e.seenIDs, id) {
+		return false
+	}
+	if len(e.seenIDs) < 32 {
+		e.seenIDs = append(e.seenIDs, id)
+		return true
+	}
+	for _, x := range e.seenIDs {
+		e.seen[x] = true
+	}
+	e.seen[id], e.seenMap = true, true
+	return true
+}
+
+// candidates lists the resting orders o could trade with, ranked. The list
+// is the engine's scratch space: good until the next call.
 func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
-	clear(e.seen)
-	var out []candidate
+	e.seenIDs = e.seenIDs[:0]
+	if e.seenMap {
+		clear(e.seen)
+		e.seenMap = false
+	}
+	clear(e.cands[:cap(e.cands)]) // drops the last calls' pointers
+	out := e.cands[:0]
+	defer func() { e.cands = out }()
 	// A resting buy met by an incoming sell is checked against its
 	// member's credit too, once per buyer here: it may have been placed
 	// before the member reached its limit.
@@ -119,10 +153,9 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 	// via, when set, is the traded prefix already known from the index: a
 	// buy for a prefix reached through a covering route trades that prefix.
 	consider := func(r *Order, via []netip.Prefix) {
-		if e.seen[r.ID] || r.MemberASN == o.MemberASN || !r.Spec.End.After(now) {
+		if r.MemberASN == o.MemberASN || !r.Spec.End.After(now) || !e.firstVisit(r.ID) {
 			return
 		}
-		e.seen[r.ID] = true
 		if only != 0 && r.ID != only {
 			return
 		}
@@ -133,7 +166,7 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		if o.Spec.Side == Sell {
 			buy, sell = r, o
 		}
-		if !Compatible(buy.Spec, sell.Spec, now) || !creditOK(buy.MemberASN) {
+		if mismatch(&buy.Spec, &sell.Spec, now) != "" || !creditOK(buy.MemberASN) {
 			return
 		}
 		sm := e.members[sell.MemberASN]
@@ -164,21 +197,30 @@ func (e *Engine) candidates(o *Order, now time.Time, only int64) []candidate {
 		out = append(out, c)
 	}
 	if o.Spec.Side == Buy {
+		// A sell above the buy's limit fails Compatible: passed over
+		// here without reading it.
+		limit := o.Spec.PriceMicros
 		switch d := o.Spec.Destination; {
 		case d.Prefix.IsValid():
 			traded := []netip.Prefix{d.Prefix}
 			for _, v := range e.sellsByPrefix.Supernets(d.Prefix) {
 				for _, sr := range v {
-					consider(sr.order, traded)
+					if sr.price <= limit {
+						consider(sr.order, traded)
+					}
 				}
 			}
 		case d.OriginASN != 0:
 			for _, sr := range e.sellsByOrigin[d.OriginASN] {
-				consider(sr.order, nil)
+				if sr.price <= limit {
+					consider(sr.order, nil)
+				}
 			}
 		default:
 			for _, sr := range e.sellsByType[d.RouteType] {
-				consider(sr.order, nil)
+				if sr.price <= limit {
+					consider(sr.order, nil)
+				}
 			}
 		}
 	} else {
@@ -227,8 +269,13 @@ type fill struct {
 // resting orders) and records them in ch. An IOC or FOK never rests.
 // sweep says o was resting too (Wake): it is recorded in ch only if it
 // traded, and each trade takes the price of whichever order rested first.
+// Otherwise o is not in the book (a new order, or one Modify took out).
 func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bool) []Trade {
-	var fills []fill
+	fills := e.fills[:0]
+	defer func() {
+		clear(fills[:cap(fills)]) // drops the pointers
+		e.fills = fills[:0]
+	}()
 	remaining := o.Remaining()
 	for _, c := range e.candidates(o, now, only) {
 		if remaining <= 0 {
@@ -238,13 +285,7 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		if o.Spec.Side == Sell {
 			buy, sell = c.order, o
 		}
-		sm := e.members[sell.MemberASN]
-		var hops []netip.Addr
-		for _, a := range sm.Routers {
-			if sell.Spec.Protocol.Fits(a) {
-				hops = append(hops, a)
-			}
-		}
+		hops := e.members[sell.MemberASN].routers(sell.Spec.Protocol)
 		if len(hops) == 0 {
 			continue // no router of this family to be the next hop
 		}
@@ -265,9 +306,16 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 			}
 			e.reserve(buy, sell, -f.bps, now)
 		}
-		fills = nil
+		fills = fills[:0]
 	}
-	var trades []Trade
+	first := len(ch.Trades)
+	if n := len(fills); n > 0 {
+		// Each fill makes a trade, two events and (with Place's or
+		// Modify's own) an order's new state and an event.
+		ch.Trades = slices.Grow(ch.Trades, n)
+		ch.Events = slices.Grow(ch.Events, 3*n+1)
+		ch.Orders = slices.Grow(ch.Orders, n+1)
+	}
 	for _, f := range fills {
 		buy, sell := o, f.c.order
 		if o.Spec.Side == Sell {
@@ -299,20 +347,20 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 			Prefixes: f.c.prefixes, Protocol: buy.Spec.Protocol, CapacityBps: f.bps, PriceMicros: price,
 			Start: buy.Spec.EffectiveStart(now), End: buy.Spec.End, SellerNextHops: f.hops, Created: now, Quality: m}
 		if bm := e.members[buy.MemberASN]; bm != nil {
-			for _, a := range bm.Routers {
-				if buy.Spec.Protocol.Fits(a) {
-					t.BuyerRouters = append(t.BuyerRouters, a)
-				}
-			}
+			t.BuyerRouters = bm.routers(buy.Spec.Protocol)
 		}
-		trades = append(trades, t)
 		ch.Trades = append(ch.Trades, t)
 		r := f.c.order
 		r.FilledBps += f.bps
 		o.FilledBps += f.bps
-		e.event(ch, t.BuyerASN, TradeCreated, now, &t, nil)
-		e.event(ch, t.SellerASN, TradeCreated, now, &t, nil)
+		tc := &t // both parties' events share the copy
+		e.eventOf(ch, t.BuyerASN, TradeCreated, now, tc, nil)
+		e.eventOf(ch, t.SellerASN, TradeCreated, now, tc, nil)
 		e.filledResting(r, now, ch)
+	}
+	var trades []Trade
+	if len(ch.Trades) > first {
+		trades = slices.Clip(ch.Trades[first:])
 	}
 	if sweep {
 		// o rested (and stays in the index: it is never its own
@@ -332,16 +380,12 @@ func (e *Engine) match(o *Order, now time.Time, only int64, ch *Change, sweep bo
 		o.Status = Open
 	}
 	if o.Status == Open {
-		if _, ok := e.open[o.ID]; !ok {
-			e.add(o)
-			if o.Spec.Side == Sell && o.Spec.Start.After(now) {
-				// Before its start it cannot cover a buy that starts
-				// earlier: Wake matches it again then.
-				e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
-			}
+		e.add(o)
+		if o.Spec.Side == Sell && o.Spec.Start.After(now) {
+			// Before its start it cannot cover a buy that starts
+			// earlier: Wake matches it again then.
+			e.wakeAt(wake{at: o.Spec.Start.UnixMicro(), order: o.ID})
 		}
-	} else if _, ok := e.open[o.ID]; ok {
-		e.remove(o)
 	}
 	return trades
 }
@@ -363,9 +407,11 @@ func (e *Engine) filledResting(r *Order, now time.Time, ch *Change) {
 func (e *Engine) reserve(buy, sell *Order, bps int64, now time.Time) {
 	s, t := buy.Spec.EffectiveStart(now).UnixMicro(), buy.Spec.End.UnixMicro()
 	for _, id := range []int64{e.members[buy.MemberASN].PortID, e.members[sell.MemberASN].PortID} {
-		e.port(id).add(s, t, bps)
-		if bps > 0 {
+		c := e.port(id)
+		c.add(s, t, bps)
+		if bps > 0 && !(c.wokenSet && c.woken == t) {
 			e.wakeAt(wake{at: t, port: id})
+			c.woken, c.wokenSet = t, true
 		}
 	}
 }

@@ -77,6 +77,9 @@ func (e *Engine) Wake(now time.Time) *Change {
 				due[o.ID] = o
 			}
 		default:
+			if c := e.ports[w.port]; c != nil && c.wokenSet && c.woken == w.at {
+				c.wokenSet = false // no longer queued
+			}
 			if ports == nil {
 				ports = map[int64]bool{}
 			}

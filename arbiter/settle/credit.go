@@ -67,13 +67,17 @@ func (s *Settlement) SetCreditLimit(ctx context.Context, asn uint32, limitMicros
 	if limitMicros < 0 {
 		return invalid.New("limit", "must not be negative")
 	}
-	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		m, err := registry.GetMember(ctx, tx, asn)
 		if err != nil {
 			return err
 		}
 		return setLimit(ctx, tx, m.ID, limitMicros, store.Micros(s.now()))
 	})
+	// Whatever the outcome (a failed commit may still have landed), the
+	// next check reads the limit from the store.
+	s.credit.forgetLimit(asn)
+	return err
 }
 
 // RecordPayment books a payment by member asn into the ledger; it lowers
@@ -360,8 +364,8 @@ func (s *Settlement) CheckCreditWith(ctx context.Context, asn uint32, pending []
 
 // StandingOf reads member asn's standing for buy checks, counting pending,
 // its buy trades not yet stored. It answers from the member's cached
-// exposure (see creditCache): one indexed read when no limit applies,
-// else reads of what changed since the member's last check. It is safe
+// exposure (see creditCache): no read when no limit applies (after the
+// member's first check), else reads of what changed since its last check. It is safe
 // for concurrent use.
 func (s *Settlement) StandingOf(ctx context.Context, asn uint32, pending []Commitment) (Standing, error) {
 	return s.cachedCredit(ctx, asn, pending)
@@ -387,13 +391,68 @@ type creditCache struct {
 	mu      sync.Mutex
 	members map[uint32]*memberCredit
 
+	// limits holds each checked member's id and own limit, by ASN, so
+	// that a check of a member without a limit (the common case) reads
+	// nothing. An ASN never changes hands (members are never deleted and
+	// their ASN is unique), and a limit is written only by SetCreditLimit,
+	// which drops the entry (forgetLimit); limitGen counts the drops, so a
+	// read that began before one does not put back what it read.
+	limits   map[uint32]memberLimit
+	limitGen uint64
+	// afterLimitRead, set by a test, runs between a limit's read and its
+	// caching.
+	afterLimitRead func()
+
 	// The reads, prepared on first use (a check is mostly parse time
 	// otherwise); database/sql closes them with the database.
 	prepMu sync.Mutex
 	stmt   atomic.Pointer[creditStmts]
 
-	// Rows the delta readers read, for tests to see the cache at work.
-	ledgerRows, tradeRows atomic.Int64
+	// Rows the delta readers read and limits read from the store, for
+	// tests to see the cache at work.
+	ledgerRows, tradeRows, limitReads atomic.Int64
+}
+
+// memberLimit is a member's id and its own limit (not Valid: none set).
+type memberLimit struct {
+	id    int64
+	limit sql.NullInt64
+}
+
+// limit is member asn's id and own limit, from the cache or else read
+// (and kept) with stmt.
+func (c *creditCache) limit(ctx context.Context, stmt *sql.Stmt, asn uint32) (memberLimit, error) {
+	c.mu.Lock()
+	ml, ok := c.limits[asn]
+	gen := c.limitGen
+	c.mu.Unlock()
+	if ok {
+		return ml, nil
+	}
+	c.limitReads.Add(1)
+	if err := stmt.QueryRowContext(ctx, asn).Scan(&ml.id, &ml.limit); err != nil {
+		return ml, err
+	}
+	if c.afterLimitRead != nil {
+		c.afterLimitRead()
+	}
+	c.mu.Lock()
+	if c.limitGen == gen {
+		if c.limits == nil {
+			c.limits = map[uint32]memberLimit{}
+		}
+		c.limits[asn] = ml
+	}
+	c.mu.Unlock()
+	return ml, nil
+}
+
+// forgetLimit drops asn's cached limit (SetCreditLimit changed it).
+func (c *creditCache) forgetLimit(asn uint32) {
+	c.mu.Lock()
+	c.limitGen++
+	delete(c.limits, asn)
+	c.mu.Unlock()
 }
 
 // memberCredit is one member's cached sums; mu is held across the reads
@@ -475,7 +534,8 @@ func (c *creditCache) member(asn uint32) *memberCredit {
 }
 
 // The cache's reads. creditLimitSQL (credit_limits_sql.go) is all a member
-// without a limit costs. creditLedgerSQL (ledger_sql.go) reads
+// without a limit costs, once (then creditCache.limits answers).
+// creditLedgerSQL (ledger_sql.go) reads
 // settledThrough and the ledger delta in one statement, so one snapshot:
 // the entries a settlement run wrote and the period it settled are seen
 // together or not at all. The trades delta (book.BuyTradesAfter) is read
@@ -489,13 +549,12 @@ func (c *creditCache) member(asn uint32) *memberCredit {
 func (s *Settlement) cachedCredit(ctx context.Context, asn uint32, pending []Commitment) (Standing, error) {
 	st := Standing{Credit: Credit{ASN: asn}, warn: s.cfg.CreditWarnPercent}
 	c := &st.Credit
-	var id int64
-	var limit sql.NullInt64
 	stmt, err := s.credit.stmts(ctx, s.db)
 	if err != nil {
 		return st, err
 	}
-	err = stmt.limit.QueryRowContext(ctx, asn).Scan(&id, &limit)
+	ml, err := s.credit.limit(ctx, stmt.limit, asn)
+	id, limit := ml.id, ml.limit
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("member AS%d: %w", asn, registry.ErrNotFound)
 	}

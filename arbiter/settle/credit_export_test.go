@@ -29,3 +29,11 @@ func CreditFromScratch(s *Settlement, ctx context.Context, asn uint32, pending [
 
 // Committed is the charge credit counts for a commitment.
 var Committed = committed
+
+// CreditLimitReads is how many times the cache has read a member's limit
+// from the store.
+func CreditLimitReads(s *Settlement) int64 { return s.credit.limitReads.Load() }
+
+// AfterLimitRead has f run between the cache's read of a limit and its
+// keeping of it.
+func AfterLimitRead(s *Settlement, f func()) { s.credit.afterLimitRead = f }

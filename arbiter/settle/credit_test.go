@@ -170,6 +170,17 @@ func TestCreditCacheReadsOnlyWhatChanged(t *testing.T) {
 	if L, T := settle.CreditRowsRead(l.s); L != lastL || T != lastT {
 		t.Errorf("A, no limit: read %d ledger and %d trade rows, want none", L-lastL, T-lastT)
 	}
+	// Nor, once known, its limit: a check of a member without one reads
+	// nothing at all.
+	limits := settle.CreditLimitReads(l.s)
+	for range 10 {
+		if err := l.s.CheckCredit(ctx, asA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := settle.CreditLimitReads(l.s) - limits; n != 0 {
+		t.Errorf("A, no limit, checked 10 times: its limit read %d times, want 0", n)
+	}
 	l.now = l.now.Add(settle.CreditRecomputeEvery)
 	reads("ten minutes on: recomputed", 0, 201)
 	l.now = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -260,6 +271,64 @@ func TestCreditCacheConcurrent(t *testing.T) {
 	}
 	if c, f := l.cached(t, asC), l.full(t, asC); c != f || f.AccruedMicros == 0 {
 		t.Errorf("after concurrent checks: cached %+v, from scratch %+v", c, f)
+	}
+}
+
+// TestCreditLimitCacheFollowsSetCreditLimit: the cached limit never
+// outlives SetCreditLimit. While other goroutines keep checking the member
+// (reads that may have begun before each change and end after it), a check
+// made after each change returns always decides on the new limit.
+func TestCreditLimitCacheFollowsSetCreditLimit(t *testing.T) {
+	l := newLedger(t, terms)
+	ctx := context.Background()
+	l.now = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	l.addTrade(t, settle.Trade{BuyerASN: asC, SellerASN: asB, CapacityBps: mbps, PriceMicros: 1_000_000, Start: nov.Start, End: nov.End})
+	// A read that saw the old limit (none) is about to be kept when the
+	// limit changes: the change wins.
+	once := true
+	settle.AfterLimitRead(l.s, func() {
+		if once {
+			once = false
+			if err := l.s.SetCreditLimit(ctx, asC, 1); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if err := l.s.CheckCredit(ctx, asC); err != nil {
+		t.Fatalf("no limit yet: %v", err)
+	}
+	settle.AfterLimitRead(l.s, nil)
+	if err := l.s.CheckCredit(ctx, asC); !errors.Is(err, settle.ErrCreditLimit) {
+		t.Fatalf("limit 1 set while the old one was being read: check says %v", err)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					l.s.CheckCredit(ctx, asC)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 200 {
+		// 1: below C's one trade, stopped; 1e12: far above it.
+		limit := []int64{1e12, 1}[i%2]
+		if err := l.s.SetCreditLimit(ctx, asC, limit); err != nil {
+			t.Fatal(err)
+		}
+		err := l.s.CheckCredit(ctx, asC)
+		if stopped := errors.Is(err, settle.ErrCreditLimit); stopped != (limit == 1) {
+			t.Fatalf("change %d to a limit of %d: check says %v", i, limit, err)
+		}
 	}
 }
 
