@@ -121,11 +121,16 @@ func (s *TradingServer) ListOrders(ctx context.Context, r *pb.ListOrdersRequest)
 	if err != nil {
 		return nil, err
 	}
-	os, err := s.Book.Orders(ctx, asn, r.OpenOnly)
+	pg, err := pageOf(ctx, "orders", r.PageSize, r.PageToken, asn, r.OpenOnly)
+	if err != nil {
+		return nil, err
+	}
+	os, err := s.Book.OrdersPage(ctx, asn, r.OpenOnly, pg.afterID(), pg.fetch())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListOrdersResponse{}
+	os, out.NextPageToken = cut(pg, os, func(o book.Order) string { return idKey(o.ID) })
 	for _, o := range os {
 		out.Orders = append(out.Orders, orderToProto(o))
 	}
@@ -165,10 +170,16 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := s.Book.Trades(ctx, asn, r.ActiveOnly)
+	pg, err := pageOf(ctx, "trades", r.PageSize, r.PageToken, asn, r.ActiveOnly, r.WithDelivery)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.Book.TradesPage(ctx, asn, r.ActiveOnly, pg.afterID(), pg.fetch())
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	var next string
+	ts, next = cut(pg, ts, func(t book.Trade) string { return idKey(t.ID) })
 	out := tradesToProto(ts, s.now())
 	if r.WithDelivery && s.Delivery != nil {
 		ids := make([]int64, len(out))
@@ -189,7 +200,7 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 			}
 		}
 	}
-	return &pb.ListTradesResponse{Trades: out}, nil
+	return &pb.ListTradesResponse{Trades: out, NextPageToken: next}, nil
 }
 
 // StreamTradeEvents subscribes before reading the log, so an event committed

@@ -76,16 +76,23 @@ func splitList(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// Trades lists the trades asn is a party to (all for the operator).
+// Trades lists all the trades asn is a party to (all for the operator);
+// the API reads them a page at a time (TradesPage).
 func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade, error) {
-	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?)"
-	args := []any{asn, asn, asn}
+	return b.TradesPage(ctx, asn, activeOnly, 0, -1)
+}
+
+// TradesPage lists at most limit (-1: every one) of the trades asn is a
+// party to with ids above after, by id: a keyset page.
+func (b *Book) TradesPage(ctx context.Context, asn uint32, activeOnly bool, after int64, limit int) ([]Trade, error) {
+	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?) AND t.id > ?"
+	args := []any{asn, asn, asn, after}
 	if activeOnly {
 		now := store.Micros(b.opt.Now())
 		q += " AND t.cancelled = 0 AND t.start_us <= ? AND t.end_us > ?"
 		args = append(args, now, now)
 	}
-	return queryTrades(ctx, b.db, q+" ORDER BY t.id", args...)
+	return queryTrades(ctx, b.db, q+" ORDER BY t.id LIMIT ?", append(args, limit)...)
 }
 
 // Trade returns trade id if asn is a party to it (the operator, 0: any);
