@@ -20,6 +20,7 @@ import (
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/pages"
 )
 
 // TradingLoop drives the access manager (agent/manager) each round: it
@@ -182,20 +183,20 @@ func (l *TradingLoop) Round(ctx context.Context) error {
 	now := clock.Now().UTC()
 	tc := pb.NewTradingServiceClient(l.conn)
 	in := manager.Inputs{Now: now}
-	ors, err := tc.ListOrders(ctx, &pb.ListOrdersRequest{OpenOnly: true})
+	ors, err := pages.Orders(ctx, tc, &pb.ListOrdersRequest{OpenOnly: true}, 0)
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}
-	for _, o := range ors.Orders {
+	for _, o := range ors {
 		in.Orders = append(in.Orders, orderFromProto(o, l.asn))
 	}
 	// Not active_only: a renewal is scheduled, not yet active, and the
 	// manager must see it or it renews again.
-	ts, err := tc.ListTrades(ctx, &pb.ListTradesRequest{})
+	ts, err := pages.Trades(ctx, tc, &pb.ListTradesRequest{}, 0)
 	if err != nil {
 		return fmt.Errorf("list trades: %w", err)
 	}
-	for _, t := range ts.Trades {
+	for _, t := range ts {
 		if st := t.Status; st != pb.TradeStatus_TRADE_STATUS_ACTIVE && st != pb.TradeStatus_TRADE_STATUS_SCHEDULED {
 			continue
 		}
