@@ -293,7 +293,7 @@ func (m *Measure) refreshLoop(ctx context.Context) {
 func (m *Measure) reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ds, err := pb.NewQualityServiceClient(m.conn).ListDestinations(ctx, &pb.ListDestinationsRequest{})
+	sellers, err := pages.List(ctx, pb.NewQualityServiceClient(m.conn).ListDestinations, &pb.ListDestinationsRequest{}, (*pb.ListDestinationsResponse).GetSellers, 0)
 	if err != nil {
 		return fmt.Errorf("list destinations: %w", err)
 	}
@@ -303,7 +303,7 @@ func (m *Measure) reload(ctx context.Context) error {
 	}
 	var prefixes []netip.Prefix
 	routers, dests := map[uint32][]netip.Addr{}, map[uint32][]netip.Prefix{}
-	for _, d := range ds.Sellers {
+	for _, d := range sellers {
 		for _, s := range d.Prefixes {
 			if p, err := netip.ParsePrefix(s); err == nil {
 				prefixes = append(prefixes, p.Masked())

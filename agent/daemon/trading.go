@@ -220,11 +220,12 @@ func (l *TradingLoop) Round(ctx context.Context) error {
 		// sellers from its own recent probe rounds, and a seller it is not
 		// shown it never probes again (one bad round an hour ago would
 		// hide it for the hour the exchange keeps measurements).
-		r, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term), manager.Limits{})})
+		offers, err := pages.List(ctx, tc.ListOffers, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term), manager.Limits{})},
+			(*pb.ListOffersResponse).GetOffers, 0)
 		if err != nil {
 			return fmt.Errorf("list offers for %v: %w", d.Prefix, err)
 		}
-		for _, o := range r.Offers {
+		for _, o := range offers {
 			in.Offers = append(in.Offers, offerFromProto(o, d.Prefix))
 		}
 	}

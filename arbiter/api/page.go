@@ -7,7 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,13 +102,19 @@ func cut[T any](p page, items []T, key func(T) string) ([]T, string) {
 	return items, p.token(key(items[len(items)-1]))
 }
 
-// cutAfter pages a list already in memory, sorted by key: the items after
-// the cursor, one page of them.
-func cutAfter[T any](p page, items []T, key func(T) string, less func(a, b string) bool) ([]T, string) {
+// cutAt pages a list made whole in memory (bounded by the membership,
+// the registry or the route server's limits), in its own order: the items
+// after the one whose key the token names. Keys are unique in the list.
+func cutAt[T any](p page, items []T, key func(T) string) ([]T, string, error) {
 	if p.after != "" {
-		items = items[sort.Search(len(items), func(i int) bool { return less(p.after, key(items[i])) }):]
+		i := slices.IndexFunc(items, func(x T) bool { return key(x) == p.after })
+		if i < 0 {
+			return nil, "", invalidArg("page_token", "the item this page ended at is gone from the list: start again without it")
+		}
+		items = items[i+1:]
 	}
-	return cut(p, items, key)
+	out, next := cut(p, items, key)
+	return out, next, nil
 }
 
 func idKey(id int64) string { return strconv.FormatInt(id, 10) }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/book"
@@ -149,11 +150,24 @@ func (s *TradingServer) ListOffers(ctx context.Context, r *pb.ListOffersRequest)
 	if spec.Side == book.Sell {
 		return nil, invalidArg("spec.side", "offers are listed for a buy")
 	}
+	specBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+	if err != nil {
+		return nil, invalidArg("spec", "%v", err)
+	}
+	pg, err := pageOf(ctx, "offers", r.PageSize, r.PageToken, string(specBytes))
+	if err != nil {
+		return nil, err
+	}
 	offers, err := s.Book.Offers(ctx, asn, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListOffersResponse{}
+	// Offers are a ranking made for each request: a page continues after
+	// the offer it ended at, wherever that offer ranks now.
+	if offers, out.NextPageToken, err = cutAt(pg, offers, func(o book.Offer) string { return idKey(o.Order.ID) }); err != nil {
+		return nil, err
+	}
 	for _, o := range offers {
 		out.Offers = append(out.Offers, &pb.Offer{
 			OrderId: uint64(o.Order.ID), SellerAsn: o.Order.MemberASN, Destination: destToProto(o.Order.Spec.Destination),

@@ -92,3 +92,50 @@ func TestListOrdersPages(t *testing.T) {
 		t.Fatalf("operator, limit 5: %d orders, %v", len(lim), err)
 	}
 }
+
+// The lists made whole in memory (the registry's, the route server's,
+// settlement's) page too: in their own order, after the item the token
+// names, and a token naming an item gone is refused, not guessed at.
+func TestInMemoryListsPage(t *testing.T) {
+	x := startExchange(t)
+	m := x.member(64501, "192.0.2.1")
+	x.member(64502, "192.0.2.2")
+	x.member(64503, "192.0.2.3")
+	prefixes := []string{"198.51.100.0/24", "203.0.113.0/24", "2001:db8:1::/48", "2001:db8:2::/48", "192.0.2.0/24"}
+	for _, p := range prefixes {
+		x.addPrefix(64501, p)
+	}
+	ctx := context.Background()
+	rc := pb.NewRegistryServiceClient(x.operator())
+	whole, err := rc.ListPrefixes(ctx, &pb.ListPrefixesRequest{})
+	if err != nil || len(whole.Prefixes) != len(prefixes) || whole.NextPageToken != "" {
+		t.Fatalf("one page: %v %v", whole, err)
+	}
+	paged, err := pages.List(ctx, rc.ListPrefixes, &pb.ListPrefixesRequest{PageSize: 2}, (*pb.ListPrefixesResponse).GetPrefixes, 0)
+	if err != nil || len(paged) != len(prefixes) {
+		t.Fatalf("pages of 2: %d prefixes, %v", len(paged), err)
+	}
+	for i, p := range paged {
+		if p.Prefix != whole.Prefixes[i].Prefix {
+			t.Fatalf("prefix %d: %s paged, %s whole", i, p.Prefix, whole.Prefixes[i].Prefix)
+		}
+	}
+	p1, err := rc.ListPrefixes(ctx, &pb.ListPrefixesRequest{PageSize: 2})
+	if err != nil || len(p1.Prefixes) != 2 {
+		t.Fatal(p1, err)
+	}
+	// The member's own token is not the operator's.
+	_, err = pb.NewRegistryServiceClient(m).ListPrefixes(ctx, &pb.ListPrefixesRequest{PageSize: 2, PageToken: p1.NextPageToken})
+	wantCode(t, "the operator's token used by a member", err, codes.InvalidArgument)
+	// The prefix the page ended at is removed: the token is refused.
+	if _, err := rc.RemovePrefix(ctx, &pb.RemovePrefixRequest{MemberAsn: 64501, Prefix: p1.Prefixes[1].Prefix}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rc.ListPrefixes(ctx, &pb.ListPrefixesRequest{PageSize: 2, PageToken: p1.NextPageToken})
+	wantCode(t, "a token naming a removed prefix", err, codes.InvalidArgument)
+
+	ms, err := pages.List(ctx, rc.ListMembers, &pb.ListMembersRequest{PageSize: 1}, (*pb.ListMembersResponse).GetMembers, 0)
+	if err != nil || len(ms) != 3 || ms[0].Asn != 64501 || ms[2].Asn != 64503 {
+		t.Fatalf("members a page at a time: %v %v", ms, err)
+	}
+}

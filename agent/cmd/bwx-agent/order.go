@@ -324,11 +324,11 @@ func offersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOffers, &pb.ListOffersRequest{Spec: spec})
+			offers, err := cli.CallList(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOffers, &pb.ListOffersRequest{Spec: spec}, (*pb.ListOffersResponse).GetOffers, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Offers, offerTable)
+			return cli.PrintList(g.out, offers, offerTable)
 		},
 	}
 	sf.register(c.Flags(), true)
@@ -446,12 +446,12 @@ func takeOffer(ctx context.Context, tc pb.TradingServiceClient, id uint64, spec 
 			// money type: every offer's ask is below it.
 			q.PriceMicros = math.MaxInt64 / max(q.CapacityBps/int64(units.Mbps), 1)
 		}
-		resp, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: q})
+		offers, err := pages.List(ctx, tc.ListOffers, &pb.ListOffersRequest{Spec: q}, (*pb.ListOffersResponse).GetOffers, 0)
 		if err != nil {
 			return nil, err
 		}
 		var offer *pb.Offer
-		for _, o := range resp.Offers {
+		for _, o := range offers {
 			if o.OrderId == id {
 				offer = o
 			}

@@ -173,18 +173,18 @@ func memberCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
 				rc := pb.NewRegistryServiceClient(conn)
-				resp, err := rc.ListMembers(cx, &pb.ListMembersRequest{})
+				ms, err := pages.List(cx, rc.ListMembers, &pb.ListMembersRequest{}, (*pb.ListMembersResponse).GetMembers, 0)
 				if err != nil {
 					return err
 				}
 				if g.out.JSON() {
-					return cli.Protos(g.out, resp.Members)
+					return cli.Protos(g.out, ms)
 				}
-				certs, err := rc.ListCertificates(cx, &pb.ListCertificatesRequest{})
+				certs, err := pages.List(cx, rc.ListCertificates, &pb.ListCertificatesRequest{}, (*pb.ListCertificatesResponse).GetCertificates, 0)
 				if err != nil {
 					return err
 				}
-				return memberTable(g.out, resp.Members, certs.Certificates)
+				return memberTable(g.out, ms, certs)
 			})
 		},
 	}
@@ -233,11 +233,11 @@ removal.`,
 					return err
 				}
 			}
-			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListCertificates, &pb.ListCertificatesRequest{MemberAsn: a})
+			cs, err := cli.CallList(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListCertificates, &pb.ListCertificatesRequest{MemberAsn: a}, (*pb.ListCertificatesResponse).GetCertificates, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Certificates, certTable)
+			return cli.PrintList(g.out, cs, certTable)
 		},
 	}
 	revoke := &cobra.Command{
@@ -446,11 +446,11 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "list registered prefixes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListPrefixes, &pb.ListPrefixesRequest{MemberAsn: member})
+			ps, err := cli.CallList(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListPrefixes, &pb.ListPrefixesRequest{MemberAsn: member}, (*pb.ListPrefixesResponse).GetPrefixes, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Prefixes, prefixTable)
+			return cli.PrintList(g.out, ps, prefixTable)
 		},
 	}
 	list.Flags().Uint32Var(&member, "member", 0, "only this member's")
