@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -450,6 +451,16 @@ type NamedTrade struct {
 // NamedTrades lists trades newest first, at most limit: member asn's, or
 // every member's if all is set; id > 0 picks that one.
 func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, id int64, limit int) ([]NamedTrade, error) {
+	return NamedTradesPage(ctx, q, asn, all, id, TradeWindow{}, limit)
+}
+
+// TradeWindow is a keyset page of trades newest first: those with ids
+// below Before (0: the newest), or, for the page before, the limit
+// trades just above After.
+type TradeWindow struct{ Before, After int64 }
+
+// NamedTradesPage is NamedTrades within w, still newest first.
+func NamedTradesPage(ctx context.Context, q registry.Querier, asn uint32, all bool, id int64, w TradeWindow, limit int) ([]NamedTrade, error) {
 	query := `SELECT t.id, b.asn, b.name, s.asn, s.name, t.prefixes, t.protocol, t.capacity_bps, t.price_micros,
 		t.start_us, t.end_us, t.cancelled, t.created_us
 		FROM trades t JOIN members b ON b.id = t.buyer_id JOIN members s ON s.id = t.seller_id WHERE 1`
@@ -462,8 +473,27 @@ func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, 
 		query += ` AND t.id = ?`
 		args = append(args, id)
 	}
-	query += ` ORDER BY t.id DESC LIMIT ?`
+	order := "DESC"
+	switch {
+	case w.After > 0:
+		query += ` AND t.id > ?`
+		args = append(args, w.After)
+		order = "ASC" // the ones just above, turned newest first below
+	case w.Before > 0:
+		query += ` AND t.id < ?`
+		args = append(args, w.Before)
+	}
+	query += ` ORDER BY t.id ` + order + ` LIMIT ?`
 	args = append(args, limit)
+	if order == "ASC" {
+		ts, err := namedTrades(ctx, q, query, args)
+		slices.Reverse(ts)
+		return ts, err
+	}
+	return namedTrades(ctx, q, query, args)
+}
+
+func namedTrades(ctx context.Context, q registry.Querier, query string, args []any) ([]NamedTrade, error) {
 	return collect(ctx, q, func(rows *sql.Rows, t *NamedTrade) error {
 		var start, end, created int64
 		err := rows.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &t.Protocol,
