@@ -21,8 +21,8 @@ import (
 const (
 	DefaultMaxInFlight = 8
 	DefaultMaxStreams  = 16
-	DefaultCallRate    = 200 // calls a second, per caller
-	DefaultCallBurst   = 400
+	DefaultCallRate    = 500 // calls a second, per caller
+	DefaultCallBurst   = 1000
 	// DefaultRetryAfter is the hint to a caller refused for having too
 	// many calls in flight: about as long as a page takes.
 	DefaultRetryAfter = 200 * time.Millisecond
