@@ -195,8 +195,13 @@ func (a *Authenticator) observe(ctx context.Context, method string, start time.T
 	}
 	if err != nil && code != codes.Canceled {
 		lvl := slog.LevelInfo
-		if code == codes.Internal || code == codes.Unknown {
+		switch code {
+		case codes.Internal, codes.Unknown:
 			lvl = slog.LevelError
+		case codes.ResourceExhausted:
+			// A flood pushed back would flood the log: the
+			// metrics count each refusal by caller.
+			lvl = slog.LevelDebug
 		}
 		a.Log.Log(context.Background(), lvl, "call failed", "method", method, "caller", who, "code", code.String(), "error", status.Convert(err).Message())
 	}

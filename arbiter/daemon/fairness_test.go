@@ -178,7 +178,7 @@ func TestOneMemberCannotStarveAnother(t *testing.T) {
 	growth := int64(peak.Load()) - int64(base)
 	report := fmt.Sprintf("flood of %d ListOrders (%d orders) took %s: %d served, %d refused (%d with RetryInfo); victim's GetCredit: idle p50 %s max %s, under the flood %d calls, p50 %s p99 %s max %s; heap %d MiB idle, peak %d MiB (+%d MiB)",
 		flood, orders, floodTook.Round(time.Millisecond), served.Load(), refused.Load(), hinted.Load(),
-		idle[len(idle)/2].Round(time.Millisecond), idle[len(idle)-1].Round(time.Millisecond),
+		idle[len(idle)/2].Round(100*time.Microsecond), idle[len(idle)-1].Round(100*time.Microsecond),
 		len(latencies), latencies[len(latencies)/2].Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond),
 		base>>20, peak.Load()>>20, growth>>20)
 	t.Log(report)
