@@ -21,6 +21,7 @@ import (
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/pages"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
 )
@@ -246,12 +247,12 @@ func (a *Agent) stream(ctx context.Context, cursor *uint64) error {
 		// The stream resumes after the last event seen: the trades made
 		// before it come from the list, for the route check. Any order
 		// works: the stream replays every event after the cursor.
-		ts, err := pb.NewTradingServiceClient(a.conn).ListTrades(ctx, &pb.ListTradesRequest{})
+		ts, err := pages.Trades(ctx, pb.NewTradingServiceClient(a.conn), &pb.ListTradesRequest{}, 0)
 		if err != nil {
 			return fmt.Errorf("list trades: %w", err)
 		}
-		a.routing.SetTrades(ts.Trades)
-		a.log.Info("trades listed for the route check", "trades", len(ts.Trades))
+		a.routing.SetTrades(ts)
+		a.log.Info("trades listed for the route check", "trades", len(ts))
 	}
 	a.metrics.streamUp.Store(true)
 	defer a.metrics.streamUp.Store(false)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,6 +27,7 @@ import (
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/netx"
+	"github.com/bwxchange/bwx/shared/pages"
 )
 
 // Spool kinds.
@@ -291,17 +293,17 @@ func (m *Measure) refreshLoop(ctx context.Context) {
 func (m *Measure) reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ds, err := pb.NewQualityServiceClient(m.conn).ListDestinations(ctx, &pb.ListDestinationsRequest{})
+	sellers, err := pages.List(ctx, pb.NewQualityServiceClient(m.conn).ListDestinations, &pb.ListDestinationsRequest{}, (*pb.ListDestinationsResponse).GetSellers, 0)
 	if err != nil {
 		return fmt.Errorf("list destinations: %w", err)
 	}
-	ts, err := pb.NewTradingServiceClient(m.conn).ListTrades(ctx, &pb.ListTradesRequest{ActiveOnly: true})
+	trades, err := pages.Trades(ctx, pb.NewTradingServiceClient(m.conn), &pb.ListTradesRequest{ActiveOnly: true}, 0)
 	if err != nil {
 		return fmt.Errorf("list trades: %w", err)
 	}
 	var prefixes []netip.Prefix
 	routers, dests := map[uint32][]netip.Addr{}, map[uint32][]netip.Prefix{}
-	for _, d := range ds.Sellers {
+	for _, d := range sellers {
 		for _, s := range d.Prefixes {
 			if p, err := netip.ParsePrefix(s); err == nil {
 				prefixes = append(prefixes, p.Masked())
@@ -315,7 +317,7 @@ func (m *Measure) reload(ctx context.Context) error {
 		}
 	}
 	var bought, sold []*pb.Trade
-	for _, t := range ts.Trades {
+	for _, t := range trades {
 		switch m.asn {
 		case t.BuyerAsn:
 			bought = append(bought, t)
@@ -584,6 +586,22 @@ func refused(err error) bool {
 	return false
 }
 
+// pushBack keeps a batch the arbiter pushed back (ResourceExhausted: a
+// member's bound or rate) in the spool until the time its RetryInfo
+// names (a second if it names none).
+func pushBack(err error) error {
+	if status.Code(err) != codes.ResourceExhausted {
+		return err
+	}
+	after := time.Second
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay.AsDuration() > 0 {
+			after = min(ri.RetryDelay.AsDuration(), 10*time.Minute)
+		}
+	}
+	return spool.RetryAfter(err, after)
+}
+
 func (m *Measure) sendUsage(ctx context.Context, items []spool.Item) error {
 	req := &pb.ReportUsageRequest{}
 	for _, it := range items {
@@ -597,7 +615,7 @@ func (m *Measure) sendUsage(ctx context.Context, items []spool.Item) error {
 	if refused(err) {
 		return spool.Reject(err)
 	}
-	return err
+	return pushBack(err)
 }
 
 func (m *Measure) sendMeasurements(ctx context.Context, items []spool.Item) error {
@@ -613,7 +631,7 @@ func (m *Measure) sendMeasurements(ctx context.Context, items []spool.Item) erro
 	if refused(err) {
 		return spool.Reject(err)
 	}
-	return err
+	return pushBack(err)
 }
 
 // MeasureStatus is the measuring side in `bwx-agent status`.

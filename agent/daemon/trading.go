@@ -20,6 +20,7 @@ import (
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/config"
+	"github.com/bwxchange/bwx/shared/pages"
 )
 
 // TradingLoop drives the access manager (agent/manager) each round: it
@@ -182,20 +183,20 @@ func (l *TradingLoop) Round(ctx context.Context) error {
 	now := clock.Now().UTC()
 	tc := pb.NewTradingServiceClient(l.conn)
 	in := manager.Inputs{Now: now}
-	ors, err := tc.ListOrders(ctx, &pb.ListOrdersRequest{OpenOnly: true})
+	ors, err := pages.Orders(ctx, tc, &pb.ListOrdersRequest{OpenOnly: true}, 0)
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}
-	for _, o := range ors.Orders {
+	for _, o := range ors {
 		in.Orders = append(in.Orders, orderFromProto(o, l.asn))
 	}
 	// Not active_only: a renewal is scheduled, not yet active, and the
 	// manager must see it or it renews again.
-	ts, err := tc.ListTrades(ctx, &pb.ListTradesRequest{})
+	ts, err := pages.Trades(ctx, tc, &pb.ListTradesRequest{}, 0)
 	if err != nil {
 		return fmt.Errorf("list trades: %w", err)
 	}
-	for _, t := range ts.Trades {
+	for _, t := range ts {
 		if st := t.Status; st != pb.TradeStatus_TRADE_STATUS_ACTIVE && st != pb.TradeStatus_TRADE_STATUS_SCHEDULED {
 			continue
 		}
@@ -219,11 +220,12 @@ func (l *TradingLoop) Round(ctx context.Context) error {
 		// sellers from its own recent probe rounds, and a seller it is not
 		// shown it never probes again (one bad round an hour ago would
 		// hide it for the hour the exchange keeps measurements).
-		r, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term), manager.Limits{})})
+		offers, err := pages.List(ctx, tc.ListOffers, &pb.ListOffersRequest{Spec: l.buySpec(d.Prefix, max(in.Port.CapacityBps, d.P95Bps), 0, now, now.Add(pol.Buy.Term), manager.Limits{})},
+			(*pb.ListOffersResponse).GetOffers, 0)
 		if err != nil {
 			return fmt.Errorf("list offers for %v: %w", d.Prefix, err)
 		}
-		for _, o := range r.Offers {
+		for _, o := range offers {
 			in.Offers = append(in.Offers, offerFromProto(o, d.Prefix))
 		}
 	}

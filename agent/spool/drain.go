@@ -44,6 +44,36 @@ func IsRejected(err error) bool {
 	return errors.As(err, &r)
 }
 
+// pushedBack marks an error as the receiver asking to be tried again no
+// sooner than after.
+type pushedBack struct {
+	err   error
+	after time.Duration
+}
+
+func (p pushedBack) Error() string { return p.err.Error() }
+func (p pushedBack) Unwrap() error { return p.err }
+
+// RetryAfter wraps err to say that the receiver took nothing and asked
+// for the batch again after d (a gRPC ResourceExhausted with a RetryInfo,
+// say): Drain keeps the batch and waits at least d, plus jitter so that
+// agents pushed back together do not come back together.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return pushedBack{err, d}
+}
+
+// retryHint is the wait err asks for, if it does.
+func retryHint(err error) (time.Duration, bool) {
+	var p pushedBack
+	if errors.As(err, &p) {
+		return p.after, true
+	}
+	return 0, false
+}
+
 // DrainOptions tune Drain. The zero value means the defaults.
 type DrainOptions struct {
 	// BatchSize is the most items per send (DefaultBatchSize).
@@ -124,6 +154,11 @@ func Drain(ctx context.Context, s *Spool, kind string, send SendFunc, opts Drain
 		}
 		wait := backoff(opts.MinBackoff, opts.MaxBackoff, failures)
 		failures++
+		if hint, ok := retryHint(err); ok {
+			// The receiver is there and said when: its hint with up to
+			// a quarter more, not the backoff for an absent receiver.
+			wait = hint + rand.N(hint/4+1)
+		}
 		if opts.OnError != nil {
 			opts.OnError(err, wait)
 		}

@@ -513,3 +513,62 @@ func TestDrainWakesOnPut(t *testing.T) {
 		t.Fatal("Drain did not return after cancel")
 	}
 }
+
+// A receiver that pushes back (busy: try again in 80 ms) four times, then
+// takes everything: Drain waits at least the hint each time, not its own
+// backoff (an hour here), keeps every report meanwhile, and delivers each
+// once.
+func TestDrainHonoursPushBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{})
+	const n, refusals, hint = 30, 4, 80 * time.Millisecond
+	for i := range n {
+		if err := s.Put(ctx, "usage", fmt.Sprint("k", i), []byte("p")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var tries []time.Time
+	got := map[string]int{}
+	send := func(_ context.Context, items []Item) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries = append(tries, time.Now())
+		if len(tries) <= refusals {
+			if l := s.Len("usage"); l != n {
+				t.Errorf("refusal %d: %d reports in the spool, want all %d", len(tries), l, n)
+			}
+			return RetryAfter(errors.New("resource exhausted"), hint)
+		}
+		for _, it := range items {
+			got[it.Key]++
+		}
+		return nil
+	}
+	var waits []time.Duration
+	go Drain(ctx, s, "usage", send, DrainOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		OnError: func(_ error, wait time.Duration) { mu.Lock(); waits = append(waits, wait); mu.Unlock() }})
+	waitFor(t, "every report delivered after the push-back", func() bool { return s.Len("usage") == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Fatalf("%d reports delivered, want %d", len(got), n)
+	}
+	for k, c := range got {
+		if c != 1 {
+			t.Errorf("%s delivered %d times", k, c)
+		}
+	}
+	if len(waits) != refusals {
+		t.Fatalf("%d waits, want %d", len(waits), refusals)
+	}
+	for i, w := range waits {
+		if w < hint || w > hint+hint/4 {
+			t.Errorf("wait %d is %s, want the hint %s plus at most a quarter", i, w, hint)
+		}
+		if gap := tries[i+1].Sub(tries[i]); gap < hint {
+			t.Errorf("try %d came %s after the refusal, before the hint %s", i+2, gap, hint)
+		}
+	}
+}

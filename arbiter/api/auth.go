@@ -57,6 +57,8 @@ type Authenticator struct {
 	Registry *registry.Registry
 	Log      *slog.Logger
 	Metrics  *Metrics
+	// Fairness bounds each caller's calls (nil: no bound).
+	Fairness *Fairness
 }
 
 // public methods need no identity: health checks and reflection.
@@ -64,24 +66,56 @@ func public(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
+// identify tells who calls from the certificate alone, with no lookup:
+// what Fairness keys on before any work.
+func (a *Authenticator) identify(ctx context.Context) (pki.Identity, *credentials.TLSInfo, error) {
+	if a.Local {
+		return pki.OperatorIdentity("local"), nil, nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "a client certificate is required")
+	}
+	id, err := pki.PeerIdentity(&ti.State)
+	if err != nil {
+		return pki.Identity{}, nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+	}
+	return id, &ti, nil
+}
+
+// admit identifies the caller and takes a Fairness slot for its call; the
+// release is never nil. A refused call's context names the caller as its
+// certificate does, for the metrics and the log.
+func (a *Authenticator) admit(ctx context.Context, method string, stream bool) (context.Context, func(), error) {
+	none := func() {}
+	if a.Fairness == nil || public(method) {
+		return ctx, none, nil
+	}
+	id, _, err := a.identify(ctx)
+	if err != nil {
+		return ctx, none, err
+	}
+	release, err := a.Fairness.admit(id.String(), stream)
+	if err != nil {
+		return context.WithValue(ctx, callerKey{}, Caller{id}), none, err
+	}
+	return ctx, release, nil
+}
+
 func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if public(method) {
 		return ctx, nil
 	}
-	if a.Local {
-		return context.WithValue(ctx, callerKey{}, Caller{pki.OperatorIdentity("local")}), nil
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer information")
-	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "a client certificate is required")
-	}
-	id, err := pki.PeerIdentity(&ti.State)
+	id, ti, err := a.identify(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		return nil, err
+	}
+	if a.Local {
+		return context.WithValue(ctx, callerKey{}, Caller{id}), nil
 	}
 	serial := pki.Serial(ti.State.PeerCertificates[0])
 	switch revoked, err := a.Registry.Revoked(ctx, serial); {
@@ -116,7 +150,11 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 // for failures.
 func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := clock.Now()
-	ctx, err := a.authenticate(ctx, info.FullMethod)
+	ctx, release, err := a.admit(ctx, info.FullMethod, false)
+	defer release()
+	if err == nil {
+		ctx, err = a.authenticate(ctx, info.FullMethod)
+	}
 	var resp any
 	if err == nil {
 		resp, err = h(ctx, req)
@@ -128,7 +166,11 @@ func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 // Stream is the stream interceptor.
 func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	start := clock.Now()
-	ctx, err := a.authenticate(ss.Context(), info.FullMethod)
+	ctx, release, err := a.admit(ss.Context(), info.FullMethod, true)
+	defer release()
+	if err == nil {
+		ctx, err = a.authenticate(ctx, info.FullMethod)
+	}
 	if err == nil {
 		err = h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	}
@@ -153,8 +195,13 @@ func (a *Authenticator) observe(ctx context.Context, method string, start time.T
 	}
 	if err != nil && code != codes.Canceled {
 		lvl := slog.LevelInfo
-		if code == codes.Internal || code == codes.Unknown {
+		switch code {
+		case codes.Internal, codes.Unknown:
 			lvl = slog.LevelError
+		case codes.ResourceExhausted:
+			// A flood pushed back would flood the log: the
+			// metrics count each refusal by caller.
+			lvl = slog.LevelDebug
 		}
 		a.Log.Log(context.Background(), lvl, "call failed", "method", method, "caller", who, "code", code.String(), "error", status.Convert(err).Message())
 	}

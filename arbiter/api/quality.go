@@ -184,7 +184,7 @@ func taskID(t quality.Task) string {
 
 // ListDestinations gives a member every seller's registered prefixes and
 // routers (what its agent classifies traffic by and probes through).
-func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinationsRequest) (*pb.ListDestinationsResponse, error) {
+func (s *QualityServer) ListDestinations(ctx context.Context, r *pb.ListDestinationsRequest) (*pb.ListDestinationsResponse, error) {
 	if _, err := requireMember(ctx); err != nil {
 		if c := callerFrom(ctx); !c.IsOperator() {
 			return nil, err
@@ -192,6 +192,10 @@ func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinat
 	}
 	if s.Scheduler == nil || s.Scheduler.Sellers == nil {
 		return nil, status.Error(codes.Unimplemented, "destinations are not served by this arbiter")
+	}
+	pg, err := pageOf(ctx, "destinations", r.PageSize, r.PageToken)
+	if err != nil {
+		return nil, err
 	}
 	sellers, err := s.Scheduler.Sellers(ctx)
 	if err != nil {
@@ -210,7 +214,8 @@ func (s *QualityServer) ListDestinations(ctx context.Context, _ *pb.ListDestinat
 		}
 		out.Sellers = append(out.Sellers, d)
 	}
-	return out, nil
+	out.Sellers, out.NextPageToken, err = cutAt(pg, out.Sellers, func(x *pb.SellerDestinations) string { return idKey(int64(x.SellerAsn)) })
+	return out, err
 }
 
 // ReportBreach records a buyer's report that a traded path broke its

@@ -113,8 +113,12 @@ func (s *RegistryServer) GetMember(ctx context.Context, r *pb.GetMemberRequest) 
 	return memberToProto(m), nil
 }
 
-func (s *RegistryServer) ListMembers(ctx context.Context, _ *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
+func (s *RegistryServer) ListMembers(ctx context.Context, r *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
 	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	pg, err := pageOf(ctx, "members", r.PageSize, r.PageToken)
+	if err != nil {
 		return nil, err
 	}
 	ms, err := s.Registry.Members(ctx)
@@ -122,6 +126,9 @@ func (s *RegistryServer) ListMembers(ctx context.Context, _ *pb.ListMembersReque
 		return nil, toStatus(err)
 	}
 	out := &pb.ListMembersResponse{}
+	if ms, out.NextPageToken, err = cutAt(pg, ms, func(m registry.Member) string { return idKey(int64(m.ASN)) }); err != nil {
+		return nil, err
+	}
 	for _, m := range ms {
 		out.Members = append(out.Members, memberToProto(m))
 	}
@@ -199,11 +206,18 @@ func (s *RegistryServer) ListPrefixes(ctx context.Context, r *pb.ListPrefixesReq
 	if err != nil {
 		return nil, err
 	}
+	pg, err := pageOf(ctx, "prefixes", r.PageSize, r.PageToken, asn)
+	if err != nil {
+		return nil, err
+	}
 	ps, err := s.Registry.Prefixes(ctx, asn)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListPrefixesResponse{}
+	if ps, out.NextPageToken, err = cutAt(pg, ps, func(p registry.Prefix) string { return fmt.Sprint(p.MemberASN, " ", p.Prefix) }); err != nil {
+		return nil, err
+	}
 	for _, p := range ps {
 		out.Prefixes = append(out.Prefixes, prefixToProto(p))
 	}
@@ -214,11 +228,18 @@ func (s *RegistryServer) ListCertificates(ctx context.Context, r *pb.ListCertifi
 	if err := requireOperator(ctx); err != nil {
 		return nil, err
 	}
+	pg, err := pageOf(ctx, "certificates", r.PageSize, r.PageToken, r.MemberAsn)
+	if err != nil {
+		return nil, err
+	}
 	cs, err := s.Registry.Certificates(ctx, r.MemberAsn)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListCertificatesResponse{}
+	if cs, out.NextPageToken, err = cutAt(pg, cs, func(c registry.Certificate) string { return c.Serial }); err != nil {
+		return nil, err
+	}
 	for _, c := range cs {
 		out.Certificates = append(out.Certificates, certToProto(c))
 	}

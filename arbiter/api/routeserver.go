@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -56,6 +57,10 @@ func (s *RouteServerServer) ListSessions(ctx context.Context, r *pb.ListSessions
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
+	pg, err := pageOf(ctx, "sessions", r.PageSize, r.PageToken, asn)
+	if err != nil {
+		return nil, err
+	}
 	ss, err := s.RS.Sessions(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "route server: %v", err)
@@ -69,7 +74,8 @@ func (s *RouteServerServer) ListSessions(ctx context.Context, r *pb.ListSessions
 		out.Sessions = append(out.Sessions, &pb.BgpSession{Asn: x.ASN, Neighbor: x.Address.String(), State: x.State,
 			Since: ts(now.Add(-x.Uptime)), Received: int64(x.Received), Accepted: int64(x.Accepted), Sent: int64(x.Sent)})
 	}
-	return out, nil
+	out.Sessions, out.NextPageToken, err = cutAt(pg, out.Sessions, func(x *pb.BgpSession) string { return fmt.Sprint(x.Asn, " ", x.Neighbor) })
+	return out, err
 }
 
 func (s *RouteServerServer) ListReceivedRoutes(ctx context.Context, r *pb.ListReceivedRoutesRequest) (*pb.ListReceivedRoutesResponse, error) {
@@ -78,6 +84,10 @@ func (s *RouteServerServer) ListReceivedRoutes(ctx context.Context, r *pb.ListRe
 		return nil, err
 	}
 	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	pg, err := pageOf(ctx, "received routes", r.PageSize, r.PageToken, asn)
+	if err != nil {
 		return nil, err
 	}
 	rs, err := s.Registry.Announced(ctx, asn)
@@ -93,7 +103,10 @@ func (s *RouteServerServer) ListReceivedRoutes(ctx context.Context, r *pb.ListRe
 		out.Routes = append(out.Routes, &pb.ReceivedRoute{MemberAsn: a.MemberASN, Neighbor: a.Neighbor.String(), Prefix: a.Prefix.String(),
 			NextHop: nh, AsPath: a.ASPath, OriginAsn: a.OriginASN, Accepted: a.Accepted, Reason: a.Reason, Since: ts(a.Since)})
 	}
-	return out, nil
+	out.Routes, out.NextPageToken, err = cutAt(pg, out.Routes, func(x *pb.ReceivedRoute) string {
+		return fmt.Sprint(x.MemberAsn, " ", x.Neighbor, " ", x.Prefix, " ", x.NextHop, " ", x.AsPath)
+	})
+	return out, err
 }
 
 func (s *RouteServerServer) ListSentRoutes(ctx context.Context, r *pb.ListSentRoutesRequest) (*pb.ListSentRoutesResponse, error) {
@@ -107,6 +120,10 @@ func (s *RouteServerServer) ListSentRoutes(ctx context.Context, r *pb.ListSentRo
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
+	pg, err := pageOf(ctx, "sent routes", r.PageSize, r.PageToken, asn)
+	if err != nil {
+		return nil, err
+	}
 	rs, err := s.RS.Sent(ctx, asn)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "route server: %v", err)
@@ -116,7 +133,10 @@ func (s *RouteServerServer) ListSentRoutes(ctx context.Context, r *pb.ListSentRo
 		out.Routes = append(out.Routes, &pb.SentRoute{Neighbor: x.Neighbor.String(), Prefix: x.Prefix.String(), NextHop: x.NextHop.String(),
 			AsPath: x.ASPath, Origin: x.Origin, Communities: x.Communities, LargeCommunities: x.LargeCommunities, PathId: x.PathID})
 	}
-	return out, nil
+	out.Routes, out.NextPageToken, err = cutAt(pg, out.Routes, func(x *pb.SentRoute) string {
+		return fmt.Sprint(x.Neighbor, " ", x.Prefix, " ", x.PathId, " ", x.NextHop, " ", x.AsPath)
+	})
+	return out, err
 }
 
 // Recheck asks the route server to read the registry, IRR and RPKI data

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/book"
@@ -121,11 +122,16 @@ func (s *TradingServer) ListOrders(ctx context.Context, r *pb.ListOrdersRequest)
 	if err != nil {
 		return nil, err
 	}
-	os, err := s.Book.Orders(ctx, asn, r.OpenOnly)
+	pg, err := pageOf(ctx, "orders", r.PageSize, r.PageToken, asn, r.OpenOnly)
+	if err != nil {
+		return nil, err
+	}
+	os, err := s.Book.OrdersPage(ctx, asn, r.OpenOnly, pg.afterID(), pg.fetch())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListOrdersResponse{}
+	os, out.NextPageToken = cut(pg, os, func(o book.Order) string { return idKey(o.ID) })
 	for _, o := range os {
 		out.Orders = append(out.Orders, orderToProto(o))
 	}
@@ -144,11 +150,24 @@ func (s *TradingServer) ListOffers(ctx context.Context, r *pb.ListOffersRequest)
 	if spec.Side == book.Sell {
 		return nil, invalidArg("spec.side", "offers are listed for a buy")
 	}
+	specBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+	if err != nil {
+		return nil, invalidArg("spec", "%v", err)
+	}
+	pg, err := pageOf(ctx, "offers", r.PageSize, r.PageToken, string(specBytes))
+	if err != nil {
+		return nil, err
+	}
 	offers, err := s.Book.Offers(ctx, asn, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.ListOffersResponse{}
+	// Offers are a ranking made for each request: a page continues after
+	// the offer it ended at, wherever that offer ranks now.
+	if offers, out.NextPageToken, err = cutAt(pg, offers, func(o book.Offer) string { return idKey(o.Order.ID) }); err != nil {
+		return nil, err
+	}
 	for _, o := range offers {
 		out.Offers = append(out.Offers, &pb.Offer{
 			OrderId: uint64(o.Order.ID), SellerAsn: o.Order.MemberASN, Destination: destToProto(o.Order.Spec.Destination),
@@ -165,10 +184,16 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := s.Book.Trades(ctx, asn, r.ActiveOnly)
+	pg, err := pageOf(ctx, "trades", r.PageSize, r.PageToken, asn, r.ActiveOnly, r.WithDelivery)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.Book.TradesPage(ctx, asn, r.ActiveOnly, pg.afterID(), pg.fetch())
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	var next string
+	ts, next = cut(pg, ts, func(t book.Trade) string { return idKey(t.ID) })
 	out := tradesToProto(ts, s.now())
 	if r.WithDelivery && s.Delivery != nil {
 		ids := make([]int64, len(out))
@@ -189,7 +214,7 @@ func (s *TradingServer) ListTrades(ctx context.Context, r *pb.ListTradesRequest)
 			}
 		}
 	}
-	return &pb.ListTradesResponse{Trades: out}, nil
+	return &pb.ListTradesResponse{Trades: out, NextPageToken: next}, nil
 }
 
 // StreamTradeEvents subscribes before reading the log, so an event committed

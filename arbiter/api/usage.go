@@ -137,6 +137,10 @@ func (s *UsageServer) ListInvoices(ctx context.Context, r *pb.ListInvoicesReques
 			return nil, err
 		}
 	}
+	pg, err := pageOf(ctx, "invoices", r.PageSize, r.PageToken, asn, r.Period)
+	if err != nil {
+		return nil, err
+	}
 	asns, err := s.members(ctx, asn)
 	if err != nil {
 		return nil, toStatus(err)
@@ -161,7 +165,8 @@ func (s *UsageServer) ListInvoices(ctx context.Context, r *pb.ListInvoicesReques
 			out.Invoices = append(out.Invoices, invoiceToProto(inv))
 		}
 	}
-	return out, nil
+	out.Invoices, out.NextPageToken, err = cutAt(pg, out.Invoices, func(x *pb.Invoice) string { return fmt.Sprint(x.MemberAsn, " ", x.Period) })
+	return out, err
 }
 
 // memberPeriod is what a read of one member's records for a period
@@ -199,11 +204,18 @@ func (s *UsageServer) ListDisputes(ctx context.Context, r *pb.ListDisputesReques
 	if err != nil {
 		return nil, err
 	}
+	pg, err := pageOf(ctx, "disputes", r.PageSize, r.PageToken, asn, r.Period)
+	if err != nil {
+		return nil, err
+	}
 	ds, err := s.Settle.Disputes(ctx, asn, p)
 	if err != nil {
 		return nil, settleStatus(err)
 	}
 	out := &pb.ListDisputesResponse{}
+	if ds, out.NextPageToken, err = cutAt(pg, ds, func(d settle.Dispute) string { return fmt.Sprint(d.TradeID, " ", d.Start.UnixMicro()) }); err != nil {
+		return nil, err
+	}
 	for _, d := range ds {
 		out.Disputes = append(out.Disputes, &pb.Dispute{TradeId: uint64(d.TradeID), SlotStart: ts(d.Start), BuyerBps: d.BuyerBps,
 			BuyerSamples: d.BuyerSamples, SellerBps: d.SellerBps, SellerSamples: d.SellerSamples, UsedBps: d.UsedBps, Policy: d.Policy})
@@ -231,11 +243,18 @@ func (s *UsageServer) ListUseEvents(ctx context.Context, r *pb.ListUseEventsRequ
 			return nil, invalidArg("period", "%s has not begun", r.Period)
 		}
 	}
+	pg, err := pageOf(ctx, "use events", r.PageSize, r.PageToken, asn, r.Period)
+	if err != nil {
+		return nil, err
+	}
 	evs, err := s.Settle.UseEvents(ctx, asn, from, to)
 	if err != nil {
 		return nil, settleStatus(err)
 	}
 	out := &pb.ListUseEventsResponse{}
+	if evs, out.NextPageToken, err = cutAt(pg, evs, func(e settle.TradeUse) string { return fmt.Sprint(e.TradeID, " ", e.Kind, " ", e.Start.UnixMicro()) }); err != nil {
+		return nil, err
+	}
 	for _, e := range evs {
 		out.Events = append(out.Events, useToProto(e))
 	}

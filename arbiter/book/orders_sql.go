@@ -100,13 +100,20 @@ func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
 	return getOrder(ctx, b.db, asn, id)
 }
 
-// Orders lists asn's orders (every member's for the operator with asn 0).
+// Orders lists all of asn's orders (every member's for the operator with
+// asn 0); the API reads them a page at a time (OrdersPage).
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
-	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
+	return b.OrdersPage(ctx, asn, openOnly, 0, -1)
+}
+
+// OrdersPage lists at most limit (-1: every one) of asn's orders with ids
+// above after, by id: a keyset page, stable under new orders.
+func (b *Book) OrdersPage(ctx context.Context, asn uint32, openOnly bool, after int64, limit int) ([]Order, error) {
+	q := selectOrder + " WHERE (? = 0 OR m.asn = ?) AND o.id > ?"
 	if openOnly {
 		q += " AND " + openCond
 	}
-	return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn)
+	return queryOrders(ctx, b.db, q+" ORDER BY o.id LIMIT ?", asn, asn, after, limit)
 }
 
 // openOrders reads the open orders (LoadSnapshot).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,16 +77,23 @@ func splitList(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// Trades lists the trades asn is a party to (all for the operator).
+// Trades lists all the trades asn is a party to (all for the operator);
+// the API reads them a page at a time (TradesPage).
 func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade, error) {
-	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?)"
-	args := []any{asn, asn, asn}
+	return b.TradesPage(ctx, asn, activeOnly, 0, -1)
+}
+
+// TradesPage lists at most limit (-1: every one) of the trades asn is a
+// party to with ids above after, by id: a keyset page.
+func (b *Book) TradesPage(ctx context.Context, asn uint32, activeOnly bool, after int64, limit int) ([]Trade, error) {
+	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?) AND t.id > ?"
+	args := []any{asn, asn, asn, after}
 	if activeOnly {
 		now := store.Micros(b.opt.Now())
 		q += " AND t.cancelled = 0 AND t.start_us <= ? AND t.end_us > ?"
 		args = append(args, now, now)
 	}
-	return queryTrades(ctx, b.db, q+" ORDER BY t.id", args...)
+	return queryTrades(ctx, b.db, q+" ORDER BY t.id LIMIT ?", append(args, limit)...)
 }
 
 // Trade returns trade id if asn is a party to it (the operator, 0: any);
@@ -443,6 +451,16 @@ type NamedTrade struct {
 // NamedTrades lists trades newest first, at most limit: member asn's, or
 // every member's if all is set; id > 0 picks that one.
 func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, id int64, limit int) ([]NamedTrade, error) {
+	return NamedTradesPage(ctx, q, asn, all, id, TradeWindow{}, limit)
+}
+
+// TradeWindow is a keyset page of trades newest first: those with ids
+// below Before (0: the newest), or, for the page before, the limit
+// trades just above After.
+type TradeWindow struct{ Before, After int64 }
+
+// NamedTradesPage is NamedTrades within w, still newest first.
+func NamedTradesPage(ctx context.Context, q registry.Querier, asn uint32, all bool, id int64, w TradeWindow, limit int) ([]NamedTrade, error) {
 	query := `SELECT t.id, b.asn, b.name, s.asn, s.name, t.prefixes, t.protocol, t.capacity_bps, t.price_micros,
 		t.start_us, t.end_us, t.cancelled, t.created_us
 		FROM trades t JOIN members b ON b.id = t.buyer_id JOIN members s ON s.id = t.seller_id WHERE 1`
@@ -455,8 +473,27 @@ func NamedTrades(ctx context.Context, q registry.Querier, asn uint32, all bool, 
 		query += ` AND t.id = ?`
 		args = append(args, id)
 	}
-	query += ` ORDER BY t.id DESC LIMIT ?`
+	order := "DESC"
+	switch {
+	case w.After > 0:
+		query += ` AND t.id > ?`
+		args = append(args, w.After)
+		order = "ASC" // the ones just above, turned newest first below
+	case w.Before > 0:
+		query += ` AND t.id < ?`
+		args = append(args, w.Before)
+	}
+	query += ` ORDER BY t.id ` + order + ` LIMIT ?`
 	args = append(args, limit)
+	if order == "ASC" {
+		ts, err := namedTrades(ctx, q, query, args)
+		slices.Reverse(ts)
+		return ts, err
+	}
+	return namedTrades(ctx, q, query, args)
+}
+
+func namedTrades(ctx context.Context, q registry.Querier, query string, args []any) ([]NamedTrade, error) {
 	return collect(ctx, q, func(rows *sql.Rows, t *NamedTrade) error {
 		var start, end, created int64
 		err := rows.Scan(&t.ID, &t.BuyerASN, &t.BuyerName, &t.SellerASN, &t.SellerName, &t.Prefixes, &t.Protocol,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
@@ -23,6 +24,15 @@ type Config struct {
 	GRPC     struct {
 		// Listen is where members' agents connect (mTLS).
 		Listen string `yaml:"listen"`
+		// PerCaller bounds what one member (or the operator) may have
+		// the arbiter do at once (api.Fairness): past a bound a call is
+		// refused with ResourceExhausted and a retry hint.
+		PerCaller struct {
+			InFlight    int     `yaml:"in_flight"`
+			Streams     int     `yaml:"streams"`
+			CallsPerSec float64 `yaml:"calls_per_second"`
+			Burst       int     `yaml:"burst"`
+		} `yaml:"per_caller"`
 	} `yaml:"grpc"`
 	Operator struct {
 		// Socket is the local operator socket (mode 0600); "" disables it.
@@ -114,6 +124,10 @@ func DefaultConfig() Config {
 	var c Config
 	c.StateDir = "/var/lib/bwx-arbiter"
 	c.GRPC.Listen = "[::]:7443"
+	c.GRPC.PerCaller.InFlight = api.DefaultMaxInFlight
+	c.GRPC.PerCaller.Streams = api.DefaultMaxStreams
+	c.GRPC.PerCaller.CallsPerSec = api.DefaultCallRate
+	c.GRPC.PerCaller.Burst = api.DefaultCallBurst
 	c.Operator.Socket = "/run/bwx-arbiter/operator.sock"
 	c.Metrics.Listen = "127.0.0.1:9470"
 	c.Log.Level = "info"
@@ -164,6 +178,15 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.GRPC.Listen); err != nil {
 		return config.Errorf("grpc.listen", "want host:port, got %q", c.GRPC.Listen)
+	}
+	if pc := c.GRPC.PerCaller; pc.InFlight < 1 || pc.InFlight > 10_000 {
+		return config.Errorf("grpc.per_caller.in_flight", "want 1 to 10000 calls, got %d", pc.InFlight)
+	} else if pc.Streams < 1 || pc.Streams > 10_000 {
+		return config.Errorf("grpc.per_caller.streams", "want 1 to 10000 streams, got %d", pc.Streams)
+	} else if !(pc.CallsPerSec >= 1 && pc.CallsPerSec <= 1e6) {
+		return config.Errorf("grpc.per_caller.calls_per_second", "want 1 to 1000000, got %v", pc.CallsPerSec)
+	} else if pc.Burst < 1 || pc.Burst > 1_000_000 {
+		return config.Errorf("grpc.per_caller.burst", "want 1 to 1000000 calls, got %d", pc.Burst)
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -186,9 +186,14 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)
 	}
+	pc := cfg.GRPC.PerCaller
+	fairness := api.NewFairness(pc.InFlight, pc.Streams, pc.CallsPerSec, pc.Burst, reg)
 	newServer := func(local bool, opts ...grpc.ServerOption) *grpc.Server {
-		auth := &api.Authenticator{Local: local, Registry: registryDB, Log: log, Metrics: metrics}
+		auth := &api.Authenticator{Local: local, Registry: registryDB, Log: log, Metrics: metrics, Fairness: fairness}
 		opts = append(opts, grpc.ChainUnaryInterceptor(auth.Unary), grpc.ChainStreamInterceptor(auth.Stream),
+			// The transport's bound on one connection's streams; Fairness
+			// bounds the caller's across its connections.
+			grpc.MaxConcurrentStreams(32),
 			// Agents keep an event stream open for days; pings find dead peers.
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))

@@ -454,6 +454,9 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"bgp:\n  members:\n  - asn: 64500\n    pasword: x\n":                                                        ":4: bgp.members[0].pasword",
 		"state_dir: /x\nquality:\n  report_rate: 0\n":                                                               ":3: quality.report_rate",
 		"state_dir: /x\nquality:\n  report_burst: 10\n":                                                             ":3: quality.report_burst",
+		"state_dir: /x\ngrpc:\n  per_caller:\n    in_flight: 0\n":                                                   ":4: grpc.per_caller.in_flight",
+		"state_dir: /x\ngrpc:\n  per_caller:\n    calls_per_second: 0.5\n":                                          ":4: grpc.per_caller.calls_per_second",
+		"state_dir: /x\ngrpc:\n  per_caller:\n    streams: many\n":                                                  ":4",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")

@@ -176,7 +176,11 @@ type tradeRow struct {
 // trades lists the viewer's trades (every trade for the operator), newest
 // first; id > 0 picks one.
 func (s *Server) trades(ctx context.Context, v Viewer, id int64, limit int) ([]tradeRow, error) {
-	ts, err := book.NamedTrades(ctx, s.o.DB, v.ASN, v.Operator, id, limit)
+	return s.tradesIn(ctx, v, id, book.TradeWindow{}, limit)
+}
+
+func (s *Server) tradesIn(ctx context.Context, v Viewer, id int64, w book.TradeWindow, limit int) ([]tradeRow, error) {
+	ts, err := book.NamedTradesPage(ctx, s.o.DB, v.ASN, v.Operator, id, w, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +229,58 @@ func (s *Server) delivery(ctx context.Context, ts []tradeRow) error {
 	return nil
 }
 
-func (s *Server) tradesPage(ctx context.Context, v Viewer, _ *http.Request) (any, error) {
-	return s.trades(ctx, v, 0, 500)
+// tradesPageSize is how many trades the trades page shows at once.
+const tradesPageSize = 200
+
+// tradesData is one page of the trades table, newest first, with the
+// cursors of the pages before and after it (0: none).
+type tradesData struct {
+	Rows         []tradeRow
+	Newer, Older int64
+}
+
+// tradesPage pages by trade id: ?before=N shows the trades older than N,
+// ?after=N the page of newer ones just above N; both stay put when
+// trades are added.
+func (s *Server) tradesPage(ctx context.Context, v Viewer, r *http.Request) (any, error) {
+	var w book.TradeWindow
+	for _, p := range []struct {
+		name string
+		to   *int64
+	}{{"before", &w.Before}, {"after", &w.After}} {
+		if q := r.URL.Query().Get(p.name); q != "" {
+			n, err := strconv.ParseInt(q, 10, 64)
+			if err != nil || n <= 0 {
+				return nil, badRequest{fmt.Errorf("%s: want a trade id, got %q", p.name, q)}
+			}
+			*p.to = n
+		}
+	}
+	rows, err := s.tradesIn(ctx, v, 0, w, tradesPageSize+1)
+	if err != nil {
+		return nil, err
+	}
+	d := tradesData{Rows: rows}
+	more := len(rows) > tradesPageSize
+	switch {
+	case w.After > 0:
+		if more {
+			d.Rows = rows[1:] // the extra one is the newest
+			d.Newer = d.Rows[0].ID
+		}
+		if len(d.Rows) > 0 {
+			d.Older = d.Rows[len(d.Rows)-1].ID
+		}
+	default:
+		if more {
+			d.Rows = rows[:tradesPageSize]
+			d.Older = d.Rows[len(d.Rows)-1].ID
+		}
+		if w.Before > 0 && len(d.Rows) > 0 {
+			d.Newer = d.Rows[0].ID
+		}
+	}
+	return d, nil
 }
 
 // ---- quality matrix

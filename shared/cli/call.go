@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bwxchange/bwx/shared/pages"
 )
 
 // CallTimeout is how long a command waits for the arbiter's answer.
@@ -66,4 +68,17 @@ func PrintList[M proto.Message](o Output, ms []M, table func(Output, []M) error)
 		return Protos(o, ms)
 	}
 	return table(o, ms)
+}
+
+// CallList is a command's List call read to its end (or limit items; 0:
+// all), a page at a time (pages.List).
+func CallList[C any, Q proto.Message, R pages.Paged, T any](connect Connect, client func(grpc.ClientConnInterface) C,
+	method func(C, context.Context, Q, ...grpc.CallOption) (R, error), req Q, items func(R) []T, limit int) ([]T, error) {
+	var out []T
+	err := Calls(connect, func(cx context.Context, conn *grpc.ClientConn) (err error) {
+		c := client(conn)
+		out, err = pages.List(cx, func(ctx context.Context, q Q, opts ...grpc.CallOption) (R, error) { return method(c, ctx, q, opts...) }, req, items, limit)
+		return err
+	})
+	return out, err
 }

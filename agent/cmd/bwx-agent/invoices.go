@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/pages"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -31,15 +32,15 @@ certificate.`,
 				uc := pb.NewUsageServiceClient(conn)
 				reqs := []*pb.GetInvoiceRequest{{Period: period}}
 				if period == "" {
-					list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{})
+					invs, err := pages.List(cx, uc.ListInvoices, &pb.ListInvoicesRequest{}, (*pb.ListInvoicesResponse).GetInvoices, 0)
 					if err != nil {
 						return err
 					}
 					if !csv && !g.out.JSON() {
-						return invoiceSummary(g.out, list.Invoices)
+						return invoiceSummary(g.out, invs)
 					}
 					reqs = reqs[:0]
-					for _, inv := range list.Invoices {
+					for _, inv := range invs {
 						reqs = append(reqs, &pb.GetInvoiceRequest{Period: inv.Period})
 					}
 				}

@@ -18,6 +18,7 @@ import (
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
 	"github.com/bwxchange/bwx/shared/clock"
+	"github.com/bwxchange/bwx/shared/pages"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -267,37 +268,45 @@ func orderCmd(g *globals) *cobra.Command {
 		},
 	})
 	var open bool
+	var limit int
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "list this member's orders",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOrders, &pb.ListOrdersRequest{OpenOnly: open})
-			if err != nil {
-				return err
-			}
-			return cli.Orders(g.out, resp.Orders)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				os, err := pages.Orders(cx, pb.NewTradingServiceClient(conn), &pb.ListOrdersRequest{OpenOnly: open}, limit)
+				if err != nil {
+					return err
+				}
+				return cli.Orders(g.out, os)
+			})
 		},
 	}
 	list.Flags().BoolVar(&open, "open", false, "only open orders")
+	list.Flags().IntVar(&limit, "limit", 0, "at most this many (0: all, read a page at a time)")
 	c.AddCommand(list)
 	return c
 }
 
 func tradesCmd(g *globals) *cobra.Command {
 	var active, withDelivery bool
+	var limit int
 	c := &cobra.Command{
 		Use:   "trades",
 		Short: "list this member's trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListTrades, &pb.ListTradesRequest{ActiveOnly: active, WithDelivery: withDelivery})
-			if err != nil {
-				return err
-			}
-			return cli.Trades(g.out, resp.Trades)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				ts, err := pages.Trades(cx, pb.NewTradingServiceClient(conn), &pb.ListTradesRequest{ActiveOnly: active, WithDelivery: withDelivery}, limit)
+				if err != nil {
+					return err
+				}
+				return cli.Trades(g.out, ts)
+			})
 		},
 	}
+	c.Flags().IntVar(&limit, "limit", 0, "at most this many (0: all, read a page at a time)")
 	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")
 	c.Flags().BoolVar(&withDelivery, "delivery", false, "add each trade's delivery record: per buyer session, when its routes were announced, and why not otherwise")
 	return c
@@ -315,11 +324,11 @@ func offersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOffers, &pb.ListOffersRequest{Spec: spec})
+			offers, err := cli.CallList(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOffers, &pb.ListOffersRequest{Spec: spec}, (*pb.ListOffersResponse).GetOffers, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Offers, offerTable)
+			return cli.PrintList(g.out, offers, offerTable)
 		},
 	}
 	sf.register(c.Flags(), true)
@@ -437,12 +446,12 @@ func takeOffer(ctx context.Context, tc pb.TradingServiceClient, id uint64, spec 
 			// money type: every offer's ask is below it.
 			q.PriceMicros = math.MaxInt64 / max(q.CapacityBps/int64(units.Mbps), 1)
 		}
-		resp, err := tc.ListOffers(ctx, &pb.ListOffersRequest{Spec: q})
+		offers, err := pages.List(ctx, tc.ListOffers, &pb.ListOffersRequest{Spec: q}, (*pb.ListOffersResponse).GetOffers, 0)
 		if err != nil {
 			return nil, err
 		}
 		var offer *pb.Offer
-		for _, o := range resp.Offers {
+		for _, o := range offers {
 			if o.OrderId == id {
 				offer = o
 			}

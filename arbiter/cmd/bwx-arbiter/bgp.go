@@ -20,11 +20,11 @@ func bgpCmd(g *globals) *cobra.Command {
 		Short: "members' BGP sessions (like `gobgp neighbor`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSessions, &pb.ListSessionsRequest{MemberAsn: member})
+			items, err := cli.CallList(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSessions, &pb.ListSessionsRequest{MemberAsn: member}, (*pb.ListSessionsResponse).GetSessions, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Sessions, sessionTable)
+			return cli.PrintList(g.out, items, sessionTable)
 		},
 	}
 	sessions.Flags().Uint32Var(&member, "member", 0, "only this member's")
@@ -38,11 +38,11 @@ func bgpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListReceivedRoutes, &pb.ListReceivedRoutesRequest{MemberAsn: asn})
+			items, err := cli.CallList(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListReceivedRoutes, &pb.ListReceivedRoutesRequest{MemberAsn: asn}, (*pb.ListReceivedRoutesResponse).GetRoutes, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Routes, receivedTable)
+			return cli.PrintList(g.out, items, receivedTable)
 		},
 	}
 
@@ -55,11 +55,11 @@ func bgpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cli.Call(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSentRoutes, &pb.ListSentRoutesRequest{MemberAsn: asn})
+			items, err := cli.CallList(g.connect, pb.NewRouteServerServiceClient, pb.RouteServerServiceClient.ListSentRoutes, &pb.ListSentRoutesRequest{MemberAsn: asn}, (*pb.ListSentRoutesResponse).GetRoutes, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Routes, sentTable)
+			return cli.PrintList(g.out, items, sentTable)
 		},
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/pages"
 	"github.com/bwxchange/bwx/shared/pki"
 	"github.com/bwxchange/bwx/shared/rpc"
 	"github.com/bwxchange/bwx/shared/units"
@@ -172,18 +173,18 @@ func memberCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
 				rc := pb.NewRegistryServiceClient(conn)
-				resp, err := rc.ListMembers(cx, &pb.ListMembersRequest{})
+				ms, err := pages.List(cx, rc.ListMembers, &pb.ListMembersRequest{}, (*pb.ListMembersResponse).GetMembers, 0)
 				if err != nil {
 					return err
 				}
 				if g.out.JSON() {
-					return cli.Protos(g.out, resp.Members)
+					return cli.Protos(g.out, ms)
 				}
-				certs, err := rc.ListCertificates(cx, &pb.ListCertificatesRequest{})
+				certs, err := pages.List(cx, rc.ListCertificates, &pb.ListCertificatesRequest{}, (*pb.ListCertificatesResponse).GetCertificates, 0)
 				if err != nil {
 					return err
 				}
-				return memberTable(g.out, resp.Members, certs.Certificates)
+				return memberTable(g.out, ms, certs)
 			})
 		},
 	}
@@ -232,11 +233,11 @@ removal.`,
 					return err
 				}
 			}
-			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListCertificates, &pb.ListCertificatesRequest{MemberAsn: a})
+			cs, err := cli.CallList(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListCertificates, &pb.ListCertificatesRequest{MemberAsn: a}, (*pb.ListCertificatesResponse).GetCertificates, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Certificates, certTable)
+			return cli.PrintList(g.out, cs, certTable)
 		},
 	}
 	revoke := &cobra.Command{
@@ -445,11 +446,11 @@ func prefixCmd(g *globals) *cobra.Command {
 		Short: "list registered prefixes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListPrefixes, &pb.ListPrefixesRequest{MemberAsn: member})
+			ps, err := cli.CallList(g.connect, pb.NewRegistryServiceClient, pb.RegistryServiceClient.ListPrefixes, &pb.ListPrefixesRequest{MemberAsn: member}, (*pb.ListPrefixesResponse).GetPrefixes, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Prefixes, prefixTable)
+			return cli.PrintList(g.out, ps, prefixTable)
 		},
 	}
 	list.Flags().Uint32Var(&member, "member", 0, "only this member's")
@@ -482,18 +483,22 @@ func prefixTable(o cli.Output, ps []*pb.Prefix) error {
 func ordersCmd(g *globals) *cobra.Command {
 	var member uint32
 	var open bool
+	var limit int
 	c := &cobra.Command{
 		Use:   "orders",
 		Short: "list the order book",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListOrders, &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open})
-			if err != nil {
-				return err
-			}
-			return cli.Orders(g.out, resp.Orders)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				os, err := pages.Orders(cx, pb.NewTradingServiceClient(conn), &pb.ListOrdersRequest{MemberAsn: member, OpenOnly: open}, limit)
+				if err != nil {
+					return err
+				}
+				return cli.Orders(g.out, os)
+			})
 		},
 	}
+	c.Flags().IntVar(&limit, "limit", 0, "at most this many (0: all, read a page at a time)")
 	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
 	c.Flags().BoolVar(&open, "open", false, "only open orders")
 	return c
@@ -502,18 +507,22 @@ func ordersCmd(g *globals) *cobra.Command {
 func tradesCmd(g *globals) *cobra.Command {
 	var member uint32
 	var active, withDelivery bool
+	var limit int
 	c := &cobra.Command{
 		Use:   "trades",
 		Short: "list trades (and, with --delivery, what was really delivered)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewTradingServiceClient, pb.TradingServiceClient.ListTrades, &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active, WithDelivery: withDelivery})
-			if err != nil {
-				return err
-			}
-			return cli.Trades(g.out, resp.Trades)
+			return cli.Calls(g.connect, func(cx context.Context, conn *grpc.ClientConn) error {
+				ts, err := pages.Trades(cx, pb.NewTradingServiceClient(conn), &pb.ListTradesRequest{MemberAsn: member, ActiveOnly: active, WithDelivery: withDelivery}, limit)
+				if err != nil {
+					return err
+				}
+				return cli.Trades(g.out, ts)
+			})
 		},
 	}
+	c.Flags().IntVar(&limit, "limit", 0, "at most this many (0: all, read a page at a time)")
 	c.Flags().Uint32Var(&member, "member", 0, "only this member's")
 	c.Flags().BoolVar(&active, "active", false, "only trades in delivery now")
 	c.Flags().BoolVar(&withDelivery, "delivery", false, "add each trade's delivery record: per buyer session, when its routes were announced, and why not otherwise")

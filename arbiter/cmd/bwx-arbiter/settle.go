@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/cli"
+	"github.com/bwxchange/bwx/shared/pages"
 	"github.com/bwxchange/bwx/shared/units"
 )
 
@@ -59,12 +60,12 @@ differences as correction entries and re-issues the invoices that changed.`,
 				uc := pb.NewUsageServiceClient(conn)
 				reqs := []*pb.GetInvoiceRequest{{MemberAsn: member, Period: period}}
 				if member == 0 {
-					list, err := uc.ListInvoices(cx, &pb.ListInvoicesRequest{Period: period})
+					invs, err := pages.List(cx, uc.ListInvoices, &pb.ListInvoicesRequest{Period: period}, (*pb.ListInvoicesResponse).GetInvoices, 0)
 					if err != nil {
 						return err
 					}
 					reqs = reqs[:0]
-					for _, inv := range list.Invoices {
+					for _, inv := range invs {
 						reqs = append(reqs, &pb.GetInvoiceRequest{MemberAsn: inv.MemberAsn, Period: period})
 					}
 				}
@@ -114,11 +115,11 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Short: "a member's disputed 5-minute slots in a period, with both figures and the one billed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListDisputes, &pb.ListDisputesRequest{MemberAsn: member, Period: period})
+			ds, err := cli.CallList(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListDisputes, &pb.ListDisputesRequest{MemberAsn: member, Period: period}, (*pb.ListDisputesResponse).GetDisputes, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Disputes, disputeTable)
+			return cli.PrintList(g.out, ds, disputeTable)
 		},
 	}
 	disputes.Flags().Uint32Var(&member, "member", 0, "the member")
@@ -131,11 +132,11 @@ differences as correction entries and re-issues the invoices that changed.`,
 		Short: "sustained overuse and underuse of trades (default: the current month so far)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := cli.Call(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListUseEvents, &pb.ListUseEventsRequest{MemberAsn: member, Period: period})
+			evs, err := cli.CallList(g.connect, pb.NewUsageServiceClient, pb.UsageServiceClient.ListUseEvents, &pb.ListUseEventsRequest{MemberAsn: member, Period: period}, (*pb.ListUseEventsResponse).GetEvents, 0)
 			if err != nil {
 				return err
 			}
-			return cli.PrintList(g.out, resp.Events, useTable)
+			return cli.PrintList(g.out, evs, useTable)
 		},
 	}
 	use.Flags().Uint32Var(&member, "member", 0, "only this member's trades")

@@ -619,7 +619,11 @@ func (x *ProbeTask) GetAsHops() int32 {
 }
 
 type ListDestinationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -652,6 +656,20 @@ func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
 func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
 	return file_bwx_v1_quality_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListDestinationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDestinationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type SellerDestinations struct {
@@ -716,8 +734,10 @@ func (x *SellerDestinations) GetPrefixes() []string {
 }
 
 type ListDestinationsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sellers       []*SellerDestinations  `protobuf:"bytes,1,rep,name=sellers,proto3" json:"sellers,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sellers []*SellerDestinations  `protobuf:"bytes,1,rep,name=sellers,proto3" json:"sellers,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -757,6 +777,13 @@ func (x *ListDestinationsResponse) GetSellers() []*SellerDestinations {
 		return x.Sellers
 	}
 	return nil
+}
+
+func (x *ListDestinationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ReportBreachRequest struct {
@@ -955,15 +982,19 @@ const file_bwx_v1_quality_proto_rawDesc = "" +
 	"\atargets\x18\x05 \x03(\tR\atargets\x125\n" +
 	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x14\n" +
 	"\x05first\x18\a \x01(\bR\x05first\x12\x17\n" +
-	"\aas_hops\x18\b \x01(\x05R\x06asHops\"\x19\n" +
-	"\x17ListDestinationsRequest\"z\n" +
+	"\aas_hops\x18\b \x01(\x05R\x06asHops\"U\n" +
+	"\x17ListDestinationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"z\n" +
 	"\x12SellerDestinations\x12\x1d\n" +
 	"\n" +
 	"seller_asn\x18\x01 \x01(\rR\tsellerAsn\x12)\n" +
 	"\x10router_addresses\x18\x02 \x03(\tR\x0frouterAddresses\x12\x1a\n" +
-	"\bprefixes\x18\x03 \x03(\tR\bprefixes\"P\n" +
+	"\bprefixes\x18\x03 \x03(\tR\bprefixes\"x\n" +
 	"\x18ListDestinationsResponse\x124\n" +
-	"\asellers\x18\x01 \x03(\v2\x1a.bwx.v1.SellerDestinationsR\asellers\"\xbb\x02\n" +
+	"\asellers\x18\x01 \x03(\v2\x1a.bwx.v1.SellerDestinationsR\asellers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbb\x02\n" +
 	"\x13ReportBreachRequest\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12\x1d\n" +
 	"\n" +

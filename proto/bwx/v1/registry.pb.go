@@ -638,7 +638,11 @@ func (x *GetMemberRequest) GetAsn() uint32 {
 }
 
 type ListMembersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,9 +677,25 @@ func (*ListMembersRequest) Descriptor() ([]byte, []int) {
 	return file_bwx_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
+func (x *ListMembersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMembersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListMembersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -715,6 +735,13 @@ func (x *ListMembersResponse) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *ListMembersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type IssueCertificateRequest struct {
@@ -824,7 +851,11 @@ func (x *IssueCertificateResponse) GetCaPem() []byte {
 type ListCertificatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0: every certificate, operators' too.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,9 +897,25 @@ func (x *ListCertificatesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListCertificatesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCertificatesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListCertificatesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Certificates  []*CertificateInfo     `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Certificates []*CertificateInfo     `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -908,6 +955,13 @@ func (x *ListCertificatesResponse) GetCertificates() []*CertificateInfo {
 		return x.Certificates
 	}
 	return nil
+}
+
+func (x *ListCertificatesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RevokeCertificateRequest struct {
@@ -1274,7 +1328,11 @@ func (*RemovePrefixResponse) Descriptor() ([]byte, []int) {
 type ListPrefixesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Operator only: filter by member. A member always sees its own prefixes.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1316,9 +1374,25 @@ func (x *ListPrefixesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListPrefixesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPrefixesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListPrefixesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefixes      []*Prefix              `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Prefixes []*Prefix              `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1358,6 +1432,13 @@ func (x *ListPrefixesResponse) GetPrefixes() []*Prefix {
 		return x.Prefixes
 	}
 	return nil
+}
+
+func (x *ListPrefixesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 var File_bwx_v1_registry_proto protoreflect.FileDescriptor
@@ -1402,21 +1483,29 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
 	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"$\n" +
 	"\x10GetMemberRequest\x12\x10\n" +
-	"\x03asn\x18\x01 \x01(\rR\x03asn\"\x14\n" +
-	"\x12ListMembersRequest\"?\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\"P\n" +
+	"\x12ListMembersRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"g\n" +
 	"\x13ListMembersResponse\x12(\n" +
-	"\amembers\x18\x01 \x03(\v2\x0e.bwx.v1.MemberR\amembers\"=\n" +
+	"\amembers\x18\x01 \x03(\v2\x0e.bwx.v1.MemberR\amembers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"=\n" +
 	"\x17IssueCertificateRequest\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"Z\n" +
 	"\x18IssueCertificateResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"8\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"t\n" +
 	"\x17ListCertificatesRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"W\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x7f\n" +
 	"\x18ListCertificatesResponse\x12;\n" +
-	"\fcertificates\x18\x01 \x03(\v2\x17.bwx.v1.CertificateInfoR\fcertificates\"2\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x17.bwx.v1.CertificateInfoR\fcertificates\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
 	"\x18RevokeCertificateRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\"\x89\x02\n" +
 	"\x0fCertificateInfo\x12\x16\n" +
@@ -1444,12 +1533,16 @@ const file_bwx_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"\x16\n" +
-	"\x14RemovePrefixResponse\"4\n" +
+	"\x14RemovePrefixResponse\"p\n" +
 	"\x13ListPrefixesRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"B\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x14ListPrefixesResponse\x12*\n" +
-	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes*\x7f\n" +
+	"\bprefixes\x18\x01 \x03(\v2\x0e.bwx.v1.PrefixR\bprefixes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x7f\n" +
 	"\fMemberStatus\x12\x1d\n" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +

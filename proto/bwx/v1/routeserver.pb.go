@@ -121,7 +121,11 @@ func (x *BgpSession) GetSent() int64 {
 type ListSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Operator: filter by member (0: all). A member always sees its own.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,9 +167,25 @@ func (x *ListSessionsRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSessionsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*BgpSession          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*BgpSession          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +225,13 @@ func (x *ListSessionsResponse) GetSessions() []*BgpSession {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ReceivedRoute struct {
@@ -319,7 +346,11 @@ func (x *ReceivedRoute) GetSince() *timestamppb.Timestamp {
 type ListReceivedRoutesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Operator: filter by member (0: all). A member always sees its own.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,9 +392,25 @@ func (x *ListReceivedRoutesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListReceivedRoutesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReceivedRoutesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListReceivedRoutesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Routes        []*ReceivedRoute       `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Routes []*ReceivedRoute       `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,6 +450,13 @@ func (x *ListReceivedRoutesResponse) GetRoutes() []*ReceivedRoute {
 		return x.Routes
 	}
 	return nil
+}
+
+func (x *ListReceivedRoutesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type SentRoute struct {
@@ -511,7 +565,11 @@ func (x *SentRoute) GetPathId() uint32 {
 type ListSentRoutesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Operator: required. A member always sees its own.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,9 +611,25 @@ func (x *ListSentRoutesRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListSentRoutesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSentRoutesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSentRoutesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Routes        []*SentRoute           `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Routes []*SentRoute           `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +669,13 @@ func (x *ListSentRoutesResponse) GetRoutes() []*SentRoute {
 		return x.Routes
 	}
 	return nil
+}
+
+func (x *ListSentRoutesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ResetSessionsRequest struct {
@@ -762,12 +843,16 @@ const file_bwx_v1_routeserver_proto_rawDesc = "" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1a\n" +
 	"\breceived\x18\x05 \x01(\x03R\breceived\x12\x1a\n" +
 	"\baccepted\x18\x06 \x01(\x03R\baccepted\x12\x12\n" +
-	"\x04sent\x18\a \x01(\x03R\x04sent\"4\n" +
+	"\x04sent\x18\a \x01(\x03R\x04sent\"p\n" +
 	"\x13ListSessionsRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"F\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"n\n" +
 	"\x14ListSessionsResponse\x12.\n" +
-	"\bsessions\x18\x01 \x03(\v2\x12.bwx.v1.BgpSessionR\bsessions\"\x9b\x02\n" +
+	"\bsessions\x18\x01 \x03(\v2\x12.bwx.v1.BgpSessionR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9b\x02\n" +
 	"\rReceivedRoute\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1a\n" +
@@ -779,12 +864,16 @@ const file_bwx_v1_routeserver_proto_rawDesc = "" +
 	"origin_asn\x18\x06 \x01(\rR\toriginAsn\x12\x1a\n" +
 	"\baccepted\x18\a \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x120\n" +
-	"\x05since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05since\":\n" +
+	"\x05since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"v\n" +
 	"\x19ListReceivedRoutesRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"K\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
 	"\x1aListReceivedRoutesResponse\x12-\n" +
-	"\x06routes\x18\x01 \x03(\v2\x15.bwx.v1.ReceivedRouteR\x06routes\"\xf3\x01\n" +
+	"\x06routes\x18\x01 \x03(\v2\x15.bwx.v1.ReceivedRouteR\x06routes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf3\x01\n" +
 	"\tSentRoute\x12\x1a\n" +
 	"\bneighbor\x18\x01 \x01(\tR\bneighbor\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x19\n" +
@@ -793,12 +882,16 @@ const file_bwx_v1_routeserver_proto_rawDesc = "" +
 	"\x06origin\x18\x05 \x01(\tR\x06origin\x12 \n" +
 	"\vcommunities\x18\x06 \x03(\tR\vcommunities\x12+\n" +
 	"\x11large_communities\x18\a \x03(\tR\x10largeCommunities\x12\x17\n" +
-	"\apath_id\x18\b \x01(\rR\x06pathId\"6\n" +
+	"\apath_id\x18\b \x01(\rR\x06pathId\"r\n" +
 	"\x15ListSentRoutesRequest\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"C\n" +
+	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"k\n" +
 	"\x16ListSentRoutesResponse\x12)\n" +
-	"\x06routes\x18\x01 \x03(\v2\x11.bwx.v1.SentRouteR\x06routes\"5\n" +
+	"\x06routes\x18\x01 \x03(\v2\x11.bwx.v1.SentRouteR\x06routes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
 	"\x14ResetSessionsRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\"\x17\n" +

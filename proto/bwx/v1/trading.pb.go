@@ -957,7 +957,11 @@ type ListOrdersRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	OpenOnly bool                   `protobuf:"varint,1,opt,name=open_only,json=openOnly,proto3" json:"open_only,omitempty"`
 	// Operator only: filter by member.
-	MemberAsn     uint32 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1006,9 +1010,25 @@ func (x *ListOrdersRequest) GetMemberAsn() uint32 {
 	return 0
 }
 
+func (x *ListOrdersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOrdersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListOrdersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Orders        []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Orders []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,6 +1068,13 @@ func (x *ListOrdersResponse) GetOrders() []*Order {
 		return x.Orders
 	}
 	return nil
+}
+
+func (x *ListOrdersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type Offer struct {
@@ -1190,7 +1217,11 @@ func (x *Offer) GetMeasuredPath() *PathQuality {
 type ListOffersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A buy spec; its side may be left unset.
-	Spec          *OrderSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Spec *OrderSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1232,9 +1263,25 @@ func (x *ListOffersRequest) GetSpec() *OrderSpec {
 	return nil
 }
 
+func (x *ListOffersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOffersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListOffersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offers        []*Offer               `protobuf:"bytes,1,rep,name=offers,proto3" json:"offers,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offers []*Offer               `protobuf:"bytes,1,rep,name=offers,proto3" json:"offers,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1274,6 +1321,13 @@ func (x *ListOffersResponse) GetOffers() []*Offer {
 		return x.Offers
 	}
 	return nil
+}
+
+func (x *ListOffersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type TakeOfferRequest struct {
@@ -1762,7 +1816,11 @@ type ListTradesRequest struct {
 	// Operator only: filter by member.
 	MemberAsn uint32 `protobuf:"varint,2,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
 	// Add each trade's delivery record.
-	WithDelivery  bool `protobuf:"varint,3,opt,name=with_delivery,json=withDelivery,proto3" json:"with_delivery,omitempty"`
+	WithDelivery bool `protobuf:"varint,3,opt,name=with_delivery,json=withDelivery,proto3" json:"with_delivery,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1818,9 +1876,25 @@ func (x *ListTradesRequest) GetWithDelivery() bool {
 	return false
 }
 
+func (x *ListTradesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTradesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTradesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Trades        []*Trade               `protobuf:"bytes,1,rep,name=trades,proto3" json:"trades,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Trades []*Trade               `protobuf:"bytes,1,rep,name=trades,proto3" json:"trades,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1860,6 +1934,13 @@ func (x *ListTradesResponse) GetTrades() []*Trade {
 		return x.Trades
 	}
 	return nil
+}
+
+func (x *ListTradesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type StreamTradeEventsRequest struct {
@@ -2053,13 +2134,17 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\x12CancelOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x04R\aorderId\",\n" +
 	"\x0fGetOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\x04R\aorderId\"O\n" +
+	"\border_id\x18\x01 \x01(\x04R\aorderId\"\x8b\x01\n" +
 	"\x11ListOrdersRequest\x12\x1b\n" +
 	"\topen_only\x18\x01 \x01(\bR\bopenOnly\x12\x1d\n" +
 	"\n" +
-	"member_asn\x18\x02 \x01(\rR\tmemberAsn\";\n" +
+	"member_asn\x18\x02 \x01(\rR\tmemberAsn\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"c\n" +
 	"\x12ListOrdersResponse\x12%\n" +
-	"\x06orders\x18\x01 \x03(\v2\r.bwx.v1.OrderR\x06orders\"\xb3\x04\n" +
+	"\x06orders\x18\x01 \x03(\v2\r.bwx.v1.OrderR\x06orders\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb3\x04\n" +
 	"\x05Offer\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x04R\aorderId\x12\x1d\n" +
 	"\n" +
@@ -2074,11 +2159,15 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\fdelivery_end\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveryEnd\x126\n" +
 	"\ftraffic_type\x18\v \x01(\x0e2\x13.bwx.v1.TrafficTypeR\vtrafficType\x128\n" +
-	"\rmeasured_path\x18\f \x01(\v2\x13.bwx.v1.PathQualityR\fmeasuredPath\":\n" +
+	"\rmeasured_path\x18\f \x01(\v2\x13.bwx.v1.PathQualityR\fmeasuredPath\"v\n" +
 	"\x11ListOffersRequest\x12%\n" +
-	"\x04spec\x18\x01 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\";\n" +
+	"\x04spec\x18\x01 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"c\n" +
 	"\x12ListOffersResponse\x12%\n" +
-	"\x06offers\x18\x01 \x03(\v2\r.bwx.v1.OfferR\x06offers\"\x87\x01\n" +
+	"\x06offers\x18\x01 \x03(\v2\r.bwx.v1.OfferR\x06offers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x01\n" +
 	"\x10TakeOfferRequest\x12$\n" +
 	"\x0eoffer_order_id\x18\x01 \x01(\x04R\fofferOrderId\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.bwx.v1.OrderSpecR\x04spec\x12&\n" +
@@ -2127,15 +2216,19 @@ const file_bwx_v1_trading_proto_rawDesc = "" +
 	"\rjitter_err_us\x18\b \x01(\x03R\vjitterErrUs\x12'\n" +
 	"\x0floss_dispersion\x18\t \x01(\x01R\x0elossDispersion\x12\x1a\n" +
 	"\bvantages\x18\n" +
-	" \x01(\x05R\bvantages\"x\n" +
+	" \x01(\x05R\bvantages\"\xb4\x01\n" +
 	"\x11ListTradesRequest\x12\x1f\n" +
 	"\vactive_only\x18\x01 \x01(\bR\n" +
 	"activeOnly\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x02 \x01(\rR\tmemberAsn\x12#\n" +
-	"\rwith_delivery\x18\x03 \x01(\bR\fwithDelivery\";\n" +
+	"\rwith_delivery\x18\x03 \x01(\bR\fwithDelivery\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"c\n" +
 	"\x12ListTradesResponse\x12%\n" +
-	"\x06trades\x18\x01 \x03(\v2\r.bwx.v1.TradeR\x06trades\"A\n" +
+	"\x06trades\x18\x01 \x03(\v2\r.bwx.v1.TradeR\x06trades\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
 	"\x18StreamTradeEventsRequest\x12%\n" +
 	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"\x9a\x02\n" +
 	"\n" +

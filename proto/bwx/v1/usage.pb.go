@@ -370,7 +370,11 @@ type ListInvoicesRequest struct {
 	// itself.
 	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
 	// YYYY-MM; empty: every settled period.
-	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	Period string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +419,20 @@ func (x *ListInvoicesRequest) GetMemberAsn() uint32 {
 func (x *ListInvoicesRequest) GetPeriod() string {
 	if x != nil {
 		return x.Period
+	}
+	return ""
+}
+
+func (x *ListInvoicesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListInvoicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
 	}
 	return ""
 }
@@ -768,8 +786,10 @@ func (x *Invoice) GetFeesMicros() int64 {
 }
 
 type ListInvoicesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Invoices      []*Invoice             `protobuf:"bytes,1,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Invoices []*Invoice             `protobuf:"bytes,1,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +829,13 @@ func (x *ListInvoicesResponse) GetInvoices() []*Invoice {
 		return x.Invoices
 	}
 	return nil
+}
+
+func (x *ListInvoicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetInvoiceRequest struct {
@@ -930,8 +957,12 @@ func (x *GetInvoiceResponse) GetDocumentCsv() string {
 type ListDisputesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A member may name only itself (0: itself); the operator must name one.
-	MemberAsn     uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
-	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
+	Period    string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -976,6 +1007,20 @@ func (x *ListDisputesRequest) GetMemberAsn() uint32 {
 func (x *ListDisputesRequest) GetPeriod() string {
 	if x != nil {
 		return x.Period
+	}
+	return ""
+}
+
+func (x *ListDisputesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDisputesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
 	}
 	return ""
 }
@@ -1083,8 +1128,10 @@ func (x *Dispute) GetPolicy() string {
 }
 
 type ListDisputesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Disputes      []*Dispute             `protobuf:"bytes,1,rep,name=disputes,proto3" json:"disputes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Disputes []*Dispute             `protobuf:"bytes,1,rep,name=disputes,proto3" json:"disputes,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1126,13 +1173,24 @@ func (x *ListDisputesResponse) GetDisputes() []*Dispute {
 	return nil
 }
 
+func (x *ListDisputesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type ListUseEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A member may name only itself (0: itself); the operator: 0 is every
 	// member.
 	MemberAsn uint32 `protobuf:"varint,1,opt,name=member_asn,json=memberAsn,proto3" json:"member_asn,omitempty"`
 	// YYYY-MM; empty: the current month so far.
-	Period        string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	Period string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// At most this many items (0: 500; more than 5000 is refused).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous response's next_page_token, to continue after it.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1177,6 +1235,20 @@ func (x *ListUseEventsRequest) GetMemberAsn() uint32 {
 func (x *ListUseEventsRequest) GetPeriod() string {
 	if x != nil {
 		return x.Period
+	}
+	return ""
+}
+
+func (x *ListUseEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUseEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
 	}
 	return ""
 }
@@ -1290,8 +1362,10 @@ func (x *UseEvent) GetSellerAsn() uint32 {
 }
 
 type ListUseEventsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*UseEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*UseEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Set when more items follow: the next request's page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1331,6 +1405,13 @@ func (x *ListUseEventsResponse) GetEvents() []*UseEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *ListUseEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetTradeUsageRequest struct {
@@ -2276,11 +2357,14 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
-	"duplicates\"L\n" +
+	"duplicates\"\x88\x01\n" +
 	"\x13ListInvoicesRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
-	"\x06period\x18\x02 \x01(\tR\x06period\"\xb7\x06\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xb7\x06\n" +
 	"\vInvoiceLine\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
@@ -2322,9 +2406,10 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x0freceived_micros\x18\t \x01(\x03R\x0ereceivedMicros\x12\x1f\n" +
 	"\vfees_micros\x18\n" +
 	" \x01(\x03R\n" +
-	"feesMicros\"C\n" +
+	"feesMicros\"k\n" +
 	"\x14ListInvoicesResponse\x12+\n" +
-	"\binvoices\x18\x01 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices\"J\n" +
+	"\binvoices\x18\x01 \x03(\v2\x0f.bwx.v1.InvoiceR\binvoices\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"J\n" +
 	"\x11GetInvoiceRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
@@ -2332,11 +2417,14 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\x12GetInvoiceResponse\x12)\n" +
 	"\ainvoice\x18\x01 \x01(\v2\x0f.bwx.v1.InvoiceR\ainvoice\x12#\n" +
 	"\rdocument_json\x18\x02 \x01(\tR\fdocumentJson\x12!\n" +
-	"\fdocument_csv\x18\x03 \x01(\tR\vdocumentCsv\"L\n" +
+	"\fdocument_csv\x18\x03 \x01(\tR\vdocumentCsv\"\x88\x01\n" +
 	"\x13ListDisputesRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
-	"\x06period\x18\x02 \x01(\tR\x06period\"\x9a\x02\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x9a\x02\n" +
 	"\aDispute\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x129\n" +
 	"\n" +
@@ -2347,13 +2435,17 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"seller_bps\x18\x05 \x01(\x03R\tsellerBps\x12%\n" +
 	"\x0eseller_samples\x18\x06 \x01(\x03R\rsellerSamples\x12\x19\n" +
 	"\bused_bps\x18\a \x01(\x03R\ausedBps\x12\x16\n" +
-	"\x06policy\x18\b \x01(\tR\x06policy\"C\n" +
+	"\x06policy\x18\b \x01(\tR\x06policy\"k\n" +
 	"\x14ListDisputesResponse\x12+\n" +
-	"\bdisputes\x18\x01 \x03(\v2\x0f.bwx.v1.DisputeR\bdisputes\"M\n" +
+	"\bdisputes\x18\x01 \x03(\v2\x0f.bwx.v1.DisputeR\bdisputes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
 	"\x14ListUseEventsRequest\x12\x1d\n" +
 	"\n" +
 	"member_asn\x18\x01 \x01(\rR\tmemberAsn\x12\x16\n" +
-	"\x06period\x18\x02 \x01(\tR\x06period\"\xbd\x02\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xbd\x02\n" +
 	"\bUseEvent\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12#\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x0f.bwx.v1.UseKindR\x04kind\x120\n" +
@@ -2364,9 +2456,10 @@ const file_bwx_v1_usage_proto_rawDesc = "" +
 	"\amin_bps\x18\a \x01(\x03R\x06minBps\x12\x1b\n" +
 	"\tbuyer_asn\x18\b \x01(\rR\bbuyerAsn\x12\x1d\n" +
 	"\n" +
-	"seller_asn\x18\t \x01(\rR\tsellerAsn\"A\n" +
+	"seller_asn\x18\t \x01(\rR\tsellerAsn\"i\n" +
 	"\x15ListUseEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.bwx.v1.UseEventR\x06events\"\x8d\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.bwx.v1.UseEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8d\x01\n" +
 	"\x14GetTradeUsageRequest\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\x04R\atradeId\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
