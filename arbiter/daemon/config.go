@@ -131,6 +131,7 @@ func DefaultConfig() Config {
 	c.BGP.GracefulStop = true
 	c.Quality = DefaultQualityConfig()
 	c.Settle = settle.DefaultConfig()
+	c.Federation = federation.DefaultConfig()
 	return c
 }
 

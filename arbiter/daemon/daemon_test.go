@@ -454,6 +454,13 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"bgp:\n  members:\n  - asn: 64500\n    pasword: x\n":                                                        ":4: bgp.members[0].pasword",
 		"state_dir: /x\nquality:\n  report_rate: 0\n":                                                               ":3: quality.report_rate",
 		"state_dir: /x\nquality:\n  report_burst: 10\n":                                                             ":3: quality.report_burst",
+		"federation:\n  listen: ':7444'\n":                                                                          ":1: federation.name",
+		"federation:\n  name: IX A\n":                                                                               ":2: federation.name",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: h:1\n    ca: /c\n    interconnect_bps: 0\n":                        ":9: federation.peers[0].interconnect_bps",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-a\n":                                                                               ":6: federation.peers[0].name",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: nope\n    ca: /c\n    interconnect_bps: 1\n":                       ":7: federation.peers[0].address",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: h:1\n    ca: /c\n    interconnect_bps: 1\n    added_latency: 1h\n": ":10: federation.peers[0].added_latency",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n": "federation.bundle: required",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")

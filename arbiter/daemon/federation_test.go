@@ -328,4 +328,16 @@ func TestFederationRefusesStrangers(t *testing.T) {
 	_, err := pb.NewTradingServiceClient(a.dialBundle(path)).ListOrders(context.Background(), &pb.ListOrdersRequest{})
 	wantCode(t, "an exchange certificate on the member API", err, codes.PermissionDenied)
 	os.Remove(path)
+
+	// The federation's view is the operator's: a member is refused, and an
+	// exchange that does not federate says so.
+	member := a.member(64501, "192.0.2.1")
+	_, err = pb.NewFederationAdminServiceClient(member).ListPeers(context.Background(), &pb.ListPeersRequest{})
+	wantCode(t, "a member listing the peers", err, codes.PermissionDenied)
+	_, err = pb.NewFederationAdminServiceClient(a.operator()).ListRemoteOffers(context.Background(), &pb.ListRemoteOffersRequest{Prefix: "198.51.100.1/33"})
+	wantCode(t, "a bad prefix", err, codes.InvalidArgument)
+	_, err = pb.NewFederationAdminServiceClient(a.operator()).ListRemoteOffers(context.Background(), &pb.ListRemoteOffersRequest{Exchange: "ix-z"})
+	wantCode(t, "an unknown exchange", err, codes.InvalidArgument)
+	_, err = pb.NewFederationAdminServiceClient(startExchange(t).operator()).ListPeers(context.Background(), &pb.ListPeersRequest{})
+	wantCode(t, "peers of an exchange that does not federate", err, codes.FailedPrecondition)
 }

@@ -74,6 +74,11 @@ const (
 	MaxAddedLatency = 10 * time.Second
 )
 
+// DefaultConfig is federation off, with the default bounds.
+func DefaultConfig() Config {
+	return Config{MaxOffers: DefaultMaxOffers, MaxOffersPerSecond: DefaultMaxOffersPerSecond, Heartbeat: DefaultHeartbeat, Publish: DefaultPublish}
+}
+
 // Enabled reports whether this exchange federates.
 func (c *Config) Enabled() bool { return c.Name != "" }
 
