@@ -14,9 +14,9 @@ import (
 func TestFederationOutputGolden(t *testing.T) {
 	at := time.Date(2026, 12, 5, 12, 30, 0, 0, time.UTC)
 	peers := []*pb.FederationPeer{
-		{Name: "ix-b", Address: "fed.ix-b.example:7444", State: "up", Offers: 2, LastUpdate: timestamppb.New(at), Resyncs: 1,
+		{Name: "ix-b", Address: "fed.ix-b.example:7445", State: "up", Offers: 2, LastUpdate: timestamppb.New(at), Resyncs: 1,
 			InterconnectBps: 10e9, AddedLatencyUs: 3000},
-		{Name: "ix-c", Address: "192.0.2.99:7444", State: "down", Offers: 1, LastUpdate: timestamppb.New(at.Add(-time.Hour)), Rejected: 3,
+		{Name: "ix-c", Address: "192.0.2.99:7445", State: "down", Offers: 1, LastUpdate: timestamppb.New(at.Add(-time.Hour)), Rejected: 3,
 			LastError: "rpc error: code = Unavailable", InterconnectBps: 1e9, AddedLatencyUs: 12500},
 	}
 	offer := func(id uint64, asn uint32, prefix string, capacity, price int64, q *pb.PathQuality) *pb.RemoteOffer {
