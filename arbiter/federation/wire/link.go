@@ -87,7 +87,8 @@ func (l *Link) session(ctx context.Context, client pb.FederationServiceClient) e
 		}
 		idle.Reset(l.Idle)
 		u := updateFromProto(m)
-		if err := l.View.Wait(ctx, l.Peer.Name, len(u.Offers)+len(u.Removed)+len(u.Invalid)); err != nil {
+		// Every message counts, so a flood of empty ones is bounded too.
+		if err := l.View.Wait(ctx, l.Peer.Name, max(1, len(u.Offers)+len(u.Removed)+len(u.Invalid))); err != nil {
 			return err
 		}
 		if err := l.View.Apply(l.Peer.Name, u); err != nil {
