@@ -1,9 +1,11 @@
 package book
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // OpenSell is an open sell order as the exchange shows it to its peer
@@ -37,10 +39,12 @@ func (b *Book) OpenSells(ctx context.Context) ([]OpenSell, error) {
 		}
 		q = e.Quality
 		standing := map[uint32]error{}
-		for _, o := range e.OpenOrders() {
-			if o.Spec.Side != Sell {
+		// Only the sells are copied: this runs under the book's lock.
+		for _, op := range e.open {
+			if op.Spec.Side != Sell {
 				continue
 			}
+			o := *op
 			st, ok := standing[o.MemberASN]
 			if !ok {
 				st = e.active(o.MemberASN)
@@ -63,6 +67,7 @@ func (b *Book) OpenSells(ctx context.Context) ([]OpenSell, error) {
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(out, func(a, b OpenSell) int { return cmp.Compare(a.Order.ID, b.Order.ID) })
 	now := b.opt.Now()
 	for i := range out {
 		out[i].Measured = q.Measured(0, out[i].Order.MemberASN, out[i].Prefixes, now)

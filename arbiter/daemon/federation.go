@@ -123,7 +123,7 @@ func startFederation(cfg federation.Config, log *slog.Logger, bk *book.Book, wak
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		f.pub.Feed(ctx, read, wake, cfg.Publish, 50*time.Millisecond, func(err error) { log.Warn("reading the book to publish", "error", err) })
+		f.pub.Feed(ctx, read, wake, cfg.Publish, 200*time.Millisecond, func(err error) { log.Warn("reading the book to publish", "error", err) })
 	}()
 	go serve(log, "federation", func() error { return f.server.Serve(lis) })
 	for _, p := range cfg.Peers {

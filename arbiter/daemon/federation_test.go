@@ -243,8 +243,11 @@ func streamWith(t *testing.T, x *exchange, cert tls.Certificate, caFile string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient("passthrough:///"+x.arb.FederationAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13})))
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+	if len(cert.Certificate) > 0 {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	conn, err := grpc.NewClient("passthrough:///"+x.arb.FederationAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +306,7 @@ func TestFederationRefusesStrangers(t *testing.T) {
 		name string
 		cert tls.Certificate
 	}{
+		{"no certificate at all", tls.Certificate{}},
 		{"a member certificate of B's CA", certOf(t, b.cfg.CADir(), pki.MemberIdentity(64601))},
 		{"a member certificate of A's own CA", certOf(t, a.cfg.CADir(), pki.MemberIdentity(64501))},
 		{"an operator certificate of A's CA", certOf(t, a.cfg.CADir(), pki.OperatorIdentity("alice"))},
