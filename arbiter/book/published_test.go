@@ -55,7 +55,7 @@ func TestOpenSellsForPeers(t *testing.T) {
 	f.measure(t, buyer, seller, "2001:db8:100::/48", "m1", 7000, 100, 0)
 	suspended.Store(seller2)
 
-	sells, err := f.book.OpenSells(ctx)
+	sells, err := f.book.OpenSells(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,5 +71,10 @@ func TestOpenSellsForPeers(t *testing.T) {
 	want := map[int64]string{placed["customer routes"]: "[198.51.100.0/24] -", placed["v6"]: "[2001:db8:100::/48] 7000"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("open sells %v, want %v", got, want)
+	}
+	// Asked about some orders only (those a change touched).
+	some, err := f.book.OpenSells(ctx, []int64{placed["v6"], placed["a buy"], placed["seller2"], 99999})
+	if err != nil || len(some) != 1 || some[0].Order.ID != placed["v6"] {
+		t.Fatalf("open sells among some ids: %+v %v", some, err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
+	"github.com/bwxchange/bwx/arbiter/federation"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -146,7 +147,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	trades := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_trades_total", Help: "Trades made since start."})
 	matched := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_matched_bps_total", Help: "Capacity traded since start, bits/s."})
 	reg.MustRegister(trades, matched)
-	bookChanged := make(chan struct{}, 1) // wakes the federation's publisher
+	bookChanged := federation.NewDirty() // the orders the federation's publisher reads again
 	notify := func(evs []book.Event) {
 		seen := map[int64]bool{}
 		for _, e := range evs {
@@ -159,10 +160,16 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			}
 		}
 		broker.Publish(evs)
-		select {
-		case bookChanged <- struct{}{}:
-		default: // a wake is pending already
+		var touched []int64
+		for _, e := range evs {
+			switch {
+			case e.Order != nil:
+				touched = append(touched, e.Order.ID)
+			case e.Trade != nil:
+				touched = append(touched, e.Trade.SellOrderID)
+			}
 		}
+		bookChanged.Add(touched...)
 		if loop != nil {
 			loop.Notify(evs)
 		}

@@ -54,8 +54,8 @@ func loadBundle(path, key, self string) (*pki.Bundle, error) {
 }
 
 // startFederation starts publishing bk to the peers and following theirs;
-// wake tells it the book changed.
-func startFederation(cfg federation.Config, log *slog.Logger, bk *book.Book, wake <-chan struct{}, backoff [2]time.Duration) (*federationSide, error) {
+// dirty says which orders the book's changes touched.
+func startFederation(cfg federation.Config, log *slog.Logger, bk *book.Book, dirty *federation.Dirty, backoff [2]time.Duration) (*federationSide, error) {
 	if backoff[0] <= 0 {
 		backoff = federationBackoff
 	}
@@ -101,8 +101,8 @@ func startFederation(cfg federation.Config, log *slog.Logger, bk *book.Book, wak
 
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	read := func(ctx context.Context) ([]federation.Offer, error) {
-		sells, err := bk.OpenSells(ctx)
+	read := func(ctx context.Context, ids []int64) ([]federation.Offer, error) {
+		sells, err := bk.OpenSells(ctx, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -117,13 +117,13 @@ func startFederation(cfg federation.Config, log *slog.Logger, bk *book.Book, wak
 	}
 	// The first read is done before peers can subscribe, so none sees an
 	// empty book that is not.
-	if offers, err := read(ctx); err == nil {
+	if offers, err := read(ctx, nil); err == nil {
 		f.pub.Update(offers)
 	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		f.pub.Feed(ctx, read, wake, cfg.Publish, 200*time.Millisecond, func(err error) { log.Warn("reading the book to publish", "error", err) })
+		f.pub.Feed(ctx, read, dirty, cfg.Publish, 200*time.Millisecond, func(err error) { log.Warn("reading the book to publish", "error", err) })
 	}()
 	go serve(log, "federation", func() error { return f.server.Serve(lis) })
 	for _, p := range cfg.Peers {

@@ -59,7 +59,8 @@ func federatedPair(t *testing.T) (a, b *exchange) {
 		}
 		bundle := filepath.Join(dir, "federation.pem")
 		exchangeBundle(t, cfg.CADir(), name, bundle)
-		cfg.Federation = federation.Config{Name: name, Listen: addrs[i], Bundle: bundle, Heartbeat: 200 * time.Millisecond, Publish: 200 * time.Millisecond}
+		cfg.Federation = federation.Config{Name: name, Listen: addrs[i], Bundle: bundle, Heartbeat: 200 * time.Millisecond,
+			Publish: time.Hour} // changes reach peers by the orders they touched, not a periodic read
 		xs[i] = &exchange{t: t, cfg: cfg, dir: dir, opts: []daemon.Option{daemon.WithFederationBackoff(50*time.Millisecond, 300*time.Millisecond)}}
 	}
 	for i := range xs {

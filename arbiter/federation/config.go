@@ -63,7 +63,7 @@ const (
 	DefaultMaxOffers          = 100_000
 	DefaultMaxOffersPerSecond = 20_000
 	DefaultHeartbeat          = 5 * time.Second
-	DefaultPublish            = 10 * time.Second
+	DefaultPublish            = time.Minute
 	// MaxPrefixesPerOffer bounds one offer's prefixes.
 	MaxPrefixesPerOffer = 256
 	// MaxItemsPerUpdate bounds the offers and removals of one message.

@@ -122,22 +122,47 @@ func (p *Publisher) sortedLocked() []Offer {
 func (p *Publisher) Update(offers []Offer) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var ups []Offer
-	var gone []int64
-	next := make(map[int64]Offer, len(offers))
+	next := make(map[int64]bool, len(offers))
 	for _, o := range offers {
-		next[o.ID] = o
+		next[o.ID] = true
+	}
+	var gone []int64
+	for id := range p.cur {
+		if !next[id] {
+			gone = append(gone, id)
+		}
+	}
+	return p.applyLocked(offers, gone)
+}
+
+// Patch publishes what a change did to some orders: asked are their ids,
+// offers those of them that are open sells now; the others are gone.
+func (p *Publisher) Patch(asked []int64, offers []Offer) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	open := make(map[int64]bool, len(offers))
+	for _, o := range offers {
+		open[o.ID] = true
+	}
+	var gone []int64
+	for _, id := range asked {
+		if _, ok := p.cur[id]; ok && !open[id] {
+			gone = append(gone, id)
+		}
+	}
+	return p.applyLocked(offers, gone)
+}
+
+func (p *Publisher) applyLocked(offers []Offer, gone []int64) int {
+	var ups []Offer
+	for _, o := range offers {
 		if old, ok := p.cur[o.ID]; !ok || !same(old, o) {
 			ups = append(ups, o)
 		}
 	}
-	for id := range p.cur {
-		if _, ok := next[id]; !ok {
-			gone = append(gone, id)
-		}
-	}
 	slices.SortFunc(ups, func(a, b Offer) int { return cmp.Compare(a.ID, b.ID) })
 	slices.Sort(gone)
+	gone = slices.Compact(gone)
 	n := 0
 	for len(ups)+len(gone) > 0 {
 		p.seq++
@@ -172,27 +197,77 @@ func (p *Publisher) sendLocked(ch Change) {
 	}
 }
 
-// Feed keeps the publisher up to date: it reads the book (read) when
-// woken (debounced to minGap) and every interval, until ctx ends. A read
-// that fails leaves the published book as it was.
-func (p *Publisher) Feed(ctx context.Context, read func(context.Context) ([]Offer, error), wake <-chan struct{},
+// Dirty collects the orders a book change touched, for the next Patch.
+type Dirty struct {
+	mu   sync.Mutex
+	ids  map[int64]bool
+	wake chan struct{}
+}
+
+// NewDirty returns an empty set.
+func NewDirty() *Dirty { return &Dirty{ids: map[int64]bool{}, wake: make(chan struct{}, 1)} }
+
+// Add marks orders as changed and wakes the feed.
+func (d *Dirty) Add(ids ...int64) {
+	if len(ids) == 0 {
+		return
+	}
+	d.mu.Lock()
+	for _, id := range ids {
+		d.ids[id] = true
+	}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default: // a wake is pending already
+	}
+}
+
+func (d *Dirty) take() []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]int64, 0, len(d.ids))
+	for id := range d.ids {
+		out = append(out, id)
+	}
+	clear(d.ids)
+	return out
+}
+
+// Feed keeps the publisher up to date until ctx ends: read(ids) reads the
+// book's open sells among ids, all of them for nil. It reads the whole book
+// at the start and every interval (what no order change says: measured
+// quality, the registry), and the orders in dirty when woken (coalesced to
+// one read per minGap). A failed read leaves the published book as it was
+// (a failed read of some orders puts them back).
+func (p *Publisher) Feed(ctx context.Context, read func(ctx context.Context, ids []int64) ([]Offer, error), dirty *Dirty,
 	interval, minGap time.Duration, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	all := true
 	for {
-		if offers, err := read(ctx); err != nil {
+		var ids []int64
+		if !all {
+			ids = dirty.take()
+		}
+		if offers, err := read(ctx, ids); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			onErr(err)
-		} else {
+			dirty.Add(ids...)
+		} else if all {
 			p.Update(offers)
+		} else {
+			p.Patch(ids, offers)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-wake:
+			all = true
+		case <-dirty.wake:
+			all = false
 			// Changes come in bursts (a sweep of fills): one read for each.
 			select {
 			case <-ctx.Done():

@@ -1,9 +1,13 @@
 package federation
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestPublisherSnapshotThenNumberedChanges(t *testing.T) {
@@ -79,4 +83,65 @@ func TestPublisherDropsSlowSubscriber(t *testing.T) {
 		t.Fatalf("read %d changes, lagged %v", n, s.Lagged())
 	}
 	s.Close() // after a drop: no double close
+}
+
+// A change publishes what it touched only: Patch upserts the orders that
+// are open sells and removes the others it was asked about.
+func TestPublisherPatch(t *testing.T) {
+	p := NewPublisher("e1", 8)
+	p.Update([]Offer{offer(1, "198.51.100.0/24"), offer(2, "203.0.113.0/24")})
+	s := p.Subscribe()
+	defer s.Close()
+	o1 := offer(1, "198.51.100.0/24")
+	o1.CapacityBps = 4_000_000
+	if n := p.Patch([]int64{1, 2, 3}, []Offer{o1}); n != 1 {
+		t.Fatalf("%d changes", n)
+	}
+	ch := <-s.Changes
+	if len(ch.Upserts) != 1 || ch.Upserts[0].CapacityBps != 4_000_000 || len(ch.Removed) != 1 || ch.Removed[0] != 2 {
+		t.Fatalf("patch: %+v", ch)
+	}
+	if n := p.Patch([]int64{1}, []Offer{o1}); n != 0 {
+		t.Fatalf("an unchanged order made %d changes", n)
+	}
+}
+
+// The feed reads the whole book at the start and each interval, and only
+// the orders a change touched when woken.
+func TestPublisherFeedReadsWhatChanged(t *testing.T) {
+	p := NewPublisher("e1", 8)
+	d := NewDirty()
+	reads := make(chan []int64, 16)
+	book := map[int64]Offer{1: offer(1, "198.51.100.0/24"), 2: offer(2, "203.0.113.0/24")}
+	var mu sync.Mutex
+	read := func(_ context.Context, ids []int64) ([]Offer, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reads <- ids
+		var out []Offer
+		for id, o := range book {
+			if ids == nil || slices.Contains(ids, id) {
+				out = append(out, o)
+			}
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Feed(ctx, read, d, time.Hour, time.Millisecond, func(error) {}); close(done) }()
+	if ids := <-reads; ids != nil {
+		t.Fatalf("first read asked for %v, want the whole book", ids)
+	}
+	mu.Lock()
+	delete(book, 2)
+	mu.Unlock()
+	d.Add(2)
+	if ids := <-reads; len(ids) != 1 || ids[0] != 2 {
+		t.Fatalf("woken read asked for %v", ids)
+	}
+	cancel()
+	<-done
+	if got := p.Offers(); len(got) != 1 || got[0].ID != 1 {
+		t.Fatalf("published %+v", got)
+	}
 }
