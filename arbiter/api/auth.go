@@ -117,6 +117,11 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	if a.Local {
 		return context.WithValue(ctx, callerKey{}, Caller{id}), nil
 	}
+	if !id.IsMember() && !id.IsOperator() {
+		// An exchange's certificate is for the federation listener only; here
+		// its ASN 0 would read as the operator's scope.
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not use the member and operator API", id)
+	}
 	serial := pki.Serial(ti.State.PeerCertificates[0])
 	switch revoked, err := a.Registry.Revoked(ctx, serial); {
 	case err != nil:

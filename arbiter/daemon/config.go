@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/api"
+	"github.com/bwxchange/bwx/arbiter/federation"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
@@ -59,6 +60,8 @@ type Config struct {
 	Quality QualityConfig `yaml:"quality"`
 	// Settle is the settlement terms (settle.go).
 	Settle settle.Config `yaml:"settle"`
+	// Federation is the peering with other exchanges (claim 26).
+	Federation federation.Config `yaml:"federation"`
 }
 
 // BGPConfig is the route server (arbiter/routeserver). Members and their
@@ -142,6 +145,7 @@ func DefaultConfig() Config {
 	c.BGP.GracefulStop = true
 	c.Quality = DefaultQualityConfig()
 	c.Settle = settle.DefaultConfig()
+	c.Federation = federation.DefaultConfig()
 	return c
 }
 
@@ -209,6 +213,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Dashboard.validate(); err != nil {
+		return err
+	}
+	if err := c.Federation.Validate(); err != nil {
 		return err
 	}
 	return c.BGP.validate()

@@ -26,6 +26,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/delivery"
+	"github.com/bwxchange/bwx/arbiter/federation"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
@@ -49,11 +50,14 @@ type Arbiter struct {
 	// watching is closed when settlement's use watcher has stopped.
 	watching <-chan struct{}
 	dash     *dashboardSide
+	fed      *federationSide
 
 	// Addr is the bound gRPC address (useful with port 0 in tests).
 	Addr net.Addr
 	// MetricsAddr is the bound metrics address, if enabled.
 	MetricsAddr net.Addr
+	// FederationAddr is the bound federation address, if federating.
+	FederationAddr net.Addr
 	// DashboardAddr and DashboardLocalAddr are the bound dashboard
 	// addresses (mTLS and loopback HTTP), if enabled.
 	DashboardAddr, DashboardLocalAddr net.Addr
@@ -63,8 +67,15 @@ type Arbiter struct {
 type Option func(*options)
 
 type options struct {
-	bgpRunIn func(func() error) error
-	bookNow  func() time.Time
+	bgpRunIn   func(func() error) error
+	bookNow    func() time.Time
+	fedBackoff [2]time.Duration
+}
+
+// WithFederationBackoff bounds the wait of a federation link between its
+// attempts (tests that restart a peer do not wait the default 30 s).
+func WithFederationBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.fedBackoff = [2]time.Duration{min, max} }
 }
 
 // WithBookClock runs the order book on the clock now instead of the wall
@@ -136,6 +147,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	trades := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_trades_total", Help: "Trades made since start."})
 	matched := prometheus.NewCounter(prometheus.CounterOpts{Name: "bwx_arbiter_matched_bps_total", Help: "Capacity traded since start, bits/s."})
 	reg.MustRegister(trades, matched)
+	bookChanged := federation.NewDirty() // the orders the federation's publisher reads again
 	notify := func(evs []book.Event) {
 		seen := map[int64]bool{}
 		for _, e := range evs {
@@ -148,6 +160,16 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			}
 		}
 		broker.Publish(evs)
+		var touched []int64
+		for _, e := range evs {
+			switch {
+			case e.Order != nil:
+				touched = append(touched, e.Order.ID)
+			case e.Trade != nil:
+				touched = append(touched, e.Trade.SellOrderID)
+			}
+		}
+		bookChanged.Add(touched...)
 		if loop != nil {
 			loop.Notify(evs)
 		}
@@ -170,6 +192,15 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	openOrders := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bwx_arbiter_open_orders", Help: "Orders resting in the book."},
 		func() float64 { return float64(bk.OpenCount()) })
 	reg.MustRegister(openOrders)
+	admin := &api.FederationAdminServer{}
+	if cfg.Federation.Enabled() {
+		if a.fed, err = startFederation(cfg.Federation, log, bk, bookChanged, o.fedBackoff); err != nil {
+			return nil, err
+		}
+		a.FederationAddr = a.fed.lis.Addr()
+		admin.View = a.fed.view
+		reg.MustRegister(federationCollector{a.fed})
+	}
 	a.health = health.NewServer()
 	matrix := newMatrix(cfg.Quality, a.db)
 	probes := newScheduler(cfg.Quality, registryDB, matrix)
@@ -183,6 +214,7 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 		pb.RegisterRouteServerServiceServer(s, rss)
 		pb.RegisterQualityServiceServer(s, &api.QualityServer{Matrix: matrix, Scheduler: probes, PollInterval: cfg.Quality.PollInterval, Stopping: a.stop, Log: log, Trades: bk, Standing: registryDB})
 		pb.RegisterUsageServiceServer(s, usage)
+		pb.RegisterFederationAdminServiceServer(s, admin)
 		healthpb.RegisterHealthServer(s, a.health)
 		reflection.Register(s)
 	}
@@ -325,6 +357,7 @@ func (a *Arbiter) Close() error {
 		}(s)
 	}
 	wg.Wait()
+	a.fed.close()
 	for _, l := range a.lis {
 		l.Close()
 	}

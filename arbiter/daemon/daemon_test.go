@@ -457,6 +457,13 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"state_dir: /x\ngrpc:\n  per_caller:\n    in_flight: 0\n":                                                   ":4: grpc.per_caller.in_flight",
 		"state_dir: /x\ngrpc:\n  per_caller:\n    calls_per_second: 0.5\n":                                          ":4: grpc.per_caller.calls_per_second",
 		"state_dir: /x\ngrpc:\n  per_caller:\n    streams: many\n":                                                  ":4",
+		"federation:\n  listen: ':7444'\n":                                                                          ":1: federation.name",
+		"federation:\n  name: IX A\n":                                                                               ":2: federation.name",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: h:1\n    ca: /c\n    interconnect_bps: 0\n":                        ":9: federation.peers[0].interconnect_bps",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-a\n":                                                                               ":6: federation.peers[0].name",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: nope\n    ca: /c\n    interconnect_bps: 1\n":                       ":7: federation.peers[0].address",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: h:1\n    ca: /c\n    interconnect_bps: 1\n    added_latency: 1h\n": ":10: federation.peers[0].added_latency",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n": "federation.bundle: required",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")

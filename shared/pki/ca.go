@@ -419,3 +419,40 @@ func validDNSName(name string) error {
 	}
 	return nil
 }
+
+// IssueExchange issues this exchange's federation certificate: the URI SAN
+// bwx://exchange/<name>, server and client use (peers dial it and it dials
+// them), and the host names or addresses peers reach it at (127.0.0.1, ::1
+// and localhost always included). It returns the certificate and its new
+// key in PEM; WriteBundle stores them with the CA certificate, which is
+// what a peer configures as this exchange's CA.
+func (ca *CA) IssueExchange(name string, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	id := ExchangeIdentity(name)
+	if err := id.Validate(); err != nil {
+		return nil, nil, err
+	}
+	ips, dnsNames, err := splitHosts(hosts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: issue exchange certificate: %w", err)
+	}
+	key, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: id.String()},
+		URIs:        []*url.URL{id.URI()},
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := ca.sign(tmpl, key.Public(), validity)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: issue exchange certificate for %s: %w", name, err)
+	}
+	if keyPEM, err = MarshalKeyPEM(key); err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der}), keyPEM, nil
+}

@@ -23,6 +23,10 @@ const (
 	// KindOperator is a human or automated operator of the exchange,
 	// identified by name.
 	KindOperator
+	// KindExchange is another exchange's arbiter peering with this one
+	// (federation), identified by the exchange's name. Only the federation
+	// listener accepts it, and only from the CA configured for that name.
+	KindExchange
 )
 
 // String returns "member", "operator" or "Kind(n)" for invalid kinds.
@@ -32,6 +36,8 @@ func (k Kind) String() string {
 		return "member"
 	case KindOperator:
 		return "operator"
+	case KindExchange:
+		return "exchange"
 	default:
 		return "Kind(" + strconv.Itoa(int(k)) + ")"
 	}
@@ -45,7 +51,8 @@ type Identity struct {
 	Kind Kind
 	// ASN is the member's AS number (KindMember only, 1..4294967295).
 	ASN uint32
-	// Name is the operator name for KindOperator ([a-z0-9._-]{1,64}).
+	// Name is the operator name for KindOperator and the exchange name for
+	// KindExchange ([a-z0-9._-]{1,64}).
 	// For members it is an optional display name that is not part of the
 	// URI and is therefore never recovered from a certificate.
 	Name string
@@ -56,6 +63,9 @@ func MemberIdentity(asn uint32) Identity { return Identity{Kind: KindMember, ASN
 
 // OperatorIdentity returns the identity of the named operator.
 func OperatorIdentity(name string) Identity { return Identity{Kind: KindOperator, Name: name} }
+
+// ExchangeIdentity returns the identity of the named exchange's arbiter.
+func ExchangeIdentity(name string) Identity { return Identity{Kind: KindExchange, Name: name} }
 
 // Validate reports whether the identity can be encoded in a certificate.
 func (id Identity) Validate() error {
@@ -70,26 +80,37 @@ func (id Identity) Validate() error {
 			return fmt.Errorf("pki: invalid operator identity: %w", err)
 		}
 		return nil
+	case KindExchange:
+		if err := ValidExchangeName(id.Name); err != nil {
+			return fmt.Errorf("pki: invalid exchange identity: %w", err)
+		}
+		return nil
 	default:
 		return fmt.Errorf("pki: invalid identity kind %d", int(id.Kind))
 	}
 }
 
-func validOperatorName(name string) error {
+func validOperatorName(name string) error { return validKindName("operator", name) }
+
+// ValidExchangeName checks an exchange name as a certificate carries it
+// (the same rule as operator names).
+func ValidExchangeName(name string) error { return validKindName("exchange", name) }
+
+func validKindName(kind, name string) error {
 	if name == "" {
-		return errors.New("empty operator name")
+		return fmt.Errorf("empty %s name", kind)
 	}
 	if len(name) > MaxOperatorNameLen {
-		return fmt.Errorf("operator name %q longer than %d characters", name, MaxOperatorNameLen)
+		return fmt.Errorf("%s name %q longer than %d characters", kind, name, MaxOperatorNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("operator name %q: invalid character %q (allowed: a-z 0-9 . _ -)", name, c)
+			return fmt.Errorf("%s name %q: invalid character %q (allowed: a-z 0-9 . _ -)", kind, name, c)
 		}
 	}
 	if name == "." || name == ".." {
-		return fmt.Errorf("operator name %q not allowed", name)
+		return fmt.Errorf("%s name %q not allowed", kind, name)
 	}
 	return nil
 }
@@ -102,6 +123,8 @@ func (id Identity) URI() *url.URL {
 		return &url.URL{Scheme: URIScheme, Host: "member", Path: "/" + strconv.FormatUint(uint64(id.ASN), 10)}
 	case KindOperator:
 		return &url.URL{Scheme: URIScheme, Host: "operator", Path: "/" + id.Name}
+	case KindExchange:
+		return &url.URL{Scheme: URIScheme, Host: "exchange", Path: "/" + id.Name}
 	default:
 		return &url.URL{Scheme: URIScheme, Host: "invalid"}
 	}
@@ -114,6 +137,8 @@ func (id Identity) String() string {
 		return "member AS" + strconv.FormatUint(uint64(id.ASN), 10)
 	case KindOperator:
 		return "operator " + id.Name
+	case KindExchange:
+		return "exchange " + id.Name
 	default:
 		return "invalid identity (" + id.Kind.String() + ")"
 	}
@@ -124,6 +149,9 @@ func (id Identity) IsMember() bool { return id.Kind == KindMember }
 
 // IsOperator reports whether id is an operator identity.
 func (id Identity) IsOperator() bool { return id.Kind == KindOperator }
+
+// IsExchange reports whether id is another exchange's identity.
+func (id Identity) IsExchange() bool { return id.Kind == KindExchange }
 
 // ParseIdentityURI parses and validates a bwx:// identity URI. Only the
 // canonical form produced by Identity.URI is accepted.
@@ -166,8 +194,13 @@ func ParseIdentityURI(u *url.URL) (Identity, error) {
 			return bad("%v", err)
 		}
 		return OperatorIdentity(rest), nil
+	case "exchange":
+		if err := ValidExchangeName(rest); err != nil {
+			return bad("%v", err)
+		}
+		return ExchangeIdentity(rest), nil
 	default:
-		return bad("kind must be \"member\" or \"operator\"")
+		return bad("kind must be \"member\", \"operator\" or \"exchange\"")
 	}
 }
 

@@ -140,3 +140,42 @@ func TestKindString(t *testing.T) {
 		}
 	}
 }
+
+// An exchange's identity (federation) round-trips through its URI and a
+// certificate, and is neither a member nor an operator.
+func TestExchangeIdentity(t *testing.T) {
+	id := ExchangeIdentity("ix-a")
+	got, err := ParseIdentityURI(id.URI())
+	if err != nil || got != id || id.URI().String() != "bwx://exchange/ix-a" || !got.IsExchange() || got.IsMember() || got.IsOperator() {
+		t.Fatalf("round trip of %v: %v %v", id.URI(), got, err)
+	}
+	for _, bad := range []string{"bwx://exchange/", "bwx://exchange/IX-A", "bwx://exchange/a/b", "bwx://exchange/..", "bwx://exchange/" + strings.Repeat("x", 65)} {
+		u, _ := url.Parse(bad)
+		if _, err := ParseIdentityURI(u); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	ca, err := InitCA(t.TempDir(), "ix-a CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.IssueExchange("ix-a", []string{"fed.ix-a.example", "192.0.2.7"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/f.pem"
+	if err := WriteBundle(path, certPEM, keyPEM, ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadBundle(path)
+	if err != nil || b.Identity != id {
+		t.Fatalf("bundle: %v %v", b, err)
+	}
+	leaf := b.Certificate.Leaf
+	if len(leaf.ExtKeyUsage) != 2 || leaf.VerifyHostname("fed.ix-a.example") != nil || leaf.VerifyHostname("192.0.2.7") != nil {
+		t.Fatalf("usage %v, names %v %v", leaf.ExtKeyUsage, leaf.DNSNames, leaf.IPAddresses)
+	}
+	if _, _, err := ca.IssueExchange("IX A", nil, 0); err == nil {
+		t.Fatal("an invalid exchange name was issued")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -75,6 +76,44 @@ to overwrite an existing CA.`,
 	operator.Flags().StringVar(&out, "bundle-out", "", "file to write the bundle to")
 	operator.MarkFlagRequired("name")
 	operator.MarkFlagRequired("bundle-out")
-	c.AddCommand(initCmd, operator)
+	var exName string
+	var exHosts []string
+	exchange := &cobra.Command{
+		Use:   "exchange",
+		Short: "issue this exchange's federation certificate bundle (federation.bundle)",
+		Long: `Issues the certificate this exchange's arbiter presents to its peer
+exchanges (federation), naming it bwx://exchange/<name> (federation.name),
+for the host names and addresses peers dial (federation.listen). The bundle
+holds the CA certificate too: give that (ca.crt) to each peer exchange's
+operator, who configures it as this exchange's CA (federation.peers[].ca).`,
+		Example: "  bwx-arbiter ca exchange --name ix-a --host fed.ix-a.example --bundle-out /var/lib/bwx-arbiter/federation.pem",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := caDir()
+			if err != nil {
+				return err
+			}
+			ca, err := pki.LoadCA(d)
+			if err != nil {
+				return err
+			}
+			certPEM, keyPEM, err := ca.IssueExchange(exName, exHosts, 0)
+			if err != nil {
+				return err
+			}
+			if err := pki.WriteBundle(out, certPEM, keyPEM, ca.CertPEM()); err != nil {
+				return err
+			}
+			fmt.Printf("exchange %q federation bundle written to %s; its CA for the peers is %s\n", exName, out, filepath.Join(d, pki.CACertFile))
+			return nil
+		},
+	}
+	exchange.Flags().StringVar(&dir, "dir", "", "CA directory (default: from the config)")
+	exchange.Flags().StringVar(&exName, "name", "", "this exchange's name ([a-z0-9._-]), as federation.name")
+	exchange.Flags().StringSliceVar(&exHosts, "host", nil, "a name or address peers use to reach the federation listener (repeat)")
+	exchange.Flags().StringVar(&out, "bundle-out", "", "file to write the bundle to")
+	exchange.MarkFlagRequired("name")
+	exchange.MarkFlagRequired("bundle-out")
+	c.AddCommand(initCmd, operator, exchange)
 	return c
 }
