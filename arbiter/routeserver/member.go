@@ -438,7 +438,8 @@ func (s *Server) ResetMember(ctx context.Context, asn uint32) error {
 			// Max-prefix or flap damping holds it down.
 			pfxct = append(pfxct, n != nil && (n.admin != api.PeerState_UP || !n.dampedUntil.IsZero()))
 			if n != nil {
-				n.dampedUntil = time.Time{}
+				// The operator's reset starts the flap count afresh.
+				n.dampedUntil, n.downs = time.Time{}, nil
 			}
 		}
 	}
