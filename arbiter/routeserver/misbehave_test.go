@@ -542,6 +542,16 @@ func TestLabMisbehavingPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 		routerHas(t, "buyer", buyer.routes, "198.51.101.0/24", sh.Addr4())
+		// ... while the stuck session was still open, its writes blocked.
+		ss, err := l.rs.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Address == xh.Addr4() && !s.Established() {
+				t.Errorf("the stuck session closed before the buyer got its trade (%s): nothing shown", s.State)
+			}
+		}
 		t.Logf("a new trade reached the buyer %v after the stuck session was sent 600 paths", clock.Since(start).Round(time.Millisecond))
 		eventually(t, 3*waitBGP, "the stuck session closed", func() string {
 			ss, _ := l.rs.Sessions(ctx)
