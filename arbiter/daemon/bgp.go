@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -334,6 +335,7 @@ var (
 	descRoutes   = prometheus.NewDesc("bwx_arbiter_bgp_received_routes", "Routes members announce now, accepted or rejected, by reason.", []string{"result", "reason"}, nil)
 	descPaths    = prometheus.NewDesc("bwx_arbiter_bgp_trade_paths", "Paths the route server announces for trades now.", nil, nil)
 	descTrades   = prometheus.NewDesc("bwx_arbiter_bgp_active_trades", "Active trades handed to the route server.", nil, nil)
+	descClosed   = prometheus.NewDesc("bwx_arbiter_bgp_session_closed_total", "Member BGP sessions that went down since start, by member and reason (GoBGP's, or dampened for flapping).", []string{"member", "reason"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -341,6 +343,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRoutes
 	ch <- descPaths
 	ch <- descTrades
+	ch <- descClosed
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -364,4 +367,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.b.active
 	c.b.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descTrades, prometheus.GaugeValue, float64(n))
+	for _, c := range c.b.rs.SessionsClosed() {
+		ch <- prometheus.MustNewConstMetric(descClosed, prometheus.CounterValue, float64(c.Count), strconv.FormatUint(uint64(c.ASN), 10), c.Reason)
+	}
 }

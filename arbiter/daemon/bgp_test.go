@@ -361,6 +361,17 @@ func TestRouteServerDeliversBookTrades(t *testing.T) {
 		!strings.Contains(m, "bwx_arbiter_bgp_trade_paths 2") {
 		t.Errorf("metrics:\n%s", grepLines(m, "bwx_arbiter_bgp"))
 	}
+	// A member closes a session: counted by member and GoBGP's reason.
+	if _, err := otherBIRD.birdc("disable", "rs4"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitBGP, "the close counted", func() string {
+		m := scrape(t, x)
+		if !strings.Contains(m, `bwx_arbiter_bgp_session_closed_total{member="64503",reason="notification-received code 6(cease) subcode 2(administrative shutdown)"} 1`) {
+			return grepLines(m, "bwx_arbiter_bgp_session_closed")
+		}
+		return ""
+	})
 
 	// The short trade ends: its route goes, the other stays.
 	lacks(buyerBIRD, "198.51.100.0/24")

@@ -27,6 +27,20 @@
 // "maximum number of prefixes reached" and stays down until
 // [Server.ResetMember].
 //
+// # Misbehaving members
+//
+// A member's session costs only itself. GoBGP applies RFC 7606 (a bad
+// attribute length: treat-as-withdraw; a malformed NLRI: session reset),
+// max-prefix, a 5 s idle hold after each drop, and a write deadline of
+// the hold time: a router that stops reading is closed ("write-failed"),
+// and as every session has its own send queue and writer, the others are
+// not held up. The route server adds: an AS_PATH limit (MaxASPathLen,
+// [ReasonASPathTooLong]); flap damping (Config.FlapLimit drops within
+// FlapWindow hold the session down for FlapDamp, [ReasonFlapping]); and
+// the reason of every close, which GoBGP logs but does not put in its
+// peer events, logged as "member session closed" and counted by
+// [Server.SessionsClosed].
+//
 // # Routes members announce
 //
 // Nothing a member announces is ever sent to another member. The import

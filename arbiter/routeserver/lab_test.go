@@ -32,6 +32,8 @@ type rsLab struct {
 	rs      *Server
 	checker *fakeChecker
 	members []Member
+	// config, if set, adjusts the route server's configuration.
+	config func(*Config)
 }
 
 func newRSLab(t *testing.T) *rsLab {
@@ -65,11 +67,15 @@ func (l *rsLab) member(asn uint32, h *labnet.Host, m Member) {
 // listeners) lives in the rs namespace, with the members added so far.
 func (l *rsLab) startRS(trades []Trade) {
 	l.t.Helper()
-	rs, err := New(Config{
+	cfg := Config{
 		ASN: rsASN, RouterID: rs4, ListenAddrs: []string{rs4.String(), rs6.String()},
 		Log: testLog(l.t), Checker: l.checker, HoldTime: 9 * time.Second,
 		Passive: true, RunIn: l.rsHost.Do,
-	})
+	}
+	if l.config != nil {
+		l.config(&cfg)
+	}
+	rs, err := New(cfg)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -61,6 +61,10 @@ type neighbor struct {
 	// routers are the member's addresses (its routes' next hops must be
 	// one of them); a change of them re-adds the member.
 	routers []netip.Addr
+	// downs are the times the session went down lately; while
+	// dampedUntil is ahead it is held down for flapping.
+	downs       []time.Time
+	dampedUntil time.Time
 	// gone, if set, is closed when the session is no longer established
 	// (Stop waits for it).
 	gone chan struct{}
@@ -417,7 +421,7 @@ func (s *Server) removeMemberBGP(ctx context.Context, m *member) error {
 }
 
 // ResetMember re-enables the member's sessions after a max-prefix
-// shutdown and resets the others (the routers reconnect).
+// shutdown or flap damping and resets the others (the routers reconnect).
 func (s *Server) ResetMember(ctx context.Context, asn uint32) error {
 	if err := s.begin(); err != nil {
 		return err
@@ -431,7 +435,12 @@ func (s *Server) ResetMember(ctx context.Context, asn uint32) error {
 		addrs = m.Addresses
 		for _, a := range addrs {
 			n := s.nbrs[a]
-			pfxct = append(pfxct, n != nil && n.admin == api.PeerState_PFX_CT)
+			// Max-prefix or flap damping holds it down.
+			pfxct = append(pfxct, n != nil && (n.admin != api.PeerState_UP || !n.dampedUntil.IsZero()))
+			if n != nil {
+				// The operator's reset starts the flap count afresh.
+				n.dampedUntil, n.downs = time.Time{}, nil
+			}
 		}
 	}
 	s.mu.Unlock()

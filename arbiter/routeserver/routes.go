@@ -102,11 +102,12 @@ func (s *Server) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	s.mu.Unlock()
 	switch {
 	case down:
-		s.log.Info("member session down", "asn", n.asn, "neighbor", addr, "state", st.SessionState.String(), "admin", st.AdminState.String())
+		s.log.Debug("member session down", "asn", n.asn, "neighbor", addr, "state", st.SessionState.String(), "admin", st.AdminState.String())
 	case now && !was:
 		s.log.Info("member session up", "asn", n.asn, "neighbor", addr)
 	}
 	if down {
+		s.sessionClosed(n, st)
 		// GoBGP drops the session's Adj-RIB-In without UPDATE events.
 		s.dropRoutes(n)
 	}
@@ -224,6 +225,8 @@ func (s *Server) verdict(asn uint32, p netip.Prefix, a *routeAttrs, routers []ne
 		return false, ReasonFirstAS
 	case a.asSet:
 		return false, ReasonASSet
+	case len(a.asPath) > MaxASPathLen:
+		return false, ReasonASPathTooLong
 	case !slices.Contains(routers, a.nextHop):
 		return false, ReasonNextHop
 	}

@@ -54,6 +54,13 @@ type Config struct {
 	// route server listen in that namespace. Outgoing connections are made
 	// from other goroutines: combine it with Passive.
 	RunIn func(fn func() error) error
+	// FlapLimit sessions drops within FlapWindow make the route server
+	// hold the session down for FlapDamp (ReasonFlapping), on top of
+	// GoBGP's 5 s idle hold after each drop. 0 means the defaults
+	// (DefaultFlapLimit, DefaultFlapWindow, DefaultFlapDamp).
+	FlapLimit  int
+	FlapWindow time.Duration
+	FlapDamp   time.Duration
 }
 
 // Checker decides whether a member may announce a route; the arbiter's
@@ -107,6 +114,8 @@ type Server struct {
 	rejudge  map[uint64]bool             // trades whose delivery may have changed
 	dirty    map[pathKey]bool
 	onRoute  func(RouteEvent)
+	closed   map[closeKey]uint64 // session closes by member and reason
+	closes   *closeLog
 
 	hookMu sync.Mutex // serialises onRoute calls
 
@@ -136,6 +145,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HoldTime == 0 {
 		cfg.HoldTime = 90 * time.Second
 	}
+	if cfg.FlapLimit == 0 {
+		cfg.FlapLimit = DefaultFlapLimit
+	}
+	if cfg.FlapWindow == 0 {
+		cfg.FlapWindow = DefaultFlapWindow
+	}
+	if cfg.FlapDamp == 0 {
+		cfg.FlapDamp = DefaultFlapDamp
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Log,
@@ -148,9 +166,11 @@ func New(cfg Config) (*Server, error) {
 		rejudge:   map[uint64]bool{},
 		dirty:     map[pathKey]bool{},
 		announced: map[pathKey]*announcedPath{},
+		closed:    map[closeKey]uint64{},
+		closes:    &closeLog{Logger: bgplog.New(cfg.Log.With("component", "gobgp")), reason: map[netip.Addr]string{}},
 	}
 	s.bgp = server.NewBgpServer(
-		server.LoggerOption(bgplog.New(cfg.Log.With("component", "gobgp"))),
+		server.LoggerOption(s.closes),
 		server.TimingHookOption(&s.hook),
 	)
 	return s, nil
@@ -168,6 +188,8 @@ func (c *Config) check() error {
 		return errors.New("routeserver: no Checker: every announced route must be checked")
 	case c.HoldTime != 0 && (c.HoldTime < 3*time.Second || c.HoldTime > 65535*time.Second):
 		return fmt.Errorf("routeserver: hold time %v: want 3s to 65535s (or 0 for 90s)", c.HoldTime)
+	case c.FlapLimit < 0 || c.FlapWindow < 0 || c.FlapDamp < 0:
+		return fmt.Errorf("routeserver: flap limit %d, window %v, damping %v: want none negative (0 for the defaults)", c.FlapLimit, c.FlapWindow, c.FlapDamp)
 	case c.GracefulRestartTime < 0 || c.GracefulRestartTime > 4095*time.Second || c.GracefulRestartTime%time.Second != 0:
 		return fmt.Errorf("routeserver: graceful restart time %v: want whole seconds up to 4095s (or 0 for 120s)", c.GracefulRestartTime)
 	}

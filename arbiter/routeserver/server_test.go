@@ -226,6 +226,7 @@ func TestBuiltInChecks(t *testing.T) {
 	c.register(64501, p6.String())
 	// The member's routers; 192.0.2.9 and 2001:db8::9 are another member's.
 	own := []netip.Addr{addr("192.0.2.2"), addr("2001:db8::2"), addr("192.0.2.3")}
+	long := slices.Repeat([]uint32{64501}, MaxASPathLen+1)
 	for _, tc := range []struct {
 		r    ReceivedRoute
 		ok   bool
@@ -233,6 +234,8 @@ func TestBuiltInChecks(t *testing.T) {
 	}{
 		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510}, OriginAS: 64510, NextHop: addr("192.0.2.2")}, true, ""},
 		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("192.0.2.3")}, true, ""},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: long[1:], OriginAS: 64501, NextHop: addr("192.0.2.3")}, true, ""},
+		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: long, OriginAS: 64501, NextHop: addr("192.0.2.3")}, false, ReasonASPathTooLong},
 		{ReceivedRoute{ASN: 64501, Prefix: p6, ASPath: []uint32{64501}, OriginAS: 64501, NextHop: addr("2001:db8::2")}, true, ""},
 		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64999, 64501}, NextHop: addr("192.0.2.2")}, false, ReasonFirstAS},
 		{ReceivedRoute{ASN: 64501, Prefix: p, ASPath: []uint32{64501, 64510, 64511}, asSet: true, NextHop: addr("192.0.2.2")}, false, ReasonASSet},
@@ -249,8 +252,8 @@ func TestBuiltInChecks(t *testing.T) {
 			t.Errorf("%v: accepted=%v reason=%q, want %v %q", tc.r.ASPath, r.Accepted, r.Reason, tc.ok, tc.want)
 		}
 	}
-	if c.calls != 4 {
-		t.Errorf("Checker called %d times, want 4 (only for routes passing the built-in checks)", c.calls)
+	if c.calls != 5 {
+		t.Errorf("Checker called %d times, want 5 (only for routes passing the built-in checks)", c.calls)
 	}
 }
 
@@ -759,6 +762,9 @@ func TestValidation(t *testing.T) {
 	}
 	if _, err := New(Config{ASN: rsASN, RouterID: addr("192.0.2.1")}); err == nil || !strings.Contains(err.Error(), "Checker") {
 		t.Errorf("no checker: %v", err)
+	}
+	if _, err := New(Config{ASN: rsASN, RouterID: addr("192.0.2.1"), Checker: c, FlapDamp: -time.Second}); err == nil || !strings.Contains(err.Error(), "damping -1s") {
+		t.Errorf("negative flap damping: %v", err)
 	}
 	rs, err := New(Config{ASN: rsASN, RouterID: addr("192.0.2.1"), Checker: c, ListenPort: -1})
 	if err != nil {

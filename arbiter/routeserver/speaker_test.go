@@ -250,6 +250,7 @@ var isolatedTests = []string{
 	"TestMaxPrefix",
 	"TestRestartReannouncesActiveTrades",
 	"TestLabImportChecksAndMaxPrefix",
+	"TestLabMisbehavingPeer",
 	"TestLabTradeDelivery",
 	"TestLabPerBuyerDelivery",
 	"TestLabRestart",

@@ -25,7 +25,8 @@ type Session struct {
 	Address netip.Addr
 	// State is the BGP FSM state (Idle, Connect, Active, OpenSent,
 	// OpenConfirm, Established), with the reason an Idle session stays
-	// down: "Idle (max prefix)" or "Idle (admin)".
+	// down: "Idle (max prefix)", "Idle (dampened)" (flapping: see
+	// Config.FlapLimit) or "Idle (admin)".
 	State string
 	// Uptime is how long the session has been in its state.
 	Uptime time.Duration
@@ -65,9 +66,14 @@ func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
 	for asn, m := range s.members {
 		addPath[asn] = m.AddPathReceive
 	}
+	now := clock.Now()
 	for _, n := range s.nbrs {
+		state := stateName(n.state, n.admin)
+		if now.Before(n.dampedUntil) {
+			state = "Idle (dampened)"
+		}
 		out = append(out, Session{
-			ASN: n.asn, Address: n.addr, State: stateName(n.state, n.admin),
+			ASN: n.asn, Address: n.addr, State: state,
 			Uptime: clock.Since(n.since).Truncate(time.Second), Received: n.routes.Size(), Accepted: n.nAcc,
 		})
 	}

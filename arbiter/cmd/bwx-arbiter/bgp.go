@@ -65,7 +65,7 @@ func bgpCmd(g *globals) *cobra.Command {
 
 	reset := &cobra.Command{
 		Use:   "reset ASN",
-		Short: "re-enable a member's sessions after a max-prefix shutdown (resets the others)",
+		Short: "re-enable a member's sessions after a max-prefix shutdown or flap damping (resets the others)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asn, err := parseASN(args[0])
