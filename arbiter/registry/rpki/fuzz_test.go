@@ -68,4 +68,3 @@ func FuzzROAJSON(f *testing.F) {
 }
 
 func gzipped(b []byte) bool { return len(b) > 1 && b[0] == 0x1f && b[1] == 0x8b }
-
