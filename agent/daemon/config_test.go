@@ -137,6 +137,9 @@ probe:
 		{"probe:\n  enabled: true\n  targets:\n    \"198.51.100.0/24\": [\"203.0.113.1\"]\n", "probe.targets[198.51.100.0/24][0]"},
 		{"probe:\n  enabled: true\n  targets:\n    \"198.51.100.1/24\": []\n", "probe.targets"},
 		{"probe:\n  enabled: true\n  bogus: 1\n", "bogus"},
+		// yaml alone truncated a fraction into an integer key.
+		{"capture:\n  sample_rate: 2.5\n", ":6: capture.sample_rate: expected an integer, got 2.5"},
+		{"probe:\n  enabled: true\n  table_base: 2e4\n", ":7: probe.table_base: expected an integer, got 2e4"},
 	} {
 		cfg, err := daemon.LoadConfig(writeConfig(t, base+c.body))
 		if err == nil {

@@ -73,6 +73,20 @@ func (s *QualityServer) ReportMeasurements(ctx context.Context, r *pb.ReportMeas
 	if err != nil {
 		return nil, err
 	}
+	ms, err := measurementsFromProto(asn, r)
+	if err != nil {
+		return nil, err
+	}
+	acc, dup, err := s.Matrix.Report(ctx, asn, ms)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ReportMeasurementsResponse{Accepted: int32(acc), Duplicates: int32(dup)}, nil
+}
+
+// measurementsFromProto converts a member's report; the domain checks
+// (quality.Measurement.Validate) come after.
+func measurementsFromProto(asn uint32, r *pb.ReportMeasurementsRequest) ([]quality.Measurement, error) {
 	ms := make([]quality.Measurement, 0, len(r.Measurements))
 	for i, m := range r.Measurements {
 		f := "measurements[" + strconv.Itoa(i) + "]."
@@ -94,11 +108,7 @@ func (s *QualityServer) ReportMeasurements(ctx context.Context, r *pb.ReportMeas
 		ms = append(ms, quality.Measurement{IdempotencyKey: m.IdempotencyKey, ViaASN: m.ViaAsn, Prefix: p, Target: t, At: at,
 			LatencyUs: m.LatencyUs, JitterUs: m.JitterUs, LossPPM: m.LossPpm, ASHops: m.AsHops, IPHops: m.IpHops, ProbesSent: m.ProbesSent})
 	}
-	acc, dup, err := s.Matrix.Report(ctx, asn, ms)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.ReportMeasurementsResponse{Accepted: int32(acc), Duplicates: int32(dup)}, nil
+	return ms, nil
 }
 
 // DefaultMatrixAge is the window QueryMatrix uses when the caller gives none.

@@ -53,6 +53,20 @@ func (s *UsageServer) ReportUsage(ctx context.Context, r *pb.ReportUsageRequest)
 	if err != nil {
 		return nil, err
 	}
+	ss, err := samplesFromProto(r)
+	if err != nil {
+		return nil, err
+	}
+	acc, dup, err := s.Usage.Report(ctx, asn, ss)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ReportUsageResponse{Accepted: int32(acc), Duplicates: int32(dup)}, nil
+}
+
+// samplesFromProto converts a member's usage report; settle.Usage.Report
+// checks the samples.
+func samplesFromProto(r *pb.ReportUsageRequest) ([]settle.Sample, error) {
 	ss := make([]settle.Sample, 0, len(r.Samples))
 	for i, x := range r.Samples {
 		f := "samples[" + strconv.Itoa(i) + "]."
@@ -67,11 +81,7 @@ func (s *UsageServer) ReportUsage(ctx context.Context, r *pb.ReportUsageRequest)
 		ss = append(ss, settle.Sample{IdempotencyKey: x.IdempotencyKey, TradeID: int64(x.TradeId), Role: settle.Role(x.Role),
 			Start: start, End: end, Bps: x.BitsPerSecond, SampleCount: x.SampleCount})
 	}
-	acc, dup, err := s.Usage.Report(ctx, asn, ss)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.ReportUsageResponse{Accepted: int32(acc), Duplicates: int32(dup)}, nil
+	return ss, nil
 }
 
 // settleStatus maps settlement's errors to codes, then the common ones.

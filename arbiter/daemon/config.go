@@ -122,6 +122,18 @@ type BGPMember struct {
 	AddPath     *bool   `yaml:"add_path"`
 }
 
+// Bounds of the gRPC listeners, so that no client holds more of the
+// arbiter than a member's work needs. MaxRecvMsgSize is the largest
+// request: a full report (10,000 measurements or usage samples, each with
+// a key of up to 128 characters) is under 3 MiB; a larger one is refused
+// with ResourceExhausted before it is decoded. MaxConcurrentStreams bounds
+// the calls one connection has open at once (an agent holds two streams
+// and a few calls); more wait in the client until one ends.
+const (
+	MaxRecvMsgSize       = 4 << 20
+	MaxConcurrentStreams = 64
+)
+
 // DefaultConfig is what an empty file means.
 func DefaultConfig() Config {
 	var c Config

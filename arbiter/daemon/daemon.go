@@ -228,7 +228,9 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 			grpc.MaxConcurrentStreams(32),
 			// Agents keep an event stream open for days; pings find dead peers.
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
+			// A client pinging more often than every 10 s is closed (GOAWAY).
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.MaxRecvMsgSize(MaxRecvMsgSize), grpc.MaxConcurrentStreams(MaxConcurrentStreams))
 		s := grpc.NewServer(opts...)
 		register(s)
 		a.servers = append(a.servers, s)

@@ -355,6 +355,11 @@ func TestSettleConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"settle:\n  credit_warn_percent: lots\n", ":2: settle.credit_warn_percent"},
 		{"settle:\n  credit_horizon_months: -1\n", ":2: settle.credit_horizon_months: must be 0 (every commitment to its end) or 1..1200"},
 		{"settle:\n  credit_horizon_months: 1201\n", ":2: settle.credit_horizon_months"},
+		// yaml alone truncated these into the integer keys, and the daemon started with fee_bp 2.
+		{"settle:\n  fee_bp: 2.5\n", ":2: settle.fee_bp: expected an integer, got 2.5"},
+		{"log:\n  level: info\nsettle:\n  overage_multiplier_bp: 1.5e4\n", ":4: settle.overage_multiplier_bp: expected an integer, got 1.5e4"},
+		{"bgp:\n  port: 179.0\n", ":2: bgp.port: expected an integer, got 179.0"},
+		{"settle:\n  fee_bp: 1e300\n", ":2: settle.fee_bp: expected an integer, got 1e300"},
 	} {
 		path := t.TempDir() + "/arbiter.yaml"
 		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {

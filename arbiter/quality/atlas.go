@@ -81,6 +81,13 @@ func ParseAtlas(r io.Reader, src AtlasSource) (AtlasImport, error) {
 	return out, err
 }
 
+// Bounds of a believable Atlas ping result: a ping sends a few packets
+// (Atlas allows up to 16) and waits for each seconds, not minutes.
+const (
+	maxAtlasSent = 1 << 16
+	maxAtlasRTT  = 60_000 // ms
+)
+
 func (p *atlasPing) measurement(src AtlasSource) (Measurement, string, error) {
 	if p.Type != "" && p.Type != "ping" {
 		return Measurement{}, "not a ping result", nil
@@ -109,6 +116,19 @@ func (p *atlasPing) measurement(src AtlasSource) (Measurement, string, error) {
 	}
 	if p.Rcvd < 0 || p.Rcvd > p.Sent {
 		return Measurement{}, "", fmt.Errorf("rcvd %d is not within 0..sent (%d)", p.Rcvd, p.Sent)
+	}
+	if p.Sent > maxAtlasSent {
+		return Measurement{}, "", fmt.Errorf("sent %d is more than a ping sends (at most %d)", p.Sent, maxAtlasSent)
+	}
+	// Atlas writes avg -1 when nothing came back; anything else outside
+	// 0..maxAtlasRTT would become a negative or wrapped-around latency.
+	if p.Avg != -1 && (p.Avg < 0 || p.Avg > maxAtlasRTT) {
+		return Measurement{}, "", fmt.Errorf("avg %v ms is not a round-trip time (0 to %d ms)", p.Avg, maxAtlasRTT)
+	}
+	for i, r := range p.Result {
+		if r.RTT != nil && (*r.RTT < 0 || *r.RTT > maxAtlasRTT) {
+			return Measurement{}, "", fmt.Errorf("result[%d].rtt %v ms is not a round-trip time (0 to %d ms)", i, *r.RTT, maxAtlasRTT)
+		}
 	}
 	via, ok := src.Via(p.PrbID, af)
 	if !ok {

@@ -110,6 +110,9 @@ func (m Measurement) Validate(i int, now time.Time) error {
 		return &invalid.Error{Field: f("via_asn"), Msg: "is required"}
 	case !m.Prefix.IsValid() || m.Prefix.Addr().Is4In6() || m.Prefix.Addr().Zone() != "":
 		return &invalid.Error{Field: f("destination_prefix"), Msg: "is not a CIDR prefix (IPv4 in dotted form)"}
+	case m.Prefix != m.Prefix.Masked():
+		// It would be stored masked: say so rather than guess what was meant.
+		return &invalid.Error{Field: f("destination_prefix"), Msg: fmt.Sprintf("%v has host bits set; did you mean %v?", m.Prefix, m.Prefix.Masked())}
 	case !m.Target.IsValid() || !m.Prefix.Contains(m.Target):
 		return &invalid.Error{Field: f("target"), Msg: fmt.Sprintf("%v is not inside %v", m.Target, m.Prefix)}
 	case m.At.IsZero() || m.At.After(now.Add(MaxSkew)):

@@ -246,8 +246,14 @@ func TestQuery(t *testing.T) {
 		m("d", via2, p1, at(5*time.Minute), 7_000, 0, 0, 1),
 		m("e", via, p1, at(2*time.Hour), 1_000_000, 0, 0, 9), // old
 	}
-	// A prefix written with host bits is stored masked.
+	// A prefix written with host bits is refused (it was stored masked:
+	// an accepted prefix is the canonical one), and nothing of the batch
+	// is stored.
 	ms[1].Prefix = netip.MustParsePrefix("198.51.100.1/24")
+	if acc, _, err := f.mx.Report(ctx, reporter, ms); err == nil || acc != 0 || !strings.Contains(err.Error(), "measurements[1].destination_prefix: 198.51.100.1/24 has host bits set") {
+		t.Fatalf("Report with host bits: %d accepted, %v", acc, err)
+	}
+	ms[1].Prefix = p1
 	if acc, _, err := f.mx.Report(ctx, reporter, ms); err != nil || acc != len(ms) {
 		t.Fatalf("Report: %d accepted, %v", acc, err)
 	}

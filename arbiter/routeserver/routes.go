@@ -437,6 +437,11 @@ func parsePath(p *api.Path) (ReceivedRoute, error) {
 	if err != nil {
 		return r, fmt.Errorf("prefix %q: %w", nlri.String(), err)
 	}
+	if !familyFits(p, pfx.Addr()) {
+		// GoBGP reads an IPv4 string under IPv6 as ::ffff:a.b.c.d, which
+		// masks to another prefix (0.0.0.0/0 became ::/0).
+		return r, fmt.Errorf("prefix %q is not of the path's address family %v", nlri.String(), p.Family)
+	}
 	r.Prefix = pfx.Masked()
 	r.Since = clock.Now().UTC()
 	if p.IsWithdraw {
@@ -471,6 +476,18 @@ func parsePath(p *api.Path) (ReceivedRoute, error) {
 		r.OriginAS = r.ASPath[n-1]
 	}
 	return r, nil
+}
+
+// familyFits reports whether a, a path's prefix address as written,
+// is of the path's address family.
+func familyFits(p *api.Path, a netip.Addr) bool {
+	switch p.GetFamily().GetAfi() {
+	case api.Family_AFI_IP:
+		return a.Is4()
+	case api.Family_AFI_IP6:
+		return a.Is6() && !a.Is4In6()
+	}
+	return false
 }
 
 func originString(v uint8) string {
@@ -570,7 +587,7 @@ func (pp *pathParser) parseHeld(p *api.Path) (netip.Prefix, *routeAttrs, error) 
 		return pp.slow(p)
 	}
 	pfx, ok := parseIPPrefix(p.Nlri.Value)
-	if !ok {
+	if !ok || !familyFits(p, pfx.Addr()) {
 		return pp.slow(p)
 	}
 	if p.IsWithdraw {

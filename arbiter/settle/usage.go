@@ -110,6 +110,26 @@ func bad(i int, field, format string, args ...any) error {
 	return &invalid.Error{Field: fmt.Sprintf("samples[%d].%s", i, field), Msg: fmt.Sprintf(format, args...)}
 }
 
+// Validate checks a sample on its own; i is its index in the batch. What
+// it may claim of its trade is checked in Report.
+func (s Sample) Validate(i int) error {
+	switch {
+	case s.IdempotencyKey == "" || len(s.IdempotencyKey) > 128:
+		return bad(i, "idempotency_key", "must be 1..128 characters")
+	case s.TradeID <= 0:
+		return bad(i, "trade_id", "is required")
+	case s.Role != BuyerRole && s.Role != SellerRole:
+		return bad(i, "role", "must be buyer or seller")
+	case s.Start.IsZero() || !s.End.After(s.Start):
+		return bad(i, "interval_end", "must be after interval_start")
+	case s.Bps < 0:
+		return bad(i, "bits_per_second", "must not be negative")
+	case s.SampleCount < 0:
+		return bad(i, "sample_count", "must not be negative")
+	}
+	return nil
+}
+
 // Report stores a batch from reporter, all or nothing. The reporter must be
 // the party its role names; a repeated idempotency key is a duplicate.
 func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accepted, duplicates int, err error) {
@@ -117,19 +137,8 @@ func (u *Usage) Report(ctx context.Context, reporter uint32, ss []Sample) (accep
 		return 0, 0, &invalid.Error{Field: "samples", Msg: fmt.Sprintf("at most %d per report", MaxBatch)}
 	}
 	for i, s := range ss {
-		switch {
-		case s.IdempotencyKey == "" || len(s.IdempotencyKey) > 128:
-			return 0, 0, bad(i, "idempotency_key", "must be 1..128 characters")
-		case s.TradeID <= 0:
-			return 0, 0, bad(i, "trade_id", "is required")
-		case s.Role != BuyerRole && s.Role != SellerRole:
-			return 0, 0, bad(i, "role", "must be buyer or seller")
-		case s.Start.IsZero() || !s.End.After(s.Start):
-			return 0, 0, bad(i, "interval_end", "must be after interval_start")
-		case s.Bps < 0:
-			return 0, 0, bad(i, "bits_per_second", "must not be negative")
-		case s.SampleCount < 0:
-			return 0, 0, bad(i, "sample_count", "must not be negative")
+		if err := s.Validate(i); err != nil {
+			return 0, 0, err
 		}
 	}
 	err = u.db.Tx(ctx, func(tx *sql.Tx) error {

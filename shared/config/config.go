@@ -21,6 +21,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,10 +79,23 @@ func decode(name string, data []byte, out any, then func()) error {
 	}
 	idx := newIndex(doc, rv.Type().Elem())
 	if doc != nil {
+		// yaml truncates a number with a fraction into an integer key
+		// (fee_bp: 2.5 would be 2): find those first, then report them
+		// with whatever else is wrong, in the order of the file.
+		errs := idx.notIntegers(name)
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
-			return decodeErrors(name, idx, err)
+			errs = append(errs, decodeErrors(name, idx, err)...)
+		}
+		if len(errs) > 0 {
+			slices.SortStableFunc(errs, func(a, b error) int { return errorLine(a) - errorLine(b) })
+			// A value yaml refused too (1e30 into an int) is reported once.
+			errs = slices.CompactFunc(errs, func(a, b error) bool {
+				var ea, eb *Error
+				return errors.As(a, &ea) && errors.As(b, &eb) && ea.Line == eb.Line && ea.Key == eb.Key && ea.Key != ""
+			})
+			return join(errs)
 		}
 	}
 	if then != nil {
@@ -146,8 +160,54 @@ var (
 	typeRE       = regexp.MustCompile("^line (\\d+): cannot unmarshal (\\S+) (?:`(.*)` )?into (.+)$")
 )
 
+func errorLine(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Line
+	}
+	return 0
+}
+
+// notIntegers finds the values of integer keys written as a number that
+// is not an integer (2.5, 1e3, .inf), which yaml would truncate or wrap
+// instead of refusing.
+func (idx *index) notIntegers(name string) []error {
+	var out []error
+	for _, e := range idx.entries {
+		t := deref(e.typ)
+		if t == nil || t == durationType || custom(t) || !isInteger(t.Kind()) {
+			continue
+		}
+		v := e.value
+		for v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		if v.Kind != yaml.ScalarNode || v.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			continue
+		}
+		var x any
+		if v.Decode(&x) != nil {
+			continue
+		}
+		if _, ok := x.(float64); ok {
+			idx.used[e] = true
+			out = append(out, &Error{File: name, Line: e.line(), Key: e.path, Msg: "expected an integer, got " + v.Value})
+		}
+	}
+	return out
+}
+
+func isInteger(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return true
+	}
+	return false
+}
+
 // decodeErrors turns what yaml's Decode returned into *Errors.
-func decodeErrors(name string, idx *index, err error) error {
+func decodeErrors(name string, idx *index, err error) []error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		// yaml aborted, without a line: an UnmarshalText or UnmarshalYAML
@@ -156,18 +216,18 @@ func decodeErrors(name string, idx *index, err error) error {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		if m := lineRE.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			return lineError(name, idx, line, m[2])
+			return []error{lineError(name, idx, line, m[2])}
 		}
 		if e := idx.culprit(err); e != nil {
-			return &Error{File: name, Line: e.line(), Key: e.path, Msg: msg}
+			return []error{&Error{File: name, Line: e.line(), Key: e.path, Msg: msg}}
 		}
-		return &Error{File: name, Msg: msg}
+		return []error{&Error{File: name, Msg: msg}}
 	}
 	var out []error
 	for _, s := range te.Errors {
 		out = append(out, typeError(name, idx, s))
 	}
-	return join(out)
+	return out
 }
 
 func typeError(name string, idx *index, s string) *Error {

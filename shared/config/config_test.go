@@ -145,6 +145,27 @@ func TestDecodeErrors(t *testing.T) {
 		data: "port: 70000\n",
 		want: []string{name + ":1: port: 70000 is out of range (0 to 65535)"},
 	}, {
+		// yaml alone truncates these (settle.fee_bp: 2.5 was 2).
+		name: "fraction for integer",
+		data: "listen: {}\nport: 2.5\n",
+		want: []string{name + ":2: port: expected an integer, got 2.5"},
+	}, {
+		name: "exponent for integer, in a list item",
+		data: "routers:\n  - name: r1\n    asn: 6.45e4\n",
+		want: []string{name + ":3: routers[0].asn: expected an integer, got 6.45e4"},
+	}, {
+		name: "float out of range for integer, reported once",
+		data: "port: 1e30\n",
+		want: []string{name + ":1: port: expected an integer, got 1e30"},
+	}, {
+		name: "infinity for integer",
+		data: "port: .inf\n",
+		want: []string{name + ":1: port: expected an integer, got .inf"},
+	}, {
+		name: "fraction through an alias, with another problem before it",
+		data: "foo: 1\nlisten: {grpc_addr: &n 1.5}\nport: *n\n",
+		want: []string{name + ":1: foo: unknown key", name + ":3: port: expected an integer, got 1.5"},
+	}, {
 		name: "wrong type: list for string",
 		data: "listen:\n  metrics_addr: [a, b]\n",
 		want: []string{name + ":2: listen.metrics_addr: expected a string, got a list"},

@@ -104,7 +104,8 @@ func ParseJSON(r io.Reader, opt ParseOptions, fn func(ROA) error) (Stats, error)
 	if err != nil {
 		return st, fmt.Errorf("%s: %w", name, err)
 	}
-	dec := json.NewDecoder(r)
+	rr := &readErr{r: r}
+	dec := json.NewDecoder(rr)
 	fail := func(err error) (Stats, error) {
 		return st, fmt.Errorf("%s: at byte %d: %w", name, dec.InputOffset(), err)
 	}
@@ -131,9 +132,18 @@ func ParseJSON(r io.Reader, opt ParseOptions, fn func(ROA) error) (Stats, error)
 		}
 		for i := 0; dec.More(); i++ {
 			var j jsonROA
+			before := dec.InputOffset()
 			err := dec.Decode(&j)
 			var se *json.SyntaxError
 			if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return fail(err)
+			}
+			// A read error (a corrupt gzip stream) is the file's, not the
+			// element's: the decoder would return it again and again.
+			if err != nil && (rr.err != nil || dec.InputOffset() == before) {
+				if rr.err != nil {
+					err = rr.err
+				}
 				return fail(err)
 			}
 			st.ROAs++
@@ -155,6 +165,10 @@ func ParseJSON(r io.Reader, opt ParseOptions, fn func(ROA) error) (Stats, error)
 		}
 	}
 	if err := expectDelim(dec, '}'); err != nil {
+		return fail(err)
+	}
+	// Read to the end, so that a gzip file's checksum is checked.
+	if _, err := io.Copy(io.Discard, rr); err != nil {
 		return fail(err)
 	}
 	if !found {
@@ -197,6 +211,20 @@ func check(j jsonROA, decodeErr error) (ROA, string) {
 		return ROA{}, fmt.Sprintf("%s: maxLength %d outside %d..%d", what, ml, p.Bits(), p.Addr().BitLen())
 	}
 	return ROA{Prefix: p, MaxLength: ml, ASN: j.ASN.v, TA: j.TA}, ""
+}
+
+// readErr remembers the first error of its reader other than io.EOF.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 func expectDelim(dec *json.Decoder, d json.Delim) error {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
 )
@@ -116,6 +117,51 @@ func TestParseJSONGzip(t *testing.T) {
 	st, err := ParseJSON(&gz, ParseOptions{}, func(ROA) error { n++; return nil })
 	if err != nil || n != 1000 || st.Accepted != 1000 {
 		t.Fatalf("%d ROAs, %+v, %v; want 1000", n, st, err)
+	}
+}
+
+// TestParseJSONCorruptGzip: a gzip stream that is corrupt stops the
+// parse with the read error: inside the ROAs it looped for ever, counting
+// the same error as malformed ROAs (found by FuzzROAJSON, whose input is
+// regression-corrupt-gzip-hang); in its checksum it was not read.
+func TestParseJSONCorruptGzip(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(genJSON(1000))
+	zw.Close()
+	b := bytes.Clone(gz.Bytes())
+	b = b[:len(b)-8] // the trailer: checksum and length
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	done := make(chan error, 1)
+	go func() {
+		_, err := ParseJSON(bytes.NewReader(b), ParseOptions{File: "vrps.json.gz"}, func(ROA) error { return nil })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "vrps.json.gz") || !strings.Contains(err.Error(), "checksum") {
+			t.Fatalf("corrupt gzip: %v, want the checksum error naming the file", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the parse of a corrupt gzip stream does not end")
+	}
+	// Corrupt in the middle of the deflate stream.
+	b = gz.Bytes()
+	mid := bytes.Clone(b)
+	for i := len(mid) / 2; i < len(mid)/2+16; i++ {
+		mid[i] ^= 0xff
+	}
+	go func() {
+		_, err := ParseJSON(bytes.NewReader(mid), ParseOptions{File: "vrps.json.gz"}, func(ROA) error { return nil })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a gzip stream corrupt in the middle was accepted")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the parse of a corrupt gzip stream does not end")
 	}
 }
 
