@@ -131,7 +131,7 @@ type BGPMember struct {
 // and a few calls); more wait in the client until one ends.
 const (
 	MaxRecvMsgSize       = 4 << 20
-	MaxConcurrentStreams = 64
+	MaxConcurrentStreams = 32
 )
 
 // DefaultConfig is what an empty file means.

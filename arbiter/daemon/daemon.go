@@ -223,13 +223,13 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	newServer := func(local bool, opts ...grpc.ServerOption) *grpc.Server {
 		auth := &api.Authenticator{Local: local, Registry: registryDB, Log: log, Metrics: metrics, Fairness: fairness}
 		opts = append(opts, grpc.ChainUnaryInterceptor(auth.Unary), grpc.ChainStreamInterceptor(auth.Stream),
-			// The transport's bound on one connection's streams; Fairness
-			// bounds the caller's across its connections.
-			grpc.MaxConcurrentStreams(32),
 			// Agents keep an event stream open for days; pings find dead peers.
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 			// A client pinging more often than every 10 s is closed (GOAWAY).
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			// The transport's bound on one connection's streams (answers
+			// queued for a slow reader stay in memory until written);
+			// Fairness bounds the caller's across its connections.
 			grpc.MaxRecvMsgSize(MaxRecvMsgSize), grpc.MaxConcurrentStreams(MaxConcurrentStreams))
 		s := grpc.NewServer(opts...)
 		register(s)

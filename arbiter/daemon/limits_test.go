@@ -68,9 +68,11 @@ func TestOversizedRequestRefused(t *testing.T) {
 
 // TestStreamsPerConnectionBounded: one connection holding
 // MaxConcurrentStreams streams open gets no more until one ends, while
-// another member's connection is served.
+// another member's connection is served. The caller's own stream bound
+// (grpc.per_caller.streams) is raised above it here, so that this is the
+// transport's bound at work, not Fairness's.
 func TestStreamsPerConnectionBounded(t *testing.T) {
-	x := startExchange(t)
+	x := startExchangeWith(t, func(c *daemon.Config) { c.GRPC.PerCaller.Streams = 4 * daemon.MaxConcurrentStreams })
 	hog, other := x.member(64500, "192.0.2.10"), x.member(64501, "192.0.2.11")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
