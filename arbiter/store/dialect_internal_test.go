@@ -40,4 +40,3 @@ func TestMigrationsPerDialect(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
