@@ -153,15 +153,18 @@ const (
 		filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
 	// A fill that left the order open: status is not in the SET list, so
 	// sqlite leaves the status index alone.
-	fillRow    = "(?,?,?)"
-	fillUpdate = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
+	fillRow = "(?,?,?)"
+	// The first row's casts type the VALUES columns for PostgreSQL, which
+	// would read untyped parameters as text.
+	fillRowTyped = "(CAST(? AS BIGINT),CAST(? AS BIGINT),CAST(? AS BIGINT))"
+	fillUpdate   = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
 		WHERE orders.id = v.column1`
 )
 
 var (
 	kindOrder = &rowKind{28, 32, func(n int) string { return store.InsertRows("orders", orderCols, orderRow, n) + orderUpsert }}
 	kindFill  = &rowKind{3, 128, func(n int) string {
-		return fmt.Sprintf(fillUpdate, strings.TrimSuffix(strings.Repeat(fillRow+",", n), ","))
+		return fmt.Sprintf(fillUpdate, fillRowTyped+strings.Repeat(","+fillRow, n-1))
 	}}
 )
 

@@ -18,8 +18,8 @@ import (
 // the seller's router addresses (joined as comma lists).
 const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.asn, t.protocol, t.capacity_bps,
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
-	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
-	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.buyer_id),
+	(SELECT string_agg(address, ',') FROM routers WHERE member_id = t.seller_id),
+	(SELECT string_agg(address, ',') FROM routers WHERE member_id = t.buyer_id),
 	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples, t.quality_probes, t.latency_err_us, t.jitter_err_us,
 	t.contract_end_us, t.end_reason
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`

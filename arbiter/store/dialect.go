@@ -90,6 +90,19 @@ func (c *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 	return tx, nil
 }
 
+// CheckNamedValue passes arguments through to pgx, as pgx's own does,
+// except booleans: the schema stores them as integers 0 and 1 (sqlite has
+// no boolean type), and sqlite's driver converts them so.
+func (c *pgConn) CheckNamedValue(v *driver.NamedValue) error {
+	if b, ok := v.Value.(bool); ok {
+		v.Value = int64(0)
+		if b {
+			v.Value = int64(1)
+		}
+	}
+	return nil
+}
+
 // rebound caches rewritten queries: most are the same few hundred texts.
 var rebound sync.Map
 
@@ -100,7 +113,7 @@ const reboundMax = 4096
 var reboundN int64
 var reboundMu sync.Mutex
 
-// rebind rewrites "?" placeholders to $1, $2, ... outside string literals,
+// rebind rewrites "?" placeholders to $1, $2, ... (and "?N" to $N) outside string literals,
 // quoted identifiers and comments.
 func rebind(q string) string {
 	if !strings.Contains(q, "?") {
@@ -132,8 +145,18 @@ func rebind(q string) string {
 			b.WriteString(q[i : i+j])
 			i += j - 1
 		case ch == '?':
-			n++
+			// ?NNN is sqlite's numbered parameter: $NNN.
+			j := i + 1
+			for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+				j++
+			}
 			b.WriteByte('$')
+			if j > i+1 {
+				b.WriteString(q[i+1 : j])
+				i = j - 1
+				continue
+			}
+			n++
 			b.WriteString(strconv.Itoa(n))
 		default:
 			b.WriteByte(ch)

@@ -12,6 +12,7 @@ func TestRebindSkipsLiteralsAndComments(t *testing.T) {
 		{"SELECT '?' , \"a?\" FROM t WHERE x = ?", "SELECT '?' , \"a?\" FROM t WHERE x = $1"},
 		{"SELECT 'it''s ?' WHERE x = ?", "SELECT 'it''s ?' WHERE x = $1"},
 		{"-- why?\nSELECT ? -- and?\n, ?", "-- why?\nSELECT $1 -- and?\n, $2"},
+		{"SELECT ?1 + ?2 + ?1 + ?12", "SELECT $1 + $2 + $1 + $12"},
 		{"SELECT 'unterminated ?", "SELECT 'unterminated ?"},
 	} {
 		if got := rebind(c.in); got != c.want {
