@@ -33,22 +33,13 @@ func TestMain(m *testing.M) {
 	storetest.Main(m)
 }
 
-// crashConfig reads the child's store from "driver:path-or-dsn".
-func crashConfig(s string) store.Config {
-	driver, where, _ := strings.Cut(s, ":")
-	if store.Dialect(driver) == store.Postgres {
-		return store.Config{Driver: store.Postgres, DSN: where}
-	}
-	return store.Config{Driver: store.SQLite, Path: where}
-}
-
 var crashPorts = map[uint32]int64{64501: 5 * Gbps, 64502: 5 * Gbps, 64510: 4 * Gbps, 64511: 4 * Gbps}
 
 // crashChild places orders from 8 goroutines forever, printing "ack ID
 // TRADE..." after each Place returns; the parent kills it mid-flight.
 func crashChild(cfg string) {
 	ctx := context.Background()
-	db, err := store.OpenConfig(crashConfig(cfg))
+	db, err := store.OpenConfig(storetest.Decode(cfg))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -123,7 +114,7 @@ func TestCrashKeepsEveryAcknowledgedOrder(t *testing.T) {
 		cfg := storetest.Config(t)
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
-		cmd.Env = append(os.Environ(), crashEnv+"="+string(cfg.Driver)+":"+cfg.Path+cfg.DSN)
+		cmd.Env = append(os.Environ(), crashEnv+"="+storetest.Encode(cfg))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/invalid"
 )
 
@@ -21,11 +21,7 @@ var now = time.Date(2026, 11, 3, 10, 20, 30, 123456789, time.UTC)
 
 func openRegistry(t *testing.T) (*Registry, *store.DB) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	r := New(db)
 	r.now = func() time.Time { return now }
 	return r, db

@@ -252,3 +252,20 @@ func (s *Server) Stop() {
 		os.RemoveAll(s.Dir)
 	}
 }
+
+// Encode writes c as one string, for a child process's environment.
+func Encode(c store.Config) string {
+	if c.Driver == store.Postgres {
+		return "postgres:" + c.DSN
+	}
+	return "sqlite:" + c.Path
+}
+
+// Decode reads what Encode wrote.
+func Decode(s string) store.Config {
+	driver, where, _ := strings.Cut(s, ":")
+	if store.Dialect(driver) == store.Postgres {
+		return store.Config{Driver: store.Postgres, DSN: where}
+	}
+	return store.Config{Driver: store.SQLite, Path: where}
+}
