@@ -182,6 +182,19 @@ func openPostgres(dsn string) (*sql.DB, error) {
 	return sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg)}), nil
 }
 
+// CheckDSN says whether dsn is a PostgreSQL connection string pgx reads,
+// without connecting; the error never repeats a password.
+func CheckDSN(dsn string) error {
+	if _, err := pgx.ParseConfig(dsn); err != nil {
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) && pe.Unwrap() != nil {
+			return errors.New("not a PostgreSQL connection string or URL: " + pe.Unwrap().Error())
+		}
+		return errors.New("not a PostgreSQL connection string or URL (key=value pairs or postgres://...)")
+	}
+	return nil
+}
+
 // IsUnique says err is a unique constraint's refusal, on either engine.
 func IsUnique(err error) bool {
 	var se sqlite3.Error
