@@ -407,7 +407,7 @@ func checksumQuery(t *copyTableInfo, pg bool) string {
 	return "SELECT " + quoted(t.cols) + " FROM " + pgx.Identifier{t.name}.Sanitize() + " ORDER BY " + strings.Join(order, ", ")
 }
 
-// checksum hashes the rows with each value's kind, so NULL, 0 and ''
+// checksum hashes the rows with each value's kind, so NULL, 0 and ”
 // differ.
 func checksum(rows rowsIter, t *copyTableInfo) (string, int64, error) {
 	defer rows.Close()
