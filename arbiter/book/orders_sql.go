@@ -88,7 +88,7 @@ func queryOrders(ctx context.Context, q registry.Querier, query string, args ...
 }
 
 func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Order, error) {
-	o, err := scanOrder(q.QueryRowContext(ctx, selectOrder+" WHERE o.id = ? AND (? = 0 OR m.asn = ?)", id, asn, asn))
+	o, err := scanOrder(q.QueryRowContext(ctx, selectOrder+" WHERE o.id = ? AND (CAST(? AS BIGINT) = 0 OR m.asn = ?)", id, asn, asn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, fmt.Errorf("order %d: %w", id, ErrNotFound)
 	}
@@ -102,7 +102,7 @@ func (b *Book) Get(ctx context.Context, asn uint32, id int64) (Order, error) {
 
 // Orders lists asn's orders (every member's for the operator with asn 0).
 func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, error) {
-	q := selectOrder + " WHERE (? = 0 OR m.asn = ?)"
+	q := selectOrder + " WHERE (CAST(? AS BIGINT) = 0 OR m.asn = ?)"
 	if openOnly {
 		q += " AND " + openCond
 	}

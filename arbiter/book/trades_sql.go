@@ -78,7 +78,7 @@ func splitList(s string) []string {
 
 // Trades lists the trades asn is a party to (all for the operator).
 func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade, error) {
-	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?)"
+	q := selectTrade + " WHERE (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?)"
 	args := []any{asn, asn, asn}
 	if activeOnly {
 		now := store.Micros(b.opt.Now())
@@ -91,7 +91,7 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 // Trade returns trade id if asn is a party to it (the operator, 0: any);
 // ErrNotFound otherwise, the same for "no such trade" and "not yours".
 func (b *Book) Trade(ctx context.Context, asn uint32, id int64) (Trade, error) {
-	ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)", id, asn, asn, asn)
+	ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ? AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?)", id, asn, asn, asn)
 	if err != nil {
 		return Trade{}, err
 	}
@@ -273,7 +273,7 @@ func MemberTradesIn(ctx context.Context, q registry.Querier, asn uint32, from, t
 		return err
 	}, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (? = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
+		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
 		store.Micros(to), store.Micros(from), asn, asn, asn)
 }
 
@@ -284,7 +284,7 @@ func TradeSpan(ctx context.Context, q registry.Querier, asn uint32, id int64) (s
 	var st, en int64
 	err = q.QueryRowContext(ctx, `SELECT t.start_us, t.end_us, t.cancelled
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)`, id, asn, asn, asn).Scan(&st, &en, &cancelled)
+		WHERE t.id = ? AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?)`, id, asn, asn, asn).Scan(&st, &en, &cancelled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, time.Time{}, false, fmt.Errorf("trade %d: %w", id, ErrNotFound)
 	}

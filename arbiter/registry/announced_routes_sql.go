@@ -87,7 +87,7 @@ func addrString(a netip.Addr) string {
 // session; asn 0 lists every member's.
 func (r *Registry) Announced(ctx context.Context, asn uint32) ([]AnnouncedRoute, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT member_asn, neighbor, prefix, next_hop, as_path, origin_asn, accepted, reason, since_us
-		FROM announced_routes WHERE ? = 0 OR member_asn = ?`, asn, asn)
+		FROM announced_routes WHERE CAST(? AS BIGINT) = 0 OR member_asn = ?`, asn, asn)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Package store is the arbiter's database: one sqlite file in WAL mode with
-// foreign keys on, versioned migrations that run at open, and the transaction
-// helper the domain packages write their SQL against.
+// foreign keys on, or a PostgreSQL database (Dialect, dialect.go), with
+// versioned migrations that run at open, and the transaction helper the
+// domain packages write their SQL against.
 //
 // Where SQL lives: each table has one owning domain package, and all SQL
 // that reads or writes that table as its subject (the table after FROM,
