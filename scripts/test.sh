@@ -55,6 +55,21 @@ if ((EUID != 0)); then
 fi
 go test "${args[@]}" "${pkgs[@]}"
 
+# The packages that own tables again on PostgreSQL (arbiter/store/storetest
+# starts a server of each package's own from Debian's postgresql binaries;
+# the tests skip, saying so, where they are missing). The rapid properties
+# draw 20 cases instead of 100 here: every case is a fresh database, and
+# the sqlite pass above draws the full count. Only when the default
+# package list runs (not for a named package or -run of the caller's).
+if (($# == 0)); then
+	# -rapid.checks is a flag only of the binaries that link rapid.
+	rapidpkgs=(./arbiter/book/ ./arbiter/settle/ ./arbiter/registry/irr/ ./arbiter/registry/rpki/ ./arbiter/quality/)
+	plainpkgs=(./arbiter/store/... ./arbiter/registry/ ./arbiter/delivery/)
+	step "BWX_TEST_POSTGRES=1 go test ${args[*]} (${rapidpkgs[*]} with -rapid.checks=20) ${plainpkgs[*]}"
+	BWX_TEST_POSTGRES=1 go test "${args[@]}" -rapid.checks=20 "${rapidpkgs[@]}"
+	BWX_TEST_POSTGRES=1 go test "${args[@]}" "${plainpkgs[@]}"
+fi
+
 # The suite again with the clock moved years ahead, to the first instant of
 # a month's last day (shared/clock: BWX_TEST_NOW moves clock.Now in test
 # binaries). A test whose fixed date leans on the real calendar, or a

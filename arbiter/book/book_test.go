@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/invalid"
 )
 
@@ -29,7 +29,7 @@ type fixture struct {
 	db          *store.DB
 	reg         *registry.Registry
 	book        *book.Book
-	path        string
+	cfg         store.Config
 	mu          sync.Mutex
 	now         time.Time
 	events      []book.Event
@@ -53,8 +53,7 @@ func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, ni
 // book starts.
 func newFixtureWith(t *testing.T, edit func(*fixture)) *fixture {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "bwx.db")
-	f := &fixture{path: path, now: t0.Add(-time.Hour)}
+	f := &fixture{cfg: storetest.Config(t), now: t0.Add(-time.Hour)}
 	if edit != nil {
 		edit(f)
 	}
@@ -90,7 +89,7 @@ func newFixtureWith(t *testing.T, edit func(*fixture)) *fixture {
 
 func (f *fixture) open(t *testing.T) {
 	t.Helper()
-	db, err := store.Open(f.path)
+	db, err := store.OpenConfig(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,9 +72,11 @@ func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		// store's background checkpointer copies the WAL into the file;
 		// this connection checkpoints itself (inside a commit that callers
 		// wait for) only if the WAL outgrows 4000 frames (16 MiB).
-		if _, err := conn.ExecContext(ctx, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000"); err != nil {
-			conn.Close()
-			return err
+		if c.db.Dialect() == store.SQLite {
+			if _, err := conn.ExecContext(ctx, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000"); err != nil {
+				conn.Close()
+				return err
+			}
 		}
 		c.conn = conn
 	}

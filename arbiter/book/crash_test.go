@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/clock"
 )
 
@@ -26,20 +26,20 @@ const crashEnv = "BWX_BOOK_CRASH_DB"
 
 // TestMain lets the test binary double as the process the crash test kills.
 func TestMain(m *testing.M) {
-	if path := os.Getenv(crashEnv); path != "" {
-		crashChild(path)
+	if cfg := os.Getenv(crashEnv); cfg != "" {
+		crashChild(cfg)
 		return
 	}
-	os.Exit(m.Run())
+	storetest.Main(m)
 }
 
 var crashPorts = map[uint32]int64{64501: 5 * Gbps, 64502: 5 * Gbps, 64510: 4 * Gbps, 64511: 4 * Gbps}
 
 // crashChild places orders from 8 goroutines forever, printing "ack ID
 // TRADE..." after each Place returns; the parent kills it mid-flight.
-func crashChild(path string) {
+func crashChild(cfg string) {
 	ctx := context.Background()
-	db, err := store.Open(path)
+	db, err := store.OpenConfig(storetest.Decode(cfg))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -111,10 +111,10 @@ func TestCrashKeepsEveryAcknowledgedOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round := 0; round < 3; round++ {
-		path := filepath.Join(t.TempDir(), "crash.db")
+		cfg := storetest.Config(t)
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
-		cmd.Env = append(os.Environ(), crashEnv+"="+path)
+		cmd.Env = append(os.Environ(), crashEnv+"="+storetest.Encode(cfg))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +149,7 @@ func TestCrashKeepsEveryAcknowledgedOrder(t *testing.T) {
 			t.Fatalf("round %d: child died after %d acknowledgements", round, len(acked))
 		}
 
-		db, err := store.Open(path)
+		db, err := store.OpenConfig(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func TestCreditLimitNeverPassed(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		run++
 		ctx := context.Background()
-		db, err := store.Open(filepath.Join(dir, fmt.Sprintf("c%d.db", run)))
+		db, err := store.OpenConfig(storeIn(t, dir, fmt.Sprintf("c%d.db", run)))
 		if err != nil {
 			rt.Fatal(err)
 		}

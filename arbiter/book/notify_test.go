@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/invalid"
 )
 
@@ -358,8 +358,8 @@ func TestCreditCheckIsAtomicWithMatching(t *testing.T) {
 // Migration 8 rebuilds the events table: every event and its seq stay, an
 // event may now be about neither a trade nor an order, never both.
 func TestMigrationKeepsEvents(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	db, err := store.OpenVersion(path, 7)
+	cfg := storetest.EmptyConfig(t)
+	db, err := store.OpenConfigVersion(cfg, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestMigrationKeepsEvents(t *testing.T) {
 		}
 	}
 	db.Close()
-	if db, err = store.Open(path); err != nil {
+	if db, err = store.OpenConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()

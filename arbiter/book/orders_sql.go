@@ -88,7 +88,7 @@ func queryOrders(ctx context.Context, q registry.Querier, query string, args ...
 }
 
 func getOrder(ctx context.Context, q registry.Querier, asn uint32, id int64) (Order, error) {
-	o, err := scanOrder(q.QueryRowContext(ctx, selectOrder+" WHERE o.id = ? AND (? = 0 OR m.asn = ?)", id, asn, asn))
+	o, err := scanOrder(q.QueryRowContext(ctx, selectOrder+" WHERE o.id = ? AND (CAST(? AS BIGINT) = 0 OR m.asn = ?)", id, asn, asn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, fmt.Errorf("order %d: %w", id, ErrNotFound)
 	}
@@ -109,7 +109,7 @@ func (b *Book) Orders(ctx context.Context, asn uint32, openOnly bool) ([]Order, 
 // OrdersPage lists at most limit (-1: every one) of asn's orders with ids
 // above after, by id: a keyset page, stable under new orders.
 func (b *Book) OrdersPage(ctx context.Context, asn uint32, openOnly bool, after int64, limit int) ([]Order, error) {
-	q := selectOrder + " WHERE (? = 0 OR m.asn = ?) AND o.id > ?"
+	q := selectOrder + " WHERE (CAST(? AS BIGINT) = 0 OR m.asn = ?) AND o.id > ?"
 	if openOnly {
 		q += " AND " + openCond
 	}
@@ -160,15 +160,18 @@ const (
 		filled_bps = excluded.filled_bps, updated_us = excluded.updated_us`
 	// A fill that left the order open: status is not in the SET list, so
 	// sqlite leaves the status index alone.
-	fillRow    = "(?,?,?)"
-	fillUpdate = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
+	fillRow = "(?,?,?)"
+	// The first row's casts type the VALUES columns for PostgreSQL, which
+	// would read untyped parameters as text.
+	fillRowTyped = "(CAST(? AS BIGINT),CAST(? AS BIGINT),CAST(? AS BIGINT))"
+	fillUpdate   = `UPDATE orders SET filled_bps = v.column2, updated_us = v.column3 FROM (VALUES %s) AS v
 		WHERE orders.id = v.column1`
 )
 
 var (
 	kindOrder = &rowKind{28, 32, func(n int) string { return store.InsertRows("orders", orderCols, orderRow, n) + orderUpsert }}
 	kindFill  = &rowKind{3, 128, func(n int) string {
-		return fmt.Sprintf(fillUpdate, strings.TrimSuffix(strings.Repeat(fillRow+",", n), ","))
+		return fmt.Sprintf(fillUpdate, fillRowTyped+strings.Repeat(","+fillRow, n-1))
 	}}
 )
 

@@ -18,10 +18,20 @@ import (
 	"github.com/bwxchange/bwx/arbiter/book"
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/invalid"
 	"github.com/bwxchange/bwx/shared/pathscore"
 )
+
+// storeIn is a store for a rapid run: a file named name in dir on sqlite,
+// a fresh database of t's on PostgreSQL.
+func storeIn(t *testing.T, dir, name string) store.Config {
+	if storetest.Dialect() == store.SQLite {
+		return store.Config{Driver: store.SQLite, Path: filepath.Join(dir, name)}
+	}
+	return storetest.Config(t)
+}
 
 // fastDir is a RAM-backed directory when the machine has one: durability
 // is not under test here, the invariants are.
@@ -47,7 +57,7 @@ var (
 
 type propWorld struct {
 	t     *rapid.T
-	path  string
+	cfg   store.Config
 	db    *store.DB
 	book  *book.Book
 	now   time.Time
@@ -55,9 +65,9 @@ type propWorld struct {
 	ticks int              // measurements rounds written
 }
 
-func setupWorld(t *rapid.T, dir string) *propWorld {
-	w := &propWorld{t: t, path: filepath.Join(dir, fmt.Sprintf("p%d.db", clock.Now().UnixNano())), now: t0.Add(-time.Hour), ports: map[uint32]int64{}}
-	db, err := store.Open(w.path)
+func setupWorld(outer *testing.T, t *rapid.T, dir string) *propWorld {
+	w := &propWorld{t: t, cfg: storeIn(outer, dir, fmt.Sprintf("p%d.db", clock.Now().UnixNano())), now: t0.Add(-time.Hour), ports: map[uint32]int64{}}
+	db, err := store.OpenConfig(w.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,9 +376,10 @@ func engineState(b *book.Book, now time.Time) (open []book.Order, peaks []int64)
 
 func TestBookProperties(t *testing.T) {
 	dir := fastDir(t)
+	outer := t
 	rapid.Check(t, func(t *rapid.T) {
-		w := setupWorld(t, dir)
-		defer func() { w.close(); os.Remove(w.path) }()
+		w := setupWorld(outer, t, dir)
+		defer func() { w.close(); os.Remove(w.cfg.Path) }()
 		ctx := context.Background()
 		t.Repeat(map[string]func(*rapid.T){
 			"sell": func(t *rapid.T) {

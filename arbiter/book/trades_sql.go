@@ -19,8 +19,8 @@ import (
 // the seller's router addresses (joined as comma lists).
 const selectTrade = `SELECT t.id, t.buy_order_id, t.sell_order_id, bm.asn, sm.asn, t.protocol, t.capacity_bps,
 	t.price_micros, t.start_us, t.end_us, t.cancelled, t.created_us, t.prefixes,
-	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.seller_id),
-	(SELECT group_concat(address, ',') FROM routers WHERE member_id = t.buyer_id),
+	(SELECT string_agg(address, ',') FROM routers WHERE member_id = t.seller_id),
+	(SELECT string_agg(address, ',') FROM routers WHERE member_id = t.buyer_id),
 	t.latency_us, t.jitter_us, t.loss_ppm, t.as_hops, t.quality_samples, t.quality_probes, t.latency_err_us, t.jitter_err_us,
 	t.contract_end_us, t.end_reason
 	FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id`
@@ -86,7 +86,7 @@ func (b *Book) Trades(ctx context.Context, asn uint32, activeOnly bool) ([]Trade
 // TradesPage lists at most limit (-1: every one) of the trades asn is a
 // party to with ids above after, by id: a keyset page.
 func (b *Book) TradesPage(ctx context.Context, asn uint32, activeOnly bool, after int64, limit int) ([]Trade, error) {
-	q := selectTrade + " WHERE (? = 0 OR bm.asn = ? OR sm.asn = ?) AND t.id > ?"
+	q := selectTrade + " WHERE (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?) AND t.id > ?"
 	args := []any{asn, asn, asn, after}
 	if activeOnly {
 		now := store.Micros(b.opt.Now())
@@ -99,7 +99,7 @@ func (b *Book) TradesPage(ctx context.Context, asn uint32, activeOnly bool, afte
 // Trade returns trade id if asn is a party to it (the operator, 0: any);
 // ErrNotFound otherwise, the same for "no such trade" and "not yours".
 func (b *Book) Trade(ctx context.Context, asn uint32, id int64) (Trade, error) {
-	ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)", id, asn, asn, asn)
+	ts, err := queryTrades(ctx, b.db, selectTrade+" WHERE t.id = ? AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?)", id, asn, asn, asn)
 	if err != nil {
 		return Trade{}, err
 	}
@@ -281,7 +281,7 @@ func MemberTradesIn(ctx context.Context, q registry.Querier, asn uint32, from, t
 		return err
 	}, `SELECT t.id, bm.asn, sm.asn, t.capacity_bps, t.start_us, t.end_us
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (? = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
+		WHERE t.start_us < ? AND t.end_us > ? AND t.cancelled = 0 AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?) ORDER BY t.id`,
 		store.Micros(to), store.Micros(from), asn, asn, asn)
 }
 
@@ -292,7 +292,7 @@ func TradeSpan(ctx context.Context, q registry.Querier, asn uint32, id int64) (s
 	var st, en int64
 	err = q.QueryRowContext(ctx, `SELECT t.start_us, t.end_us, t.cancelled
 		FROM trades t JOIN members bm ON bm.id = t.buyer_id JOIN members sm ON sm.id = t.seller_id
-		WHERE t.id = ? AND (? = 0 OR bm.asn = ? OR sm.asn = ?)`, id, asn, asn, asn).Scan(&st, &en, &cancelled)
+		WHERE t.id = ? AND (CAST(? AS BIGINT) = 0 OR bm.asn = ? OR sm.asn = ?)`, id, asn, asn, asn).Scan(&st, &en, &cancelled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, time.Time{}, false, fmt.Errorf("trade %d: %w", id, ErrNotFound)
 	}

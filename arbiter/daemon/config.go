@@ -14,6 +14,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/api"
 	"github.com/bwxchange/bwx/arbiter/federation"
 	"github.com/bwxchange/bwx/arbiter/settle"
+	"github.com/bwxchange/bwx/arbiter/store"
 	"github.com/bwxchange/bwx/shared/config"
 	"github.com/bwxchange/bwx/shared/logging"
 )
@@ -47,7 +48,13 @@ type Config struct {
 		Dir string `yaml:"dir"`
 	} `yaml:"ca"`
 	Store struct {
+		// Driver is sqlite (the default: one file) or postgres.
+		Driver string `yaml:"driver"`
+		// Path is sqlite's database file (default <state_dir>/bwx.db).
 		Path string `yaml:"path"`
+		// DSN is PostgreSQL's connection string or URL; a host list with
+		// target_session_attrs=read-write finds the primary.
+		DSN string `yaml:"dsn"`
 	} `yaml:"store"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -184,6 +191,45 @@ func (c *Config) StorePath() string {
 	return filepath.Join(c.StateDir, "bwx.db")
 }
 
+// StoreConfig is the database to open.
+func (c *Config) StoreConfig() store.Config {
+	d := store.Dialect(c.Store.Driver)
+	if d == "" {
+		d = store.SQLite
+	}
+	if d == store.Postgres {
+		return store.Config{Driver: d, DSN: c.Store.DSN}
+	}
+	return store.Config{Driver: d, Path: c.StorePath()}
+}
+
+func (c *Config) validateStore() error {
+	d := store.SQLite
+	if c.Store.Driver != "" {
+		var err error
+		if d, err = store.ParseDialect(c.Store.Driver); err != nil {
+			return config.Errorf("store.driver", "want sqlite or postgres, got %q", c.Store.Driver)
+		}
+	}
+	switch d {
+	case store.Postgres:
+		if c.Store.DSN == "" {
+			return config.Errorf("store.dsn", "required when store.driver is postgres")
+		}
+		if c.Store.Path != "" {
+			return config.Errorf("store.path", "is sqlite's file; store.driver is postgres (set store.dsn)")
+		}
+		if err := store.CheckDSN(c.Store.DSN); err != nil {
+			return config.Errorf("store.dsn", "%v", err)
+		}
+	default:
+		if c.Store.DSN != "" {
+			return config.Errorf("store.dsn", "is PostgreSQL's; set store.driver: postgres to use it")
+		}
+	}
+	return nil
+}
+
 // Validate names the key of the first bad value.
 func (c *Config) Validate() error {
 	if c.StateDir == "" {
@@ -211,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Operator.Socket != "" && !filepath.IsAbs(c.Operator.Socket) {
 		return config.Errorf("operator.socket", "must be an absolute path, got %q", c.Operator.Socket)
+	}
+	if err := c.validateStore(); err != nil {
+		return err
 	}
 	if _, err := logging.ParseLevel(c.Log.Level); err != nil {
 		return config.Errorf("log.level", "%v", err)

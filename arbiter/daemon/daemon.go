@@ -113,14 +113,17 @@ func Start(cfg Config, log *slog.Logger, opts ...Option) (*Arbiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\n(create the exchange CA first: bwx-arbiter ca init --config <file> --host <arbiter address>)", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.StorePath()), 0o750); err != nil {
-		return nil, err
+	sc := cfg.StoreConfig()
+	if sc.Driver == store.SQLite {
+		if err := os.MkdirAll(filepath.Dir(sc.Path), 0o750); err != nil {
+			return nil, err
+		}
 	}
-	if a.db, err = store.Open(cfg.StorePath()); err != nil {
+	if a.db, err = store.OpenConfig(sc); err != nil {
 		return nil, err
 	}
 	v, _ := a.db.Version(context.Background())
-	log.Info("database open", "path", cfg.StorePath(), "schema_version", v)
+	log.Info("database open", "driver", string(a.db.Dialect()), "database", a.db.Name(), "schema_version", v)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

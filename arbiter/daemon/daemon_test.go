@@ -25,6 +25,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bwxchange/bwx/arbiter/daemon"
+	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
@@ -318,8 +320,35 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 	}
 }
 
-func TestWalkingSkeletonSurvivesRestart(t *testing.T) {
-	x := startExchange(t)
+func TestWalkingSkeletonSurvivesRestart(t *testing.T) { walkingSkeleton(t, startExchange(t)) }
+
+// The arbiter runs on PostgreSQL (store.driver: postgres, a DSN listing a
+// host that is down before the server's): the walking skeleton over gRPC,
+// across a restart.
+func TestWalkingSkeletonOnPostgres(t *testing.T) {
+	pg := storetest.PostgresConfig(t, false)
+	x := startExchangeWith(t, func(c *daemon.Config) {
+		dir := strings.TrimPrefix(strings.Fields(pg.DSN)[0], "host=")
+		c.Store.Driver = "postgres"
+		c.Store.DSN = strings.Replace(pg.DSN, "host="+dir, "host=/nonexistent-bwx-i-pg,"+dir, 1) + " target_session_attrs=read-write"
+		c.Metrics.Listen = "127.0.0.1:0"
+	})
+	if _, err := os.Stat(x.cfg.StorePath()); err == nil {
+		t.Fatalf("an arbiter on postgres wrote the sqlite file %s", x.cfg.StorePath())
+	}
+	walkingSkeleton(t, x)
+	db, err := store.OpenConfig(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var trades int
+	if err := db.QueryRow("SELECT count(*) FROM trades").Scan(&trades); err != nil || trades != 3 {
+		t.Fatalf("trades in postgres: %d, %v; want 3", trades, err)
+	}
+}
+
+func walkingSkeleton(t *testing.T, x *exchange) {
 	seller := x.member(64501, "192.0.2.1", "2001:db8::1")
 	buyer := x.member(64510, "192.0.2.10", "2001:db8::10")
 	x.addPrefix(64501, "2001:db8:100::/48")
@@ -463,7 +492,12 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-a\n":                                                                               ":6: federation.peers[0].name",
 		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: nope\n    ca: /c\n    interconnect_bps: 1\n":                       ":7: federation.peers[0].address",
 		"federation:\n  name: ix-a\n  listen: ':7444'\n  bundle: /b\n  peers:\n  - name: ix-b\n    address: h:1\n    ca: /c\n    interconnect_bps: 1\n    added_latency: 1h\n": ":10: federation.peers[0].added_latency",
-		"federation:\n  name: ix-a\n  listen: ':7444'\n": "federation.bundle: required",
+		"federation:\n  name: ix-a\n  listen: ':7444'\n":                                "federation.bundle: required",
+		"state_dir: /x\nstore:\n  driver: mysql\n":                                      ":3: store.driver",
+		"state_dir: /x\nstore:\n  driver: postgres\n":                                   "store.dsn: required",
+		"state_dir: /x\nstore:\n  driver: postgres\n  dsn: 'host=a,b port=x'\n":         ":4: store.dsn",
+		"state_dir: /x\nstore:\n  driver: postgres\n  dsn: host=a\n  path: /x/bwx.db\n": ":5: store.path",
+		"state_dir: /x\nstore:\n  dsn: host=a\n":                                        ":3: store.dsn",
 	}
 	for body, want := range cases {
 		p := filepath.Join(dir, "a.yaml")

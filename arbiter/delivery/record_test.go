@@ -3,13 +3,13 @@ package delivery
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 )
 
 var (
@@ -61,11 +61,7 @@ func TestSellerGaps(t *testing.T) {
 // repeated state is no new interval, an end closes it, bad changes are
 // refused whole.
 func TestRecord(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t)
 	ctx := context.Background()
 	id := addTrade(t, db)
 	r := NewRecord(db)
@@ -125,21 +121,19 @@ func addTrade(t *testing.T, db *store.DB) int64 {
 	}
 	var oids []int64
 	for i, m := range mids {
-		res, err := db.Exec(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
-			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,?,'198.51.100.0/24',1,1000000,1000000,1,0,?,?,1,0,3,0,0)`,
-			m, i+1, store.Micros(at(0)), store.Micros(at(60)))
-		if err != nil {
+		var id int64
+		if err := db.QueryRow(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
+			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,?,'198.51.100.0/24',1,1000000,1000000,1,0,?,?,1,0,3,0,0) RETURNING id`,
+			m, i+1, store.Micros(at(0)), store.Micros(at(60))).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		id, _ := res.LastInsertId()
 		oids = append(oids, id)
 	}
-	res, err := db.Exec(`INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
-		start_us, end_us, created_us) VALUES (?,?,?,?,'198.51.100.0/24',1,1000000,1,?,?,0)`, oids[0], oids[1], mids[1], mids[0],
-		store.Micros(at(0)), store.Micros(at(60)))
-	if err != nil {
+	var id int64
+	if err := db.QueryRow(`INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
+		start_us, end_us, created_us) VALUES (?,?,?,?,'198.51.100.0/24',1,1000000,1,?,?,0) RETURNING id`, oids[0], oids[1], mids[1], mids[0],
+		store.Micros(at(0)), store.Micros(at(60))).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := res.LastInsertId()
 	return id
 }

@@ -205,7 +205,7 @@ func (x *Matrix) cell(ctx context.Context, vantage, via uint32, prefixes []netip
 func (x *Matrix) Latest(ctx context.Context, since time.Time) (map[Path]time.Time, error) {
 	rows, err := x.db.QueryContext(ctx, `SELECT r.asn, v.asn, m.prefix, max(m.measured_us) FROM measurements m
 		JOIN members r ON r.id = m.reporter_id JOIN members v ON v.id = m.via_id
-		WHERE m.measured_us >= ? GROUP BY m.reporter_id, m.via_id, m.prefix`, store.Micros(since))
+		WHERE m.measured_us >= ? GROUP BY m.reporter_id, m.via_id, m.prefix, r.asn, v.asn`, store.Micros(since))
 	if err != nil {
 		return nil, err
 	}

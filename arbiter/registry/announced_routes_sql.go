@@ -34,6 +34,21 @@ func (r *Registry) UpdateAnnounced(ctx context.Context, upsert []AnnouncedRoute,
 				return err
 			}
 		}
+		// A key twice in one statement is an error on PostgreSQL: the last
+		// one sent wins, as it would row by row.
+		last := make(map[AnnouncedKey]int, len(upsert))
+		for i, a := range upsert {
+			last[AnnouncedKey{Neighbor: a.Neighbor, Prefix: a.Prefix}] = i
+		}
+		if len(last) < len(upsert) {
+			kept := make([]AnnouncedRoute, 0, len(last))
+			for i, a := range upsert {
+				if last[AnnouncedKey{Neighbor: a.Neighbor, Prefix: a.Prefix}] == i {
+					kept = append(kept, a)
+				}
+			}
+			upsert = kept
+		}
 		// Rows per statement stay under sqlite's 32766 variables.
 		const cols, per = 9, 500
 		for len(upsert) > 0 {
@@ -47,9 +62,11 @@ func (r *Registry) UpdateAnnounced(ctx context.Context, upsert []AnnouncedRoute,
 				args = append(args, a.MemberASN, a.Neighbor.String(), a.Prefix.String(), addrString(a.NextHop),
 					strings.Join(path, " "), a.OriginASN, a.Accepted, a.Reason, store.Micros(a.Since))
 			}
-			q := "INSERT OR REPLACE" + strings.TrimPrefix(store.InsertRows("announced_routes",
+			q := store.InsertRows("announced_routes",
 				"member_asn, neighbor, prefix, next_hop, as_path, origin_asn, accepted, reason, since_us",
-				"(?, ?, ?, ?, ?, ?, ?, ?, ?)", n), "INSERT")
+				"(?, ?, ?, ?, ?, ?, ?, ?, ?)", n) + ` ON CONFLICT (neighbor, prefix) DO UPDATE SET member_asn = excluded.member_asn,
+				next_hop = excluded.next_hop, as_path = excluded.as_path, origin_asn = excluded.origin_asn,
+				accepted = excluded.accepted, reason = excluded.reason, since_us = excluded.since_us`
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
@@ -70,7 +87,7 @@ func addrString(a netip.Addr) string {
 // session; asn 0 lists every member's.
 func (r *Registry) Announced(ctx context.Context, asn uint32) ([]AnnouncedRoute, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT member_asn, neighbor, prefix, next_hop, as_path, origin_asn, accepted, reason, since_us
-		FROM announced_routes WHERE ? = 0 OR member_asn = ?`, asn, asn)
+		FROM announced_routes WHERE CAST(? AS BIGINT) = 0 OR member_asn = ?`, asn, asn)
 	if err != nil {
 		return nil, err
 	}

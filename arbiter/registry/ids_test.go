@@ -3,19 +3,14 @@ package registry
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"testing"
 
-	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 )
 
 // An ASN's id is read once; an ASN that is not a member is 0 until it joins.
 func TestIDs(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "ids.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t)
 	ctx := context.Background()
 	ids := NewIDs(db)
 	if id, err := ids.ID(ctx, 64500); err != nil || id != 0 {

@@ -46,12 +46,9 @@ func getMember(ctx context.Context, q Querier, asn uint32) (Member, error) {
 }
 
 func insertMember(ctx context.Context, tx *sql.Tx, m Member) (int64, error) {
-	res, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?)", m.ASN, m.Name, store.Micros(m.Created))
-	if err != nil {
-		return 0, err
-	}
-	id, _ := res.LastInsertId()
-	return id, nil
+	var id int64
+	err := tx.QueryRowContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (?, ?, ?) RETURNING id", m.ASN, m.Name, store.Micros(m.Created)).Scan(&id)
+	return id, err
 }
 
 func memberASNs(ctx context.Context, q Querier) ([]uint32, error) {

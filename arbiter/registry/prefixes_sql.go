@@ -15,7 +15,7 @@ import (
 func MemberPrefixes(ctx context.Context, q Querier, asn uint32) ([]Prefix, error) {
 	rows, err := q.QueryContext(ctx, `SELECT p.prefix, m.asn, p.route_type, p.origin_asn, p.allowed_buyers, p.prepends, p.no_export
 		FROM prefixes p JOIN members m ON m.id = p.member_id
-		WHERE ? = 0 OR m.asn = ? ORDER BY m.asn, p.prefix`, asn, asn)
+		WHERE CAST(? AS BIGINT) = 0 OR m.asn = ? ORDER BY m.asn, p.prefix`, asn, asn)
 	if err != nil {
 		return nil, err
 	}

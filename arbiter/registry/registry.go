@@ -387,6 +387,4 @@ func (r *Registry) Prefixes(ctx context.Context, asn uint32) ([]Prefix, error) {
 	return MemberPrefixes(ctx, r.db, asn)
 }
 
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
+func isUnique(err error) bool { return store.IsUnique(err) }

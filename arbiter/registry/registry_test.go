@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/invalid"
 )
 
@@ -21,11 +21,7 @@ var now = time.Date(2026, 11, 3, 10, 20, 30, 123456789, time.UTC)
 
 func openRegistry(t *testing.T) (*Registry, *store.DB) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	r := New(db)
 	r.now = func() time.Time { return now }
 	return r, db
@@ -467,5 +463,27 @@ func TestRouteTypeNames(t *testing.T) {
 	}
 	if RouteType(0).Valid() || RouteType(5).Valid() {
 		t.Error("route types 0 and 5 are valid")
+	}
+}
+
+// A 4-byte ASN above 2^31 lists its own prefixes and routes: "asn 0 means
+// all" compares the ASN as a 64-bit integer on both engines (PostgreSQL
+// would type a bare parameter compared with 0 as a 32-bit one).
+func TestFourByteASNFilters(t *testing.T) {
+	r, _ := openRegistry(t)
+	ctx := context.Background()
+	const asn = 4200000000
+	if _, err := r.AddMember(ctx, validMember(asn, "192.0.2.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddPrefix(ctx, Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/24"), MemberASN: asn, Type: Customer}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := r.Prefixes(ctx, asn)
+	if err != nil || len(ps) != 1 || ps[0].OriginASN != asn {
+		t.Fatalf("prefixes of AS%d: %v %v", asn, ps, err)
+	}
+	if _, err := r.Announced(ctx, asn); err != nil {
+		t.Fatalf("announced routes of AS%d: %v", asn, err)
 	}
 }

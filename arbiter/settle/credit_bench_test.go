@@ -24,13 +24,12 @@ func creditBench(b *testing.B, n int) *ledger {
 	for i := 0; i < 2*n; i++ {
 		buyer := []uint32{asC, asA}[i%2]
 		start := nov.Start.Add(time.Duration(i) * time.Minute)
-		r, err := tx.Exec(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
-			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,1,'198.51.100.0/24',1,?,?,1000000,0,?,?,1,0,3,0,0)`,
-			l.ids[buyer], mbps, mbps, store.Micros(start), store.Micros(nov.End))
-		if err != nil {
+		var o int64
+		if err := tx.QueryRow(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
+			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,1,'198.51.100.0/24',1,?,?,1000000,0,?,?,1,0,3,0,0) RETURNING id`,
+			l.ids[buyer], mbps, mbps, store.Micros(start), store.Micros(nov.End)).Scan(&o); err != nil {
 			b.Fatal(err)
 		}
-		o, _ := r.LastInsertId()
 		if _, err := tx.Exec(`INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
 			start_us, end_us, created_us) VALUES (?,?,?,?,'198.51.100.0/24',1,?,1000000,?,?,0)`, o, o, l.ids[buyer], l.ids[asB],
 			mbps, store.Micros(start), store.Micros(nov.End)); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"pgregory.net/rapid"
 )
 
@@ -197,6 +197,9 @@ func TestCreditCacheReadsOnlyWhatChanged(t *testing.T) {
 // then id) instead of scanning the member's history. The trades delta and
 // the report's open buys are the book's (book's TestCreditQueriesUseTheirIndexes).
 func TestCreditCacheQueryPlans(t *testing.T) {
+	if storetest.Dialect() != store.SQLite {
+		t.Skip("sqlite's query plan (EXPLAIN QUERY PLAN)")
+	}
 	l := newLedger(t, terms)
 	plan := func(q string, args ...any) string {
 		t.Helper()
@@ -342,7 +345,7 @@ func TestCreditCacheMatchesFromScratch(t *testing.T) {
 		cfg := terms
 		cfg.DefaultCreditLimitMicros = rapid.SampledFrom([]int64{0, 3_000_000_000}).Draw(rt, "default")
 		cfg.CreditHorizonMonths = rapid.SampledFrom([]int{0, 1, 2, 12}).Draw(rt, "horizon")
-		db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
+		db, err := store.OpenConfig(storetest.Config(t))
 		if err != nil {
 			rt.Fatal(err)
 		}

@@ -15,13 +15,10 @@ import (
 
 // insertRun records run seq of p and returns its id.
 func insertRun(ctx context.Context, tx *sql.Tx, p Period, seq int, policy Policy, exchange string, now int64) (int64, error) {
-	r, err := tx.ExecContext(ctx, `INSERT INTO settlement_runs (period_start_us, period_end_us, seq, policy, exchange, created_us)
-			VALUES (?,?,?,?,?,?)`, store.Micros(p.Start), store.Micros(p.End), seq, policy.String(), exchange, now)
-	if err != nil {
-		return 0, err
-	}
-	runID, _ := r.LastInsertId()
-	return runID, nil
+	var runID int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO settlement_runs (period_start_us, period_end_us, seq, policy, exchange, created_us)
+			VALUES (?,?,?,?,?,?) RETURNING id`, store.Micros(p.Start), store.Micros(p.End), seq, policy.String(), exchange, now).Scan(&runID)
+	return runID, err
 }
 
 // checkRuns returns the seq the next run of p takes, refusing a first run

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/registry"
 	"github.com/bwxchange/bwx/arbiter/settle"
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/invalid"
 )
 
@@ -29,11 +29,11 @@ const crashEnv = "BWX_SETTLE_CRASH_DB"
 
 // TestMain lets the test binary double as the process the crash test kills.
 func TestMain(m *testing.M) {
-	if path := os.Getenv(crashEnv); path != "" {
-		crashChild(path)
+	if cfg := os.Getenv(crashEnv); cfg != "" {
+		crashChild(cfg)
 		return
 	}
-	os.Exit(m.Run())
+	storetest.Main(m)
 }
 
 // ledger is a database with members A, B, C and D, a Settlement whose clock
@@ -57,11 +57,7 @@ type fataler interface {
 
 func newLedger(t testing.TB, cfg settle.Config) *ledger {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	return openLedger(t, db, cfg, true)
 }
 
@@ -96,21 +92,18 @@ func (l *ledger) addTrade(t fataler, tr settle.Trade) int64 {
 	t.Helper()
 	var ids [2]int64
 	for i, m := range []uint32{tr.BuyerASN, tr.SellerASN} {
-		r, err := l.db.Exec(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
-			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,?,'198.51.100.0/24',1,?,?,?,0,?,?,1,0,3,0,0)`,
-			l.ids[m], i+1, tr.CapacityBps, tr.CapacityBps, tr.PriceMicros, store.Micros(tr.Start), store.Micros(tr.End))
-		if err != nil {
+		if err := l.db.QueryRow(`INSERT INTO orders (member_id, side, dest_prefix, protocol, capacity_bps, min_block_bps, price_micros, traffic_type,
+			start_us, end_us, order_type, priority, status, created_us, updated_us) VALUES (?,?,'198.51.100.0/24',1,?,?,?,0,?,?,1,0,3,0,0) RETURNING id`,
+			l.ids[m], i+1, tr.CapacityBps, tr.CapacityBps, tr.PriceMicros, store.Micros(tr.Start), store.Micros(tr.End)).Scan(&ids[i]); err != nil {
 			t.Fatal(err)
 		}
-		ids[i], _ = r.LastInsertId()
 	}
-	r, err := l.db.Exec(`INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
-		start_us, end_us, created_us) VALUES (?,?,?,?,'198.51.100.0/24',1,?,?,?,?,0)`, ids[0], ids[1], l.ids[tr.BuyerASN], l.ids[tr.SellerASN],
-		tr.CapacityBps, tr.PriceMicros, store.Micros(tr.Start), store.Micros(tr.End))
-	if err != nil {
+	var id int64
+	if err := l.db.QueryRow(`INSERT INTO trades (buy_order_id, sell_order_id, buyer_id, seller_id, prefixes, protocol, capacity_bps, price_micros,
+		start_us, end_us, created_us) VALUES (?,?,?,?,'198.51.100.0/24',1,?,?,?,?,0) RETURNING id`, ids[0], ids[1], l.ids[tr.BuyerASN], l.ids[tr.SellerASN],
+		tr.CapacityBps, tr.PriceMicros, store.Micros(tr.Start), store.Micros(tr.End)).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := r.LastInsertId()
 	return id
 }
 
@@ -345,8 +338,8 @@ func TestRunFailureLeavesNothing(t *testing.T) {
 
 // crashChild settles November in the database at path and, with every row
 // written but not committed, says so and waits to be killed.
-func crashChild(path string) {
-	db, err := store.Open(path)
+func crashChild(cfg string) {
+	db, err := store.OpenConfig(storetest.Decode(cfg))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -373,16 +366,20 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLedger(t, terms)
+	cfg := storetest.Config(t)
+	db, err := store.OpenConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t, db, terms, true)
 	for range 20 {
 		l.twoTrades(t)
 	}
-	path := l.db.Path()
-	l.db.Close()
+	db.Close()
 
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test, even if it is killed
-	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	cmd.Env = append(os.Environ(), crashEnv+"="+storetest.Encode(cfg))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -400,7 +397,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 
-	db, err := store.Open(path)
+	db, err = store.OpenConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"context"
@@ -10,11 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 	"github.com/bwxchange/bwx/shared/clock"
 )
 
+func TestMain(m *testing.M) { storetest.Main(m) }
+
 func TestOpenIsWALWithForeignKeys(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "bwx.db"))
+	if storetest.Dialect() != store.SQLite {
+		t.Skip("sqlite's settings; TestRefusesDanglingReference runs on postgres")
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,23 +35,28 @@ func TestOpenIsWALWithForeignKeys(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
 		t.Fatalf("foreign_keys = %d, %v; want 1", fk, err)
 	}
-	// A dangling reference must be refused.
-	_, err = db.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (999, 'p', 1)")
-	if err == nil || !strings.Contains(err.Error(), "FOREIGN KEY") {
-		t.Fatalf("insert with dangling member_id: err = %v, want a FOREIGN KEY error", err)
-	}
 	var sync int
 	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
 		t.Fatalf("synchronous = %d, %v; want 2 (FULL)", sync, err)
 	}
-	if v, _ := db.Version(ctx); v != Latest() {
-		t.Fatalf("version = %d, want %d", v, Latest())
+}
+
+func TestRefusesDanglingReference(t *testing.T) {
+	db := storetest.Open(t)
+	ctx := context.Background()
+	// A dangling reference must be refused.
+	_, err := db.ExecContext(ctx, "INSERT INTO ports (member_id, name, capacity_bps) VALUES (999, 'p', 1)")
+	if !store.IsForeignKey(err) {
+		t.Fatalf("insert with dangling member_id: err = %v, want a foreign key error", err)
+	}
+	if v, _ := db.Version(ctx); v != store.Latest() {
+		t.Fatalf("version = %d, want %d", v, store.Latest())
 	}
 }
 
 func TestMigratesOldDatabaseKeepingData(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	old, err := OpenVersion(path, 1)
+	cfg := storetest.EmptyConfig(t)
+	old, err := store.OpenConfigVersion(cfg, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +72,13 @@ func TestMigratesOldDatabaseKeepingData(t *testing.T) {
 	}
 	old.Close()
 
-	db, err := Open(path)
+	db, err := store.OpenConfig(cfg)
 	if err != nil {
 		t.Fatalf("migrating a version-1 database: %v", err)
 	}
 	defer db.Close()
-	if v, _ := db.Version(ctx); v != Latest() {
-		t.Fatalf("after migration version = %d, want %d", v, Latest())
+	if v, _ := db.Version(ctx); v != store.Latest() {
+		t.Fatalf("after migration version = %d, want %d", v, store.Latest())
 	}
 	var name string
 	if err := db.QueryRowContext(ctx, "SELECT name FROM members WHERE asn = 64500").Scan(&name); err != nil || name != "old-net" {
@@ -82,27 +94,30 @@ func TestMigratesOldDatabaseKeepingData(t *testing.T) {
 }
 
 func TestRefusesNewerDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "new.db")
-	db, err := Open(path)
+	cfg := storetest.Config(t)
+	db, err := store.OpenConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Exec("PRAGMA user_version = 999")
+	if db.Dialect() == store.Postgres {
+		_, err = db.Exec("UPDATE schema_version SET version = 999")
+	} else {
+		_, err = db.Exec("PRAGMA user_version = 999")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
-	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := store.OpenConfig(cfg); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("opening a newer database: err = %v, want a refusal", err)
 	}
 }
 
 func TestTxRollsBackOnError(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t)
 	ctx := context.Background()
 	boom := errors.New("boom")
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (64501, 'x', 1)"); err != nil {
 			return err
 		}
@@ -122,8 +137,11 @@ func TestTxRollsBackOnError(t *testing.T) {
 // writer's own checkpoint, which sqlite runs only once the WAL holds 1000
 // frames: the background checkpointer copies them.
 func TestCheckpointsInBackground(t *testing.T) {
+	if storetest.Dialect() != store.SQLite {
+		t.Skip("sqlite's WAL checkpointer")
+	}
 	path := filepath.Join(t.TempDir(), "bwx.db")
-	db, err := Open(path)
+	db, err := store.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,4 +181,59 @@ func TestCheckpointsInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close() // a second Close must not hang
+}
+
+// A list of hosts with target_session_attrs=read-write finds the writable
+// one: the first host here does not exist.
+func TestPostgresMultiHostDSN(t *testing.T) {
+	if storetest.Dialect() != store.Postgres {
+		t.Skip("postgres only (BWX_TEST_POSTGRES=1)")
+	}
+	cfg := storetest.Config(t)
+	dir := strings.TrimPrefix(strings.Fields(cfg.DSN)[0], "host=")
+	cfg.DSN = strings.Replace(cfg.DSN, "host="+dir, "host="+filepath.Join(t.TempDir(), "gone")+","+dir, 1) + " target_session_attrs=read-write"
+	db, err := store.OpenConfig(cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", cfg.DSN, err)
+	}
+	defer db.Close()
+	if v, err := db.Version(context.Background()); err != nil || v != store.Latest() {
+		t.Fatalf("version = %d, %v", v, err)
+	}
+}
+
+// Read-write transactions run one at a time on both engines: the domain
+// packages' read-then-write transactions rely on it.
+func TestWritersRunOneAtATime(t *testing.T) {
+	db := storetest.Open(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "INSERT INTO members (asn, name, created_us) VALUES (64500, 'n', 0)"); err != nil {
+		t.Fatal(err)
+	}
+	// Each writer reads the count and writes count+1: interleaved, two
+	// would read the same count and the final value would fall short.
+	const writers = 8
+	errs := make(chan error, writers)
+	for range writers {
+		go func() {
+			errs <- db.Tx(ctx, func(tx *sql.Tx) error {
+				var n int64
+				if err := tx.QueryRowContext(ctx, "SELECT created_us FROM members WHERE asn = 64500").Scan(&n); err != nil {
+					return err
+				}
+				time.Sleep(5 * time.Millisecond)
+				_, err := tx.ExecContext(ctx, "UPDATE members SET created_us = ? WHERE asn = 64500", n+1)
+				return err
+			})
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int64
+	if err := db.QueryRowContext(ctx, "SELECT created_us FROM members WHERE asn = 64500").Scan(&n); err != nil || n != writers {
+		t.Fatalf("counter = %d, %v; want %d", n, err, writers)
+	}
 }

@@ -77,7 +77,7 @@ fatal; a failed import changes nothing. "-" reads standard input.`,
 				defer closeFile()
 				in = append(in, irr.Input{Name: name, R: r})
 			}
-			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d route objects to %s\n", n, db.Path()) }
+			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d route objects to %s\n", n, db.Name()) }
 			rep, err := irr.Import(ctx, db, in, irr.ImportOptions{Source: source, AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
 			return imported(g, cmd, "irr", "route objects", rep, rep.Objects > 0, printIRR, err)
 		},
@@ -104,7 +104,7 @@ import changes nothing. "-" reads standard input.`,
 				return err
 			}
 			defer closeFile()
-			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d ROAs to %s\n", n, db.Path()) }
+			parsed := func(n int) { fmt.Fprintf(cmd.ErrOrStderr(), "writing %d ROAs to %s\n", n, db.Name()) }
 			rep, err := rpki.Import(ctx, db, args[0], r, rpki.ImportOptions{AllowShrink: allowShrink, MaxErrors: maxErrors, Parsed: parsed})
 			return imported(g, cmd, "roas", "ROAs", rep, rep.ROAs > 0, printROAs, err)
 		},
@@ -253,6 +253,14 @@ func (g *globals) openStore(cmd *cobra.Command) (*store.DB, context.Context, fun
 	cfg, err := loadConfigOrDefault(g.configPath)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if sc := cfg.StoreConfig(); sc.Driver == store.Postgres {
+		db, err := store.OpenConfig(sc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		return db, ctx, func() { stop(); db.Close() }, nil
 	}
 	path := cfg.StorePath()
 	fresh := false

@@ -1,6 +1,6 @@
 // Command bwx-arbiter is the exchange's daemon (`run`) and its operator
 // commands (ca, member, prefix, orders, trades, import, bgp, settle, credit,
-// quality, federation).
+// quality, federation, store).
 package main
 
 import (
@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.arbiter, "arbiter", "", "reach a remote arbiter at host:port with --bundle instead of the local socket")
 	root.PersistentFlags().StringVar(&g.bundle, "bundle", "", "operator certificate bundle, with --arbiter")
 	root.PersistentFlags().StringVarP(&g.out.Format, "output", "o", "table", "output format: table or json")
-	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g), qualityCmd(g), federationCmd(g))
+	root.AddCommand(runCmd(g), caCmd(g), memberCmd(g), prefixCmd(g), ordersCmd(g), tradesCmd(g), importCmd(g), bgpCmd(g), settleCmd(g), creditCmd(g), qualityCmd(g), federationCmd(g), storeCmd(g))
 	root.AddCommand(clidoc.Command(root))
 	return root
 }

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/arbiter/store/storetest"
 )
 
 func parse(t *testing.T, in string) ([]ROA, Stats, error) {
@@ -246,11 +246,7 @@ func TestValidate(t *testing.T) {
 
 func openDB(t testing.TB) *store.DB {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bwx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	return db
 }
 
@@ -303,7 +299,7 @@ func TestImportReplacesAtomically(t *testing.T) {
 	}
 
 	var ok, failed int
-	if err := db.QueryRow("SELECT SUM(error = ''), SUM(error <> '') FROM registry_imports WHERE kind = 'rpki' AND source = 'roas'").Scan(&ok, &failed); err != nil || ok != 2 || failed != 3 {
+	if err := db.QueryRow("SELECT count(CASE WHEN error = '' THEN 1 END), count(CASE WHEN error <> '' THEN 1 END) FROM registry_imports WHERE kind = 'rpki' AND source = 'roas'").Scan(&ok, &failed); err != nil || ok != 2 || failed != 3 {
 		t.Fatalf("import log: %d ok, %d failed, %v; want 2 and 3", ok, failed, err)
 	}
 }
