@@ -18,6 +18,7 @@ import (
 	"github.com/bwxchange/bwx/agent/capture"
 	"github.com/bwxchange/bwx/agent/spool"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // busyArbiter refuses the first `refuse` ReportUsage calls as the
@@ -36,7 +37,7 @@ type busyArbiter struct {
 func (a *busyArbiter) ReportUsage(_ context.Context, r *pb.ReportUsageRequest) (*pb.ReportUsageResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.calls = append(a.calls, time.Now())
+	a.calls = append(a.calls, clock.Now())
 	if len(a.calls) <= a.refuse {
 		st, _ := status.New(codes.ResourceExhausted, "member AS64510 has 8 calls in flight").
 			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(a.hint)})
@@ -95,8 +96,8 @@ func TestAgentHonoursPushBack(t *testing.T) {
 				t.Errorf("pushed back: %d reports in the spool, want all %d", l, n)
 			}
 		}})
-	deadline := time.Now().Add(10 * time.Second)
-	for sp.Len(KindUsage) > 0 && time.Now().Before(deadline) {
+	deadline := clock.Now().Add(10 * time.Second)
+	for sp.Len(KindUsage) > 0 && clock.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	arb.mu.Lock()

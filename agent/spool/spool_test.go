@@ -534,7 +534,7 @@ func TestDrainHonoursPushBack(t *testing.T) {
 	send := func(_ context.Context, items []Item) error {
 		mu.Lock()
 		defer mu.Unlock()
-		tries = append(tries, time.Now())
+		tries = append(tries, clock.Now())
 		if len(tries) <= refusals {
 			if l := s.Len("usage"); l != n {
 				t.Errorf("refusal %d: %d reports in the spool, want all %d", len(tries), l, n)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 )
 
 // The attack of issue 22: one member (with about 2,100 orders) fires 2,000
@@ -81,11 +82,11 @@ func TestOneMemberCannotStarveAnother(t *testing.T) {
 	// The victim's latency with nothing else going on, for the report.
 	var idle []time.Duration
 	for range 20 {
-		start := time.Now()
+		start := clock.Now()
 		if _, err := vu.GetCredit(ctx, &pb.GetCreditRequest{}); err != nil {
 			t.Fatal(err)
 		}
-		idle = append(idle, time.Since(start))
+		idle = append(idle, clock.Since(start))
 	}
 	slices.Sort(idle)
 
@@ -123,9 +124,9 @@ func TestOneMemberCannotStarveAnother(t *testing.T) {
 	go func() {
 		defer close(victimDone)
 		for {
-			start := time.Now()
+			start := clock.Now()
 			_, err := vu.GetCredit(floodCtx, &pb.GetCreditRequest{})
-			latencies = append(latencies, time.Since(start))
+			latencies = append(latencies, clock.Since(start))
 			if err != nil {
 				t.Errorf("victim's GetCredit: %v", err)
 				return
@@ -142,7 +143,7 @@ func TestOneMemberCannotStarveAnother(t *testing.T) {
 	before := pushbacks(t, x)
 	var hinted atomic.Int64
 	others := make(chan error, flood)
-	floodStart := time.Now()
+	floodStart := clock.Now()
 	for range flood {
 		wg.Go(func() {
 			r, err := at.ListOrders(floodCtx, &pb.ListOrdersRequest{})
@@ -165,7 +166,7 @@ func TestOneMemberCannotStarveAnother(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	floodTook := time.Since(floodStart)
+	floodTook := clock.Since(floodStart)
 	close(floodOver)
 	<-victimDone
 	close(stopSampling)

@@ -70,7 +70,7 @@ func dialRaw(t *testing.T, h *labnet.Host, asn uint32, rcvbuf int) (*rawPeer, er
 		conn.Close()
 		return nil, err
 	}
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	conn.SetReadDeadline(clock.Now().Add(5 * time.Second))
 	for gotOpen := false; ; {
 		m, err := readMsg(conn)
 		if err != nil {
@@ -143,7 +143,7 @@ func (p *rawPeer) sendMsg(m *bgp.BGPMessage) error {
 func (p *rawPeer) send(b []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	p.conn.SetWriteDeadline(clock.Now().Add(5 * time.Second))
 	_, err := p.conn.Write(b)
 	return err
 }
@@ -167,7 +167,7 @@ func (p *rawPeer) reader() {
 			return // the socket's buffer fills; keepalive notices the end
 		default:
 		}
-		p.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		p.conn.SetReadDeadline(clock.Now().Add(200 * time.Millisecond))
 		m, err := readMsg(p.conn)
 		var ne net.Error
 		switch {
@@ -615,7 +615,7 @@ func TestLabMisbehavingPeer(t *testing.T) {
 		wg.Wait()
 		healthy("after a flapping session")
 		// Let in again after the damping time.
-		time.Sleep(time.Until(dampedAt.Add(10 * time.Second)))
+		time.Sleep(clock.Until(dampedAt.Add(10 * time.Second)))
 		if _, err := dialRaw(t, fh, flapASN, 0); err == nil {
 			t.Errorf("dampened session came up within 10 s")
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/bwxchange/bwx/arbiter/store"
+	"github.com/bwxchange/bwx/shared/clock"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver for the admin connection
 )
 
@@ -200,7 +201,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := clock.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err = s.admin.PingContext(ctx)
@@ -208,7 +209,7 @@ func Start() (*Server, error) {
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
 			return fail(fmt.Errorf("postgres not up after 30 s: %v\n%s", err, log))
 		}
