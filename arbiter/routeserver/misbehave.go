@@ -34,6 +34,12 @@ const (
 // ReasonASPathTooLong: the AS_PATH has more than MaxASPathLen ASNs.
 var ReasonASPathTooLong = fmt.Sprintf("AS_PATH longer than %d", MaxASPathLen)
 
+// ReasonMaxPrefix is the close reason of a session GoBGP shut down for
+// announcing more than its max_prefixes. GoBGP's own "Peer Down" reason
+// races with the member closing its end on the NOTIFICATION (then it says
+// "read-failed"); the admin state it sets before sending is not racy.
+const ReasonMaxPrefix = "notification-sent code 6(cease) subcode 1(maximum number of prefixes reached)"
+
 // ReasonFlapping is the close reason of a session the route server shut
 // down for flapping (Config.FlapLimit).
 const ReasonFlapping = "dampened: flapping"
@@ -91,6 +97,9 @@ func (l *closeLog) take(a netip.Addr) string {
 // has flapped too often. s.mu is not held.
 func (s *Server) sessionClosed(n *neighbor, st *api.PeerState) {
 	reason := s.closes.take(n.addr)
+	if st.GetAdminState() == api.PeerState_PFX_CT {
+		reason = ReasonMaxPrefix
+	}
 	now := clock.Now()
 	s.mu.Lock()
 	s.closed[closeKey{n.asn, reason}]++
