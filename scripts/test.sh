@@ -66,7 +66,7 @@ if (($# == 0)); then
 	rapidpkgs=(./arbiter/book/ ./arbiter/settle/ ./arbiter/registry/irr/ ./arbiter/registry/rpki/ ./arbiter/quality/)
 	plainpkgs=(./arbiter/store/... ./arbiter/registry/ ./arbiter/delivery/)
 	step "BWX_TEST_POSTGRES=1 go test ${args[*]} (${rapidpkgs[*]} with -rapid.checks=20) ${plainpkgs[*]}"
-	BWX_TEST_POSTGRES=1 go test "${args[@]}" -rapid.checks=20 "${rapidpkgs[@]}"
+	BWX_TEST_POSTGRES=1 go test "${args[@]}" "${rapidpkgs[@]}" -rapid.checks=20
 	BWX_TEST_POSTGRES=1 go test "${args[@]}" "${plainpkgs[@]}"
 fi
 
