@@ -113,6 +113,10 @@ func (b *Book) OrdersPage(ctx context.Context, asn uint32, openOnly bool, after 
 	if openOnly {
 		q += " AND " + openCond
 	}
+	// No LIMIT for every one: PostgreSQL refuses sqlite's LIMIT -1.
+	if limit < 0 {
+		return queryOrders(ctx, b.db, q+" ORDER BY o.id", asn, asn, after)
+	}
 	return queryOrders(ctx, b.db, q+" ORDER BY o.id LIMIT ?", asn, asn, after, limit)
 }
 

@@ -93,6 +93,10 @@ func (b *Book) TradesPage(ctx context.Context, asn uint32, activeOnly bool, afte
 		q += " AND t.cancelled = 0 AND t.start_us <= ? AND t.end_us > ?"
 		args = append(args, now, now)
 	}
+	// No LIMIT for every one: PostgreSQL refuses sqlite's LIMIT -1.
+	if limit < 0 {
+		return queryTrades(ctx, b.db, q+" ORDER BY t.id", args...)
+	}
 	return queryTrades(ctx, b.db, q+" ORDER BY t.id LIMIT ?", append(args, limit)...)
 }
 
