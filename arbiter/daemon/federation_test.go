@@ -20,6 +20,7 @@ import (
 	"github.com/bwxchange/bwx/arbiter/daemon"
 	"github.com/bwxchange/bwx/arbiter/federation"
 	pb "github.com/bwxchange/bwx/proto/bwx/v1"
+	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/pki"
 )
 
@@ -244,7 +245,7 @@ func streamWith(t *testing.T, x *exchange, cert tls.Certificate, caFile string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13, Time: clock.Now}
 	if len(cert.Certificate) > 0 {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
