@@ -96,19 +96,61 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestReconnectsAndResumesAfterLastEvent(t *testing.T) {
-	dir := t.TempDir()
+// testCA makes a CA for an arbiter on 127.0.0.1 in dir, and the bundle
+// of the agent (AS64510) from it.
+func testCA(t *testing.T, dir string) (ca *pki.CA, bundle string) {
+	t.Helper()
 	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := filepath.Join(dir, "agent.pem")
+	bundle = filepath.Join(dir, "agent.pem")
 	if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
 		t.Fatal(err)
 	}
+	return ca, bundle
+}
+
+// freeAddr is a 127.0.0.1 host:port nobody listens on.
+func freeAddr() string {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// pairAgent serves fa and fb as an arbiter pair (until the test ends) and
+// returns an agent for it, not yet running, with the servers and their
+// addresses.
+func pairAgent(t *testing.T, fa, fb *fakeArbiter) (a *daemon.Agent, srvA, srvB *grpc.Server, addrA, addrB string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, bundle := testCA(t, dir)
+	addrA, addrB = freeAddr(), freeAddr()
+	srvA, srvB = serve(t, ca, addrA, fa), serve(t, ca, addrB, fb)
+	t.Cleanup(srvA.Stop)
+	t.Cleanup(srvB.Stop)
+	cfg := daemon.DefaultConfig()
+	cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
+	cfg.Metrics.Listen = ""
+	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, srvA, srvB, addrA, addrB
+}
+
+// run runs a until stop, which waits for Run to return and closes a.
+func run(a *daemon.Agent) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); a.Close(); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+func TestReconnectsAndResumesAfterLastEvent(t *testing.T) {
+	dir := t.TempDir()
+	ca, bundle := testCA(t, dir)
+	addr := freeAddr()
 
 	f := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2)}}
 	srv := serve(t, ca, addr, f)
@@ -187,43 +229,17 @@ func TestRefusesOperatorBundleAndBadConfig(t *testing.T) {
 // replays events the cursor says the agent has).
 func TestEventStreamFailsOverToTheOtherArbiter(t *testing.T) {
 	for _, replay := range []bool{false, true} {
-		dir := t.TempDir()
-		ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		bundle := filepath.Join(dir, "agent.pem")
-		if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
-			t.Fatal(err)
-		}
-		free := func() string {
-			l, _ := net.Listen("tcp", "127.0.0.1:0")
-			defer l.Close()
-			return l.Addr().String()
-		}
-		addrA, addrB := free(), free()
 		fa := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2)}}
 		// The second arbiter has the events the first committed, and
 		// more since (one store behind both).
 		fb := &fakeArbiter{events: []*pb.TradeEvent{ev(1), ev(2), ev(3), ev(4)}, replay: replay}
-		srvA := serve(t, ca, addrA, fa)
-		srvB := serve(t, ca, addrB, fb)
-		defer srvB.Stop()
-		cfg := daemon.DefaultConfig()
-		cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
-		cfg.Metrics.Listen = ""
-		a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, srvA, _, addrA, addrB := pairAgent(t, fa, fb)
 		a.MinBackoff, a.MaxBackoff = 20*time.Millisecond, time.Minute
 		var mu sync.Mutex
 		var got []uint64
 		a.OnEvent = func(e *pb.TradeEvent) { mu.Lock(); got = append(got, e.Sequence); mu.Unlock() }
 		count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { a.Run(ctx); a.Close(); close(done) }()
+		stop := run(a)
 		waitFor(t, "events 1 and 2 from the first arbiter", func() bool { return count() == 2 })
 		if st := a.Status(); st.EventStream != addrA || st.Arbiter != addrA || len(st.Arbiters) != 2 {
 			t.Fatalf("status %+v, want the stream and calls on %s", st, addrA)
@@ -241,8 +257,7 @@ func TestEventStreamFailsOverToTheOtherArbiter(t *testing.T) {
 		}
 		waitFor(t, "the status to show the second arbiter", func() bool { return a.Status().EventStream == addrB })
 		time.Sleep(50 * time.Millisecond) // any duplicate would arrive now
-		cancel()
-		<-done
+		stop()
 		mu.Lock()
 		if len(got) != 4 || got[0] != 1 || got[1] != 2 || got[2] != 3 || got[3] != 4 {
 			t.Errorf("replay %v: events applied %v, want [1 2 3 4] once each", replay, got)
@@ -255,38 +270,12 @@ func TestEventStreamFailsOverToTheOtherArbiter(t *testing.T) {
 // arbiter (one quick move to the other, then the delay grows), rather
 // than bouncing between them.
 func TestEventStreamBacksOffWhenBothArbitersFail(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(dir, "agent.pem")
-	if err := pki.IssueBundle(ca, pki.MemberIdentity(64510), bundle); err != nil {
-		t.Fatal(err)
-	}
-	free := func() string {
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer l.Close()
-		return l.Addr().String()
-	}
-	addrA, addrB := free(), free()
 	fa, fb := &fakeArbiter{refuse: true}, &fakeArbiter{refuse: true}
-	defer serve(t, ca, addrA, fa).Stop()
-	defer serve(t, ca, addrB, fb).Stop()
-	cfg := daemon.DefaultConfig()
-	cfg.Arbiter.Addresses, cfg.Bundle, cfg.StateDir = []string{addrA, addrB}, bundle, filepath.Join(dir, "state")
-	cfg.Metrics.Listen = ""
-	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _, _, _, _ := pairAgent(t, fa, fb)
 	a.MinBackoff, a.MaxBackoff = 10*time.Millisecond, 400*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); a.Close(); close(done) }()
+	stop := run(a)
 	time.Sleep(1500 * time.Millisecond) // the span under test
-	cancel()
-	<-done
+	stop()
 	_, na := fa.lastAsked()
 	_, nb := fb.lastAsked()
 	// 10, 20, 40, ... 400 ms: about 9 attempts in 1.5 s (a few more with

@@ -192,11 +192,11 @@ func (f *labArbiter) ended(id uint64) {
 	}
 }
 
-// serveArbiter serves the lab arbiter on the route server's host.
-func (l *routeLab) serveArbiter(ca *pki.CA) {
+// serveArbiter serves the lab arbiter (l.arb) on h at addr until the test
+// ends.
+func (l *routeLab) serveArbiter(ca *pki.CA, h *labnet.Host, addr string) *grpc.Server {
 	l.t.Helper()
-	l.arb = &labArbiter{wake: make(chan struct{})}
-	lis, err := l.rsH.Listen("tcp", "192.0.2.1:7443")
+	lis, err := h.Listen("tcp", addr)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -204,6 +204,7 @@ func (l *routeLab) serveArbiter(ca *pki.CA) {
 	pb.RegisterTradingServiceServer(srv, l.arb)
 	go srv.Serve(lis)
 	l.t.Cleanup(srv.Stop)
+	return srv
 }
 
 func needTools(t testing.TB) {
@@ -237,7 +238,8 @@ func newRouteLab(t testing.TB) *routeLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.serveArbiter(ca)
+	l.arb = &labArbiter{wake: make(chan struct{})}
+	l.serveArbiter(ca, l.rsH, "192.0.2.1:7443")
 	bundle := filepath.Join(l.dir, "agent.pem")
 	if err := pki.IssueBundle(ca, pki.MemberIdentity(buyerASN), bundle); err != nil {
 		t.Fatal(err)
@@ -279,8 +281,8 @@ status:
 	// Beyond what the trades use, prefixes for the route check's test:
 	// default routes, prefixes the buyer never buys, a seller of
 	// 2001:db8:100::/48 it does not buy from.
-	l.bird(l.s1, seller1AS, "198.51.100.0/24", "2001:db8:100::/48", "0.0.0.0/0", "::/0", "198.18.0.0/15", "2001:db8:300::/48")
-	l.bird(l.s2, seller2AS, "198.51.100.0/24", "203.0.113.0/24", "2001:db8:100::/48", "2001:db8:200::/48")
+	l.bird(l.s1, seller1AS, []*labnet.Host{l.rsH}, "198.51.100.0/24", "2001:db8:100::/48", "0.0.0.0/0", "::/0", "198.18.0.0/15", "2001:db8:300::/48")
+	l.bird(l.s2, seller2AS, []*labnet.Host{l.rsH}, "198.51.100.0/24", "203.0.113.0/24", "2001:db8:100::/48", "2001:db8:200::/48")
 	l.startRS()
 	l.memberRouter()
 	return l
@@ -333,8 +335,9 @@ func (l *routeLab) ip(h *labnet.Host, args ...string) string {
 	return string(out)
 }
 
-// bird starts BIRD 2 on a seller announcing prefixes to the route server.
-func (l *routeLab) bird(h *labnet.Host, asn uint32, prefixes ...string) {
+// bird starts BIRD 2 on a seller announcing prefixes to the route
+// servers on rss, an IPv4 and an IPv6 session to each.
+func (l *routeLab) bird(h *labnet.Host, asn uint32, rss []*labnet.Host, prefixes ...string) {
 	l.t.Helper()
 	dir := filepath.Join(l.dir, "bird-"+h.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -351,12 +354,14 @@ func (l *routeLab) bird(h *labnet.Host, asn uint32, prefixes ...string) {
 		}
 	}
 	fmt.Fprintf(&w, "protocol static st4 { ipv4;\n%s}\nprotocol static st6 { ipv6;\n%s}\n", strings.Join(s4, ""), strings.Join(s6, ""))
-	for _, s := range []struct{ name, local, rs, ch string }{
-		{"rs4", h.Addr4().String(), "192.0.2.1", "ipv4"}, {"rs6", h.Addr6().String(), "2001:db8::1", "ipv6"},
-	} {
-		fmt.Fprintf(&w, "protocol bgp %s {\n  local %s as %d;\n  neighbor %s as %d;\n", s.name, s.local, asn, s.rs, rsASN)
-		fmt.Fprintf(&w, "  hold time 30; keepalive time 3; connect retry time 1; error wait time 1,2;\n")
-		fmt.Fprintf(&w, "  %s { import none; export where source = RTS_STATIC; };\n}\n", s.ch)
+	for i, rs := range rss {
+		for _, x := range []struct{ local, rs, ch string }{
+			{h.Addr4().String(), rs.Addr4().String(), "ipv4"}, {h.Addr6().String(), rs.Addr6().String(), "ipv6"},
+		} {
+			fmt.Fprintf(&w, "protocol bgp rs%d%s {\n  local %s as %d;\n  neighbor %s as %d;\n", i, x.ch, x.local, asn, x.rs, rsASN)
+			fmt.Fprintf(&w, "  hold time 30; keepalive time 3; connect retry time 1; error wait time 1,2;\n")
+			fmt.Fprintf(&w, "  %s { import none; export where source = RTS_STATIC; };\n}\n", x.ch)
+		}
 	}
 	conf := filepath.Join(dir, "bird.conf")
 	if err := os.WriteFile(conf, []byte(w.String()), 0o644); err != nil {
@@ -369,14 +374,18 @@ func (l *routeLab) bird(h *labnet.Host, asn uint32, prefixes ...string) {
 
 // startRS starts a route server in the rs namespace with the members and
 // the trades registered so far (as the arbiter does after a restart).
-func (l *routeLab) startRS() {
+func (l *routeLab) startRS() { l.rs = l.newRS(l.rsH) }
+
+// newRS starts a route server on h with the members and the trades
+// registered so far.
+func (l *routeLab) newRS(h *labnet.Host) *routeserver.Server {
 	l.t.Helper()
 	rs, err := routeserver.New(routeserver.Config{
-		ASN: rsASN, RouterID: l.rsH.Addr4(),
-		ListenAddrs: []string{l.rsH.Addr4().String(), l.rsH.Addr6().String()},
+		ASN: rsASN, RouterID: h.Addr4(),
+		ListenAddrs: []string{h.Addr4().String(), h.Addr6().String()},
 		Checker:     routeserver.CheckerFunc(func(uint32, netip.Prefix, uint32) (bool, string) { return true, "" }),
 		HoldTime:    30 * time.Second, GracefulRestartTime: grTime,
-		Passive: true, RunIn: l.rsH.Do,
+		Passive: true, RunIn: h.Do,
 	})
 	if err != nil {
 		l.t.Fatal(err)
@@ -398,7 +407,7 @@ func (l *routeLab) startRS() {
 	if err := rs.Start(ctx); err != nil {
 		l.t.Fatal(err)
 	}
-	l.rs = rs
+	return rs
 }
 
 // crashRS ends the route server as a crash or kill of the arbiter does:

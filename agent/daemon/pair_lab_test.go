@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/bwxchange/bwx/arbiter/routeserver"
-	pb "github.com/bwxchange/bwx/proto/bwx/v1"
 	"github.com/bwxchange/bwx/shared/clock"
 	"github.com/bwxchange/bwx/shared/labnet"
 	"github.com/bwxchange/bwx/shared/labnet/labtest"
@@ -54,14 +52,7 @@ func TestLabAgentWithArbiterPair(t *testing.T) {
 	}
 	l.arb = &labArbiter{wake: make(chan struct{})}
 	for _, s := range []*pairSide{a, b} {
-		lis, err := s.h.Listen("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
-		pb.RegisterTradingServiceServer(s.grpc, l.arb)
-		go s.grpc.Serve(lis)
-		t.Cleanup(s.grpc.Stop)
+		s.grpc = l.serveArbiter(ca, s.h, s.addr)
 	}
 	bundle := filepath.Join(l.dir, "agent.pem")
 	if err := pki.IssueBundle(ca, pki.MemberIdentity(buyerASN), bundle); err != nil {
@@ -96,9 +87,9 @@ metrics:
 		{ASN: buyerASN, Addresses: []netip.Addr{l.buyer.Addr4(), l.buyer.Addr6()}, AddPathReceive: true},
 		{ASN: seller1AS, Addresses: []netip.Addr{l.s1.Addr4(), l.s1.Addr6()}},
 	}
-	l.birdPair(l.s1, seller1AS, []*pairSide{a, b}, p4a.String(), p6a.String(), p4b.String())
+	l.bird(l.s1, seller1AS, []*labnet.Host{a.h, b.h}, p4a.String(), p6a.String(), p4b.String())
 	for _, s := range []*pairSide{a, b} {
-		s.rs = l.startPairRS(s.h)
+		s.rs = l.newRS(s.h)
 	}
 	announce := func(id uint64, ps ...netip.Prefix) {
 		t.Helper()
@@ -220,67 +211,4 @@ func (l *routeLab) readCursor() uint64 {
 	var v uint64
 	fmt.Sscan(string(b), &v)
 	return v
-}
-
-// startPairRS starts a route server on h with the lab's members.
-func (l *routeLab) startPairRS(h *labnet.Host) *routeserver.Server {
-	l.t.Helper()
-	rs, err := routeserver.New(routeserver.Config{
-		ASN: rsASN, RouterID: h.Addr4(),
-		ListenAddrs: []string{h.Addr4().String(), h.Addr6().String()},
-		Checker:     routeserver.CheckerFunc(func(uint32, netip.Prefix, uint32) (bool, string) { return true, "" }),
-		HoldTime:    30 * time.Second, GracefulRestartTime: grTime,
-		Passive: true, RunIn: h.Do,
-	})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(rs.Stop)
-	ctx := context.Background()
-	for _, m := range l.members {
-		if err := rs.AddMember(ctx, m); err != nil {
-			l.t.Fatal(err)
-		}
-	}
-	if err := rs.Start(ctx); err != nil {
-		l.t.Fatal(err)
-	}
-	return rs
-}
-
-// birdPair starts BIRD 2 on a seller announcing prefixes to both route
-// servers, IPv4 and IPv6 sessions to each.
-func (l *routeLab) birdPair(h *labnet.Host, asn uint32, sides []*pairSide, prefixes ...string) {
-	l.t.Helper()
-	dir := filepath.Join(l.dir, "bird-"+h.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		l.t.Fatal(err)
-	}
-	var w strings.Builder
-	fmt.Fprintf(&w, "log stderr all;\nrouter id %s;\nprotocol device {}\n", h.Addr4())
-	var s4, s6 []string
-	for _, p := range prefixes {
-		if netip.MustParsePrefix(p).Addr().Is4() {
-			s4 = append(s4, "  route "+p+" unreachable;\n")
-		} else {
-			s6 = append(s6, "  route "+p+" unreachable;\n")
-		}
-	}
-	fmt.Fprintf(&w, "protocol static st4 { ipv4;\n%s}\nprotocol static st6 { ipv6;\n%s}\n", strings.Join(s4, ""), strings.Join(s6, ""))
-	for i, s := range sides {
-		for _, x := range []struct{ local, rs, ch string }{
-			{h.Addr4().String(), s.h.Addr4().String(), "ipv4"}, {h.Addr6().String(), s.h.Addr6().String(), "ipv6"},
-		} {
-			fmt.Fprintf(&w, "protocol bgp rs%d%s {\n  local %s as %d;\n  neighbor %s as %d;\n", i, x.ch, x.local, asn, x.rs, rsASN)
-			fmt.Fprintf(&w, "  hold time 30; keepalive time 3; connect retry time 1; error wait time 1,2;\n")
-			fmt.Fprintf(&w, "  %s { import none; export where source = RTS_STATIC; };\n}\n", x.ch)
-		}
-	}
-	conf := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(conf, []byte(w.String()), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	if _, err := h.Start(l.t.Context(), filepath.Join(dir, "bird.log"), "bird", "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid")); err != nil {
-		l.t.Fatal(err)
-	}
 }

@@ -33,12 +33,9 @@ var common = []grpc.DialOption{
 // serverName is the name or address on the arbiter's certificate; empty
 // means the host part of addr. extra options come after the common ones.
 func DialTLS(addr, serverName string, b *pki.Bundle, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
-	host, _, err := net.SplitHostPort(addr)
+	serverName, err := certName(addr, serverName)
 	if err != nil {
-		return nil, fmt.Errorf("arbiter address %q: want host:port", addr)
-	}
-	if serverName == "" {
-		serverName = host
+		return nil, err
 	}
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, serverName)))}, common...)
 	return grpc.NewClient("passthrough:///"+addr, append(opts, extra...)...)
@@ -59,14 +56,11 @@ func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientC
 	}
 	var st resolver.State
 	for _, a := range addrs {
-		host, _, err := net.SplitHostPort(a)
+		name, err := certName(a, serverName)
 		if err != nil {
-			return nil, fmt.Errorf("arbiter address %q: want host:port", a)
+			return nil, err
 		}
-		ra := resolver.Address{Addr: a, ServerName: host}
-		if serverName != "" {
-			ra.ServerName = serverName
-		}
+		ra := resolver.Address{Addr: a, ServerName: name}
 		st.Addresses = append(st.Addresses, ra)
 		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{ra}})
 	}
@@ -77,6 +71,19 @@ func DialTLSAny(addrs []string, serverName string, b *pki.Bundle) (*grpc.ClientC
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(b, ""))),
 		grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`), follow}, common...)
 	return grpc.NewClient(r.Scheme()+":///arbiters", opts...)
+}
+
+// certName is the name checked on the certificate of the arbiter at addr
+// (host:port): serverName, or when empty the host part of addr.
+func certName(addr, serverName string) (string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("arbiter address %q: want host:port", addr)
+	}
+	if serverName == "" {
+		return host, nil
+	}
+	return serverName, nil
 }
 
 // DialUnix connects to the operator socket at path.

@@ -15,17 +15,12 @@ import (
 	"github.com/bwxchange/bwx/shared/rpc"
 )
 
-// A one-off command's connection to a pair whose first arbiter is down
-// reaches the second, checking the second's certificate against its own
-// address (the first's, 192.0.2.99, is not on it: a name taken from the
-// first address would fail).
-func TestDialTLSAnyReachesTheSecondArbiter(t *testing.T) {
-	lis, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
+// memberBundle makes a CA whose server certificate names ips, and a
+// member's bundle from it.
+func memberBundle(t *testing.T, ips []string) (*pki.CA, *pki.Bundle) {
+	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", []string{"::1"})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", ips)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +32,30 @@ func TestDialTLSAnyReachesTheSecondArbiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca, b
+}
+
+// serveTLS serves a on lis with ca's server certificate until the test
+// ends, and returns its address.
+func serveTLS(t *testing.T, ca *pki.CA, lis net.Listener, a *arbiter) string {
 	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
-	pb.RegisterTradingServiceServer(s, &arbiter{name: "b"})
+	pb.RegisterTradingServiceServer(s, a)
 	go s.Serve(lis)
-	defer s.Stop()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+// A one-off command's connection to a pair whose first arbiter is down
+// reaches the second, checking the second's certificate against its own
+// address (the first's, 192.0.2.99, is not on it: a name taken from the
+// first address would fail).
+func TestDialTLSAnyReachesTheSecondArbiter(t *testing.T) {
+	lis, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ca, b := memberBundle(t, []string{"::1"})
+	serveTLS(t, ca, lis, &arbiter{name: "b"})
 	downAddr := "192.0.2.99:7443" // TEST-NET-1: nobody answers
 
 	for _, c := range []struct {
@@ -67,32 +82,16 @@ func TestDialTLSAnyReachesTheSecondArbiter(t *testing.T) {
 // A one-off command's call refused by a follower naming the matcher is
 // answered by the matcher.
 func TestDialTLSAnyFollowsTheMatcher(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "m.pem")
-	if err := pki.IssueBundle(ca, pki.MemberIdentity(64501), p); err != nil {
-		t.Fatal(err)
-	}
-	b, err := pki.LoadBundle(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveTLS := func(a *arbiter) string {
+	ca, b := memberBundle(t, nil)
+	serve := func(a *arbiter) string {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca.ServerCertificate(), ca.Pool()))))
-		pb.RegisterTradingServiceServer(s, a)
-		go s.Serve(lis)
-		t.Cleanup(s.Stop)
-		return lis.Addr().String()
+		return serveTLS(t, ca, lis, a)
 	}
-	matcher := serveTLS(&arbiter{name: "b"})
-	follower := serveTLS(&arbiter{name: "a", matcher: matcher})
+	matcher := serve(&arbiter{name: "b"})
+	follower := serve(&arbiter{name: "a", matcher: matcher})
 	conn, err := rpc.DialTLSAny([]string{follower}, "", b)
 	if err != nil {
 		t.Fatal(err)

@@ -272,7 +272,7 @@ func (f *Failover) failed(i int, err error) bool {
 // Invoke is grpc.ClientConnInterface's unary call.
 func (f *Failover) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	i := f.pick()
-	err := f.invokeOn(ctx, f.conns[i], i, method, args, reply, opts)
+	err := f.invokeOn(ctx, i, method, args, reply, opts)
 	if err == nil {
 		return nil
 	}
@@ -282,22 +282,19 @@ func (f *Failover) Invoke(ctx context.Context, method string, args, reply any, o
 		return err
 	}
 	if j := f.pick(); j != i {
-		if err2 := f.invokeOn(ctx, f.conns[j], j, method, args, reply, opts); err2 == nil || !f.failed(j, err2) {
+		if err2 := f.invokeOn(ctx, j, method, args, reply, opts); err2 == nil || !f.failed(j, err2) {
 			return err2
 		}
 	}
 	return err
 }
 
-// invokeOn calls on conn (arbiter i, or -1 for a matcher not in the
-// list); a refusal naming the matcher is retried there once.
-func (f *Failover) invokeOn(ctx context.Context, conn *grpc.ClientConn, i int, method string, args, reply any, opts []grpc.CallOption) error {
+// invokeOn calls on arbiter i; a refusal naming the matcher is retried
+// there once.
+func (f *Failover) invokeOn(ctx context.Context, i int, method string, args, reply any, opts []grpc.CallOption) error {
 	var hdr, trl metadata.MD
 	o := append(opts[:len(opts):len(opts)], grpc.Header(&hdr), grpc.Trailer(&trl))
-	err := conn.Invoke(ctx, method, args, reply, o...)
-	if err == nil || i < 0 {
-		return err
-	}
+	err := f.conns[i].Invoke(ctx, method, args, reply, o...)
 	m := matcherOf(err, hdr, trl)
 	if m == "" || strings.EqualFold(m, f.addrs[i]) {
 		return err
